@@ -1,0 +1,129 @@
+//! Administration of a hub's data dir, also while the hub runs: member add/list/remove work on the
+//! store directly, then poke the running hub through its admin socket (`<data>/admin.sock`) so a
+//! removed member's agents are cut off at once.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio_util::sync::CancellationToken;
+
+use crate::state::Hub;
+use crate::store::{DEFAULT_WORKSPACE, Member, Store};
+use crate::{ADMIN_SOCKET, auth, open_store};
+
+/// Admin socket commands.
+const RECHECK: &str = "recheck-members";
+const PING: &str = "ping";
+const SHUTDOWN: &str = "shutdown";
+
+/// Adds a member to the default workspace; returns them and their new token (shown once).
+pub async fn add_member(data_dir: &Path, name: &str, is_admin: bool) -> Result<(Member, String)> {
+    check_member_name(name)?;
+    let store = open_store(data_dir).await?;
+    let workspace = store.ensure_workspace(DEFAULT_WORKSPACE).await?;
+    let token = auth::new_token();
+    let member = store.add_member(workspace, name, &auth::token_hash(&token), is_admin).await?;
+    store.audit(Some(workspace), Some(name), "member.add", "").await?;
+    Ok((member, token))
+}
+
+/// Gives a member a new token (creating the member if needed); the old token stops working.
+pub async fn reset_member_token(data_dir: &Path, name: &str, is_admin: bool) -> Result<(Member, String)> {
+    check_member_name(name)?;
+    let store = open_store(data_dir).await?;
+    let workspace = store.ensure_workspace(DEFAULT_WORKSPACE).await?;
+    let token = auth::new_token();
+    let member = store.set_member_token(workspace, name, &auth::token_hash(&token), is_admin).await?;
+    store.audit(Some(workspace), Some(name), "member.token", "").await?;
+    poke(data_dir, RECHECK).await.ok();
+    Ok((member, token))
+}
+
+/// Members of the default workspace.
+pub async fn list_members(data_dir: &Path) -> Result<Vec<Member>> {
+    let store = open_store(data_dir).await?;
+    let workspace = store.ensure_workspace(DEFAULT_WORKSPACE).await?;
+    Ok(store.list_members(workspace).await?)
+}
+
+/// Removes a member; their token stops working and a running hub disconnects their agents.
+/// Returns whether a running hub confirmed the disconnect.
+pub async fn remove_member(data_dir: &Path, name: &str) -> Result<bool> {
+    let store = open_store(data_dir).await?;
+    let workspace = store.ensure_workspace(DEFAULT_WORKSPACE).await?;
+    store.remove_member(workspace, name).await?;
+    store.audit(Some(workspace), Some(name), "member.remove", "").await?;
+    Ok(poke(data_dir, RECHECK).await.is_ok())
+}
+
+/// Whether a hub is running on `data_dir` (its admin socket answers).
+pub async fn is_running(data_dir: &Path) -> bool {
+    poke(data_dir, PING).await.is_ok()
+}
+
+/// Asks the hub running on `data_dir` to shut down.
+pub async fn request_shutdown(data_dir: &Path) -> Result<()> {
+    poke(data_dir, SHUTDOWN).await.map(|_| ())
+}
+
+fn check_member_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    anyhow::ensure!(ok, "member name '{name}' may only hold letters, digits, '-', '_' and '.' (1-64 characters)");
+    Ok(())
+}
+
+/// Sends one command to a running hub and returns its one-line answer.
+async fn poke(data_dir: &Path, command: &str) -> Result<String> {
+    let mut stream = UnixStream::connect(data_dir.join(ADMIN_SOCKET))
+        .await
+        .context("no hub is running on this data dir")?;
+    stream.write_all(format!("{command}\n").as_bytes()).await?;
+    let mut answer = String::new();
+    BufReader::new(stream).read_line(&mut answer).await?;
+    Ok(answer.trim().to_string())
+}
+
+/// Serves the admin socket of a running hub.
+pub(crate) async fn listen(hub: Arc<Hub>, shutdown: CancellationToken) {
+    let path = hub.config.data_dir.join(ADMIN_SOCKET);
+    let _ = std::fs::remove_file(&path);
+    let listener = match UnixListener::bind(&path) {
+        Ok(listener) => listener,
+        Err(e) => return tracing::warn!(error = %e, path = %path.display(), "admin socket unavailable"),
+    };
+    loop {
+        let stream = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(_) => continue,
+            },
+        };
+        let (hub, shutdown) = (hub.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stream);
+            let mut line = String::new();
+            if reader.read_line(&mut line).await.is_err() {
+                return;
+            }
+            let answer = match line.trim() {
+                RECHECK => {
+                    hub.drop_removed_members().await;
+                    "ok"
+                }
+                PING => "pong",
+                SHUTDOWN => {
+                    shutdown.cancel();
+                    "ok"
+                }
+                _ => "unknown command",
+            };
+            let _ = reader.get_mut().write_all(format!("{answer}\n").as_bytes()).await;
+        });
+    }
+}

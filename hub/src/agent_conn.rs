@@ -1,0 +1,136 @@
+//! Accepting agent connections: TLS, then the hello that authenticates the member, then the role's
+//! HTTP/2 service. Nothing is served to a connection before its hello is accepted.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use pconnect_proto::handshake::{Hello, Refusal, RefusalCode, Reply, Role, Welcome};
+use pconnect_proto::names;
+use pconnect_proto::wire::{ALPN_FORWARD, ALPN_REVERSE, PROTOCOL_VERSION};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::server::TlsStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::link::frames::{read_frame, write_frame};
+use crate::link::tuning::HANDSHAKE_TIMEOUT;
+use crate::state::Hub;
+use crate::store::{Member, StoreError};
+use crate::{auth, forward, reverse};
+
+pub(crate) type AgentStream = TlsStream<TcpStream>;
+
+/// Accepts agent connections until shutdown; each runs in its own task.
+pub(crate) async fn accept_loop(hub: Arc<Hub>, listener: TcpListener, shutdown: CancellationToken, tasks: TaskTracker) {
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+        };
+        let span = tracing::info_span!("agent", %peer);
+        tasks.spawn(handle(hub.clone(), tcp, peer, shutdown.clone()).instrument(span));
+    }
+}
+
+async fn handle(hub: Arc<Hub>, tcp: TcpStream, peer: SocketAddr, shutdown: CancellationToken) {
+    let _ = tcp.set_nodelay(true);
+    let accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&hub, tcp)).await;
+    let (stream, hello, member) = match accepted {
+        Ok(Ok(Some(ok))) => ok,
+        Ok(Ok(None)) => return,
+        Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "handshake failed"),
+        Err(_) => return tracing::debug!(%peer, "handshake timed out"),
+    };
+    let cancel = shutdown.child_token();
+    let _guard = hub.track_connection(member.id, cancel.clone());
+    tracing::debug!(member = %member.name, role = ?hello.role, "agent connected");
+    let result = match hello.role {
+        Role::Forward => forward::serve(hub, member, stream, cancel).await,
+        Role::Reverse => reverse::serve(hub, member, hello, stream, cancel).await,
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "agent link ended");
+    }
+}
+
+/// TLS + hello. `Ok(None)` when the hello was refused (the refusal was sent).
+async fn handshake(hub: &Hub, tcp: TcpStream) -> anyhow::Result<Option<(AgentStream, Hello, Member)>> {
+    let mut stream = hub.tls.accept(tcp).await?;
+    let alpn_role = match stream.get_ref().1.alpn_protocol() {
+        Some(ALPN_FORWARD) => Some(Role::Forward),
+        Some(ALPN_REVERSE) => Some(Role::Reverse),
+        _ => None,
+    };
+    let hello: Hello = read_frame(&mut stream).await?;
+    match check_hello(hub, &hello, alpn_role).await {
+        Ok(member) => {
+            let welcome = Welcome { member: member.name.clone(), workspace: member.workspace.clone() };
+            write_frame(&mut stream, &Reply::Welcome(welcome)).await?;
+            Ok(Some((stream, hello, member)))
+        }
+        Err(refusal) => {
+            tracing::info!(code = ?refusal.code, reason = %refusal.message, "hello refused");
+            write_frame(&mut stream, &Reply::Refusal(refusal)).await?;
+            Ok(None)
+        }
+    }
+}
+
+/// Authenticates the hello and, on a reverse link, registers the services it serves.
+async fn check_hello(hub: &Hub, hello: &Hello, alpn_role: Option<Role>) -> Result<Member, Refusal> {
+    if hello.version != PROTOCOL_VERSION {
+        return Err(Refusal::new(
+            RefusalCode::Version,
+            format!("this hub speaks protocol {PROTOCOL_VERSION}, the agent speaks {}: upgrade connect", hello.version),
+        ));
+    }
+    if alpn_role != Some(hello.role) {
+        return Err(Refusal::new(RefusalCode::BadRequest, "the TLS ALPN id does not match the hello's role"));
+    }
+    let member = hub
+        .store
+        .member_by_token(&auth::token_hash(&hello.token))
+        .await
+        .map_err(internal)?
+        .ok_or_else(|| {
+            Refusal::new(
+                RefusalCode::Unauthorized,
+                "the hub rejected this token (unknown or revoked): ask a workspace admin for a new one, then run `connect login` again",
+            )
+        })?;
+    if hello.role == Role::Reverse {
+        register_services(hub, &member, hello).await?;
+    }
+    Ok(member)
+}
+
+async fn register_services(hub: &Hub, member: &Member, hello: &Hello) -> Result<(), Refusal> {
+    for service in &hello.services {
+        names::validate(&service.name).map_err(|e| Refusal::new(RefusalCode::BadRequest, e.to_string()))?;
+    }
+    for service in &hello.services {
+        match hub.store.upsert_service(member, &service.name, service.port).await {
+            Ok(_) => {}
+            Err(StoreError::ServiceOwned { service, owner }) => {
+                return Err(Refusal::new(
+                    RefusalCode::Conflict,
+                    format!("the name '{service}' is already used by {owner}'s service: pick another with --name"),
+                ));
+            }
+            Err(e) => return Err(internal(e)),
+        }
+    }
+    Ok(())
+}
+
+fn internal(e: StoreError) -> Refusal {
+    tracing::error!(error = %e, "store error during hello");
+    Refusal::new(RefusalCode::Draining, "the hub could not read its store; retrying")
+}

@@ -1,0 +1,199 @@
+//! A forward link: the agent is the HTTP/2 client. Serves its control RPCs and relays its outbound
+//! tunnels (reach) to the reverse link of the agent that owns the service.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use h2::RecvStream;
+use h2::server::SendResponse;
+use http::{Method, Request, Response, StatusCode};
+use pconnect_proto::control::{ErrorBody, ErrorCode, ServiceInfo, ServiceList, Unregister, WhoAmI};
+use pconnect_proto::wire::{self, HEADER_SERVICE_OWNER, TUNNEL_PROTOCOL};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::agent_conn::AgentStream;
+use crate::link::{heartbeat, pump, tuning};
+use crate::reverse;
+use crate::state::Hub;
+use crate::store::Member;
+
+/// Largest control request body.
+const MAX_RPC_BODY: usize = 64 * 1024;
+
+/// Serves one forward link until it closes, dies, or `cancel` fires.
+pub(crate) async fn serve(hub: Arc<Hub>, member: Member, io: AgentStream, cancel: CancellationToken) -> anyhow::Result<()> {
+    let mut conn = tuning::server_builder().handshake(io).await?;
+    let heartbeat = heartbeat::until_dead(conn.ping_pong().expect("ping_pong is taken once"));
+    tokio::pin!(heartbeat);
+    let member = Arc::new(member);
+    loop {
+        tokio::select! {
+            next = conn.accept() => match next {
+                Some(Ok((request, respond))) => {
+                    let span = tracing::debug_span!("rpc", path = %request.uri().path());
+                    tokio::spawn(handle(hub.clone(), member.clone(), request, respond).instrument(span));
+                }
+                Some(Err(e)) => return Err(e.into()),
+                None => return Ok(()),
+            },
+            reason = &mut heartbeat => anyhow::bail!("forward link of {} is dead: {reason}", member.name),
+            _ = cancel.cancelled() => {
+                conn.abrupt_shutdown(h2::Reason::NO_ERROR);
+                return Ok(());
+            }
+        }
+    }
+}
+
+async fn handle(hub: Arc<Hub>, member: Arc<Member>, request: Request<RecvStream>, mut respond: SendResponse<Bytes>) {
+    let path = request.uri().path().to_string();
+    let is_tunnel = request.method() == Method::CONNECT
+        && request.extensions().get::<h2::ext::Protocol>().map(|p| p.as_str()) == Some(TUNNEL_PROTOCOL);
+    let result = if is_tunnel {
+        match wire::service_from_tunnel_path(&path) {
+            Some(service) => tunnel(&hub, &member, service, request, respond).await,
+            None => {
+                reply_error(&mut respond, ErrorBody::new(ErrorCode::BadRequest, "bad tunnel path"));
+                return;
+            }
+        }
+    } else {
+        match rpc(&hub, &member, request).await {
+            Ok((status, body)) => reply(&mut respond, status, body),
+            Err(error) => reply_error(&mut respond, error),
+        }
+        return;
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "tunnel ended with an error");
+    }
+}
+
+/// Control RPCs: small JSON requests and replies.
+async fn rpc(hub: &Hub, member: &Member, request: Request<RecvStream>) -> Result<(StatusCode, Bytes), ErrorBody> {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    match (method, path.as_str()) {
+        (Method::GET, wire::READY_PATH) => Ok((StatusCode::OK, Bytes::new())),
+        (Method::GET, wire::WHOAMI_PATH) => {
+            json(&WhoAmI { member: member.name.clone(), workspace: member.workspace.clone() })
+        }
+        (Method::GET, wire::SERVICES_PATH) => json(&list_services(hub, member).await?),
+        (Method::POST, wire::UNREGISTER_PATH) => {
+            let body: Unregister = read_json(request.into_body()).await?;
+            hub.store.remove_services(member, &body.names).await.map_err(store_error)?;
+            hub.routes.remove_services(member.workspace_id, member.id, &body.names);
+            Ok((StatusCode::NO_CONTENT, Bytes::new()))
+        }
+        _ => Err(ErrorBody::new(ErrorCode::NotFound, format!("no such call: {path}"))),
+    }
+}
+
+async fn list_services(hub: &Hub, member: &Member) -> Result<ServiceList, ErrorBody> {
+    let rows = hub.store.list_services(member.workspace_id).await.map_err(store_error)?;
+    let services = rows
+        .into_iter()
+        .map(|row| ServiceInfo {
+            online: hub.routes.is_online(member.workspace_id, &row.name),
+            name: row.name,
+            owner: row.owner,
+            port: row.port,
+        })
+        .collect();
+    Ok(ServiceList { services })
+}
+
+/// One outbound tunnel: find the owning agent, open a stream to it, relay the two streams.
+async fn tunnel(
+    hub: &Hub,
+    member: &Member,
+    service: &str,
+    request: Request<RecvStream>,
+    mut respond: SendResponse<Bytes>,
+) -> anyhow::Result<()> {
+    let Some(row) = hub.store.service(member.workspace_id, service).await.map_err(store_error).ok().flatten() else {
+        let error = ErrorBody::new(ErrorCode::NotFound, format!("no service named '{service}' in this workspace"))
+            .with_hint("run `connect services` to list them");
+        reply_error(&mut respond, error);
+        return Ok(());
+    };
+    let Some(conn) = hub.routes.pick(member.workspace_id, service) else {
+        let error = ErrorBody::new(ErrorCode::Offline, format!("'{service}' is offline: {}'s agent is not connected", row.owner))
+            .with_hint(format!("it comes back when {} runs `connect expose` again", row.owner));
+        reply_error(&mut respond, error);
+        return Ok(());
+    };
+    conn.load.fetch_add(1, Ordering::Relaxed);
+    let _load = LoadGuard(conn.load.clone());
+    let agent_side = match reverse::open_tunnel(&conn, service).await {
+        Ok(streams) => streams,
+        Err(error) => {
+            reply_error(&mut respond, error);
+            return Ok(());
+        }
+    };
+    let response = Response::builder()
+        .status(StatusCode::OK)
+        .header(HEADER_SERVICE_OWNER, row.owner.as_str())
+        .body(())
+        .expect("static response");
+    let client_send = respond.send_response(response, false)?;
+    let client_side = (request.into_body(), client_send);
+    pump::relay(client_side, agent_side).await?;
+    Ok(())
+}
+
+struct LoadGuard(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for LoadGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn json<T: Serialize>(value: &T) -> Result<(StatusCode, Bytes), ErrorBody> {
+    let body = serde_json::to_vec(value).map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?;
+    Ok((StatusCode::OK, Bytes::from(body)))
+}
+
+async fn read_json<T: serde::de::DeserializeOwned>(mut body: RecvStream) -> Result<T, ErrorBody> {
+    let mut buf = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.map_err(|e| ErrorBody::new(ErrorCode::BadRequest, e.to_string()))?;
+        let _ = body.flow_control().release_capacity(chunk.len());
+        buf.extend_from_slice(&chunk);
+        if buf.len() > MAX_RPC_BODY {
+            return Err(ErrorBody::new(ErrorCode::BadRequest, "request body too large"));
+        }
+    }
+    serde_json::from_slice(&buf).map_err(|e| ErrorBody::new(ErrorCode::BadRequest, format!("bad request body: {e}")))
+}
+
+fn store_error(e: crate::store::StoreError) -> ErrorBody {
+    tracing::error!(error = %e, "store error");
+    ErrorBody::new(ErrorCode::Internal, "the hub could not read its store; try again")
+}
+
+fn reply(respond: &mut SendResponse<Bytes>, status: StatusCode, body: Bytes) {
+    let response = Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(())
+        .expect("static response");
+    let end = body.is_empty();
+    if let Ok(mut send) = respond.send_response(response, end)
+        && !end
+    {
+        let _ = send.send_data(body, true);
+    }
+}
+
+/// Sends an error reply: the status of its code and the JSON body.
+pub(crate) fn reply_error(respond: &mut SendResponse<Bytes>, error: ErrorBody) {
+    let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = serde_json::to_vec(&error).unwrap_or_default();
+    reply(respond, status, Bytes::from(body));
+}

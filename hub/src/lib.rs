@@ -1,0 +1,136 @@
+//! pconnect-hub: the relay a team runs. Agents dial it over TLS + HTTP/2; it authenticates them,
+//! keeps the routing table of live services, and relays tunnel streams between agents.
+//!
+//! `run(config, listeners, shutdown)` is the whole server; listeners are injected so tests (and the
+//! agent's embedded local hub) bind port 0 and run many hubs side by side.
+
+pub mod admin;
+mod agent_conn;
+pub mod auth;
+mod forward;
+pub mod fsutil;
+mod http_front;
+pub mod link;
+mod reverse;
+mod routes;
+mod state;
+pub mod store;
+pub mod tls;
+pub mod ui;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use state::Hub;
+use store::{SqliteStore, Store};
+
+/// Name of the store file inside the data dir.
+pub const STORE_FILE: &str = "hub.db";
+/// Name of the admin socket inside the data dir (admin commands poke a running hub through it).
+pub const ADMIN_SOCKET: &str = "admin.sock";
+
+/// Resolved hub settings.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    pub data_dir: PathBuf,
+    /// Public links live under this domain (later issues); `localhost` for an embedded hub.
+    pub domain: String,
+    /// PEM certificate and key to present instead of the generated self-signed one.
+    pub cert: Option<(PathBuf, PathBuf)>,
+}
+
+/// Sockets the hub serves, bound by the caller.
+pub struct Listeners {
+    /// TLS port for agents.
+    pub agents: TcpListener,
+    /// Plain HTTP port (`/healthz`; public ingress later).
+    pub http: TcpListener,
+}
+
+/// What a started hub reports about itself.
+#[derive(Debug, Clone)]
+pub struct HubInfo {
+    pub agents: SocketAddr,
+    pub http: SocketAddr,
+    pub fingerprint: String,
+}
+
+/// Opens the store in `data_dir` (creating the dir, 0700) with the default workspace present.
+pub async fn open_store(data_dir: &Path) -> Result<Arc<SqliteStore>> {
+    fsutil::create_private_dir(data_dir)?;
+    let store = SqliteStore::open(&data_dir.join(STORE_FILE))
+        .await
+        .with_context(|| format!("cannot open the hub store in {}", data_dir.display()))?;
+    store.ensure_workspace(store::DEFAULT_WORKSPACE).await?;
+    Ok(Arc::new(store))
+}
+
+/// A hub ready to serve: store open, identity loaded. `serve` runs it until `shutdown`.
+pub struct Prepared {
+    hub: Arc<Hub>,
+    listeners: Listeners,
+    pub info: HubInfo,
+}
+
+/// Opens the store and TLS identity and checks the listeners; nothing is served yet.
+pub async fn prepare(config: HubConfig, listeners: Listeners) -> Result<Prepared> {
+    let store = open_store(&config.data_dir).await?;
+    let identity = match &config.cert {
+        Some((cert, key)) => tls::Identity::from_pem_files(cert, key)?,
+        None => tls::Identity::self_signed(&config.data_dir, &config.domain)?,
+    };
+    let info = HubInfo {
+        agents: listeners.agents.local_addr()?,
+        http: listeners.http.local_addr()?,
+        fingerprint: identity.fingerprint(),
+    };
+    let hub = Hub::new(config, store, identity.server_config()?);
+    Ok(Prepared { hub, listeners, info })
+}
+
+impl Prepared {
+    /// Serves until `shutdown` is cancelled, then closes every link and waits for tasks to end.
+    pub async fn serve(self, shutdown: CancellationToken) -> Result<()> {
+        let tasks = TaskTracker::new();
+        let hub = self.hub;
+        tasks.spawn(agent_conn::accept_loop(hub.clone(), self.listeners.agents, shutdown.clone(), tasks.clone()));
+        tasks.spawn(http_front::serve(self.listeners.http, shutdown.clone(), tasks.clone()));
+        tasks.spawn(admin::listen(hub.clone(), shutdown.clone()));
+        tasks.spawn(state::recheck_members_periodically(hub.clone(), shutdown.clone()));
+        shutdown.cancelled().await;
+        tasks.close();
+        tasks.wait().await;
+        let _ = std::fs::remove_file(hub.config.data_dir.join(ADMIN_SOCKET));
+        Ok(())
+    }
+}
+
+/// Prepares and serves in one call.
+pub async fn run(config: HubConfig, listeners: Listeners, shutdown: CancellationToken) -> Result<()> {
+    prepare(config, listeners).await?.serve(shutdown).await
+}
+
+/// Cancels `shutdown` on the first SIGINT or SIGTERM; a second one exits at once.
+pub async fn shutdown_on_signals(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        return;
+    };
+    for round in 0..2 {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        if round == 0 {
+            shutdown.cancel();
+        } else {
+            std::process::exit(130);
+        }
+    }
+}

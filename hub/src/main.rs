@@ -1,0 +1,122 @@
+//! `pconnect-hub`: parse arguments, set up logging, call the library. No decisions here.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use pconnect_hub::{HubConfig, Listeners};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "pconnect-hub", version, about = "The pconnect relay a team runs")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the hub.
+    Serve {
+        /// Directory for the store, certificate and admin socket.
+        #[arg(long, env = "PCONNECT_HUB_DATA")]
+        data: PathBuf,
+        /// TLS address agents dial (port 0 picks a free port).
+        #[arg(long, default_value = "0.0.0.0:7779")]
+        listen: SocketAddr,
+        /// Plain HTTP address (`/healthz`, public links).
+        #[arg(long, default_value = "0.0.0.0:7780")]
+        http: SocketAddr,
+        /// Domain public links live under.
+        #[arg(long, default_value = "localhost")]
+        domain: String,
+        /// PEM certificate to present instead of the generated self-signed one.
+        #[arg(long, requires = "key")]
+        cert: Option<PathBuf>,
+        /// PEM private key of --cert.
+        #[arg(long, requires = "cert")]
+        key: Option<PathBuf>,
+    },
+    /// Manage the members of the default workspace.
+    Member {
+        #[command(subcommand)]
+        command: MemberCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum MemberCommand {
+    /// Add a member and print their token (once).
+    Add {
+        name: String,
+        #[arg(long, env = "PCONNECT_HUB_DATA")]
+        data: PathBuf,
+        /// Make the member a workspace admin.
+        #[arg(long)]
+        admin: bool,
+    },
+    /// List members.
+    List {
+        #[arg(long, env = "PCONNECT_HUB_DATA")]
+        data: PathBuf,
+    },
+    /// Remove a member: their token stops working and their agents are disconnected.
+    Remove {
+        name: String,
+        #[arg(long, env = "PCONNECT_HUB_DATA")]
+        data: PathBuf,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PCONNECT_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            pconnect_hub::ui::error(&e);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    use pconnect_hub::{admin, ui};
+    match cli.command {
+        Command::Serve { data, listen, http, domain, cert, key } => {
+            let listeners = Listeners { agents: bind(listen, "agent").await?, http: bind(http, "HTTP").await? };
+            let config = HubConfig { data_dir: data, domain, cert: cert.zip(key) };
+            let prepared = pconnect_hub::prepare(config, listeners).await?;
+            ui::serving(&prepared.info);
+            let shutdown = CancellationToken::new();
+            tokio::spawn(pconnect_hub::shutdown_on_signals(shutdown.clone()));
+            prepared.serve(shutdown).await
+        }
+        Command::Member { command: MemberCommand::Add { name, data, admin: is_admin } } => {
+            let (member, token) = admin::add_member(&data, &name, is_admin).await?;
+            ui::member_added(&member, &token);
+            Ok(())
+        }
+        Command::Member { command: MemberCommand::List { data } } => {
+            ui::members(&admin::list_members(&data).await?);
+            Ok(())
+        }
+        Command::Member { command: MemberCommand::Remove { name, data } } => {
+            let live = admin::remove_member(&data, &name).await?;
+            ui::member_removed(&name, live);
+            Ok(())
+        }
+    }
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| {
+        anyhow::anyhow!("cannot listen for {what} connections on {addr}: {e}. Pick another address or stop what uses it")
+    })
+}

@@ -1,0 +1,113 @@
+//! A reverse link: the agent dialed, then serves HTTP/2 on it. The hub opens one extended CONNECT
+//! stream per tunnel to a service the agent registered in its hello.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use h2::{RecvStream, SendStream};
+use http::{Method, Request, StatusCode};
+use pconnect_proto::control::{ErrorBody, ErrorCode};
+use pconnect_proto::handshake::Hello;
+use pconnect_proto::wire::{self, LINK_AUTHORITY, TUNNEL_PROTOCOL};
+use tokio_util::sync::CancellationToken;
+
+use crate::agent_conn::AgentStream;
+use crate::link::{heartbeat, tuning};
+use crate::routes::ReverseConn;
+use crate::state::Hub;
+use crate::store::Member;
+
+static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Serves one reverse link: routes its services to it while it lives.
+pub(crate) async fn serve(
+    hub: Arc<Hub>,
+    member: Member,
+    hello: Hello,
+    io: AgentStream,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let (sender, mut conn) = tuning::client_builder().handshake::<_, Bytes>(io).await?;
+    let heartbeat = heartbeat::until_dead(conn.ping_pong().expect("ping_pong is taken once"));
+    tokio::pin!(heartbeat);
+    let ready = wait_ready(sender.clone());
+    tokio::pin!(ready);
+    // Drive the connection while the barrier request is in flight.
+    let sender = tokio::select! {
+        result = &mut ready => result?,
+        result = &mut conn => { result?; anyhow::bail!("reverse link closed before it was ready") }
+        _ = cancel.cancelled() => return Ok(()),
+    };
+    let names: Vec<String> = hello.services.iter().map(|s| s.name.clone()).collect();
+    let route = ReverseConn {
+        id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),
+        session: Arc::from(hello.session.as_str()),
+        owner: member.id,
+        sender,
+        load: Arc::new(AtomicUsize::new(0)),
+    };
+    hub.routes.add(member.workspace_id, &names, &route);
+    tracing::info!(member = %member.name, services = ?names, "services online");
+    let result = tokio::select! {
+        result = &mut conn => result.map_err(anyhow::Error::from),
+        reason = &mut heartbeat => Err(anyhow::anyhow!("reverse link of {} is dead: {reason}", member.name)),
+        _ = cancel.cancelled() => Ok(()),
+    };
+    hub.routes.remove_conn(route.id);
+    tracing::info!(member = %member.name, services = ?names, "reverse link closed");
+    result
+}
+
+/// The protocol barrier: once the agent answers this, its SETTINGS (extended CONNECT) are known.
+async fn wait_ready(sender: h2::client::SendRequest<Bytes>) -> anyhow::Result<h2::client::SendRequest<Bytes>> {
+    let mut sender = sender.ready().await?;
+    let request = Request::builder()
+        .method(Method::GET)
+        .uri(format!("https://{LINK_AUTHORITY}{}", wire::READY_PATH))
+        .body(())?;
+    let (response, _) = sender.send_request(request, true)?;
+    let response = response.await?;
+    anyhow::ensure!(response.status() == StatusCode::OK, "agent answered the barrier with {}", response.status());
+    Ok(sender)
+}
+
+/// Opens a tunnel stream to `service` on this agent. The agent dials its own target and answers
+/// 200, or an error the caller passes on.
+pub(crate) async fn open_tunnel(conn: &ReverseConn, service: &str) -> Result<(RecvStream, SendStream<Bytes>), ErrorBody> {
+    let offline = |e: h2::Error| {
+        ErrorBody::new(ErrorCode::Offline, format!("the agent serving '{service}' dropped off: {e}"))
+            .with_hint("try again in a moment")
+    };
+    let mut sender = conn.sender.clone().ready().await.map_err(offline)?;
+    let mut request = Request::builder()
+        .method(Method::CONNECT)
+        .uri(format!("https://{LINK_AUTHORITY}{}", wire::tunnel_path(service)))
+        .body(())
+        .expect("static request");
+    request.extensions_mut().insert(h2::ext::Protocol::from_static(TUNNEL_PROTOCOL));
+    let (response, send) = sender.send_request(request, false).map_err(offline)?;
+    let response = tokio::time::timeout(tuning::HANDSHAKE_TIMEOUT, response)
+        .await
+        .map_err(|_| ErrorBody::new(ErrorCode::Offline, format!("the agent serving '{service}' did not answer in time")))?
+        .map_err(offline)?;
+    let status = response.status();
+    if status == StatusCode::OK {
+        return Ok((response.into_body(), send));
+    }
+    Err(read_error(response.into_body(), status).await)
+}
+
+/// Reads the JSON error an agent answered with, or describes the status.
+pub(crate) async fn read_error(mut body: RecvStream, status: StatusCode) -> ErrorBody {
+    let mut buf = Vec::new();
+    while let Some(Ok(chunk)) = body.data().await {
+        let _ = body.flow_control().release_capacity(chunk.len());
+        buf.extend_from_slice(&chunk);
+        if buf.len() > 64 * 1024 {
+            break;
+        }
+    }
+    serde_json::from_slice(&buf)
+        .unwrap_or_else(|_| ErrorBody::new(ErrorCode::Internal, format!("the agent answered {status}")))
+}

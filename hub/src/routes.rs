@@ -1,0 +1,79 @@
+//! The live routing table: which reverse connections serve which service right now.
+//!
+//! Rebuilt from agents' hellos after every reconnect; never persisted. A service with no connection
+//! is offline. A newer process of the same member registering a name takes the route over (the old
+//! one is presumed dead but not yet detected).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+
+use crate::state::lock;
+use crate::store::{MemberId, WorkspaceId};
+
+/// One reverse connection of an agent, able to open tunnel streams to its services.
+#[derive(Clone)]
+pub(crate) struct ReverseConn {
+    pub(crate) id: u64,
+    pub(crate) session: Arc<str>,
+    pub(crate) owner: MemberId,
+    pub(crate) sender: h2::client::SendRequest<Bytes>,
+    /// Streams open on this connection; new streams go to the least loaded connection.
+    pub(crate) load: Arc<AtomicUsize>,
+}
+
+type Key = (WorkspaceId, String);
+
+#[derive(Default)]
+pub(crate) struct Routes {
+    by_service: Mutex<HashMap<Key, Vec<ReverseConn>>>,
+}
+
+impl Routes {
+    /// Routes `services` of a workspace to `conn`.
+    pub(crate) fn add(&self, workspace: WorkspaceId, services: &[String], conn: &ReverseConn) {
+        let mut table = lock(&self.by_service);
+        for name in services {
+            let conns = table.entry((workspace, name.clone())).or_default();
+            // A different process of the owner took the name over: its old connections go.
+            conns.retain(|c| c.session == conn.session);
+            conns.push(conn.clone());
+        }
+    }
+
+    /// Forgets a closed connection everywhere; services left without one go offline.
+    pub(crate) fn remove_conn(&self, conn_id: u64) {
+        lock(&self.by_service).retain(|_, conns| {
+            conns.retain(|c| c.id != conn_id);
+            !conns.is_empty()
+        });
+    }
+
+    /// Stops routing services of `owner` (unregistered by the agent).
+    pub(crate) fn remove_services(&self, workspace: WorkspaceId, owner: MemberId, names: &[String]) {
+        let mut table = lock(&self.by_service);
+        for name in names {
+            let key = (workspace, name.clone());
+            if table.get(&key).is_some_and(|conns| conns.iter().all(|c| c.owner == owner)) {
+                table.remove(&key);
+            }
+        }
+    }
+
+    /// The least loaded connection serving a service, if it is online.
+    pub(crate) fn pick(&self, workspace: WorkspaceId, name: &str) -> Option<ReverseConn> {
+        let table = lock(&self.by_service);
+        table
+            .get(&(workspace, name.to_string()))?
+            .iter()
+            .min_by_key(|c| c.load.load(Ordering::Relaxed))
+            .cloned()
+    }
+
+    pub(crate) fn is_online(&self, workspace: WorkspaceId, name: &str) -> bool {
+        lock(&self.by_service).contains_key(&(workspace, name.to_string()))
+    }
+}

@@ -1,0 +1,110 @@
+//! The running hub's shared state: store, TLS acceptor, routing table, and which members have live
+//! connections (so removing a member cuts them off at once).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rustls::ServerConfig;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+use crate::HubConfig;
+use crate::routes::Routes;
+use crate::store::{MemberId, Store};
+
+/// How often live connections are checked against the member list, besides admin pokes.
+const MEMBER_RECHECK: Duration = Duration::from_secs(5);
+
+/// Shared state of one running hub.
+pub struct Hub {
+    pub(crate) config: HubConfig,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) tls: TlsAcceptor,
+    pub(crate) routes: Routes,
+    connections: LiveConnections,
+}
+
+impl Hub {
+    pub(crate) fn new(config: HubConfig, store: Arc<dyn Store>, tls: Arc<ServerConfig>) -> Arc<Self> {
+        Arc::new(Self {
+            config,
+            store,
+            tls: TlsAcceptor::from(tls),
+            routes: Routes::default(),
+            connections: LiveConnections::default(),
+        })
+    }
+
+    /// Records a live agent connection of `member`; dropping the guard forgets it.
+    pub(crate) fn track_connection(self: &Arc<Self>, member: MemberId, cancel: CancellationToken) -> ConnectionGuard {
+        let id = self.connections.next_id.fetch_add(1, Ordering::Relaxed);
+        lock(&self.connections.by_member).entry(member).or_default().insert(id, cancel);
+        ConnectionGuard { hub: self.clone(), member, id }
+    }
+
+    /// Cuts every connection of members that no longer exist (token revoked or member removed).
+    pub(crate) async fn drop_removed_members(&self) {
+        let members: Vec<MemberId> = lock(&self.connections.by_member).keys().copied().collect();
+        for member in members {
+            match self.store.member_by_id(member).await {
+                Ok(Some(_)) => {}
+                Ok(None) => self.disconnect_member(member),
+                Err(e) => tracing::warn!(error = %e, "member recheck failed"),
+            }
+        }
+    }
+
+    fn disconnect_member(&self, member: MemberId) {
+        if let Some(conns) = lock(&self.connections.by_member).remove(&member) {
+            tracing::info!(member, connections = conns.len(), "member removed: disconnecting");
+            for cancel in conns.values() {
+                cancel.cancel();
+            }
+        }
+    }
+}
+
+/// Live connections per member.
+#[derive(Default)]
+struct LiveConnections {
+    next_id: AtomicU64,
+    by_member: Mutex<HashMap<MemberId, HashMap<u64, CancellationToken>>>,
+}
+
+/// Keeps a connection listed under its member while alive.
+pub(crate) struct ConnectionGuard {
+    hub: Arc<Hub>,
+    member: MemberId,
+    id: u64,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        let mut by_member = lock(&self.hub.connections.by_member);
+        if let Some(conns) = by_member.get_mut(&self.member) {
+            conns.remove(&self.id);
+            if conns.is_empty() {
+                by_member.remove(&self.member);
+            }
+        }
+    }
+}
+
+/// Backstop for admin pokes that could not be delivered: recheck members every few seconds.
+pub(crate) async fn recheck_members_periodically(hub: Arc<Hub>, shutdown: CancellationToken) {
+    let mut interval = tokio::time::interval(MEMBER_RECHECK);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = interval.tick() => hub.drop_removed_members().await,
+        }
+    }
+}
+
+/// Locks a mutex, recovering the data if a panicking thread poisoned it (the maps stay consistent:
+/// every critical section is a single insert or remove).
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -1,0 +1,907 @@
+//! [`SqliteStore`]: the [`Store`] kept in one SQLite file (WAL, `synchronous = FULL`), with the
+//! schema migrations from `hub/migrations/` embedded in the binary.
+//!
+//! A hub and an admin CLI may open the same file at once: WAL plus a busy timeout let them share
+//! it, and every write is one short `BEGIN IMMEDIATE` transaction or a single statement.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ring::rand::{SecureRandom, SystemRandom};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{SqlSafeStr, SqliteExecutor, SqlitePool, SqliteTransaction};
+use tokio::sync::OnceCell;
+
+use super::{
+    AuditEntry, Member, MemberId, ServiceRow, Store, StoreError, StoreFuture, WorkspaceId,
+};
+
+/// Embedded migrations: (version, description, SQL), in the layout `sqlx migrate` uses.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "initial",
+    include_str!("../../migrations/0001_initial.sql"),
+)];
+
+const MAX_CONNECTIONS: u32 = 4;
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Writes take the write lock up front, so a busy database is waited for (busy timeout) instead
+/// of failing when a read snapshot would have to be upgraded.
+const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+/// The `settings` key holding the hub's secret key.
+const SECRET_KEY: &str = "secret_key";
+
+/// Expands to a `SELECT` of one [`Member`] row (see [`MemberRecord`]) with the given filter.
+macro_rules! select_member {
+    ($filter:literal) => {
+        concat!(
+            "SELECT m.id, m.workspace_id, w.name, m.name, m.is_admin, m.created_at \
+             FROM members m JOIN workspaces w ON w.id = m.workspace_id WHERE ",
+            $filter
+        )
+    };
+}
+
+/// Expands to a `SELECT` of [`ServiceRow`]s (see [`ServiceRecord`]) with the given filter.
+macro_rules! select_service {
+    ($filter:literal) => {
+        concat!(
+            "SELECT s.workspace_id, s.name, s.owner_id, m.name, s.port, s.updated_at \
+             FROM services s JOIN members m ON m.id = s.owner_id WHERE ",
+            $filter
+        )
+    };
+}
+
+const INSERT_MEMBER: &str = "INSERT INTO members \
+     (workspace_id, name, token_hash, is_admin, created_at) \
+     VALUES (?, ?, ?, ?, ?) RETURNING id";
+const UPSERT_MEMBER: &str = "INSERT INTO members \
+     (workspace_id, name, token_hash, is_admin, created_at) \
+     VALUES (?, ?, ?, ?, ?) \
+     ON CONFLICT (workspace_id, name) \
+     DO UPDATE SET token_hash = excluded.token_hash, is_admin = excluded.is_admin \
+     RETURNING id";
+/// Inserts a service, or updates it only when the same member owns it (0 rows changed otherwise).
+const UPSERT_SERVICE: &str = "INSERT INTO services \
+     (workspace_id, name, owner_id, port, updated_at) \
+     VALUES (?, ?, ?, ?, ?) \
+     ON CONFLICT (workspace_id, name) \
+     DO UPDATE SET port = excluded.port, updated_at = excluded.updated_at \
+     WHERE services.owner_id = excluded.owner_id";
+
+/// id, workspace_id, workspace name, name, is_admin, created_at.
+type MemberRecord = (i64, i64, String, String, bool, i64);
+/// workspace_id, name, owner_id, owner name, port, updated_at.
+type ServiceRecord = (i64, String, i64, String, i64, i64);
+/// id, at, workspace_id, member, action, detail.
+type AuditRecord = (i64, i64, Option<i64>, Option<String>, String, String);
+
+/// The hub's [`Store`] on a SQLite file.
+pub struct SqliteStore {
+    pool: SqlitePool,
+    /// The secret key once read (it never changes after creation).
+    secret: OnceCell<[u8; 32]>,
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The secret key stays out of logs.
+        f.debug_struct("SqliteStore")
+            .field("pool", &self.pool)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the store at `path`, checks the file and applies migrations.
+    pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::Database(format!("cannot open {}: {e}", path.display())))?;
+        let store = SqliteStore {
+            pool,
+            secret: OnceCell::new(),
+        };
+        store.quick_check().await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Closes every connection; waits for the ones in use to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// The result of `PRAGMA integrity_check`: `"ok"`, or the problems found, one per line.
+    pub async fn integrity_check(&self) -> Result<String, StoreError> {
+        pragma_lines(&self.pool, "PRAGMA integrity_check").await
+    }
+
+    async fn quick_check(&self) -> Result<(), StoreError> {
+        let result = pragma_lines(&self.pool, "PRAGMA quick_check").await?;
+        if result == "ok" {
+            Ok(())
+        } else {
+            Err(StoreError::Database(format!(
+                "the store file is damaged (quick_check): {result}"
+            )))
+        }
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let migrator = migrator();
+        if let Err(first) = migrator.run(&self.pool).await {
+            // Another process opening the same new file may have applied the migration between
+            // our check and our write; a second run sees it applied and only validates it.
+            tracing::debug!(error = %first, "store migration failed once, retrying");
+            migrator
+                .run(&self.pool)
+                .await
+                .map_err(|e| StoreError::Database(format!("cannot migrate the store: {e}")))?;
+        }
+        Ok(())
+    }
+
+    async fn begin_write(&self) -> Result<SqliteTransaction<'static>, StoreError> {
+        self.pool.begin_with(BEGIN_WRITE).await.map_err(db)
+    }
+
+    async fn workspace_id(&self, name: &str) -> Result<WorkspaceId, StoreError> {
+        if let Some(id) = find_workspace(&self.pool, name).await? {
+            return Ok(id);
+        }
+        sqlx::query("INSERT OR IGNORE INTO workspaces (name, created_at) VALUES (?, ?)")
+            .bind(name)
+            .bind(now())
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        find_workspace(&self.pool, name).await?.ok_or_else(|| {
+            StoreError::Database(format!("workspace {name} vanished after creation"))
+        })
+    }
+
+    /// Runs `sql` ([`INSERT_MEMBER`] or [`UPSERT_MEMBER`]) and returns the written member.
+    async fn write_member(
+        &self,
+        sql: &'static str,
+        workspace: WorkspaceId,
+        name: &str,
+        token_hash: &[u8; 32],
+        is_admin: bool,
+    ) -> Result<Member, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let id: MemberId = sqlx::query_scalar(sql)
+            .bind(workspace)
+            .bind(name)
+            .bind(&token_hash[..])
+            .bind(is_admin)
+            .bind(now())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| member_write_error(e, workspace, name))?;
+        let member = find_member_by_id(&mut *tx, id)
+            .await?
+            .ok_or_else(|| StoreError::Database(format!("member {name} vanished after writing")))?;
+        tx.commit().await.map_err(db)?;
+        Ok(member)
+    }
+
+    async fn delete_member(
+        &self,
+        workspace: WorkspaceId,
+        name: &str,
+    ) -> Result<Member, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let found: Option<MemberRecord> =
+            sqlx::query_as(select_member!("m.workspace_id = ? AND m.name = ?"))
+                .bind(workspace)
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+        let Some(member) = found.map(member_from) else {
+            let label = workspace_label(&mut *tx, workspace).await?;
+            return Err(StoreError::NotFound(format!(
+                "no member named {name} in workspace {label}"
+            )));
+        };
+        sqlx::query("DELETE FROM members WHERE id = ?")
+            .bind(member.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(member)
+    }
+
+    async fn write_service(
+        &self,
+        owner: &Member,
+        name: &str,
+        port: u16,
+    ) -> Result<ServiceRow, StoreError> {
+        let updated_at = now();
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(UPSERT_SERVICE)
+            .bind(owner.workspace_id)
+            .bind(name)
+            .bind(owner.id)
+            .bind(i64::from(port))
+            .bind(updated_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| service_write_error(e, owner))?;
+        if done.rows_affected() == 0 {
+            let holder = service_owner_name(&mut *tx, owner.workspace_id, name).await?;
+            return Err(StoreError::ServiceOwned {
+                service: name.to_owned(),
+                owner: holder,
+            });
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(ServiceRow {
+            workspace_id: owner.workspace_id,
+            name: name.to_owned(),
+            owner_id: owner.id,
+            owner: owner.name.clone(),
+            port,
+            updated_at,
+        })
+    }
+
+    async fn delete_services(&self, owner: &Member, names: &[String]) -> Result<u64, StoreError> {
+        if names.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.begin_write().await?;
+        let mut removed = 0;
+        for name in names {
+            removed += sqlx::query(
+                "DELETE FROM services WHERE workspace_id = ? AND owner_id = ? AND name = ?",
+            )
+            .bind(owner.workspace_id)
+            .bind(owner.id)
+            .bind(name.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?
+            .rows_affected();
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(removed)
+    }
+
+    async fn load_or_create_secret(&self) -> Result<[u8; 32], StoreError> {
+        if let Some(key) = self.read_secret().await? {
+            return Ok(key);
+        }
+        let mut fresh = [0u8; 32];
+        SystemRandom::new()
+            .fill(&mut fresh)
+            .map_err(|_| StoreError::Database("the system random generator failed".into()))?;
+        // A concurrent creator may win; everyone then reads the one key that was kept.
+        sqlx::query("INSERT OR IGNORE INTO settings (key, value) VALUES (?, ?)")
+            .bind(SECRET_KEY)
+            .bind(&fresh[..])
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        self.read_secret()
+            .await?
+            .ok_or_else(|| StoreError::Database("the secret key vanished after creation".into()))
+    }
+
+    async fn read_secret(&self) -> Result<Option<[u8; 32]>, StoreError> {
+        let value: Option<Vec<u8>> = sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
+            .bind(SECRET_KEY)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        value
+            .map(|bytes| {
+                <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
+                    StoreError::Database(format!(
+                        "the stored secret key has {} bytes instead of 32",
+                        bytes.len()
+                    ))
+                })
+            })
+            .transpose()
+    }
+}
+
+impl Store for SqliteStore {
+    fn ensure_workspace<'a>(&'a self, name: &'a str) -> StoreFuture<'a, WorkspaceId> {
+        Box::pin(self.workspace_id(name))
+    }
+
+    fn add_member<'a>(
+        &'a self,
+        workspace: WorkspaceId,
+        name: &'a str,
+        token_hash: &'a [u8; 32],
+        is_admin: bool,
+    ) -> StoreFuture<'a, Member> {
+        Box::pin(self.write_member(INSERT_MEMBER, workspace, name, token_hash, is_admin))
+    }
+
+    fn set_member_token<'a>(
+        &'a self,
+        workspace: WorkspaceId,
+        name: &'a str,
+        token_hash: &'a [u8; 32],
+        is_admin: bool,
+    ) -> StoreFuture<'a, Member> {
+        Box::pin(self.write_member(UPSERT_MEMBER, workspace, name, token_hash, is_admin))
+    }
+
+    fn list_members(&self, workspace: WorkspaceId) -> StoreFuture<'_, Vec<Member>> {
+        Box::pin(async move {
+            let rows: Vec<MemberRecord> =
+                sqlx::query_as(select_member!("m.workspace_id = ? ORDER BY m.name"))
+                    .bind(workspace)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(db)?;
+            Ok(rows.into_iter().map(member_from).collect())
+        })
+    }
+
+    fn remove_member<'a>(
+        &'a self,
+        workspace: WorkspaceId,
+        name: &'a str,
+    ) -> StoreFuture<'a, Member> {
+        Box::pin(self.delete_member(workspace, name))
+    }
+
+    fn member_by_token<'a>(&'a self, token_hash: &'a [u8; 32]) -> StoreFuture<'a, Option<Member>> {
+        Box::pin(async move {
+            let row: Option<MemberRecord> = sqlx::query_as(select_member!("m.token_hash = ?"))
+                .bind(&token_hash[..])
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?;
+            Ok(row.map(member_from))
+        })
+    }
+
+    fn member_by_id(&self, id: MemberId) -> StoreFuture<'_, Option<Member>> {
+        Box::pin(find_member_by_id(&self.pool, id))
+    }
+
+    fn upsert_service<'a>(
+        &'a self,
+        owner: &'a Member,
+        name: &'a str,
+        port: u16,
+    ) -> StoreFuture<'a, ServiceRow> {
+        Box::pin(self.write_service(owner, name, port))
+    }
+
+    fn remove_services<'a>(
+        &'a self,
+        owner: &'a Member,
+        names: &'a [String],
+    ) -> StoreFuture<'a, u64> {
+        Box::pin(self.delete_services(owner, names))
+    }
+
+    fn list_services(&self, workspace: WorkspaceId) -> StoreFuture<'_, Vec<ServiceRow>> {
+        Box::pin(async move {
+            let rows: Vec<ServiceRecord> =
+                sqlx::query_as(select_service!("s.workspace_id = ? ORDER BY s.name"))
+                    .bind(workspace)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(db)?;
+            rows.into_iter().map(service_from).collect()
+        })
+    }
+
+    fn service<'a>(
+        &'a self,
+        workspace: WorkspaceId,
+        name: &'a str,
+    ) -> StoreFuture<'a, Option<ServiceRow>> {
+        Box::pin(async move {
+            let row: Option<ServiceRecord> =
+                sqlx::query_as(select_service!("s.workspace_id = ? AND s.name = ?"))
+                    .bind(workspace)
+                    .bind(name)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db)?;
+            row.map(service_from).transpose()
+        })
+    }
+
+    fn audit<'a>(
+        &'a self,
+        workspace: Option<WorkspaceId>,
+        member: Option<&'a str>,
+        action: &'a str,
+        detail: &'a str,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO audit (at, workspace_id, member, action, detail) \
+                 VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(now())
+            .bind(workspace)
+            .bind(member)
+            .bind(action)
+            .bind(detail)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+            Ok(())
+        })
+    }
+
+    fn recent_audit(&self, limit: u32) -> StoreFuture<'_, Vec<AuditEntry>> {
+        Box::pin(async move {
+            let rows: Vec<AuditRecord> = sqlx::query_as(
+                "SELECT id, at, workspace_id, member, action, detail \
+                 FROM audit ORDER BY id DESC LIMIT ?",
+            )
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+            Ok(rows.into_iter().map(audit_from).collect())
+        })
+    }
+
+    fn secret_key(&self) -> StoreFuture<'_, [u8; 32]> {
+        Box::pin(async move {
+            self.secret
+                .get_or_try_init(|| self.load_or_create_secret())
+                .await
+                .copied()
+        })
+    }
+}
+
+/// The embedded migrations as a [`Migrator`] (tracked in `_sqlx_migrations`, like `sqlx migrate`).
+fn migrator() -> Migrator {
+    let migrations = MIGRATIONS
+        .iter()
+        .map(|&(version, description, sql)| {
+            let description = Cow::Borrowed(description);
+            Migration::new(
+                version,
+                description,
+                MigrationType::Simple,
+                sql.into_sql_str(),
+                false,
+            )
+        })
+        .collect();
+    Migrator::with_migrations(migrations)
+}
+
+/// Runs a check pragma and joins its result rows.
+async fn pragma_lines(pool: &SqlitePool, pragma: &'static str) -> Result<String, StoreError> {
+    let lines: Vec<String> = sqlx::query_scalar(pragma)
+        .fetch_all(pool)
+        .await
+        .map_err(db)?;
+    Ok(lines.join("\n"))
+}
+
+async fn find_workspace(
+    executor: impl SqliteExecutor<'_>,
+    name: &str,
+) -> Result<Option<WorkspaceId>, StoreError> {
+    sqlx::query_scalar("SELECT id FROM workspaces WHERE name = ?")
+        .bind(name)
+        .fetch_optional(executor)
+        .await
+        .map_err(db)
+}
+
+/// The workspace's name for messages, or `#id` when it does not exist.
+async fn workspace_label(
+    executor: impl SqliteExecutor<'_>,
+    id: WorkspaceId,
+) -> Result<String, StoreError> {
+    let name: Option<String> = sqlx::query_scalar("SELECT name FROM workspaces WHERE id = ?")
+        .bind(id)
+        .fetch_optional(executor)
+        .await
+        .map_err(db)?;
+    Ok(name.unwrap_or_else(|| format!("#{id}")))
+}
+
+async fn find_member_by_id(
+    executor: impl SqliteExecutor<'_>,
+    id: MemberId,
+) -> Result<Option<Member>, StoreError> {
+    let row: Option<MemberRecord> = sqlx::query_as(select_member!("m.id = ?"))
+        .bind(id)
+        .fetch_optional(executor)
+        .await
+        .map_err(db)?;
+    Ok(row.map(member_from))
+}
+
+/// The name of the member owning a service (which must exist).
+async fn service_owner_name(
+    executor: impl SqliteExecutor<'_>,
+    workspace: WorkspaceId,
+    service: &str,
+) -> Result<String, StoreError> {
+    sqlx::query_scalar(
+        "SELECT m.name FROM services s JOIN members m ON m.id = s.owner_id \
+         WHERE s.workspace_id = ? AND s.name = ?",
+    )
+    .bind(workspace)
+    .bind(service)
+    .fetch_one(executor)
+    .await
+    .map_err(db)
+}
+
+fn member_from((id, workspace_id, workspace, name, is_admin, created_at): MemberRecord) -> Member {
+    Member {
+        id,
+        workspace_id,
+        workspace,
+        name,
+        is_admin,
+        created_at,
+    }
+}
+
+fn service_from(record: ServiceRecord) -> Result<ServiceRow, StoreError> {
+    let (workspace_id, name, owner_id, owner, port, updated_at) = record;
+    let port = u16::try_from(port)
+        .map_err(|_| StoreError::Database(format!("service {name} has invalid port {port}")))?;
+    Ok(ServiceRow {
+        workspace_id,
+        name,
+        owner_id,
+        owner,
+        port,
+        updated_at,
+    })
+}
+
+fn audit_from((id, at, workspace_id, member, action, detail): AuditRecord) -> AuditEntry {
+    AuditEntry {
+        id,
+        at,
+        workspace_id,
+        member,
+        action,
+        detail,
+    }
+}
+
+/// Maps constraint failures of a member write to the caller-facing errors.
+fn member_write_error(error: sqlx::Error, workspace: WorkspaceId, name: &str) -> StoreError {
+    match error.as_database_error() {
+        Some(e) if e.is_unique_violation() && e.message().contains("token_hash") => {
+            StoreError::AlreadyExists("another member already holds this token".into())
+        }
+        Some(e) if e.is_unique_violation() => {
+            StoreError::AlreadyExists(format!("a member named {name} already exists"))
+        }
+        Some(e) if e.is_foreign_key_violation() => {
+            StoreError::NotFound(format!("no workspace with id {workspace}"))
+        }
+        _ => db(error),
+    }
+}
+
+/// A service write fails its foreign keys when the owner was removed meanwhile.
+fn service_write_error(error: sqlx::Error, owner: &Member) -> StoreError {
+    match error.as_database_error() {
+        Some(e) if e.is_foreign_key_violation() => {
+            StoreError::NotFound(format!("member {} no longer exists", owner.name))
+        }
+        _ => db(error),
+    }
+}
+
+fn db(error: sqlx::Error) -> StoreError {
+    StoreError::Database(error.to_string())
+}
+
+/// Now, in unix seconds.
+fn now() -> i64 {
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since_epoch.as_secs()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::DEFAULT_WORKSPACE;
+
+    fn hash(n: u8) -> [u8; 32] {
+        [n; 32]
+    }
+
+    async fn open(dir: &tempfile::TempDir) -> SqliteStore {
+        SqliteStore::open(&dir.path().join("hub.db"))
+            .await
+            .expect("open store")
+    }
+
+    async fn store_with_workspace() -> (tempfile::TempDir, SqliteStore, WorkspaceId) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = open(&dir).await;
+        let ws = store
+            .ensure_workspace(DEFAULT_WORKSPACE)
+            .await
+            .expect("workspace");
+        (dir, store, ws)
+    }
+
+    #[tokio::test]
+    async fn ensure_workspace_is_idempotent() {
+        let (_dir, store, ws) = store_with_workspace().await;
+        assert_eq!(store.ensure_workspace(DEFAULT_WORKSPACE).await.unwrap(), ws);
+        assert_ne!(store.ensure_workspace("other").await.unwrap(), ws);
+    }
+
+    #[tokio::test]
+    async fn members_add_list_lookup_remove() {
+        let (_dir, store, ws) = store_with_workspace().await;
+        let bob = store.add_member(ws, "bob", &hash(2), false).await.unwrap();
+        let alice = store.add_member(ws, "alice", &hash(1), true).await.unwrap();
+        assert_eq!(alice.workspace, DEFAULT_WORKSPACE);
+        assert!(alice.is_admin && !bob.is_admin);
+
+        let names: Vec<_> = store
+            .list_members(ws)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.name)
+            .collect();
+        assert_eq!(names, ["alice", "bob"]);
+        assert_eq!(
+            store.member_by_token(&hash(2)).await.unwrap(),
+            Some(bob.clone())
+        );
+        assert_eq!(store.member_by_token(&hash(9)).await.unwrap(), None);
+        assert_eq!(
+            store.member_by_id(alice.id).await.unwrap(),
+            Some(alice.clone())
+        );
+
+        assert_eq!(store.remove_member(ws, "bob").await.unwrap(), bob);
+        assert_eq!(store.member_by_token(&hash(2)).await.unwrap(), None);
+        assert_eq!(store.member_by_id(bob.id).await.unwrap(), None);
+        assert_eq!(store.list_members(ws).await.unwrap(), [alice]);
+    }
+
+    #[tokio::test]
+    async fn duplicate_member_name_is_already_exists() {
+        let (_dir, store, ws) = store_with_workspace().await;
+        store
+            .add_member(ws, "alice", &hash(1), false)
+            .await
+            .unwrap();
+        let err = store
+            .add_member(ws, "alice", &hash(2), false)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::AlreadyExists(_)), "{err:?}");
+        assert_eq!(err.to_string(), "a member named alice already exists");
+        let other = store.ensure_workspace("other").await.unwrap();
+        store
+            .add_member(other, "alice", &hash(3), false)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn reused_token_hash_is_already_exists() {
+        let (_dir, store, ws) = store_with_workspace().await;
+        store
+            .add_member(ws, "alice", &hash(1), false)
+            .await
+            .unwrap();
+        let err = store
+            .add_member(ws, "bob", &hash(1), false)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::AlreadyExists(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn remove_missing_member_is_not_found() {
+        let (_dir, store, ws) = store_with_workspace().await;
+        let err = store.remove_member(ws, "ghost").await.unwrap_err();
+        assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "no member named ghost in workspace default"
+        );
+    }
+
+    #[tokio::test]
+    async fn set_member_token_creates_then_replaces() {
+        let (_dir, store, ws) = store_with_workspace().await;
+        let first = store
+            .set_member_token(ws, "me", &hash(1), true)
+            .await
+            .unwrap();
+        let second = store
+            .set_member_token(ws, "me", &hash(2), true)
+            .await
+            .unwrap();
+        assert_eq!(first, second);
+        assert_eq!(store.member_by_token(&hash(1)).await.unwrap(), None);
+        assert_eq!(store.member_by_token(&hash(2)).await.unwrap(), Some(second));
+    }
+
+    #[tokio::test]
+    async fn service_ownership_conflict_and_same_owner_reregister() {
+        let (_dir, store, ws) = store_with_workspace().await;
+        let alice = store
+            .add_member(ws, "alice", &hash(1), false)
+            .await
+            .unwrap();
+        let bob = store.add_member(ws, "bob", &hash(2), false).await.unwrap();
+
+        let row = store.upsert_service(&alice, "web", 8080).await.unwrap();
+        assert_eq!((row.owner.as_str(), row.port), ("alice", 8080));
+
+        let err = store.upsert_service(&bob, "web", 9090).await.unwrap_err();
+        assert!(matches!(err, StoreError::ServiceOwned { .. }), "{err:?}");
+        assert_eq!(err.to_string(), "service 'web' is already exposed by alice");
+
+        let again = store.upsert_service(&alice, "web", 3000).await.unwrap();
+        assert_eq!(again.port, 3000);
+        assert_eq!(store.service(ws, "web").await.unwrap(), Some(again));
+        assert_eq!(store.list_services(ws).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn remove_services_ignores_names_of_others() {
+        let (_dir, store, ws) = store_with_workspace().await;
+        let alice = store
+            .add_member(ws, "alice", &hash(1), false)
+            .await
+            .unwrap();
+        let bob = store.add_member(ws, "bob", &hash(2), false).await.unwrap();
+        store.upsert_service(&alice, "a", 1).await.unwrap();
+        store.upsert_service(&bob, "b", 2).await.unwrap();
+
+        let names = ["a".to_owned(), "b".to_owned(), "zzz".to_owned()];
+        assert_eq!(store.remove_services(&alice, &names).await.unwrap(), 1);
+        let left: Vec<_> = store
+            .list_services(ws)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(left, ["b"]);
+    }
+
+    #[tokio::test]
+    async fn removing_member_cascades_to_services() {
+        let (_dir, store, ws) = store_with_workspace().await;
+        let alice = store
+            .add_member(ws, "alice", &hash(1), false)
+            .await
+            .unwrap();
+        let bob = store.add_member(ws, "bob", &hash(2), false).await.unwrap();
+        store.upsert_service(&alice, "web", 80).await.unwrap();
+        store.upsert_service(&bob, "db", 5432).await.unwrap();
+
+        store.remove_member(ws, "alice").await.unwrap();
+        let left: Vec<_> = store
+            .list_services(ws)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(left, ["db"]);
+        // The freed name can be taken, and a removed owner can no longer register.
+        store.upsert_service(&bob, "web", 81).await.unwrap();
+        let err = store.upsert_service(&alice, "mail", 25).await.unwrap_err();
+        assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn secret_key_is_stable_across_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir).await;
+        let key = store.secret_key().await.unwrap();
+        assert_ne!(key, [0; 32]);
+        assert_eq!(store.secret_key().await.unwrap(), key);
+        store.close().await;
+
+        let reopened = open(&dir).await;
+        assert_eq!(reopened.secret_key().await.unwrap(), key);
+    }
+
+    #[tokio::test]
+    async fn concurrent_stores_agree_on_secret_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = tokio::join!(open(&dir), open(&dir));
+        let (ka, kb) = tokio::join!(a.secret_key(), b.secret_key());
+        assert_eq!(ka.unwrap(), kb.unwrap());
+    }
+
+    #[tokio::test]
+    async fn data_survives_close_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir).await;
+        let ws = store.ensure_workspace(DEFAULT_WORKSPACE).await.unwrap();
+        let alice = store.add_member(ws, "alice", &hash(1), true).await.unwrap();
+        let web = store.upsert_service(&alice, "web", 8080).await.unwrap();
+        store.close().await;
+
+        let store = open(&dir).await;
+        assert_eq!(store.ensure_workspace(DEFAULT_WORKSPACE).await.unwrap(), ws);
+        assert_eq!(store.member_by_token(&hash(1)).await.unwrap(), Some(alice));
+        assert_eq!(store.list_services(ws).await.unwrap(), [web]);
+    }
+
+    #[tokio::test]
+    async fn audit_round_trip_newest_first() {
+        let (_dir, store, ws) = store_with_workspace().await;
+        store
+            .audit(Some(ws), Some("alice"), "member.add", "bob")
+            .await
+            .unwrap();
+        store
+            .audit(None, None, "share.join_failed", "bad code")
+            .await
+            .unwrap();
+
+        let entries = store.recent_audit(10).await.unwrap();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0].action, "share.join_failed");
+        assert_eq!(
+            (entries[0].workspace_id, entries[0].member.as_deref()),
+            (None, None)
+        );
+        assert_eq!(entries[1].workspace_id, Some(ws));
+        assert_eq!(entries[1].member.as_deref(), Some("alice"));
+        assert_eq!(entries[1].detail, "bob");
+        assert!(entries[0].id > entries[1].id && entries[1].at > 0);
+        assert_eq!(store.recent_audit(1).await.unwrap(), entries[..1]);
+    }
+
+    #[tokio::test]
+    async fn integrity_check_is_ok() {
+        let (_dir, store, _ws) = store_with_workspace().await;
+        assert_eq!(store.integrity_check().await.unwrap(), "ok");
+    }
+
+    #[tokio::test]
+    async fn garbage_file_fails_to_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hub.db");
+        std::fs::write(&path, [0x5a; 4096]).unwrap();
+        let err = SqliteStore::open(&path).await.unwrap_err();
+        assert!(matches!(err, StoreError::Database(_)), "{err:?}");
+    }
+}

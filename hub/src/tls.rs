@@ -1,0 +1,104 @@
+//! The hub's TLS identity: a self-signed certificate made once and kept in the data dir (or a provided
+//! one), its SHA-256 fingerprint (what agents pin), and the rustls server config with both ALPN roles.
+//!
+//! One crypto provider for the whole program: ring, passed explicitly, never a process default.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use pconnect_proto::wire::{ALPN_FORWARD, ALPN_REVERSE};
+use rustls::ServerConfig;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+/// The crypto provider every TLS config of pconnect uses.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Certificate chain and key the hub presents.
+pub struct Identity {
+    pub chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+}
+
+impl Identity {
+    /// Loads a provided PEM certificate chain and key.
+    pub fn from_pem_files(cert: &Path, key: &Path) -> Result<Self> {
+        let chain = CertificateDer::pem_file_iter(cert)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .with_context(|| format!("cannot read certificate {}: expected a PEM file", cert.display()))?;
+        if chain.is_empty() {
+            anyhow::bail!("no certificate found in {}: expected a PEM file", cert.display());
+        }
+        let key = PrivateKeyDer::from_pem_file(key)
+            .with_context(|| format!("cannot read private key {}: expected a PEM file", key.display()))?;
+        Ok(Self { chain, key })
+    }
+
+    /// Loads the hub's self-signed certificate from `data_dir`, generating it on first start.
+    pub fn self_signed(data_dir: &Path, domain: &str) -> Result<Self> {
+        let (cert_path, key_path) = self_signed_paths(data_dir);
+        if !cert_path.exists() || !key_path.exists() {
+            generate(&cert_path, &key_path, domain)?;
+        }
+        Self::from_pem_files(&cert_path, &key_path)
+    }
+
+    /// `SHA256:AB:CD:...` of the leaf certificate: what agents pin on first use.
+    pub fn fingerprint(&self) -> String {
+        fingerprint(&self.chain[0])
+    }
+
+    /// The rustls server config, offering both link roles by ALPN.
+    pub fn server_config(&self) -> Result<Arc<ServerConfig>> {
+        let mut config = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(self.chain.clone(), self.key.clone_key())
+            .context("the hub certificate and key do not match")?;
+        config.alpn_protocols = vec![ALPN_FORWARD.to_vec(), ALPN_REVERSE.to_vec()];
+        Ok(Arc::new(config))
+    }
+}
+
+fn self_signed_paths(data_dir: &Path) -> (PathBuf, PathBuf) {
+    (data_dir.join("hub-cert.pem"), data_dir.join("hub-key.pem"))
+}
+
+fn generate(cert_path: &Path, key_path: &Path, domain: &str) -> Result<()> {
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    if domain != "localhost" {
+        names.push(domain.to_string());
+        names.push(format!("*.{domain}"));
+    }
+    let certified = rcgen::generate_simple_self_signed(names).context("cannot generate the hub certificate")?;
+    crate::fsutil::write_private(key_path, certified.signing_key.serialize_pem().as_bytes())?;
+    crate::fsutil::write_private(cert_path, certified.cert.pem().as_bytes())?;
+    Ok(())
+}
+
+/// `SHA256:` followed by the colon-separated upper-case hex of the certificate's SHA-256.
+pub fn fingerprint(cert: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, cert);
+    let hex: Vec<String> = digest.as_ref().iter().map(|b| format!("{b:02X}")).collect();
+    format!("SHA256:{}", hex.join(":"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn self_signed_identity_is_made_once_and_builds_a_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Identity::self_signed(dir.path(), "localhost").unwrap();
+        let again = Identity::self_signed(dir.path(), "localhost").unwrap();
+        assert_eq!(first.fingerprint(), again.fingerprint());
+        assert!(first.fingerprint().starts_with("SHA256:"));
+        let config = first.server_config().unwrap();
+        assert_eq!(config.alpn_protocols.len(), 2);
+    }
+}

@@ -1,0 +1,88 @@
+//! Raw command-line input, as the user typed it. Resolution into settings happens in the commands.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "connect", version, about = "Share local services with your team through a pconnect hub")]
+pub struct Cli {
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Log in to a team hub (pins its certificate on first use).
+    Login(LoginArgs),
+    /// Show who this agent is logged in as.
+    Whoami,
+    /// Forget the saved login.
+    Logout,
+    /// Expose a local service to your workspace (runs until Ctrl+C).
+    Expose(ExposeArgs),
+    /// Bring a workspace service to a local port (runs until Ctrl+C).
+    Reach(ReachArgs),
+    /// List the workspace's services.
+    Services,
+    /// Manage the embedded local hub.
+    Hub {
+        #[command(subcommand)]
+        command: HubCommand,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// Hub address, e.g. https://hub.example.com:7779
+    #[arg(long, env = "PCONNECT_HUB")]
+    pub hub: String,
+    /// Member token (prefer PCONNECT_TOKEN or --token-file, which stay out of the process list).
+    #[arg(long, env = "PCONNECT_TOKEN", hide_env_values = true, conflicts_with = "token_file")]
+    pub token: Option<String>,
+    /// File holding the member token.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// Verify the hub with this CA certificate (PEM) instead of pinning its certificate.
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ExposeArgs {
+    /// What to expose: 3000, :3000 or host:port.
+    pub target: String,
+    /// Service name (default: from the port, e.g. 5432 -> postgres).
+    #[arg(long, short)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReachArgs {
+    /// Workspace service to reach.
+    pub service: String,
+    /// Local port (default: the service's own port; 0 picks a free one).
+    #[arg(long, short)]
+    pub port: Option<u16>,
+    /// Local address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: IpAddr,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HubCommand {
+    /// Is the embedded local hub running, and where.
+    Status,
+    /// Stop the embedded local hub.
+    Stop,
+    /// Run the embedded local hub in the foreground (started for you by other commands).
+    #[command(hide = true)]
+    Run {
+        #[arg(long)]
+        data: PathBuf,
+    },
+}

@@ -1,0 +1,79 @@
+//! `connect expose <target>`: register a local service with the hub and serve tunnels to it until
+//! Ctrl+C, then unregister it.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use pconnect_proto::control::Unregister;
+use pconnect_proto::names;
+use pconnect_proto::wire::UNREGISTER_PATH;
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::ExposeArgs;
+use crate::link::forward::ForwardLink;
+use crate::link::reverse::{self, Exposed};
+use crate::session;
+use crate::signals::stop_requested;
+use crate::target::Target;
+use crate::ui::Ui;
+
+/// Reverse connections per exposing agent.
+const REVERSE_CONNECTIONS: usize = 2;
+
+pub(crate) async fn expose(ui: Ui, args: ExposeArgs) -> Result<()> {
+    let target: Target = args.target.parse()?;
+    let name = args.name.unwrap_or_else(|| names::default_name(target.port));
+    names::validate(&name)?;
+    let session = session::resolve().await?;
+    if !answers(&target).await {
+        ui.target_silent(&target);
+    }
+    let cancel = CancellationToken::new();
+    let services = vec![Exposed { name: name.clone(), target: target.clone() }];
+    let (_, mut status) =
+        reverse::serve(session.creds.clone(), session.id.clone(), services, REVERSE_CONNECTIONS, cancel.clone()).await?;
+    ui.exposing(&name, &target, &session.login);
+    let mut was_connected = true;
+    let outcome = loop {
+        tokio::select! {
+            _ = stop_requested() => break Ok(()),
+            changed = status.changed() => {
+                if changed.is_err() {
+                    break Ok(());
+                }
+                let now = status.borrow_and_update().clone();
+                if let Some(reason) = now.fatal {
+                    break Err(anyhow::anyhow!("{reason}"));
+                }
+                let connected = now.connected > 0;
+                if was_connected && !connected {
+                    ui.link_lost();
+                } else if !was_connected && connected {
+                    ui.link_restored();
+                }
+                was_connected = connected;
+            }
+        }
+    };
+    cancel.cancel();
+    if outcome.is_ok() {
+        let unregistered = unregister(&session, &name).await.is_ok();
+        ui.unexposed(&name, unregistered);
+    }
+    outcome
+}
+
+/// Whether something accepts TCP connections on the target right now.
+async fn answers(target: &Target) -> bool {
+    let connect = TcpStream::connect((target.host.as_str(), target.port));
+    matches!(tokio::time::timeout(Duration::from_secs(2), connect).await, Ok(Ok(_)))
+}
+
+async fn unregister(session: &session::Session, name: &str) -> Result<()> {
+    let cancel = CancellationToken::new();
+    let (link, _) = ForwardLink::connect(session.creds.clone(), session.id.clone(), 1, cancel.clone()).await?;
+    let result = link.post(UNREGISTER_PATH, &Unregister { names: vec![name.to_string()] }).await;
+    cancel.cancel();
+    Ok(result?)
+}

@@ -1,0 +1,39 @@
+//! pconnect: the `connect` agent and CLI. `run` executes one parsed command line.
+
+pub mod cli;
+mod commands;
+pub mod embedded;
+pub mod home;
+pub mod link;
+mod session;
+mod signals;
+pub mod state;
+pub mod target;
+pub mod tls;
+pub mod ui;
+
+use cli::{Cli, Command, HubCommand};
+use ui::Ui;
+
+/// Runs a command; the error (already shaped for the user) is printed by the caller.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let ui = Ui { json: cli.json };
+    match cli.command {
+        Command::Login(args) => commands::login::login(ui, args).await,
+        Command::Whoami => commands::login::whoami(ui).await,
+        Command::Logout => commands::login::logout(ui),
+        Command::Expose(args) => commands::expose::expose(ui, args).await,
+        Command::Reach(args) => commands::reach::reach(ui, args).await,
+        Command::Services => commands::services::services(ui).await,
+        Command::Hub { command: HubCommand::Status } => {
+            let (dir, running) = embedded::status().await?;
+            ui.hub_status(&dir, running.as_ref());
+            Ok(())
+        }
+        Command::Hub { command: HubCommand::Stop } => {
+            ui.hub_stopped(embedded::stop().await?);
+            Ok(())
+        }
+        Command::Hub { command: HubCommand::Run { data } } => embedded::run(data).await,
+    }
+}

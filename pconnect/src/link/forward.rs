@@ -1,0 +1,299 @@
+//! The pool of forward connections (agent = HTTP/2 client): control RPCs and outbound tunnels.
+//!
+//! Each slot keeps one connection alive: it reconnects with backoff and jitter when the link dies.
+//! New streams go to the least loaded live connection. When none is live, callers wait briefly and
+//! then get [`LinkError::Down`], so a local client sees a fast, clear failure, never a hang.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use h2::client::SendRequest;
+use h2::{RecvStream, SendStream};
+use http::{Method, Request, StatusCode};
+use pconnect_hub::link::{heartbeat, tuning};
+use pconnect_proto::control::{ErrorBody, ErrorCode};
+use pconnect_proto::handshake::{Hello, Role, Welcome};
+use pconnect_proto::wire::{self, HEADER_SERVICE_OWNER, LINK_AUTHORITY, PROTOCOL_VERSION, TUNNEL_PROTOCOL};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::LinkError;
+use super::backoff::Backoff;
+use super::dial::{Credentials, DialError, HubStream, dial};
+
+/// How long a new stream waits for a live connection before failing.
+const WAIT_FOR_LINK: Duration = Duration::from_secs(3);
+
+/// A live connection of a slot.
+#[derive(Clone)]
+struct Live {
+    sender: SendRequest<Bytes>,
+    load: Arc<AtomicUsize>,
+}
+
+struct Inner {
+    creds: Credentials,
+    session: String,
+    slots: Vec<Mutex<Option<Live>>>,
+    changed: Notify,
+    /// Set when the hub refuses us for good (token revoked, certificate changed).
+    fatal: watch::Sender<Option<String>>,
+    cancel: CancellationToken,
+}
+
+/// Forward connections to the hub. Cloning shares the pool.
+#[derive(Clone)]
+pub struct ForwardLink {
+    inner: Arc<Inner>,
+}
+
+/// An open outbound tunnel stream.
+pub struct Tunnel {
+    pub recv: RecvStream,
+    pub send: SendStream<Bytes>,
+    /// The member whose agent serves the service.
+    pub owner: String,
+    /// Counts this tunnel in its connection's load until dropped.
+    pub load: LoadGuard,
+}
+
+impl ForwardLink {
+    /// Dials the first connection (so a wrong token or a dead hub is reported at once), then keeps
+    /// `connections` connections alive in the background until `cancel`.
+    pub async fn connect(
+        creds: Credentials,
+        session: String,
+        connections: usize,
+        cancel: CancellationToken,
+    ) -> Result<(Self, Welcome), DialError> {
+        let hello = hello(&creds, &session);
+        let (stream, welcome) = dial(&creds, &hello).await?;
+        let inner = Arc::new(Inner {
+            creds,
+            session,
+            slots: (0..connections.max(1)).map(|_| Mutex::new(None)).collect(),
+            changed: Notify::new(),
+            fatal: watch::channel(None).0,
+            cancel,
+        });
+        let link = Self { inner };
+        let mut first = Some(stream);
+        for slot in 0..link.inner.slots.len() {
+            tokio::spawn(maintain(link.inner.clone(), slot, first.take()));
+        }
+        link.wait_live(tuning::HANDSHAKE_TIMEOUT).await.map_err(|e| DialError::Unreachable {
+            url: link.inner.creds.hub.url(),
+            cause: e.to_string(),
+        })?;
+        Ok((link, welcome))
+    }
+
+    /// Resolves with a message when the hub has refused this agent for good.
+    pub fn fatal(&self) -> watch::Receiver<Option<String>> {
+        self.inner.fatal.subscribe()
+    }
+
+    /// GET a JSON resource.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, LinkError> {
+        let body = self.call(Method::GET, path, None).await?;
+        serde_json::from_slice(&body).map_err(|e| LinkError::Decode(e.to_string()))
+    }
+
+    /// POST a JSON body; the reply body is ignored.
+    pub async fn post<B: Serialize>(&self, path: &str, body: &B) -> Result<(), LinkError> {
+        let body = serde_json::to_vec(body).map_err(|e| LinkError::Decode(e.to_string()))?;
+        self.call(Method::POST, path, Some(Bytes::from(body))).await.map(|_| ())
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<Bytes>) -> Result<Bytes, LinkError> {
+        let live = self.pick_or_wait().await?;
+        let mut sender = live.sender.ready().await?;
+        let request = Request::builder()
+            .method(method)
+            .uri(format!("https://{LINK_AUTHORITY}{path}"))
+            .header("content-type", "application/json")
+            .body(())
+            .expect("static request");
+        let (response, mut send) = sender.send_request(request, body.is_none())?;
+        if let Some(body) = body {
+            send.send_data(body, true)?;
+        }
+        let response = response.await?;
+        let status = response.status();
+        let body = read_body(response.into_body()).await?;
+        if status.is_success() {
+            Ok(body)
+        } else {
+            Err(LinkError::Hub(error_body(&body, status)))
+        }
+    }
+
+    /// Opens a tunnel to `service`. The hub answers only once the owning agent reached its target,
+    /// so an offline service or a dead target is an error here, before any byte is relayed.
+    pub async fn open_tunnel(&self, service: &str) -> Result<Tunnel, LinkError> {
+        let live = self.pick_or_wait().await?;
+        live.load.fetch_add(1, Ordering::Relaxed);
+        open_on(&live, service, LoadGuard(live.load.clone())).await
+    }
+
+    fn pick(&self) -> Option<Live> {
+        self.inner
+            .slots
+            .iter()
+            .filter_map(|slot| slot.lock().unwrap_or_else(|p| p.into_inner()).clone())
+            .min_by_key(|live| live.load.load(Ordering::Relaxed))
+    }
+
+    async fn pick_or_wait(&self) -> Result<Live, LinkError> {
+        self.wait_live(WAIT_FOR_LINK).await
+    }
+
+    async fn wait_live(&self, timeout: Duration) -> Result<Live, LinkError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let changed = self.inner.changed.notified();
+            if let Some(live) = self.pick() {
+                return Ok(live);
+            }
+            if let Some(reason) = self.inner.fatal.borrow().clone() {
+                return Err(LinkError::Down(reason));
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return Err(LinkError::Down(format!("the hub at {} is unreachable", self.inner.creds.hub.url())));
+            }
+        }
+    }
+}
+
+fn hello(creds: &Credentials, session: &str) -> Hello {
+    Hello {
+        version: PROTOCOL_VERSION,
+        role: Role::Forward,
+        token: creds.token.clone(),
+        session: session.to_string(),
+        services: Vec::new(),
+    }
+}
+
+async fn open_on(live: &Live, service: &str, load: LoadGuard) -> Result<Tunnel, LinkError> {
+    let mut sender = live.sender.clone().ready().await?;
+    let mut request = Request::builder()
+        .method(Method::CONNECT)
+        .uri(format!("https://{LINK_AUTHORITY}{}", wire::tunnel_path(service)))
+        .body(())
+        .expect("static request");
+    request.extensions_mut().insert(h2::ext::Protocol::from_static(TUNNEL_PROTOCOL));
+    let (response, send) = sender.send_request(request, false)?;
+    let response = response.await?;
+    let status = response.status();
+    if status != StatusCode::OK {
+        let body = read_body(response.into_body()).await?;
+        return Err(LinkError::Hub(error_body(&body, status)));
+    }
+    let owner = response
+        .headers()
+        .get(HEADER_SERVICE_OWNER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    Ok(Tunnel { recv: response.into_body(), send, owner, load })
+}
+
+/// Decrements a connection's load when dropped.
+pub struct LoadGuard(Arc<AtomicUsize>);
+
+impl Drop for LoadGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn read_body(mut body: RecvStream) -> Result<Bytes, LinkError> {
+    let mut buf = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk?;
+        let _ = body.flow_control().release_capacity(chunk.len());
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(buf))
+}
+
+fn error_body(body: &[u8], status: StatusCode) -> ErrorBody {
+    serde_json::from_slice(body).unwrap_or_else(|_| ErrorBody::new(ErrorCode::Internal, format!("the hub answered {status}")))
+}
+
+/// Keeps slot `index` connected until cancelled or refused for good.
+async fn maintain(inner: Arc<Inner>, index: usize, mut first: Option<HubStream>) {
+    let mut backoff = Backoff::new();
+    let hello = hello(&inner.creds, &inner.session);
+    loop {
+        let stream = match first.take() {
+            Some(stream) => Some(stream),
+            None => match dial(&inner.creds, &hello).await {
+                Ok((stream, _)) => Some(stream),
+                Err(e) if !e.is_retryable() => {
+                    tracing::warn!(error = %e, "hub refused this agent");
+                    inner.fatal.send_replace(Some(e.to_string()));
+                    inner.changed.notify_waiters();
+                    return;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "dial failed");
+                    None
+                }
+            },
+        };
+        if let Some(stream) = stream
+            && let Err(e) = run_connection(&inner, index, stream, &mut backoff).await
+        {
+            tracing::debug!(slot = index, error = %e, "forward link ended");
+        }
+        *inner.slots[index].lock().unwrap_or_else(|p| p.into_inner()) = None;
+        inner.changed.notify_waiters();
+        tokio::select! {
+            _ = inner.cancel.cancelled() => return,
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
+        }
+    }
+}
+
+/// Runs one forward connection: HTTP/2 handshake, protocol barrier, then serve until it dies.
+async fn run_connection(inner: &Inner, index: usize, stream: HubStream, backoff: &mut Backoff) -> anyhow::Result<()> {
+    let (sender, mut conn) = tuning::client_builder().handshake::<_, Bytes>(stream).await?;
+    let heartbeat = heartbeat::until_dead(conn.ping_pong().expect("ping_pong is taken once"));
+    tokio::pin!(heartbeat);
+    let barrier = barrier(sender);
+    tokio::pin!(barrier);
+    let sender = tokio::select! {
+        sender = &mut barrier => sender?,
+        result = &mut conn => { result?; anyhow::bail!("closed before ready") }
+        _ = inner.cancel.cancelled() => return Ok(()),
+    };
+    *inner.slots[index].lock().unwrap_or_else(|p| p.into_inner()) =
+        Some(Live { sender, load: Arc::new(AtomicUsize::new(0)) });
+    backoff.connected();
+    inner.changed.notify_waiters();
+    tokio::select! {
+        result = &mut conn => result.map_err(Into::into),
+        reason = &mut heartbeat => Err(anyhow::anyhow!("{reason}")),
+        _ = inner.cancel.cancelled() => Ok(()),
+    }
+}
+
+/// The first request on a link: once answered, the hub's SETTINGS (extended CONNECT) are known.
+async fn barrier(sender: SendRequest<Bytes>) -> anyhow::Result<SendRequest<Bytes>> {
+    let mut sender = sender.ready().await?;
+    let request = Request::builder()
+        .method(Method::GET)
+        .uri(format!("https://{LINK_AUTHORITY}{}", wire::READY_PATH))
+        .body(())?;
+    let (response, _) = sender.send_request(request, true)?;
+    let status = response.await?.status();
+    anyhow::ensure!(status == StatusCode::OK, "hub answered the barrier with {status}");
+    anyhow::ensure!(sender.is_extended_connect_protocol_enabled(), "the hub does not offer extended CONNECT");
+    Ok(sender)
+}

@@ -1,0 +1,187 @@
+//! Reverse connections (agent = HTTP/2 server): the hub opens one stream per inbound tunnel to a
+//! service this agent exposes; the agent dials its own registered target and splices.
+//!
+//! The hello of every reverse connection lists the services, so a reconnect re-registers them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use h2::RecvStream;
+use h2::server::SendResponse;
+use http::{Method, Request, Response, StatusCode};
+use pconnect_hub::link::{heartbeat, pump, tuning};
+use pconnect_proto::control::{ErrorBody, ErrorCode, ServiceSpec};
+use pconnect_proto::handshake::{Hello, Role, Welcome};
+use pconnect_proto::wire::{self, PROTOCOL_VERSION, TUNNEL_PROTOCOL};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::backoff::Backoff;
+use super::dial::{Credentials, DialError, HubStream, dial};
+use crate::target::Target;
+
+/// How long the agent tries to reach its own target for one tunnel.
+const TARGET_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A service this agent serves.
+#[derive(Debug, Clone)]
+pub struct Exposed {
+    pub name: String,
+    pub target: Target,
+}
+
+/// What the expose command watches.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkStatus {
+    /// Reverse connections currently up.
+    pub connected: usize,
+    /// Set when the hub refused this agent for good; the message says why.
+    pub fatal: Option<String>,
+}
+
+struct Inner {
+    creds: Credentials,
+    hello: Hello,
+    services: Vec<Exposed>,
+    status: watch::Sender<LinkStatus>,
+    cancel: CancellationToken,
+}
+
+/// Registers `services` with the hub (the first dial reports conflicts and auth errors at once) and
+/// keeps `connections` reverse connections serving them until `cancel`.
+pub async fn serve(
+    creds: Credentials,
+    session: String,
+    services: Vec<Exposed>,
+    connections: usize,
+    cancel: CancellationToken,
+) -> Result<(Welcome, watch::Receiver<LinkStatus>), DialError> {
+    let hello = Hello {
+        version: PROTOCOL_VERSION,
+        role: Role::Reverse,
+        token: creds.token.clone(),
+        session,
+        services: services.iter().map(|s| ServiceSpec { name: s.name.clone(), port: s.target.port }).collect(),
+    };
+    let (stream, welcome) = dial(&creds, &hello).await?;
+    let (status, status_rx) = watch::channel(LinkStatus::default());
+    let inner = Arc::new(Inner { creds, hello, services, status, cancel });
+    let mut first = Some(stream);
+    for slot in 0..connections.max(1) {
+        let span = tracing::info_span!("reverse", slot);
+        tokio::spawn(maintain(inner.clone(), first.take()).instrument(span));
+    }
+    Ok((welcome, status_rx))
+}
+
+async fn maintain(inner: Arc<Inner>, mut first: Option<HubStream>) {
+    let mut backoff = Backoff::new();
+    loop {
+        let stream = match first.take() {
+            Some(stream) => Some(stream),
+            None => match dial(&inner.creds, &inner.hello).await {
+                Ok((stream, _)) => Some(stream),
+                Err(e) if !e.is_retryable() => {
+                    inner.status.send_modify(|s| s.fatal = Some(e.to_string()));
+                    return;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "dial failed");
+                    None
+                }
+            },
+        };
+        if let Some(stream) = stream {
+            inner.status.send_modify(|s| s.connected += 1);
+            backoff.connected();
+            if let Err(e) = serve_connection(&inner, stream).await {
+                tracing::debug!(error = %e, "reverse link ended");
+            }
+            inner.status.send_modify(|s| s.connected -= 1);
+        }
+        tokio::select! {
+            _ = inner.cancel.cancelled() => return,
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
+        }
+    }
+}
+
+/// Serves one reverse connection until it closes, dies, or the agent stops.
+async fn serve_connection(inner: &Arc<Inner>, stream: HubStream) -> anyhow::Result<()> {
+    let mut conn = tuning::server_builder().handshake(stream).await?;
+    let heartbeat = heartbeat::until_dead(conn.ping_pong().expect("ping_pong is taken once"));
+    tokio::pin!(heartbeat);
+    loop {
+        tokio::select! {
+            next = conn.accept() => match next {
+                Some(Ok((request, respond))) => {
+                    tokio::spawn(handle(inner.clone(), request, respond));
+                }
+                Some(Err(e)) => return Err(e.into()),
+                None => return Ok(()),
+            },
+            reason = &mut heartbeat => anyhow::bail!("hub stopped answering: {reason}"),
+            _ = inner.cancel.cancelled() => {
+                conn.graceful_shutdown();
+                return Ok(());
+            }
+        }
+    }
+}
+
+async fn handle(inner: Arc<Inner>, request: Request<RecvStream>, mut respond: SendResponse<Bytes>) {
+    if request.method() == Method::GET && request.uri().path() == wire::READY_PATH {
+        let _ = respond.send_response(Response::new(()), true);
+        return;
+    }
+    let is_tunnel = request.method() == Method::CONNECT
+        && request.extensions().get::<h2::ext::Protocol>().map(|p| p.as_str()) == Some(TUNNEL_PROTOCOL);
+    let service = wire::service_from_tunnel_path(request.uri().path()).filter(|_| is_tunnel);
+    // Only services this agent registered itself: the hub never picks an address to dial.
+    let Some(exposed) = service.and_then(|name| inner.services.iter().find(|s| s.name == name)) else {
+        reply_error(&mut respond, ErrorBody::new(ErrorCode::NotFound, "this agent does not serve that"));
+        return;
+    };
+    let target = exposed.target.clone();
+    let socket = match connect_target(&target).await {
+        Ok(socket) => socket,
+        Err(cause) => {
+            let error = ErrorBody::new(
+                ErrorCode::TargetUnreachable,
+                format!("'{}' is exposed, but its target {target} does not answer ({cause})", exposed.name),
+            )
+            .with_hint("the owner should check that the service is running");
+            reply_error(&mut respond, error);
+            return;
+        }
+    };
+    let Ok(send) = respond.send_response(Response::new(()), false) else {
+        return;
+    };
+    if let Err(e) = pump::splice(socket, request.into_body(), send).await {
+        tracing::debug!(service = %exposed.name, error = %e, "tunnel ended with an error");
+    }
+}
+
+async fn connect_target(target: &Target) -> Result<TcpStream, String> {
+    let connect = TcpStream::connect((target.host.as_str(), target.port));
+    match tokio::time::timeout(TARGET_CONNECT_TIMEOUT, connect).await {
+        Ok(Ok(socket)) => {
+            let _ = socket.set_nodelay(true);
+            Ok(socket)
+        }
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {}s", TARGET_CONNECT_TIMEOUT.as_secs())),
+    }
+}
+
+fn reply_error(respond: &mut SendResponse<Bytes>, error: ErrorBody) {
+    let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let response = Response::builder().status(status).body(()).expect("static response");
+    if let Ok(mut send) = respond.send_response(response, false) {
+        let _ = send.send_data(Bytes::from(serde_json::to_vec(&error).unwrap_or_default()), true);
+    }
+}

@@ -1,0 +1,38 @@
+//! Resolving who this agent is and how to reach its hub: the saved login, or the embedded local hub.
+
+use anyhow::Result;
+use pconnect_hub::auth::random_hex;
+
+use crate::link::dial::{Credentials, HubAddr};
+use crate::state::Login;
+use crate::tls::Trust;
+use crate::{embedded, home};
+
+/// The agent's identity for this run.
+pub(crate) struct Session {
+    pub(crate) login: Login,
+    pub(crate) creds: Credentials,
+    /// Random id of this agent process (all its connections share it).
+    pub(crate) id: String,
+}
+
+/// Loads the login, starting and logging in to the embedded local hub when there is none.
+pub(crate) async fn resolve() -> Result<Session> {
+    let home = home::agent_home()?;
+    let login = match Login::load(&home)? {
+        Some(login) if !login.embedded => login,
+        previous => embedded::ensure_login(&home, previous).await?,
+    };
+    let creds = credentials(&login)?;
+    Ok(Session { login, creds, id: random_hex(16) })
+}
+
+/// Dial credentials of a saved login.
+pub(crate) fn credentials(login: &Login) -> Result<Credentials> {
+    let trust = match (&login.ca, &login.fingerprint) {
+        (Some(ca), _) => Trust::Ca(ca.clone()),
+        (None, Some(pin)) => Trust::Pinned(pin.clone()),
+        (None, None) => anyhow::bail!("the saved login has no pinned certificate: run `connect login` again"),
+    };
+    Ok(Credentials { hub: HubAddr::parse(&login.hub)?, token: login.token.clone(), trust })
+}

@@ -1,0 +1,74 @@
+//! The agent's login: which hub, which token, which certificate it pinned. Kept in
+//! `$PCONNECT_HOME/agent.json`, mode 0600.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use pconnect_hub::fsutil;
+use serde::{Deserialize, Serialize};
+
+const FILE: &str = "agent.json";
+
+/// A saved login.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Login {
+    /// `https://host:port` of the hub's agent port.
+    pub hub: String,
+    pub token: String,
+    /// Pinned `SHA256:...` fingerprint of the hub certificate (unless `ca` is set).
+    #[serde(default)]
+    pub fingerprint: Option<String>,
+    /// A CA certificate (PEM) to verify the hub with instead of pinning.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    pub member: String,
+    pub workspace: String,
+    /// The login is to the embedded local hub (its address is read from the hub's state file).
+    #[serde(default)]
+    pub embedded: bool,
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Login")
+            .field("hub", &self.hub)
+            .field("token", &"<redacted>")
+            .field("fingerprint", &self.fingerprint)
+            .field("member", &self.member)
+            .field("embedded", &self.embedded)
+            .finish()
+    }
+}
+
+impl Login {
+    /// The saved login in `home`, if any.
+    pub fn load(home: &Path) -> Result<Option<Self>> {
+        let path = home.join(FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        let login = serde_json::from_str(&text).with_context(|| {
+            format!("{} is damaged: run `connect logout` and `connect login` again", path.display())
+        })?;
+        Ok(Some(login))
+    }
+
+    /// Saves the login in `home` (0600, atomically).
+    pub fn save(&self, home: &Path) -> Result<()> {
+        fsutil::create_private_dir(home)?;
+        let json = serde_json::to_vec_pretty(self)?;
+        fsutil::write_private(&home.join(FILE), &json)
+    }
+
+    /// Forgets the login in `home`; whether there was one.
+    pub fn remove(home: &Path) -> Result<bool> {
+        match std::fs::remove_file(home.join(FILE)) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+}

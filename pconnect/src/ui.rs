@@ -1,0 +1,194 @@
+//! Everything `connect` prints. Human output follows the product docs (`[ok]`, `[!]`, bullets);
+//! `--json` prints one JSON object per event on stdout instead. No other module prints.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::io::Write;
+use std::net::SocketAddr;
+
+use pconnect_proto::control::ServiceInfo;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::state::Login;
+use crate::target::Target;
+
+/// Output mode chosen by `--json`.
+#[derive(Debug, Clone, Copy)]
+pub struct Ui {
+    pub json: bool,
+}
+
+impl Ui {
+    fn emit<T: Serialize>(&self, value: &T) {
+        let mut out = std::io::stdout().lock();
+        let _ = serde_json::to_writer(&mut out, value);
+        let _ = writeln!(out);
+        let _ = out.flush();
+    }
+
+    fn line(&self, text: &str) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{text}");
+        let _ = out.flush();
+    }
+
+    /// A warning that does not stop the command.
+    pub fn warn(&self, text: &str) {
+        if self.json {
+            self.emit(&json!({"event": "warning", "message": text}));
+        } else {
+            self.line(&format!("[!] {text}"));
+        }
+    }
+
+    pub fn logged_in(&self, login: &Login) {
+        if self.json {
+            return self.emit(&json!({
+                "hub": login.hub, "member": login.member, "workspace": login.workspace,
+                "fingerprint": login.fingerprint,
+            }));
+        }
+        self.line(&format!("[ok] Logged in to {} as {} (workspace {})", login.hub, login.member, login.workspace));
+        match (&login.fingerprint, &login.ca) {
+            (_, Some(ca)) => self.line(&format!("  Hub certificate verified with CA {}", ca.display())),
+            (Some(pin), None) => self.line(&format!("  Hub certificate pinned: {pin}")),
+            _ => {}
+        }
+    }
+
+    pub fn whoami(&self, login: &Login, online: bool) {
+        if self.json {
+            return self.emit(&json!({
+                "member": login.member, "workspace": login.workspace, "hub": login.hub,
+                "embedded": login.embedded, "online": online,
+            }));
+        }
+        let kind = if login.embedded { " (embedded local hub)" } else { "" };
+        self.line(&format!("{} in workspace {}", login.member, login.workspace));
+        self.line(&format!("  Hub: {}{kind} {}", login.hub, if online { "● online" } else { "○ unreachable" }));
+    }
+
+    pub fn logged_out(&self, had_login: bool) {
+        if self.json {
+            return self.emit(&json!({"logged_out": had_login}));
+        }
+        if had_login {
+            self.line("[ok] Logged out. The next command uses the embedded local hub unless you log in again.");
+        } else {
+            self.line("Not logged in to a team hub.");
+        }
+    }
+
+    pub fn target_silent(&self, target: &Target) {
+        self.warn(&format!(
+            "Nothing answers on {target} yet: teammates' connections will fail until the service is running"
+        ));
+    }
+
+    pub fn exposing(&self, name: &str, target: &Target, login: &Login) {
+        if self.json {
+            return self.emit(&json!({"event": "exposed", "service": name, "target": target.to_string(), "hub": login.hub}));
+        }
+        self.line(&format!("📡 Service \"{name}\" is now accessible through the hub"));
+        self.line(&format!("  Target: {target}"));
+        self.line(&format!("  Teammates reach it with: connect reach {name}"));
+        self.line("Press Ctrl+C to stop sharing.");
+    }
+
+    pub fn link_lost(&self) {
+        self.warn("Lost the connection to the hub; reconnecting...");
+    }
+
+    pub fn link_restored(&self) {
+        if self.json {
+            return self.emit(&json!({"event": "reconnected"}));
+        }
+        self.line("[ok] Reconnected to the hub");
+    }
+
+    pub fn unexposed(&self, name: &str, unregistered: bool) {
+        if self.json {
+            return self.emit(&json!({"event": "stopped", "service": name, "unregistered": unregistered}));
+        }
+        if unregistered {
+            self.line(&format!("[ok] Stopped sharing \"{name}\""));
+        } else {
+            self.warn(&format!("Stopped sharing \"{name}\", but the hub could not be told: it shows as offline"));
+        }
+    }
+
+    pub fn reaching(&self, service: &ServiceInfo, addr: SocketAddr, wanted: Option<u16>) {
+        if self.json {
+            return self.emit(&json!({
+                "event": "listening", "service": service.name, "owner": service.owner,
+                "listen": addr.to_string(), "port": addr.port(), "online": service.online,
+            }));
+        }
+        if let Some(wanted) = wanted {
+            self.warn(&format!("Port {wanted} is in use; using {} instead", addr.port()));
+        }
+        let host = if addr.ip().is_loopback() && addr.ip().to_string() == "127.0.0.1" {
+            "localhost".to_string()
+        } else {
+            addr.ip().to_string()
+        };
+        self.line(&format!("[ok] Listening on {host}:{} → {} ({})", addr.port(), service.name, service.owner));
+        if !service.online {
+            self.warn(&format!(
+                "{} is offline right now ({}'s agent is not connected); connections work once it is back",
+                service.name, service.owner
+            ));
+        }
+    }
+
+    pub fn tunnel_failed(&self, service: &str, reason: &str) {
+        self.warn(&format!("{service}: connection refused: {reason}"));
+    }
+
+    pub fn services(&self, services: &[ServiceInfo]) {
+        if self.json {
+            return self.emit(&json!({"services": services}));
+        }
+        if services.is_empty() {
+            self.line("No services in this workspace yet. Share one with: connect expose <port>");
+            return;
+        }
+        let width = services.iter().map(|s| s.name.len()).max().unwrap_or(4).max(4);
+        let owner_width = services.iter().map(|s| s.owner.len()).max().unwrap_or(5).max(5);
+        self.line(&format!("{:width$}  {:owner_width$}  {:>5}  STATUS", "NAME", "OWNER", "PORT"));
+        for s in services {
+            let status = if s.online { "● online" } else { "○ offline" };
+            self.line(&format!("{:width$}  {:owner_width$}  {:>5}  {status}", s.name, s.owner, s.port));
+        }
+    }
+
+    pub fn hub_status(&self, dir: &std::path::Path, running: Option<&crate::embedded::RunningHub>) {
+        if self.json {
+            return self.emit(&json!({"data_dir": dir, "running": running}));
+        }
+        match running {
+            Some(hub) => {
+                self.line("[ok] Local hub is running");
+                self.line(&format!("  Agents: https://{}", hub.agents));
+                self.line(&format!("  HTTP:   http://{}", hub.http));
+                self.line(&format!("  Data:   {}", dir.display()));
+            }
+            None => self.line(&format!("Local hub is not running (data: {}). Any command starts it.", dir.display())),
+        }
+    }
+
+    pub fn hub_stopped(&self, was_running: bool) {
+        if self.json {
+            return self.emit(&json!({"stopped": was_running}));
+        }
+        self.line(if was_running { "[ok] Local hub stopped" } else { "Local hub was not running" });
+    }
+
+    /// The error that ends a command: one line of cause and next step, on stderr.
+    pub fn error(&self, error: &anyhow::Error) {
+        if self.json {
+            return self.emit(&json!({"error": format!("{error:#}")}));
+        }
+        eprintln!("[!] {error:#}");
+    }
+}

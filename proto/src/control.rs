@@ -1,0 +1,91 @@
+//! JSON bodies of the control RPCs on a forward connection, and the error body every failure carries.
+
+use serde::{Deserialize, Serialize};
+
+/// A service as an agent registers it: a name and the port it is known by.
+///
+/// The target address stays on the agent; the hub only ever names the service, so it can never make
+/// an agent dial an address of the hub's choosing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    pub name: String,
+    /// The port teammates get by default when they reach it (the target's own port).
+    pub port: u16,
+}
+
+/// A workspace service as the hub lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceInfo {
+    pub name: String,
+    pub owner: String,
+    pub port: u16,
+    pub online: bool,
+}
+
+/// `GET /v1/services` reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceList {
+    pub services: Vec<ServiceInfo>,
+}
+
+/// `GET /v1/whoami` reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WhoAmI {
+    pub member: String,
+    pub workspace: String,
+}
+
+/// `POST /v1/services/unregister` body: forget these services of the caller's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Unregister {
+    pub names: Vec<String>,
+}
+
+/// Body of every non-2xx reply on the link: what happened and what to do next.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct ErrorBody {
+    pub code: ErrorCode,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+/// Machine-readable error kinds; callers branch on these, users read the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    NotFound,
+    /// The service exists but its agent is not connected.
+    Offline,
+    /// The agent is connected but could not reach its own target.
+    TargetUnreachable,
+    BadRequest,
+    Forbidden,
+    Internal,
+}
+
+impl ErrorBody {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into(), hint: None }
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// The HTTP status this error travels with.
+    pub fn status(&self) -> u16 {
+        match self.code {
+            ErrorCode::NotFound => 404,
+            ErrorCode::Offline => 503,
+            ErrorCode::TargetUnreachable => 502,
+            ErrorCode::BadRequest => 400,
+            ErrorCode::Forbidden => 403,
+            ErrorCode::Internal => 500,
+        }
+    }
+}

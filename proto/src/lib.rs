@@ -1,0 +1,11 @@
+//! pconnect-proto: the agent <-> hub contract. No sockets, no async: just the words both sides agree on.
+//!
+//! - [`wire`]: ALPN ids, protocol version, paths and header names of the HTTP/2 link.
+//! - [`handshake`]: the length-prefixed hello/welcome frames exchanged after TLS, before HTTP/2.
+//! - [`control`]: JSON bodies of the control RPCs and error replies.
+//! - [`names`]: service names, the well-known port table, and their validation.
+
+pub mod control;
+pub mod handshake;
+pub mod names;
+pub mod wire;

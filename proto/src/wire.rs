@@ -1,0 +1,53 @@
+//! Constants of the agent <-> hub link: ALPN ids, version, request paths, tunnel protocol token.
+
+/// ALPN id of a forward connection: the agent is the HTTP/2 client (RPCs, outbound tunnels).
+pub const ALPN_FORWARD: &[u8] = b"pconnect/1";
+/// ALPN id of a reverse connection: the agent is the HTTP/2 server (inbound tunnels to its services).
+pub const ALPN_REVERSE: &[u8] = b"pconnect-reverse/1";
+
+/// Version carried in every hello; the hub refuses versions it does not speak.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The `:protocol` pseudo-header of an extended CONNECT (RFC 8441) that carries one TCP connection.
+pub const TUNNEL_PROTOCOL: &str = "pconnect-tcp";
+
+/// Authority used in requests on the link (the peer is known; this only fills `:authority`).
+pub const LINK_AUTHORITY: &str = "pconnect.link";
+
+/// Path prefix of a tunnel stream; the service name follows: `/v1/tunnel/<service>`.
+pub const TUNNEL_PATH_PREFIX: &str = "/v1/tunnel/";
+/// First request on every link: answers once both sides' SETTINGS are known (protocol barrier).
+pub const READY_PATH: &str = "/v1/ready";
+/// `GET`: who the hub says this agent is.
+pub const WHOAMI_PATH: &str = "/v1/whoami";
+/// `GET`: the workspace's services.
+pub const SERVICES_PATH: &str = "/v1/services";
+/// `POST` [`crate::control::Unregister`]: stop serving services and forget them.
+pub const UNREGISTER_PATH: &str = "/v1/services/unregister";
+
+/// Response header naming the member that owns the service a tunnel reached.
+pub const HEADER_SERVICE_OWNER: &str = "pconnect-owner";
+
+/// The tunnel path for a service.
+pub fn tunnel_path(service: &str) -> String {
+    format!("{TUNNEL_PATH_PREFIX}{service}")
+}
+
+/// The service named by a tunnel path, if the path is one.
+pub fn service_from_tunnel_path(path: &str) -> Option<&str> {
+    path.strip_prefix(TUNNEL_PATH_PREFIX)
+        .filter(|name| !name.is_empty() && !name.contains('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tunnel_path_round_trips() {
+        assert_eq!(service_from_tunnel_path(&tunnel_path("prod-db")), Some("prod-db"));
+        assert_eq!(service_from_tunnel_path("/v1/tunnel/"), None);
+        assert_eq!(service_from_tunnel_path("/v1/tunnel/a/b"), None);
+        assert_eq!(service_from_tunnel_path("/v1/services"), None);
+    }
+}
