@@ -49,6 +49,10 @@ pub(crate) async fn serve(
     };
     hub.routes.add(member.workspace_id, &names, &route);
     tracing::info!(member = %member.name, services = ?names, "services online");
+    // Tell the agent it is routable now, so "accessible" is never printed before it is true.
+    if let Err(e) = notify_routed(route.sender.clone()).await {
+        tracing::debug!(error = %e, "could not confirm routing to the agent");
+    }
     let result = tokio::select! {
         result = &mut conn => result.map_err(anyhow::Error::from),
         reason = &mut heartbeat => Err(anyhow::anyhow!("reverse link of {} is dead: {reason}", member.name)),
@@ -70,6 +74,20 @@ async fn wait_ready(sender: h2::client::SendRequest<Bytes>) -> anyhow::Result<h2
     let response = response.await?;
     anyhow::ensure!(response.status() == StatusCode::OK, "agent answered the barrier with {}", response.status());
     Ok(sender)
+}
+
+async fn notify_routed(sender: h2::client::SendRequest<Bytes>) -> anyhow::Result<()> {
+    let mut sender = sender.ready().await?;
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri(format!("https://{LINK_AUTHORITY}{}", wire::ROUTED_PATH))
+        .body(())?;
+    let (response, _) = sender.send_request(request, true)?;
+    // Awaited apart: the connection is driven by the caller, after this returns.
+    tokio::spawn(async move {
+        let _ = response.await;
+    });
+    Ok(())
 }
 
 /// Opens a tunnel stream to `service` on this agent. The agent dials its own target and answers

@@ -18,6 +18,8 @@ pub const LINK_AUTHORITY: &str = "pconnect.link";
 pub const TUNNEL_PATH_PREFIX: &str = "/v1/tunnel/";
 /// First request on every link: answers once both sides' SETTINGS are known (protocol barrier).
 pub const READY_PATH: &str = "/v1/ready";
+/// `POST` hub -> agent on a reverse link: its services are now routed to this connection.
+pub const ROUTED_PATH: &str = "/v1/routed";
 /// `GET`: who the hub says this agent is.
 pub const WHOAMI_PATH: &str = "/v1/whoami";
 /// `GET`: the workspace's services.

@@ -56,7 +56,10 @@ impl Agent {
             .prefix(&format!("pconnect-e2e-{}-", sanitize(name)))
             .tempdir()
             .context("creating PCONNECT_HOME")?;
-        Ok(Agent { name: name.to_owned(), home })
+        Ok(Agent {
+            name: name.to_owned(),
+            home,
+        })
     }
 
     /// The member name.
@@ -124,7 +127,13 @@ impl Agent {
 /// `name` reduced to characters that are safe in a file name.
 fn sanitize(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(32)
         .collect()
 }

@@ -30,7 +30,11 @@ pub fn target_dir() -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) if !dir.is_empty() => {
             let dir = PathBuf::from(dir);
-            if dir.is_absolute() { dir } else { workspace_root().join(dir) }
+            if dir.is_absolute() {
+                dir
+            } else {
+                workspace_root().join(dir)
+            }
         }
         _ => workspace_root().join("target"),
     }
@@ -88,7 +92,15 @@ fn build_bins() -> Result<(), String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(workspace_root())
-        .args(["build", "--bins", "-p", "pconnect", "-p", "pconnect-hub", "--target-dir"])
+        .args([
+            "build",
+            "--bins",
+            "-p",
+            "pconnect",
+            "-p",
+            "pconnect-hub",
+            "--target-dir",
+        ])
         .arg(target_dir());
     match profile().as_str() {
         "dev" => {}

@@ -28,7 +28,9 @@ pub struct EchoServer {
 
 impl std::fmt::Debug for State {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("State").field("accepted", &self.accepted).finish_non_exhaustive()
+        f.debug_struct("State")
+            .field("accepted", &self.accepted)
+            .finish_non_exhaustive()
     }
 }
 
@@ -77,7 +79,11 @@ impl EchoServer {
 
     /// How many connections are open right now.
     pub fn open_connections(&self) -> usize {
-        self.state.conns.lock().unwrap_or_else(PoisonError::into_inner).len()
+        self.state
+            .conns
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 }
 
@@ -87,7 +93,11 @@ impl Drop for EchoServer {
         // Wake the accept loop so it sees the flag and drops the listener.
         let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(500));
         let conns = std::mem::take(
-            &mut *self.state.conns.lock().unwrap_or_else(PoisonError::into_inner),
+            &mut *self
+                .state
+                .conns
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
         );
         for conn in conns.values() {
             let _ = conn.shutdown(Shutdown::Both);
@@ -114,17 +124,28 @@ fn accept_loop(listener: &TcpListener, state: &Arc<State>) {
         let _ = stream.set_nodelay(true);
         let id = state.next_id.fetch_add(1, Ordering::SeqCst);
         if let Ok(clone) = stream.try_clone() {
-            state.conns.lock().unwrap_or_else(PoisonError::into_inner).insert(id, clone);
+            state
+                .conns
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(id, clone);
         }
         let st = Arc::clone(state);
         let spawned = std::thread::Builder::new()
             .name(format!("echo-conn-{id}"))
             .spawn(move || {
                 echo(stream);
-                st.conns.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
+                st.conns
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&id);
             });
         if spawned.is_err() {
-            state.conns.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
+            state
+                .conns
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&id);
         }
     }
 }

@@ -1,7 +1,7 @@
 //! [`Hub`]: a real `pconnect-hub serve` process on loopback with its own data directory.
 
 use std::ffi::OsStr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -64,6 +64,7 @@ pub struct Hub {
     info: HubInfo,
     port: u16,
     extra_args: Vec<String>,
+    program: PathBuf,
     data: TempDir,
 }
 
@@ -76,16 +77,30 @@ impl Hub {
 
     /// Like [`Hub::start`], with `extra` arguments appended to `serve` (kept for restarts).
     pub fn start_with<S: AsRef<str>>(extra: &[S]) -> Result<Hub> {
+        Hub::start_program(bin(HUB), extra)
+    }
+
+    /// Like [`Hub::start_with`], running `program` instead of the workspace's `pconnect-hub`
+    /// (e.g. another build of it); admin commands and restarts use it too.
+    pub fn start_program<S: AsRef<str>>(program: impl Into<PathBuf>, extra: &[S]) -> Result<Hub> {
+        let program = program.into();
         let data = tempfile::Builder::new()
             .prefix("pconnect-e2e-hub-")
             .tempdir()
             .context("creating hub data dir")?;
         let extra_args: Vec<String> = extra.iter().map(|s| s.as_ref().to_owned()).collect();
-        let (proc, info) = launch(data.path(), 0, &extra_args)?;
+        let (proc, info) = launch(&program, data.path(), 0, &extra_args)?;
         let port = info
             .port()
             .with_context(|| format!("no port in the hub agents URL {:?}", info.url))?;
-        Ok(Hub { proc, info, port, extra_args, data })
+        Ok(Hub {
+            proc,
+            info,
+            port,
+            extra_args,
+            program,
+            data,
+        })
     }
 
     /// The agents URL (`https://127.0.0.1:<port>`).
@@ -148,7 +163,7 @@ impl Hub {
             if attempt > 0 {
                 std::thread::sleep(Duration::from_millis(100 * attempt));
             }
-            match launch(self.data.path(), self.port, &self.extra_args) {
+            match launch(&self.program, self.data.path(), self.port, &self.extra_args) {
                 Ok((proc, info)) => {
                     self.proc = proc;
                     self.info = info;
@@ -176,8 +191,11 @@ impl Hub {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let mut cmd = Command::new(bin(HUB));
-        cmd.args(args).arg("--data").arg(self.data.path()).env("NO_COLOR", "1");
+        let mut cmd = Command::new(&self.program);
+        cmd.args(args)
+            .arg("--data")
+            .arg(self.data.path())
+            .env("NO_COLOR", "1");
         cmd
     }
 
@@ -200,7 +218,10 @@ impl Hub {
         let mut cmd = self.admin_command(["member", "add", name]);
         let out = output_with_timeout(&mut cmd, ADMIN_TIMEOUT)?;
         if !out.status.success() {
-            bail!("`pconnect-hub member add {name}` failed\n{}", describe_output(&out));
+            bail!(
+                "`pconnect-hub member add {name}` failed\n{}",
+                describe_output(&out)
+            );
         }
         let stdout = String::from_utf8_lossy(&out.stdout);
         let token = stdout.lines().map(str::trim).rfind(|l| !l.is_empty());
@@ -215,8 +236,8 @@ impl Hub {
 }
 
 /// Spawns `pconnect-hub serve` and waits for its banner.
-fn launch(data: &Path, port: u16, extra: &[String]) -> Result<(Proc, HubInfo)> {
-    let mut cmd = Command::new(bin(HUB));
+fn launch(program: &Path, data: &Path, port: u16, extra: &[String]) -> Result<(Proc, HubInfo)> {
+    let mut cmd = Command::new(program);
     cmd.arg("serve")
         .arg("--data")
         .arg(data)
@@ -230,7 +251,10 @@ fn launch(data: &Path, port: u16, extra: &[String]) -> Result<(Proc, HubInfo)> {
     proc.wait_for_line("Hub ready", READY_TIMEOUT)?;
     let lines = proc.lines();
     let info = HubInfo::parse(lines.iter().map(|l| l.text.as_str())).with_context(|| {
-        format!("parsing the hub banner\n--- output ---\n{}", proc.output_so_far())
+        format!(
+            "parsing the hub banner\n--- output ---\n{}",
+            proc.output_so_far()
+        )
     })?;
     Ok((proc, info))
 }
@@ -248,5 +272,63 @@ mod tests {
         assert_eq!(info.fingerprint, "SHA256:AB:CD:EF");
         assert_eq!(info.port(), Some(41000));
         assert!(HubInfo::parse(["[ok] Hub ready"]).is_err());
+    }
+
+    /// A shell stand-in for `pconnect-hub` printing the real banner format.
+    const FAKE_HUB: &str = r#"#!/bin/sh
+case "$1" in
+serve)
+    port=0
+    while [ $# -gt 0 ]; do
+        if [ "$1" = --listen ]; then port=${2##*:}; fi
+        shift
+    done
+    [ "$port" = 0 ] && port=41000
+    echo "pconnect-hub 0.1.0"
+    echo "  Agents:      https://127.0.0.1:$port"
+    echo "  HTTP:        http://127.0.0.1:41001"
+    echo "  Fingerprint: SHA256:AB:CD"
+    printf '\033[32m[ok]\033[0m Hub ready\n'
+    exec sleep 600
+    ;;
+member)
+    echo "Member $3 added. Token:"
+    echo "tok-$3-$5"
+    echo
+    ;;
+*) echo "unknown $1" >&2; exit 2 ;;
+esac
+"#;
+
+    #[test]
+    fn start_restart_admin_with_fake_hub() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let program = dir.path().join("fake-hub");
+        std::fs::write(&program, FAKE_HUB).unwrap();
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+        let mut hub = Hub::start_program(&program, &["--extra"]).unwrap();
+        assert_eq!(hub.url(), "https://127.0.0.1:41000");
+        assert_eq!(hub.http_url(), "http://127.0.0.1:41001");
+        assert_eq!(hub.fingerprint(), "SHA256:AB:CD");
+        assert_eq!(hub.port(), 41000);
+        let token = hub.add_member("alice").unwrap();
+        assert_eq!(token, format!("tok-alice-{}", hub.data_dir().display()));
+        let out = hub.run_admin(["bogus"]);
+        assert!(!out.status.success());
+
+        let old_pid = hub.proc().pid();
+        hub.kill9();
+        hub.restart().unwrap();
+        assert_ne!(hub.proc().pid(), old_pid);
+        assert!(hub.proc().description().contains("127.0.0.1:41000"));
+        assert!(hub.proc().description().contains("--extra"));
+        assert_eq!(hub.url(), "https://127.0.0.1:41000");
+        // Restart while running kills the old process first.
+        hub.restart().unwrap();
+        let data = hub.data_dir().to_path_buf();
+        drop(hub);
+        assert!(!data.exists());
     }
 }

@@ -31,8 +31,15 @@ pub fn free_port_on(ip: &str) -> u16 {
 /// the digits right after the last `:` that is followed by a digit.
 pub fn listen_port(line: &str) -> Option<u16> {
     line.rmatch_indices(':').find_map(|(i, _)| {
-        let digits: String = line[i + 1..].chars().take_while(char::is_ascii_digit).collect();
-        if digits.is_empty() { None } else { digits.parse().ok() }
+        let digits: String = line[i + 1..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        if digits.is_empty() {
+            None
+        } else {
+            digits.parse().ok()
+        }
     })
 }
 
@@ -124,7 +131,10 @@ mod tests {
     fn parses_listen_ports() {
         assert_eq!(listen_port("[ok] Listening on localhost:5433"), Some(5433));
         assert_eq!(listen_port("[ok] Listening on 127.0.0.2:5432"), Some(5432));
-        assert_eq!(listen_port("[ok] Listening on 127.0.0.1:80 (db): ready"), Some(80));
+        assert_eq!(
+            listen_port("[ok] Listening on 127.0.0.1:80 (db): ready"),
+            Some(80)
+        );
         assert_eq!(listen_port("[ok] Listening on [::1]:8080"), Some(8080));
         assert_eq!(listen_port("no port here:"), None);
         assert_eq!(listen_port("too big :99999"), None);

@@ -66,10 +66,17 @@ impl Proc {
     /// Spawns `cmd` with stdin from `/dev/null` and stdout/stderr captured.
     pub fn spawn(mut cmd: Command) -> Result<Proc> {
         let desc = format!("{cmd:?}");
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = cmd.spawn().with_context(|| format!("failed to spawn {desc}"))?;
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("failed to spawn {desc}"))?;
         let shared: Shared = Arc::new((
-            Mutex::new(Captured { open: 2, ..Captured::default() }),
+            Mutex::new(Captured {
+                open: 2,
+                ..Captured::default()
+            }),
             Condvar::new(),
         ));
         let pid = child.id();
@@ -89,7 +96,12 @@ impl Proc {
                 return Err(e).context("spawning output reader thread");
             }
         }
-        Ok(Proc { child, desc, shared, status: None })
+        Ok(Proc {
+            child,
+            desc,
+            shared,
+            status: None,
+        })
     }
 
     /// The process id.
@@ -154,14 +166,22 @@ impl Proc {
             let cap = lock(&self.shared);
             if cap.lines.len() == scanned && (cap.open == 0) == streams_closed {
                 let wait = (deadline - now).min(Duration::from_millis(50));
-                drop(self.shared.1.wait_timeout(cap, wait).unwrap_or_else(PoisonError::into_inner));
+                drop(
+                    self.shared
+                        .1
+                        .wait_timeout(cap, wait)
+                        .unwrap_or_else(PoisonError::into_inner),
+                );
             }
         }
     }
 
     /// Whether any line printed so far (on either stream) contains `pattern`.
     pub fn has_line(&self, pattern: &str) -> bool {
-        lock(&self.shared).lines.iter().any(|l| l.text.contains(pattern))
+        lock(&self.shared)
+            .lines
+            .iter()
+            .any(|l| l.text.contains(pattern))
     }
 
     /// All captured lines so far, in arrival order.
@@ -176,12 +196,22 @@ impl Proc {
 
     /// Everything printed so far on stdout.
     pub fn stdout_so_far(&self) -> String {
-        join(lock(&self.shared).lines.iter().filter(|l| l.stream == Stream::Stdout))
+        join(
+            lock(&self.shared)
+                .lines
+                .iter()
+                .filter(|l| l.stream == Stream::Stdout),
+        )
     }
 
     /// Everything printed so far on stderr.
     pub fn stderr_so_far(&self) -> String {
-        join(lock(&self.shared).lines.iter().filter(|l| l.stream == Stream::Stderr))
+        join(
+            lock(&self.shared)
+                .lines
+                .iter()
+                .filter(|l| l.stream == Stream::Stderr),
+        )
     }
 
     /// Whether the process is still running (not exited).
@@ -281,7 +311,10 @@ impl Drop for Proc {
 }
 
 fn join<'a>(lines: impl Iterator<Item = &'a Line>) -> String {
-    lines.map(|l| l.text.as_str()).collect::<Vec<_>>().join("\n")
+    lines
+        .map(|l| l.text.as_str())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn pump(reader: Box<dyn Read + Send>, stream: Stream, shared: &Shared) {
@@ -352,8 +385,12 @@ fn clean_line(raw: &[u8]) -> String {
 /// it runs longer than `timeout`.
 pub fn output_with_timeout(cmd: &mut Command, timeout: Duration) -> Result<Output> {
     let desc = format!("{cmd:?}");
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().with_context(|| format!("failed to spawn {desc}"))?;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("failed to spawn {desc}"))?;
     let collect = |r: Option<Box<dyn Read + Send>>| {
         let (tx, rx) = mpsc::channel();
         if let Some(mut r) = r {
@@ -365,16 +402,32 @@ pub fn output_with_timeout(cmd: &mut Command, timeout: Duration) -> Result<Outpu
         }
         rx
     };
-    let out_rx = collect(child.stdout.take().map(|r| Box::new(r) as Box<dyn Read + Send>));
-    let err_rx = collect(child.stderr.take().map(|r| Box::new(r) as Box<dyn Read + Send>));
+    let out_rx = collect(
+        child
+            .stdout
+            .take()
+            .map(|r| Box::new(r) as Box<dyn Read + Send>),
+    );
+    let err_rx = collect(
+        child
+            .stderr
+            .take()
+            .map(|r| Box::new(r) as Box<dyn Read + Send>),
+    );
     let deadline = Instant::now() + timeout;
     let (status, timed_out) = loop {
-        if let Some(s) = child.try_wait().with_context(|| format!("waiting for {desc}"))? {
+        if let Some(s) = child
+            .try_wait()
+            .with_context(|| format!("waiting for {desc}"))?
+        {
             break (s, false);
         }
         if Instant::now() >= deadline {
             let _ = child.kill();
-            break (child.wait().with_context(|| format!("reaping {desc}"))?, true);
+            break (
+                child.wait().with_context(|| format!("reaping {desc}"))?,
+                true,
+            );
         }
         std::thread::sleep(Duration::from_millis(5));
     };
@@ -386,7 +439,10 @@ pub fn output_with_timeout(cmd: &mut Command, timeout: Duration) -> Result<Outpu
         stderr: err_rx.recv_timeout(drain).unwrap_or_default(),
     };
     if timed_out {
-        bail!("{desc} did not finish within {timeout:?}; killed\n{}", describe_output(&output));
+        bail!(
+            "{desc} did not finish within {timeout:?}; killed\n{}",
+            describe_output(&output)
+        );
     }
     Ok(output)
 }
@@ -405,9 +461,12 @@ pub fn describe_output(out: &Output) -> String {
 pub fn which(name: impl AsRef<OsStr>) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|dir| dir.join(name.as_ref())).find(|p| {
-        p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    })
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name.as_ref()))
+        .find(|p| {
+            p.metadata()
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
 }
 
 #[cfg(test)]
@@ -416,8 +475,14 @@ mod tests {
 
     #[test]
     fn cleans_lines() {
-        assert_eq!(clean_line(b"\x1b[32m[ok]\x1b[0m Hub ready\r\n"), "[ok] Hub ready");
-        assert_eq!(clean_line(b"\x1b]8;;http://x\x07link\x1b]8;;\x1b\\ end\n"), "link end");
+        assert_eq!(
+            clean_line(b"\x1b[32m[ok]\x1b[0m Hub ready\r\n"),
+            "[ok] Hub ready"
+        );
+        assert_eq!(
+            clean_line(b"\x1b]8;;http://x\x07link\x1b]8;;\x1b\\ end\n"),
+            "link end"
+        );
         assert_eq!(clean_line(b"plain"), "plain");
     }
 }

@@ -81,7 +81,10 @@ fn postgres_run_as() -> Result<Option<RunAs>> {
     if effective_uid() != Some(0) {
         return Ok(None);
     }
-    Ok(Some(RunAs { uid: id_of("-u", "postgres")?, gid: id_of("-g", "postgres")? }))
+    Ok(Some(RunAs {
+        uid: id_of("-u", "postgres")?,
+        gid: id_of("-g", "postgres")?,
+    }))
 }
 
 /// Path of PostgreSQL program `name`: `$PCONNECT_E2E_PG_BIN/<name>`, else
@@ -146,10 +149,16 @@ impl Postgres {
         let data_dir = tmp.path().join("data");
 
         let mut initdb = pg_command("initdb", run_as, tmp.path());
-        initdb
-            .arg("-D")
-            .arg(&data_dir)
-            .args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C", "-N"]);
+        initdb.arg("-D").arg(&data_dir).args([
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "-N",
+        ]);
         let out = output_with_timeout(&mut initdb, Duration::from_secs(120))?;
         if !out.status.success() {
             bail!("initdb failed: {initdb:?}\n{}", describe_output(&out));
@@ -169,7 +178,14 @@ impl Postgres {
                 .args(["-c", "synchronous_commit=off", "-c", "full_page_writes=off"]);
             let mut proc = Proc::spawn(cmd)?;
             match wait_pg_ready(&mut proc, port) {
-                Ok(()) => return Ok(Postgres { proc, port, data_dir, _tmp: tmp }),
+                Ok(()) => {
+                    return Ok(Postgres {
+                        proc,
+                        port,
+                        data_dir,
+                        _tmp: tmp,
+                    });
+                }
                 Err(e) => {
                     let busy = port_was_busy(&proc.output_so_far());
                     stop(&mut proc, "QUIT", Duration::from_secs(10));
@@ -256,14 +272,27 @@ fn wait_pg_ready(proc: &mut Proc, port: u16) -> Result<()> {
 /// Fails (with stderr) if psql fails, e.g. because it cannot connect or the SQL errors.
 pub fn psql(host: &str, port: u16, sql: &str) -> Result<String> {
     let mut cmd = Command::new(pg_bin("psql"));
-    cmd.args(["-X", "-h", host, "-p", &port.to_string(), "-U", "postgres", "-d", "postgres"])
-        .args(["-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
-        .env("PGCONNECT_TIMEOUT", "10")
-        .env_remove("PGPASSWORD")
-        .env_remove("PGSERVICE");
+    cmd.args([
+        "-X",
+        "-h",
+        host,
+        "-p",
+        &port.to_string(),
+        "-U",
+        "postgres",
+        "-d",
+        "postgres",
+    ])
+    .args(["-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
+    .env("PGCONNECT_TIMEOUT", "10")
+    .env_remove("PGPASSWORD")
+    .env_remove("PGSERVICE");
     let out = output_with_timeout(&mut cmd, CLIENT_TIMEOUT)?;
     if !out.status.success() {
-        bail!("psql against {host}:{port} failed for {sql:?}\n{}", describe_output(&out));
+        bail!(
+            "psql against {host}:{port} failed for {sql:?}\n{}",
+            describe_output(&out)
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
@@ -301,7 +330,13 @@ impl Redis {
                 .current_dir(dir.path());
             let mut proc = Proc::spawn(cmd)?;
             match wait_redis_ready(&mut proc, port) {
-                Ok(()) => return Ok(Redis { proc, port, _dir: dir }),
+                Ok(()) => {
+                    return Ok(Redis {
+                        proc,
+                        port,
+                        _dir: dir,
+                    });
+                }
                 Err(e) => {
                     let busy = port_was_busy(&proc.output_so_far());
                     proc.kill();
@@ -370,7 +405,10 @@ pub fn redis_cli(host: &str, port: u16, args: &[&str]) -> Result<String> {
         .split_once(' ')
         .is_some_and(|(word, _)| !stdout.contains('\n') && is_error_word(word));
     if !out.status.success() || error_reply {
-        bail!("redis-cli against {host}:{port} failed for {args:?}\n{}", describe_output(&out));
+        bail!(
+            "redis-cli against {host}:{port} failed for {args:?}\n{}",
+            describe_output(&out)
+        );
     }
     Ok(stdout)
 }
@@ -379,7 +417,19 @@ pub fn redis_cli(host: &str, port: u16, args: &[&str]) -> Result<String> {
 fn is_error_word(word: &str) -> bool {
     matches!(
         word,
-        "ERR" | "WRONGTYPE" | "NOAUTH" | "NOPERM" | "NOSCRIPT" | "BUSY" | "LOADING" | "READONLY"
-            | "MOVED" | "ASK" | "CLUSTERDOWN" | "EXECABORT" | "MISCONF" | "NOREPLICAS"
+        "ERR"
+            | "WRONGTYPE"
+            | "NOAUTH"
+            | "NOPERM"
+            | "NOSCRIPT"
+            | "BUSY"
+            | "LOADING"
+            | "READONLY"
+            | "MOVED"
+            | "ASK"
+            | "CLUSTERDOWN"
+            | "EXECABORT"
+            | "MISCONF"
+            | "NOREPLICAS"
     )
 }

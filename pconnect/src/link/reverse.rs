@@ -4,6 +4,7 @@
 //! The hello of every reverse connection lists the services, so a reconnect re-registers them.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -74,7 +75,13 @@ pub async fn serve(
         let span = tracing::info_span!("reverse", slot);
         tokio::spawn(maintain(inner.clone(), first.take()).instrument(span));
     }
-    Ok((welcome, status_rx))
+    let mut routed = status_rx.clone();
+    let url = inner.creds.hub.url();
+    let wait = routed.wait_for(|s| s.connected > 0 || s.fatal.is_some());
+    match tokio::time::timeout(tuning::HANDSHAKE_TIMEOUT, wait).await {
+        Ok(Ok(status)) if status.fatal.is_none() => Ok((welcome, status_rx)),
+        _ => Err(DialError::Timeout { url }),
+    }
 }
 
 async fn maintain(inner: Arc<Inner>, mut first: Option<HubStream>) {
@@ -95,12 +102,14 @@ async fn maintain(inner: Arc<Inner>, mut first: Option<HubStream>) {
             },
         };
         if let Some(stream) = stream {
-            inner.status.send_modify(|s| s.connected += 1);
             backoff.connected();
-            if let Err(e) = serve_connection(&inner, stream).await {
+            let routed = Arc::new(AtomicBool::new(false));
+            if let Err(e) = serve_connection(&inner, stream, &routed).await {
                 tracing::debug!(error = %e, "reverse link ended");
             }
-            inner.status.send_modify(|s| s.connected -= 1);
+            if routed.load(Ordering::Relaxed) {
+                inner.status.send_modify(|s| s.connected -= 1);
+            }
         }
         tokio::select! {
             _ = inner.cancel.cancelled() => return,
@@ -110,14 +119,22 @@ async fn maintain(inner: Arc<Inner>, mut first: Option<HubStream>) {
 }
 
 /// Serves one reverse connection until it closes, dies, or the agent stops.
-async fn serve_connection(inner: &Arc<Inner>, stream: HubStream) -> anyhow::Result<()> {
+async fn serve_connection(inner: &Arc<Inner>, stream: HubStream, routed: &Arc<AtomicBool>) -> anyhow::Result<()> {
     let mut conn = tuning::server_builder().handshake(stream).await?;
     let heartbeat = heartbeat::until_dead(conn.ping_pong().expect("ping_pong is taken once"));
     tokio::pin!(heartbeat);
     loop {
         tokio::select! {
             next = conn.accept() => match next {
-                Some(Ok((request, respond))) => {
+                Some(Ok((request, mut respond))) => {
+                    if request.uri().path() == wire::ROUTED_PATH {
+                        // The hub routes our services to this connection from now on.
+                        if !routed.swap(true, Ordering::Relaxed) {
+                            inner.status.send_modify(|s| s.connected += 1);
+                        }
+                        let _ = respond.send_response(Response::new(()), true);
+                        continue;
+                    }
                     tokio::spawn(handle(inner.clone(), request, respond));
                 }
                 Some(Err(e)) => return Err(e.into()),
