@@ -1,0 +1,114 @@
+//! Everything the benchmark prints: progress on stderr, the results table on stdout.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::path::Path;
+
+use crate::bins::BUILD_COMMAND;
+use crate::measure_bulk::WRITE_SIZE;
+use crate::measure_connrate::{PAYLOAD, WORKERS};
+use crate::results::{Results, Row};
+
+/// The `--help` text.
+pub(crate) fn usage() {
+    println!(
+        "pconnect-bench: tunnel vs direct loopback, measured in the same run
+
+Usage: pconnect-bench [--bulk-mib N] [--seconds N] [--rounds N] [--warmup N] [--conns N] [--json FILE]
+
+  --bulk-mib N   bytes uploaded per bulk run, in MiB (default 1024)
+  --seconds N    duration of each new-connections run (default 5)
+  --rounds N     measured 1 KiB request/response round trips (default 20000)
+  --warmup N     unmeasured round trips before them (default 1000)
+  --conns N      tunnels held open for the memory measurement (default 1000)
+  --json FILE    also write the results as JSON
+
+Needs the release binaries: {BUILD_COMMAND}"
+    );
+}
+
+/// A progress line while the run goes on.
+pub(crate) fn progress(what: &str) {
+    eprintln!("... {what}");
+}
+
+/// The run failed.
+pub(crate) fn error(e: &anyhow::Error) {
+    eprintln!("error: {e:#}");
+}
+
+/// Where the JSON went.
+pub(crate) fn wrote_json(path: &Path) {
+    println!("\nResults written to {}", path.display());
+}
+
+/// The full report.
+pub(crate) fn print(r: &Results) {
+    let a = &r.args;
+    let dir = r.bins.hub.parent().unwrap_or(Path::new(""));
+    println!();
+    println!("pconnect benchmark: tunnel vs direct loopback, same run");
+    println!("  Tunnel:     client -> bob's agent (reach) -> hub (TLS + HTTP/2) -> alice's agent (expose) -> target");
+    println!("  Machine:    nproc {}{}", r.machine.nproc, r.machine.cpu.as_ref().map(|c| format!(", {c}")).unwrap_or_default());
+    println!("  Kernel:     {}", r.machine.kernel);
+    println!("  Binaries:   {}/{{pconnect-hub,connect}}", dir.display());
+    if r.fds.after == r.fds.before {
+        println!("  Open files: soft limit {} (enough, unchanged)", r.fds.before);
+    } else {
+        println!("  Open files: soft limit raised from {} to {} (prlimit on this process; children inherit it)", r.fds.before, r.fds.after);
+    }
+    println!(
+        "  Settings:   bulk {} MiB in {} KiB writes; new conns {} s x {WORKERS} workers, {PAYLOAD} B echo each;",
+        a.bulk_mib,
+        WRITE_SIZE / 1024,
+        a.seconds
+    );
+    println!("              latency {} x 1 KiB round trips after {} warm-up; {} open tunnels for memory", a.rounds, a.warmup, a.conns);
+    println!();
+
+    println!("{:<32} {:>11} {:>11} {:>14} {:>10}  {}", "Measurement", "Direct", "Tunnel", "Tunnel/Direct", "Target", "Result");
+    println!("{}", "-".repeat(88));
+    for row in &r.compared {
+        let ratio = row.ratio().map_or_else(|| "-".to_owned(), |x| format!("{x:.2}x"));
+        println!(
+            "{:<32} {:>11} {:>11} {:>14} {:>10}  {}",
+            row.label,
+            value(row.direct, row.decimals),
+            value(Some(row.tunnel), row.decimals),
+            ratio,
+            row.target.text(),
+            verdict(row)
+        );
+    }
+    println!();
+
+    println!("{:<50} {:>9} {:>10}  {}", "Resident memory (VmRSS)", "MiB", "Target", "Result");
+    println!("{}", "-".repeat(79));
+    for row in &r.memory {
+        println!(
+            "{:<50} {:>9} {:>10}  {}",
+            row.label,
+            value(Some(row.tunnel), row.decimals),
+            row.target.text(),
+            verdict(row)
+        );
+    }
+    println!();
+
+    for note in &r.notes {
+        println!("Note: {note}");
+    }
+    let (met, checked) = r.score();
+    println!("Targets met: {met} of {checked}");
+}
+
+fn value(v: Option<f64>, decimals: usize) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| format!("{v:.decimals$}"))
+}
+
+fn verdict(row: &Row) -> &'static str {
+    match row.verdict() {
+        Some(true) => "PASS",
+        Some(false) => "MISS",
+        None => "",
+    }
+}

@@ -1,0 +1,99 @@
+//! The results of a run: table rows with their targets, and their JSON form.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde_json::{Map, Value, json};
+
+use crate::args::Args;
+use crate::bins::Bins;
+use crate::fdlimit::FdLimit;
+use crate::machine::Machine;
+use crate::targets::Target;
+
+/// One measured quantity: direct (when it has a direct counterpart) and through the tunnel.
+#[derive(Debug, Clone)]
+pub(crate) struct Row {
+    /// Stable JSON key.
+    pub(crate) key: &'static str,
+    /// Label in the table, with the unit.
+    pub(crate) label: String,
+    /// Decimals shown in the table.
+    pub(crate) decimals: usize,
+    pub(crate) direct: Option<f64>,
+    pub(crate) tunnel: f64,
+    pub(crate) target: Target,
+}
+
+impl Row {
+    /// tunnel / direct, when there is a direct value.
+    pub(crate) fn ratio(&self) -> Option<f64> {
+        self.direct.filter(|d| *d > 0.0).map(|d| self.tunnel / d)
+    }
+
+    /// PASS (`Some(true)`), MISS (`Some(false)`) or no target.
+    pub(crate) fn verdict(&self) -> Option<bool> {
+        self.target.check(self.direct, self.tunnel)
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "label": self.label,
+            "direct": self.direct,
+            "tunnel": self.tunnel,
+            "ratio": self.ratio(),
+            "target": match self.target { Target::None => Value::Null, t => Value::from(t.text()) },
+            "pass": self.verdict(),
+        })
+    }
+}
+
+/// Everything a run produced.
+#[derive(Debug, Clone)]
+pub(crate) struct Results {
+    pub(crate) machine: Machine,
+    pub(crate) args: Args,
+    pub(crate) fds: FdLimit,
+    pub(crate) bins: Bins,
+    /// Direct versus tunnel.
+    pub(crate) compared: Vec<Row>,
+    /// Resident memory of the product's processes.
+    pub(crate) memory: Vec<Row>,
+    /// Extra facts worth reading (e.g. the first connection error).
+    pub(crate) notes: Vec<String>,
+}
+
+impl Results {
+    /// (targets met, targets checked).
+    pub(crate) fn score(&self) -> (usize, usize) {
+        let verdicts: Vec<bool> = self.compared.iter().chain(&self.memory).filter_map(Row::verdict).collect();
+        (verdicts.iter().filter(|v| **v).count(), verdicts.len())
+    }
+
+    fn to_json(&self) -> Value {
+        let rows = |rows: &[Row]| rows.iter().map(|r| (r.key.to_owned(), r.to_json())).collect::<Map<_, _>>();
+        let (met, checked) = self.score();
+        json!({
+            "machine": {"nproc": self.machine.nproc, "cpu": self.machine.cpu, "kernel": self.machine.kernel},
+            "settings": {
+                "bulk_mib": self.args.bulk_mib,
+                "seconds": self.args.seconds,
+                "rounds": self.args.rounds,
+                "warmup": self.args.warmup,
+                "conns": self.args.conns,
+            },
+            "open_files": {"before": self.fds.before, "after": self.fds.after},
+            "binaries": {"hub": self.bins.hub, "connect": self.bins.connect},
+            "compared": rows(&self.compared),
+            "memory_mib": rows(&self.memory),
+            "notes": self.notes,
+            "targets": {"met": met, "checked": checked},
+        })
+    }
+}
+
+/// Writes the results as pretty JSON.
+pub(crate) fn write_json(results: &Results, path: &Path) -> Result<()> {
+    let text = serde_json::to_string_pretty(&results.to_json())?;
+    std::fs::write(path, text + "\n").with_context(|| format!("cannot write {}", path.display()))
+}

@@ -1,0 +1,52 @@
+//! The spec's performance targets and how a measurement is judged against them.
+
+/// Tunnel throughput must reach this fraction of direct.
+pub(crate) const MIN_THROUGHPUT_RATIO: f64 = 0.25;
+/// Tunnel new connections per second must reach this fraction of direct.
+pub(crate) const MIN_CONN_RATE_RATIO: f64 = 0.40;
+/// Tunnel p50 latency may be at most this multiple of direct.
+pub(crate) const MAX_P50_RATIO: f64 = 2.5;
+/// Hub RSS when idle must stay below this (MiB).
+pub(crate) const MAX_HUB_IDLE_MIB: f64 = 20.0;
+/// Hub RSS with 1,000 open tunnels must stay below this (MiB).
+pub(crate) const MAX_HUB_TUNNELS_MIB: f64 = 60.0;
+
+/// A target for one row.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Target {
+    /// tunnel / direct >= the value.
+    MinRatio(f64),
+    /// tunnel / direct <= the value.
+    MaxRatio(f64),
+    /// The value (MiB) stays strictly below the bound.
+    BelowMib(f64),
+    /// Direct and tunnel both had zero failures.
+    NoFailures,
+    /// Informational: no target.
+    None,
+}
+
+impl Target {
+    /// How the target reads in the table.
+    pub(crate) fn text(self) -> String {
+        match self {
+            Target::MinRatio(r) => format!(">= {r:.2}x"),
+            Target::MaxRatio(r) => format!("<= {r:.2}x"),
+            Target::BelowMib(m) => format!("< {m:.0} MiB"),
+            Target::NoFailures => "0".to_owned(),
+            Target::None => "-".to_owned(),
+        }
+    }
+
+    /// Whether the measurement meets the target (`None` when there is no target).
+    pub(crate) fn check(self, direct: Option<f64>, tunnel: f64) -> Option<bool> {
+        let ratio = direct.filter(|d| *d > 0.0).map(|d| tunnel / d);
+        match self {
+            Target::MinRatio(min) => Some(ratio.is_some_and(|r| r >= min)),
+            Target::MaxRatio(max) => Some(ratio.is_some_and(|r| r <= max)),
+            Target::BelowMib(max) => Some(tunnel < max),
+            Target::NoFailures => Some(tunnel == 0.0 && direct.is_none_or(|d| d == 0.0)),
+            Target::None => None,
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! Bringing up the product: a hub, members alice and bob, alice exposing the targets and bob
+//! reaching them. Everything runs from a temporary directory and is killed when dropped.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tempfile::TempDir;
+
+use crate::bins::Bins;
+use crate::processes::{Proc, command, run_ok};
+
+/// How long a process may take to say it is ready.
+const READY: Duration = Duration::from_secs(30);
+
+/// One exposed target: alice's `connect expose` and bob's `connect reach` with its local port.
+pub(crate) struct Route {
+    /// Bob's local port: every connection to it is one tunnel to the target.
+    pub(crate) port: u16,
+    pub(crate) reach: Proc,
+    pub(crate) expose: Proc,
+}
+
+impl Route {
+    /// The address clients dial for a tunneled connection.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+}
+
+/// The running product. Field order matters: processes are killed before the directory goes.
+pub(crate) struct Topology {
+    pub(crate) hub: Proc,
+    pub(crate) echo: Route,
+    pub(crate) sink: Route,
+    _dir: TempDir,
+}
+
+/// Starts the hub and agents and exposes `echo` and `sink` (the target addresses) through it.
+pub(crate) async fn start(bins: &Bins, echo: SocketAddr, sink: SocketAddr) -> Result<Topology> {
+    let dir = tempfile::Builder::new().prefix("pconnect-bench-").tempdir()?;
+    let data = dir.path().join("hub");
+    let alice = dir.path().join("alice");
+    let bob = dir.path().join("bob");
+    for d in [&data, &alice, &bob] {
+        std::fs::create_dir(d).with_context(|| format!("cannot create {}", d.display()))?;
+    }
+
+    let mut cmd = command(&bins.hub, None);
+    cmd.arg("serve").arg("--data").arg(&data).args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"]);
+    let mut hub = Proc::spawn("pconnect-hub serve", cmd)?;
+    let agents = hub.wait_for("Agents:", READY).await?;
+    let url = agents.split_once("Agents:").map(|(_, url)| url.trim().to_owned()).unwrap_or_default();
+    hub.wait_for("Hub ready", READY).await?;
+
+    for (name, home) in [("alice", &alice), ("bob", &bob)] {
+        let token = add_member(bins, &data, name).await?;
+        let mut cmd = command(&bins.connect, Some(home));
+        cmd.args(["login", "--hub", &url, "--token", &token]);
+        run_ok(&format!("connect login ({name})"), cmd, READY).await?;
+    }
+
+    let echo = route(bins, &alice, &bob, "echo", echo).await?;
+    let sink = route(bins, &alice, &bob, "sink", sink).await?;
+    Ok(Topology { hub, echo, sink, _dir: dir })
+}
+
+/// `pconnect-hub member add`: the token is the last line printed.
+async fn add_member(bins: &Bins, data: &Path, name: &str) -> Result<String> {
+    let mut cmd = command(&bins.hub, None);
+    cmd.args(["member", "add", name, "--data"]).arg(data);
+    let out = run_ok(&format!("pconnect-hub member add {name}"), cmd, READY).await?;
+    out.lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty())
+        .map(str::to_owned)
+        .with_context(|| format!("`pconnect-hub member add {name}` printed no token"))
+}
+
+/// Alice exposes `target` as `service`; bob reaches it on a free local port.
+async fn route(bins: &Bins, alice: &Path, bob: &Path, service: &str, target: SocketAddr) -> Result<Route> {
+    let mut cmd = command(&bins.connect, Some(alice));
+    cmd.args(["expose", &target.to_string(), "--name", service]);
+    let mut expose = Proc::spawn(&format!("connect expose {service} (alice)"), cmd)?;
+    expose.wait_for("is now accessible through the hub", READY).await?;
+
+    let mut cmd = command(&bins.connect, Some(bob));
+    cmd.args(["reach", service, "--port", "0"]);
+    let mut reach = Proc::spawn(&format!("connect reach {service} (bob)"), cmd)?;
+    let line = reach.wait_for("Listening on", READY).await?;
+    let port = parse_port(&line).with_context(|| format!("no port in `{line}`"))?;
+    Ok(Route { port, reach, expose })
+}
+
+/// The port in `[ok] Listening on localhost:<PORT> → ...`.
+fn parse_port(line: &str) -> Option<u16> {
+    let (_, rest) = line.split_once("Listening on ")?;
+    let addr = rest.split_whitespace().next()?;
+    addr.rsplit_once(':')?.1.parse().ok()
+}
