@@ -23,7 +23,14 @@ pub(crate) struct Args {
 
 impl Default for Args {
     fn default() -> Self {
-        Args { bulk_mib: 1024, seconds: 5, rounds: 20_000, warmup: 1_000, conns: 1_000, json: None }
+        Args {
+            bulk_mib: 1024,
+            seconds: 5,
+            rounds: 20_000,
+            warmup: 1_000,
+            conns: 1_000,
+            json: None,
+        }
     }
 }
 
@@ -83,4 +90,35 @@ fn positive(name: &str, value: &str) -> Result<u64> {
         bail!("{name} must be at least 1");
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Parsed, parse};
+
+    fn run(argv: &[&str]) -> anyhow::Result<super::Args> {
+        match parse(argv.iter().map(|s| (*s).to_owned()))? {
+            Parsed::Run(args) => Ok(args),
+            Parsed::Help => anyhow::bail!("help"),
+        }
+    }
+
+    #[test]
+    fn defaults_and_flags() {
+        let args = run(&[]).unwrap();
+        assert_eq!(
+            (args.bulk_mib, args.seconds, args.rounds, args.conns),
+            (1024, 5, 20_000, 1_000)
+        );
+        let args = run(&["--bulk-mib", "64", "--seconds=2", "--json", "out.json"]).unwrap();
+        assert_eq!((args.bulk_mib, args.seconds), (64, 2));
+        assert_eq!(args.json.unwrap().to_str(), Some("out.json"));
+        assert!(run(&["--rounds", "0"]).is_err());
+        assert!(run(&["--bogus"]).is_err());
+        assert!(run(&["--seconds"]).is_err());
+        assert!(matches!(
+            parse(["--help".to_owned()].into_iter()),
+            Ok(Parsed::Help)
+        ));
+    }
 }

@@ -23,7 +23,10 @@ const PREFERRED: u64 = 65_536;
 pub(crate) fn ensure(needed: u64) -> Result<FdLimit> {
     let (soft, hard) = read()?;
     if soft >= needed {
-        return Ok(FdLimit { before: soft, after: soft });
+        return Ok(FdLimit {
+            before: soft,
+            after: soft,
+        });
     }
     let spec = if hard >= needed {
         format!("{}:", needed.max(PREFERRED.min(hard)))
@@ -48,20 +51,28 @@ pub(crate) fn ensure(needed: u64) -> Result<FdLimit> {
              first, or lower --conns"
         );
     }
-    Ok(FdLimit { before: soft, after })
+    Ok(FdLimit {
+        before: soft,
+        after,
+    })
 }
 
 /// Reads the (soft, hard) "Max open files" of this process.
 fn read() -> Result<(u64, u64)> {
-    let limits = std::fs::read_to_string("/proc/self/limits").context("cannot read /proc/self/limits")?;
+    let limits =
+        std::fs::read_to_string("/proc/self/limits").context("cannot read /proc/self/limits")?;
     let line = limits
         .lines()
         .find(|l| l.starts_with("Max open files"))
         .context("no `Max open files` in /proc/self/limits")?;
-    let mut fields = line["Max open files".len()..].split_whitespace().map(|f| match f {
-        "unlimited" => Ok(u64::MAX),
-        n => n.parse::<u64>().with_context(|| format!("bad open-file limit `{n}`")),
-    });
+    let mut fields = line["Max open files".len()..]
+        .split_whitespace()
+        .map(|f| match f {
+            "unlimited" => Ok(u64::MAX),
+            n => n
+                .parse::<u64>()
+                .with_context(|| format!("bad open-file limit `{n}`")),
+        });
     let soft = fields.next().context("no soft open-file limit")??;
     let hard = fields.next().context("no hard open-file limit")??;
     Ok((soft, hard))

@@ -14,12 +14,14 @@ pub(crate) struct Machine {
 /// Reads the machine facts.
 pub(crate) fn facts() -> Machine {
     let nproc = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|info| {
-        info.lines()
-            .find(|l| l.starts_with("model name"))
-            .and_then(|l| l.split_once(':'))
-            .map(|(_, model)| model.trim().to_owned())
-    });
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, model)| model.trim().to_owned())
+        });
     let kernel = std::fs::read_to_string("/proc/version")
         .map_or_else(|e| format!("unknown ({e})"), |v| v.trim().to_owned());
     Machine { nproc, cpu, kernel }

@@ -1,4 +1,6 @@
-//! Request/response latency: 1 KiB round trips to the echo server over one kept connection.
+//! Request/response latency: 1 KiB round trips to the echo server over one kept connection per
+//! side. Direct and tunnel are measured in alternating blocks, so both see the same conditions
+//! (on a small VM the cost of a wake-up drifts with where the scheduler puts the threads).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -9,6 +11,8 @@ use tokio::net::TcpStream;
 
 /// Bytes per request (echoed back as the response).
 pub(crate) const PAYLOAD: usize = 1024;
+/// Measured rounds are split into this many blocks per side, alternating direct and tunnel.
+pub(crate) const BLOCKS: usize = 10;
 /// The whole run failing to finish in this time is an error.
 const LIMIT: Duration = Duration::from_secs(300);
 
@@ -20,41 +24,82 @@ pub(crate) struct Latency {
     pub(crate) mean_us: f64,
 }
 
-/// `warmup` unmeasured then `rounds` measured round trips.
-pub(crate) async fn latency(addr: SocketAddr, rounds: usize, warmup: usize) -> Result<Latency> {
-    tokio::time::timeout(LIMIT, measure(addr, rounds, warmup))
-        .await
-        .with_context(|| format!("the latency run did not finish within {LIMIT:?}"))?
-}
-
-async fn measure(addr: SocketAddr, rounds: usize, warmup: usize) -> Result<Latency> {
-    let mut stream = TcpStream::connect(addr).await.context("connect")?;
-    stream.set_nodelay(true)?;
-    let request: Vec<u8> = (0..PAYLOAD).map(|i| (i % 253) as u8).collect();
-    let mut response = vec![0u8; PAYLOAD];
-    for _ in 0..warmup {
-        round_trip(&mut stream, &request, &mut response).await?;
-    }
-    let mut samples = Vec::with_capacity(rounds);
-    for _ in 0..rounds {
-        let start = Instant::now();
-        round_trip(&mut stream, &request, &mut response).await?;
-        samples.push(start.elapsed());
-    }
-    samples.sort_unstable();
-    let total: Duration = samples.iter().sum();
-    Ok(Latency {
-        p50_us: micros(percentile(&samples, 50)),
-        p99_us: micros(percentile(&samples, 99)),
-        mean_us: micros(total) / samples.len() as f64,
+/// `warmup` unmeasured then `rounds` measured round trips on each side; returns (direct, tunnel).
+pub(crate) async fn compare(
+    direct: SocketAddr,
+    tunnel: SocketAddr,
+    rounds: usize,
+    warmup: usize,
+) -> Result<(Latency, Latency)> {
+    tokio::time::timeout(LIMIT, async {
+        let mut direct = Side::connect(direct).await.context("direct")?;
+        let mut tunnel = Side::connect(tunnel).await.context("tunnel")?;
+        direct.run(warmup, false).await?;
+        tunnel.run(warmup, false).await?;
+        for block in 0..BLOCKS {
+            let n = rounds / BLOCKS + usize::from(block < rounds % BLOCKS);
+            direct.run(n, true).await.context("direct")?;
+            tunnel.run(n, true).await.context("tunnel")?;
+        }
+        Ok((direct.stats(), tunnel.stats()))
     })
+    .await
+    .with_context(|| format!("the latency run did not finish within {LIMIT:?}"))?
 }
 
-async fn round_trip(stream: &mut TcpStream, request: &[u8], response: &mut [u8]) -> Result<()> {
-    stream.write_all(request).await.context("write")?;
-    stream.read_exact(response).await.context("read echo")?;
-    ensure!(response == request, "echoed bytes differ from the bytes sent");
-    Ok(())
+/// One kept connection and its samples.
+struct Side {
+    stream: TcpStream,
+    request: Vec<u8>,
+    response: Vec<u8>,
+    samples: Vec<Duration>,
+}
+
+impl Side {
+    async fn connect(addr: SocketAddr) -> Result<Side> {
+        let stream = TcpStream::connect(addr).await.context("connect")?;
+        stream.set_nodelay(true)?;
+        let request = (0..PAYLOAD).map(|i| (i % 253) as u8).collect();
+        Ok(Side {
+            stream,
+            request,
+            response: vec![0u8; PAYLOAD],
+            samples: Vec::new(),
+        })
+    }
+
+    async fn run(&mut self, rounds: usize, record: bool) -> Result<()> {
+        for _ in 0..rounds {
+            let start = Instant::now();
+            self.stream
+                .write_all(&self.request)
+                .await
+                .context("write")?;
+            self.stream
+                .read_exact(&mut self.response)
+                .await
+                .context("read echo")?;
+            let elapsed = start.elapsed();
+            ensure!(
+                self.response == self.request,
+                "echoed bytes differ from the bytes sent"
+            );
+            if record {
+                self.samples.push(elapsed);
+            }
+        }
+        Ok(())
+    }
+
+    fn stats(mut self) -> Latency {
+        self.samples.sort_unstable();
+        let total: Duration = self.samples.iter().sum();
+        Latency {
+            p50_us: micros(percentile(&self.samples, 50)),
+            p99_us: micros(percentile(&self.samples, 99)),
+            mean_us: micros(total) / self.samples.len() as f64,
+        }
+    }
 }
 
 /// Nearest-rank percentile of sorted, non-empty samples.
@@ -65,4 +110,17 @@ fn percentile(sorted: &[Duration], pct: usize) -> Duration {
 
 fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Duration, percentile};
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let samples: Vec<Duration> = (1..=100).map(Duration::from_micros).collect();
+        assert_eq!(percentile(&samples, 50), Duration::from_micros(50));
+        assert_eq!(percentile(&samples, 99), Duration::from_micros(99));
+        assert_eq!(percentile(&samples[..1], 99), Duration::from_micros(1));
+    }
 }

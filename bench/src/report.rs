@@ -6,6 +6,7 @@ use std::path::Path;
 use crate::bins::BUILD_COMMAND;
 use crate::measure_bulk::WRITE_SIZE;
 use crate::measure_connrate::{PAYLOAD, WORKERS};
+use crate::measure_latency::BLOCKS;
 use crate::results::{Results, Row};
 
 /// The `--help` text.
@@ -47,14 +48,30 @@ pub(crate) fn print(r: &Results) {
     let dir = r.bins.hub.parent().unwrap_or(Path::new(""));
     println!();
     println!("pconnect benchmark: tunnel vs direct loopback, same run");
-    println!("  Tunnel:     client -> bob's agent (reach) -> hub (TLS + HTTP/2) -> alice's agent (expose) -> target");
-    println!("  Machine:    nproc {}{}", r.machine.nproc, r.machine.cpu.as_ref().map(|c| format!(", {c}")).unwrap_or_default());
+    println!(
+        "  Tunnel:     client -> bob's agent (reach) -> hub (TLS + HTTP/2) -> alice's agent (expose) -> target"
+    );
+    println!(
+        "  Machine:    nproc {}{}",
+        r.machine.nproc,
+        r.machine
+            .cpu
+            .as_ref()
+            .map(|c| format!(", {c}"))
+            .unwrap_or_default()
+    );
     println!("  Kernel:     {}", r.machine.kernel);
     println!("  Binaries:   {}/{{pconnect-hub,connect}}", dir.display());
     if r.fds.after == r.fds.before {
-        println!("  Open files: soft limit {} (enough, unchanged)", r.fds.before);
+        println!(
+            "  Open files: soft limit {} (enough, unchanged)",
+            r.fds.before
+        );
     } else {
-        println!("  Open files: soft limit raised from {} to {} (prlimit on this process; children inherit it)", r.fds.before, r.fds.after);
+        println!(
+            "  Open files: soft limit raised from {} to {} (prlimit on this process; children inherit it)",
+            r.fds.before, r.fds.after
+        );
     }
     println!(
         "  Settings:   bulk {} MiB in {} KiB writes; new conns {} s x {WORKERS} workers, {PAYLOAD} B echo each;",
@@ -62,13 +79,21 @@ pub(crate) fn print(r: &Results) {
         WRITE_SIZE / 1024,
         a.seconds
     );
-    println!("              latency {} x 1 KiB round trips after {} warm-up; {} open tunnels for memory", a.rounds, a.warmup, a.conns);
+    println!(
+        "              latency {} x 1 KiB round trips per side after {} warm-up, alternating in {BLOCKS} blocks;",
+        a.rounds, a.warmup, a.conns
+    );
     println!();
 
-    println!("{:<32} {:>11} {:>11} {:>14} {:>10}  {}", "Measurement", "Direct", "Tunnel", "Tunnel/Direct", "Target", "Result");
+    println!(
+        "{:<32} {:>11} {:>11} {:>14} {:>10}  Result",
+        "Measurement", "Direct", "Tunnel", "Tunnel/Direct", "Target"
+    );
     println!("{}", "-".repeat(88));
     for row in &r.compared {
-        let ratio = row.ratio().map_or_else(|| "-".to_owned(), |x| format!("{x:.2}x"));
+        let ratio = row
+            .ratio()
+            .map_or_else(|| "-".to_owned(), |x| format!("{x:.2}x"));
         println!(
             "{:<32} {:>11} {:>11} {:>14} {:>10}  {}",
             row.label,
@@ -81,7 +106,10 @@ pub(crate) fn print(r: &Results) {
     }
     println!();
 
-    println!("{:<50} {:>9} {:>10}  {}", "Resident memory (VmRSS)", "MiB", "Target", "Result");
+    println!(
+        "{:<50} {:>9} {:>10}  Result",
+        "Resident memory (VmRSS)", "MiB", "Target"
+    );
     println!("{}", "-".repeat(79));
     for row in &r.memory {
         println!(

@@ -66,12 +66,21 @@ pub(crate) struct Results {
 impl Results {
     /// (targets met, targets checked).
     pub(crate) fn score(&self) -> (usize, usize) {
-        let verdicts: Vec<bool> = self.compared.iter().chain(&self.memory).filter_map(Row::verdict).collect();
+        let verdicts: Vec<bool> = self
+            .compared
+            .iter()
+            .chain(&self.memory)
+            .filter_map(Row::verdict)
+            .collect();
         (verdicts.iter().filter(|v| **v).count(), verdicts.len())
     }
 
     fn to_json(&self) -> Value {
-        let rows = |rows: &[Row]| rows.iter().map(|r| (r.key.to_owned(), r.to_json())).collect::<Map<_, _>>();
+        let rows = |rows: &[Row]| {
+            rows.iter()
+                .map(|r| (r.key.to_owned(), r.to_json()))
+                .collect::<Map<_, _>>()
+        };
         let (met, checked) = self.score();
         json!({
             "machine": {"nproc": self.machine.nproc, "cpu": self.machine.cpu, "kernel": self.machine.kernel},

@@ -19,7 +19,8 @@ pub(crate) fn rss_kib(pid: u32) -> Result<u64> {
         .find(|l| l.starts_with("VmRSS:"))
         .with_context(|| format!("no VmRSS in {path}"))?;
     let kib = line["VmRSS:".len()..].trim().trim_end_matches("kB").trim();
-    kib.parse().with_context(|| format!("bad VmRSS line `{line}` in {path}"))
+    kib.parse()
+        .with_context(|| format!("bad VmRSS line `{line}` in {path}"))
 }
 
 /// KiB to MiB.

@@ -1,38 +1,60 @@
-//! The in-process targets on 127.0.0.1:0: an echo server and a byte-counting sink.
+//! The targets on 127.0.0.1:0: an echo server and a byte-counting sink.
+//!
+//! They run on their own thread with a single-threaded tokio runtime, apart from the measuring
+//! client's runtime, so "direct" is a client and a server that each wait on their own thread, as
+//! two programs talking over loopback would. The tunnel's last hop reaches the same servers.
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
+use tokio::sync::oneshot;
 
-/// Addresses of the running targets; the accept loops stop when this drops.
+/// Addresses of the running targets; their thread stops when this drops.
 pub(crate) struct Servers {
     pub(crate) echo: SocketAddr,
     pub(crate) sink: SocketAddr,
-    tasks: Vec<JoinHandle<()>>,
+    _stop: oneshot::Sender<()>,
 }
 
-impl Drop for Servers {
-    fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
-    }
+/// Starts both servers on a dedicated thread.
+pub(crate) fn start() -> Result<Servers> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (echo, sink) = {
+        let _context = runtime.enter();
+        (bind()?, bind()?)
+    };
+    let (echo_addr, sink_addr) = (echo.local_addr()?, sink.local_addr()?);
+    let (stop, stopped) = oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name("bench-targets".to_owned())
+        .spawn(move || {
+            runtime.block_on(async move {
+                tokio::select! {
+                    () = serve(echo, handle_echo) => {}
+                    () = serve(sink, handle_sink) => {}
+                    _ = stopped => {}
+                }
+            });
+        })
+        .context("cannot start the target servers' thread")?;
+    Ok(Servers {
+        echo: echo_addr,
+        sink: sink_addr,
+        _stop: stop,
+    })
 }
 
-/// Starts both servers.
-pub(crate) async fn start() -> Result<Servers> {
-    let echo_listener = TcpListener::bind("127.0.0.1:0").await?;
-    let sink_listener = TcpListener::bind("127.0.0.1:0").await?;
-    let echo_addr = echo_listener.local_addr()?;
-    let sink_addr = sink_listener.local_addr()?;
-    let tasks = vec![tokio::spawn(serve(echo_listener, echo)), tokio::spawn(serve(sink_listener, sink))];
-    Ok(Servers { echo: echo_addr, sink: sink_addr, tasks })
+fn bind() -> Result<TcpListener> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    listener.set_nonblocking(true)?;
+    Ok(TcpListener::from_std(listener)?)
 }
 
 async fn serve<F, Fut>(listener: TcpListener, handle: F)
@@ -56,7 +78,7 @@ where
 }
 
 /// Writes back everything it reads; closes after the peer does.
-async fn echo(mut stream: TcpStream) -> io::Result<()> {
+async fn handle_echo(mut stream: TcpStream) -> io::Result<()> {
     stream.set_nodelay(true)?;
     let mut buf = vec![0u8; 16 * 1024];
     loop {
@@ -69,7 +91,7 @@ async fn echo(mut stream: TcpStream) -> io::Result<()> {
 }
 
 /// Reads until end of file, then writes the byte count (8 bytes, big-endian) and closes.
-async fn sink(mut stream: TcpStream) -> io::Result<()> {
+async fn handle_sink(mut stream: TcpStream) -> io::Result<()> {
     let mut buf = vec![0u8; 256 * 1024];
     let mut total: u64 = 0;
     loop {

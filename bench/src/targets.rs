@@ -50,3 +50,21 @@ impl Target {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Target;
+
+    #[test]
+    fn judges_ratios_bounds_and_failures() {
+        assert_eq!(Target::MinRatio(0.25).check(Some(100.0), 25.0), Some(true));
+        assert_eq!(Target::MinRatio(0.25).check(Some(100.0), 24.9), Some(false));
+        assert_eq!(Target::MaxRatio(2.5).check(Some(10.0), 25.0), Some(true));
+        assert_eq!(Target::MaxRatio(2.5).check(Some(10.0), 26.0), Some(false));
+        assert_eq!(Target::BelowMib(20.0).check(None, 19.9), Some(true));
+        assert_eq!(Target::BelowMib(20.0).check(None, 20.0), Some(false));
+        assert_eq!(Target::NoFailures.check(Some(0.0), 0.0), Some(true));
+        assert_eq!(Target::NoFailures.check(Some(0.0), 1.0), Some(false));
+        assert_eq!(Target::None.check(Some(1.0), 1.0), None);
+    }
+}

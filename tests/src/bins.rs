@@ -93,12 +93,12 @@ fn build_bins() -> Result<(), String> {
     let mut cmd = Command::new(cargo);
     cmd.current_dir(workspace_root())
         .args([
+            // The same units `cargo test --workspace` builds, so features unify identically and
+            // this is a no-op after it (building only the bins would resolve features differently
+            // and rebuild half the graph on every test run).
             "build",
-            "--bins",
-            "-p",
-            "pconnect",
-            "-p",
-            "pconnect-hub",
+            "--workspace",
+            "--all-targets",
             "--target-dir",
         ])
         .arg(target_dir());
