@@ -81,8 +81,9 @@ pub(crate) fn print(r: &Results) {
     );
     println!(
         "              latency {} x 1 KiB round trips per side after {} warm-up, alternating in {BLOCKS} blocks;",
-        a.rounds, a.warmup, a.conns
+        a.rounds, a.warmup
     );
+    println!("              memory with {} open tunnels", a.conns);
     println!();
 
     println!(

@@ -25,19 +25,31 @@ pub async fn add_member(data_dir: &Path, name: &str, is_admin: bool) -> Result<(
     let store = open_store(data_dir).await?;
     let workspace = store.ensure_workspace(DEFAULT_WORKSPACE).await?;
     let token = auth::new_token();
-    let member = store.add_member(workspace, name, &auth::token_hash(&token), is_admin).await?;
-    store.audit(Some(workspace), Some(name), "member.add", "").await?;
+    let member = store
+        .add_member(workspace, name, &auth::token_hash(&token), is_admin)
+        .await?;
+    store
+        .audit(Some(workspace), Some(name), "member.add", "")
+        .await?;
     Ok((member, token))
 }
 
 /// Gives a member a new token (creating the member if needed); the old token stops working.
-pub async fn reset_member_token(data_dir: &Path, name: &str, is_admin: bool) -> Result<(Member, String)> {
+pub async fn reset_member_token(
+    data_dir: &Path,
+    name: &str,
+    is_admin: bool,
+) -> Result<(Member, String)> {
     check_member_name(name)?;
     let store = open_store(data_dir).await?;
     let workspace = store.ensure_workspace(DEFAULT_WORKSPACE).await?;
     let token = auth::new_token();
-    let member = store.set_member_token(workspace, name, &auth::token_hash(&token), is_admin).await?;
-    store.audit(Some(workspace), Some(name), "member.token", "").await?;
+    let member = store
+        .set_member_token(workspace, name, &auth::token_hash(&token), is_admin)
+        .await?;
+    store
+        .audit(Some(workspace), Some(name), "member.token", "")
+        .await?;
     poke(data_dir, RECHECK).await.ok();
     Ok((member, token))
 }
@@ -55,7 +67,9 @@ pub async fn remove_member(data_dir: &Path, name: &str) -> Result<bool> {
     let store = open_store(data_dir).await?;
     let workspace = store.ensure_workspace(DEFAULT_WORKSPACE).await?;
     store.remove_member(workspace, name).await?;
-    store.audit(Some(workspace), Some(name), "member.remove", "").await?;
+    store
+        .audit(Some(workspace), Some(name), "member.remove", "")
+        .await?;
     Ok(poke(data_dir, RECHECK).await.is_ok())
 }
 
@@ -72,8 +86,13 @@ pub async fn request_shutdown(data_dir: &Path) -> Result<()> {
 fn check_member_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    anyhow::ensure!(ok, "member name '{name}' may only hold letters, digits, '-', '_' and '.' (1-64 characters)");
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    anyhow::ensure!(
+        ok,
+        "member name '{name}' may only hold letters, digits, '-', '_' and '.' (1-64 characters)"
+    );
     Ok(())
 }
 
@@ -94,7 +113,9 @@ pub(crate) async fn listen(hub: Arc<Hub>, shutdown: CancellationToken) {
     let _ = std::fs::remove_file(&path);
     let listener = match UnixListener::bind(&path) {
         Ok(listener) => listener,
-        Err(e) => return tracing::warn!(error = %e, path = %path.display(), "admin socket unavailable"),
+        Err(e) => {
+            return tracing::warn!(error = %e, path = %path.display(), "admin socket unavailable");
+        }
     };
     loop {
         let stream = tokio::select! {
@@ -123,7 +144,10 @@ pub(crate) async fn listen(hub: Arc<Hub>, shutdown: CancellationToken) {
                 }
                 _ => "unknown command",
             };
-            let _ = reader.get_mut().write_all(format!("{answer}\n").as_bytes()).await;
+            let _ = reader
+                .get_mut()
+                .write_all(format!("{answer}\n").as_bytes())
+                .await;
         });
     }
 }

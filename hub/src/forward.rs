@@ -24,7 +24,12 @@ use crate::store::Member;
 const MAX_RPC_BODY: usize = 64 * 1024;
 
 /// Serves one forward link until it closes, dies, or `cancel` fires.
-pub(crate) async fn serve(hub: Arc<Hub>, member: Member, io: AgentStream, cancel: CancellationToken) -> anyhow::Result<()> {
+pub(crate) async fn serve(
+    hub: Arc<Hub>,
+    member: Member,
+    io: AgentStream,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
     let mut conn = tuning::server_builder().handshake(io).await?;
     let heartbeat = heartbeat::until_dead(conn.ping_pong().expect("ping_pong is taken once"));
     tokio::pin!(heartbeat);
@@ -48,15 +53,27 @@ pub(crate) async fn serve(hub: Arc<Hub>, member: Member, io: AgentStream, cancel
     }
 }
 
-async fn handle(hub: Arc<Hub>, member: Arc<Member>, request: Request<RecvStream>, mut respond: SendResponse<Bytes>) {
+async fn handle(
+    hub: Arc<Hub>,
+    member: Arc<Member>,
+    request: Request<RecvStream>,
+    mut respond: SendResponse<Bytes>,
+) {
     let path = request.uri().path().to_string();
     let is_tunnel = request.method() == Method::CONNECT
-        && request.extensions().get::<h2::ext::Protocol>().map(|p| p.as_str()) == Some(TUNNEL_PROTOCOL);
+        && request
+            .extensions()
+            .get::<h2::ext::Protocol>()
+            .map(|p| p.as_str())
+            == Some(TUNNEL_PROTOCOL);
     let result = if is_tunnel {
         match wire::service_from_tunnel_path(&path) {
             Some(service) => tunnel(&hub, &member, service, request, respond).await,
             None => {
-                reply_error(&mut respond, ErrorBody::new(ErrorCode::BadRequest, "bad tunnel path"));
+                reply_error(
+                    &mut respond,
+                    ErrorBody::new(ErrorCode::BadRequest, "bad tunnel path"),
+                );
                 return;
             }
         }
@@ -73,27 +90,43 @@ async fn handle(hub: Arc<Hub>, member: Arc<Member>, request: Request<RecvStream>
 }
 
 /// Control RPCs: small JSON requests and replies.
-async fn rpc(hub: &Hub, member: &Member, request: Request<RecvStream>) -> Result<(StatusCode, Bytes), ErrorBody> {
+async fn rpc(
+    hub: &Hub,
+    member: &Member,
+    request: Request<RecvStream>,
+) -> Result<(StatusCode, Bytes), ErrorBody> {
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     match (method, path.as_str()) {
         (Method::GET, wire::READY_PATH) => Ok((StatusCode::OK, Bytes::new())),
-        (Method::GET, wire::WHOAMI_PATH) => {
-            json(&WhoAmI { member: member.name.clone(), workspace: member.workspace.clone() })
-        }
+        (Method::GET, wire::WHOAMI_PATH) => json(&WhoAmI {
+            member: member.name.clone(),
+            workspace: member.workspace.clone(),
+        }),
         (Method::GET, wire::SERVICES_PATH) => json(&list_services(hub, member).await?),
         (Method::POST, wire::UNREGISTER_PATH) => {
             let body: Unregister = read_json(request.into_body()).await?;
-            hub.store.remove_services(member, &body.names).await.map_err(store_error)?;
-            hub.routes.remove_services(member.workspace_id, member.id, &body.names);
+            hub.store
+                .remove_services(member, &body.names)
+                .await
+                .map_err(store_error)?;
+            hub.routes
+                .remove_services(member.workspace_id, member.id, &body.names);
             Ok((StatusCode::NO_CONTENT, Bytes::new()))
         }
-        _ => Err(ErrorBody::new(ErrorCode::NotFound, format!("no such call: {path}"))),
+        _ => Err(ErrorBody::new(
+            ErrorCode::NotFound,
+            format!("no such call: {path}"),
+        )),
     }
 }
 
 async fn list_services(hub: &Hub, member: &Member) -> Result<ServiceList, ErrorBody> {
-    let rows = hub.store.list_services(member.workspace_id).await.map_err(store_error)?;
+    let rows = hub
+        .store
+        .list_services(member.workspace_id)
+        .await
+        .map_err(store_error)?;
     let services = rows
         .into_iter()
         .map(|row| ServiceInfo {
@@ -114,15 +147,34 @@ async fn tunnel(
     request: Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
 ) -> anyhow::Result<()> {
-    let Some(row) = hub.store.service(member.workspace_id, service).await.map_err(store_error).ok().flatten() else {
-        let error = ErrorBody::new(ErrorCode::NotFound, format!("no service named '{service}' in this workspace"))
-            .with_hint("run `connect services` to list them");
+    let Some(row) = hub
+        .store
+        .service(member.workspace_id, service)
+        .await
+        .map_err(store_error)
+        .ok()
+        .flatten()
+    else {
+        let error = ErrorBody::new(
+            ErrorCode::NotFound,
+            format!("no service named '{service}' in this workspace"),
+        )
+        .with_hint("run `connect services` to list them");
         reply_error(&mut respond, error);
         return Ok(());
     };
     let Some(conn) = hub.routes.pick(member.workspace_id, service) else {
-        let error = ErrorBody::new(ErrorCode::Offline, format!("'{service}' is offline: {}'s agent is not connected", row.owner))
-            .with_hint(format!("it comes back when {} runs `connect expose` again", row.owner));
+        let error = ErrorBody::new(
+            ErrorCode::Offline,
+            format!(
+                "'{service}' is offline: {}'s agent is not connected",
+                row.owner
+            ),
+        )
+        .with_hint(format!(
+            "it comes back when {} runs `connect expose` again",
+            row.owner
+        ));
         reply_error(&mut respond, error);
         return Ok(());
     };
@@ -155,7 +207,8 @@ impl Drop for LoadGuard {
 }
 
 fn json<T: Serialize>(value: &T) -> Result<(StatusCode, Bytes), ErrorBody> {
-    let body = serde_json::to_vec(value).map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?;
+    let body = serde_json::to_vec(value)
+        .map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?;
     Ok((StatusCode::OK, Bytes::from(body)))
 }
 
@@ -166,15 +219,22 @@ async fn read_json<T: serde::de::DeserializeOwned>(mut body: RecvStream) -> Resu
         let _ = body.flow_control().release_capacity(chunk.len());
         buf.extend_from_slice(&chunk);
         if buf.len() > MAX_RPC_BODY {
-            return Err(ErrorBody::new(ErrorCode::BadRequest, "request body too large"));
+            return Err(ErrorBody::new(
+                ErrorCode::BadRequest,
+                "request body too large",
+            ));
         }
     }
-    serde_json::from_slice(&buf).map_err(|e| ErrorBody::new(ErrorCode::BadRequest, format!("bad request body: {e}")))
+    serde_json::from_slice(&buf)
+        .map_err(|e| ErrorBody::new(ErrorCode::BadRequest, format!("bad request body: {e}")))
 }
 
 fn store_error(e: crate::store::StoreError) -> ErrorBody {
     tracing::error!(error = %e, "store error");
-    ErrorBody::new(ErrorCode::Internal, "the hub could not read its store; try again")
+    ErrorBody::new(
+        ErrorCode::Internal,
+        "the hub could not read its store; try again",
+    )
 }
 
 fn reply(respond: &mut SendResponse<Bytes>, status: StatusCode, body: Bytes) {

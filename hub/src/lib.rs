@@ -91,7 +91,11 @@ pub async fn prepare(config: HubConfig, listeners: Listeners) -> Result<Prepared
         fingerprint: identity.fingerprint(),
     };
     let hub = Hub::new(config, store, identity.server_config()?);
-    Ok(Prepared { hub, listeners, info })
+    Ok(Prepared {
+        hub,
+        listeners,
+        info,
+    })
 }
 
 impl Prepared {
@@ -99,10 +103,22 @@ impl Prepared {
     pub async fn serve(self, shutdown: CancellationToken) -> Result<()> {
         let tasks = TaskTracker::new();
         let hub = self.hub;
-        tasks.spawn(agent_conn::accept_loop(hub.clone(), self.listeners.agents, shutdown.clone(), tasks.clone()));
-        tasks.spawn(http_front::serve(self.listeners.http, shutdown.clone(), tasks.clone()));
+        tasks.spawn(agent_conn::accept_loop(
+            hub.clone(),
+            self.listeners.agents,
+            shutdown.clone(),
+            tasks.clone(),
+        ));
+        tasks.spawn(http_front::serve(
+            self.listeners.http,
+            shutdown.clone(),
+            tasks.clone(),
+        ));
         tasks.spawn(admin::listen(hub.clone(), shutdown.clone()));
-        tasks.spawn(state::recheck_members_periodically(hub.clone(), shutdown.clone()));
+        tasks.spawn(state::recheck_members_periodically(
+            hub.clone(),
+            shutdown.clone(),
+        ));
         shutdown.cancelled().await;
         tasks.close();
         tasks.wait().await;
@@ -112,14 +128,21 @@ impl Prepared {
 }
 
 /// Prepares and serves in one call.
-pub async fn run(config: HubConfig, listeners: Listeners, shutdown: CancellationToken) -> Result<()> {
+pub async fn run(
+    config: HubConfig,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> Result<()> {
     prepare(config, listeners).await?.serve(shutdown).await
 }
 
 /// Cancels `shutdown` on the first SIGINT or SIGTERM; a second one exits at once.
 pub async fn shutdown_on_signals(shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         return;
     };
     for round in 0..2 {

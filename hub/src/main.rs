@@ -10,7 +10,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(name = "pconnect-hub", version, about = "The pconnect relay a team runs")]
+#[command(
+    name = "pconnect-hub",
+    version,
+    about = "The pconnect relay a team runs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -74,7 +78,10 @@ enum MemberCommand {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PCONNECT_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PCONNECT_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     match run(cli).await {
@@ -89,25 +96,50 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     use pconnect_hub::{admin, ui};
     match cli.command {
-        Command::Serve { data, listen, http, domain, cert, key } => {
-            let listeners = Listeners { agents: bind(listen, "agent").await?, http: bind(http, "HTTP").await? };
-            let config = HubConfig { data_dir: data, domain, cert: cert.zip(key) };
+        Command::Serve {
+            data,
+            listen,
+            http,
+            domain,
+            cert,
+            key,
+        } => {
+            let listeners = Listeners {
+                agents: bind(listen, "agent").await?,
+                http: bind(http, "HTTP").await?,
+            };
+            let config = HubConfig {
+                data_dir: data,
+                domain,
+                cert: cert.zip(key),
+            };
             let prepared = pconnect_hub::prepare(config, listeners).await?;
             ui::serving(&prepared.info);
             let shutdown = CancellationToken::new();
             tokio::spawn(pconnect_hub::shutdown_on_signals(shutdown.clone()));
             prepared.serve(shutdown).await
         }
-        Command::Member { command: MemberCommand::Add { name, data, admin: is_admin } } => {
+        Command::Member {
+            command:
+                MemberCommand::Add {
+                    name,
+                    data,
+                    admin: is_admin,
+                },
+        } => {
             let (member, token) = admin::add_member(&data, &name, is_admin).await?;
             ui::member_added(&member, &token);
             Ok(())
         }
-        Command::Member { command: MemberCommand::List { data } } => {
+        Command::Member {
+            command: MemberCommand::List { data },
+        } => {
             ui::members(&admin::list_members(&data).await?);
             Ok(())
         }
-        Command::Member { command: MemberCommand::Remove { name, data } } => {
+        Command::Member {
+            command: MemberCommand::Remove { name, data },
+        } => {
             let live = admin::remove_member(&data, &name).await?;
             ui::member_removed(&name, live);
             Ok(())

@@ -64,7 +64,9 @@ pub(crate) async fn serve(
 }
 
 /// The protocol barrier: once the agent answers this, its SETTINGS (extended CONNECT) are known.
-async fn wait_ready(sender: h2::client::SendRequest<Bytes>) -> anyhow::Result<h2::client::SendRequest<Bytes>> {
+async fn wait_ready(
+    sender: h2::client::SendRequest<Bytes>,
+) -> anyhow::Result<h2::client::SendRequest<Bytes>> {
     let mut sender = sender.ready().await?;
     let request = Request::builder()
         .method(Method::GET)
@@ -72,7 +74,11 @@ async fn wait_ready(sender: h2::client::SendRequest<Bytes>) -> anyhow::Result<h2
         .body(())?;
     let (response, _) = sender.send_request(request, true)?;
     let response = response.await?;
-    anyhow::ensure!(response.status() == StatusCode::OK, "agent answered the barrier with {}", response.status());
+    anyhow::ensure!(
+        response.status() == StatusCode::OK,
+        "agent answered the barrier with {}",
+        response.status()
+    );
     Ok(sender)
 }
 
@@ -92,22 +98,38 @@ async fn notify_routed(sender: h2::client::SendRequest<Bytes>) -> anyhow::Result
 
 /// Opens a tunnel stream to `service` on this agent. The agent dials its own target and answers
 /// 200, or an error the caller passes on.
-pub(crate) async fn open_tunnel(conn: &ReverseConn, service: &str) -> Result<(RecvStream, SendStream<Bytes>), ErrorBody> {
+pub(crate) async fn open_tunnel(
+    conn: &ReverseConn,
+    service: &str,
+) -> Result<(RecvStream, SendStream<Bytes>), ErrorBody> {
     let offline = |e: h2::Error| {
-        ErrorBody::new(ErrorCode::Offline, format!("the agent serving '{service}' dropped off: {e}"))
-            .with_hint("try again in a moment")
+        ErrorBody::new(
+            ErrorCode::Offline,
+            format!("the agent serving '{service}' dropped off: {e}"),
+        )
+        .with_hint("try again in a moment")
     };
     let mut sender = conn.sender.clone().ready().await.map_err(offline)?;
     let mut request = Request::builder()
         .method(Method::CONNECT)
-        .uri(format!("https://{LINK_AUTHORITY}{}", wire::tunnel_path(service)))
+        .uri(format!(
+            "https://{LINK_AUTHORITY}{}",
+            wire::tunnel_path(service)
+        ))
         .body(())
         .expect("static request");
-    request.extensions_mut().insert(h2::ext::Protocol::from_static(TUNNEL_PROTOCOL));
+    request
+        .extensions_mut()
+        .insert(h2::ext::Protocol::from_static(TUNNEL_PROTOCOL));
     let (response, send) = sender.send_request(request, false).map_err(offline)?;
     let response = tokio::time::timeout(tuning::HANDSHAKE_TIMEOUT, response)
         .await
-        .map_err(|_| ErrorBody::new(ErrorCode::Offline, format!("the agent serving '{service}' did not answer in time")))?
+        .map_err(|_| {
+            ErrorBody::new(
+                ErrorCode::Offline,
+                format!("the agent serving '{service}' did not answer in time"),
+            )
+        })?
         .map_err(offline)?;
     let status = response.status();
     if status == StatusCode::OK {
@@ -126,6 +148,7 @@ pub(crate) async fn read_error(mut body: RecvStream, status: StatusCode) -> Erro
             break;
         }
     }
-    serde_json::from_slice(&buf)
-        .unwrap_or_else(|_| ErrorBody::new(ErrorCode::Internal, format!("the agent answered {status}")))
+    serde_json::from_slice(&buf).unwrap_or_else(|_| {
+        ErrorBody::new(ErrorCode::Internal, format!("the agent answered {status}"))
+    })
 }

@@ -53,11 +53,19 @@ impl Routes {
     }
 
     /// Stops routing services of `owner` (unregistered by the agent).
-    pub(crate) fn remove_services(&self, workspace: WorkspaceId, owner: MemberId, names: &[String]) {
+    pub(crate) fn remove_services(
+        &self,
+        workspace: WorkspaceId,
+        owner: MemberId,
+        names: &[String],
+    ) {
         let mut table = lock(&self.by_service);
         for name in names {
             let key = (workspace, name.clone());
-            if table.get(&key).is_some_and(|conns| conns.iter().all(|c| c.owner == owner)) {
+            if table
+                .get(&key)
+                .is_some_and(|conns| conns.iter().all(|c| c.owner == owner))
+            {
                 table.remove(&key);
             }
         }

@@ -27,7 +27,11 @@ pub struct Hub {
 }
 
 impl Hub {
-    pub(crate) fn new(config: HubConfig, store: Arc<dyn Store>, tls: Arc<ServerConfig>) -> Arc<Self> {
+    pub(crate) fn new(
+        config: HubConfig,
+        store: Arc<dyn Store>,
+        tls: Arc<ServerConfig>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             config,
             store,
@@ -38,10 +42,21 @@ impl Hub {
     }
 
     /// Records a live agent connection of `member`; dropping the guard forgets it.
-    pub(crate) fn track_connection(self: &Arc<Self>, member: MemberId, cancel: CancellationToken) -> ConnectionGuard {
+    pub(crate) fn track_connection(
+        self: &Arc<Self>,
+        member: MemberId,
+        cancel: CancellationToken,
+    ) -> ConnectionGuard {
         let id = self.connections.next_id.fetch_add(1, Ordering::Relaxed);
-        lock(&self.connections.by_member).entry(member).or_default().insert(id, cancel);
-        ConnectionGuard { hub: self.clone(), member, id }
+        lock(&self.connections.by_member)
+            .entry(member)
+            .or_default()
+            .insert(id, cancel);
+        ConnectionGuard {
+            hub: self.clone(),
+            member,
+            id,
+        }
     }
 
     /// Cuts every connection of members that no longer exist (token revoked or member removed).
@@ -58,7 +73,11 @@ impl Hub {
 
     fn disconnect_member(&self, member: MemberId) {
         if let Some(conns) = lock(&self.connections.by_member).remove(&member) {
-            tracing::info!(member, connections = conns.len(), "member removed: disconnecting");
+            tracing::info!(
+                member,
+                connections = conns.len(),
+                "member removed: disconnecting"
+            );
             for cancel in conns.values() {
                 cancel.cancel();
             }
@@ -106,5 +125,7 @@ pub(crate) async fn recheck_members_periodically(hub: Arc<Hub>, shutdown: Cancel
 /// Locks a mutex, recovering the data if a panicking thread poisoned it (the maps stay consistent:
 /// every critical section is a single insert or remove).
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "connect", version, about = "Share local services with your team through a pconnect hub")]
+#[command(
+    name = "connect",
+    version,
+    about = "Share local services with your team through a pconnect hub"
+)]
 pub struct Cli {
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
@@ -42,7 +46,12 @@ pub struct LoginArgs {
     #[arg(long, env = "PCONNECT_HUB")]
     pub hub: String,
     /// Member token (prefer PCONNECT_TOKEN or --token-file, which stay out of the process list).
-    #[arg(long, env = "PCONNECT_TOKEN", hide_env_values = true, conflicts_with = "token_file")]
+    #[arg(
+        long,
+        env = "PCONNECT_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "token_file"
+    )]
     pub token: Option<String>,
     /// File holding the member token.
     #[arg(long)]

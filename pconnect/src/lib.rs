@@ -25,15 +25,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Expose(args) => commands::expose::expose(ui, args).await,
         Command::Reach(args) => commands::reach::reach(ui, args).await,
         Command::Services => commands::services::services(ui).await,
-        Command::Hub { command: HubCommand::Status } => {
+        Command::Hub {
+            command: HubCommand::Status,
+        } => {
             let (dir, running) = embedded::status().await?;
             ui.hub_status(&dir, running.as_ref());
             Ok(())
         }
-        Command::Hub { command: HubCommand::Stop } => {
+        Command::Hub {
+            command: HubCommand::Stop,
+        } => {
             ui.hub_stopped(embedded::stop().await?);
             Ok(())
         }
-        Command::Hub { command: HubCommand::Run { data } } => embedded::run(data).await,
+        Command::Hub {
+            command: HubCommand::Run { data },
+        } => embedded::run(data).await,
     }
 }

@@ -24,7 +24,11 @@ pub(crate) async fn resolve() -> Result<Session> {
         previous => embedded::ensure_login(&home, previous).await?,
     };
     let creds = credentials(&login)?;
-    Ok(Session { login, creds, id: random_hex(16) })
+    Ok(Session {
+        login,
+        creds,
+        id: random_hex(16),
+    })
 }
 
 /// Dial credentials of a saved login.
@@ -32,7 +36,13 @@ pub(crate) fn credentials(login: &Login) -> Result<Credentials> {
     let trust = match (&login.ca, &login.fingerprint) {
         (Some(ca), _) => Trust::Ca(ca.clone()),
         (None, Some(pin)) => Trust::Pinned(pin.clone()),
-        (None, None) => anyhow::bail!("the saved login has no pinned certificate: run `connect login` again"),
+        (None, None) => {
+            anyhow::bail!("the saved login has no pinned certificate: run `connect login` again")
+        }
     };
-    Ok(Credentials { hub: HubAddr::parse(&login.hub)?, token: login.token.clone(), trust })
+    Ok(Credentials {
+        hub: HubAddr::parse(&login.hub)?,
+        token: login.token.clone(),
+        trust,
+    })
 }

@@ -51,7 +51,10 @@ impl Login {
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         };
         let login = serde_json::from_str(&text).with_context(|| {
-            format!("{} is damaged: run `connect logout` and `connect login` again", path.display())
+            format!(
+                "{} is damaged: run `connect logout` and `connect login` again",
+                path.display()
+            )
         })?;
         Ok(Some(login))
     }

@@ -48,9 +48,15 @@ impl Ui {
                 "fingerprint": login.fingerprint,
             }));
         }
-        self.line(&format!("[ok] Logged in to {} as {} (workspace {})", login.hub, login.member, login.workspace));
+        self.line(&format!(
+            "[ok] Logged in to {} as {} (workspace {})",
+            login.hub, login.member, login.workspace
+        ));
         match (&login.fingerprint, &login.ca) {
-            (_, Some(ca)) => self.line(&format!("  Hub certificate verified with CA {}", ca.display())),
+            (_, Some(ca)) => self.line(&format!(
+                "  Hub certificate verified with CA {}",
+                ca.display()
+            )),
             (Some(pin), None) => self.line(&format!("  Hub certificate pinned: {pin}")),
             _ => {}
         }
@@ -63,9 +69,24 @@ impl Ui {
                 "embedded": login.embedded, "online": online,
             }));
         }
-        let kind = if login.embedded { " (embedded local hub)" } else { "" };
-        self.line(&format!("{} in workspace {}", login.member, login.workspace));
-        self.line(&format!("  Hub: {}{kind} {}", login.hub, if online { "● online" } else { "○ unreachable" }));
+        let kind = if login.embedded {
+            " (embedded local hub)"
+        } else {
+            ""
+        };
+        self.line(&format!(
+            "{} in workspace {}",
+            login.member, login.workspace
+        ));
+        self.line(&format!(
+            "  Hub: {}{kind} {}",
+            login.hub,
+            if online {
+                "● online"
+            } else {
+                "○ unreachable"
+            }
+        ));
     }
 
     pub fn logged_out(&self, had_login: bool) {
@@ -89,7 +110,9 @@ impl Ui {
         if self.json {
             return self.emit(&json!({"event": "exposed", "service": name, "target": target.to_string(), "hub": login.hub}));
         }
-        self.line(&format!("📡 Service \"{name}\" is now accessible through the hub"));
+        self.line(&format!(
+            "📡 Service \"{name}\" is now accessible through the hub"
+        ));
         self.line(&format!("  Target: {target}"));
         self.line(&format!("  Teammates reach it with: connect reach {name}"));
         self.line("Press Ctrl+C to stop sharing.");
@@ -108,12 +131,15 @@ impl Ui {
 
     pub fn unexposed(&self, name: &str, unregistered: bool) {
         if self.json {
-            return self.emit(&json!({"event": "stopped", "service": name, "unregistered": unregistered}));
+            return self
+                .emit(&json!({"event": "stopped", "service": name, "unregistered": unregistered}));
         }
         if unregistered {
             self.line(&format!("[ok] Stopped sharing \"{name}\""));
         } else {
-            self.warn(&format!("Stopped sharing \"{name}\", but the hub could not be told: it shows as offline"));
+            self.warn(&format!(
+                "Stopped sharing \"{name}\", but the hub could not be told: it shows as offline"
+            ));
         }
     }
 
@@ -125,14 +151,22 @@ impl Ui {
             }));
         }
         if let Some(wanted) = wanted {
-            self.warn(&format!("Port {wanted} is in use; using {} instead", addr.port()));
+            self.warn(&format!(
+                "Port {wanted} is in use; using {} instead",
+                addr.port()
+            ));
         }
         let host = if addr.ip().is_loopback() && addr.ip().to_string() == "127.0.0.1" {
             "localhost".to_string()
         } else {
             addr.ip().to_string()
         };
-        self.line(&format!("[ok] Listening on {host}:{} → {} ({})", addr.port(), service.name, service.owner));
+        self.line(&format!(
+            "[ok] Listening on {host}:{} → {} ({})",
+            addr.port(),
+            service.name,
+            service.owner
+        ));
         if !service.online {
             self.warn(&format!(
                 "{} is offline right now ({}'s agent is not connected); connections work once it is back",
@@ -153,12 +187,32 @@ impl Ui {
             self.line("No services in this workspace yet. Share one with: connect expose <port>");
             return;
         }
-        let width = services.iter().map(|s| s.name.len()).max().unwrap_or(4).max(4);
-        let owner_width = services.iter().map(|s| s.owner.len()).max().unwrap_or(5).max(5);
-        self.line(&format!("{:width$}  {:owner_width$}  {:>5}  STATUS", "NAME", "OWNER", "PORT"));
+        let width = services
+            .iter()
+            .map(|s| s.name.len())
+            .max()
+            .unwrap_or(4)
+            .max(4);
+        let owner_width = services
+            .iter()
+            .map(|s| s.owner.len())
+            .max()
+            .unwrap_or(5)
+            .max(5);
+        self.line(&format!(
+            "{:width$}  {:owner_width$}  {:>5}  STATUS",
+            "NAME", "OWNER", "PORT"
+        ));
         for s in services {
-            let status = if s.online { "● online" } else { "○ offline" };
-            self.line(&format!("{:width$}  {:owner_width$}  {:>5}  {status}", s.name, s.owner, s.port));
+            let status = if s.online {
+                "● online"
+            } else {
+                "○ offline"
+            };
+            self.line(&format!(
+                "{:width$}  {:owner_width$}  {:>5}  {status}",
+                s.name, s.owner, s.port
+            ));
         }
     }
 
@@ -173,7 +227,10 @@ impl Ui {
                 self.line(&format!("  HTTP:   http://{}", hub.http));
                 self.line(&format!("  Data:   {}", dir.display()));
             }
-            None => self.line(&format!("Local hub is not running (data: {}). Any command starts it.", dir.display())),
+            None => self.line(&format!(
+                "Local hub is not running (data: {}). Any command starts it.",
+                dir.display()
+            )),
         }
     }
 
@@ -181,7 +238,11 @@ impl Ui {
         if self.json {
             return self.emit(&json!({"stopped": was_running}));
         }
-        self.line(if was_running { "[ok] Local hub stopped" } else { "Local hub was not running" });
+        self.line(if was_running {
+            "[ok] Local hub stopped"
+        } else {
+            "Local hub was not running"
+        });
     }
 
     /// The error that ends a command: one line of cause and next step, on stderr.

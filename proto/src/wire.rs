@@ -47,7 +47,10 @@ mod tests {
 
     #[test]
     fn tunnel_path_round_trips() {
-        assert_eq!(service_from_tunnel_path(&tunnel_path("prod-db")), Some("prod-db"));
+        assert_eq!(
+            service_from_tunnel_path(&tunnel_path("prod-db")),
+            Some("prod-db")
+        );
         assert_eq!(service_from_tunnel_path("/v1/tunnel/"), None);
         assert_eq!(service_from_tunnel_path("/v1/tunnel/a/b"), None);
         assert_eq!(service_from_tunnel_path("/v1/services"), None);

@@ -102,7 +102,11 @@ pub trait Store: Send + Sync + 'static {
     fn list_members(&self, workspace: WorkspaceId) -> StoreFuture<'_, Vec<Member>>;
 
     /// Removes a member and everything they own (their token stops working). `NotFound` if absent.
-    fn remove_member<'a>(&'a self, workspace: WorkspaceId, name: &'a str) -> StoreFuture<'a, Member>;
+    fn remove_member<'a>(
+        &'a self,
+        workspace: WorkspaceId,
+        name: &'a str,
+    ) -> StoreFuture<'a, Member>;
 
     /// The member holding a token, by the token's SHA-256.
     fn member_by_token<'a>(&'a self, token_hash: &'a [u8; 32]) -> StoreFuture<'a, Option<Member>>;
@@ -120,13 +124,21 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreFuture<'a, ServiceRow>;
 
     /// Forgets services of `owner` by name; names they do not own are ignored. Returns how many went.
-    fn remove_services<'a>(&'a self, owner: &'a Member, names: &'a [String]) -> StoreFuture<'a, u64>;
+    fn remove_services<'a>(
+        &'a self,
+        owner: &'a Member,
+        names: &'a [String],
+    ) -> StoreFuture<'a, u64>;
 
     /// All services of a workspace, by name.
     fn list_services(&self, workspace: WorkspaceId) -> StoreFuture<'_, Vec<ServiceRow>>;
 
     /// One service of a workspace.
-    fn service<'a>(&'a self, workspace: WorkspaceId, name: &'a str) -> StoreFuture<'a, Option<ServiceRow>>;
+    fn service<'a>(
+        &'a self,
+        workspace: WorkspaceId,
+        name: &'a str,
+    ) -> StoreFuture<'a, Option<ServiceRow>>;
 
     /// Appends to the audit log.
     fn audit<'a>(

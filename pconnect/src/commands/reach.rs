@@ -24,7 +24,13 @@ const FORWARD_CONNECTIONS: usize = 2;
 pub(crate) async fn reach(ui: Ui, args: ReachArgs) -> Result<()> {
     let session = session::resolve().await?;
     let cancel = CancellationToken::new();
-    let (link, _) = ForwardLink::connect(session.creds, session.id, FORWARD_CONNECTIONS, cancel.clone()).await?;
+    let (link, _) = ForwardLink::connect(
+        session.creds,
+        session.id,
+        FORWARD_CONNECTIONS,
+        cancel.clone(),
+    )
+    .await?;
     let list: ServiceList = link.get(SERVICES_PATH).await?;
     let service = find_service(list, &args.service)?;
     let (listener, wanted) = listen(&args, service.port).await?;
@@ -67,15 +73,25 @@ async fn listen(args: &ReachArgs, service_port: u16) -> Result<(TcpListener, Opt
         Err(_) => {
             let listener = TcpListener::bind(SocketAddr::new(bind, 0))
                 .await
-                .with_context(|| format!("cannot listen on {bind}: is that address on this machine?"))?;
+                .with_context(|| {
+                    format!("cannot listen on {bind}: is that address on this machine?")
+                })?;
             Ok((listener, Some(service_port)))
         }
     }
 }
 
-async fn accept_loop(ui: Ui, link: &ForwardLink, service: &str, listener: TcpListener) -> Result<()> {
+async fn accept_loop(
+    ui: Ui,
+    link: &ForwardLink,
+    service: &str,
+    listener: TcpListener,
+) -> Result<()> {
     loop {
-        let (socket, peer) = listener.accept().await.context("the local listener failed")?;
+        let (socket, peer) = listener
+            .accept()
+            .await
+            .context("the local listener failed")?;
         let _ = socket.set_nodelay(true);
         let link = link.clone();
         let service = service.to_string();

@@ -15,7 +15,9 @@ use http::{Method, Request, StatusCode};
 use pconnect_hub::link::{heartbeat, tuning};
 use pconnect_proto::control::{ErrorBody, ErrorCode};
 use pconnect_proto::handshake::{Hello, Role, Welcome};
-use pconnect_proto::wire::{self, HEADER_SERVICE_OWNER, LINK_AUTHORITY, PROTOCOL_VERSION, TUNNEL_PROTOCOL};
+use pconnect_proto::wire::{
+    self, HEADER_SERVICE_OWNER, LINK_AUTHORITY, PROTOCOL_VERSION, TUNNEL_PROTOCOL,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::{Notify, watch};
@@ -85,10 +87,12 @@ impl ForwardLink {
         for slot in 0..link.inner.slots.len() {
             tokio::spawn(maintain(link.inner.clone(), slot, first.take()));
         }
-        link.wait_live(tuning::HANDSHAKE_TIMEOUT).await.map_err(|e| DialError::Unreachable {
-            url: link.inner.creds.hub.url(),
-            cause: e.to_string(),
-        })?;
+        link.wait_live(tuning::HANDSHAKE_TIMEOUT)
+            .await
+            .map_err(|e| DialError::Unreachable {
+                url: link.inner.creds.hub.url(),
+                cause: e.to_string(),
+            })?;
         Ok((link, welcome))
     }
 
@@ -106,10 +110,17 @@ impl ForwardLink {
     /// POST a JSON body; the reply body is ignored.
     pub async fn post<B: Serialize>(&self, path: &str, body: &B) -> Result<(), LinkError> {
         let body = serde_json::to_vec(body).map_err(|e| LinkError::Decode(e.to_string()))?;
-        self.call(Method::POST, path, Some(Bytes::from(body))).await.map(|_| ())
+        self.call(Method::POST, path, Some(Bytes::from(body)))
+            .await
+            .map(|_| ())
     }
 
-    async fn call(&self, method: Method, path: &str, body: Option<Bytes>) -> Result<Bytes, LinkError> {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+    ) -> Result<Bytes, LinkError> {
         let live = self.pick_or_wait().await?;
         let mut sender = live.sender.ready().await?;
         let request = Request::builder()
@@ -163,7 +174,10 @@ impl ForwardLink {
                 return Err(LinkError::Down(reason));
             }
             if tokio::time::timeout_at(deadline, changed).await.is_err() {
-                return Err(LinkError::Down(format!("the hub at {} is unreachable", self.inner.creds.hub.url())));
+                return Err(LinkError::Down(format!(
+                    "the hub at {} is unreachable",
+                    self.inner.creds.hub.url()
+                )));
             }
         }
     }
@@ -183,10 +197,15 @@ async fn open_on(live: &Live, service: &str, load: LoadGuard) -> Result<Tunnel, 
     let mut sender = live.sender.clone().ready().await?;
     let mut request = Request::builder()
         .method(Method::CONNECT)
-        .uri(format!("https://{LINK_AUTHORITY}{}", wire::tunnel_path(service)))
+        .uri(format!(
+            "https://{LINK_AUTHORITY}{}",
+            wire::tunnel_path(service)
+        ))
         .body(())
         .expect("static request");
-    request.extensions_mut().insert(h2::ext::Protocol::from_static(TUNNEL_PROTOCOL));
+    request
+        .extensions_mut()
+        .insert(h2::ext::Protocol::from_static(TUNNEL_PROTOCOL));
     let (response, send) = sender.send_request(request, false)?;
     let response = response.await?;
     let status = response.status();
@@ -200,7 +219,12 @@ async fn open_on(live: &Live, service: &str, load: LoadGuard) -> Result<Tunnel, 
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
-    Ok(Tunnel { recv: response.into_body(), send, owner, load })
+    Ok(Tunnel {
+        recv: response.into_body(),
+        send,
+        owner,
+        load,
+    })
 }
 
 /// Decrements a connection's load when dropped.
@@ -223,7 +247,9 @@ async fn read_body(mut body: RecvStream) -> Result<Bytes, LinkError> {
 }
 
 fn error_body(body: &[u8], status: StatusCode) -> ErrorBody {
-    serde_json::from_slice(body).unwrap_or_else(|_| ErrorBody::new(ErrorCode::Internal, format!("the hub answered {status}")))
+    serde_json::from_slice(body).unwrap_or_else(|_| {
+        ErrorBody::new(ErrorCode::Internal, format!("the hub answered {status}"))
+    })
 }
 
 /// Keeps slot `index` connected until cancelled or refused for good.
@@ -262,8 +288,15 @@ async fn maintain(inner: Arc<Inner>, index: usize, mut first: Option<HubStream>)
 }
 
 /// Runs one forward connection: HTTP/2 handshake, protocol barrier, then serve until it dies.
-async fn run_connection(inner: &Inner, index: usize, stream: HubStream, backoff: &mut Backoff) -> anyhow::Result<()> {
-    let (sender, mut conn) = tuning::client_builder().handshake::<_, Bytes>(stream).await?;
+async fn run_connection(
+    inner: &Inner,
+    index: usize,
+    stream: HubStream,
+    backoff: &mut Backoff,
+) -> anyhow::Result<()> {
+    let (sender, mut conn) = tuning::client_builder()
+        .handshake::<_, Bytes>(stream)
+        .await?;
     let heartbeat = heartbeat::until_dead(conn.ping_pong().expect("ping_pong is taken once"));
     tokio::pin!(heartbeat);
     let barrier = barrier(sender);
@@ -273,8 +306,10 @@ async fn run_connection(inner: &Inner, index: usize, stream: HubStream, backoff:
         result = &mut conn => { result?; anyhow::bail!("closed before ready") }
         _ = inner.cancel.cancelled() => return Ok(()),
     };
-    *inner.slots[index].lock().unwrap_or_else(|p| p.into_inner()) =
-        Some(Live { sender, load: Arc::new(AtomicUsize::new(0)) });
+    *inner.slots[index].lock().unwrap_or_else(|p| p.into_inner()) = Some(Live {
+        sender,
+        load: Arc::new(AtomicUsize::new(0)),
+    });
     backoff.connected();
     inner.changed.notify_waiters();
     tokio::select! {
@@ -293,7 +328,13 @@ async fn barrier(sender: SendRequest<Bytes>) -> anyhow::Result<SendRequest<Bytes
         .body(())?;
     let (response, _) = sender.send_request(request, true)?;
     let status = response.await?.status();
-    anyhow::ensure!(status == StatusCode::OK, "hub answered the barrier with {status}");
-    anyhow::ensure!(sender.is_extended_connect_protocol_enabled(), "the hub does not offer extended CONNECT");
+    anyhow::ensure!(
+        status == StatusCode::OK,
+        "hub answered the barrier with {status}"
+    );
+    anyhow::ensure!(
+        sender.is_extended_connect_protocol_enabled(),
+        "the hub does not offer extended CONNECT"
+    );
     Ok(sender)
 }

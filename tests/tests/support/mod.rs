@@ -27,7 +27,14 @@ impl Scene {
         let bob = Agent::login(&hub, "bob")?;
         let expose = expose(&alice, target_port, service)?;
         let (reach, port) = reach(&bob, service)?;
-        Ok(Scene { reach, expose, alice, bob, hub, port })
+        Ok(Scene {
+            reach,
+            expose,
+            alice,
+            bob,
+            hub,
+            port,
+        })
     }
 
     pub(crate) fn addr(&self) -> String {
@@ -75,7 +82,11 @@ pub(crate) fn echo_works_within(addr: &str, within: Duration) -> Result<Duration
                 let _ = e;
                 std::thread::sleep(Duration::from_millis(100));
             }
-            Err(e) => return Err(e.context(format!("echo through {addr} did not work within {within:?}"))),
+            Err(e) => {
+                return Err(e.context(format!(
+                    "echo through {addr} did not work within {within:?}"
+                )));
+            }
         }
     }
 }
@@ -84,8 +95,17 @@ pub(crate) fn echo_works_within(addr: &str, within: Duration) -> Result<Duration
 pub(crate) fn assert_clean_failure(out: &std::process::Output, needle: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success(), "expected failure, got success\nstdout: {stdout}\nstderr: {stderr}");
+    assert!(
+        !out.status.success(),
+        "expected failure, got success\nstdout: {stdout}\nstderr: {stderr}"
+    );
     assert!(!stderr.contains("panicked"), "panic: {stderr}");
-    assert!(stderr.contains(needle), "stderr lacks {needle:?}:\n{stderr}\nstdout: {stdout}");
-    assert!(stderr.trim().lines().count() <= 2, "error should be short:\n{stderr}");
+    assert!(
+        stderr.contains(needle),
+        "stderr lacks {needle:?}:\n{stderr}\nstdout: {stdout}"
+    );
+    assert!(
+        stderr.trim().lines().count() <= 2,
+        "error should be short:\n{stderr}"
+    );
 }
