@@ -23,14 +23,7 @@ pub(crate) struct Args {
 
 impl Default for Args {
     fn default() -> Self {
-        Args {
-            bulk_mib: 1024,
-            seconds: 5,
-            rounds: 20_000,
-            warmup: 1_000,
-            conns: 1_000,
-            json: None,
-        }
+        Args { bulk_mib: 1024, seconds: 5, rounds: 20_000, warmup: 1_000, conns: 1_000, json: None }
     }
 }
 
@@ -59,12 +52,8 @@ pub(crate) fn parse(mut argv: impl Iterator<Item = String>) -> Result<Parsed> {
         if name == "--help" || name == "-h" {
             return Ok(Parsed::Help);
         }
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| argv.next())
-                .with_context(|| format!("{name} needs a value (see --help)"))
-        };
+        let mut value =
+            || inline.clone().or_else(|| argv.next()).with_context(|| format!("{name} needs a value (see --help)"));
         match name.as_str() {
             "--bulk-mib" => args.bulk_mib = positive(&name, &value()?)?,
             "--seconds" => args.seconds = positive(&name, &value()?)?,
@@ -79,9 +68,7 @@ pub(crate) fn parse(mut argv: impl Iterator<Item = String>) -> Result<Parsed> {
 }
 
 fn number(name: &str, value: &str) -> Result<u64> {
-    value
-        .parse()
-        .with_context(|| format!("{name} expects a whole number, got `{value}`"))
+    value.parse().with_context(|| format!("{name} expects a whole number, got `{value}`"))
 }
 
 fn positive(name: &str, value: &str) -> Result<u64> {
@@ -106,19 +93,13 @@ mod tests {
     #[test]
     fn defaults_and_flags() {
         let args = run(&[]).unwrap();
-        assert_eq!(
-            (args.bulk_mib, args.seconds, args.rounds, args.conns),
-            (1024, 5, 20_000, 1_000)
-        );
+        assert_eq!((args.bulk_mib, args.seconds, args.rounds, args.conns), (1024, 5, 20_000, 1_000));
         let args = run(&["--bulk-mib", "64", "--seconds=2", "--json", "out.json"]).unwrap();
         assert_eq!((args.bulk_mib, args.seconds), (64, 2));
         assert_eq!(args.json.unwrap().to_str(), Some("out.json"));
         assert!(run(&["--rounds", "0"]).is_err());
         assert!(run(&["--bogus"]).is_err());
         assert!(run(&["--seconds"]).is_err());
-        assert!(matches!(
-            parse(["--help".to_owned()].into_iter()),
-            Ok(Parsed::Help)
-        ));
+        assert!(matches!(parse(["--help".to_owned()].into_iter()), Ok(Parsed::Help)));
     }
 }

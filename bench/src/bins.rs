@@ -18,18 +18,13 @@ pub(crate) struct Bins {
 /// the workspace root, or `<workspace>/target`), else next to this executable.
 pub(crate) fn locate() -> Result<Bins> {
     let mut dirs = vec![target_dir().join("release")];
-    if let Some(own) = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(Path::to_path_buf))
+    if let Some(own) = std::env::current_exe().ok().and_then(|exe| exe.parent().map(Path::to_path_buf))
         && !dirs.contains(&own)
     {
         dirs.push(own);
     }
     for dir in &dirs {
-        let bins = Bins {
-            hub: dir.join("pconnect-hub"),
-            connect: dir.join("connect"),
-        };
+        let bins = Bins { hub: dir.join("pconnect-hub"), connect: dir.join("connect") };
         if bins.hub.is_file() && bins.connect.is_file() {
             return Ok(bins);
         }

@@ -2,8 +2,9 @@
 //! tunnel in each agent), which does not fit the usual soft limit of 1024.
 //!
 //! Without libc (and with `unsafe` forbidden) the process cannot call `setrlimit` itself, so it
-//! asks util-linux `prlimit --pid <own pid>` to raise its soft limit (and the hard limit too when it
-//! is below what is needed, which only root may do). Children spawned afterwards inherit it.
+//! asks util-linux `prlimit --pid <own pid>` to raise its soft limit up to the hard limit (and the
+//! hard limit too when it is below what is needed, which needs root with CAP_SYS_RESOURCE).
+//! Children spawned afterwards inherit the raised limit.
 
 use std::process::Command;
 
@@ -23,10 +24,7 @@ const PREFERRED: u64 = 65_536;
 pub(crate) fn ensure(needed: u64) -> Result<FdLimit> {
     let (soft, hard) = read()?;
     if soft >= needed {
-        return Ok(FdLimit {
-            before: soft,
-            after: soft,
-        });
+        return Ok(FdLimit { before: soft, after: soft });
     }
     let spec = if hard >= needed {
         format!("{}:", needed.max(PREFERRED.min(hard)))
@@ -47,32 +45,22 @@ pub(crate) fn ensure(needed: u64) -> Result<FdLimit> {
         };
         bail!(
             "the open-file limit is {soft} (hard {hard}) but this run needs {needed}, and raising it \
-             failed ({why}). Run the benchmark under a higher limit, e.g. `ulimit -n 65536` as root \
-             first, or lower --conns"
+             failed ({why}). Raising the hard limit needs root with CAP_SYS_RESOURCE: run the \
+             benchmark from a shell with a higher one (`ulimit -n 65536`), or lower --conns"
         );
     }
-    Ok(FdLimit {
-        before: soft,
-        after,
-    })
+    Ok(FdLimit { before: soft, after })
 }
 
 /// Reads the (soft, hard) "Max open files" of this process.
 fn read() -> Result<(u64, u64)> {
-    let limits =
-        std::fs::read_to_string("/proc/self/limits").context("cannot read /proc/self/limits")?;
-    let line = limits
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .context("no `Max open files` in /proc/self/limits")?;
-    let mut fields = line["Max open files".len()..]
-        .split_whitespace()
-        .map(|f| match f {
-            "unlimited" => Ok(u64::MAX),
-            n => n
-                .parse::<u64>()
-                .with_context(|| format!("bad open-file limit `{n}`")),
-        });
+    let limits = std::fs::read_to_string("/proc/self/limits").context("cannot read /proc/self/limits")?;
+    let line =
+        limits.lines().find(|l| l.starts_with("Max open files")).context("no `Max open files` in /proc/self/limits")?;
+    let mut fields = line["Max open files".len()..].split_whitespace().map(|f| match f {
+        "unlimited" => Ok(u64::MAX),
+        n => n.parse::<u64>().with_context(|| format!("bad open-file limit `{n}`")),
+    });
     let soft = fields.next().context("no soft open-file limit")??;
     let hard = fields.next().context("no hard open-file limit")??;
     Ok((soft, hard))

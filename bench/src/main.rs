@@ -40,9 +40,7 @@ fn real_main() -> anyhow::Result<()> {
         }
     };
     let fds = fdlimit::ensure(args.needed_fds())?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let results = runtime.block_on(run::run(&args, fds))?;
     report::print(&results);
     if let Some(path) = &args.json {

@@ -40,16 +40,9 @@ async fn upload(addr: SocketAddr, bytes: u64) -> Result<()> {
     }
     stalls(stream.shutdown(), "shutdown(write)").await?;
     let mut count = [0u8; 8];
-    stalls(
-        stream.read_exact(&mut count),
-        "reading the sink's byte count",
-    )
-    .await?;
+    stalls(stream.read_exact(&mut count), "reading the sink's byte count").await?;
     let received = u64::from_be_bytes(count);
-    ensure!(
-        received == bytes,
-        "the sink received {received} bytes but {bytes} were sent"
-    );
+    ensure!(received == bytes, "the sink received {received} bytes but {bytes} were sent");
     Ok(())
 }
 

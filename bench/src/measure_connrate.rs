@@ -47,12 +47,7 @@ pub(crate) async fn conn_rate(addr: SocketAddr, duration: Duration) -> Result<Co
             (ok, failures, first_error)
         });
     }
-    let mut total = ConnRate {
-        per_sec: 0.0,
-        ok: 0,
-        failures: 0,
-        first_error: None,
-    };
+    let mut total = ConnRate { per_sec: 0.0, ok: 0, failures: 0, first_error: None };
     while let Some(done) = tasks.join_next().await {
         let (ok, failures, first_error) = done.context("connection worker panicked")?;
         total.ok += ok;
@@ -67,9 +62,7 @@ pub(crate) async fn conn_rate(addr: SocketAddr, duration: Duration) -> Result<Co
 
 /// One connection: connect, write 1 KiB, read it back, compare, close.
 async fn one(addr: SocketAddr, seq: u64) -> Result<()> {
-    let payload: Vec<u8> = (0..PAYLOAD)
-        .map(|i| (seq as u8).wrapping_add(i as u8))
-        .collect();
+    let payload: Vec<u8> = (0..PAYLOAD).map(|i| (seq as u8).wrapping_add(i as u8)).collect();
     tokio::time::timeout(OP_TIMEOUT, async {
         let mut stream = TcpStream::connect(addr).await.context("connect")?;
         stream.set_nodelay(true)?;

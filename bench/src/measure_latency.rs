@@ -34,8 +34,8 @@ pub(crate) async fn compare(
     tokio::time::timeout(LIMIT, async {
         let mut direct = Side::connect(direct).await.context("direct")?;
         let mut tunnel = Side::connect(tunnel).await.context("tunnel")?;
-        direct.run(warmup, false).await?;
-        tunnel.run(warmup, false).await?;
+        direct.run(warmup, false).await.context("direct warm-up")?;
+        tunnel.run(warmup, false).await.context("tunnel warm-up")?;
         for block in 0..BLOCKS {
             let n = rounds / BLOCKS + usize::from(block < rounds % BLOCKS);
             direct.run(n, true).await.context("direct")?;
@@ -60,30 +60,16 @@ impl Side {
         let stream = TcpStream::connect(addr).await.context("connect")?;
         stream.set_nodelay(true)?;
         let request = (0..PAYLOAD).map(|i| (i % 253) as u8).collect();
-        Ok(Side {
-            stream,
-            request,
-            response: vec![0u8; PAYLOAD],
-            samples: Vec::new(),
-        })
+        Ok(Side { stream, request, response: vec![0u8; PAYLOAD], samples: Vec::new() })
     }
 
     async fn run(&mut self, rounds: usize, record: bool) -> Result<()> {
         for _ in 0..rounds {
             let start = Instant::now();
-            self.stream
-                .write_all(&self.request)
-                .await
-                .context("write")?;
-            self.stream
-                .read_exact(&mut self.response)
-                .await
-                .context("read echo")?;
+            self.stream.write_all(&self.request).await.context("write")?;
+            self.stream.read_exact(&mut self.response).await.context("read echo")?;
             let elapsed = start.elapsed();
-            ensure!(
-                self.response == self.request,
-                "echoed bytes differ from the bytes sent"
-            );
+            ensure!(self.response == self.request, "echoed bytes differ from the bytes sent");
             if record {
                 self.samples.push(elapsed);
             }

@@ -35,11 +35,7 @@ pub(crate) struct Loaded {
 
 /// Opens `count` connections to `addr` (bob's reach port for the echo service), does one 1 KiB
 /// round trip on each, samples RSS, then closes them all.
-pub(crate) async fn with_open_tunnels(
-    addr: SocketAddr,
-    count: usize,
-    pids: Pids,
-) -> Result<Loaded> {
+pub(crate) async fn with_open_tunnels(addr: SocketAddr, count: usize, pids: Pids) -> Result<Loaded> {
     let request: Vec<u8> = (0..PAYLOAD).map(|i| (i % 241) as u8).collect();
     let mut response = vec![0u8; PAYLOAD];
     let mut conns = Vec::with_capacity(count);
@@ -47,14 +43,8 @@ pub(crate) async fn with_open_tunnels(
         let conn = tokio::time::timeout(Duration::from_secs(10), async {
             let mut stream = TcpStream::connect(addr).await.context("connect")?;
             stream.write_all(&request).await.context("write")?;
-            stream
-                .read_exact(&mut response)
-                .await
-                .context("read echo")?;
-            ensure!(
-                response == request,
-                "echoed bytes differ from the bytes sent"
-            );
+            stream.read_exact(&mut response).await.context("read echo")?;
+            ensure!(response == request, "echoed bytes differ from the bytes sent");
             anyhow::Ok(stream)
         })
         .await
@@ -70,10 +60,5 @@ pub(crate) async fn with_open_tunnels(
     drop(conns);
     tokio::time::sleep(SETTLE * 2).await;
     let hub_after_close_kib = rss_kib(pids.hub)?;
-    Ok(Loaded {
-        hub_kib,
-        bob_kib,
-        alice_kib,
-        hub_after_close_kib,
-    })
+    Ok(Loaded { hub_kib, bob_kib, alice_kib, hub_after_close_kib })
 }

@@ -11,13 +11,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
 /// Product variables that must not leak from the caller's environment into the children.
-const SCRUBBED_ENV: &[&str] = &[
-    "PCONNECT_LOG",
-    "PCONNECT_HOME",
-    "PCONNECT_HUB",
-    "PCONNECT_TOKEN",
-    "PCONNECT_HUB_DATA",
-];
+const SCRUBBED_ENV: &[&str] = &["PCONNECT_LOG", "PCONNECT_HOME", "PCONNECT_HUB", "PCONNECT_TOKEN", "PCONNECT_HUB_DATA"];
 
 /// A command for `program` with a clean product environment and, for agents, `PCONNECT_HOME`.
 pub(crate) fn command(program: &Path, home: Option<&Path>) -> Command {
@@ -40,11 +34,7 @@ pub(crate) async fn run_ok(what: &str, mut cmd: Command, within: Duration) -> Re
         .with_context(|| format!("cannot run {what}"))?;
     let stdout = strip_ansi(&String::from_utf8_lossy(&out.stdout));
     if !out.status.success() {
-        bail!(
-            "{what} failed ({}):\n{stdout}{}",
-            out.status,
-            strip_ansi(&String::from_utf8_lossy(&out.stderr))
-        );
+        bail!("{what} failed ({}):\n{stdout}{}", out.status, strip_ansi(&String::from_utf8_lossy(&out.stderr)));
     }
     Ok(stdout)
 }
@@ -61,9 +51,7 @@ impl Proc {
     /// Spawns `cmd`, capturing both output streams.
     pub(crate) fn spawn(what: &str, mut cmd: Command) -> Result<Proc> {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("cannot start {what}"))?;
+        let mut child = cmd.spawn().with_context(|| format!("cannot start {what}"))?;
         let (tx, lines) = mpsc::unbounded_channel();
         if let Some(out) = child.stdout.take() {
             tokio::spawn(forward(out, tx.clone()));
@@ -71,19 +59,12 @@ impl Proc {
         if let Some(err) = child.stderr.take() {
             tokio::spawn(forward(err, tx));
         }
-        Ok(Proc {
-            what: what.to_owned(),
-            child,
-            lines,
-            seen: Vec::new(),
-        })
+        Ok(Proc { what: what.to_owned(), child, lines, seen: Vec::new() })
     }
 
     /// The process id (for reading its memory in `/proc`).
     pub(crate) fn pid(&self) -> Result<u32> {
-        self.child
-            .id()
-            .with_context(|| format!("{} has already exited", self.what))
+        self.child.id().with_context(|| format!("{} has already exited", self.what))
     }
 
     /// Waits until the process prints a line containing `needle` and returns that line.
@@ -97,11 +78,9 @@ impl Proc {
                         return Ok(line);
                     }
                 }
-                Ok(None) => bail!(
-                    "{} exited before printing \"{needle}\". Its output:\n{}",
-                    self.what,
-                    self.seen.join("\n")
-                ),
+                Ok(None) => {
+                    bail!("{} exited before printing \"{needle}\". Its output:\n{}", self.what, self.seen.join("\n"))
+                }
                 Err(_) => bail!(
                     "{} did not print \"{needle}\" within {within:?}. Its output so far:\n{}",
                     self.what,

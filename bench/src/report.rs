@@ -48,25 +48,19 @@ pub(crate) fn print(r: &Results) {
     let dir = r.bins.hub.parent().unwrap_or(Path::new(""));
     println!();
     println!("pconnect benchmark: tunnel vs direct loopback, same run");
-    println!(
-        "  Tunnel:     client -> bob's agent (reach) -> hub (TLS + HTTP/2) -> alice's agent (expose) -> target"
-    );
+    println!("  Tunnel:     client -> bob's agent (reach) -> hub (TLS + HTTP/2) -> alice's agent (expose) -> target");
     println!(
         "  Machine:    nproc {}{}",
         r.machine.nproc,
-        r.machine
-            .cpu
-            .as_ref()
-            .map(|c| format!(", {c}"))
-            .unwrap_or_default()
+        r.machine.cpu.as_ref().map(|c| format!(", {c}")).unwrap_or_default()
     );
     println!("  Kernel:     {}", r.machine.kernel);
+    if let Some(load) = &r.machine.loadavg {
+        println!("  Load:       {load} (1/5/15-min load average at start; other work skews the numbers)");
+    }
     println!("  Binaries:   {}/{{pconnect-hub,connect}}", dir.display());
     if r.fds.after == r.fds.before {
-        println!(
-            "  Open files: soft limit {} (enough, unchanged)",
-            r.fds.before
-        );
+        println!("  Open files: soft limit {} (enough, unchanged)", r.fds.before);
     } else {
         println!(
             "  Open files: soft limit raised from {} to {} (prlimit on this process; children inherit it)",
@@ -92,9 +86,7 @@ pub(crate) fn print(r: &Results) {
     );
     println!("{}", "-".repeat(88));
     for row in &r.compared {
-        let ratio = row
-            .ratio()
-            .map_or_else(|| "-".to_owned(), |x| format!("{x:.2}x"));
+        let ratio = row.ratio().map_or_else(|| "-".to_owned(), |x| format!("{x:.2}x"));
         println!(
             "{:<32} {:>11} {:>11} {:>14} {:>10}  {}",
             row.label,
@@ -107,10 +99,7 @@ pub(crate) fn print(r: &Results) {
     }
     println!();
 
-    println!(
-        "{:<50} {:>9} {:>10}  Result",
-        "Resident memory (VmRSS)", "MiB", "Target"
-    );
+    println!("{:<50} {:>9} {:>10}  Result", "Resident memory (VmRSS)", "MiB", "Target");
     println!("{}", "-".repeat(79));
     for row in &r.memory {
         println!(

@@ -26,6 +26,17 @@ pub(crate) struct Row {
 }
 
 impl Row {
+    /// A direct-versus-tunnel row.
+    pub(crate) fn pair(key: &'static str, label: &str, decimals: usize, values: (f64, f64), target: Target) -> Row {
+        let (direct, tunnel) = values;
+        Row { key, label: label.to_owned(), decimals, direct: Some(direct), tunnel, target }
+    }
+
+    /// A memory row: one process's RSS, given in KiB, shown in MiB.
+    pub(crate) fn memory(key: &'static str, label: String, kib: u64, target: Target) -> Row {
+        Row { key, label, decimals: 1, direct: None, tunnel: crate::rss::mib(kib), target }
+    }
+
     /// tunnel / direct, when there is a direct value.
     pub(crate) fn ratio(&self) -> Option<f64> {
         self.direct.filter(|d| *d > 0.0).map(|d| self.tunnel / d)
@@ -66,24 +77,15 @@ pub(crate) struct Results {
 impl Results {
     /// (targets met, targets checked).
     pub(crate) fn score(&self) -> (usize, usize) {
-        let verdicts: Vec<bool> = self
-            .compared
-            .iter()
-            .chain(&self.memory)
-            .filter_map(Row::verdict)
-            .collect();
+        let verdicts: Vec<bool> = self.compared.iter().chain(&self.memory).filter_map(Row::verdict).collect();
         (verdicts.iter().filter(|v| **v).count(), verdicts.len())
     }
 
     fn to_json(&self) -> Value {
-        let rows = |rows: &[Row]| {
-            rows.iter()
-                .map(|r| (r.key.to_owned(), r.to_json()))
-                .collect::<Map<_, _>>()
-        };
+        let rows = |rows: &[Row]| rows.iter().map(|r| (r.key.to_owned(), r.to_json())).collect::<Map<_, _>>();
         let (met, checked) = self.score();
         json!({
-            "machine": {"nproc": self.machine.nproc, "cpu": self.machine.cpu, "kernel": self.machine.kernel},
+            "machine": {"nproc": self.machine.nproc, "cpu": self.machine.cpu, "kernel": self.machine.kernel, "loadavg": self.machine.loadavg},
             "settings": {
                 "bulk_mib": self.args.bulk_mib,
                 "seconds": self.args.seconds,

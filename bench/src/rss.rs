@@ -14,13 +14,9 @@ const PERIOD: Duration = Duration::from_millis(100);
 pub(crate) fn rss_kib(pid: u32) -> Result<u64> {
     let path = format!("/proc/{pid}/status");
     let status = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .with_context(|| format!("no VmRSS in {path}"))?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).with_context(|| format!("no VmRSS in {path}"))?;
     let kib = line["VmRSS:".len()..].trim().trim_end_matches("kB").trim();
-    kib.parse()
-        .with_context(|| format!("bad VmRSS line `{line}` in {path}"))
+    kib.parse().with_context(|| format!("bad VmRSS line `{line}` in {path}"))
 }
 
 /// KiB to MiB.

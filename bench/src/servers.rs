@@ -23,9 +23,7 @@ pub(crate) struct Servers {
 
 /// Starts both servers on a dedicated thread.
 pub(crate) fn start() -> Result<Servers> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let (echo, sink) = {
         let _context = runtime.enter();
         (bind()?, bind()?)
@@ -44,11 +42,7 @@ pub(crate) fn start() -> Result<Servers> {
             });
         })
         .context("cannot start the target servers' thread")?;
-    Ok(Servers {
-        echo: echo_addr,
-        sink: sink_addr,
-        _stop: stop,
-    })
+    Ok(Servers { echo: echo_addr, sink: sink_addr, _stop: stop })
 }
 
 fn bind() -> Result<TcpListener> {

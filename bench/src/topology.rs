@@ -39,9 +39,7 @@ pub(crate) struct Topology {
 
 /// Starts the hub and agents and exposes `echo` and `sink` (the target addresses) through it.
 pub(crate) async fn start(bins: &Bins, echo: SocketAddr, sink: SocketAddr) -> Result<Topology> {
-    let dir = tempfile::Builder::new()
-        .prefix("pconnect-bench-")
-        .tempdir()?;
+    let dir = tempfile::Builder::new().prefix("pconnect-bench-").tempdir()?;
     let data = dir.path().join("hub");
     let alice = dir.path().join("alice");
     let bob = dir.path().join("bob");
@@ -50,18 +48,10 @@ pub(crate) async fn start(bins: &Bins, echo: SocketAddr, sink: SocketAddr) -> Re
     }
 
     let mut cmd = command(&bins.hub, None);
-    cmd.arg("serve").arg("--data").arg(&data).args([
-        "--listen",
-        "127.0.0.1:0",
-        "--http",
-        "127.0.0.1:0",
-    ]);
+    cmd.arg("serve").arg("--data").arg(&data).args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"]);
     let mut hub = Proc::spawn("pconnect-hub serve", cmd)?;
     let agents = hub.wait_for("Agents:", READY).await?;
-    let url = agents
-        .split_once("Agents:")
-        .map(|(_, url)| url.trim().to_owned())
-        .unwrap_or_default();
+    let url = agents.split_once("Agents:").map(|(_, url)| url.trim().to_owned()).unwrap_or_default();
     hub.wait_for("Hub ready", READY).await?;
 
     for (name, home) in [("alice", &alice), ("bob", &bob)] {
@@ -73,12 +63,7 @@ pub(crate) async fn start(bins: &Bins, echo: SocketAddr, sink: SocketAddr) -> Re
 
     let echo = route(bins, &alice, &bob, "echo", echo).await?;
     let sink = route(bins, &alice, &bob, "sink", sink).await?;
-    Ok(Topology {
-        hub,
-        echo,
-        sink,
-        _dir: dir,
-    })
+    Ok(Topology { hub, echo, sink, _dir: dir })
 }
 
 /// `pconnect-hub member add`: the token is the last line printed.
@@ -94,30 +79,18 @@ async fn add_member(bins: &Bins, data: &Path, name: &str) -> Result<String> {
 }
 
 /// Alice exposes `target` as `service`; bob reaches it on a free local port.
-async fn route(
-    bins: &Bins,
-    alice: &Path,
-    bob: &Path,
-    service: &str,
-    target: SocketAddr,
-) -> Result<Route> {
+async fn route(bins: &Bins, alice: &Path, bob: &Path, service: &str, target: SocketAddr) -> Result<Route> {
     let mut cmd = command(&bins.connect, Some(alice));
     cmd.args(["expose", &target.to_string(), "--name", service]);
     let mut expose = Proc::spawn(&format!("connect expose {service} (alice)"), cmd)?;
-    expose
-        .wait_for("is now accessible through the hub", READY)
-        .await?;
+    expose.wait_for("is now accessible through the hub", READY).await?;
 
     let mut cmd = command(&bins.connect, Some(bob));
     cmd.args(["reach", service, "--port", "0"]);
     let mut reach = Proc::spawn(&format!("connect reach {service} (bob)"), cmd)?;
     let line = reach.wait_for("Listening on", READY).await?;
     let port = parse_port(&line).with_context(|| format!("no port in `{line}`"))?;
-    Ok(Route {
-        port,
-        reach,
-        expose,
-    })
+    Ok(Route { port, reach, expose })
 }
 
 /// The port in `[ok] Listening on localhost:<PORT> → ...`.
@@ -133,14 +106,8 @@ mod tests {
 
     #[test]
     fn reads_the_port_of_the_listening_line() {
-        assert_eq!(
-            parse_port("[ok] Listening on localhost:40123 → echo (alice)"),
-            Some(40123)
-        );
-        assert_eq!(
-            parse_port("[ok] Listening on 0.0.0.0:9 → sink (alice)"),
-            Some(9)
-        );
+        assert_eq!(parse_port("[ok] Listening on localhost:40123 → echo (alice)"), Some(40123));
+        assert_eq!(parse_port("[ok] Listening on 0.0.0.0:9 → sink (alice)"), Some(9));
         assert_eq!(parse_port("something else"), None);
     }
 }

@@ -19,37 +19,27 @@ const RECHECK: &str = "recheck-members";
 const PING: &str = "ping";
 const SHUTDOWN: &str = "shutdown";
 
-/// Adds a member to the default workspace; returns them and their new token (shown once).
-pub async fn add_member(data_dir: &Path, name: &str, is_admin: bool) -> Result<(Member, String)> {
+/// Adds a member to `workspace` (created when new); returns them and their new token (shown once).
+pub async fn add_member(data_dir: &Path, workspace: &str, name: &str, is_admin: bool) -> Result<(Member, String)> {
     check_member_name(name)?;
+    check_member_name(workspace)
+        .map_err(|_| anyhow::anyhow!("workspace name '{workspace}' may only hold letters, digits, '-', '_' and '.'"))?;
     let store = open_store(data_dir).await?;
-    let workspace = store.ensure_workspace(DEFAULT_WORKSPACE).await?;
+    let workspace = store.ensure_workspace(workspace).await?;
     let token = auth::new_token();
-    let member = store
-        .add_member(workspace, name, &auth::token_hash(&token), is_admin)
-        .await?;
-    store
-        .audit(Some(workspace), Some(name), "member.add", "")
-        .await?;
+    let member = store.add_member(workspace, name, &auth::token_hash(&token), is_admin).await?;
+    store.audit(Some(workspace), Some(name), "member.add", "").await?;
     Ok((member, token))
 }
 
 /// Gives a member a new token (creating the member if needed); the old token stops working.
-pub async fn reset_member_token(
-    data_dir: &Path,
-    name: &str,
-    is_admin: bool,
-) -> Result<(Member, String)> {
+pub async fn reset_member_token(data_dir: &Path, name: &str, is_admin: bool) -> Result<(Member, String)> {
     check_member_name(name)?;
     let store = open_store(data_dir).await?;
     let workspace = store.ensure_workspace(DEFAULT_WORKSPACE).await?;
     let token = auth::new_token();
-    let member = store
-        .set_member_token(workspace, name, &auth::token_hash(&token), is_admin)
-        .await?;
-    store
-        .audit(Some(workspace), Some(name), "member.token", "")
-        .await?;
+    let member = store.set_member_token(workspace, name, &auth::token_hash(&token), is_admin).await?;
+    store.audit(Some(workspace), Some(name), "member.token", "").await?;
     poke(data_dir, RECHECK).await.ok();
     Ok((member, token))
 }
@@ -67,9 +57,7 @@ pub async fn remove_member(data_dir: &Path, name: &str) -> Result<bool> {
     let store = open_store(data_dir).await?;
     let workspace = store.ensure_workspace(DEFAULT_WORKSPACE).await?;
     store.remove_member(workspace, name).await?;
-    store
-        .audit(Some(workspace), Some(name), "member.remove", "")
-        .await?;
+    store.audit(Some(workspace), Some(name), "member.remove", "").await?;
     Ok(poke(data_dir, RECHECK).await.is_ok())
 }
 
@@ -86,21 +74,15 @@ pub async fn request_shutdown(data_dir: &Path) -> Result<()> {
 fn check_member_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    anyhow::ensure!(
-        ok,
-        "member name '{name}' may only hold letters, digits, '-', '_' and '.' (1-64 characters)"
-    );
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    anyhow::ensure!(ok, "member name '{name}' may only hold letters, digits, '-', '_' and '.' (1-64 characters)");
     Ok(())
 }
 
 /// Sends one command to a running hub and returns its one-line answer.
 async fn poke(data_dir: &Path, command: &str) -> Result<String> {
-    let mut stream = UnixStream::connect(data_dir.join(ADMIN_SOCKET))
-        .await
-        .context("no hub is running on this data dir")?;
+    let mut stream =
+        UnixStream::connect(data_dir.join(ADMIN_SOCKET)).await.context("no hub is running on this data dir")?;
     stream.write_all(format!("{command}\n").as_bytes()).await?;
     let mut answer = String::new();
     BufReader::new(stream).read_line(&mut answer).await?;
@@ -144,10 +126,7 @@ pub(crate) async fn listen(hub: Arc<Hub>, shutdown: CancellationToken) {
                 }
                 _ => "unknown command",
             };
-            let _ = reader
-                .get_mut()
-                .write_all(format!("{answer}\n").as_bytes())
-                .await;
+            let _ = reader.get_mut().write_all(format!("{answer}\n").as_bytes()).await;
         });
     }
 }

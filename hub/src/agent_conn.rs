@@ -22,12 +22,7 @@ use crate::{auth, forward, reverse};
 pub(crate) type AgentStream = TlsStream<TcpStream>;
 
 /// Accepts agent connections until shutdown; each runs in its own task.
-pub(crate) async fn accept_loop(
-    hub: Arc<Hub>,
-    listener: TcpListener,
-    shutdown: CancellationToken,
-    tasks: TaskTracker,
-) {
+pub(crate) async fn accept_loop(hub: Arc<Hub>, listener: TcpListener, shutdown: CancellationToken, tasks: TaskTracker) {
     loop {
         let (tcp, peer) = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -66,10 +61,7 @@ async fn handle(hub: Arc<Hub>, tcp: TcpStream, peer: SocketAddr, shutdown: Cance
 }
 
 /// TLS + hello. `Ok(None)` when the hello was refused (the refusal was sent).
-async fn handshake(
-    hub: &Hub,
-    tcp: TcpStream,
-) -> anyhow::Result<Option<(AgentStream, Hello, Member)>> {
+async fn handshake(hub: &Hub, tcp: TcpStream) -> anyhow::Result<Option<(AgentStream, Hello, Member)>> {
     let mut stream = hub.tls.accept(tcp).await?;
     let alpn_role = match stream.get_ref().1.alpn_protocol() {
         Some(ALPN_FORWARD) => Some(Role::Forward),
@@ -79,10 +71,7 @@ async fn handshake(
     let hello: Hello = read_frame(&mut stream).await?;
     match check_hello(hub, &hello, alpn_role).await {
         Ok(member) => {
-            let welcome = Welcome {
-                member: member.name.clone(),
-                workspace: member.workspace.clone(),
-            };
+            let welcome = Welcome { member: member.name.clone(), workspace: member.workspace.clone() };
             write_frame(&mut stream, &Reply::Welcome(welcome)).await?;
             Ok(Some((stream, hello, member)))
         }
@@ -99,17 +88,11 @@ async fn check_hello(hub: &Hub, hello: &Hello, alpn_role: Option<Role>) -> Resul
     if hello.version != PROTOCOL_VERSION {
         return Err(Refusal::new(
             RefusalCode::Version,
-            format!(
-                "this hub speaks protocol {PROTOCOL_VERSION}, the agent speaks {}: upgrade connect",
-                hello.version
-            ),
+            format!("this hub speaks protocol {PROTOCOL_VERSION}, the agent speaks {}: upgrade connect", hello.version),
         ));
     }
     if alpn_role != Some(hello.role) {
-        return Err(Refusal::new(
-            RefusalCode::BadRequest,
-            "the TLS ALPN id does not match the hello's role",
-        ));
+        return Err(Refusal::new(RefusalCode::BadRequest, "the TLS ALPN id does not match the hello's role"));
     }
     let member = hub
         .store
@@ -130,22 +113,15 @@ async fn check_hello(hub: &Hub, hello: &Hello, alpn_role: Option<Role>) -> Resul
 
 async fn register_services(hub: &Hub, member: &Member, hello: &Hello) -> Result<(), Refusal> {
     for service in &hello.services {
-        names::validate(&service.name)
-            .map_err(|e| Refusal::new(RefusalCode::BadRequest, e.to_string()))?;
+        names::validate(&service.name).map_err(|e| Refusal::new(RefusalCode::BadRequest, e.to_string()))?;
     }
     for service in &hello.services {
-        match hub
-            .store
-            .upsert_service(member, &service.name, service.port)
-            .await
-        {
+        match hub.store.upsert_service(member, &service.name, service.port).await {
             Ok(_) => {}
             Err(StoreError::ServiceOwned { service, owner }) => {
                 return Err(Refusal::new(
                     RefusalCode::Conflict,
-                    format!(
-                        "the name '{service}' is already used by {owner}'s service: pick another with --name"
-                    ),
+                    format!("the name '{service}' is already used by {owner}'s service: pick another with --name"),
                 ));
             }
             Err(e) => return Err(internal(e)),
@@ -156,8 +132,5 @@ async fn register_services(hub: &Hub, member: &Member, hello: &Hello) -> Result<
 
 fn internal(e: StoreError) -> Refusal {
     tracing::error!(error = %e, "store error during hello");
-    Refusal::new(
-        RefusalCode::Draining,
-        "the hub could not read its store; retrying",
-    )
+    Refusal::new(RefusalCode::Draining, "the hub could not read its store; retrying")
 }

@@ -13,9 +13,7 @@ pub fn new_token() -> String {
 /// `n` random bytes as lowercase hex.
 pub fn random_hex(n: usize) -> String {
     let mut bytes = vec![0u8; n];
-    SystemRandom::new()
-        .fill(&mut bytes)
-        .expect("the OS random source works");
+    SystemRandom::new().fill(&mut bytes).expect("the OS random source works");
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -9,16 +9,17 @@ use h2::RecvStream;
 use h2::server::SendResponse;
 use http::{Method, Request, Response, StatusCode};
 use pconnect_proto::control::{ErrorBody, ErrorCode, ServiceInfo, ServiceList, Unregister, WhoAmI};
-use pconnect_proto::wire::{self, HEADER_SERVICE_OWNER, TUNNEL_PROTOCOL};
+use pconnect_proto::share::{CreateShare, ShareCode};
+use pconnect_proto::wire::{self, HEADER_JOIN, HEADER_SERVICE_OWNER, TUNNEL_PROTOCOL};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::agent_conn::AgentStream;
 use crate::link::{heartbeat, pump, tuning};
-use crate::reverse;
 use crate::state::Hub;
 use crate::store::Member;
+use crate::{reverse, shares};
 
 /// Largest control request body.
 const MAX_RPC_BODY: usize = 64 * 1024;
@@ -53,27 +54,20 @@ pub(crate) async fn serve(
     }
 }
 
-async fn handle(
-    hub: Arc<Hub>,
-    member: Arc<Member>,
-    request: Request<RecvStream>,
-    mut respond: SendResponse<Bytes>,
-) {
+async fn handle(hub: Arc<Hub>, member: Arc<Member>, request: Request<RecvStream>, mut respond: SendResponse<Bytes>) {
     let path = request.uri().path().to_string();
     let is_tunnel = request.method() == Method::CONNECT
-        && request
-            .extensions()
-            .get::<h2::ext::Protocol>()
-            .map(|p| p.as_str())
-            == Some(TUNNEL_PROTOCOL);
+        && request.extensions().get::<h2::ext::Protocol>().map(|p| p.as_str()) == Some(TUNNEL_PROTOCOL);
+    if request.uri().path() == wire::SHARE_ATTACH_PATH {
+        let token = join_header(&request).unwrap_or_default();
+        shares::attach(hub.clone(), &member, &token, request.into_body(), respond).await;
+        return;
+    }
     let result = if is_tunnel {
         match wire::service_from_tunnel_path(&path) {
             Some(service) => tunnel(&hub, &member, service, request, respond).await,
             None => {
-                reply_error(
-                    &mut respond,
-                    ErrorBody::new(ErrorCode::BadRequest, "bad tunnel path"),
-                );
+                reply_error(&mut respond, ErrorBody::new(ErrorCode::BadRequest, "bad tunnel path"));
                 return;
             }
         }
@@ -90,43 +84,41 @@ async fn handle(
 }
 
 /// Control RPCs: small JSON requests and replies.
-async fn rpc(
-    hub: &Hub,
-    member: &Member,
-    request: Request<RecvStream>,
-) -> Result<(StatusCode, Bytes), ErrorBody> {
+async fn rpc(hub: &Hub, member: &Member, request: Request<RecvStream>) -> Result<(StatusCode, Bytes), ErrorBody> {
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     match (method, path.as_str()) {
         (Method::GET, wire::READY_PATH) => Ok((StatusCode::OK, Bytes::new())),
-        (Method::GET, wire::WHOAMI_PATH) => json(&WhoAmI {
-            member: member.name.clone(),
-            workspace: member.workspace.clone(),
-        }),
+        (Method::GET, wire::WHOAMI_PATH) => {
+            json(&WhoAmI { member: member.name.clone(), workspace: member.workspace.clone() })
+        }
         (Method::GET, wire::SERVICES_PATH) => json(&list_services(hub, member).await?),
-        (Method::POST, wire::UNREGISTER_PATH) => {
-            let body: Unregister = read_json(request.into_body()).await?;
-            hub.store
-                .remove_services(member, &body.names)
-                .await
-                .map_err(store_error)?;
-            hub.routes
-                .remove_services(member.workspace_id, member.id, &body.names);
+        (Method::POST, wire::SHARES_PATH) => {
+            let body: CreateShare = read_json(request.into_body()).await?;
+            json(&shares::create(hub, member, body).await?)
+        }
+        (Method::GET, wire::SHARES_PATH) => json(&shares::list(hub, member).await?),
+        (Method::POST, wire::SHARE_REVOKE_PATH) => {
+            let body: ShareCode = read_json(request.into_body()).await?;
+            shares::revoke(hub, member, &body.code).await?;
             Ok((StatusCode::NO_CONTENT, Bytes::new()))
         }
-        _ => Err(ErrorBody::new(
-            ErrorCode::NotFound,
-            format!("no such call: {path}"),
-        )),
+        (Method::POST, wire::SHARE_JOIN_PATH) => {
+            let body: ShareCode = read_json(request.into_body()).await?;
+            json(&shares::join(hub, member, &body.code).await?)
+        }
+        (Method::POST, wire::UNREGISTER_PATH) => {
+            let body: Unregister = read_json(request.into_body()).await?;
+            hub.store.remove_services(member, &body.names).await.map_err(store_error)?;
+            hub.routes.remove_services(member.workspace_id, member.id, &body.names);
+            Ok((StatusCode::NO_CONTENT, Bytes::new()))
+        }
+        _ => Err(ErrorBody::new(ErrorCode::NotFound, format!("no such call: {path}"))),
     }
 }
 
 async fn list_services(hub: &Hub, member: &Member) -> Result<ServiceList, ErrorBody> {
-    let rows = hub
-        .store
-        .list_services(member.workspace_id)
-        .await
-        .map_err(store_error)?;
+    let rows = hub.store.list_services(member.workspace_id).await.map_err(store_error)?;
     let services = rows
         .into_iter()
         .map(|row| ServiceInfo {
@@ -147,34 +139,29 @@ async fn tunnel(
     request: Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
 ) -> anyhow::Result<()> {
-    let Some(row) = hub
-        .store
-        .service(member.workspace_id, service)
-        .await
-        .map_err(store_error)
-        .ok()
-        .flatten()
-    else {
-        let error = ErrorBody::new(
-            ErrorCode::NotFound,
-            format!("no service named '{service}' in this workspace"),
-        )
-        .with_hint("run `connect services` to list them");
+    // Through a share: the tunnel lives only as long as the share does.
+    let share_cut = match join_header(&request) {
+        Some(token) => match shares::authorize_tunnel(hub, member, &token, service).await {
+            Ok(cancel) => Some(cancel),
+            Err(error) => {
+                reply_error(&mut respond, error);
+                return Ok(());
+            }
+        },
+        None => None,
+    };
+    let Some(row) = hub.store.service(member.workspace_id, service).await.map_err(store_error).ok().flatten() else {
+        let error = ErrorBody::new(ErrorCode::NotFound, format!("no service named '{service}' in this workspace"))
+            .with_hint("run `connect services` to list them");
         reply_error(&mut respond, error);
         return Ok(());
     };
     let Some(conn) = hub.routes.pick(member.workspace_id, service) else {
         let error = ErrorBody::new(
             ErrorCode::Offline,
-            format!(
-                "'{service}' is offline: {}'s agent is not connected",
-                row.owner
-            ),
+            format!("'{service}' is offline: {}'s agent is not connected", row.owner),
         )
-        .with_hint(format!(
-            "it comes back when {} runs `connect expose` again",
-            row.owner
-        ));
+        .with_hint(format!("it comes back when {} runs `connect expose` again", row.owner));
         reply_error(&mut respond, error);
         return Ok(());
     };
@@ -194,8 +181,21 @@ async fn tunnel(
         .expect("static response");
     let client_send = respond.send_response(response, false)?;
     let client_side = (request.into_body(), client_send);
-    pump::relay(client_side, agent_side).await?;
+    match share_cut {
+        // Dropping the relay resets both streams: the joiner sees the tunnel cut, not a clean end.
+        Some(cancel) => tokio::select! {
+            result = pump::relay(client_side, agent_side) => { result?; }
+            _ = cancel.cancelled() => {}
+        },
+        None => {
+            pump::relay(client_side, agent_side).await?;
+        }
+    }
     Ok(())
+}
+
+fn join_header(request: &Request<RecvStream>) -> Option<String> {
+    request.headers().get(HEADER_JOIN)?.to_str().ok().map(str::to_string)
 }
 
 struct LoadGuard(Arc<std::sync::atomic::AtomicUsize>);
@@ -207,8 +207,7 @@ impl Drop for LoadGuard {
 }
 
 fn json<T: Serialize>(value: &T) -> Result<(StatusCode, Bytes), ErrorBody> {
-    let body = serde_json::to_vec(value)
-        .map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?;
+    let body = serde_json::to_vec(value).map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?;
     Ok((StatusCode::OK, Bytes::from(body)))
 }
 
@@ -219,22 +218,15 @@ async fn read_json<T: serde::de::DeserializeOwned>(mut body: RecvStream) -> Resu
         let _ = body.flow_control().release_capacity(chunk.len());
         buf.extend_from_slice(&chunk);
         if buf.len() > MAX_RPC_BODY {
-            return Err(ErrorBody::new(
-                ErrorCode::BadRequest,
-                "request body too large",
-            ));
+            return Err(ErrorBody::new(ErrorCode::BadRequest, "request body too large"));
         }
     }
-    serde_json::from_slice(&buf)
-        .map_err(|e| ErrorBody::new(ErrorCode::BadRequest, format!("bad request body: {e}")))
+    serde_json::from_slice(&buf).map_err(|e| ErrorBody::new(ErrorCode::BadRequest, format!("bad request body: {e}")))
 }
 
 fn store_error(e: crate::store::StoreError) -> ErrorBody {
     tracing::error!(error = %e, "store error");
-    ErrorBody::new(
-        ErrorCode::Internal,
-        "the hub could not read its store; try again",
-    )
+    ErrorBody::new(ErrorCode::Internal, "the hub could not read its store; try again")
 }
 
 fn reply(respond: &mut SendResponse<Bytes>, status: StatusCode, body: Bytes) {

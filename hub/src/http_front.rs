@@ -38,15 +38,8 @@ pub(crate) async fn serve(listener: TcpListener, shutdown: CancellationToken, ta
 }
 
 async fn handle(mut tcp: TcpStream) {
-    let Ok(Some(path)) = tokio::time::timeout(HEAD_TIMEOUT, read_request_path(&mut tcp)).await
-    else {
-        let _ = tcp
-            .write_all(&response(
-                408,
-                "text/plain",
-                "request head not received in time\n",
-            ))
-            .await;
+    let Ok(Some(path)) = tokio::time::timeout(HEAD_TIMEOUT, read_request_path(&mut tcp)).await else {
+        let _ = tcp.write_all(&response(408, "text/plain", "request head not received in time\n")).await;
         return;
     };
     let reply = match path.as_str() {

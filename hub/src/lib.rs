@@ -7,12 +7,16 @@
 pub mod admin;
 mod agent_conn;
 pub mod auth;
+mod clock;
 mod forward;
 pub mod fsutil;
 mod http_front;
+mod join_limiter;
 pub mod link;
+mod live_shares;
 mod reverse;
 mod routes;
+mod shares;
 mod state;
 pub mod store;
 pub mod tls;
@@ -91,11 +95,7 @@ pub async fn prepare(config: HubConfig, listeners: Listeners) -> Result<Prepared
         fingerprint: identity.fingerprint(),
     };
     let hub = Hub::new(config, store, identity.server_config()?);
-    Ok(Prepared {
-        hub,
-        listeners,
-        info,
-    })
+    Ok(Prepared { hub, listeners, info })
 }
 
 impl Prepared {
@@ -103,22 +103,10 @@ impl Prepared {
     pub async fn serve(self, shutdown: CancellationToken) -> Result<()> {
         let tasks = TaskTracker::new();
         let hub = self.hub;
-        tasks.spawn(agent_conn::accept_loop(
-            hub.clone(),
-            self.listeners.agents,
-            shutdown.clone(),
-            tasks.clone(),
-        ));
-        tasks.spawn(http_front::serve(
-            self.listeners.http,
-            shutdown.clone(),
-            tasks.clone(),
-        ));
+        tasks.spawn(agent_conn::accept_loop(hub.clone(), self.listeners.agents, shutdown.clone(), tasks.clone()));
+        tasks.spawn(http_front::serve(self.listeners.http, shutdown.clone(), tasks.clone()));
         tasks.spawn(admin::listen(hub.clone(), shutdown.clone()));
-        tasks.spawn(state::recheck_members_periodically(
-            hub.clone(),
-            shutdown.clone(),
-        ));
+        tasks.spawn(state::recheck_members_periodically(hub.clone(), shutdown.clone()));
         shutdown.cancelled().await;
         tasks.close();
         tasks.wait().await;
@@ -128,21 +116,14 @@ impl Prepared {
 }
 
 /// Prepares and serves in one call.
-pub async fn run(
-    config: HubConfig,
-    listeners: Listeners,
-    shutdown: CancellationToken,
-) -> Result<()> {
+pub async fn run(config: HubConfig, listeners: Listeners, shutdown: CancellationToken) -> Result<()> {
     prepare(config, listeners).await?.serve(shutdown).await
 }
 
 /// Cancels `shutdown` on the first SIGINT or SIGTERM; a second one exits at once.
 pub async fn shutdown_on_signals(shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
         return;
     };
     for round in 0..2 {

@@ -10,11 +10,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(
-    name = "pconnect-hub",
-    version,
-    about = "The pconnect relay a team runs"
-)]
+#[command(name = "pconnect-hub", version, about = "The pconnect relay a team runs")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -60,6 +56,9 @@ enum MemberCommand {
         /// Make the member a workspace admin.
         #[arg(long)]
         admin: bool,
+        /// Workspace to add the member to (created when new).
+        #[arg(long, default_value = "default")]
+        workspace: String,
     },
     /// List members.
     List {
@@ -78,10 +77,7 @@ enum MemberCommand {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PCONNECT_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PCONNECT_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
     match run(cli).await {
@@ -96,50 +92,25 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     use pconnect_hub::{admin, ui};
     match cli.command {
-        Command::Serve {
-            data,
-            listen,
-            http,
-            domain,
-            cert,
-            key,
-        } => {
-            let listeners = Listeners {
-                agents: bind(listen, "agent").await?,
-                http: bind(http, "HTTP").await?,
-            };
-            let config = HubConfig {
-                data_dir: data,
-                domain,
-                cert: cert.zip(key),
-            };
+        Command::Serve { data, listen, http, domain, cert, key } => {
+            let listeners = Listeners { agents: bind(listen, "agent").await?, http: bind(http, "HTTP").await? };
+            let config = HubConfig { data_dir: data, domain, cert: cert.zip(key) };
             let prepared = pconnect_hub::prepare(config, listeners).await?;
             ui::serving(&prepared.info);
             let shutdown = CancellationToken::new();
             tokio::spawn(pconnect_hub::shutdown_on_signals(shutdown.clone()));
             prepared.serve(shutdown).await
         }
-        Command::Member {
-            command:
-                MemberCommand::Add {
-                    name,
-                    data,
-                    admin: is_admin,
-                },
-        } => {
-            let (member, token) = admin::add_member(&data, &name, is_admin).await?;
+        Command::Member { command: MemberCommand::Add { name, data, admin: is_admin, workspace } } => {
+            let (member, token) = admin::add_member(&data, &workspace, &name, is_admin).await?;
             ui::member_added(&member, &token);
             Ok(())
         }
-        Command::Member {
-            command: MemberCommand::List { data },
-        } => {
+        Command::Member { command: MemberCommand::List { data } } => {
             ui::members(&admin::list_members(&data).await?);
             Ok(())
         }
-        Command::Member {
-            command: MemberCommand::Remove { name, data },
-        } => {
+        Command::Member { command: MemberCommand::Remove { name, data } } => {
             let live = admin::remove_member(&data, &name).await?;
             ui::member_removed(&name, live);
             Ok(())
@@ -149,6 +120,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).await.map_err(|e| {
-        anyhow::anyhow!("cannot listen for {what} connections on {addr}: {e}. Pick another address or stop what uses it")
+        anyhow::anyhow!(
+            "cannot listen for {what} connections on {addr}: {e}. Pick another address or stop what uses it"
+        )
     })
 }

@@ -64,21 +64,13 @@ pub(crate) async fn serve(
 }
 
 /// The protocol barrier: once the agent answers this, its SETTINGS (extended CONNECT) are known.
-async fn wait_ready(
-    sender: h2::client::SendRequest<Bytes>,
-) -> anyhow::Result<h2::client::SendRequest<Bytes>> {
+async fn wait_ready(sender: h2::client::SendRequest<Bytes>) -> anyhow::Result<h2::client::SendRequest<Bytes>> {
     let mut sender = sender.ready().await?;
-    let request = Request::builder()
-        .method(Method::GET)
-        .uri(format!("https://{LINK_AUTHORITY}{}", wire::READY_PATH))
-        .body(())?;
+    let request =
+        Request::builder().method(Method::GET).uri(format!("https://{LINK_AUTHORITY}{}", wire::READY_PATH)).body(())?;
     let (response, _) = sender.send_request(request, true)?;
     let response = response.await?;
-    anyhow::ensure!(
-        response.status() == StatusCode::OK,
-        "agent answered the barrier with {}",
-        response.status()
-    );
+    anyhow::ensure!(response.status() == StatusCode::OK, "agent answered the barrier with {}", response.status());
     Ok(sender)
 }
 
@@ -103,32 +95,21 @@ pub(crate) async fn open_tunnel(
     service: &str,
 ) -> Result<(RecvStream, SendStream<Bytes>), ErrorBody> {
     let offline = |e: h2::Error| {
-        ErrorBody::new(
-            ErrorCode::Offline,
-            format!("the agent serving '{service}' dropped off: {e}"),
-        )
-        .with_hint("try again in a moment")
+        ErrorBody::new(ErrorCode::Offline, format!("the agent serving '{service}' dropped off: {e}"))
+            .with_hint("try again in a moment")
     };
     let mut sender = conn.sender.clone().ready().await.map_err(offline)?;
     let mut request = Request::builder()
         .method(Method::CONNECT)
-        .uri(format!(
-            "https://{LINK_AUTHORITY}{}",
-            wire::tunnel_path(service)
-        ))
+        .uri(format!("https://{LINK_AUTHORITY}{}", wire::tunnel_path(service)))
         .body(())
         .expect("static request");
-    request
-        .extensions_mut()
-        .insert(h2::ext::Protocol::from_static(TUNNEL_PROTOCOL));
+    request.extensions_mut().insert(h2::ext::Protocol::from_static(TUNNEL_PROTOCOL));
     let (response, send) = sender.send_request(request, false).map_err(offline)?;
     let response = tokio::time::timeout(tuning::HANDSHAKE_TIMEOUT, response)
         .await
         .map_err(|_| {
-            ErrorBody::new(
-                ErrorCode::Offline,
-                format!("the agent serving '{service}' did not answer in time"),
-            )
+            ErrorBody::new(ErrorCode::Offline, format!("the agent serving '{service}' did not answer in time"))
         })?
         .map_err(offline)?;
     let status = response.status();
@@ -148,7 +129,6 @@ pub(crate) async fn read_error(mut body: RecvStream, status: StatusCode) -> Erro
             break;
         }
     }
-    serde_json::from_slice(&buf).unwrap_or_else(|_| {
-        ErrorBody::new(ErrorCode::Internal, format!("the agent answered {status}"))
-    })
+    serde_json::from_slice(&buf)
+        .unwrap_or_else(|_| ErrorBody::new(ErrorCode::Internal, format!("the agent answered {status}")))
 }

@@ -53,19 +53,11 @@ impl Routes {
     }
 
     /// Stops routing services of `owner` (unregistered by the agent).
-    pub(crate) fn remove_services(
-        &self,
-        workspace: WorkspaceId,
-        owner: MemberId,
-        names: &[String],
-    ) {
+    pub(crate) fn remove_services(&self, workspace: WorkspaceId, owner: MemberId, names: &[String]) {
         let mut table = lock(&self.by_service);
         for name in names {
             let key = (workspace, name.clone());
-            if table
-                .get(&key)
-                .is_some_and(|conns| conns.iter().all(|c| c.owner == owner))
-            {
+            if table.get(&key).is_some_and(|conns| conns.iter().all(|c| c.owner == owner)) {
                 table.remove(&key);
             }
         }
@@ -74,11 +66,7 @@ impl Routes {
     /// The least loaded connection serving a service, if it is online.
     pub(crate) fn pick(&self, workspace: WorkspaceId, name: &str) -> Option<ReverseConn> {
         let table = lock(&self.by_service);
-        table
-            .get(&(workspace, name.to_string()))?
-            .iter()
-            .min_by_key(|c| c.load.load(Ordering::Relaxed))
-            .cloned()
+        table.get(&(workspace, name.to_string()))?.iter().min_by_key(|c| c.load.load(Ordering::Relaxed)).cloned()
     }
 
     pub(crate) fn is_online(&self, workspace: WorkspaceId, name: &str) -> bool {

@@ -11,8 +11,10 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::HubConfig;
+use crate::join_limiter::JoinLimiter;
+use crate::live_shares::LiveShares;
 use crate::routes::Routes;
-use crate::store::{MemberId, Store};
+use crate::store::{MemberId, Store, StoreError, WorkspaceId};
 
 /// How often live connections are checked against the member list, besides admin pokes.
 const MEMBER_RECHECK: Duration = Duration::from_secs(5);
@@ -23,40 +25,46 @@ pub struct Hub {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) tls: TlsAcceptor,
     pub(crate) routes: Routes,
+    pub(crate) live_shares: Arc<LiveShares>,
+    pub(crate) join_limiter: JoinLimiter,
+    share_key: tokio::sync::OnceCell<ring::hmac::Key>,
     connections: LiveConnections,
 }
 
 impl Hub {
-    pub(crate) fn new(
-        config: HubConfig,
-        store: Arc<dyn Store>,
-        tls: Arc<ServerConfig>,
-    ) -> Arc<Self> {
+    pub(crate) fn new(config: HubConfig, store: Arc<dyn Store>, tls: Arc<ServerConfig>) -> Arc<Self> {
         Arc::new(Self {
             config,
             store,
             tls: TlsAcceptor::from(tls),
             routes: Routes::default(),
+            live_shares: Arc::default(),
+            join_limiter: JoinLimiter::default(),
+            share_key: tokio::sync::OnceCell::new(),
             connections: LiveConnections::default(),
         })
     }
 
+    /// The keyed hash a share code is stored and looked up by: HMAC-SHA256(hub key, workspace, code).
+    pub(crate) async fn code_hash(&self, workspace: WorkspaceId, code: &str) -> Result<[u8; 32], StoreError> {
+        let key = self
+            .share_key
+            .get_or_try_init(|| async {
+                let secret = self.store.secret_key().await?;
+                Ok::<_, StoreError>(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret))
+            })
+            .await?;
+        let mut ctx = ring::hmac::Context::with_key(key);
+        ctx.update(&workspace.to_be_bytes());
+        ctx.update(code.as_bytes());
+        Ok(ctx.sign().as_ref().try_into().expect("HMAC-SHA256 is 32 bytes"))
+    }
+
     /// Records a live agent connection of `member`; dropping the guard forgets it.
-    pub(crate) fn track_connection(
-        self: &Arc<Self>,
-        member: MemberId,
-        cancel: CancellationToken,
-    ) -> ConnectionGuard {
+    pub(crate) fn track_connection(self: &Arc<Self>, member: MemberId, cancel: CancellationToken) -> ConnectionGuard {
         let id = self.connections.next_id.fetch_add(1, Ordering::Relaxed);
-        lock(&self.connections.by_member)
-            .entry(member)
-            .or_default()
-            .insert(id, cancel);
-        ConnectionGuard {
-            hub: self.clone(),
-            member,
-            id,
-        }
+        lock(&self.connections.by_member).entry(member).or_default().insert(id, cancel);
+        ConnectionGuard { hub: self.clone(), member, id }
     }
 
     /// Cuts every connection of members that no longer exist (token revoked or member removed).
@@ -73,11 +81,7 @@ impl Hub {
 
     fn disconnect_member(&self, member: MemberId) {
         if let Some(conns) = lock(&self.connections.by_member).remove(&member) {
-            tracing::info!(
-                member,
-                connections = conns.len(),
-                "member removed: disconnecting"
-            );
+            tracing::info!(member, connections = conns.len(), "member removed: disconnecting");
             for cancel in conns.values() {
                 cancel.cancel();
             }
@@ -125,7 +129,5 @@ pub(crate) async fn recheck_members_periodically(hub: Arc<Hub>, shutdown: Cancel
 /// Locks a mutex, recovering the data if a panicking thread poisoned it (the maps stay consistent:
 /// every critical section is a single insert or remove).
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -29,24 +29,12 @@ impl Identity {
     pub fn from_pem_files(cert: &Path, key: &Path) -> Result<Self> {
         let chain = CertificateDer::pem_file_iter(cert)
             .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-            .with_context(|| {
-                format!(
-                    "cannot read certificate {}: expected a PEM file",
-                    cert.display()
-                )
-            })?;
+            .with_context(|| format!("cannot read certificate {}: expected a PEM file", cert.display()))?;
         if chain.is_empty() {
-            anyhow::bail!(
-                "no certificate found in {}: expected a PEM file",
-                cert.display()
-            );
+            anyhow::bail!("no certificate found in {}: expected a PEM file", cert.display());
         }
-        let key = PrivateKeyDer::from_pem_file(key).with_context(|| {
-            format!(
-                "cannot read private key {}: expected a PEM file",
-                key.display()
-            )
-        })?;
+        let key = PrivateKeyDer::from_pem_file(key)
+            .with_context(|| format!("cannot read private key {}: expected a PEM file", key.display()))?;
         Ok(Self { chain, key })
     }
 
@@ -81,17 +69,12 @@ fn self_signed_paths(data_dir: &Path) -> (PathBuf, PathBuf) {
 }
 
 fn generate(cert_path: &Path, key_path: &Path, domain: &str) -> Result<()> {
-    let mut names = vec![
-        "localhost".to_string(),
-        "127.0.0.1".to_string(),
-        "::1".to_string(),
-    ];
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
     if domain != "localhost" {
         names.push(domain.to_string());
         names.push(format!("*.{domain}"));
     }
-    let certified =
-        rcgen::generate_simple_self_signed(names).context("cannot generate the hub certificate")?;
+    let certified = rcgen::generate_simple_self_signed(names).context("cannot generate the hub certificate")?;
     crate::fsutil::write_private(key_path, certified.signing_key.serialize_pem().as_bytes())?;
     crate::fsutil::write_private(cert_path, certified.cert.pem().as_bytes())?;
     Ok(())

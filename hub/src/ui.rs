@@ -14,10 +14,7 @@ pub fn serving(info: &HubInfo) {
 }
 
 pub fn member_added(member: &Member, token: &str) {
-    println!(
-        "[ok] Member {} added to workspace {}.",
-        member.name, member.workspace
-    );
+    println!("[ok] Member {} added to workspace {}.", member.name, member.workspace);
     println!("Their token (shown once; they run `connect login --hub <url> --token <token>`):");
     println!("{token}");
 }
@@ -37,9 +34,7 @@ pub fn members(members: &[Member]) {
 pub fn member_removed(name: &str, hub_confirmed: bool) {
     println!("[ok] Member {name} removed; their token no longer works.");
     if !hub_confirmed {
-        println!(
-            "(No running hub answered on this data dir; agents are refused when they next connect.)"
-        );
+        println!("(No running hub answered on this data dir; agents are refused when they next connect.)");
     }
 }
 

@@ -6,11 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "connect",
-    version,
-    about = "Share local services with your team through a pconnect hub"
-)]
+#[command(name = "connect", version, about = "Share local services with your team through a pconnect hub")]
 pub struct Cli {
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
@@ -33,6 +29,10 @@ pub enum Command {
     Reach(ReachArgs),
     /// List the workspace's services.
     Services,
+    /// Share everything you expose with a short code (or list / revoke your shares).
+    Share(ShareArgs),
+    /// Join a teammate's share: their services on the same local ports (runs until Ctrl+C).
+    Join(JoinArgs),
     /// Manage the embedded local hub.
     Hub {
         #[command(subcommand)]
@@ -46,12 +46,7 @@ pub struct LoginArgs {
     #[arg(long, env = "PCONNECT_HUB")]
     pub hub: String,
     /// Member token (prefer PCONNECT_TOKEN or --token-file, which stay out of the process list).
-    #[arg(
-        long,
-        env = "PCONNECT_TOKEN",
-        hide_env_values = true,
-        conflicts_with = "token_file"
-    )]
+    #[arg(long, env = "PCONNECT_TOKEN", hide_env_values = true, conflicts_with = "token_file")]
     pub token: Option<String>,
     /// File holding the member token.
     #[arg(long)]
@@ -78,6 +73,40 @@ pub struct ReachArgs {
     #[arg(long, short)]
     pub port: Option<u16>,
     /// Local address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: IpAddr,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ShareArgs {
+    #[command(subcommand)]
+    pub command: Option<ShareCommand>,
+    /// A descriptive name for the share.
+    #[arg(long, short)]
+    pub name: Option<String>,
+    /// How long the code works: 1h, 4h, 24h (default), 7d, or any like 90s, 15m, 36h (at most 7d).
+    #[arg(long, short)]
+    pub expires: Option<String>,
+    /// List your active shares.
+    #[arg(long, short, conflicts_with_all = ["name", "expires", "revoke"])]
+    pub list: bool,
+    /// Revoke a share (same as `connect share revoke <code>`).
+    #[arg(long, value_name = "CODE", conflicts_with_all = ["name", "expires"])]
+    pub revoke: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ShareCommand {
+    /// Revoke a share: new joins are refused and live tunnels close.
+    Revoke { code: String },
+}
+
+#[derive(Debug, Args)]
+pub struct JoinArgs {
+    /// The share code your teammate gave you.
+    pub code: String,
+    /// Local address to open the shared services on.
     #[arg(long, default_value = "127.0.0.1")]
     pub bind: IpAddr,
 }

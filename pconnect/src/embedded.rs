@@ -61,18 +61,14 @@ pub async fn ensure_login(home_dir: &Path, previous: Option<Login>) -> Result<Lo
 
 async fn token_is_valid(dir: &Path, token: &str) -> Result<bool> {
     let store = pconnect_hub::open_store(dir).await?;
-    Ok(store
-        .member_by_token(&auth::token_hash(token))
-        .await?
-        .is_some())
+    Ok(store.member_by_token(&auth::token_hash(token)).await?.is_some())
 }
 
 /// The running embedded hub, started now if needed. A lock file keeps two commands from starting two.
 pub async fn ensure_running(dir: &Path) -> Result<RunningHub> {
     fsutil::create_private_dir(dir)?;
     let lock = std::fs::File::create(dir.join("start.lock"))?;
-    lock.lock()
-        .context("cannot lock the local hub's data dir")?;
+    lock.lock().context("cannot lock the local hub's data dir")?;
     if admin::is_running(dir).await
         && let Some(running) = RunningHub::load(dir)
     {
@@ -99,8 +95,7 @@ pub async fn ensure_running(dir: &Path) -> Result<RunningHub> {
 /// Starts `connect hub run` detached from this terminal (its own process group, output to a log).
 fn spawn(dir: &Path) -> Result<()> {
     use std::os::unix::process::CommandExt;
-    let exe = std::env::current_exe()
-        .context("cannot find the connect executable to start the local hub")?;
+    let exe = std::env::current_exe().context("cannot find the connect executable to start the local hub")?;
     let log = std::fs::File::create(dir.join("hub.log"))?;
     std::process::Command::new(exe)
         .args(["hub", "run", "--data"])
@@ -120,11 +115,7 @@ pub async fn run(dir: PathBuf) -> Result<()> {
         agents: bind_preferred(PREFERRED_AGENT_PORT).await?,
         http: bind_preferred(PREFERRED_HTTP_PORT).await?,
     };
-    let config = HubConfig {
-        data_dir: dir.clone(),
-        domain: "localhost".into(),
-        cert: None,
-    };
+    let config = HubConfig { data_dir: dir.clone(), domain: "localhost".into(), cert: None };
     let prepared = pconnect_hub::prepare(config, listeners).await?;
     let state = RunningHub {
         agents: prepared.info.agents,
@@ -150,11 +141,7 @@ async fn bind_preferred(port: u16) -> Result<TcpListener> {
 /// The embedded hub's state, if it runs.
 pub async fn status() -> Result<(PathBuf, Option<RunningHub>)> {
     let dir = home::embedded_hub_dir()?;
-    let running = if admin::is_running(&dir).await {
-        RunningHub::load(&dir)
-    } else {
-        None
-    };
+    let running = if admin::is_running(&dir).await { RunningHub::load(&dir) } else { None };
     Ok((dir, running))
 }
 

@@ -30,20 +30,13 @@ fn user_home() -> Result<PathBuf> {
     std::env::var_os("HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
-        .context(
-            "HOME is not set: set PCONNECT_HOME to the directory pconnect may keep its state in",
-        )
+        .context("HOME is not set: set PCONNECT_HOME to the directory pconnect may keep its state in")
 }
 
 /// The OS user name, used as the member name on the embedded hub.
 pub fn os_user() -> String {
-    let raw = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "me".into());
-    let clean: String = raw
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        .take(64)
-        .collect();
+    let raw = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "me".into());
+    let clean: String =
+        raw.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')).take(64).collect();
     if clean.is_empty() { "me".into() } else { clean }
 }

@@ -5,10 +5,12 @@ mod commands;
 pub mod embedded;
 pub mod home;
 pub mod link;
-mod session;
+mod local_port;
+pub mod session;
 mod signals;
 pub mod state;
 pub mod target;
+pub mod timefmt;
 pub mod tls;
 pub mod ui;
 
@@ -25,21 +27,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Expose(args) => commands::expose::expose(ui, args).await,
         Command::Reach(args) => commands::reach::reach(ui, args).await,
         Command::Services => commands::services::services(ui).await,
-        Command::Hub {
-            command: HubCommand::Status,
-        } => {
+        Command::Share(args) => commands::share::share(ui, args).await,
+        Command::Join(args) => commands::join::join(ui, args).await,
+        Command::Hub { command: HubCommand::Status } => {
             let (dir, running) = embedded::status().await?;
             ui.hub_status(&dir, running.as_ref());
             Ok(())
         }
-        Command::Hub {
-            command: HubCommand::Stop,
-        } => {
+        Command::Hub { command: HubCommand::Stop } => {
             ui.hub_stopped(embedded::stop().await?);
             Ok(())
         }
-        Command::Hub {
-            command: HubCommand::Run { data },
-        } => embedded::run(data).await,
+        Command::Hub { command: HubCommand::Run { data } } => embedded::run(data).await,
     }
 }

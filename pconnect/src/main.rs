@@ -10,10 +10,7 @@ use pconnect::ui::Ui;
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PCONNECT_LOG")
-                .unwrap_or_else(|_| "off".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PCONNECT_LOG").unwrap_or_else(|_| "off".into()))
         .with_writer(std::io::stderr)
         .init();
     let ui = Ui { json: cli.json };

@@ -24,15 +24,11 @@ pub(crate) async fn resolve() -> Result<Session> {
         previous => embedded::ensure_login(&home, previous).await?,
     };
     let creds = credentials(&login)?;
-    Ok(Session {
-        login,
-        creds,
-        id: random_hex(16),
-    })
+    Ok(Session { login, creds, id: random_hex(16) })
 }
 
 /// Dial credentials of a saved login.
-pub(crate) fn credentials(login: &Login) -> Result<Credentials> {
+pub fn credentials(login: &Login) -> Result<Credentials> {
     let trust = match (&login.ca, &login.fingerprint) {
         (Some(ca), _) => Trust::Ca(ca.clone()),
         (None, Some(pin)) => Trust::Pinned(pin.clone()),
@@ -40,9 +36,5 @@ pub(crate) fn credentials(login: &Login) -> Result<Credentials> {
             anyhow::bail!("the saved login has no pinned certificate: run `connect login` again")
         }
     };
-    Ok(Credentials {
-        hub: HubAddr::parse(&login.hub)?,
-        token: login.token.clone(),
-        trust,
-    })
+    Ok(Credentials { hub: HubAddr::parse(&login.hub)?, token: login.token.clone(), trust })
 }

@@ -51,10 +51,7 @@ impl Login {
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         };
         let login = serde_json::from_str(&text).with_context(|| {
-            format!(
-                "{} is damaged: run `connect logout` and `connect login` again",
-                path.display()
-            )
+            format!("{} is damaged: run `connect logout` and `connect login` again", path.display())
         })?;
         Ok(Some(login))
     }
@@ -73,5 +70,43 @@ impl Login {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+const SHARE_CODES_FILE: &str = "shares.json";
+
+/// Codes of the shares this agent created. The hub keeps only keyed hashes of codes, so the
+/// creator's machine is the one place that can show a code again (`connect share --list`).
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct ShareCodes {
+    /// `"<hub url>#<share id>"` -> code.
+    codes: std::collections::BTreeMap<String, String>,
+}
+
+impl ShareCodes {
+    pub fn load(home: &Path) -> Self {
+        std::fs::read(home.join(SHARE_CODES_FILE))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default()
+    }
+
+    pub fn get(&self, hub: &str, id: i64) -> Option<&str> {
+        self.codes.get(&format!("{hub}#{id}")).map(String::as_str)
+    }
+
+    /// Remembers a code and saves the file (0600).
+    pub fn remember(home: &Path, hub: &str, id: i64, code: &str) -> Result<()> {
+        let mut codes = Self::load(home);
+        codes.codes.insert(format!("{hub}#{id}"), code.to_string());
+        fsutil::create_private_dir(home)?;
+        fsutil::write_private(&home.join(SHARE_CODES_FILE), &serde_json::to_vec_pretty(&codes)?)
+    }
+
+    /// Forgets a code (after a revoke).
+    pub fn forget(home: &Path, code: &str) -> Result<()> {
+        let mut codes = Self::load(home);
+        codes.codes.retain(|_, c| c != code);
+        fsutil::write_private(&home.join(SHARE_CODES_FILE), &serde_json::to_vec_pretty(&codes)?)
     }
 }

@@ -25,33 +25,18 @@ pub enum Trust {
 
 /// A TLS client config for dialing the hub with `alpn`. `seen` receives the fingerprint the hub
 /// presented, so a pin mismatch can be reported with both values.
-pub fn client_config(
-    trust: &Trust,
-    alpn: &[u8],
-    seen: Arc<Mutex<Option<String>>>,
-) -> Result<Arc<ClientConfig>> {
+pub fn client_config(trust: &Trust, alpn: &[u8], seen: Arc<Mutex<Option<String>>>) -> Result<Arc<ClientConfig>> {
     let provider = provider();
-    let builder = ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()?;
+    let builder = ClientConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions()?;
     let mut config = match trust {
-        Trust::Ca(path) => builder
-            .with_root_certificates(ca_roots(path)?)
-            .with_no_client_auth(),
+        Trust::Ca(path) => builder.with_root_certificates(ca_roots(path)?).with_no_client_auth(),
         Trust::FirstUse(record) => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(PinVerifier {
-                pin: None,
-                seen: record.clone(),
-                provider,
-            }))
+            .with_custom_certificate_verifier(Arc::new(PinVerifier { pin: None, seen: record.clone(), provider }))
             .with_no_client_auth(),
         Trust::Pinned(pin) => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(PinVerifier {
-                pin: Some(pin.clone()),
-                seen,
-                provider,
-            }))
+            .with_custom_certificate_verifier(Arc::new(PinVerifier { pin: Some(pin.clone()), seen, provider }))
             .with_no_client_auth(),
     };
     config.alpn_protocols = vec![alpn.to_vec()];
@@ -62,12 +47,7 @@ fn ca_roots(path: &Path) -> Result<RootCertStore> {
     let mut roots = RootCertStore::empty();
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .with_context(|| {
-            format!(
-                "cannot read CA certificate {}: expected a PEM file",
-                path.display()
-            )
-        })?;
+        .with_context(|| format!("cannot read CA certificate {}: expected a PEM file", path.display()))?;
     let (added, _) = roots.add_parsable_certificates(certs);
     anyhow::ensure!(added > 0, "no usable CA certificate in {}", path.display());
     Ok(roots)
@@ -104,12 +84,7 @@ impl ServerCertVerifier for PinVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn verify_tls13_signature(
@@ -118,17 +93,10 @@ impl ServerCertVerifier for PinVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.provider.signature_verification_algorithms.supported_schemes()
     }
 }

@@ -9,8 +9,11 @@ use pconnect_proto::control::ServiceInfo;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::state::Login;
+use pconnect_proto::share::{self, ShareCreated, ShareListing};
+
+use crate::state::{Login, ShareCodes};
 use crate::target::Target;
+use crate::timefmt;
 
 /// Output mode chosen by `--json`.
 #[derive(Debug, Clone, Copy)]
@@ -48,15 +51,9 @@ impl Ui {
                 "fingerprint": login.fingerprint,
             }));
         }
-        self.line(&format!(
-            "[ok] Logged in to {} as {} (workspace {})",
-            login.hub, login.member, login.workspace
-        ));
+        self.line(&format!("[ok] Logged in to {} as {} (workspace {})", login.hub, login.member, login.workspace));
         match (&login.fingerprint, &login.ca) {
-            (_, Some(ca)) => self.line(&format!(
-                "  Hub certificate verified with CA {}",
-                ca.display()
-            )),
+            (_, Some(ca)) => self.line(&format!("  Hub certificate verified with CA {}", ca.display())),
             (Some(pin), None) => self.line(&format!("  Hub certificate pinned: {pin}")),
             _ => {}
         }
@@ -69,24 +66,9 @@ impl Ui {
                 "embedded": login.embedded, "online": online,
             }));
         }
-        let kind = if login.embedded {
-            " (embedded local hub)"
-        } else {
-            ""
-        };
-        self.line(&format!(
-            "{} in workspace {}",
-            login.member, login.workspace
-        ));
-        self.line(&format!(
-            "  Hub: {}{kind} {}",
-            login.hub,
-            if online {
-                "● online"
-            } else {
-                "○ unreachable"
-            }
-        ));
+        let kind = if login.embedded { " (embedded local hub)" } else { "" };
+        self.line(&format!("{} in workspace {}", login.member, login.workspace));
+        self.line(&format!("  Hub: {}{kind} {}", login.hub, if online { "● online" } else { "○ unreachable" }));
     }
 
     pub fn logged_out(&self, had_login: bool) {
@@ -108,11 +90,10 @@ impl Ui {
 
     pub fn exposing(&self, name: &str, target: &Target, login: &Login) {
         if self.json {
-            return self.emit(&json!({"event": "exposed", "service": name, "target": target.to_string(), "hub": login.hub}));
+            return self
+                .emit(&json!({"event": "exposed", "service": name, "target": target.to_string(), "hub": login.hub}));
         }
-        self.line(&format!(
-            "📡 Service \"{name}\" is now accessible through the hub"
-        ));
+        self.line(&format!("📡 Service \"{name}\" is now accessible through the hub"));
         self.line(&format!("  Target: {target}"));
         self.line(&format!("  Teammates reach it with: connect reach {name}"));
         self.line("Press Ctrl+C to stop sharing.");
@@ -131,15 +112,12 @@ impl Ui {
 
     pub fn unexposed(&self, name: &str, unregistered: bool) {
         if self.json {
-            return self
-                .emit(&json!({"event": "stopped", "service": name, "unregistered": unregistered}));
+            return self.emit(&json!({"event": "stopped", "service": name, "unregistered": unregistered}));
         }
         if unregistered {
             self.line(&format!("[ok] Stopped sharing \"{name}\""));
         } else {
-            self.warn(&format!(
-                "Stopped sharing \"{name}\", but the hub could not be told: it shows as offline"
-            ));
+            self.warn(&format!("Stopped sharing \"{name}\", but the hub could not be told: it shows as offline"));
         }
     }
 
@@ -151,22 +129,14 @@ impl Ui {
             }));
         }
         if let Some(wanted) = wanted {
-            self.warn(&format!(
-                "Port {wanted} is in use; using {} instead",
-                addr.port()
-            ));
+            self.warn(&format!("Port {wanted} is in use; using {} instead", addr.port()));
         }
         let host = if addr.ip().is_loopback() && addr.ip().to_string() == "127.0.0.1" {
             "localhost".to_string()
         } else {
             addr.ip().to_string()
         };
-        self.line(&format!(
-            "[ok] Listening on {host}:{} → {} ({})",
-            addr.port(),
-            service.name,
-            service.owner
-        ));
+        self.line(&format!("[ok] Listening on {host}:{} → {} ({})", addr.port(), service.name, service.owner));
         if !service.online {
             self.warn(&format!(
                 "{} is offline right now ({}'s agent is not connected); connections work once it is back",
@@ -187,33 +157,126 @@ impl Ui {
             self.line("No services in this workspace yet. Share one with: connect expose <port>");
             return;
         }
-        let width = services
-            .iter()
-            .map(|s| s.name.len())
-            .max()
-            .unwrap_or(4)
-            .max(4);
-        let owner_width = services
-            .iter()
-            .map(|s| s.owner.len())
-            .max()
-            .unwrap_or(5)
-            .max(5);
-        self.line(&format!(
-            "{:width$}  {:owner_width$}  {:>5}  STATUS",
-            "NAME", "OWNER", "PORT"
-        ));
+        let width = services.iter().map(|s| s.name.len()).max().unwrap_or(4).max(4);
+        let owner_width = services.iter().map(|s| s.owner.len()).max().unwrap_or(5).max(5);
+        self.line(&format!("{:width$}  {:owner_width$}  {:>5}  STATUS", "NAME", "OWNER", "PORT"));
         for s in services {
-            let status = if s.online {
-                "● online"
-            } else {
-                "○ offline"
-            };
+            let status = if s.online { "● online" } else { "○ offline" };
+            self.line(&format!("{:width$}  {:owner_width$}  {:>5}  {status}", s.name, s.owner, s.port));
+        }
+    }
+
+    pub fn share_creating(&self) {
+        if !self.json {
+            self.line("🤝 Creating environment share...");
+        }
+    }
+
+    pub fn share_created(&self, created: &ShareCreated, expires_in_secs: u64) {
+        let share = &created.share;
+        if self.json {
+            return self.emit(&json!({
+                "code": created.code, "id": share.id, "name": share.name,
+                "expiresAt": share.expires_at, "routes": share.routes,
+            }));
+        }
+        self.line("[ok] Environment share created!");
+        let label = format!(" Share Code: {}", created.code);
+        let width = label.chars().count() + 8;
+        self.line(&format!("┌{}┐", "─".repeat(width)));
+        self.line(&format!("│{label:<width$}│"));
+        self.line(&format!("└{}┘", "─".repeat(width)));
+        if let Some(name) = &share.name {
+            self.line(&format!("Name: {name}"));
+        }
+        self.line("Your teammate can join with:");
+        self.line(&format!("  connect join {}", created.code));
+        self.line("Routes being shared:");
+        for route in &share.routes {
+            self.line(&format!("  • {} → localhost:{}", route.service, route.port));
+        }
+        self.line(&format!(
+            "Expires in {} ({})",
+            share::describe_secs(expires_in_secs),
+            timefmt::utc(share.expires_at)
+        ));
+    }
+
+    pub fn share_list(&self, listing: &ShareListing, codes: &ShareCodes, hub: &str) {
+        let code_of = |id: i64| codes.get(hub, id).map(str::to_string);
+        if self.json {
+            let shares: Vec<_> = listing
+                .shares
+                .iter()
+                .map(|s| {
+                    json!({
+                        "id": s.id, "code": code_of(s.id), "name": s.name, "routes": s.routes,
+                        "joined": s.joined, "expiresAt": s.expires_at,
+                    })
+                })
+                .collect();
+            return self.emit(&json!({"shares": shares}));
+        }
+        if listing.shares.is_empty() {
+            self.line("No active environment shares. Create one with: connect share");
+            return;
+        }
+        self.line("📋 Active Environment Shares");
+        let now = timefmt::now();
+        for s in &listing.shares {
+            let code = code_of(s.id).unwrap_or_else(|| format!("#{} (code shown only where it was created)", s.id));
+            match &s.name {
+                Some(name) => self.line(&format!("  {code} ({name})")),
+                None => self.line(&format!("  {code}")),
+            }
             self.line(&format!(
-                "{:width$}  {:owner_width$}  {:>5}  {status}",
-                s.name, s.owner, s.port
+                "    Routes: {} | Joined: {} | Expires: {}",
+                s.routes.len(),
+                s.joined,
+                share::short_remaining(s.expires_at - now)
             ));
         }
+    }
+
+    pub fn share_revoked(&self, code: &str) {
+        if self.json {
+            return self.emit(&json!({"revoked": code}));
+        }
+        self.line(&format!("[ok] Share {code} revoked."));
+    }
+
+    pub fn joining(&self, code: &str) {
+        if !self.json {
+            self.line(&format!("🔗 Joining environment share: {code}"));
+        }
+    }
+
+    pub fn join_route(&self, service: &str, addr: SocketAddr, wanted: Option<u16>) {
+        if self.json {
+            return self.emit(&json!({
+                "event": "route", "service": service, "listen": addr.to_string(), "port": addr.port(), "wanted": wanted,
+            }));
+        }
+        let host = if addr.ip().to_string() == "127.0.0.1" { "localhost".to_string() } else { addr.ip().to_string() };
+        match wanted {
+            Some(wanted) => self.line(&format!("  [!] {service} → {host}:{} (was {wanted}: in use)", addr.port())),
+            None => self.line(&format!("  [ok] {service} → {host}:{}", addr.port())),
+        }
+    }
+
+    pub fn join_route_failed(&self, service: &str, reason: &str) {
+        if self.json {
+            return self.emit(&json!({"event": "route_failed", "service": service, "error": reason}));
+        }
+        self.line(&format!("  [!] {service} → failed: {reason}"));
+    }
+
+    pub fn joined(&self, tunnels: usize, creator: &str) {
+        if self.json {
+            return self.emit(&json!({"event": "joined", "tunnels": tunnels, "creator": creator}));
+        }
+        self.line("[ok] Connected to shared environment!");
+        self.line(&format!("[ok] {tunnels} tunnel(s) active (shared by {creator}). Press Ctrl+C to leave."));
     }
 
     pub fn hub_status(&self, dir: &std::path::Path, running: Option<&crate::embedded::RunningHub>) {
@@ -227,10 +290,7 @@ impl Ui {
                 self.line(&format!("  HTTP:   http://{}", hub.http));
                 self.line(&format!("  Data:   {}", dir.display()));
             }
-            None => self.line(&format!(
-                "Local hub is not running (data: {}). Any command starts it.",
-                dir.display()
-            )),
+            None => self.line(&format!("Local hub is not running (data: {}). Any command starts it.", dir.display())),
         }
     }
 
@@ -238,11 +298,7 @@ impl Ui {
         if self.json {
             return self.emit(&json!({"stopped": was_running}));
         }
-        self.line(if was_running {
-            "[ok] Local hub stopped"
-        } else {
-            "Local hub was not running"
-        });
+        self.line(if was_running { "[ok] Local hub stopped" } else { "Local hub was not running" });
     }
 
     /// The error that ends a command: one line of cause and next step, on stderr.

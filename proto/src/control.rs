@@ -51,6 +51,9 @@ pub struct ErrorBody {
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
+    /// With [`ErrorCode::RateLimited`]: seconds until a retry can succeed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_secs: Option<u64>,
 }
 
 /// Machine-readable error kinds; callers branch on these, users read the message.
@@ -64,16 +67,16 @@ pub enum ErrorCode {
     TargetUnreachable,
     BadRequest,
     Forbidden,
+    /// Existed, but is no longer valid (revoked, expired).
+    Gone,
+    /// Too many failed attempts; see `retry_after_secs`.
+    RateLimited,
     Internal,
 }
 
 impl ErrorBody {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-            hint: None,
-        }
+        Self { code, message: message.into(), hint: None, retry_after_secs: None }
     }
 
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
@@ -89,6 +92,8 @@ impl ErrorBody {
             ErrorCode::TargetUnreachable => 502,
             ErrorCode::BadRequest => 400,
             ErrorCode::Forbidden => 403,
+            ErrorCode::Gone => 410,
+            ErrorCode::RateLimited => 429,
             ErrorCode::Internal => 500,
         }
     }

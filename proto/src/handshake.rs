@@ -90,10 +90,7 @@ pub enum RefusalCode {
 
 impl Refusal {
     pub fn new(code: RefusalCode, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-        }
+        Self { code, message: message.into() }
     }
 
     /// Whether an agent should keep retrying after this refusal.
@@ -145,10 +142,7 @@ mod tests {
             role: Role::Reverse,
             token: "pc_secret".into(),
             session: "s1".into(),
-            services: vec![ServiceSpec {
-                name: "db".into(),
-                port: 5432,
-            }],
+            services: vec![ServiceSpec { name: "db".into(), port: 5432 }],
         };
         let bytes = encode(&hello);
         let len = frame_len(bytes[..4].try_into().unwrap()).unwrap();
@@ -160,10 +154,7 @@ mod tests {
 
     #[test]
     fn oversized_and_garbage_frames_are_errors() {
-        assert!(matches!(
-            frame_len(u32::MAX.to_be_bytes()),
-            Err(FrameError::TooLarge(_))
-        ));
+        assert!(matches!(frame_len(u32::MAX.to_be_bytes()), Err(FrameError::TooLarge(_))));
         assert!(decode::<Hello>(b"{\"version\":1}").is_err());
         assert!(decode::<Reply>(b"\xff\x00").is_err());
     }

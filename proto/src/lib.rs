@@ -4,8 +4,10 @@
 //! - [`handshake`]: the length-prefixed hello/welcome frames exchanged after TLS, before HTTP/2.
 //! - [`control`]: JSON bodies of the control RPCs and error replies.
 //! - [`names`]: service names, the well-known port table, and their validation.
+//! - [`share`]: environment share codes, expiry durations and share RPC bodies.
 
 pub mod control;
 pub mod handshake;
 pub mod names;
+pub mod share;
 pub mod wire;

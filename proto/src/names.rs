@@ -4,14 +4,8 @@
 pub const MAX_NAME_LEN: usize = 63;
 
 /// Well-known ports and the service name a port gets when the user gives none.
-const WELL_KNOWN: &[(u16, &str)] = &[
-    (3000, "app"),
-    (3306, "mysql"),
-    (5432, "postgres"),
-    (6379, "redis"),
-    (8080, "api"),
-    (27017, "mongo"),
-];
+const WELL_KNOWN: &[(u16, &str)] =
+    &[(3000, "app"), (3306, "mysql"), (5432, "postgres"), (6379, "redis"), (8080, "api"), (27017, "mongo")];
 
 /// The default service name for a port: a well-known name, else `service-<port>`.
 pub fn default_name(port: u16) -> String {
@@ -43,9 +37,7 @@ pub fn validate(name: &str) -> Result<(), NameError> {
     if name.len() > MAX_NAME_LEN {
         return Err(NameError::TooLong(name.to_string()));
     }
-    let ok_chars = name
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let ok_chars = name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     if !ok_chars || name.starts_with('-') || name.ends_with('-') {
         return Err(NameError::Invalid(name.to_string()));
     }

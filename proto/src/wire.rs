@@ -27,6 +27,19 @@ pub const SERVICES_PATH: &str = "/v1/services";
 /// `POST` [`crate::control::Unregister`]: stop serving services and forget them.
 pub const UNREGISTER_PATH: &str = "/v1/services/unregister";
 
+/// `POST` [`crate::share::CreateShare`] / `GET` [`crate::share::ShareListing`].
+pub const SHARES_PATH: &str = "/v1/shares";
+/// `POST` [`crate::share::ShareCode`]: revoke a share.
+pub const SHARE_REVOKE_PATH: &str = "/v1/shares/revoke";
+/// `POST` [`crate::share::ShareCode`]: join a share; replies [`crate::share::Joined`].
+pub const SHARE_JOIN_PATH: &str = "/v1/shares/join";
+/// `POST` with [`HEADER_JOIN`]: a long-lived stream that counts the joiner and carries
+/// [`crate::share::ShareEvent`] lines.
+pub const SHARE_ATTACH_PATH: &str = "/v1/shares/attach";
+
+/// Request header carrying a join token: on a tunnel it routes through (and is cut with) the share.
+pub const HEADER_JOIN: &str = "pconnect-join";
+
 /// Response header naming the member that owns the service a tunnel reached.
 pub const HEADER_SERVICE_OWNER: &str = "pconnect-owner";
 
@@ -37,8 +50,7 @@ pub fn tunnel_path(service: &str) -> String {
 
 /// The service named by a tunnel path, if the path is one.
 pub fn service_from_tunnel_path(path: &str) -> Option<&str> {
-    path.strip_prefix(TUNNEL_PATH_PREFIX)
-        .filter(|name| !name.is_empty() && !name.contains('/'))
+    path.strip_prefix(TUNNEL_PATH_PREFIX).filter(|name| !name.is_empty() && !name.contains('/'))
 }
 
 #[cfg(test)]
@@ -47,10 +59,7 @@ mod tests {
 
     #[test]
     fn tunnel_path_round_trips() {
-        assert_eq!(
-            service_from_tunnel_path(&tunnel_path("prod-db")),
-            Some("prod-db")
-        );
+        assert_eq!(service_from_tunnel_path(&tunnel_path("prod-db")), Some("prod-db"));
         assert_eq!(service_from_tunnel_path("/v1/tunnel/"), None);
         assert_eq!(service_from_tunnel_path("/v1/tunnel/a/b"), None);
         assert_eq!(service_from_tunnel_path("/v1/services"), None);

@@ -56,10 +56,7 @@ impl Agent {
             .prefix(&format!("pconnect-e2e-{}-", sanitize(name)))
             .tempdir()
             .context("creating PCONNECT_HOME")?;
-        Ok(Agent {
-            name: name.to_owned(),
-            home,
-        })
+        Ok(Agent { name: name.to_owned(), home })
     }
 
     /// The member name.
@@ -79,10 +76,7 @@ impl Agent {
         S: AsRef<OsStr>,
     {
         let mut cmd = Command::new(bin(CONNECT));
-        cmd.args(args)
-            .env("PCONNECT_HOME", self.home.path())
-            .env("NO_COLOR", "1")
-            .env_remove("RUST_LOG");
+        cmd.args(args).env("PCONNECT_HOME", self.home.path()).env("NO_COLOR", "1").env_remove("RUST_LOG");
         cmd
     }
 
@@ -126,14 +120,5 @@ impl Agent {
 
 /// `name` reduced to characters that are safe in a file name.
 fn sanitize(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(32)
-        .collect()
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).take(32).collect()
 }

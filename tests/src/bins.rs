@@ -30,11 +30,7 @@ pub fn target_dir() -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) if !dir.is_empty() => {
             let dir = PathBuf::from(dir);
-            if dir.is_absolute() {
-                dir
-            } else {
-                workspace_root().join(dir)
-            }
+            if dir.is_absolute() { dir } else { workspace_root().join(dir) }
         }
         _ => workspace_root().join("target"),
     }
@@ -69,9 +65,7 @@ pub fn bin(name: &str) -> PathBuf {
         panic!("{e}");
     }
     let profile = profile();
-    let path = target_dir()
-        .join(profile_dir(&profile))
-        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    let path = target_dir().join(profile_dir(&profile)).join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     assert!(
         path.is_file(),
         "binary `{name}` not found at {}; run `cargo build --workspace --bins{}` first",
@@ -111,9 +105,7 @@ fn build_bins() -> Result<(), String> {
             cmd.args(["--profile", other]);
         }
     }
-    let out = cmd
-        .output()
-        .map_err(|e| format!("failed to run `{cmd:?}`: {e}"))?;
+    let out = cmd.output().map_err(|e| format!("failed to run `{cmd:?}`: {e}"))?;
     if out.status.success() {
         Ok(())
     } else {

@@ -28,9 +28,7 @@ pub struct EchoServer {
 
 impl std::fmt::Debug for State {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("State")
-            .field("accepted", &self.accepted)
-            .finish_non_exhaustive()
+        f.debug_struct("State").field("accepted", &self.accepted).finish_non_exhaustive()
     }
 }
 
@@ -48,11 +46,8 @@ impl EchoServer {
     /// # Panics
     /// If it cannot bind.
     pub fn start_on(ip: &str) -> EchoServer {
-        let listener = TcpListener::bind((ip, 0))
-            .unwrap_or_else(|e| panic!("echo server cannot bind {ip}:0: {e}"));
-        let addr = listener
-            .local_addr()
-            .unwrap_or_else(|e| panic!("echo server local address: {e}"));
+        let listener = TcpListener::bind((ip, 0)).unwrap_or_else(|e| panic!("echo server cannot bind {ip}:0: {e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("echo server local address: {e}"));
         let state = Arc::new(State::default());
         let st = Arc::clone(&state);
         std::thread::Builder::new()
@@ -79,11 +74,7 @@ impl EchoServer {
 
     /// How many connections are open right now.
     pub fn open_connections(&self) -> usize {
-        self.state
-            .conns
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        self.state.conns.lock().unwrap_or_else(PoisonError::into_inner).len()
     }
 }
 
@@ -92,13 +83,7 @@ impl Drop for EchoServer {
         self.state.stop.store(true, Ordering::SeqCst);
         // Wake the accept loop so it sees the flag and drops the listener.
         let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(500));
-        let conns = std::mem::take(
-            &mut *self
-                .state
-                .conns
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        );
+        let conns = std::mem::take(&mut *self.state.conns.lock().unwrap_or_else(PoisonError::into_inner));
         for conn in conns.values() {
             let _ = conn.shutdown(Shutdown::Both);
         }
@@ -124,28 +109,15 @@ fn accept_loop(listener: &TcpListener, state: &Arc<State>) {
         let _ = stream.set_nodelay(true);
         let id = state.next_id.fetch_add(1, Ordering::SeqCst);
         if let Ok(clone) = stream.try_clone() {
-            state
-                .conns
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(id, clone);
+            state.conns.lock().unwrap_or_else(PoisonError::into_inner).insert(id, clone);
         }
         let st = Arc::clone(state);
-        let spawned = std::thread::Builder::new()
-            .name(format!("echo-conn-{id}"))
-            .spawn(move || {
-                echo(stream);
-                st.conns
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .remove(&id);
-            });
+        let spawned = std::thread::Builder::new().name(format!("echo-conn-{id}")).spawn(move || {
+            echo(stream);
+            st.conns.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
+        });
         if spawned.is_err() {
-            state
-                .conns
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&id);
+            state.conns.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
         }
     }
 }

@@ -84,23 +84,11 @@ impl Hub {
     /// (e.g. another build of it); admin commands and restarts use it too.
     pub fn start_program<S: AsRef<str>>(program: impl Into<PathBuf>, extra: &[S]) -> Result<Hub> {
         let program = program.into();
-        let data = tempfile::Builder::new()
-            .prefix("pconnect-e2e-hub-")
-            .tempdir()
-            .context("creating hub data dir")?;
+        let data = tempfile::Builder::new().prefix("pconnect-e2e-hub-").tempdir().context("creating hub data dir")?;
         let extra_args: Vec<String> = extra.iter().map(|s| s.as_ref().to_owned()).collect();
         let (proc, info) = launch(&program, data.path(), 0, &extra_args)?;
-        let port = info
-            .port()
-            .with_context(|| format!("no port in the hub agents URL {:?}", info.url))?;
-        Ok(Hub {
-            proc,
-            info,
-            port,
-            extra_args,
-            program,
-            data,
-        })
+        let port = info.port().with_context(|| format!("no port in the hub agents URL {:?}", info.url))?;
+        Ok(Hub { proc, info, port, extra_args, program, data })
     }
 
     /// The agents URL (`https://127.0.0.1:<port>`).
@@ -178,11 +166,7 @@ impl Hub {
                 }
             }
         }
-        bail!(
-            "restarting the hub on port {} failed:\n{}",
-            self.port,
-            errors.join("\n")
-        )
+        bail!("restarting the hub on port {} failed:\n{}", self.port, errors.join("\n"))
     }
 
     /// A `pconnect-hub <args> --data <data dir>` command (`NO_COLOR=1`).
@@ -192,10 +176,7 @@ impl Hub {
         S: AsRef<OsStr>,
     {
         let mut cmd = Command::new(&self.program);
-        cmd.args(args)
-            .arg("--data")
-            .arg(self.data.path())
-            .env("NO_COLOR", "1");
+        cmd.args(args).arg("--data").arg(self.data.path()).env("NO_COLOR", "1");
         cmd
     }
 
@@ -218,19 +199,13 @@ impl Hub {
         let mut cmd = self.admin_command(["member", "add", name]);
         let out = output_with_timeout(&mut cmd, ADMIN_TIMEOUT)?;
         if !out.status.success() {
-            bail!(
-                "`pconnect-hub member add {name}` failed\n{}",
-                describe_output(&out)
-            );
+            bail!("`pconnect-hub member add {name}` failed\n{}", describe_output(&out));
         }
         let stdout = String::from_utf8_lossy(&out.stdout);
         let token = stdout.lines().map(str::trim).rfind(|l| !l.is_empty());
         match token {
             Some(t) => Ok(t.to_owned()),
-            None => bail!(
-                "`pconnect-hub member add {name}` printed no token\n{}",
-                describe_output(&out)
-            ),
+            None => bail!("`pconnect-hub member add {name}` printed no token\n{}", describe_output(&out)),
         }
     }
 }
@@ -250,12 +225,8 @@ fn launch(program: &Path, data: &Path, port: u16, extra: &[String]) -> Result<(P
     let mut proc = Proc::spawn(cmd)?;
     proc.wait_for_line("Hub ready", READY_TIMEOUT)?;
     let lines = proc.lines();
-    let info = HubInfo::parse(lines.iter().map(|l| l.text.as_str())).with_context(|| {
-        format!(
-            "parsing the hub banner\n--- output ---\n{}",
-            proc.output_so_far()
-        )
-    })?;
+    let info = HubInfo::parse(lines.iter().map(|l| l.text.as_str()))
+        .with_context(|| format!("parsing the hub banner\n--- output ---\n{}", proc.output_so_far()))?;
     Ok((proc, info))
 }
 

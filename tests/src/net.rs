@@ -19,27 +19,16 @@ pub fn free_port() -> u16 {
 /// # Panics
 /// If binding fails.
 pub fn free_port_on(ip: &str) -> u16 {
-    let listener = TcpListener::bind((ip, 0))
-        .unwrap_or_else(|e| panic!("cannot bind {ip}:0 to find a free port: {e}"));
-    listener
-        .local_addr()
-        .unwrap_or_else(|e| panic!("cannot read local address of {ip}:0 listener: {e}"))
-        .port()
+    let listener = TcpListener::bind((ip, 0)).unwrap_or_else(|e| panic!("cannot bind {ip}:0 to find a free port: {e}"));
+    listener.local_addr().unwrap_or_else(|e| panic!("cannot read local address of {ip}:0 listener: {e}")).port()
 }
 
 /// The port in a line like `[ok] Listening on localhost:5433` or `... on 127.0.0.2:5432 (db)`:
 /// the digits right after the last `:` that is followed by a digit.
 pub fn listen_port(line: &str) -> Option<u16> {
     line.rmatch_indices(':').find_map(|(i, _)| {
-        let digits: String = line[i + 1..]
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect();
-        if digits.is_empty() {
-            None
-        } else {
-            digits.parse().ok()
-        }
+        let digits: String = line[i + 1..].chars().take_while(char::is_ascii_digit).collect();
+        if digits.is_empty() { None } else { digits.parse().ok() }
     })
 }
 
@@ -48,10 +37,7 @@ pub fn wait_for_port(addr: &str, timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
     let mut last_err = None;
     loop {
-        let addrs: Vec<_> = addr
-            .to_socket_addrs()
-            .with_context(|| format!("resolving {addr}"))?
-            .collect();
+        let addrs: Vec<_> = addr.to_socket_addrs().with_context(|| format!("resolving {addr}"))?.collect();
         for a in &addrs {
             match TcpStream::connect_timeout(a, Duration::from_millis(500)) {
                 Ok(_) => return Ok(()),
@@ -78,8 +64,7 @@ pub fn roundtrip(addr: &str, payload: &[u8], timeout: Duration) -> Result<Vec<u8
         .with_context(|| format!("resolving {addr}"))?
         .next()
         .with_context(|| format!("{addr} resolves to nothing"))?;
-    let stream = TcpStream::connect_timeout(&sock, timeout)
-        .with_context(|| format!("connecting to {addr}"))?;
+    let stream = TcpStream::connect_timeout(&sock, timeout).with_context(|| format!("connecting to {addr}"))?;
     stream.set_nodelay(true).ok();
     let mut reader = stream.try_clone().context("cloning socket")?;
     // Write on another thread so large payloads cannot deadlock against a peer that echoes.
@@ -94,25 +79,16 @@ pub fn roundtrip(addr: &str, payload: &[u8], timeout: Duration) -> Result<Vec<u8
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            bail!(
-                "round trip to {addr} timed out after {timeout:?} ({} bytes received so far)",
-                got.len()
-            );
+            bail!("round trip to {addr} timed out after {timeout:?} ({} bytes received so far)", got.len());
         }
         reader.set_read_timeout(Some(left)).ok();
         match reader.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => got.extend_from_slice(&buf[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
             Err(e) => {
-                return Err(e).with_context(|| {
-                    format!("reading from {addr} ({} bytes received so far)", got.len())
-                });
+                return Err(e).with_context(|| format!("reading from {addr} ({} bytes received so far)", got.len()));
             }
         }
     }
@@ -131,10 +107,7 @@ mod tests {
     fn parses_listen_ports() {
         assert_eq!(listen_port("[ok] Listening on localhost:5433"), Some(5433));
         assert_eq!(listen_port("[ok] Listening on 127.0.0.2:5432"), Some(5432));
-        assert_eq!(
-            listen_port("[ok] Listening on 127.0.0.1:80 (db): ready"),
-            Some(80)
-        );
+        assert_eq!(listen_port("[ok] Listening on 127.0.0.1:80 (db): ready"), Some(80));
         assert_eq!(listen_port("[ok] Listening on [::1]:8080"), Some(8080));
         assert_eq!(listen_port("no port here:"), None);
         assert_eq!(listen_port("too big :99999"), None);

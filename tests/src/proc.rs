@@ -66,19 +66,9 @@ impl Proc {
     /// Spawns `cmd` with stdin from `/dev/null` and stdout/stderr captured.
     pub fn spawn(mut cmd: Command) -> Result<Proc> {
         let desc = format!("{cmd:?}");
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("failed to spawn {desc}"))?;
-        let shared: Shared = Arc::new((
-            Mutex::new(Captured {
-                open: 2,
-                ..Captured::default()
-            }),
-            Condvar::new(),
-        ));
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().with_context(|| format!("failed to spawn {desc}"))?;
+        let shared: Shared = Arc::new((Mutex::new(Captured { open: 2, ..Captured::default() }), Condvar::new()));
         let pid = child.id();
         let stdout = child.stdout.take().context("stdout not captured")?;
         let stderr = child.stderr.take().context("stderr not captured")?;
@@ -96,12 +86,7 @@ impl Proc {
                 return Err(e).context("spawning output reader thread");
             }
         }
-        Ok(Proc {
-            child,
-            desc,
-            shared,
-            status: None,
-        })
+        Ok(Proc { child, desc, shared, status: None })
     }
 
     /// The process id.
@@ -128,8 +113,8 @@ impl Proc {
         loop {
             let streams_closed = {
                 let mut cap = lock(&self.shared);
-                let found = (scanned..cap.lines.len())
-                    .find(|&i| !cap.consumed[i] && cap.lines[i].text.contains(pattern));
+                let found =
+                    (scanned..cap.lines.len()).find(|&i| !cap.consumed[i] && cap.lines[i].text.contains(pattern));
                 if let Some(i) = found {
                     cap.consumed[i] = true;
                     return Ok(cap.lines[i].text.clone());
@@ -166,22 +151,14 @@ impl Proc {
             let cap = lock(&self.shared);
             if cap.lines.len() == scanned && (cap.open == 0) == streams_closed {
                 let wait = (deadline - now).min(Duration::from_millis(50));
-                drop(
-                    self.shared
-                        .1
-                        .wait_timeout(cap, wait)
-                        .unwrap_or_else(PoisonError::into_inner),
-                );
+                drop(self.shared.1.wait_timeout(cap, wait).unwrap_or_else(PoisonError::into_inner));
             }
         }
     }
 
     /// Whether any line printed so far (on either stream) contains `pattern`.
     pub fn has_line(&self, pattern: &str) -> bool {
-        lock(&self.shared)
-            .lines
-            .iter()
-            .any(|l| l.text.contains(pattern))
+        lock(&self.shared).lines.iter().any(|l| l.text.contains(pattern))
     }
 
     /// All captured lines so far, in arrival order.
@@ -196,22 +173,12 @@ impl Proc {
 
     /// Everything printed so far on stdout.
     pub fn stdout_so_far(&self) -> String {
-        join(
-            lock(&self.shared)
-                .lines
-                .iter()
-                .filter(|l| l.stream == Stream::Stdout),
-        )
+        join(lock(&self.shared).lines.iter().filter(|l| l.stream == Stream::Stdout))
     }
 
     /// Everything printed so far on stderr.
     pub fn stderr_so_far(&self) -> String {
-        join(
-            lock(&self.shared)
-                .lines
-                .iter()
-                .filter(|l| l.stream == Stream::Stderr),
-        )
+        join(lock(&self.shared).lines.iter().filter(|l| l.stream == Stream::Stderr))
     }
 
     /// Whether the process is still running (not exited).
@@ -272,11 +239,7 @@ impl Proc {
             .output()
             .context("running `kill`")?;
         if !out.status.success() && self.poll_status().is_none() {
-            bail!(
-                "`kill -{sig} {}` failed: {}",
-                self.pid(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
+            bail!("`kill -{sig} {}` failed: {}", self.pid(), String::from_utf8_lossy(&out.stderr).trim());
         }
         Ok(())
     }
@@ -311,10 +274,7 @@ impl Drop for Proc {
 }
 
 fn join<'a>(lines: impl Iterator<Item = &'a Line>) -> String {
-    lines
-        .map(|l| l.text.as_str())
-        .collect::<Vec<_>>()
-        .join("\n")
+    lines.map(|l| l.text.as_str()).collect::<Vec<_>>().join("\n")
 }
 
 fn pump(reader: Box<dyn Read + Send>, stream: Stream, shared: &Shared) {
@@ -385,12 +345,8 @@ fn clean_line(raw: &[u8]) -> String {
 /// it runs longer than `timeout`.
 pub fn output_with_timeout(cmd: &mut Command, timeout: Duration) -> Result<Output> {
     let desc = format!("{cmd:?}");
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("failed to spawn {desc}"))?;
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().with_context(|| format!("failed to spawn {desc}"))?;
     let collect = |r: Option<Box<dyn Read + Send>>| {
         let (tx, rx) = mpsc::channel();
         if let Some(mut r) = r {
@@ -402,32 +358,16 @@ pub fn output_with_timeout(cmd: &mut Command, timeout: Duration) -> Result<Outpu
         }
         rx
     };
-    let out_rx = collect(
-        child
-            .stdout
-            .take()
-            .map(|r| Box::new(r) as Box<dyn Read + Send>),
-    );
-    let err_rx = collect(
-        child
-            .stderr
-            .take()
-            .map(|r| Box::new(r) as Box<dyn Read + Send>),
-    );
+    let out_rx = collect(child.stdout.take().map(|r| Box::new(r) as Box<dyn Read + Send>));
+    let err_rx = collect(child.stderr.take().map(|r| Box::new(r) as Box<dyn Read + Send>));
     let deadline = Instant::now() + timeout;
     let (status, timed_out) = loop {
-        if let Some(s) = child
-            .try_wait()
-            .with_context(|| format!("waiting for {desc}"))?
-        {
+        if let Some(s) = child.try_wait().with_context(|| format!("waiting for {desc}"))? {
             break (s, false);
         }
         if Instant::now() >= deadline {
             let _ = child.kill();
-            break (
-                child.wait().with_context(|| format!("reaping {desc}"))?,
-                true,
-            );
+            break (child.wait().with_context(|| format!("reaping {desc}"))?, true);
         }
         std::thread::sleep(Duration::from_millis(5));
     };
@@ -439,10 +379,7 @@ pub fn output_with_timeout(cmd: &mut Command, timeout: Duration) -> Result<Outpu
         stderr: err_rx.recv_timeout(drain).unwrap_or_default(),
     };
     if timed_out {
-        bail!(
-            "{desc} did not finish within {timeout:?}; killed\n{}",
-            describe_output(&output)
-        );
+        bail!("{desc} did not finish within {timeout:?}; killed\n{}", describe_output(&output));
     }
     Ok(output)
 }
@@ -463,10 +400,7 @@ pub fn which(name: impl AsRef<OsStr>) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|dir| dir.join(name.as_ref()))
-        .find(|p| {
-            p.metadata()
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
+        .find(|p| p.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
 }
 
 #[cfg(test)]
@@ -475,14 +409,8 @@ mod tests {
 
     #[test]
     fn cleans_lines() {
-        assert_eq!(
-            clean_line(b"\x1b[32m[ok]\x1b[0m Hub ready\r\n"),
-            "[ok] Hub ready"
-        );
-        assert_eq!(
-            clean_line(b"\x1b]8;;http://x\x07link\x1b]8;;\x1b\\ end\n"),
-            "link end"
-        );
+        assert_eq!(clean_line(b"\x1b[32m[ok]\x1b[0m Hub ready\r\n"), "[ok] Hub ready");
+        assert_eq!(clean_line(b"\x1b]8;;http://x\x07link\x1b]8;;\x1b\\ end\n"), "link end");
         assert_eq!(clean_line(b"plain"), "plain");
     }
 }

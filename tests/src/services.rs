@@ -60,20 +60,14 @@ fn effective_uid() -> Option<u32> {
 }
 
 fn id_of(flag: &str, user: &str) -> Result<u32> {
-    let out = Command::new("id")
-        .args([flag, user])
-        .output()
-        .context("running `id`")?;
+    let out = Command::new("id").args([flag, user]).output().context("running `id`")?;
     if !out.status.success() {
         bail!(
             "running as root, and there is no `{user}` user to run PostgreSQL as: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .with_context(|| format!("parsing `id {flag} {user}` output"))
+    String::from_utf8_lossy(&out.stdout).trim().parse().with_context(|| format!("parsing `id {flag} {user}` output"))
 }
 
 /// `None` when not root; the `postgres` user's ids when root.
@@ -81,10 +75,7 @@ fn postgres_run_as() -> Result<Option<RunAs>> {
     if effective_uid() != Some(0) {
         return Ok(None);
     }
-    Ok(Some(RunAs {
-        uid: id_of("-u", "postgres")?,
-        gid: id_of("-g", "postgres")?,
-    }))
+    Ok(Some(RunAs { uid: id_of("-u", "postgres")?, gid: id_of("-g", "postgres")? }))
 }
 
 /// Path of PostgreSQL program `name`: `$PCONNECT_E2E_PG_BIN/<name>`, else
@@ -149,16 +140,7 @@ impl Postgres {
         let data_dir = tmp.path().join("data");
 
         let mut initdb = pg_command("initdb", run_as, tmp.path());
-        initdb.arg("-D").arg(&data_dir).args([
-            "-A",
-            "trust",
-            "-U",
-            "postgres",
-            "-E",
-            "UTF8",
-            "--locale=C",
-            "-N",
-        ]);
+        initdb.arg("-D").arg(&data_dir).args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C", "-N"]);
         let out = output_with_timeout(&mut initdb, Duration::from_secs(120))?;
         if !out.status.success() {
             bail!("initdb failed: {initdb:?}\n{}", describe_output(&out));
@@ -179,12 +161,7 @@ impl Postgres {
             let mut proc = Proc::spawn(cmd)?;
             match wait_pg_ready(&mut proc, port) {
                 Ok(()) => {
-                    return Ok(Postgres {
-                        proc,
-                        port,
-                        data_dir,
-                        _tmp: tmp,
-                    });
+                    return Ok(Postgres { proc, port, data_dir, _tmp: tmp });
                 }
                 Err(e) => {
                     let busy = port_was_busy(&proc.output_so_far());
@@ -272,27 +249,14 @@ fn wait_pg_ready(proc: &mut Proc, port: u16) -> Result<()> {
 /// Fails (with stderr) if psql fails, e.g. because it cannot connect or the SQL errors.
 pub fn psql(host: &str, port: u16, sql: &str) -> Result<String> {
     let mut cmd = Command::new(pg_bin("psql"));
-    cmd.args([
-        "-X",
-        "-h",
-        host,
-        "-p",
-        &port.to_string(),
-        "-U",
-        "postgres",
-        "-d",
-        "postgres",
-    ])
-    .args(["-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
-    .env("PGCONNECT_TIMEOUT", "10")
-    .env_remove("PGPASSWORD")
-    .env_remove("PGSERVICE");
+    cmd.args(["-X", "-h", host, "-p", &port.to_string(), "-U", "postgres", "-d", "postgres"])
+        .args(["-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .env("PGCONNECT_TIMEOUT", "10")
+        .env_remove("PGPASSWORD")
+        .env_remove("PGSERVICE");
     let out = output_with_timeout(&mut cmd, CLIENT_TIMEOUT)?;
     if !out.status.success() {
-        bail!(
-            "psql against {host}:{port} failed for {sql:?}\n{}",
-            describe_output(&out)
-        );
+        bail!("psql against {host}:{port} failed for {sql:?}\n{}", describe_output(&out));
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
@@ -315,10 +279,8 @@ impl Redis {
     pub fn start() -> Result<Redis> {
         let server = which("redis-server")
             .context("`redis-server` is not on PATH (install it: apt-get install redis-server)")?;
-        let dir = tempfile::Builder::new()
-            .prefix("pconnect-e2e-redis-")
-            .tempdir()
-            .context("creating Redis temp dir")?;
+        let dir =
+            tempfile::Builder::new().prefix("pconnect-e2e-redis-").tempdir().context("creating Redis temp dir")?;
         let mut errors = Vec::new();
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port();
@@ -331,11 +293,7 @@ impl Redis {
             let mut proc = Proc::spawn(cmd)?;
             match wait_redis_ready(&mut proc, port) {
                 Ok(()) => {
-                    return Ok(Redis {
-                        proc,
-                        port,
-                        _dir: dir,
-                    });
+                    return Ok(Redis { proc, port, _dir: dir });
                 }
                 Err(e) => {
                     let busy = port_was_busy(&proc.output_so_far());
@@ -395,20 +353,14 @@ fn wait_redis_ready(proc: &mut Proc, port: u16) -> Result<()> {
 /// Fails if redis-cli exits unsuccessfully (e.g. cannot connect) or answers with an error
 /// reply (`ERR ...`, `WRONGTYPE ...`, ...).
 pub fn redis_cli(host: &str, port: u16, args: &[&str]) -> Result<String> {
-    let cli = which("redis-cli")
-        .context("`redis-cli` is not on PATH (install it: apt-get install redis-tools)")?;
+    let cli = which("redis-cli").context("`redis-cli` is not on PATH (install it: apt-get install redis-tools)")?;
     let mut cmd = Command::new(cli);
     cmd.args(["-h", host, "-p", &port.to_string()]).args(args);
     let out = output_with_timeout(&mut cmd, CLIENT_TIMEOUT)?;
     let stdout = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    let error_reply = stdout
-        .split_once(' ')
-        .is_some_and(|(word, _)| !stdout.contains('\n') && is_error_word(word));
+    let error_reply = stdout.split_once(' ').is_some_and(|(word, _)| !stdout.contains('\n') && is_error_word(word));
     if !out.status.success() || error_reply {
-        bail!(
-            "redis-cli against {host}:{port} failed for {args:?}\n{}",
-            describe_output(&out)
-        );
+        bail!("redis-cli against {host}:{port} failed for {args:?}\n{}", describe_output(&out));
     }
     Ok(stdout)
 }

@@ -22,17 +22,8 @@ fn connect_without_login_uses_an_embedded_local_hub() {
     let me = Agent::fresh("solo").unwrap();
     let _stop = StopHub(&me);
 
-    let mut expose = me
-        .spawn([
-            "expose",
-            &format!("127.0.0.1:{}", echo.port()),
-            "--name",
-            "echo",
-        ])
-        .unwrap();
-    expose
-        .wait_for_line("is now accessible through the hub", READY)
-        .unwrap();
+    let mut expose = me.spawn(["expose", &format!("127.0.0.1:{}", echo.port()), "--name", "echo"]).unwrap();
+    expose.wait_for_line("is now accessible through the hub", READY).unwrap();
     let mut reach = me.spawn(["reach", "echo", "--port", "0"]).unwrap();
     let port = listen_port(&reach.wait_for_line("Listening on", READY).unwrap()).unwrap();
     echo_works_within(&format!("127.0.0.1:{port}"), Duration::from_secs(5)).unwrap();

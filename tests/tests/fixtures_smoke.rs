@@ -5,8 +5,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use pconnect_e2e::{
-    CONNECT, EchoServer, HUB, Postgres, Proc, Redis, bin, listen_port, psql, redis_cli, roundtrip,
-    wait_for_port, which,
+    CONNECT, EchoServer, HUB, Postgres, Proc, Redis, bin, listen_port, psql, redis_cli, roundtrip, wait_for_port, which,
 };
 
 const T: Duration = Duration::from_secs(10);
@@ -26,10 +25,7 @@ fn postgres_select_1() -> anyhow::Result<()> {
     assert_eq!(pg2.psql("select 2")?, "2");
     let port = pg.port();
     drop(pg);
-    assert!(
-        psql("127.0.0.1", port, "select 1").is_err(),
-        "server still up after drop"
-    );
+    assert!(psql("127.0.0.1", port, "select 1").is_err(), "server still up after drop");
     Ok(())
 }
 
@@ -43,18 +39,12 @@ fn redis_set_get() -> anyhow::Result<()> {
         return Ok(());
     }
     let redis = Redis::start()?;
-    assert_eq!(
-        redis_cli("127.0.0.1", redis.port(), &["SET", "k", "hello world"])?,
-        "OK"
-    );
+    assert_eq!(redis_cli("127.0.0.1", redis.port(), &["SET", "k", "hello world"])?, "OK");
     assert_eq!(redis.cli(&["GET", "k"])?, "hello world");
     assert!(redis.cli(&["NOSUCHCOMMAND"]).is_err());
     let port = redis.port();
     drop(redis);
-    assert!(
-        redis_cli("127.0.0.1", port, &["ping"]).is_err(),
-        "server still up after drop"
-    );
+    assert!(redis_cli("127.0.0.1", port, &["ping"]).is_err(), "server still up after drop");
     Ok(())
 }
 
@@ -82,10 +72,7 @@ fn echo_round_trip() -> anyhow::Result<()> {
     }
     assert!(echo.accepted() >= 35, "accepted {}", echo.accepted());
     drop(echo);
-    assert!(
-        roundtrip(&addr, b"x", Duration::from_secs(2)).is_err(),
-        "still up after drop"
-    );
+    assert!(roundtrip(&addr, b"x", Duration::from_secs(2)).is_err(), "still up after drop");
     Ok(())
 }
 
@@ -102,14 +89,9 @@ fn proc_lines_signals_and_exit() -> anyhow::Result<()> {
     // The same pattern matches each occurrence once.
     assert_eq!(p.wait_for_line("one", T)?, "one");
     assert_eq!(p.wait_for_line("one", T)?, "one");
-    let err = p
-        .wait_for_line("one", Duration::from_millis(200))
-        .unwrap_err();
+    let err = p.wait_for_line("one", Duration::from_millis(200)).unwrap_err();
     let msg = format!("{err:#}");
-    assert!(
-        msg.contains("still running") && msg.contains("Listening on localhost"),
-        "{msg}"
-    );
+    assert!(msg.contains("still running") && msg.contains("Listening on localhost"), "{msg}");
     assert!(p.is_running());
     p.terminate();
     let status = p.wait_exit(T)?;
@@ -123,19 +105,10 @@ fn proc_lines_signals_and_exit() -> anyhow::Result<()> {
     cmd.args(["-c", "echo starting; echo 'fatal: boom' >&2; exit 1"]);
     let mut p = Proc::spawn(cmd)?;
     let start = Instant::now();
-    let err = p
-        .wait_for_line("ready", Duration::from_secs(30))
-        .unwrap_err();
+    let err = p.wait_for_line("ready", Duration::from_secs(30)).unwrap_err();
     let msg = format!("{err:#}");
-    assert!(
-        start.elapsed() < Duration::from_secs(5),
-        "took {:?}",
-        start.elapsed()
-    );
-    assert!(
-        msg.contains("exited") && msg.contains("fatal: boom"),
-        "{msg}"
-    );
+    assert!(start.elapsed() < Duration::from_secs(5), "took {:?}", start.elapsed());
+    assert!(msg.contains("exited") && msg.contains("fatal: boom"), "{msg}");
 
     // kill() and drop kill for real.
     let mut p = Proc::spawn(sleep_600())?;
@@ -144,10 +117,7 @@ fn proc_lines_signals_and_exit() -> anyhow::Result<()> {
     let p = Proc::spawn(sleep_600())?;
     let pid = p.pid();
     drop(p);
-    assert!(
-        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
-        "pid {pid} survived"
-    );
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "pid {pid} survived");
     Ok(())
 }
 

@@ -33,11 +33,7 @@ fn two_hundred_concurrent_tunnels_are_each_byte_exact() {
             })
         })
         .collect();
-    let exact = workers
-        .into_iter()
-        .map(|w| w.join())
-        .filter(|r| matches!(r, Ok(true)))
-        .count();
+    let exact = workers.into_iter().map(|w| w.join()).filter(|r| matches!(r, Ok(true))).count();
     assert_eq!(exact, 200, "only {exact}/200 tunnels were byte-exact");
     assert!(echo.accepted() >= 200);
 }
@@ -45,8 +41,7 @@ fn two_hundred_concurrent_tunnels_are_each_byte_exact() {
 #[test]
 fn bob_queries_alices_postgres_through_reach() {
     let pg = Postgres::start().unwrap();
-    pg.psql("create table notes(body text); insert into notes values ('from alice')")
-        .unwrap();
+    pg.psql("create table notes(body text); insert into notes values ('from alice')").unwrap();
     let scene = Scene::start(pg.port(), "prod-db").unwrap();
     let one = pconnect_e2e::psql("127.0.0.1", scene.port, "select 1").unwrap();
     assert_eq!(one, "1");
@@ -63,19 +58,9 @@ fn killed_exposer_fails_fast_then_comes_back_without_restarting_reach() {
     scene.expose.kill();
     let started = Instant::now();
     let attempt = roundtrip(&scene.addr(), b"hello", Duration::from_secs(10));
-    assert!(
-        attempt.is_err() || attempt.as_ref().is_ok_and(|b| b.is_empty()),
-        "offline service answered: {attempt:?}"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "failure took {:?}",
-        started.elapsed()
-    );
-    scene
-        .reach
-        .wait_for_line("offline", Duration::from_secs(5))
-        .unwrap();
+    assert!(attempt.is_err() || attempt.as_ref().is_ok_and(|b| b.is_empty()), "offline service answered: {attempt:?}");
+    assert!(started.elapsed() < Duration::from_secs(5), "failure took {:?}", started.elapsed());
+    scene.reach.wait_for_line("offline", Duration::from_secs(5)).unwrap();
 
     let listing = scene.bob.run_ok(["services", "--json"]).unwrap();
     let listing: serde_json::Value = serde_json::from_str(&listing).unwrap();
@@ -97,12 +82,8 @@ fn hub_kill9_and_restart_keeps_members_and_agents_come_back() {
     let took = echo_works_within(&scene.addr(), Duration::from_secs(10)).unwrap();
     assert!(took < Duration::from_secs(10), "reconnect took {took:?}");
 
-    let members =
-        String::from_utf8_lossy(&scene.hub.run_admin(["member", "list"]).stdout).to_string();
-    assert!(
-        members.contains("alice") && members.contains("bob"),
-        "{members}"
-    );
+    let members = String::from_utf8_lossy(&scene.hub.run_admin(["member", "list"]).stdout).to_string();
+    assert!(members.contains("alice") && members.contains("bob"), "{members}");
     let whoami = scene.alice.run_ok(["whoami", "--json"]).unwrap();
     assert!(whoami.contains("\"online\":true"), "{whoami}");
 }
@@ -115,10 +96,7 @@ fn removing_a_member_cuts_their_agent_off_at_once() {
     assert!(out.status.success());
     let status = scene.expose.wait_exit(Duration::from_secs(15)).unwrap();
     assert!(!status.success());
-    scene
-        .expose
-        .wait_for_line("rejected this token", Duration::from_secs(5))
-        .unwrap();
+    scene.expose.wait_for_line("rejected this token", Duration::from_secs(5)).unwrap();
     let attempt = roundtrip(&scene.addr(), b"hello", Duration::from_secs(5));
     assert!(attempt.is_err() || attempt.as_ref().is_ok_and(|b| b.is_empty()));
     let listing = scene.bob.run_ok(["services"]).unwrap();
@@ -129,12 +107,7 @@ fn removing_a_member_cuts_their_agent_off_at_once() {
 fn the_same_name_from_another_member_is_refused() {
     let echo = EchoServer::start();
     let scene = Scene::start(echo.port(), "echo").unwrap();
-    let out = scene.bob.run([
-        "expose",
-        &format!("127.0.0.1:{}", echo.port()),
-        "--name",
-        "echo",
-    ]);
+    let out = scene.bob.run(["expose", &format!("127.0.0.1:{}", echo.port()), "--name", "echo"]);
     assert_clean_failure(&out, "already used by alice");
 }
 
@@ -144,13 +117,7 @@ fn bad_input_gets_one_clear_line_and_a_non_zero_exit() {
     let mut scene = Scene::start(echo.port(), "echo").unwrap();
 
     let stranger = Agent::fresh("mallory").unwrap();
-    let out = stranger.run([
-        "login",
-        "--hub",
-        scene.hub.url(),
-        "--token",
-        "pc_not_a_real_token",
-    ]);
+    let out = stranger.run(["login", "--hub", scene.hub.url(), "--token", "pc_not_a_real_token"]);
     assert_clean_failure(&out, "rejected this token");
 
     let nowhere = format!("https://127.0.0.1:{}", free_port());
@@ -201,22 +168,13 @@ fn state_files_are_private_and_tokens_stay_out_of_argv() {
     use std::os::unix::fs::PermissionsExt;
     let echo = EchoServer::start();
     let scene = Scene::start(echo.port(), "echo").unwrap();
-    let mode = std::fs::metadata(scene.alice.home().join("agent.json"))
-        .unwrap()
-        .permissions()
-        .mode();
+    let mode = std::fs::metadata(scene.alice.home().join("agent.json")).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
     let cmdline = std::fs::read(format!("/proc/{}/cmdline", scene.expose.pid())).unwrap();
-    assert!(
-        !String::from_utf8_lossy(&cmdline).contains("pc_"),
-        "token in argv"
-    );
+    assert!(!String::from_utf8_lossy(&cmdline).contains("pc_"), "token in argv");
     let db = std::fs::read(scene.hub.data_dir().join("hub.db")).unwrap();
     let token_file = std::fs::read_to_string(scene.alice.home().join("agent.json")).unwrap();
     let token: serde_json::Value = serde_json::from_str(&token_file).unwrap();
     let token = token["token"].as_str().unwrap();
-    assert!(
-        !db.windows(token.len()).any(|w| w == token.as_bytes()),
-        "plaintext token in the store"
-    );
+    assert!(!db.windows(token.len()).any(|w| w == token.as_bytes()), "plaintext token in the store");
 }

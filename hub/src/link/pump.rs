@@ -45,10 +45,7 @@ pub async fn send_all(send: &mut SendStream<Bytes>, mut data: Bytes) -> Result<(
 }
 
 /// Forwards one direction between two HTTP/2 streams, frame by frame, then half-closes.
-async fn stream_to_stream(
-    mut from: RecvStream,
-    mut to: SendStream<Bytes>,
-) -> Result<u64, PumpError> {
+async fn stream_to_stream(mut from: RecvStream, mut to: SendStream<Bytes>) -> Result<u64, PumpError> {
     let mut total = 0u64;
     while let Some(chunk) = from.data().await {
         let chunk = chunk?;
@@ -71,17 +68,11 @@ pub async fn relay(
 ) -> Result<(u64, u64), PumpError> {
     let (a_recv, a_send) = a;
     let (b_recv, b_send) = b;
-    tokio::try_join!(
-        stream_to_stream(a_recv, b_send),
-        stream_to_stream(b_recv, a_send)
-    )
+    tokio::try_join!(stream_to_stream(a_recv, b_send), stream_to_stream(b_recv, a_send))
 }
 
 /// Reads the socket into the stream until EOF, then half-closes the stream.
-async fn socket_to_stream(
-    read: &mut ReadHalf<'_>,
-    send: &mut SendStream<Bytes>,
-) -> Result<u64, PumpError> {
+async fn socket_to_stream(read: &mut ReadHalf<'_>, send: &mut SendStream<Bytes>) -> Result<u64, PumpError> {
     let mut total = 0u64;
     let mut buf = BytesMut::new();
     loop {
@@ -103,10 +94,7 @@ async fn socket_to_stream(
 }
 
 /// Writes the stream into the socket until the stream ends, then half-closes the socket.
-async fn stream_to_socket(
-    recv: &mut RecvStream,
-    write: &mut WriteHalf<'_>,
-) -> Result<u64, PumpError> {
+async fn stream_to_socket(recv: &mut RecvStream, write: &mut WriteHalf<'_>) -> Result<u64, PumpError> {
     let mut total = 0u64;
     while let Some(chunk) = recv.data().await {
         let chunk = chunk?;
@@ -130,10 +118,7 @@ pub async fn splice(
 ) -> Result<(u64, u64), PumpError> {
     let result = {
         let (mut read, mut write) = socket.split();
-        tokio::try_join!(
-            socket_to_stream(&mut read, &mut send),
-            stream_to_socket(&mut recv, &mut write)
-        )
+        tokio::try_join!(socket_to_stream(&mut read, &mut send), stream_to_socket(&mut recv, &mut write))
     };
     if result.is_err() {
         abort_socket(&socket);

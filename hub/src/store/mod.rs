@@ -58,6 +58,46 @@ pub struct AuditEntry {
     pub detail: String,
 }
 
+/// Row id of an environment share.
+pub type ShareId = i64;
+
+/// One service in a share: teammates get it on the same port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareRoute {
+    pub service: String,
+    pub port: u16,
+}
+
+/// An environment share: a snapshot of a member's online services behind a short code.
+/// The code itself is never stored, only its keyed hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareRow {
+    pub id: ShareId,
+    pub workspace_id: WorkspaceId,
+    pub creator_id: MemberId,
+    pub creator: String,
+    pub name: Option<String>,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds; the share is dead from this instant on.
+    pub expires_at: i64,
+    /// Unix seconds, when revoked.
+    pub revoked_at: Option<i64>,
+    /// In the order given at creation.
+    pub routes: Vec<ShareRoute>,
+}
+
+/// A member admitted to a share; the join token (hashed here) lets their agent re-attach and open
+/// tunnels through the share without the code, also after a hub restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinRow {
+    pub id: i64,
+    pub share_id: ShareId,
+    pub member_id: MemberId,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
 /// What a store operation can fail with; callers branch on the variants.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -102,11 +142,7 @@ pub trait Store: Send + Sync + 'static {
     fn list_members(&self, workspace: WorkspaceId) -> StoreFuture<'_, Vec<Member>>;
 
     /// Removes a member and everything they own (their token stops working). `NotFound` if absent.
-    fn remove_member<'a>(
-        &'a self,
-        workspace: WorkspaceId,
-        name: &'a str,
-    ) -> StoreFuture<'a, Member>;
+    fn remove_member<'a>(&'a self, workspace: WorkspaceId, name: &'a str) -> StoreFuture<'a, Member>;
 
     /// The member holding a token, by the token's SHA-256.
     fn member_by_token<'a>(&'a self, token_hash: &'a [u8; 32]) -> StoreFuture<'a, Option<Member>>;
@@ -116,29 +152,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// Registers (or re-registers) a service for `owner`. `ServiceOwned` when another member owns
     /// the name; the same owner may re-register with another port.
-    fn upsert_service<'a>(
-        &'a self,
-        owner: &'a Member,
-        name: &'a str,
-        port: u16,
-    ) -> StoreFuture<'a, ServiceRow>;
+    fn upsert_service<'a>(&'a self, owner: &'a Member, name: &'a str, port: u16) -> StoreFuture<'a, ServiceRow>;
 
     /// Forgets services of `owner` by name; names they do not own are ignored. Returns how many went.
-    fn remove_services<'a>(
-        &'a self,
-        owner: &'a Member,
-        names: &'a [String],
-    ) -> StoreFuture<'a, u64>;
+    fn remove_services<'a>(&'a self, owner: &'a Member, names: &'a [String]) -> StoreFuture<'a, u64>;
 
     /// All services of a workspace, by name.
     fn list_services(&self, workspace: WorkspaceId) -> StoreFuture<'_, Vec<ServiceRow>>;
 
     /// One service of a workspace.
-    fn service<'a>(
-        &'a self,
-        workspace: WorkspaceId,
-        name: &'a str,
-    ) -> StoreFuture<'a, Option<ServiceRow>>;
+    fn service<'a>(&'a self, workspace: WorkspaceId, name: &'a str) -> StoreFuture<'a, Option<ServiceRow>>;
 
     /// Appends to the audit log.
     fn audit<'a>(
@@ -154,4 +177,50 @@ pub trait Store: Send + Sync + 'static {
 
     /// The hub's 32-byte secret key (for keyed hashes of short codes); created on first use.
     fn secret_key(&self) -> StoreFuture<'_, [u8; 32]>;
+
+    /// Creates a share. `AlreadyExists` when a share (live or dead) already has this code hash,
+    /// so the caller draws another code.
+    fn create_share<'a>(
+        &'a self,
+        creator: &'a Member,
+        code_hash: &'a [u8; 32],
+        name: Option<&'a str>,
+        expires_at: i64,
+        routes: &'a [ShareRoute],
+    ) -> StoreFuture<'a, ShareRow>;
+
+    /// The share of a workspace with this code hash (live or not; the caller checks).
+    fn share_by_code<'a>(
+        &'a self,
+        workspace: WorkspaceId,
+        code_hash: &'a [u8; 32],
+    ) -> StoreFuture<'a, Option<ShareRow>>;
+
+    /// A share by id.
+    fn share_by_id(&self, id: ShareId) -> StoreFuture<'_, Option<ShareRow>>;
+
+    /// Shares created by `creator` that are neither revoked nor expired at `now`, newest first.
+    fn active_shares_of(&self, creator: MemberId, now: i64) -> StoreFuture<'_, Vec<ShareRow>>;
+
+    /// Every share, in any workspace, neither revoked nor expired at `now` (expiry timers at start).
+    fn active_shares(&self, now: i64) -> StoreFuture<'_, Vec<ShareRow>>;
+
+    /// Marks a share revoked at `now`; false when it already was (or does not exist).
+    fn revoke_share(&self, id: ShareId, now: i64) -> StoreFuture<'_, bool>;
+
+    /// Admits a member to a share under a join token's hash.
+    fn add_join<'a>(&'a self, share: ShareId, member: MemberId, token_hash: &'a [u8; 32]) -> StoreFuture<'a, JoinRow>;
+
+    /// The admission holding a join token, with its share.
+    fn join_by_token<'a>(&'a self, token_hash: &'a [u8; 32]) -> StoreFuture<'a, Option<(JoinRow, ShareRow)>>;
+
+    /// Times (unix seconds, ascending) of audit entries of `member` in `workspace` with `action`
+    /// at or after `since` (the join rate limiter counts failures with it).
+    fn audit_times<'a>(
+        &'a self,
+        workspace: WorkspaceId,
+        member: &'a str,
+        action: &'a str,
+        since: i64,
+    ) -> StoreFuture<'a, Vec<i64>>;
 }

@@ -16,15 +16,15 @@ use sqlx::{SqlSafeStr, SqliteExecutor, SqlitePool, SqliteTransaction};
 use tokio::sync::OnceCell;
 
 use super::{
-    AuditEntry, Member, MemberId, ServiceRow, Store, StoreError, StoreFuture, WorkspaceId,
+    AuditEntry, JoinRow, Member, MemberId, ServiceRow, ShareId, ShareRoute, ShareRow, Store, StoreError, StoreFuture,
+    WorkspaceId,
 };
 
 /// Embedded migrations: (version, description, SQL), in the layout `sqlx migrate` uses.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../../migrations/0001_initial.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "initial", include_str!("../../migrations/0001_initial.sql")),
+    (2, "shares", include_str!("../../migrations/0002_shares.sql")),
+];
 
 const MAX_CONNECTIONS: u32 = 4;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -56,6 +56,23 @@ macro_rules! select_service {
     };
 }
 
+/// Expands to a `SELECT` of [`ShareRow`]s, one row per route (see [`ShareRecord`]), with the
+/// given filter and order; a share's rows are adjacent and in route order (see [`shares_from`]).
+macro_rules! select_shares {
+    ($filter:literal, $order:literal) => {
+        concat!(
+            "SELECT s.id, s.workspace_id, s.creator_id, m.name, s.name, s.created_at, \
+             s.expires_at, s.revoked_at, r.service, r.port \
+             FROM shares s JOIN members m ON m.id = s.creator_id \
+             LEFT JOIN share_routes r ON r.share_id = s.id WHERE ",
+            $filter,
+            " ORDER BY ",
+            $order,
+            ", r.position"
+        )
+    };
+}
+
 const INSERT_MEMBER: &str = "INSERT INTO members \
      (workspace_id, name, token_hash, is_admin, created_at) \
      VALUES (?, ?, ?, ?, ?) RETURNING id";
@@ -79,6 +96,11 @@ type MemberRecord = (i64, i64, String, String, bool, i64);
 type ServiceRecord = (i64, String, i64, String, i64, i64);
 /// id, at, workspace_id, member, action, detail.
 type AuditRecord = (i64, i64, Option<i64>, Option<String>, String, String);
+/// id, workspace_id, creator_id, creator name, name, created_at, expires_at, revoked_at, then the
+/// route's service and port (both `None` for a share without routes).
+type ShareRecord = (i64, i64, i64, String, Option<String>, i64, i64, Option<i64>, Option<String>, Option<i64>);
+/// id, share_id, member_id, created_at.
+type JoinRecord = (i64, i64, i64, i64);
 
 /// The hub's [`Store`] on a SQLite file.
 pub struct SqliteStore {
@@ -90,9 +112,7 @@ pub struct SqliteStore {
 impl fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The secret key stays out of logs.
-        f.debug_struct("SqliteStore")
-            .field("pool", &self.pool)
-            .finish_non_exhaustive()
+        f.debug_struct("SqliteStore").field("pool", &self.pool).finish_non_exhaustive()
     }
 }
 
@@ -111,10 +131,7 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(|e| StoreError::Database(format!("cannot open {}: {e}", path.display())))?;
-        let store = SqliteStore {
-            pool,
-            secret: OnceCell::new(),
-        };
+        let store = SqliteStore { pool, secret: OnceCell::new() };
         store.quick_check().await?;
         store.migrate().await?;
         Ok(store)
@@ -135,9 +152,7 @@ impl SqliteStore {
         if result == "ok" {
             Ok(())
         } else {
-            Err(StoreError::Database(format!(
-                "the store file is damaged (quick_check): {result}"
-            )))
+            Err(StoreError::Database(format!("the store file is damaged (quick_check): {result}")))
         }
     }
 
@@ -169,9 +184,9 @@ impl SqliteStore {
             .execute(&self.pool)
             .await
             .map_err(db)?;
-        find_workspace(&self.pool, name).await?.ok_or_else(|| {
-            StoreError::Database(format!("workspace {name} vanished after creation"))
-        })
+        find_workspace(&self.pool, name)
+            .await?
+            .ok_or_else(|| StoreError::Database(format!("workspace {name} vanished after creation")))
     }
 
     /// Runs `sql` ([`INSERT_MEMBER`] or [`UPSERT_MEMBER`]) and returns the written member.
@@ -200,40 +215,24 @@ impl SqliteStore {
         Ok(member)
     }
 
-    async fn delete_member(
-        &self,
-        workspace: WorkspaceId,
-        name: &str,
-    ) -> Result<Member, StoreError> {
+    async fn delete_member(&self, workspace: WorkspaceId, name: &str) -> Result<Member, StoreError> {
         let mut tx = self.begin_write().await?;
-        let found: Option<MemberRecord> =
-            sqlx::query_as(select_member!("m.workspace_id = ? AND m.name = ?"))
-                .bind(workspace)
-                .bind(name)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db)?;
-        let Some(member) = found.map(member_from) else {
-            let label = workspace_label(&mut *tx, workspace).await?;
-            return Err(StoreError::NotFound(format!(
-                "no member named {name} in workspace {label}"
-            )));
-        };
-        sqlx::query("DELETE FROM members WHERE id = ?")
-            .bind(member.id)
-            .execute(&mut *tx)
+        let found: Option<MemberRecord> = sqlx::query_as(select_member!("m.workspace_id = ? AND m.name = ?"))
+            .bind(workspace)
+            .bind(name)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(db)?;
+        let Some(member) = found.map(member_from) else {
+            let label = workspace_label(&mut *tx, workspace).await?;
+            return Err(StoreError::NotFound(format!("no member named {name} in workspace {label}")));
+        };
+        sqlx::query("DELETE FROM members WHERE id = ?").bind(member.id).execute(&mut *tx).await.map_err(db)?;
         tx.commit().await.map_err(db)?;
         Ok(member)
     }
 
-    async fn write_service(
-        &self,
-        owner: &Member,
-        name: &str,
-        port: u16,
-    ) -> Result<ServiceRow, StoreError> {
+    async fn write_service(&self, owner: &Member, name: &str, port: u16) -> Result<ServiceRow, StoreError> {
         let updated_at = now();
         let mut tx = self.begin_write().await?;
         let done = sqlx::query(UPSERT_SERVICE)
@@ -247,10 +246,7 @@ impl SqliteStore {
             .map_err(|e| service_write_error(e, owner))?;
         if done.rows_affected() == 0 {
             let holder = service_owner_name(&mut *tx, owner.workspace_id, name).await?;
-            return Err(StoreError::ServiceOwned {
-                service: name.to_owned(),
-                owner: holder,
-            });
+            return Err(StoreError::ServiceOwned { service: name.to_owned(), owner: holder });
         }
         tx.commit().await.map_err(db)?;
         Ok(ServiceRow {
@@ -270,19 +266,76 @@ impl SqliteStore {
         let mut tx = self.begin_write().await?;
         let mut removed = 0;
         for name in names {
-            removed += sqlx::query(
-                "DELETE FROM services WHERE workspace_id = ? AND owner_id = ? AND name = ?",
-            )
-            .bind(owner.workspace_id)
-            .bind(owner.id)
-            .bind(name.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?
-            .rows_affected();
+            removed += sqlx::query("DELETE FROM services WHERE workspace_id = ? AND owner_id = ? AND name = ?")
+                .bind(owner.workspace_id)
+                .bind(owner.id)
+                .bind(name.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?
+                .rows_affected();
         }
         tx.commit().await.map_err(db)?;
         Ok(removed)
+    }
+
+    async fn write_share(
+        &self,
+        creator: &Member,
+        code_hash: &[u8; 32],
+        name: Option<&str>,
+        expires_at: i64,
+        routes: &[ShareRoute],
+    ) -> Result<ShareRow, StoreError> {
+        let mut tx = self.begin_write().await?;
+        // Dropping `tx` on any error below rolls the whole share back.
+        let id: ShareId = sqlx::query_scalar(
+            "INSERT INTO shares (workspace_id, creator_id, code_hash, name, created_at, expires_at) \
+             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(creator.workspace_id)
+        .bind(creator.id)
+        .bind(&code_hash[..])
+        .bind(name)
+        .bind(now())
+        .bind(expires_at)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| share_write_error(e, creator))?;
+        for (position, route) in routes.iter().enumerate() {
+            let position =
+                i64::try_from(position).map_err(|_| StoreError::Database("too many routes in one share".into()))?;
+            sqlx::query("INSERT INTO share_routes (share_id, position, service, port) VALUES (?, ?, ?, ?)")
+                .bind(id)
+                .bind(position)
+                .bind(route.service.as_str())
+                .bind(i64::from(route.port))
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        let share = find_share_by_id(&mut *tx, id)
+            .await?
+            .ok_or_else(|| StoreError::Database(format!("share {id} vanished after writing")))?;
+        tx.commit().await.map_err(db)?;
+        Ok(share)
+    }
+
+    async fn find_join(&self, token_hash: &[u8; 32]) -> Result<Option<(JoinRow, ShareRow)>, StoreError> {
+        // One read snapshot for the join and its share.
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let join: Option<JoinRecord> =
+            sqlx::query_as("SELECT id, share_id, member_id, created_at FROM share_joins WHERE token_hash = ?")
+                .bind(&token_hash[..])
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+        let Some(join) = join.map(join_from) else {
+            return Ok(None);
+        };
+        let share = find_share_by_id(&mut *tx, join.share_id).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(share.map(|share| (join, share)))
     }
 
     async fn load_or_create_secret(&self) -> Result<[u8; 32], StoreError> {
@@ -300,9 +353,7 @@ impl SqliteStore {
             .execute(&self.pool)
             .await
             .map_err(db)?;
-        self.read_secret()
-            .await?
-            .ok_or_else(|| StoreError::Database("the secret key vanished after creation".into()))
+        self.read_secret().await?.ok_or_else(|| StoreError::Database("the secret key vanished after creation".into()))
     }
 
     async fn read_secret(&self) -> Result<Option<[u8; 32]>, StoreError> {
@@ -314,10 +365,7 @@ impl SqliteStore {
         value
             .map(|bytes| {
                 <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| {
-                    StoreError::Database(format!(
-                        "the stored secret key has {} bytes instead of 32",
-                        bytes.len()
-                    ))
+                    StoreError::Database(format!("the stored secret key has {} bytes instead of 32", bytes.len()))
                 })
             })
             .transpose()
@@ -351,21 +399,16 @@ impl Store for SqliteStore {
 
     fn list_members(&self, workspace: WorkspaceId) -> StoreFuture<'_, Vec<Member>> {
         Box::pin(async move {
-            let rows: Vec<MemberRecord> =
-                sqlx::query_as(select_member!("m.workspace_id = ? ORDER BY m.name"))
-                    .bind(workspace)
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(db)?;
+            let rows: Vec<MemberRecord> = sqlx::query_as(select_member!("m.workspace_id = ? ORDER BY m.name"))
+                .bind(workspace)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
             Ok(rows.into_iter().map(member_from).collect())
         })
     }
 
-    fn remove_member<'a>(
-        &'a self,
-        workspace: WorkspaceId,
-        name: &'a str,
-    ) -> StoreFuture<'a, Member> {
+    fn remove_member<'a>(&'a self, workspace: WorkspaceId, name: &'a str) -> StoreFuture<'a, Member> {
         Box::pin(self.delete_member(workspace, name))
     }
 
@@ -384,48 +427,33 @@ impl Store for SqliteStore {
         Box::pin(find_member_by_id(&self.pool, id))
     }
 
-    fn upsert_service<'a>(
-        &'a self,
-        owner: &'a Member,
-        name: &'a str,
-        port: u16,
-    ) -> StoreFuture<'a, ServiceRow> {
+    fn upsert_service<'a>(&'a self, owner: &'a Member, name: &'a str, port: u16) -> StoreFuture<'a, ServiceRow> {
         Box::pin(self.write_service(owner, name, port))
     }
 
-    fn remove_services<'a>(
-        &'a self,
-        owner: &'a Member,
-        names: &'a [String],
-    ) -> StoreFuture<'a, u64> {
+    fn remove_services<'a>(&'a self, owner: &'a Member, names: &'a [String]) -> StoreFuture<'a, u64> {
         Box::pin(self.delete_services(owner, names))
     }
 
     fn list_services(&self, workspace: WorkspaceId) -> StoreFuture<'_, Vec<ServiceRow>> {
         Box::pin(async move {
-            let rows: Vec<ServiceRecord> =
-                sqlx::query_as(select_service!("s.workspace_id = ? ORDER BY s.name"))
-                    .bind(workspace)
-                    .fetch_all(&self.pool)
-                    .await
-                    .map_err(db)?;
+            let rows: Vec<ServiceRecord> = sqlx::query_as(select_service!("s.workspace_id = ? ORDER BY s.name"))
+                .bind(workspace)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
             rows.into_iter().map(service_from).collect()
         })
     }
 
-    fn service<'a>(
-        &'a self,
-        workspace: WorkspaceId,
-        name: &'a str,
-    ) -> StoreFuture<'a, Option<ServiceRow>> {
+    fn service<'a>(&'a self, workspace: WorkspaceId, name: &'a str) -> StoreFuture<'a, Option<ServiceRow>> {
         Box::pin(async move {
-            let row: Option<ServiceRecord> =
-                sqlx::query_as(select_service!("s.workspace_id = ? AND s.name = ?"))
-                    .bind(workspace)
-                    .bind(name)
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(db)?;
+            let row: Option<ServiceRecord> = sqlx::query_as(select_service!("s.workspace_id = ? AND s.name = ?"))
+                .bind(workspace)
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?;
             row.map(service_from).transpose()
         })
     }
@@ -469,11 +497,121 @@ impl Store for SqliteStore {
     }
 
     fn secret_key(&self) -> StoreFuture<'_, [u8; 32]> {
+        Box::pin(async move { self.secret.get_or_try_init(|| self.load_or_create_secret()).await.copied() })
+    }
+
+    fn create_share<'a>(
+        &'a self,
+        creator: &'a Member,
+        code_hash: &'a [u8; 32],
+        name: Option<&'a str>,
+        expires_at: i64,
+        routes: &'a [ShareRoute],
+    ) -> StoreFuture<'a, ShareRow> {
+        Box::pin(self.write_share(creator, code_hash, name, expires_at, routes))
+    }
+
+    fn share_by_code<'a>(
+        &'a self,
+        workspace: WorkspaceId,
+        code_hash: &'a [u8; 32],
+    ) -> StoreFuture<'a, Option<ShareRow>> {
         Box::pin(async move {
-            self.secret
-                .get_or_try_init(|| self.load_or_create_secret())
+            let rows: Vec<ShareRecord> =
+                sqlx::query_as(select_shares!("s.workspace_id = ? AND s.code_hash = ?", "s.id"))
+                    .bind(workspace)
+                    .bind(&code_hash[..])
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(db)?;
+            Ok(shares_from(rows)?.into_iter().next())
+        })
+    }
+
+    fn share_by_id(&self, id: ShareId) -> StoreFuture<'_, Option<ShareRow>> {
+        Box::pin(find_share_by_id(&self.pool, id))
+    }
+
+    fn active_shares_of(&self, creator: MemberId, now: i64) -> StoreFuture<'_, Vec<ShareRow>> {
+        Box::pin(async move {
+            let rows: Vec<ShareRecord> = sqlx::query_as(select_shares!(
+                "s.creator_id = ? AND s.revoked_at IS NULL AND s.expires_at > ?",
+                "s.created_at DESC, s.id DESC"
+            ))
+            .bind(creator)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+            shares_from(rows)
+        })
+    }
+
+    fn active_shares(&self, now: i64) -> StoreFuture<'_, Vec<ShareRow>> {
+        Box::pin(async move {
+            let rows: Vec<ShareRecord> =
+                sqlx::query_as(select_shares!("s.revoked_at IS NULL AND s.expires_at > ?", "s.id"))
+                    .bind(now)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(db)?;
+            shares_from(rows)
+        })
+    }
+
+    fn revoke_share(&self, id: ShareId, now: i64) -> StoreFuture<'_, bool> {
+        Box::pin(async move {
+            let done = sqlx::query("UPDATE shares SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+                .bind(now)
+                .bind(id)
+                .execute(&self.pool)
                 .await
-                .copied()
+                .map_err(db)?;
+            Ok(done.rows_affected() > 0)
+        })
+    }
+
+    fn add_join<'a>(&'a self, share: ShareId, member: MemberId, token_hash: &'a [u8; 32]) -> StoreFuture<'a, JoinRow> {
+        Box::pin(async move {
+            let row: JoinRecord = sqlx::query_as(
+                "INSERT INTO share_joins (share_id, member_id, token_hash, created_at) \
+                 VALUES (?, ?, ?, ?) RETURNING id, share_id, member_id, created_at",
+            )
+            .bind(share)
+            .bind(member)
+            .bind(&token_hash[..])
+            .bind(now())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| join_write_error(e, share, member))?;
+            Ok(join_from(row))
+        })
+    }
+
+    fn join_by_token<'a>(&'a self, token_hash: &'a [u8; 32]) -> StoreFuture<'a, Option<(JoinRow, ShareRow)>> {
+        Box::pin(self.find_join(token_hash))
+    }
+
+    fn audit_times<'a>(
+        &'a self,
+        workspace: WorkspaceId,
+        member: &'a str,
+        action: &'a str,
+        since: i64,
+    ) -> StoreFuture<'a, Vec<i64>> {
+        Box::pin(async move {
+            sqlx::query_scalar(
+                "SELECT at FROM audit \
+                 WHERE workspace_id = ? AND member = ? AND action = ? AND at >= ? \
+                 ORDER BY at",
+            )
+            .bind(workspace)
+            .bind(member)
+            .bind(action)
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)
         })
     }
 }
@@ -484,13 +622,7 @@ fn migrator() -> Migrator {
         .iter()
         .map(|&(version, description, sql)| {
             let description = Cow::Borrowed(description);
-            Migration::new(
-                version,
-                description,
-                MigrationType::Simple,
-                sql.into_sql_str(),
-                false,
-            )
+            Migration::new(version, description, MigrationType::Simple, sql.into_sql_str(), false)
         })
         .collect();
     Migrator::with_migrations(migrations)
@@ -498,29 +630,16 @@ fn migrator() -> Migrator {
 
 /// Runs a check pragma and joins its result rows.
 async fn pragma_lines(pool: &SqlitePool, pragma: &'static str) -> Result<String, StoreError> {
-    let lines: Vec<String> = sqlx::query_scalar(pragma)
-        .fetch_all(pool)
-        .await
-        .map_err(db)?;
+    let lines: Vec<String> = sqlx::query_scalar(pragma).fetch_all(pool).await.map_err(db)?;
     Ok(lines.join("\n"))
 }
 
-async fn find_workspace(
-    executor: impl SqliteExecutor<'_>,
-    name: &str,
-) -> Result<Option<WorkspaceId>, StoreError> {
-    sqlx::query_scalar("SELECT id FROM workspaces WHERE name = ?")
-        .bind(name)
-        .fetch_optional(executor)
-        .await
-        .map_err(db)
+async fn find_workspace(executor: impl SqliteExecutor<'_>, name: &str) -> Result<Option<WorkspaceId>, StoreError> {
+    sqlx::query_scalar("SELECT id FROM workspaces WHERE name = ?").bind(name).fetch_optional(executor).await.map_err(db)
 }
 
 /// The workspace's name for messages, or `#id` when it does not exist.
-async fn workspace_label(
-    executor: impl SqliteExecutor<'_>,
-    id: WorkspaceId,
-) -> Result<String, StoreError> {
+async fn workspace_label(executor: impl SqliteExecutor<'_>, id: WorkspaceId) -> Result<String, StoreError> {
     let name: Option<String> = sqlx::query_scalar("SELECT name FROM workspaces WHERE id = ?")
         .bind(id)
         .fetch_optional(executor)
@@ -529,15 +648,9 @@ async fn workspace_label(
     Ok(name.unwrap_or_else(|| format!("#{id}")))
 }
 
-async fn find_member_by_id(
-    executor: impl SqliteExecutor<'_>,
-    id: MemberId,
-) -> Result<Option<Member>, StoreError> {
-    let row: Option<MemberRecord> = sqlx::query_as(select_member!("m.id = ?"))
-        .bind(id)
-        .fetch_optional(executor)
-        .await
-        .map_err(db)?;
+async fn find_member_by_id(executor: impl SqliteExecutor<'_>, id: MemberId) -> Result<Option<Member>, StoreError> {
+    let row: Option<MemberRecord> =
+        sqlx::query_as(select_member!("m.id = ?")).bind(id).fetch_optional(executor).await.map_err(db)?;
     Ok(row.map(member_from))
 }
 
@@ -558,40 +671,60 @@ async fn service_owner_name(
     .map_err(db)
 }
 
+async fn find_share_by_id(executor: impl SqliteExecutor<'_>, id: ShareId) -> Result<Option<ShareRow>, StoreError> {
+    let rows: Vec<ShareRecord> =
+        sqlx::query_as(select_shares!("s.id = ?", "s.id")).bind(id).fetch_all(executor).await.map_err(db)?;
+    Ok(shares_from(rows)?.into_iter().next())
+}
+
 fn member_from((id, workspace_id, workspace, name, is_admin, created_at): MemberRecord) -> Member {
-    Member {
-        id,
-        workspace_id,
-        workspace,
-        name,
-        is_admin,
-        created_at,
-    }
+    Member { id, workspace_id, workspace, name, is_admin, created_at }
 }
 
 fn service_from(record: ServiceRecord) -> Result<ServiceRow, StoreError> {
     let (workspace_id, name, owner_id, owner, port, updated_at) = record;
-    let port = u16::try_from(port)
-        .map_err(|_| StoreError::Database(format!("service {name} has invalid port {port}")))?;
-    Ok(ServiceRow {
-        workspace_id,
-        name,
-        owner_id,
-        owner,
-        port,
-        updated_at,
-    })
+    let port =
+        u16::try_from(port).map_err(|_| StoreError::Database(format!("service {name} has invalid port {port}")))?;
+    Ok(ServiceRow { workspace_id, name, owner_id, owner, port, updated_at })
+}
+
+/// Folds the rows of [`select_shares!`] (adjacent per share, routes in order) into shares.
+fn shares_from(records: Vec<ShareRecord>) -> Result<Vec<ShareRow>, StoreError> {
+    let mut shares: Vec<ShareRow> = Vec::new();
+    for record in records {
+        let (id, workspace_id, creator_id, creator, name, created_at, expires_at, revoked_at, service, port) = record;
+        let share = match shares.last_mut() {
+            Some(last) if last.id == id => last,
+            _ => {
+                shares.push(ShareRow {
+                    id,
+                    workspace_id,
+                    creator_id,
+                    creator,
+                    name,
+                    created_at,
+                    expires_at,
+                    revoked_at,
+                    routes: Vec::new(),
+                });
+                shares.last_mut().expect("just pushed")
+            }
+        };
+        if let (Some(service), Some(port)) = (service, port) {
+            let port = u16::try_from(port)
+                .map_err(|_| StoreError::Database(format!("share {id} route {service} has invalid port {port}")))?;
+            share.routes.push(ShareRoute { service, port });
+        }
+    }
+    Ok(shares)
+}
+
+fn join_from((id, share_id, member_id, created_at): JoinRecord) -> JoinRow {
+    JoinRow { id, share_id, member_id, created_at }
 }
 
 fn audit_from((id, at, workspace_id, member, action, detail): AuditRecord) -> AuditEntry {
-    AuditEntry {
-        id,
-        at,
-        workspace_id,
-        member,
-        action,
-        detail,
-    }
+    AuditEntry { id, at, workspace_id, member, action, detail }
 }
 
 /// Maps constraint failures of a member write to the caller-facing errors.
@@ -603,9 +736,7 @@ fn member_write_error(error: sqlx::Error, workspace: WorkspaceId, name: &str) ->
         Some(e) if e.is_unique_violation() => {
             StoreError::AlreadyExists(format!("a member named {name} already exists"))
         }
-        Some(e) if e.is_foreign_key_violation() => {
-            StoreError::NotFound(format!("no workspace with id {workspace}"))
-        }
+        Some(e) if e.is_foreign_key_violation() => StoreError::NotFound(format!("no workspace with id {workspace}")),
         _ => db(error),
     }
 }
@@ -620,15 +751,35 @@ fn service_write_error(error: sqlx::Error, owner: &Member) -> StoreError {
     }
 }
 
+/// Maps constraint failures of a share insert: a taken code hash, or a creator removed meanwhile.
+fn share_write_error(error: sqlx::Error, creator: &Member) -> StoreError {
+    match error.as_database_error() {
+        Some(e) if e.is_unique_violation() => StoreError::AlreadyExists("share code collision".into()),
+        Some(e) if e.is_foreign_key_violation() => {
+            StoreError::NotFound(format!("member {} no longer exists", creator.name))
+        }
+        _ => db(error),
+    }
+}
+
+/// Maps constraint failures of a join insert: a taken token hash, or a share or member gone.
+fn join_write_error(error: sqlx::Error, share: ShareId, member: MemberId) -> StoreError {
+    match error.as_database_error() {
+        Some(e) if e.is_unique_violation() => StoreError::AlreadyExists("another join already holds this token".into()),
+        Some(e) if e.is_foreign_key_violation() => {
+            StoreError::NotFound(format!("share {share} or member {member} no longer exists"))
+        }
+        _ => db(error),
+    }
+}
+
 fn db(error: sqlx::Error) -> StoreError {
     StoreError::Database(error.to_string())
 }
 
 /// Now, in unix seconds.
 fn now() -> i64 {
-    let since_epoch = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+    let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     i64::try_from(since_epoch.as_secs()).unwrap_or(i64::MAX)
 }
 
@@ -642,18 +793,13 @@ mod tests {
     }
 
     async fn open(dir: &tempfile::TempDir) -> SqliteStore {
-        SqliteStore::open(&dir.path().join("hub.db"))
-            .await
-            .expect("open store")
+        SqliteStore::open(&dir.path().join("hub.db")).await.expect("open store")
     }
 
     async fn store_with_workspace() -> (tempfile::TempDir, SqliteStore, WorkspaceId) {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = open(&dir).await;
-        let ws = store
-            .ensure_workspace(DEFAULT_WORKSPACE)
-            .await
-            .expect("workspace");
+        let ws = store.ensure_workspace(DEFAULT_WORKSPACE).await.expect("workspace");
         (dir, store, ws)
     }
 
@@ -672,23 +818,11 @@ mod tests {
         assert_eq!(alice.workspace, DEFAULT_WORKSPACE);
         assert!(alice.is_admin && !bob.is_admin);
 
-        let names: Vec<_> = store
-            .list_members(ws)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|m| m.name)
-            .collect();
+        let names: Vec<_> = store.list_members(ws).await.unwrap().into_iter().map(|m| m.name).collect();
         assert_eq!(names, ["alice", "bob"]);
-        assert_eq!(
-            store.member_by_token(&hash(2)).await.unwrap(),
-            Some(bob.clone())
-        );
+        assert_eq!(store.member_by_token(&hash(2)).await.unwrap(), Some(bob.clone()));
         assert_eq!(store.member_by_token(&hash(9)).await.unwrap(), None);
-        assert_eq!(
-            store.member_by_id(alice.id).await.unwrap(),
-            Some(alice.clone())
-        );
+        assert_eq!(store.member_by_id(alice.id).await.unwrap(), Some(alice.clone()));
 
         assert_eq!(store.remove_member(ws, "bob").await.unwrap(), bob);
         assert_eq!(store.member_by_token(&hash(2)).await.unwrap(), None);
@@ -699,34 +833,19 @@ mod tests {
     #[tokio::test]
     async fn duplicate_member_name_is_already_exists() {
         let (_dir, store, ws) = store_with_workspace().await;
-        store
-            .add_member(ws, "alice", &hash(1), false)
-            .await
-            .unwrap();
-        let err = store
-            .add_member(ws, "alice", &hash(2), false)
-            .await
-            .unwrap_err();
+        store.add_member(ws, "alice", &hash(1), false).await.unwrap();
+        let err = store.add_member(ws, "alice", &hash(2), false).await.unwrap_err();
         assert!(matches!(err, StoreError::AlreadyExists(_)), "{err:?}");
         assert_eq!(err.to_string(), "a member named alice already exists");
         let other = store.ensure_workspace("other").await.unwrap();
-        store
-            .add_member(other, "alice", &hash(3), false)
-            .await
-            .unwrap();
+        store.add_member(other, "alice", &hash(3), false).await.unwrap();
     }
 
     #[tokio::test]
     async fn reused_token_hash_is_already_exists() {
         let (_dir, store, ws) = store_with_workspace().await;
-        store
-            .add_member(ws, "alice", &hash(1), false)
-            .await
-            .unwrap();
-        let err = store
-            .add_member(ws, "bob", &hash(1), false)
-            .await
-            .unwrap_err();
+        store.add_member(ws, "alice", &hash(1), false).await.unwrap();
+        let err = store.add_member(ws, "bob", &hash(1), false).await.unwrap_err();
         assert!(matches!(err, StoreError::AlreadyExists(_)), "{err:?}");
     }
 
@@ -735,23 +854,14 @@ mod tests {
         let (_dir, store, ws) = store_with_workspace().await;
         let err = store.remove_member(ws, "ghost").await.unwrap_err();
         assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
-        assert_eq!(
-            err.to_string(),
-            "no member named ghost in workspace default"
-        );
+        assert_eq!(err.to_string(), "no member named ghost in workspace default");
     }
 
     #[tokio::test]
     async fn set_member_token_creates_then_replaces() {
         let (_dir, store, ws) = store_with_workspace().await;
-        let first = store
-            .set_member_token(ws, "me", &hash(1), true)
-            .await
-            .unwrap();
-        let second = store
-            .set_member_token(ws, "me", &hash(2), true)
-            .await
-            .unwrap();
+        let first = store.set_member_token(ws, "me", &hash(1), true).await.unwrap();
+        let second = store.set_member_token(ws, "me", &hash(2), true).await.unwrap();
         assert_eq!(first, second);
         assert_eq!(store.member_by_token(&hash(1)).await.unwrap(), None);
         assert_eq!(store.member_by_token(&hash(2)).await.unwrap(), Some(second));
@@ -760,10 +870,7 @@ mod tests {
     #[tokio::test]
     async fn service_ownership_conflict_and_same_owner_reregister() {
         let (_dir, store, ws) = store_with_workspace().await;
-        let alice = store
-            .add_member(ws, "alice", &hash(1), false)
-            .await
-            .unwrap();
+        let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
         let bob = store.add_member(ws, "bob", &hash(2), false).await.unwrap();
 
         let row = store.upsert_service(&alice, "web", 8080).await.unwrap();
@@ -782,45 +889,27 @@ mod tests {
     #[tokio::test]
     async fn remove_services_ignores_names_of_others() {
         let (_dir, store, ws) = store_with_workspace().await;
-        let alice = store
-            .add_member(ws, "alice", &hash(1), false)
-            .await
-            .unwrap();
+        let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
         let bob = store.add_member(ws, "bob", &hash(2), false).await.unwrap();
         store.upsert_service(&alice, "a", 1).await.unwrap();
         store.upsert_service(&bob, "b", 2).await.unwrap();
 
         let names = ["a".to_owned(), "b".to_owned(), "zzz".to_owned()];
         assert_eq!(store.remove_services(&alice, &names).await.unwrap(), 1);
-        let left: Vec<_> = store
-            .list_services(ws)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|s| s.name)
-            .collect();
+        let left: Vec<_> = store.list_services(ws).await.unwrap().into_iter().map(|s| s.name).collect();
         assert_eq!(left, ["b"]);
     }
 
     #[tokio::test]
     async fn removing_member_cascades_to_services() {
         let (_dir, store, ws) = store_with_workspace().await;
-        let alice = store
-            .add_member(ws, "alice", &hash(1), false)
-            .await
-            .unwrap();
+        let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
         let bob = store.add_member(ws, "bob", &hash(2), false).await.unwrap();
         store.upsert_service(&alice, "web", 80).await.unwrap();
         store.upsert_service(&bob, "db", 5432).await.unwrap();
 
         store.remove_member(ws, "alice").await.unwrap();
-        let left: Vec<_> = store
-            .list_services(ws)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|s| s.name)
-            .collect();
+        let left: Vec<_> = store.list_services(ws).await.unwrap().into_iter().map(|s| s.name).collect();
         assert_eq!(left, ["db"]);
         // The freed name can be taken, and a removed owner can no longer register.
         store.upsert_service(&bob, "web", 81).await.unwrap();
@@ -867,22 +956,13 @@ mod tests {
     #[tokio::test]
     async fn audit_round_trip_newest_first() {
         let (_dir, store, ws) = store_with_workspace().await;
-        store
-            .audit(Some(ws), Some("alice"), "member.add", "bob")
-            .await
-            .unwrap();
-        store
-            .audit(None, None, "share.join_failed", "bad code")
-            .await
-            .unwrap();
+        store.audit(Some(ws), Some("alice"), "member.add", "bob").await.unwrap();
+        store.audit(None, None, "share.join_failed", "bad code").await.unwrap();
 
         let entries = store.recent_audit(10).await.unwrap();
         assert_eq!(entries.len(), 2);
         assert_eq!(entries[0].action, "share.join_failed");
-        assert_eq!(
-            (entries[0].workspace_id, entries[0].member.as_deref()),
-            (None, None)
-        );
+        assert_eq!((entries[0].workspace_id, entries[0].member.as_deref()), (None, None));
         assert_eq!(entries[1].workspace_id, Some(ws));
         assert_eq!(entries[1].member.as_deref(), Some("alice"));
         assert_eq!(entries[1].detail, "bob");
@@ -893,6 +973,238 @@ mod tests {
     #[tokio::test]
     async fn integrity_check_is_ok() {
         let (_dir, store, _ws) = store_with_workspace().await;
+        assert_eq!(store.integrity_check().await.unwrap(), "ok");
+    }
+
+    fn route(service: &str, port: u16) -> ShareRoute {
+        ShareRoute { service: service.to_owned(), port }
+    }
+
+    async fn count(store: &SqliteStore, table: &str) -> i64 {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
+            .fetch_one(&store.pool)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn share_create_and_lookup_by_code_and_id() {
+        let (_dir, store, ws) = store_with_workspace().await;
+        let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
+        let routes = [route("web", 8080), route("db", 5432), route("api", 3000)];
+        let expires = now() + 3600;
+        let share = store.create_share(&alice, &hash(10), Some("demo"), expires, &routes).await.unwrap();
+        assert_eq!((share.workspace_id, share.creator_id, share.creator.as_str()), (ws, alice.id, "alice"));
+        assert_eq!(share.name.as_deref(), Some("demo"));
+        assert_eq!((share.expires_at, share.revoked_at), (expires, None));
+        assert!(share.created_at > 0 && share.created_at <= now());
+        assert_eq!(share.routes, routes);
+
+        assert_eq!(store.share_by_code(ws, &hash(10)).await.unwrap(), Some(share.clone()));
+        assert_eq!(store.share_by_id(share.id).await.unwrap(), Some(share.clone()));
+        assert_eq!(store.share_by_code(ws, &hash(11)).await.unwrap(), None);
+        let other = store.ensure_workspace("other").await.unwrap();
+        assert_eq!(store.share_by_code(other, &hash(10)).await.unwrap(), None);
+        assert_eq!(store.share_by_id(share.id + 1).await.unwrap(), None);
+
+        // A share without a name or routes reads back as such.
+        let bare = store.create_share(&alice, &hash(12), None, expires, &[]).await.unwrap();
+        assert_eq!((bare.name, bare.routes), (None, vec![]));
+        let bare = store.share_by_id(bare.id).await.unwrap().unwrap();
+        assert_eq!((bare.name, bare.routes), (None, vec![]));
+    }
+
+    #[tokio::test]
+    async fn share_code_collision_is_already_exists_and_writes_nothing() {
+        let (_dir, store, ws) = store_with_workspace().await;
+        let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
+        let bob = store.add_member(ws, "bob", &hash(2), false).await.unwrap();
+        let first = store.create_share(&alice, &hash(10), None, now() + 60, &[route("web", 80)]).await.unwrap();
+        // Also collides with a dead (revoked) share.
+        assert!(store.revoke_share(first.id, now()).await.unwrap());
+
+        let err = store
+            .create_share(&bob, &hash(10), Some("again"), now() + 60, &[route("a", 1), route("b", 2)])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::AlreadyExists(_)), "{err:?}");
+        assert_eq!(err.to_string(), "share code collision");
+        assert_eq!(count(&store, "shares").await, 1);
+        assert_eq!(count(&store, "share_routes").await, 1);
+        assert_eq!(store.share_by_code(ws, &hash(10)).await.unwrap().unwrap().routes, [route("web", 80)]);
+    }
+
+    #[tokio::test]
+    async fn share_of_removed_creator_is_not_found() {
+        let (_dir, store, ws) = store_with_workspace().await;
+        let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
+        store.remove_member(ws, "alice").await.unwrap();
+        let err = store.create_share(&alice, &hash(10), None, now() + 60, &[route("web", 80)]).await.unwrap_err();
+        assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+        assert_eq!(count(&store, "shares").await, 0);
+        assert_eq!(count(&store, "share_routes").await, 0);
+    }
+
+    #[tokio::test]
+    async fn active_shares_filter_expiry_and_revocation() {
+        let (_dir, store, ws) = store_with_workspace().await;
+        let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
+        let bob = store.add_member(ws, "bob", &hash(2), false).await.unwrap();
+        let t = 1_000_000;
+        let old = store.create_share(&alice, &hash(10), None, t + 100, &[route("a", 1)]).await.unwrap();
+        let expired = store.create_share(&alice, &hash(11), None, t, &[]).await.unwrap();
+        let revoked = store.create_share(&alice, &hash(12), None, t + 100, &[]).await.unwrap();
+        let new = store.create_share(&alice, &hash(13), None, t + 50, &[route("b", 2), route("c", 3)]).await.unwrap();
+        let bobs = store.create_share(&bob, &hash(14), None, t + 100, &[]).await.unwrap();
+        assert!(store.revoke_share(revoked.id, t - 10).await.unwrap());
+
+        // Newest first (same second: higher id first); expired exactly at `t` is dead.
+        assert_eq!(store.active_shares_of(alice.id, t).await.unwrap(), [new.clone(), old.clone()]);
+        assert_eq!(store.active_shares_of(alice.id, t - 1).await.unwrap(), [new.clone(), expired, old.clone()]);
+        assert_eq!(store.active_shares_of(alice.id, t + 50).await.unwrap(), std::slice::from_ref(&old));
+        assert_eq!(store.active_shares_of(bob.id, t).await.unwrap(), std::slice::from_ref(&bobs));
+
+        let mut all = store.active_shares(t).await.unwrap();
+        all.sort_by_key(|s| s.id);
+        assert_eq!(all, [old, new, bobs]);
+        assert!(store.active_shares(t + 100).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn revoke_share_twice_is_true_then_false() {
+        let (_dir, store, ws) = store_with_workspace().await;
+        let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
+        let share = store.create_share(&alice, &hash(10), None, now() + 60, &[]).await.unwrap();
+        assert!(store.revoke_share(share.id, 500).await.unwrap());
+        assert!(!store.revoke_share(share.id, 600).await.unwrap());
+        assert!(!store.revoke_share(share.id + 1, 600).await.unwrap());
+        let revoked = store.share_by_id(share.id).await.unwrap().unwrap();
+        assert_eq!(revoked.revoked_at, Some(500));
+    }
+
+    #[tokio::test]
+    async fn join_round_trip_via_token() {
+        let (_dir, store, ws) = store_with_workspace().await;
+        let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
+        let bob = store.add_member(ws, "bob", &hash(2), false).await.unwrap();
+        let share = store
+            .create_share(&alice, &hash(10), None, now() + 60, &[route("web", 80), route("db", 5432)])
+            .await
+            .unwrap();
+        let join = store.add_join(share.id, bob.id, &hash(20)).await.unwrap();
+        assert_eq!((join.share_id, join.member_id), (share.id, bob.id));
+        assert!(join.created_at > 0);
+
+        assert_eq!(store.join_by_token(&hash(20)).await.unwrap(), Some((join, share.clone())));
+        assert_eq!(store.join_by_token(&hash(21)).await.unwrap(), None);
+
+        let err = store.add_join(share.id, alice.id, &hash(20)).await.unwrap_err();
+        assert!(matches!(err, StoreError::AlreadyExists(_)), "{err:?}");
+        let err = store.add_join(share.id + 1, bob.id, &hash(22)).await.unwrap_err();
+        assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn removing_creator_cascades_to_shares_routes_and_joins() {
+        let (_dir, store, ws) = store_with_workspace().await;
+        let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
+        let bob = store.add_member(ws, "bob", &hash(2), false).await.unwrap();
+        let share = store.create_share(&alice, &hash(10), None, now() + 60, &[route("web", 80)]).await.unwrap();
+        store.add_join(share.id, bob.id, &hash(20)).await.unwrap();
+        let kept = store.create_share(&bob, &hash(11), None, now() + 60, &[route("db", 5432)]).await.unwrap();
+        let kept_join = store.add_join(kept.id, alice.id, &hash(21)).await.unwrap();
+        let bobs_join = store.add_join(kept.id, bob.id, &hash(22)).await.unwrap();
+
+        store.remove_member(ws, "alice").await.unwrap();
+        assert_eq!(store.share_by_id(share.id).await.unwrap(), None);
+        assert_eq!(store.join_by_token(&hash(20)).await.unwrap(), None);
+        // Alice's admission to Bob's share goes too; Bob's share and own join stay.
+        assert_eq!(store.join_by_token(&hash(21)).await.unwrap(), None);
+        assert_ne!(kept_join.id, bobs_join.id);
+        assert_eq!(store.join_by_token(&hash(22)).await.unwrap(), Some((bobs_join, kept.clone())));
+        assert_eq!(count(&store, "shares").await, 1);
+        assert_eq!(count(&store, "share_routes").await, 1);
+        assert_eq!(count(&store, "share_joins").await, 1);
+    }
+
+    #[tokio::test]
+    async fn audit_times_filters_and_sorts() {
+        let (_dir, store, ws) = store_with_workspace().await;
+        let other = store.ensure_workspace("other").await.unwrap();
+        let rows: [(i64, Option<i64>, Option<&str>, &str); 8] = [
+            (300, Some(ws), Some("bob"), "share.join_failed"),
+            (100, Some(ws), Some("bob"), "share.join_failed"),
+            (200, Some(ws), Some("bob"), "share.join_failed"),
+            (99, Some(ws), Some("bob"), "share.join_failed"),
+            (250, Some(ws), Some("bob"), "share.join"),
+            (250, Some(ws), Some("alice"), "share.join_failed"),
+            (250, Some(other), Some("bob"), "share.join_failed"),
+            (250, None, None, "share.join_failed"),
+        ];
+        for (at, workspace, member, action) in rows {
+            sqlx::query(
+                "INSERT INTO audit (at, workspace_id, member, action, detail) \
+                 VALUES (?, ?, ?, ?, '')",
+            )
+            .bind(at)
+            .bind(workspace)
+            .bind(member)
+            .bind(action)
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        }
+        assert_eq!(store.audit_times(ws, "bob", "share.join_failed", 100).await.unwrap(), [100, 200, 300]);
+        assert_eq!(store.audit_times(ws, "bob", "share.join_failed", 301).await.unwrap(), Vec::<i64>::new());
+
+        // Entries written through `audit` carry the current time.
+        let before = now();
+        store.audit(Some(ws), Some("carol"), "share.join_failed", "bad code").await.unwrap();
+        let times = store.audit_times(ws, "carol", "share.join_failed", before).await.unwrap();
+        assert_eq!(times.len(), 1);
+        assert!(times[0] >= before && times[0] <= now());
+    }
+
+    #[tokio::test]
+    async fn shares_and_joins_survive_close_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir).await;
+        let ws = store.ensure_workspace(DEFAULT_WORKSPACE).await.unwrap();
+        let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
+        let bob = store.add_member(ws, "bob", &hash(2), false).await.unwrap();
+        let share = store
+            .create_share(&alice, &hash(10), Some("env"), now() + 60, &[route("web", 80), route("db", 5432)])
+            .await
+            .unwrap();
+        let join = store.add_join(share.id, bob.id, &hash(20)).await.unwrap();
+        store.close().await;
+
+        let store = open(&dir).await;
+        assert_eq!(store.share_by_code(ws, &hash(10)).await.unwrap(), Some(share.clone()));
+        assert_eq!(store.join_by_token(&hash(20)).await.unwrap(), Some((join, share.clone())));
+        assert_eq!(store.active_shares(now()).await.unwrap(), [share]);
+    }
+
+    #[tokio::test]
+    async fn version_1_store_is_upgraded_keeping_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hub.db");
+        {
+            let options = SqliteConnectOptions::new().filename(&path).create_if_missing(true).foreign_keys(true);
+            let pool = SqlitePool::connect_with(options).await.unwrap();
+            migrator().run_to(1, &pool).await.unwrap();
+            sqlx::query("INSERT INTO workspaces (name, created_at) VALUES ('default', 1)")
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+        }
+
+        let store = SqliteStore::open(&path).await.unwrap();
+        let ws = store.ensure_workspace(DEFAULT_WORKSPACE).await.unwrap();
+        let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
+        let share = store.create_share(&alice, &hash(10), None, now() + 60, &[route("web", 80)]).await.unwrap();
+        assert_eq!(store.share_by_id(share.id).await.unwrap(), Some(share));
         assert_eq!(store.integrity_check().await.unwrap(), "ok");
     }
 

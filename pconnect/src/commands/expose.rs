@@ -23,27 +23,17 @@ const REVERSE_CONNECTIONS: usize = 2;
 
 pub(crate) async fn expose(ui: Ui, args: ExposeArgs) -> Result<()> {
     let target: Target = args.target.parse()?;
-    let name = args
-        .name
-        .unwrap_or_else(|| names::default_name(target.port));
+    let name = args.name.unwrap_or_else(|| names::default_name(target.port));
     names::validate(&name)?;
     let session = session::resolve().await?;
     if !answers(&target).await {
         ui.target_silent(&target);
     }
     let cancel = CancellationToken::new();
-    let services = vec![Exposed {
-        name: name.clone(),
-        target: target.clone(),
-    }];
-    let (_, mut status) = reverse::serve(
-        session.creds.clone(),
-        session.id.clone(),
-        services,
-        REVERSE_CONNECTIONS,
-        cancel.clone(),
-    )
-    .await?;
+    let services = vec![Exposed { name: name.clone(), target: target.clone() }];
+    let (_, mut status) =
+        reverse::serve(session.creds.clone(), session.id.clone(), services, REVERSE_CONNECTIONS, cancel.clone())
+            .await?;
     ui.exposing(&name, &target, &session.login);
     let mut was_connected = true;
     let outcome = loop {
@@ -78,24 +68,13 @@ pub(crate) async fn expose(ui: Ui, args: ExposeArgs) -> Result<()> {
 /// Whether something accepts TCP connections on the target right now.
 async fn answers(target: &Target) -> bool {
     let connect = TcpStream::connect((target.host.as_str(), target.port));
-    matches!(
-        tokio::time::timeout(Duration::from_secs(2), connect).await,
-        Ok(Ok(_))
-    )
+    matches!(tokio::time::timeout(Duration::from_secs(2), connect).await, Ok(Ok(_)))
 }
 
 async fn unregister(session: &session::Session, name: &str) -> Result<()> {
     let cancel = CancellationToken::new();
-    let (link, _) =
-        ForwardLink::connect(session.creds.clone(), session.id.clone(), 1, cancel.clone()).await?;
-    let result = link
-        .post(
-            UNREGISTER_PATH,
-            &Unregister {
-                names: vec![name.to_string()],
-            },
-        )
-        .await;
+    let (link, _) = ForwardLink::connect(session.creds.clone(), session.id.clone(), 1, cancel.clone()).await?;
+    let result = link.post(UNREGISTER_PATH, &Unregister { names: vec![name.to_string()] }).await;
     cancel.cancel();
     Ok(result?)
 }

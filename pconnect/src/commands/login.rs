@@ -33,11 +33,7 @@ pub(crate) async fn login(ui: Ui, args: LoginArgs) -> Result<()> {
         Some(ca) => Trust::Ca(ca.clone()),
         None => Trust::FirstUse(seen.clone()),
     };
-    let creds = Credentials {
-        hub: hub.clone(),
-        token: token.clone(),
-        trust,
-    };
+    let creds = Credentials { hub: hub.clone(), token: token.clone(), trust };
     let hello = Hello {
         version: PROTOCOL_VERSION,
         role: Role::Forward,
@@ -46,11 +42,7 @@ pub(crate) async fn login(ui: Ui, args: LoginArgs) -> Result<()> {
         services: vec![],
     };
     let (_stream, welcome) = dial(&creds, &hello).await?;
-    let fingerprint = if args.ca.is_some() {
-        None
-    } else {
-        seen.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    };
+    let fingerprint = if args.ca.is_some() { None } else { seen.lock().unwrap_or_else(|p| p.into_inner()).clone() };
     let login = Login {
         hub: hub.url(),
         token,
@@ -69,8 +61,7 @@ pub(crate) async fn login(ui: Ui, args: LoginArgs) -> Result<()> {
 pub(crate) async fn whoami(ui: Ui) -> Result<()> {
     let session = session::resolve().await?;
     let cancel = tokio_util::sync::CancellationToken::new();
-    let online =
-        ForwardLink::connect(session.creds.clone(), session.id.clone(), 1, cancel.clone()).await;
+    let online = ForwardLink::connect(session.creds.clone(), session.id.clone(), 1, cancel.clone()).await;
     cancel.cancel();
     if let Err(e) = &online
         && !e.is_retryable()

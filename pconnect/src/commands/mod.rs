@@ -1,6 +1,8 @@
 //! One module per command family; each resolves its settings, does the work, and reports through `ui`.
 
 pub(crate) mod expose;
+pub(crate) mod join;
 pub(crate) mod login;
 pub(crate) mod reach;
 pub(crate) mod services;
+pub(crate) mod share;

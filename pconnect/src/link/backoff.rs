@@ -21,10 +21,7 @@ impl Default for Backoff {
 
 impl Backoff {
     pub fn new() -> Self {
-        Self {
-            failures: 0,
-            connected_at: None,
-        }
+        Self { failures: 0, connected_at: None }
     }
 
     /// The link came up.
@@ -34,11 +31,7 @@ impl Backoff {
 
     /// The link went down or a dial failed: how long to wait before the next dial.
     pub fn next_delay(&mut self) -> Duration {
-        if self
-            .connected_at
-            .take()
-            .is_some_and(|at| at.elapsed() >= STABLE)
-        {
+        if self.connected_at.take().is_some_and(|at| at.elapsed() >= STABLE) {
             self.failures = 0;
         }
         let ceiling = BASE.saturating_mul(1 << self.failures.min(5)).min(CAP);

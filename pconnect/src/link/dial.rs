@@ -28,29 +28,19 @@ impl HubAddr {
     /// Parses `https://host[:port]` (a bare `host:port` is accepted too).
     pub fn parse(url: &str) -> anyhow::Result<Self> {
         let rest = url.strip_prefix("https://").unwrap_or(url);
-        anyhow::ensure!(
-            !rest.contains("://"),
-            "hub URL '{url}' must start with https://"
-        );
+        anyhow::ensure!(!rest.contains("://"), "hub URL '{url}' must start with https://");
         let rest = rest.trim_end_matches('/');
         let (host, port) = match rest.rsplit_once(':') {
             Some((host, port)) if !host.ends_with(':') => {
                 let port = port.parse::<u16>().ok().filter(|p| *p > 0);
-                let port =
-                    port.ok_or_else(|| anyhow::anyhow!("hub URL '{url}' has an invalid port"))?;
+                let port = port.ok_or_else(|| anyhow::anyhow!("hub URL '{url}' has an invalid port"))?;
                 (host, port)
             }
             _ => (rest, DEFAULT_HUB_PORT),
         };
         let host = host.trim_start_matches('[').trim_end_matches(']');
-        anyhow::ensure!(
-            !host.is_empty() && !host.contains('/'),
-            "hub URL '{url}' has no host: use https://HOST:PORT"
-        );
-        Ok(Self {
-            host: host.to_string(),
-            port,
-        })
+        anyhow::ensure!(!host.is_empty() && !host.contains('/'), "hub URL '{url}' has no host: use https://HOST:PORT");
+        Ok(Self { host: host.to_string(), port })
     }
 
     pub fn url(&self) -> String {
@@ -79,11 +69,7 @@ pub enum DialError {
         "the hub at {url} presented a different certificate ({seen}) than the one pinned at login ({pinned}). \
          If the hub was reinstalled on purpose, run `connect login` again; otherwise someone may be intercepting the connection"
     )]
-    CertificateChanged {
-        url: String,
-        pinned: String,
-        seen: String,
-    },
+    CertificateChanged { url: String, pinned: String, seen: String },
     #[error("TLS with the hub at {url} failed: {cause}")]
     Tls { url: String, cause: String },
     #[error("the hub at {url} did not answer within {}s", HANDSHAKE_TIMEOUT.as_secs())]
@@ -114,65 +100,39 @@ pub async fn dial(creds: &Credentials, hello: &Hello) -> Result<(HubStream, Welc
         .unwrap_or(Err(DialError::Timeout { url }))
 }
 
-async fn dial_inner(
-    creds: &Credentials,
-    hello: &Hello,
-    url: &str,
-) -> Result<(HubStream, Welcome), DialError> {
-    let unreachable = |cause: String| DialError::Unreachable {
-        url: url.to_string(),
-        cause,
-    };
-    let tcp = TcpStream::connect((creds.hub.host.as_str(), creds.hub.port))
-        .await
-        .map_err(|e| unreachable(e.to_string()))?;
+async fn dial_inner(creds: &Credentials, hello: &Hello, url: &str) -> Result<(HubStream, Welcome), DialError> {
+    let unreachable = |cause: String| DialError::Unreachable { url: url.to_string(), cause };
+    let tcp =
+        TcpStream::connect((creds.hub.host.as_str(), creds.hub.port)).await.map_err(|e| unreachable(e.to_string()))?;
     let _ = tcp.set_nodelay(true);
     let alpn = match hello.role {
         Role::Forward => ALPN_FORWARD,
         Role::Reverse => ALPN_REVERSE,
     };
     let seen = Arc::new(Mutex::new(None));
-    let config = client_config(&creds.trust, alpn, seen.clone()).map_err(|e| DialError::Tls {
-        url: url.to_string(),
-        cause: e.to_string(),
-    })?;
-    let name = ServerName::try_from(creds.hub.host.clone()).map_err(|e| DialError::Tls {
-        url: url.to_string(),
-        cause: e.to_string(),
-    })?;
+    let config = client_config(&creds.trust, alpn, seen.clone())
+        .map_err(|e| DialError::Tls { url: url.to_string(), cause: e.to_string() })?;
+    let name = ServerName::try_from(creds.hub.host.clone())
+        .map_err(|e| DialError::Tls { url: url.to_string(), cause: e.to_string() })?;
     let mut stream = match TlsConnector::from(config).connect(name, tcp).await {
         Ok(stream) => stream,
         Err(e) => return Err(tls_error(creds, url, &seen, e)),
     };
-    write_frame(&mut stream, hello)
-        .await
-        .map_err(|e| unreachable(e.to_string()))?;
+    write_frame(&mut stream, hello).await.map_err(|e| unreachable(e.to_string()))?;
     match read_frame::<_, Reply>(&mut stream).await {
         Ok(Reply::Welcome(welcome)) => Ok((stream, welcome)),
         Ok(Reply::Refusal(refusal)) => Err(DialError::Refused(refusal)),
-        Err(e) => Err(unreachable(format!(
-            "the hub closed the connection during the hello ({e})"
-        ))),
+        Err(e) => Err(unreachable(format!("the hub closed the connection during the hello ({e})"))),
     }
 }
 
-fn tls_error(
-    creds: &Credentials,
-    url: &str,
-    seen: &Mutex<Option<String>>,
-    e: std::io::Error,
-) -> DialError {
+fn tls_error(creds: &Credentials, url: &str, seen: &Mutex<Option<String>>, e: std::io::Error) -> DialError {
     let seen = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
     match (&creds.trust, seen) {
-        (Trust::Pinned(pinned), Some(seen)) if *pinned != seen => DialError::CertificateChanged {
-            url: url.to_string(),
-            pinned: pinned.clone(),
-            seen,
-        },
-        _ => DialError::Tls {
-            url: url.to_string(),
-            cause: e.to_string(),
-        },
+        (Trust::Pinned(pinned), Some(seen)) if *pinned != seen => {
+            DialError::CertificateChanged { url: url.to_string(), pinned: pinned.clone(), seen }
+        }
+        _ => DialError::Tls { url: url.to_string(), cause: e.to_string() },
     }
 }
 
@@ -184,15 +144,9 @@ mod tests {
     fn hub_urls_parse() {
         assert_eq!(
             HubAddr::parse("https://127.0.0.1:41000").unwrap(),
-            HubAddr {
-                host: "127.0.0.1".into(),
-                port: 41000
-            }
+            HubAddr { host: "127.0.0.1".into(), port: 41000 }
         );
-        assert_eq!(
-            HubAddr::parse("https://hub.example.com").unwrap().port,
-            DEFAULT_HUB_PORT
-        );
+        assert_eq!(HubAddr::parse("https://hub.example.com").unwrap().port, DEFAULT_HUB_PORT);
         assert_eq!(HubAddr::parse("https://[::1]:7779/").unwrap().host, "::1");
         assert!(HubAddr::parse("http://hub:1").is_err());
         assert!(HubAddr::parse("https://hub:0").is_err());

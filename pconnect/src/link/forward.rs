@@ -16,7 +16,7 @@ use pconnect_hub::link::{heartbeat, tuning};
 use pconnect_proto::control::{ErrorBody, ErrorCode};
 use pconnect_proto::handshake::{Hello, Role, Welcome};
 use pconnect_proto::wire::{
-    self, HEADER_SERVICE_OWNER, LINK_AUTHORITY, PROTOCOL_VERSION, TUNNEL_PROTOCOL,
+    self, HEADER_JOIN, HEADER_SERVICE_OWNER, LINK_AUTHORITY, PROTOCOL_VERSION, TUNNEL_PROTOCOL,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -89,10 +89,7 @@ impl ForwardLink {
         }
         link.wait_live(tuning::HANDSHAKE_TIMEOUT)
             .await
-            .map_err(|e| DialError::Unreachable {
-                url: link.inner.creds.hub.url(),
-                cause: e.to_string(),
-            })?;
+            .map_err(|e| DialError::Unreachable { url: link.inner.creds.hub.url(), cause: e.to_string() })?;
         Ok((link, welcome))
     }
 
@@ -107,20 +104,20 @@ impl ForwardLink {
         serde_json::from_slice(&body).map_err(|e| LinkError::Decode(e.to_string()))
     }
 
+    /// POST a JSON body and decode the JSON reply.
+    pub async fn post_for<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, LinkError> {
+        let body = serde_json::to_vec(body).map_err(|e| LinkError::Decode(e.to_string()))?;
+        let reply = self.call(Method::POST, path, Some(Bytes::from(body))).await?;
+        serde_json::from_slice(&reply).map_err(|e| LinkError::Decode(e.to_string()))
+    }
+
     /// POST a JSON body; the reply body is ignored.
     pub async fn post<B: Serialize>(&self, path: &str, body: &B) -> Result<(), LinkError> {
         let body = serde_json::to_vec(body).map_err(|e| LinkError::Decode(e.to_string()))?;
-        self.call(Method::POST, path, Some(Bytes::from(body)))
-            .await
-            .map(|_| ())
+        self.call(Method::POST, path, Some(Bytes::from(body))).await.map(|_| ())
     }
 
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Bytes>,
-    ) -> Result<Bytes, LinkError> {
+    async fn call(&self, method: Method, path: &str, body: Option<Bytes>) -> Result<Bytes, LinkError> {
         let live = self.pick_or_wait().await?;
         let mut sender = live.sender.ready().await?;
         let request = Request::builder()
@@ -136,19 +133,37 @@ impl ForwardLink {
         let response = response.await?;
         let status = response.status();
         let body = read_body(response.into_body()).await?;
-        if status.is_success() {
-            Ok(body)
-        } else {
-            Err(LinkError::Hub(error_body(&body, status)))
-        }
+        if status.is_success() { Ok(body) } else { Err(LinkError::Hub(error_body(&body, status))) }
     }
 
     /// Opens a tunnel to `service`. The hub answers only once the owning agent reached its target,
     /// so an offline service or a dead target is an error here, before any byte is relayed.
-    pub async fn open_tunnel(&self, service: &str) -> Result<Tunnel, LinkError> {
+    /// With `join`, the tunnel goes through that share and is cut when the share ends.
+    pub async fn open_tunnel(&self, service: &str, join: Option<&str>) -> Result<Tunnel, LinkError> {
         let live = self.pick_or_wait().await?;
         live.load.fetch_add(1, Ordering::Relaxed);
-        open_on(&live, service, LoadGuard(live.load.clone())).await
+        open_on(&live, service, join, LoadGuard(live.load.clone())).await
+    }
+
+    /// Opens a joiner's attach stream: the hub counts us joined while the returned send half is
+    /// open, and sends share events on the receive half.
+    pub async fn attach(&self, join_token: &str) -> Result<(SendStream<Bytes>, RecvStream), LinkError> {
+        let live = self.pick_or_wait().await?;
+        let mut sender = live.sender.ready().await?;
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(format!("https://{LINK_AUTHORITY}{}", wire::SHARE_ATTACH_PATH))
+            .header(HEADER_JOIN, join_token)
+            .body(())
+            .map_err(|e| LinkError::Decode(e.to_string()))?;
+        let (response, send) = sender.send_request(request, false)?;
+        let response = response.await?;
+        let status = response.status();
+        if status != StatusCode::OK {
+            let body = read_body(response.into_body()).await?;
+            return Err(LinkError::Hub(error_body(&body, status)));
+        }
+        Ok((send, response.into_body()))
     }
 
     fn pick(&self) -> Option<Live> {
@@ -174,10 +189,7 @@ impl ForwardLink {
                 return Err(LinkError::Down(reason));
             }
             if tokio::time::timeout_at(deadline, changed).await.is_err() {
-                return Err(LinkError::Down(format!(
-                    "the hub at {} is unreachable",
-                    self.inner.creds.hub.url()
-                )));
+                return Err(LinkError::Down(format!("the hub at {} is unreachable", self.inner.creds.hub.url())));
             }
         }
     }
@@ -193,19 +205,16 @@ fn hello(creds: &Credentials, session: &str) -> Hello {
     }
 }
 
-async fn open_on(live: &Live, service: &str, load: LoadGuard) -> Result<Tunnel, LinkError> {
+async fn open_on(live: &Live, service: &str, join: Option<&str>, load: LoadGuard) -> Result<Tunnel, LinkError> {
     let mut sender = live.sender.clone().ready().await?;
     let mut request = Request::builder()
         .method(Method::CONNECT)
-        .uri(format!(
-            "https://{LINK_AUTHORITY}{}",
-            wire::tunnel_path(service)
-        ))
-        .body(())
-        .expect("static request");
-    request
-        .extensions_mut()
-        .insert(h2::ext::Protocol::from_static(TUNNEL_PROTOCOL));
+        .uri(format!("https://{LINK_AUTHORITY}{}", wire::tunnel_path(service)));
+    if let Some(token) = join {
+        request = request.header(HEADER_JOIN, token);
+    }
+    let mut request = request.body(()).map_err(|e| LinkError::Decode(e.to_string()))?;
+    request.extensions_mut().insert(h2::ext::Protocol::from_static(TUNNEL_PROTOCOL));
     let (response, send) = sender.send_request(request, false)?;
     let response = response.await?;
     let status = response.status();
@@ -213,18 +222,9 @@ async fn open_on(live: &Live, service: &str, load: LoadGuard) -> Result<Tunnel, 
         let body = read_body(response.into_body()).await?;
         return Err(LinkError::Hub(error_body(&body, status)));
     }
-    let owner = response
-        .headers()
-        .get(HEADER_SERVICE_OWNER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    Ok(Tunnel {
-        recv: response.into_body(),
-        send,
-        owner,
-        load,
-    })
+    let owner =
+        response.headers().get(HEADER_SERVICE_OWNER).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    Ok(Tunnel { recv: response.into_body(), send, owner, load })
 }
 
 /// Decrements a connection's load when dropped.
@@ -247,9 +247,8 @@ async fn read_body(mut body: RecvStream) -> Result<Bytes, LinkError> {
 }
 
 fn error_body(body: &[u8], status: StatusCode) -> ErrorBody {
-    serde_json::from_slice(body).unwrap_or_else(|_| {
-        ErrorBody::new(ErrorCode::Internal, format!("the hub answered {status}"))
-    })
+    serde_json::from_slice(body)
+        .unwrap_or_else(|_| ErrorBody::new(ErrorCode::Internal, format!("the hub answered {status}")))
 }
 
 /// Keeps slot `index` connected until cancelled or refused for good.
@@ -288,15 +287,8 @@ async fn maintain(inner: Arc<Inner>, index: usize, mut first: Option<HubStream>)
 }
 
 /// Runs one forward connection: HTTP/2 handshake, protocol barrier, then serve until it dies.
-async fn run_connection(
-    inner: &Inner,
-    index: usize,
-    stream: HubStream,
-    backoff: &mut Backoff,
-) -> anyhow::Result<()> {
-    let (sender, mut conn) = tuning::client_builder()
-        .handshake::<_, Bytes>(stream)
-        .await?;
+async fn run_connection(inner: &Inner, index: usize, stream: HubStream, backoff: &mut Backoff) -> anyhow::Result<()> {
+    let (sender, mut conn) = tuning::client_builder().handshake::<_, Bytes>(stream).await?;
     let heartbeat = heartbeat::until_dead(conn.ping_pong().expect("ping_pong is taken once"));
     tokio::pin!(heartbeat);
     let barrier = barrier(sender);
@@ -306,10 +298,8 @@ async fn run_connection(
         result = &mut conn => { result?; anyhow::bail!("closed before ready") }
         _ = inner.cancel.cancelled() => return Ok(()),
     };
-    *inner.slots[index].lock().unwrap_or_else(|p| p.into_inner()) = Some(Live {
-        sender,
-        load: Arc::new(AtomicUsize::new(0)),
-    });
+    *inner.slots[index].lock().unwrap_or_else(|p| p.into_inner()) =
+        Some(Live { sender, load: Arc::new(AtomicUsize::new(0)) });
     backoff.connected();
     inner.changed.notify_waiters();
     tokio::select! {
@@ -322,19 +312,11 @@ async fn run_connection(
 /// The first request on a link: once answered, the hub's SETTINGS (extended CONNECT) are known.
 async fn barrier(sender: SendRequest<Bytes>) -> anyhow::Result<SendRequest<Bytes>> {
     let mut sender = sender.ready().await?;
-    let request = Request::builder()
-        .method(Method::GET)
-        .uri(format!("https://{LINK_AUTHORITY}{}", wire::READY_PATH))
-        .body(())?;
+    let request =
+        Request::builder().method(Method::GET).uri(format!("https://{LINK_AUTHORITY}{}", wire::READY_PATH)).body(())?;
     let (response, _) = sender.send_request(request, true)?;
     let status = response.await?.status();
-    anyhow::ensure!(
-        status == StatusCode::OK,
-        "hub answered the barrier with {status}"
-    );
-    anyhow::ensure!(
-        sender.is_extended_connect_protocol_enabled(),
-        "the hub does not offer extended CONNECT"
-    );
+    anyhow::ensure!(status == StatusCode::OK, "hub answered the barrier with {status}");
+    anyhow::ensure!(sender.is_extended_connect_protocol_enabled(), "the hub does not offer extended CONNECT");
     Ok(sender)
 }

@@ -65,23 +65,11 @@ pub async fn serve(
         role: Role::Reverse,
         token: creds.token.clone(),
         session,
-        services: services
-            .iter()
-            .map(|s| ServiceSpec {
-                name: s.name.clone(),
-                port: s.target.port,
-            })
-            .collect(),
+        services: services.iter().map(|s| ServiceSpec { name: s.name.clone(), port: s.target.port }).collect(),
     };
     let (stream, welcome) = dial(&creds, &hello).await?;
     let (status, status_rx) = watch::channel(LinkStatus::default());
-    let inner = Arc::new(Inner {
-        creds,
-        hello,
-        services,
-        status,
-        cancel,
-    });
+    let inner = Arc::new(Inner { creds, hello, services, status, cancel });
     let mut first = Some(stream);
     for slot in 0..connections.max(1) {
         let span = tracing::info_span!("reverse", slot);
@@ -131,11 +119,7 @@ async fn maintain(inner: Arc<Inner>, mut first: Option<HubStream>) {
 }
 
 /// Serves one reverse connection until it closes, dies, or the agent stops.
-async fn serve_connection(
-    inner: &Arc<Inner>,
-    stream: HubStream,
-    routed: &Arc<AtomicBool>,
-) -> anyhow::Result<()> {
+async fn serve_connection(inner: &Arc<Inner>, stream: HubStream, routed: &Arc<AtomicBool>) -> anyhow::Result<()> {
     let mut conn = tuning::server_builder().handshake(stream).await?;
     let heartbeat = heartbeat::until_dead(conn.ping_pong().expect("ping_pong is taken once"));
     tokio::pin!(heartbeat);
@@ -171,19 +155,11 @@ async fn handle(inner: Arc<Inner>, request: Request<RecvStream>, mut respond: Se
         return;
     }
     let is_tunnel = request.method() == Method::CONNECT
-        && request
-            .extensions()
-            .get::<h2::ext::Protocol>()
-            .map(|p| p.as_str())
-            == Some(TUNNEL_PROTOCOL);
+        && request.extensions().get::<h2::ext::Protocol>().map(|p| p.as_str()) == Some(TUNNEL_PROTOCOL);
     let service = wire::service_from_tunnel_path(request.uri().path()).filter(|_| is_tunnel);
     // Only services this agent registered itself: the hub never picks an address to dial.
-    let Some(exposed) = service.and_then(|name| inner.services.iter().find(|s| s.name == name))
-    else {
-        reply_error(
-            &mut respond,
-            ErrorBody::new(ErrorCode::NotFound, "this agent does not serve that"),
-        );
+    let Some(exposed) = service.and_then(|name| inner.services.iter().find(|s| s.name == name)) else {
+        reply_error(&mut respond, ErrorBody::new(ErrorCode::NotFound, "this agent does not serve that"));
         return;
     };
     let target = exposed.target.clone();
@@ -192,10 +168,7 @@ async fn handle(inner: Arc<Inner>, request: Request<RecvStream>, mut respond: Se
         Err(cause) => {
             let error = ErrorBody::new(
                 ErrorCode::TargetUnreachable,
-                format!(
-                    "'{}' is exposed, but its target {target} does not answer ({cause})",
-                    exposed.name
-                ),
+                format!("'{}' is exposed, but its target {target} does not answer ({cause})", exposed.name),
             )
             .with_hint("the owner should check that the service is running");
             reply_error(&mut respond, error);
@@ -218,23 +191,14 @@ async fn connect_target(target: &Target) -> Result<TcpStream, String> {
             Ok(socket)
         }
         Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!(
-            "no answer within {}s",
-            TARGET_CONNECT_TIMEOUT.as_secs()
-        )),
+        Err(_) => Err(format!("no answer within {}s", TARGET_CONNECT_TIMEOUT.as_secs())),
     }
 }
 
 fn reply_error(respond: &mut SendResponse<Bytes>, error: ErrorBody) {
     let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::BAD_GATEWAY);
-    let response = Response::builder()
-        .status(status)
-        .body(())
-        .expect("static response");
+    let response = Response::builder().status(status).body(()).expect("static response");
     if let Ok(mut send) = respond.send_response(response, false) {
-        let _ = send.send_data(
-            Bytes::from(serde_json::to_vec(&error).unwrap_or_default()),
-            true,
-        );
+        let _ = send.send_data(Bytes::from(serde_json::to_vec(&error).unwrap_or_default()), true);
     }
 }

@@ -27,14 +27,7 @@ impl Scene {
         let bob = Agent::login(&hub, "bob")?;
         let expose = expose(&alice, target_port, service)?;
         let (reach, port) = reach(&bob, service)?;
-        Ok(Scene {
-            reach,
-            expose,
-            alice,
-            bob,
-            hub,
-            port,
-        })
+        Ok(Scene { reach, expose, alice, bob, hub, port })
     }
 
     pub(crate) fn addr(&self) -> String {
@@ -83,9 +76,7 @@ pub(crate) fn echo_works_within(addr: &str, within: Duration) -> Result<Duration
                 std::thread::sleep(Duration::from_millis(100));
             }
             Err(e) => {
-                return Err(e.context(format!(
-                    "echo through {addr} did not work within {within:?}"
-                )));
+                return Err(e.context(format!("echo through {addr} did not work within {within:?}")));
             }
         }
     }
@@ -95,17 +86,8 @@ pub(crate) fn echo_works_within(addr: &str, within: Duration) -> Result<Duration
 pub(crate) fn assert_clean_failure(out: &std::process::Output, needle: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        !out.status.success(),
-        "expected failure, got success\nstdout: {stdout}\nstderr: {stderr}"
-    );
+    assert!(!out.status.success(), "expected failure, got success\nstdout: {stdout}\nstderr: {stderr}");
     assert!(!stderr.contains("panicked"), "panic: {stderr}");
-    assert!(
-        stderr.contains(needle),
-        "stderr lacks {needle:?}:\n{stderr}\nstdout: {stdout}"
-    );
-    assert!(
-        stderr.trim().lines().count() <= 2,
-        "error should be short:\n{stderr}"
-    );
+    assert!(stderr.contains(needle), "stderr lacks {needle:?}:\n{stderr}\nstdout: {stdout}");
+    assert!(stderr.trim().lines().count() <= 2, "error should be short:\n{stderr}");
 }

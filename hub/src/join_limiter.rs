@@ -1,0 +1,48 @@
+//! Rate limit on failed share joins: at most 10 failures per member in any 10 minutes, then
+//! refusals that say when to retry. Failures are audited in the store, and the limiter reloads them
+//! from there, so a hub restart does not reset a member's count.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use crate::state::lock;
+use crate::store::{Member, MemberId, Store};
+
+/// Failed joins allowed per window.
+pub(crate) const MAX_FAILURES: usize = 10;
+/// The window, in seconds.
+pub(crate) const WINDOW_SECS: i64 = 600;
+/// Audit action of a failed join.
+pub(crate) const FAILED_ACTION: &str = "share.join_failed";
+
+#[derive(Default)]
+pub(crate) struct JoinLimiter {
+    failures: Mutex<HashMap<MemberId, VecDeque<i64>>>,
+}
+
+impl JoinLimiter {
+    /// `Err(seconds)` when `member` must wait that long before trying again.
+    pub(crate) async fn check(&self, store: &dyn Store, member: &Member, now: i64) -> Result<(), u64> {
+        if !lock(&self.failures).contains_key(&member.id) {
+            let since = now - WINDOW_SECS;
+            let past =
+                store.audit_times(member.workspace_id, &member.name, FAILED_ACTION, since).await.unwrap_or_default();
+            lock(&self.failures).entry(member.id).or_insert_with(|| past.into());
+        }
+        let mut failures = lock(&self.failures);
+        let times = failures.entry(member.id).or_default();
+        while times.front().is_some_and(|t| *t <= now - WINDOW_SECS) {
+            times.pop_front();
+        }
+        if times.len() < MAX_FAILURES {
+            return Ok(());
+        }
+        let oldest = times[times.len() - MAX_FAILURES];
+        Err(u64::try_from(oldest + WINDOW_SECS - now).unwrap_or(1).max(1))
+    }
+
+    /// Counts a failed join (the caller audits it).
+    pub(crate) fn failed(&self, member: MemberId, now: i64) {
+        lock(&self.failures).entry(member).or_default().push_back(now);
+    }
+}

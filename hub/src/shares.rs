@@ -1,0 +1,237 @@
+//! Environment share RPCs: create, list, revoke, join, attach, and the check a tunnel through a
+//! share passes. Codes live only as HMAC(hub key, workspace, code); join tokens only as SHA-256.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use h2::RecvStream;
+use h2::server::SendResponse;
+use http::{Response, StatusCode};
+use pconnect_proto::control::{ErrorBody, ErrorCode};
+use pconnect_proto::share::{
+    self, CreateShare, Joined, MAX_SHARE_SECS, ShareCreated, ShareEvent, ShareInfo, ShareListing, ShareRouteInfo,
+};
+use ring::rand::{SecureRandom, SystemRandom};
+use tokio_util::sync::CancellationToken;
+
+use crate::join_limiter::FAILED_ACTION;
+use crate::state::Hub;
+use crate::store::{Member, ShareRoute, ShareRow, StoreError};
+use crate::{auth, clock};
+
+/// Codes drawn before giving up on collisions (each has a 1 in 8.9e8 chance per live share).
+const CODE_ATTEMPTS: usize = 16;
+
+/// `POST /v1/shares`: a share of every service `member` exposes that is online now.
+pub(crate) async fn create(hub: &Hub, member: &Member, body: CreateShare) -> Result<ShareCreated, ErrorBody> {
+    if body.expires_in_secs == 0 || body.expires_in_secs > MAX_SHARE_SECS {
+        return Err(ErrorBody::new(ErrorCode::BadRequest, "a share lasts at most 7 days"));
+    }
+    if body.name.as_ref().is_some_and(|n| n.chars().count() > 100) {
+        return Err(ErrorBody::new(ErrorCode::BadRequest, "a share name is at most 100 characters"));
+    }
+    let routes: Vec<ShareRoute> = hub
+        .store
+        .list_services(member.workspace_id)
+        .await
+        .map_err(store_error)?
+        .into_iter()
+        .filter(|s| s.owner_id == member.id && hub.routes.is_online(member.workspace_id, &s.name))
+        .map(|s| ShareRoute { service: s.name, port: s.port })
+        .collect();
+    if routes.is_empty() {
+        return Err(ErrorBody::new(
+            ErrorCode::BadRequest,
+            "none of your services is online, so there is nothing to share",
+        )
+        .with_hint("expose one first (connect expose <port>), then run connect share again"));
+    }
+    let expires_at = clock::now() + body.expires_in_secs as i64;
+    for _ in 0..CODE_ATTEMPTS {
+        let code = share::code_from(random_byte);
+        let hash = hub.code_hash(member.workspace_id, &code).await.map_err(store_error)?;
+        match hub.store.create_share(member, &hash, body.name.as_deref(), expires_at, &routes).await {
+            Ok(row) => {
+                let detail = format!("share {} with {} route(s)", row.id, row.routes.len());
+                audit(hub, member, "share.create", &detail).await;
+                return Ok(ShareCreated { code, share: info(hub, &row) });
+            }
+            Err(StoreError::AlreadyExists(_)) => continue,
+            Err(e) => return Err(store_error(e)),
+        }
+    }
+    Err(ErrorBody::new(ErrorCode::Internal, "could not draw a free share code; try again"))
+}
+
+/// `GET /v1/shares`: the caller's active shares.
+pub(crate) async fn list(hub: &Hub, member: &Member) -> Result<ShareListing, ErrorBody> {
+    let rows = hub.store.active_shares_of(member.id, clock::now()).await.map_err(store_error)?;
+    let shares = rows.iter().filter(|row| hub.live_shares.ended(row.id).is_none()).map(|row| info(hub, row)).collect();
+    Ok(ShareListing { shares })
+}
+
+/// `POST /v1/shares/revoke`: only the creator or a workspace admin; closes every tunnel through it.
+pub(crate) async fn revoke(hub: &Hub, member: &Member, code: &str) -> Result<(), ErrorBody> {
+    let code = share::parse_code(code).map_err(|e| ErrorBody::new(ErrorCode::BadRequest, e.to_string()))?;
+    let row = find(hub, member, &code).await?;
+    if row.creator_id != member.id && !member.is_admin {
+        return Err(ErrorBody::new(
+            ErrorCode::Forbidden,
+            format!("only {} (who created share {code}) or a workspace admin can revoke it", row.creator),
+        ));
+    }
+    live(hub, &row, &code)?;
+    hub.store.revoke_share(row.id, clock::now()).await.map_err(store_error)?;
+    hub.live_shares.end(row.id, ShareEvent::Revoked);
+    audit(hub, member, "share.revoke", &format!("share {}", row.id)).await;
+    Ok(())
+}
+
+/// `POST /v1/shares/join`: admits a member of the share's workspace. Failures count against the
+/// member's rate limit; a code of another workspace fails exactly like a code that does not exist.
+pub(crate) async fn join(hub: &Hub, member: &Member, code: &str) -> Result<Joined, ErrorBody> {
+    let now = clock::now();
+    if let Err(wait) = hub.join_limiter.check(hub.store.as_ref(), member, now).await {
+        return Err(rate_limited(wait));
+    }
+    let outcome = admit(hub, member, code).await;
+    match &outcome {
+        Ok(joined) => audit(hub, member, "share.join", &format!("share {}", joined.share.id)).await,
+        Err(error) if error.code != ErrorCode::Internal => {
+            hub.join_limiter.failed(member.id, now);
+            audit(hub, member, FAILED_ACTION, &error.message).await;
+        }
+        Err(_) => {}
+    }
+    outcome
+}
+
+async fn admit(hub: &Hub, member: &Member, code: &str) -> Result<Joined, ErrorBody> {
+    let code = share::parse_code(code).map_err(|e| ErrorBody::new(ErrorCode::BadRequest, e.to_string()))?;
+    let row = find(hub, member, &code).await?;
+    live(hub, &row, &code)?;
+    let join_token = format!("pj_{}", auth::random_hex(32));
+    hub.store.add_join(row.id, member.id, &auth::token_hash(&join_token)).await.map_err(store_error)?;
+    Ok(Joined { share: info(hub, &row), join_token })
+}
+
+/// `POST /v1/shares/attach`: holds a joiner's stream open while they are joined; sends
+/// [`ShareEvent`] lines; ends when the share does.
+pub(crate) async fn attach(
+    hub: Arc<Hub>,
+    member: &Member,
+    token: &str,
+    request_body: RecvStream,
+    mut respond: SendResponse<Bytes>,
+) {
+    let row = match authorize_join(&hub, member, token).await {
+        Ok(row) => row,
+        Err(error) => return crate::forward::reply_error(&mut respond, error),
+    };
+    let (cancel, _guard) = hub.live_shares.attach(&row);
+    let response = Response::builder().status(StatusCode::OK).body(()).expect("static response");
+    let Ok(mut events) = respond.send_response(response, false) else { return };
+    let _ = events.send_data(event_line(&ShareEvent::Attached), false);
+    let mut request_body = request_body;
+    tokio::select! {
+        _ = cancel.cancelled() => {
+            let why = hub.live_shares.ended(row.id).unwrap_or(ShareEvent::Revoked);
+            let _ = events.send_data(event_line(&why), true);
+        }
+        // The joiner left (its stream ended or was reset).
+        _ = async { while let Some(Ok(_)) = request_body.data().await {} } => {}
+    }
+}
+
+/// The check a tunnel carrying a join token passes: the join is the caller's, the share is live and
+/// includes `service`. Returns the token the tunnel is cut with.
+pub(crate) async fn authorize_tunnel(
+    hub: &Hub,
+    member: &Member,
+    token: &str,
+    service: &str,
+) -> Result<CancellationToken, ErrorBody> {
+    let row = authorize_join(hub, member, token).await?;
+    if !row.routes.iter().any(|r| r.service == service) {
+        return Err(ErrorBody::new(ErrorCode::NotFound, format!("'{service}' is not part of this share")));
+    }
+    Ok(hub.live_shares.token(&row))
+}
+
+async fn authorize_join(hub: &Hub, member: &Member, token: &str) -> Result<ShareRow, ErrorBody> {
+    let found = hub.store.join_by_token(&auth::token_hash(token)).await.map_err(store_error)?;
+    let Some((join, row)) = found.filter(|(join, _)| join.member_id == member.id) else {
+        return Err(ErrorBody::new(ErrorCode::NotFound, "this join is not known to the hub; run connect join again"));
+    };
+    let _ = join;
+    live(hub, &row, "")?;
+    Ok(row)
+}
+
+/// The share of the caller's workspace with this code.
+async fn find(hub: &Hub, member: &Member, code: &str) -> Result<ShareRow, ErrorBody> {
+    let hash = hub.code_hash(member.workspace_id, code).await.map_err(store_error)?;
+    hub.store.share_by_code(member.workspace_id, &hash).await.map_err(store_error)?.ok_or_else(|| {
+        ErrorBody::new(ErrorCode::NotFound, format!("no share with code {code} in this workspace"))
+            .with_hint("check the code with the person who shared it")
+    })
+}
+
+/// Refuses a share that was revoked or is past its expiry (checked on every use, by the hub's clock).
+fn live(hub: &Hub, row: &ShareRow, code: &str) -> Result<(), ErrorBody> {
+    let label = if code.is_empty() { "this share".to_string() } else { format!("share {code}") };
+    let ended = hub.live_shares.ended(row.id);
+    if row.revoked_at.is_some() || ended == Some(ShareEvent::Revoked) {
+        return Err(ErrorBody::new(ErrorCode::Gone, format!("{label} was revoked by its creator"))
+            .with_hint("ask for a new share code"));
+    }
+    if row.expires_at <= clock::now() || ended == Some(ShareEvent::Expired) {
+        return Err(
+            ErrorBody::new(ErrorCode::Gone, format!("{label} has expired")).with_hint("ask for a new share code")
+        );
+    }
+    Ok(())
+}
+
+fn info(hub: &Hub, row: &ShareRow) -> ShareInfo {
+    ShareInfo {
+        id: row.id,
+        name: row.name.clone(),
+        creator: row.creator.clone(),
+        routes: row.routes.iter().map(|r| ShareRouteInfo { service: r.service.clone(), port: r.port }).collect(),
+        created_at: row.created_at,
+        expires_at: row.expires_at,
+        joined: hub.live_shares.joined(row.id),
+    }
+}
+
+fn event_line(event: &ShareEvent) -> Bytes {
+    let mut line = serde_json::to_vec(event).unwrap_or_default();
+    line.push(b'\n');
+    Bytes::from(line)
+}
+
+fn rate_limited(wait_secs: u64) -> ErrorBody {
+    let minutes = wait_secs / 60;
+    let when = if minutes > 0 { format!("{minutes}m {}s", wait_secs % 60) } else { format!("{wait_secs}s") };
+    let mut error = ErrorBody::new(ErrorCode::RateLimited, format!("too many wrong share codes: try again in {when}"));
+    error.retry_after_secs = Some(wait_secs);
+    error
+}
+
+fn random_byte() -> u8 {
+    let mut byte = [0u8; 1];
+    SystemRandom::new().fill(&mut byte).expect("the OS random source works");
+    byte[0]
+}
+
+async fn audit(hub: &Hub, member: &Member, action: &str, detail: &str) {
+    if let Err(e) = hub.store.audit(Some(member.workspace_id), Some(&member.name), action, detail).await {
+        tracing::error!(error = %e, action, "audit write failed");
+    }
+}
+
+fn store_error(e: StoreError) -> ErrorBody {
+    tracing::error!(error = %e, "store error");
+    ErrorBody::new(ErrorCode::Internal, "the hub could not read its store; try again")
+}

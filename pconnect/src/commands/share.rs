@@ -1,0 +1,55 @@
+//! `connect share`: create a share of everything you expose, list your shares, revoke one.
+
+use anyhow::Result;
+use pconnect_proto::share::{
+    self, CreateShare, DEFAULT_SHARE_SECS, MAX_SHARE_SECS, ShareCode, ShareCreated, ShareListing,
+};
+use pconnect_proto::wire::{SHARE_REVOKE_PATH, SHARES_PATH};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{ShareArgs, ShareCommand};
+use crate::link::forward::ForwardLink;
+use crate::state::ShareCodes;
+use crate::ui::Ui;
+use crate::{home, session};
+
+pub(crate) async fn share(ui: Ui, args: ShareArgs) -> Result<()> {
+    let revoke = match args.command {
+        Some(ShareCommand::Revoke { code }) => Some(code),
+        None => args.revoke,
+    };
+    // Check input before touching the network: nothing is half-created on bad input.
+    let expires_in_secs = match &args.expires {
+        Some(text) => share::parse_duration(text, MAX_SHARE_SECS)?,
+        None => DEFAULT_SHARE_SECS,
+    };
+    let revoke = revoke.map(|code| share::parse_code(&code)).transpose()?;
+    let session = session::resolve().await?;
+    let cancel = CancellationToken::new();
+    let (link, _) = ForwardLink::connect(session.creds, session.id, 1, cancel.clone()).await?;
+    let home = home::agent_home()?;
+    let hub = session.login.hub.clone();
+    let result = match (revoke, args.list) {
+        (Some(code), _) => {
+            link.post(SHARE_REVOKE_PATH, &ShareCode { code: code.clone() }).await?;
+            let _ = ShareCodes::forget(&home, &code);
+            ui.share_revoked(&code);
+            Ok(())
+        }
+        (None, true) => {
+            let listing: ShareListing = link.get(SHARES_PATH).await?;
+            ui.share_list(&listing, &ShareCodes::load(&home), &hub);
+            Ok(())
+        }
+        (None, false) => {
+            ui.share_creating();
+            let body = CreateShare { name: args.name, expires_in_secs };
+            let created: ShareCreated = link.post_for(SHARES_PATH, &body).await?;
+            ShareCodes::remember(&home, &hub, created.share.id, &created.code)?;
+            ui.share_created(&created, expires_in_secs);
+            Ok(())
+        }
+    };
+    cancel.cancel();
+    result
+}

@@ -1,0 +1,69 @@
+//! Local listeners whose every accepted connection becomes one tunnel stream (reach and join).
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use pconnect_hub::link::pump;
+use tokio::net::{TcpListener, TcpStream};
+use tracing::Instrument;
+
+use crate::link::forward::ForwardLink;
+use crate::link::{LinkError, describe};
+use crate::ui::Ui;
+
+/// Binds `bind:<explicit>` (an error when taken), or `bind:<wanted>` with a free port as fallback.
+/// Returns the listener and, on fallback, the port that was wanted.
+pub(crate) async fn bind(bind: IpAddr, explicit: Option<u16>, wanted: u16) -> Result<(TcpListener, Option<u16>)> {
+    if let Some(port) = explicit {
+        let listener = TcpListener::bind(SocketAddr::new(bind, port)).await.with_context(|| {
+            format!("cannot listen on {bind}:{port}: pick another port with --port, or stop what uses it")
+        })?;
+        return Ok((listener, None));
+    }
+    match TcpListener::bind(SocketAddr::new(bind, wanted)).await {
+        Ok(listener) => Ok((listener, None)),
+        Err(_) => {
+            let listener = TcpListener::bind(SocketAddr::new(bind, 0))
+                .await
+                .with_context(|| format!("cannot listen on {bind}: is that address on this machine?"))?;
+            Ok((listener, Some(wanted)))
+        }
+    }
+}
+
+/// Accepts connections forever; each is tunneled to `service` (through the share of `join`, if any).
+pub(crate) async fn serve(
+    ui: Ui,
+    link: ForwardLink,
+    service: String,
+    join: Option<Arc<str>>,
+    listener: TcpListener,
+) -> Result<()> {
+    loop {
+        let (socket, peer) = listener.accept().await.context("the local listener failed")?;
+        let _ = socket.set_nodelay(true);
+        let (link, service, join) = (link.clone(), service.clone(), join.clone());
+        let span = tracing::debug_span!("tunnel", %service, %peer);
+        tokio::spawn(async move { tunnel(ui, &link, &service, join.as_deref(), socket).await }.instrument(span));
+    }
+}
+
+async fn tunnel(ui: Ui, link: &ForwardLink, service: &str, join: Option<&str>, socket: TcpStream) {
+    match link.open_tunnel(service, join).await {
+        Ok(tunnel) => {
+            let _load = tunnel.load;
+            if let Err(e) = pump::splice(socket, tunnel.recv, tunnel.send).await {
+                tracing::debug!(error = %e, "tunnel ended with an error");
+            }
+        }
+        Err(e) => {
+            let reason = match &e {
+                LinkError::Hub(body) => describe(body),
+                other => other.to_string(),
+            };
+            ui.tunnel_failed(service, &reason);
+            pump::abort_socket(&socket);
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! Human dates without a date crate: `Mon Mar 03 2026 23:44:00 UTC` from unix seconds.
+
+/// Formats unix seconds as `Www Mmm DD YYYY HH:MM:SS UTC`.
+pub fn utc(unix: i64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let days = unix.div_euclid(86400);
+    let secs = unix.rem_euclid(86400);
+    let (year, month, day) = civil_from_days(days);
+    let weekday = DAYS[days.rem_euclid(7) as usize];
+    format!(
+        "{weekday} {} {day:02} {year} {:02}:{:02}:{:02} UTC",
+        MONTHS[(month - 1) as usize],
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month 1-12, day 1-31); Howard Hinnant's algorithm.
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// Now, in unix seconds.
+pub fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_known_instants() {
+        assert_eq!(utc(0), "Thu Jan 01 1970 00:00:00 UTC");
+        assert_eq!(utc(1_772_581_440), "Tue Mar 03 2026 23:44:00 UTC");
+        assert_eq!(utc(951_782_400), "Tue Feb 29 2000 00:00:00 UTC");
+    }
+}

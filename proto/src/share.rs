@@ -1,0 +1,225 @@
+//! Environment shares: the code alphabet, code parsing, expiry durations, and the JSON bodies of
+//! the share RPCs.
+
+use serde::{Deserialize, Serialize};
+
+/// Share codes use lowercase letters and digits minus the look-alikes `0 o 1 l i`.
+pub const CODE_ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
+/// Characters in a share code (31^6 ~ 8.9e8 codes; redeemable only by members, rate-limited).
+pub const CODE_LEN: usize = 6;
+/// Longest share lifetime.
+pub const MAX_SHARE_SECS: u64 = 7 * 24 * 3600;
+/// Share lifetime when none is given.
+pub const DEFAULT_SHARE_SECS: u64 = 24 * 3600;
+
+/// A malformed share code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "'{0}' is not a share code: codes are {CODE_LEN} letters and digits without 0, o, 1, l or i (like x7k9m2); check it with the person who shared it"
+)]
+pub struct CodeError(pub String);
+
+/// Accepts a code in any case and surrounding spaces; returns its canonical lowercase form.
+pub fn parse_code(input: &str) -> Result<String, CodeError> {
+    let code = input.trim().to_ascii_lowercase();
+    let valid = code.len() == CODE_LEN && code.bytes().all(|b| CODE_ALPHABET.contains(&b));
+    if valid { Ok(code) } else { Err(CodeError(input.to_string())) }
+}
+
+/// Draws a code from a source of random bytes, without modulo bias (rejection sampling).
+pub fn code_from(mut random: impl FnMut() -> u8) -> String {
+    let n = CODE_ALPHABET.len() as u8;
+    let limit = u8::MAX - (u8::MAX % n) - 1;
+    let mut code = String::with_capacity(CODE_LEN);
+    while code.len() < CODE_LEN {
+        let byte = random();
+        if byte <= limit {
+            code.push(CODE_ALPHABET[usize::from(byte % n)] as char);
+        }
+    }
+    code
+}
+
+/// A malformed or too long expiry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("'{0}' is not a duration: use a number and a unit, like 90s, 15m, 4h or 7d")]
+    Malformed(String),
+    #[error("'{input}' is longer than the {max} allowed")]
+    TooLong { input: String, max: String },
+}
+
+/// Parses `90s`, `15m`, `4h`, `7d` into seconds, refusing zero and anything above `max_secs`.
+pub fn parse_duration(input: &str, max_secs: u64) -> Result<u64, DurationError> {
+    let malformed = || DurationError::Malformed(input.to_string());
+    let text = input.trim();
+    let unit = text.chars().last().ok_or_else(malformed)?;
+    let digits = &text[..text.len() - unit.len_utf8()];
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(malformed());
+    }
+    let count: u64 = digits.parse().map_err(|_| malformed())?;
+    let unit_secs = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86400,
+        _ => return Err(malformed()),
+    };
+    let secs = count.checked_mul(unit_secs).ok_or_else(malformed)?;
+    if secs == 0 {
+        return Err(malformed());
+    }
+    if secs > max_secs {
+        return Err(DurationError::TooLong { input: input.to_string(), max: describe_secs(max_secs) });
+    }
+    Ok(secs)
+}
+
+/// `24 hours`, `90 seconds`, `7 days`, `1 hour`: the largest unit that divides evenly (days from
+/// two on, as the product says "24 hours").
+pub fn describe_secs(secs: u64) -> String {
+    let (count, unit) = if secs % 86400 == 0 && secs >= 2 * 86400 {
+        (secs / 86400, "day")
+    } else if secs % 3600 == 0 {
+        (secs / 3600, "hour")
+    } else if secs % 60 == 0 {
+        (secs / 60, "minute")
+    } else {
+        (secs, "second")
+    };
+    if count == 1 { format!("1 {unit}") } else { format!("{count} {unit}s") }
+}
+
+/// Remaining time in one short unit, rounded down: `23h`, `6h`, `45m`, `20s`, `3d`.
+pub fn short_remaining(secs: i64) -> String {
+    let secs = secs.max(0);
+    match secs {
+        s if s >= 2 * 86400 => format!("{}d", s / 86400),
+        s if s >= 3600 => format!("{}h", s / 3600),
+        s if s >= 60 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// `POST /v1/shares`: share every online service the caller exposes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateShare {
+    pub name: Option<String>,
+    pub expires_in_secs: u64,
+}
+
+/// A share as the hub describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShareInfo {
+    pub id: i64,
+    pub name: Option<String>,
+    pub creator: String,
+    pub routes: Vec<ShareRouteInfo>,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds.
+    pub expires_at: i64,
+    /// Teammates joined right now.
+    pub joined: u32,
+}
+
+/// One service of a share.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShareRouteInfo {
+    pub service: String,
+    pub port: u16,
+}
+
+/// Reply to a created share: the code is shown once here and never stored by the hub.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShareCreated {
+    pub code: String,
+    pub share: ShareInfo,
+}
+
+/// `GET /v1/shares`: the caller's active shares.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShareListing {
+    pub shares: Vec<ShareInfo>,
+}
+
+/// `POST /v1/shares/revoke` and `POST /v1/shares/join` bodies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShareCode {
+    pub code: String,
+}
+
+/// Reply to a join: the share, and the join token the agent uses for tunnels and re-attaching.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Joined {
+    pub share: ShareInfo,
+    pub join_token: String,
+}
+
+/// Events on a joiner's attach stream (one JSON object per line).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum ShareEvent {
+    /// The joiner is counted as joined.
+    Attached,
+    /// The creator (or an admin) revoked the share; tunnels are closed.
+    Revoked,
+    /// The share reached its expiry; tunnels are closed.
+    Expired,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_parse_in_any_case_and_refuse_look_alikes() {
+        assert_eq!(parse_code(" X7K9M2 ").unwrap(), "x7k9m2");
+        for bad in ["x7k9m", "x7k9m22", "x7k9m0", "x7k9mo", "x7k9m1", "x7k9ml", "x7k9mi", "x7-9m2", ""] {
+            assert!(parse_code(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn drawn_codes_are_valid_and_unbiased_by_rejection() {
+        let mut byte = 0u8;
+        let code = code_from(|| {
+            byte = byte.wrapping_add(37);
+            byte
+        });
+        assert_eq!(parse_code(&code).unwrap(), code);
+        // Bytes above the limit are skipped, never folded into the alphabet.
+        let mut feed = [255u8, 254, 250, 0, 1, 2, 3, 4, 5].into_iter();
+        assert_eq!(code_from(|| feed.next().unwrap()), "abcdef");
+    }
+
+    #[test]
+    fn durations_parse_with_limits() {
+        assert_eq!(parse_duration("90s", MAX_SHARE_SECS).unwrap(), 90);
+        assert_eq!(parse_duration("15m", MAX_SHARE_SECS).unwrap(), 900);
+        assert_eq!(parse_duration("36h", MAX_SHARE_SECS).unwrap(), 36 * 3600);
+        assert_eq!(parse_duration("7d", MAX_SHARE_SECS).unwrap(), MAX_SHARE_SECS);
+        assert!(matches!(parse_duration("30d", MAX_SHARE_SECS), Err(DurationError::TooLong { .. })));
+        for bad in ["banana", "", "h", "0h", "-1h", "1.5h", "10", "1w", "99999999999999999999d"] {
+            assert!(matches!(parse_duration(bad, MAX_SHARE_SECS), Err(DurationError::Malformed(_))), "{bad}");
+        }
+        assert!(parse_duration("30d", MAX_SHARE_SECS).unwrap_err().to_string().contains("7 days"));
+    }
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(describe_secs(86400), "24 hours");
+        assert_eq!(describe_secs(24 * 3600 * 7), "7 days");
+        assert_eq!(describe_secs(4 * 3600), "4 hours");
+        assert_eq!(describe_secs(3600), "1 hour");
+        assert_eq!(describe_secs(36 * 3600), "36 hours");
+        assert_eq!(describe_secs(90), "90 seconds");
+        assert_eq!(short_remaining(23 * 3600 + 59 * 60), "23h");
+        assert_eq!(short_remaining(6 * 86400), "6d");
+        assert_eq!(short_remaining(20), "20s");
+        assert_eq!(short_remaining(-5), "0s");
+    }
+}
