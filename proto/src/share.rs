@@ -79,11 +79,11 @@ pub fn parse_duration(input: &str, max_secs: u64) -> Result<u64, DurationError> 
 /// `24 hours`, `90 seconds`, `7 days`, `1 hour`: the largest unit that divides evenly (days from
 /// two on, as the product says "24 hours").
 pub fn describe_secs(secs: u64) -> String {
-    let (count, unit) = if secs % 86400 == 0 && secs >= 2 * 86400 {
+    let (count, unit) = if secs.is_multiple_of(86400) && secs >= 2 * 86400 {
         (secs / 86400, "day")
-    } else if secs % 3600 == 0 {
+    } else if secs.is_multiple_of(3600) {
         (secs / 3600, "hour")
-    } else if secs % 60 == 0 {
+    } else if secs.is_multiple_of(60) {
         (secs / 60, "minute")
     } else {
         (secs, "second")
