@@ -9,6 +9,7 @@ use h2::RecvStream;
 use h2::server::SendResponse;
 use http::{Method, Request, Response, StatusCode};
 use pconnect_proto::control::{ErrorBody, ErrorCode, ServiceInfo, ServiceList, Unregister, WhoAmI};
+use pconnect_proto::link::{CreateLink, RevokeLink};
 use pconnect_proto::share::{CreateShare, ShareCode};
 use pconnect_proto::wire::{self, HEADER_JOIN, HEADER_SERVICE_OWNER, TUNNEL_PROTOCOL};
 use serde::Serialize;
@@ -19,7 +20,7 @@ use crate::agent_conn::AgentStream;
 use crate::link::{heartbeat, pump, tuning};
 use crate::state::Hub;
 use crate::store::Member;
-use crate::{reverse, shares};
+use crate::{links, reverse, shares};
 
 /// Largest control request body.
 const MAX_RPC_BODY: usize = 64 * 1024;
@@ -106,6 +107,16 @@ async fn rpc(hub: &Hub, member: &Member, request: Request<RecvStream>) -> Result
         (Method::POST, wire::SHARE_JOIN_PATH) => {
             let body: ShareCode = read_json(request.into_body()).await?;
             json(&shares::join(hub, member, &body.code).await?)
+        }
+        (Method::POST, wire::LINKS_PATH) => {
+            let body: CreateLink = read_json(request.into_body()).await?;
+            json(&links::create(hub, member, body).await?)
+        }
+        (Method::GET, wire::LINKS_PATH) => json(&links::list(hub, member).await?),
+        (Method::POST, wire::LINK_REVOKE_PATH) => {
+            let body: RevokeLink = read_json(request.into_body()).await?;
+            links::revoke(hub, member, &body.subdomain).await?;
+            Ok((StatusCode::NO_CONTENT, Bytes::new()))
         }
         (Method::POST, wire::UNREGISTER_PATH) => {
             let body: Unregister = read_json(request.into_body()).await?;

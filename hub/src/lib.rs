@@ -10,9 +10,10 @@ pub mod auth;
 mod clock;
 mod forward;
 pub mod fsutil;
-mod http_front;
+mod ingress;
 mod join_limiter;
 pub mod link;
+mod links;
 mod live_shares;
 mod reverse;
 mod routes;
@@ -47,14 +48,25 @@ pub struct HubConfig {
     pub domain: String,
     /// PEM certificate and key to present instead of the generated self-signed one.
     pub cert: Option<(PathBuf, PathBuf)>,
+    /// A public-link client must send a request head within this time.
+    pub header_timeout: std::time::Duration,
+}
+
+impl HubConfig {
+    /// Defaults for everything but the data dir.
+    pub fn new(data_dir: PathBuf) -> Self {
+        Self { data_dir, domain: "localhost".into(), cert: None, header_timeout: std::time::Duration::from_secs(10) }
+    }
 }
 
 /// Sockets the hub serves, bound by the caller.
 pub struct Listeners {
     /// TLS port for agents.
     pub agents: TcpListener,
-    /// Plain HTTP port (`/healthz`; public ingress later).
+    /// Plain HTTP port: public links and `/healthz`.
     pub http: TcpListener,
+    /// HTTPS port for public links (HTTP/2 by ALPN), with the hub's certificate.
+    pub https: Option<TcpListener>,
 }
 
 /// What a started hub reports about itself.
@@ -62,6 +74,7 @@ pub struct Listeners {
 pub struct HubInfo {
     pub agents: SocketAddr,
     pub http: SocketAddr,
+    pub https: Option<SocketAddr>,
     pub fingerprint: String,
 }
 
@@ -79,6 +92,7 @@ pub async fn open_store(data_dir: &Path) -> Result<Arc<SqliteStore>> {
 pub struct Prepared {
     hub: Arc<Hub>,
     listeners: Listeners,
+    ingress_tls: Arc<rustls::ServerConfig>,
     pub info: HubInfo,
 }
 
@@ -89,13 +103,20 @@ pub async fn prepare(config: HubConfig, listeners: Listeners) -> Result<Prepared
         Some((cert, key)) => tls::Identity::from_pem_files(cert, key)?,
         None => tls::Identity::self_signed(&config.data_dir, &config.domain)?,
     };
+    let https = listeners.https.as_ref().map(TcpListener::local_addr).transpose()?;
     let info = HubInfo {
         agents: listeners.agents.local_addr()?,
         http: listeners.http.local_addr()?,
+        https,
         fingerprint: identity.fingerprint(),
     };
-    let hub = Hub::new(config, store, identity.server_config()?);
-    Ok(Prepared { hub, listeners, info })
+    let link_base = match https {
+        Some(addr) => links::LinkBase { scheme: "https", domain: config.domain.clone(), port: addr.port() },
+        None => links::LinkBase { scheme: "http", domain: config.domain.clone(), port: info.http.port() },
+    };
+    let ingress_tls = identity.ingress_config()?;
+    let hub = Hub::new(config, store, identity.server_config()?, link_base);
+    Ok(Prepared { hub, listeners, info, ingress_tls })
 }
 
 impl Prepared {
@@ -104,7 +125,8 @@ impl Prepared {
         let tasks = TaskTracker::new();
         let hub = self.hub;
         tasks.spawn(agent_conn::accept_loop(hub.clone(), self.listeners.agents, shutdown.clone(), tasks.clone()));
-        tasks.spawn(http_front::serve(self.listeners.http, shutdown.clone(), tasks.clone()));
+        let https = self.listeners.https.map(|l| (l, tokio_rustls::TlsAcceptor::from(self.ingress_tls)));
+        tasks.spawn(ingress::serve(hub.clone(), self.listeners.http, https, shutdown.clone(), tasks.clone()));
         tasks.spawn(admin::listen(hub.clone(), shutdown.clone()));
         tasks.spawn(state::recheck_members_periodically(hub.clone(), shutdown.clone()));
         shutdown.cancelled().await;

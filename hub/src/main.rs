@@ -29,9 +29,15 @@ enum Command {
         /// Plain HTTP address (`/healthz`, public links).
         #[arg(long, default_value = "0.0.0.0:7780")]
         http: SocketAddr,
-        /// Domain public links live under.
+        /// HTTPS address for public links (HTTP/2 by ALPN; uses --cert/--key or the self-signed one).
+        #[arg(long)]
+        https: Option<SocketAddr>,
+        /// Domain public links live under: <sub>.<domain>.
         #[arg(long, default_value = "localhost")]
         domain: String,
+        /// Time a public-link client has to send a request head (e.g. 10s).
+        #[arg(long, default_value = "10s", value_parser = parse_timeout)]
+        header_timeout: std::time::Duration,
         /// PEM certificate to present instead of the generated self-signed one.
         #[arg(long, requires = "key")]
         cert: Option<PathBuf>,
@@ -92,9 +98,14 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     use pconnect_hub::{admin, ui};
     match cli.command {
-        Command::Serve { data, listen, http, domain, cert, key } => {
-            let listeners = Listeners { agents: bind(listen, "agent").await?, http: bind(http, "HTTP").await? };
-            let config = HubConfig { data_dir: data, domain, cert: cert.zip(key) };
+        Command::Serve { data, listen, http, https, domain, header_timeout, cert, key } => {
+            let https = match https {
+                Some(addr) => Some(bind(addr, "HTTPS").await?),
+                None => None,
+            };
+            let listeners = Listeners { agents: bind(listen, "agent").await?, http: bind(http, "HTTP").await?, https };
+            let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+            let config = HubConfig { domain, cert: cert.zip(key), header_timeout, ..HubConfig::new(data) };
             let prepared = pconnect_hub::prepare(config, listeners).await?;
             ui::serving(&prepared.info);
             let shutdown = CancellationToken::new();
@@ -116,6 +127,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
+    pconnect_proto::share::parse_duration(text, 3600).map(std::time::Duration::from_secs).map_err(|e| e.to_string())
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {

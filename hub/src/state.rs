@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::HubConfig;
 use crate::join_limiter::JoinLimiter;
+use crate::links::{LinkBase, LinkCache};
 use crate::live_shares::LiveShares;
 use crate::routes::Routes;
 use crate::store::{MemberId, Store, StoreError, WorkspaceId};
@@ -26,19 +27,28 @@ pub struct Hub {
     pub(crate) tls: TlsAcceptor,
     pub(crate) routes: Routes,
     pub(crate) live_shares: Arc<LiveShares>,
+    pub(crate) links: LinkCache,
+    pub(crate) link_base: LinkBase,
     pub(crate) join_limiter: JoinLimiter,
     share_key: tokio::sync::OnceCell<ring::hmac::Key>,
     connections: LiveConnections,
 }
 
 impl Hub {
-    pub(crate) fn new(config: HubConfig, store: Arc<dyn Store>, tls: Arc<ServerConfig>) -> Arc<Self> {
+    pub(crate) fn new(
+        config: HubConfig,
+        store: Arc<dyn Store>,
+        tls: Arc<ServerConfig>,
+        link_base: LinkBase,
+    ) -> Arc<Self> {
         Arc::new(Self {
             config,
             store,
             tls: TlsAcceptor::from(tls),
             routes: Routes::default(),
             live_shares: Arc::default(),
+            links: LinkCache::default(),
+            link_base,
             join_limiter: JoinLimiter::default(),
             share_key: tokio::sync::OnceCell::new(),
             connections: LiveConnections::default(),

@@ -64,6 +64,19 @@ impl Identity {
     }
 }
 
+impl Identity {
+    /// The rustls server config of the HTTPS ingress: HTTP/2 and HTTP/1.1 by ALPN.
+    pub fn ingress_config(&self) -> Result<Arc<ServerConfig>> {
+        let mut config = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(self.chain.clone(), self.key.clone_key())
+            .context("the hub certificate and key do not match")?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+}
+
 fn self_signed_paths(data_dir: &Path) -> (PathBuf, PathBuf) {
     (data_dir.join("hub-cert.pem"), data_dir.join("hub-key.pem"))
 }

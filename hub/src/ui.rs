@@ -9,6 +9,9 @@ pub fn serving(info: &HubInfo) {
     println!("pconnect-hub {}", env!("CARGO_PKG_VERSION"));
     println!("  Agents:      https://{}", info.agents);
     println!("  HTTP:        http://{}", info.http);
+    if let Some(https) = info.https {
+        println!("  HTTPS:       https://{https}");
+    }
     println!("  Fingerprint: {}", info.fingerprint);
     println!("[ok] Hub ready");
 }

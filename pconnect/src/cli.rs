@@ -31,6 +31,11 @@ pub enum Command {
     Services,
     /// Share everything you expose with a short code (or list / revoke your shares).
     Share(ShareArgs),
+    /// List your public links (or revoke one).
+    Links {
+        #[command(subcommand)]
+        command: Option<LinksCommand>,
+    },
     /// Join a teammate's share: their services on the same local ports (runs until Ctrl+C).
     Join(JoinArgs),
     /// Manage the embedded local hub.
@@ -63,6 +68,33 @@ pub struct ExposeArgs {
     /// Service name (default: from the port, e.g. 5432 -> postgres).
     #[arg(long, short)]
     pub name: Option<String>,
+    /// Also publish a temporary public URL (webhooks, demos).
+    #[arg(long, conflicts_with = "public")]
+    pub link: bool,
+    /// How long the --link URL works: 1h, 24h (default), 7d, or any up to 30d.
+    #[arg(long, requires = "link", value_name = "DUR")]
+    pub link_expires: Option<String>,
+    /// Also publish a persistent public URL (the same one every time you expose this name).
+    #[arg(long)]
+    pub public: bool,
+    /// Require HTTP basic auth on the URL: user:password.
+    #[arg(long, value_name = "USER:PASSWORD")]
+    pub auth: Option<String>,
+    /// Only these client addresses may use the URL (CIDR; repeatable).
+    #[arg(long = "allow-ip", value_name = "CIDR")]
+    pub allow_ip: Vec<String>,
+    /// Only these methods are let through, e.g. GET,POST.
+    #[arg(long)]
+    pub methods: Option<String>,
+    /// Only these paths are let through, e.g. /webhooks/* (repeatable).
+    #[arg(long = "paths", value_name = "PATTERN")]
+    pub paths: Vec<String>,
+    /// At most this many requests per minute, e.g. 60/min.
+    #[arg(long, value_name = "N/min")]
+    pub rate_limit: Option<String>,
+    /// `rewrite` sends the target's host as Host (for dev servers that check it); default passes it through.
+    #[arg(long, value_name = "passthrough|rewrite", default_value = "passthrough")]
+    pub host_header: String,
 }
 
 #[derive(Debug, Args)]
@@ -100,6 +132,12 @@ pub struct ShareArgs {
 pub enum ShareCommand {
     /// Revoke a share: new joins are refused and live tunnels close.
     Revoke { code: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LinksCommand {
+    /// End a link now: its URL answers 410 from then on.
+    Revoke { subdomain: String },
 }
 
 #[derive(Debug, Args)]

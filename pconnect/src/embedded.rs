@@ -114,8 +114,9 @@ pub async fn run(dir: PathBuf) -> Result<()> {
     let listeners = Listeners {
         agents: bind_preferred(PREFERRED_AGENT_PORT).await?,
         http: bind_preferred(PREFERRED_HTTP_PORT).await?,
+        https: None,
     };
-    let config = HubConfig { data_dir: dir.clone(), domain: "localhost".into(), cert: None };
+    let config = HubConfig::new(dir.clone());
     let prepared = pconnect_hub::prepare(config, listeners).await?;
     let state = RunningHub {
         agents: prepared.info.agents,

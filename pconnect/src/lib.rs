@@ -6,6 +6,7 @@ pub mod embedded;
 pub mod home;
 pub mod link;
 mod local_port;
+pub mod probe;
 pub mod session;
 mod signals;
 pub mod state;
@@ -29,6 +30,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Services => commands::services::services(ui).await,
         Command::Share(args) => commands::share::share(ui, args).await,
         Command::Join(args) => commands::join::join(ui, args).await,
+        Command::Links { command } => commands::links::links(ui, command).await,
         Command::Hub { command: HubCommand::Status } => {
             let (dir, running) = embedded::status().await?;
             ui.hub_status(&dir, running.as_ref());

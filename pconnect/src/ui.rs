@@ -9,6 +9,7 @@ use pconnect_proto::control::ServiceInfo;
 use serde::Serialize;
 use serde_json::json;
 
+use pconnect_proto::link::{LinkInfo, LinkListing};
 use pconnect_proto::share::{self, ShareCreated, ShareListing};
 
 use crate::state::{Login, ShareCodes};
@@ -88,15 +89,64 @@ impl Ui {
         ));
     }
 
-    pub fn exposing(&self, name: &str, target: &Target, login: &Login) {
+    pub fn exposing(&self, name: &str, target: &Target, login: &Login, link: Option<&LinkInfo>) {
         if self.json {
-            return self
-                .emit(&json!({"event": "exposed", "service": name, "target": target.to_string(), "hub": login.hub}));
+            return self.emit(&json!({
+                "event": "exposed", "service": name, "target": target.to_string(), "hub": login.hub,
+                "url": link.map(|l| &l.url), "expiresAt": link.and_then(|l| l.expires_at),
+            }));
         }
-        self.line(&format!("📡 Service \"{name}\" is now accessible through the hub"));
-        self.line(&format!("  Target: {target}"));
-        self.line(&format!("  Teammates reach it with: connect reach {name}"));
+        match link {
+            Some(link) if link.persistent => {
+                self.line(&format!("🌐 Public URL: {}", link.url));
+                self.line("External services (Stripe, GitHub, etc.) can send webhooks to this URL");
+                self.line(&format!("📡 Service \"{name}\" is now accessible through the hub"));
+                self.line(&format!("Public URL: {}", link.url));
+                self.line("Anyone can reach this service at the URL above");
+            }
+            Some(link) => {
+                self.line(&format!("📡 Service \"{name}\" is now accessible through the hub"));
+                self.line(&format!("🔗 Public URL: {}", link.url));
+                if let Some(at) = link.expires_at {
+                    self.line(&format!("Expires: {}", timefmt::utc(at)));
+                }
+            }
+            None => {
+                self.line(&format!("📡 Service \"{name}\" is now accessible through the hub"));
+                self.line(&format!("  Target: {target}"));
+                self.line(&format!("  Teammates reach it with: connect reach {name}"));
+            }
+        }
         self.line("Press Ctrl+C to stop sharing.");
+    }
+
+    pub fn links(&self, listing: &LinkListing) {
+        if self.json {
+            return self.emit(listing);
+        }
+        if listing.links.is_empty() {
+            self.line("No public links. Create one with: connect expose <port> --link");
+            return;
+        }
+        self.line("🔗 Public links");
+        for link in &listing.links {
+            let expiry = match link.expires_at {
+                Some(at) => format!("expires {}", timefmt::utc(at)),
+                None => "persistent".to_string(),
+            };
+            self.line(&format!("  {} → {}", link.url, link.service));
+            self.line(&format!(
+                "    {expiry} | {} request(s) served | revoke: connect links revoke {}",
+                link.requests, link.subdomain
+            ));
+        }
+    }
+
+    pub fn link_revoked(&self, subdomain: &str) {
+        if self.json {
+            return self.emit(&json!({"revoked": subdomain}));
+        }
+        self.line(&format!("[ok] Link {subdomain} revoked: its URL now answers 410."));
     }
 
     pub fn link_lost(&self) {

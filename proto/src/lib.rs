@@ -3,11 +3,13 @@
 //! - [`wire`]: ALPN ids, protocol version, paths and header names of the HTTP/2 link.
 //! - [`handshake`]: the length-prefixed hello/welcome frames exchanged after TLS, before HTTP/2.
 //! - [`control`]: JSON bodies of the control RPCs and error replies.
+//! - [`link`]: public link policies and link RPC bodies.
 //! - [`names`]: service names, the well-known port table, and their validation.
 //! - [`share`]: environment share codes, expiry durations and share RPC bodies.
 
 pub mod control;
 pub mod handshake;
+pub mod link;
 pub mod names;
 pub mod share;
 pub mod wire;

@@ -37,6 +37,11 @@ pub const SHARE_JOIN_PATH: &str = "/v1/shares/join";
 /// [`crate::share::ShareEvent`] lines.
 pub const SHARE_ATTACH_PATH: &str = "/v1/shares/attach";
 
+/// `POST` [`crate::link::CreateLink`] / `GET` [`crate::link::LinkListing`].
+pub const LINKS_PATH: &str = "/v1/links";
+/// `POST` [`crate::link::RevokeLink`].
+pub const LINK_REVOKE_PATH: &str = "/v1/links/revoke";
+
 /// Request header carrying a join token: on a tunnel it routes through (and is cut with) the share.
 pub const HEADER_JOIN: &str = "pconnect-join";
 

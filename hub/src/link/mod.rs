@@ -2,6 +2,7 @@
 //! connection tuning, handshake frame IO, heartbeats, and the byte pumps of the tunnel data path.
 
 pub mod frames;
+pub mod h2io;
 pub mod heartbeat;
 pub mod pump;
 pub mod tuning;

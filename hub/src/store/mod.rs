@@ -98,6 +98,33 @@ pub struct JoinRow {
     pub created_at: i64,
 }
 
+/// Row id of a public link.
+pub type LinkId = i64;
+
+/// A public link: `<subdomain>.<domain>` served by the hub's HTTP ingress to an owner's service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkRow {
+    pub id: LinkId,
+    pub workspace_id: WorkspaceId,
+    pub owner_id: MemberId,
+    pub owner: String,
+    pub service: String,
+    /// Lowercase DNS label, unique forever (released names are tombstones).
+    pub subdomain: String,
+    /// Persistent links (`--public`) are reused each time the owner exposes the same service name.
+    pub persistent: bool,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds; `None` for persistent links.
+    pub expires_at: Option<i64>,
+    /// Unix seconds, when revoked.
+    pub revoked_at: Option<i64>,
+    /// Access policy as JSON (opaque to the store).
+    pub policy: String,
+    /// Requests served so far.
+    pub requests: i64,
+}
+
 /// What a store operation can fail with; callers branch on the variants.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -213,6 +240,36 @@ pub trait Store: Send + Sync + 'static {
 
     /// The admission holding a join token, with its share.
     fn join_by_token<'a>(&'a self, token_hash: &'a [u8; 32]) -> StoreFuture<'a, Option<(JoinRow, ShareRow)>>;
+
+    /// Creates a link. `AlreadyExists` when the subdomain was ever used (live, expired or revoked),
+    /// so released names are never handed out again.
+    fn create_link<'a>(
+        &'a self,
+        owner: &'a Member,
+        service: &'a str,
+        subdomain: &'a str,
+        persistent: bool,
+        expires_at: Option<i64>,
+        policy: &'a str,
+    ) -> StoreFuture<'a, LinkRow>;
+
+    /// The link with this subdomain (any state; the caller checks expiry and revocation).
+    fn link_by_subdomain<'a>(&'a self, subdomain: &'a str) -> StoreFuture<'a, Option<LinkRow>>;
+
+    /// The owner's persistent, unrevoked link for a service, if any.
+    fn persistent_link<'a>(&'a self, owner: MemberId, service: &'a str) -> StoreFuture<'a, Option<LinkRow>>;
+
+    /// Replaces a link's policy (re-exposing a persistent link with other flags).
+    fn set_link_policy<'a>(&'a self, id: LinkId, policy: &'a str) -> StoreFuture<'a, ()>;
+
+    /// Links of `owner` not revoked and not expired at `now`, newest first.
+    fn active_links_of(&self, owner: MemberId, now: i64) -> StoreFuture<'_, Vec<LinkRow>>;
+
+    /// Marks a link revoked at `now`; false when it already was (or does not exist).
+    fn revoke_link(&self, id: LinkId, now: i64) -> StoreFuture<'_, bool>;
+
+    /// Adds to links' request counters (flushed in batches by the ingress).
+    fn add_link_requests<'a>(&'a self, counts: &'a [(LinkId, i64)]) -> StoreFuture<'a, ()>;
 
     /// Times (unix seconds, ascending) of audit entries of `member` in `workspace` with `action`
     /// at or after `since` (the join rate limiter counts failures with it).

@@ -16,14 +16,15 @@ use sqlx::{SqlSafeStr, SqliteExecutor, SqlitePool, SqliteTransaction};
 use tokio::sync::OnceCell;
 
 use super::{
-    AuditEntry, JoinRow, Member, MemberId, ServiceRow, ShareId, ShareRoute, ShareRow, Store, StoreError, StoreFuture,
-    WorkspaceId,
+    AuditEntry, JoinRow, LinkId, LinkRow, Member, MemberId, ServiceRow, ShareId, ShareRoute, ShareRow, Store,
+    StoreError, StoreFuture, WorkspaceId,
 };
 
 /// Embedded migrations: (version, description, SQL), in the layout `sqlx migrate` uses.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "initial", include_str!("../../migrations/0001_initial.sql")),
     (2, "shares", include_str!("../../migrations/0002_shares.sql")),
+    (3, "links", include_str!("../../migrations/0003_links.sql")),
 ];
 
 const MAX_CONNECTIONS: u32 = 4;
@@ -73,6 +74,18 @@ macro_rules! select_shares {
     };
 }
 
+/// Expands to a `SELECT` of [`LinkRow`]s (see [`LinkRecord`]) with the given filter (and order).
+macro_rules! select_links {
+    ($filter:literal) => {
+        concat!(
+            "SELECT l.id, l.workspace_id, l.owner_id, m.name, l.service, l.subdomain, l.persistent, \
+             l.created_at, l.expires_at, l.revoked_at, l.policy, l.requests \
+             FROM links l JOIN members m ON m.id = l.owner_id WHERE ",
+            $filter
+        )
+    };
+}
+
 const INSERT_MEMBER: &str = "INSERT INTO members \
      (workspace_id, name, token_hash, is_admin, created_at) \
      VALUES (?, ?, ?, ?, ?) RETURNING id";
@@ -101,6 +114,9 @@ type AuditRecord = (i64, i64, Option<i64>, Option<String>, String, String);
 type ShareRecord = (i64, i64, i64, String, Option<String>, i64, i64, Option<i64>, Option<String>, Option<i64>);
 /// id, share_id, member_id, created_at.
 type JoinRecord = (i64, i64, i64, i64);
+/// id, workspace_id, owner_id, owner name, service, subdomain, persistent, created_at, expires_at,
+/// revoked_at, policy, requests.
+type LinkRecord = (i64, i64, i64, String, String, String, bool, i64, Option<i64>, Option<i64>, String, i64);
 
 /// The hub's [`Store`] on a SQLite file.
 pub struct SqliteStore {
@@ -336,6 +352,70 @@ impl SqliteStore {
         let share = find_share_by_id(&mut *tx, join.share_id).await?;
         tx.commit().await.map_err(db)?;
         Ok(share.map(|share| (join, share)))
+    }
+
+    async fn write_link(
+        &self,
+        owner: &Member,
+        service: &str,
+        subdomain: &str,
+        persistent: bool,
+        expires_at: Option<i64>,
+        policy: &str,
+    ) -> Result<LinkRow, StoreError> {
+        let mut tx = self.begin_write().await?;
+        // Live, expired and revoked links are in `links`; links deleted with their owner or
+        // workspace left a tombstone. Either way the name is never handed out again.
+        let taken: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM links WHERE subdomain = ?) \
+             OR EXISTS (SELECT 1 FROM subdomain_tombstones WHERE subdomain = ?)",
+        )
+        .bind(subdomain)
+        .bind(subdomain)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        if taken {
+            return Err(subdomain_taken());
+        }
+        let id: LinkId = sqlx::query_scalar(
+            "INSERT INTO links \
+             (workspace_id, owner_id, service, subdomain, persistent, created_at, expires_at, policy) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(owner.workspace_id)
+        .bind(owner.id)
+        .bind(service)
+        .bind(subdomain)
+        .bind(persistent)
+        .bind(now())
+        .bind(expires_at)
+        .bind(policy)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| link_write_error(e, owner))?;
+        let link: Option<LinkRecord> =
+            sqlx::query_as(select_links!("l.id = ?")).bind(id).fetch_optional(&mut *tx).await.map_err(db)?;
+        let link = link.ok_or_else(|| StoreError::Database(format!("link {id} vanished after writing")))?;
+        tx.commit().await.map_err(db)?;
+        Ok(link_from(link))
+    }
+
+    async fn count_link_requests(&self, counts: &[(LinkId, i64)]) -> Result<(), StoreError> {
+        if counts.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await?;
+        for &(id, requests) in counts {
+            // Links deleted meanwhile match no row and are skipped.
+            sqlx::query("UPDATE links SET requests = requests + ? WHERE id = ?")
+                .bind(requests)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)
     }
 
     async fn load_or_create_secret(&self) -> Result<[u8; 32], StoreError> {
@@ -592,6 +672,90 @@ impl Store for SqliteStore {
         Box::pin(self.find_join(token_hash))
     }
 
+    fn create_link<'a>(
+        &'a self,
+        owner: &'a Member,
+        service: &'a str,
+        subdomain: &'a str,
+        persistent: bool,
+        expires_at: Option<i64>,
+        policy: &'a str,
+    ) -> StoreFuture<'a, LinkRow> {
+        Box::pin(self.write_link(owner, service, subdomain, persistent, expires_at, policy))
+    }
+
+    fn link_by_subdomain<'a>(&'a self, subdomain: &'a str) -> StoreFuture<'a, Option<LinkRow>> {
+        Box::pin(async move {
+            let row: Option<LinkRecord> = sqlx::query_as(select_links!("l.subdomain = ?"))
+                .bind(subdomain)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?;
+            Ok(row.map(link_from))
+        })
+    }
+
+    fn persistent_link<'a>(&'a self, owner: MemberId, service: &'a str) -> StoreFuture<'a, Option<LinkRow>> {
+        Box::pin(async move {
+            let row: Option<LinkRecord> = sqlx::query_as(select_links!(
+                "l.owner_id = ? AND l.service = ? AND l.persistent = 1 AND l.revoked_at IS NULL \
+                 ORDER BY l.created_at DESC, l.id DESC LIMIT 1"
+            ))
+            .bind(owner)
+            .bind(service)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+            Ok(row.map(link_from))
+        })
+    }
+
+    fn set_link_policy<'a>(&'a self, id: LinkId, policy: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let done = sqlx::query("UPDATE links SET policy = ? WHERE id = ?")
+                .bind(policy)
+                .bind(id)
+                .execute(&self.pool)
+                .await
+                .map_err(db)?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound(format!("no link with id {id}")));
+            }
+            Ok(())
+        })
+    }
+
+    fn active_links_of(&self, owner: MemberId, now: i64) -> StoreFuture<'_, Vec<LinkRow>> {
+        Box::pin(async move {
+            let rows: Vec<LinkRecord> = sqlx::query_as(select_links!(
+                "l.owner_id = ? AND l.revoked_at IS NULL AND (l.expires_at IS NULL OR l.expires_at > ?) \
+                 ORDER BY l.created_at DESC, l.id DESC"
+            ))
+            .bind(owner)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+            Ok(rows.into_iter().map(link_from).collect())
+        })
+    }
+
+    fn revoke_link(&self, id: LinkId, now: i64) -> StoreFuture<'_, bool> {
+        Box::pin(async move {
+            let done = sqlx::query("UPDATE links SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+                .bind(now)
+                .bind(id)
+                .execute(&self.pool)
+                .await
+                .map_err(db)?;
+            Ok(done.rows_affected() > 0)
+        })
+    }
+
+    fn add_link_requests<'a>(&'a self, counts: &'a [(LinkId, i64)]) -> StoreFuture<'a, ()> {
+        Box::pin(self.count_link_requests(counts))
+    }
+
     fn audit_times<'a>(
         &'a self,
         workspace: WorkspaceId,
@@ -723,6 +887,37 @@ fn join_from((id, share_id, member_id, created_at): JoinRecord) -> JoinRow {
     JoinRow { id, share_id, member_id, created_at }
 }
 
+fn link_from(record: LinkRecord) -> LinkRow {
+    let (
+        id,
+        workspace_id,
+        owner_id,
+        owner,
+        service,
+        subdomain,
+        persistent,
+        created_at,
+        expires_at,
+        revoked_at,
+        policy,
+        requests,
+    ) = record;
+    LinkRow {
+        id,
+        workspace_id,
+        owner_id,
+        owner,
+        service,
+        subdomain,
+        persistent,
+        created_at,
+        expires_at,
+        revoked_at,
+        policy,
+        requests,
+    }
+}
+
 fn audit_from((id, at, workspace_id, member, action, detail): AuditRecord) -> AuditEntry {
     AuditEntry { id, at, workspace_id, member, action, detail }
 }
@@ -768,6 +963,21 @@ fn join_write_error(error: sqlx::Error, share: ShareId, member: MemberId) -> Sto
         Some(e) if e.is_unique_violation() => StoreError::AlreadyExists("another join already holds this token".into()),
         Some(e) if e.is_foreign_key_violation() => {
             StoreError::NotFound(format!("share {share} or member {member} no longer exists"))
+        }
+        _ => db(error),
+    }
+}
+
+fn subdomain_taken() -> StoreError {
+    StoreError::AlreadyExists("subdomain taken".into())
+}
+
+/// Maps constraint failures of a link insert: a subdomain taken meanwhile, or an owner removed.
+fn link_write_error(error: sqlx::Error, owner: &Member) -> StoreError {
+    match error.as_database_error() {
+        Some(e) if e.is_unique_violation() => subdomain_taken(),
+        Some(e) if e.is_foreign_key_violation() => {
+            StoreError::NotFound(format!("member {} no longer exists", owner.name))
         }
         _ => db(error),
     }
@@ -1205,6 +1415,273 @@ mod tests {
         let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
         let share = store.create_share(&alice, &hash(10), None, now() + 60, &[route("web", 80)]).await.unwrap();
         assert_eq!(store.share_by_id(share.id).await.unwrap(), Some(share));
+        assert_eq!(store.integrity_check().await.unwrap(), "ok");
+    }
+
+    const POLICY: &str = r#"{"auth":"none"}"#;
+
+    #[tokio::test]
+    async fn link_create_and_lookup_by_subdomain() {
+        let (_dir, store, ws) = store_with_workspace().await;
+        let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
+        let expires = now() + 3600;
+        let link = store.create_link(&alice, "web", "brave-otter", false, Some(expires), POLICY).await.unwrap();
+        assert_eq!((link.workspace_id, link.owner_id, link.owner.as_str()), (ws, alice.id, "alice"));
+        assert_eq!((link.service.as_str(), link.subdomain.as_str()), ("web", "brave-otter"));
+        assert!(!link.persistent);
+        assert_eq!((link.expires_at, link.revoked_at), (Some(expires), None));
+        assert_eq!((link.policy.as_str(), link.requests), (POLICY, 0));
+        assert!(link.created_at > 0 && link.created_at <= now());
+
+        assert_eq!(store.link_by_subdomain("brave-otter").await.unwrap(), Some(link.clone()));
+        assert_eq!(store.link_by_subdomain("calm-heron").await.unwrap(), None);
+
+        let kept = store.create_link(&alice, "api", "calm-heron", true, None, "{}").await.unwrap();
+        assert!(kept.persistent && kept.expires_at.is_none());
+        assert_eq!(store.link_by_subdomain("calm-heron").await.unwrap(), Some(kept));
+    }
+
+    #[tokio::test]
+    async fn duplicate_subdomain_is_already_exists_and_writes_nothing() {
+        let (_dir, store, ws) = store_with_workspace().await;
+        let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
+        let bob = store.add_member(ws, "bob", &hash(2), false).await.unwrap();
+        let first = store.create_link(&alice, "web", "brave-otter", false, Some(now() + 60), POLICY).await.unwrap();
+        let other = store.ensure_workspace("other").await.unwrap();
+        let carol = store.add_member(other, "carol", &hash(3), false).await.unwrap();
+
+        // Taken hub-wide: by the same owner, another member, or another workspace's member.
+        for member in [&alice, &bob, &carol] {
+            let err = store.create_link(member, "db", "brave-otter", true, None, "{}").await.unwrap_err();
+            assert!(matches!(err, StoreError::AlreadyExists(_)), "{err:?}");
+            assert_eq!(err.to_string(), "subdomain taken");
+        }
+        assert_eq!(count(&store, "links").await, 1);
+        assert_eq!(store.link_by_subdomain("brave-otter").await.unwrap(), Some(first));
+    }
+
+    #[tokio::test]
+    async fn subdomain_of_revoked_or_expired_link_is_refused() {
+        let (_dir, store, ws) = store_with_workspace().await;
+        let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
+        let revoked = store.create_link(&alice, "web", "brave-otter", false, Some(now() + 60), POLICY).await.unwrap();
+        assert!(store.revoke_link(revoked.id, now()).await.unwrap());
+        store.create_link(&alice, "web", "calm-heron", false, Some(1), POLICY).await.unwrap();
+
+        for subdomain in ["brave-otter", "calm-heron"] {
+            let err = store.create_link(&alice, "web", subdomain, false, Some(now() + 60), POLICY).await.unwrap_err();
+            assert!(matches!(err, StoreError::AlreadyExists(_)), "{subdomain}: {err:?}");
+        }
+        assert_eq!(count(&store, "links").await, 2);
+    }
+
+    #[tokio::test]
+    async fn subdomain_stays_taken_after_owner_or_workspace_is_deleted() {
+        let (_dir, store, ws) = store_with_workspace().await;
+        let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
+        let bob = store.add_member(ws, "bob", &hash(2), false).await.unwrap();
+        let link = store.create_link(&alice, "web", "brave-otter", true, None, POLICY).await.unwrap();
+        let bobs = store.create_link(&bob, "db", "calm-heron", false, Some(now() + 60), POLICY).await.unwrap();
+        assert_eq!(count(&store, "subdomain_tombstones").await, 0);
+
+        // Removing the owner cascades to the link, which leaves a tombstone behind.
+        let before = now();
+        store.remove_member(ws, "alice").await.unwrap();
+        assert_eq!(store.link_by_subdomain("brave-otter").await.unwrap(), None);
+        assert_eq!(store.active_links_of(link.owner_id, now()).await.unwrap(), []);
+        let released: i64 = sqlx::query_scalar("SELECT released_at FROM subdomain_tombstones WHERE subdomain = ?")
+            .bind("brave-otter")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert!(released >= before && released <= now());
+        let err = store.create_link(&bob, "web", "brave-otter", false, Some(now() + 60), POLICY).await.unwrap_err();
+        assert!(matches!(err, StoreError::AlreadyExists(_)), "{err:?}");
+        assert_eq!(err.to_string(), "subdomain taken");
+        // Bob's link is untouched.
+        assert_eq!(store.link_by_subdomain("calm-heron").await.unwrap(), Some(bobs));
+
+        // Deleting a whole workspace (cascading through members) tombstones the rest too.
+        let other = store.ensure_workspace("other").await.unwrap();
+        let carol = store.add_member(other, "carol", &hash(3), false).await.unwrap();
+        store.create_link(&carol, "web", "dusty-lynx", false, None, POLICY).await.unwrap();
+        sqlx::query("DELETE FROM workspaces WHERE id = ?").bind(other).execute(&store.pool).await.unwrap();
+        assert_eq!(count(&store, "links").await, 1);
+        assert_eq!(count(&store, "subdomain_tombstones").await, 2);
+        let dave = store.add_member(ws, "dave", &hash(4), false).await.unwrap();
+        let err = store.create_link(&dave, "web", "dusty-lynx", false, None, POLICY).await.unwrap_err();
+        assert!(matches!(err, StoreError::AlreadyExists(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn link_of_removed_owner_is_not_found() {
+        let (_dir, store, ws) = store_with_workspace().await;
+        let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
+        store.remove_member(ws, "alice").await.unwrap();
+        let err = store.create_link(&alice, "web", "brave-otter", false, None, POLICY).await.unwrap_err();
+        assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+        assert_eq!(count(&store, "links").await, 0);
+        assert_eq!(count(&store, "subdomain_tombstones").await, 0);
+    }
+
+    #[tokio::test]
+    async fn persistent_link_lookup() {
+        let (_dir, store, ws) = store_with_workspace().await;
+        let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
+        let bob = store.add_member(ws, "bob", &hash(2), false).await.unwrap();
+        assert_eq!(store.persistent_link(alice.id, "web").await.unwrap(), None);
+
+        // Temporary links, other services and other owners do not count.
+        store.create_link(&alice, "web", "temp-web", false, Some(now() + 60), POLICY).await.unwrap();
+        store.create_link(&alice, "api", "alice-api", true, None, POLICY).await.unwrap();
+        store.create_link(&bob, "web", "bob-web", true, None, POLICY).await.unwrap();
+        assert_eq!(store.persistent_link(alice.id, "web").await.unwrap(), None);
+
+        let old = store.create_link(&alice, "web", "alice-web-1", true, None, POLICY).await.unwrap();
+        assert_eq!(store.persistent_link(alice.id, "web").await.unwrap(), Some(old.clone()));
+        // The newest unrevoked one wins; a revoked one is skipped.
+        let new = store.create_link(&alice, "web", "alice-web-2", true, None, POLICY).await.unwrap();
+        assert_eq!(store.persistent_link(alice.id, "web").await.unwrap(), Some(new.clone()));
+        assert!(store.revoke_link(new.id, now()).await.unwrap());
+        assert_eq!(store.persistent_link(alice.id, "web").await.unwrap(), Some(old.clone()));
+        assert!(store.revoke_link(old.id, now()).await.unwrap());
+        assert_eq!(store.persistent_link(alice.id, "web").await.unwrap(), None);
+        assert_eq!(store.persistent_link(bob.id, "web").await.unwrap().unwrap().subdomain, "bob-web");
+    }
+
+    #[tokio::test]
+    async fn active_links_filter_expiry_and_revocation() {
+        let (_dir, store, ws) = store_with_workspace().await;
+        let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
+        let bob = store.add_member(ws, "bob", &hash(2), false).await.unwrap();
+        let t = 1_000_000;
+        let kept = store.create_link(&alice, "a", "kept", true, None, POLICY).await.unwrap();
+        let expired = store.create_link(&alice, "b", "expired", false, Some(t), POLICY).await.unwrap();
+        let revoked = store.create_link(&alice, "c", "revoked", true, None, POLICY).await.unwrap();
+        let later = store.create_link(&alice, "d", "later", false, Some(t + 50), POLICY).await.unwrap();
+        let bobs = store.create_link(&bob, "e", "bobs", false, Some(t + 100), POLICY).await.unwrap();
+        assert!(store.revoke_link(revoked.id, t - 10).await.unwrap());
+
+        // Newest first (same second: higher id first); expired exactly at `t` is dead; no expiry
+        // never expires.
+        assert_eq!(store.active_links_of(alice.id, t).await.unwrap(), [later.clone(), kept.clone()]);
+        assert_eq!(store.active_links_of(alice.id, t - 1).await.unwrap(), [later.clone(), expired, kept.clone()]);
+        assert_eq!(store.active_links_of(alice.id, t + 50).await.unwrap(), std::slice::from_ref(&kept));
+        assert_eq!(store.active_links_of(alice.id, i64::MAX).await.unwrap(), std::slice::from_ref(&kept));
+        assert_eq!(store.active_links_of(bob.id, t).await.unwrap(), [bobs]);
+        assert_eq!(store.active_links_of(bob.id, t + 100).await.unwrap(), []);
+    }
+
+    #[tokio::test]
+    async fn revoke_link_twice_is_true_then_false() {
+        let (_dir, store, ws) = store_with_workspace().await;
+        let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
+        let link = store.create_link(&alice, "web", "brave-otter", true, None, POLICY).await.unwrap();
+        assert!(store.revoke_link(link.id, 500).await.unwrap());
+        assert!(!store.revoke_link(link.id, 600).await.unwrap());
+        assert!(!store.revoke_link(link.id + 1, 600).await.unwrap());
+        let revoked = store.link_by_subdomain("brave-otter").await.unwrap().unwrap();
+        assert_eq!(revoked.revoked_at, Some(500));
+    }
+
+    #[tokio::test]
+    async fn add_link_requests_accumulates() {
+        let (_dir, store, ws) = store_with_workspace().await;
+        let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
+        let a = store.create_link(&alice, "a", "link-a", true, None, POLICY).await.unwrap();
+        let b = store.create_link(&alice, "b", "link-b", true, None, POLICY).await.unwrap();
+        let requests = |subdomain: &'static str| {
+            let store = &store;
+            async move { store.link_by_subdomain(subdomain).await.unwrap().unwrap().requests }
+        };
+
+        store.add_link_requests(&[]).await.unwrap();
+        store.add_link_requests(&[(a.id, 3), (b.id, 1)]).await.unwrap();
+        // Unknown (deleted) ids are skipped without failing the batch; repeated ids add up.
+        store.add_link_requests(&[(a.id, 4), (b.id + 100, 9), (a.id, 1)]).await.unwrap();
+        assert_eq!((requests("link-a").await, requests("link-b").await), (8, 1));
+        // Counting goes on for revoked links (requests in flight at revocation).
+        assert!(store.revoke_link(b.id, now()).await.unwrap());
+        store.add_link_requests(&[(b.id, 2)]).await.unwrap();
+        assert_eq!(requests("link-b").await, 3);
+    }
+
+    #[tokio::test]
+    async fn set_link_policy_replaces_or_is_not_found() {
+        let (_dir, store, ws) = store_with_workspace().await;
+        let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
+        let link = store.create_link(&alice, "web", "brave-otter", true, None, POLICY).await.unwrap();
+        let other = store.create_link(&alice, "api", "calm-heron", true, None, POLICY).await.unwrap();
+        let policy = r#"{"auth":"password"}"#;
+        store.set_link_policy(link.id, policy).await.unwrap();
+        let updated = store.link_by_subdomain("brave-otter").await.unwrap().unwrap();
+        assert_eq!(updated, LinkRow { policy: policy.to_owned(), ..link.clone() });
+        assert_eq!(store.link_by_subdomain("calm-heron").await.unwrap(), Some(other));
+
+        let err = store.set_link_policy(link.id + 100, policy).await.unwrap_err();
+        assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn links_and_tombstones_survive_close_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir).await;
+        let ws = store.ensure_workspace(DEFAULT_WORKSPACE).await.unwrap();
+        let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
+        let bob = store.add_member(ws, "bob", &hash(2), false).await.unwrap();
+        let link = store.create_link(&alice, "web", "brave-otter", true, None, POLICY).await.unwrap();
+        store.add_link_requests(&[(link.id, 7)]).await.unwrap();
+        store.create_link(&bob, "db", "calm-heron", false, Some(now() + 60), POLICY).await.unwrap();
+        store.remove_member(ws, "bob").await.unwrap();
+        store.close().await;
+
+        let store = open(&dir).await;
+        let link = LinkRow { requests: 7, ..link };
+        assert_eq!(store.link_by_subdomain("brave-otter").await.unwrap(), Some(link.clone()));
+        assert_eq!(store.persistent_link(alice.id, "web").await.unwrap(), Some(link.clone()));
+        assert_eq!(store.active_links_of(alice.id, now()).await.unwrap(), [link]);
+        let err = store.create_link(&alice, "db", "calm-heron", false, None, POLICY).await.unwrap_err();
+        assert!(matches!(err, StoreError::AlreadyExists(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn version_2_store_is_upgraded_keeping_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hub.db");
+        {
+            let options = SqliteConnectOptions::new().filename(&path).create_if_missing(true).foreign_keys(true);
+            let pool = SqlitePool::connect_with(options).await.unwrap();
+            migrator().run_to(2, &pool).await.unwrap();
+            sqlx::query("INSERT INTO workspaces (name, created_at) VALUES ('default', 1)")
+                .execute(&pool)
+                .await
+                .unwrap();
+            sqlx::query(
+                "INSERT INTO members (workspace_id, name, token_hash, is_admin, created_at) \
+                 VALUES (1, 'alice', ?, 0, 1)",
+            )
+            .bind(&hash(1)[..])
+            .execute(&pool)
+            .await
+            .unwrap();
+            sqlx::query(
+                "INSERT INTO shares (workspace_id, creator_id, code_hash, created_at, expires_at) \
+                 VALUES (1, 1, ?, 1, 9999999999)",
+            )
+            .bind(&hash(10)[..])
+            .execute(&pool)
+            .await
+            .unwrap();
+            pool.close().await;
+        }
+
+        let store = SqliteStore::open(&path).await.unwrap();
+        let ws = store.ensure_workspace(DEFAULT_WORKSPACE).await.unwrap();
+        let alice = store.member_by_token(&hash(1)).await.unwrap().expect("alice kept");
+        assert_eq!((alice.workspace_id, alice.name.as_str()), (ws, "alice"));
+        assert_eq!(store.share_by_code(ws, &hash(10)).await.unwrap().unwrap().creator, "alice");
+        let link = store.create_link(&alice, "web", "brave-otter", true, None, POLICY).await.unwrap();
+        assert_eq!(store.link_by_subdomain("brave-otter").await.unwrap(), Some(link));
         assert_eq!(store.integrity_check().await.unwrap(), "ok");
     }
 

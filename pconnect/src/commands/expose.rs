@@ -11,6 +11,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::ExposeArgs;
+use crate::commands::publish;
 use crate::link::forward::ForwardLink;
 use crate::link::reverse::{self, Exposed};
 use crate::session;
@@ -23,8 +24,12 @@ const REVERSE_CONNECTIONS: usize = 2;
 
 pub(crate) async fn expose(ui: Ui, args: ExposeArgs) -> Result<()> {
     let target: Target = args.target.parse()?;
-    let name = args.name.unwrap_or_else(|| names::default_name(target.port));
+    let name = args.name.clone().unwrap_or_else(|| names::default_name(target.port));
     names::validate(&name)?;
+    let link_request = publish::request(&args, &target)?;
+    if link_request.is_some() {
+        publish::refuse_databases(&args, &target, &name).await?;
+    }
     let session = session::resolve().await?;
     if !answers(&target).await {
         ui.target_silent(&target);
@@ -34,7 +39,15 @@ pub(crate) async fn expose(ui: Ui, args: ExposeArgs) -> Result<()> {
     let (_, mut status) =
         reverse::serve(session.creds.clone(), session.id.clone(), services, REVERSE_CONNECTIONS, cancel.clone())
             .await?;
-    ui.exposing(&name, &target, &session.login);
+    let published = match link_request {
+        Some(request) => {
+            let (control, _) =
+                ForwardLink::connect(session.creds.clone(), session.id.clone(), 1, cancel.clone()).await?;
+            Some(publish::create(&control, &name, request).await?)
+        }
+        None => None,
+    };
+    ui.exposing(&name, &target, &session.login, published.as_ref());
     let mut was_connected = true;
     let outcome = loop {
         tokio::select! {

@@ -2,7 +2,9 @@
 
 pub(crate) mod expose;
 pub(crate) mod join;
+pub(crate) mod links;
 pub(crate) mod login;
+pub(crate) mod publish;
 pub(crate) mod reach;
 pub(crate) mod services;
 pub(crate) mod share;

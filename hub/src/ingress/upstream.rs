@@ -1,0 +1,101 @@
+//! The ingress's HTTP/1.1 client to services: a pooled hyper client whose "connections" are tunnel
+//! streams opened on the owning agent's reverse link. The pool key (URI authority) names the
+//! workspace and service, so kept-alive upstream connections are reused across client requests.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::Uri;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use pconnect_proto::control::{ErrorBody, ErrorCode};
+
+use crate::link::h2io::H2Io;
+use crate::reverse;
+use crate::state::Hub;
+use crate::store::WorkspaceId;
+
+/// Suffix of pool-key authorities; never resolved, only parsed back by the connector.
+const TUNNEL_HOST_SUFFIX: &str = ".tunnel.pconnect";
+
+pub(crate) type Upstream = Client<TunnelConnector, Incoming>;
+
+/// The pooled client.
+pub(crate) fn client(hub: Arc<Hub>) -> Upstream {
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(64)
+        .set_host(false)
+        .http1_preserve_header_case(true)
+        .build(TunnelConnector { hub })
+}
+
+/// The URI authority that makes the pool (and the connector) pick `service` of `workspace`.
+pub(crate) fn authority(workspace: WorkspaceId, service: &str) -> String {
+    format!("w{workspace}.{service}{TUNNEL_HOST_SUFFIX}")
+}
+
+fn parse_authority(host: &str) -> Option<(WorkspaceId, &str)> {
+    let rest = host.strip_suffix(TUNNEL_HOST_SUFFIX)?.strip_prefix('w')?;
+    let (workspace, service) = rest.split_once('.')?;
+    Some((workspace.parse().ok()?, service))
+}
+
+/// Opens a tunnel stream to the service an authority names.
+#[derive(Clone)]
+pub(crate) struct TunnelConnector {
+    hub: Arc<Hub>,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl tower_service::Service<Uri> for TunnelConnector {
+    type Response = TokioIo<H2Io>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let hub = self.hub.clone();
+        Box::pin(async move {
+            let host = uri.host().unwrap_or_default();
+            let (workspace, service) = parse_authority(host).ok_or("bad upstream authority")?;
+            let conn = hub.routes.pick(workspace, service).ok_or_else(|| {
+                ErrorBody::new(ErrorCode::Offline, format!("the agent serving '{service}' is not connected"))
+            })?;
+            let (recv, send) = reverse::open_tunnel(&conn, service).await?;
+            Ok(TokioIo::new(H2Io::new(recv, send)))
+        })
+    }
+}
+
+/// The hub error behind a failed upstream request, if the connector produced one.
+pub(crate) fn cause(error: &hyper_util::client::legacy::Error) -> Option<ErrorBody> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
+    while let Some(e) = source {
+        if let Some(body) = e.downcast_ref::<ErrorBody>() {
+            return Some(body.clone());
+        }
+        source = e.source();
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authorities_round_trip() {
+        let a = authority(7, "my-app");
+        assert_eq!(parse_authority(&a), Some((7, "my-app")));
+        assert_eq!(parse_authority("example.com"), None);
+    }
+}

@@ -1,0 +1,93 @@
+//! An HTTP/2 stream pair as a byte stream (`AsyncRead + AsyncWrite`), for code that speaks a
+//! protocol over a tunnel (the ingress speaks HTTP/1.1 to a service through one).
+//!
+//! Reads hand out received frames and release flow control as they are consumed; writes wait for
+//! send capacity, so neither side buffers without bound.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::{Buf, Bytes};
+use h2::{RecvStream, SendStream};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// A tunnel stream as a byte stream.
+pub struct H2Io {
+    send: SendStream<Bytes>,
+    recv: RecvStream,
+    pending: Bytes,
+    eof: bool,
+}
+
+impl H2Io {
+    pub fn new(recv: RecvStream, send: SendStream<Bytes>) -> Self {
+        Self { send, recv, pending: Bytes::new(), eof: false }
+    }
+}
+
+fn to_io(e: h2::Error) -> io::Error {
+    if e.is_io() {
+        e.into_io().unwrap_or_else(|| io::Error::other("h2 io error"))
+    } else {
+        io::Error::new(io::ErrorKind::ConnectionReset, e)
+    }
+}
+
+impl AsyncRead for H2Io {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        while self.pending.is_empty() {
+            if self.eof {
+                return Poll::Ready(Ok(()));
+            }
+            match ready!(self.recv.poll_data(cx)) {
+                Some(Ok(chunk)) => {
+                    let _ = self.recv.flow_control().release_capacity(chunk.len());
+                    self.pending = chunk;
+                }
+                Some(Err(e)) => return Poll::Ready(Err(to_io(e))),
+                None => self.eof = true,
+            }
+        }
+        let n = self.pending.len().min(buf.remaining());
+        buf.put_slice(&self.pending[..n]);
+        self.pending.advance(n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for H2Io {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        self.send.reserve_capacity(buf.len());
+        let granted = match ready!(self.send.poll_capacity(cx)) {
+            Some(Ok(n)) => n,
+            Some(Err(e)) => return Poll::Ready(Err(to_io(e))),
+            None => return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into())),
+        };
+        if granted == 0 {
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        let n = granted.min(buf.len());
+        self.send.send_data(Bytes::copy_from_slice(&buf[..n]), false).map_err(to_io)?;
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.send.send_data(Bytes::new(), true).map_err(to_io)?;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl hyper_util::client::legacy::connect::Connection for H2Io {
+    fn connected(&self) -> hyper_util::client::legacy::connect::Connected {
+        hyper_util::client::legacy::connect::Connected::new()
+    }
+}

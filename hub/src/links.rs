@@ -1,0 +1,201 @@
+//! Public link RPCs (create, list, revoke) and the cache the ingress routes by: subdomain -> live
+//! link with its parsed policy and request counter. Revocation goes through here, so the cache is
+//! always exact; expiry is checked on every request by the clock.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use pconnect_proto::control::{ErrorBody, ErrorCode};
+use pconnect_proto::link::{CreateLink, DEFAULT_LINK_SECS, LinkInfo, LinkListing, LinkPolicy, MAX_LINK_SECS};
+use ring::rand::{SecureRandom, SystemRandom};
+
+use crate::clock;
+use crate::state::{Hub, lock};
+use crate::store::{LinkId, LinkRow, Member, StoreError};
+
+/// Characters of random subdomains.
+const SUBDOMAIN_ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
+const SUBDOMAIN_LEN: usize = 6;
+/// Attempts at drawing an unused subdomain.
+const SUBDOMAIN_ATTEMPTS: usize = 16;
+
+/// Where links are served: `scheme://<sub>.<domain>[:port]`.
+#[derive(Debug, Clone)]
+pub(crate) struct LinkBase {
+    pub(crate) scheme: &'static str,
+    pub(crate) domain: String,
+    pub(crate) port: u16,
+}
+
+impl LinkBase {
+    pub(crate) fn url(&self, subdomain: &str) -> String {
+        let default_port = if self.scheme == "https" { 443 } else { 80 };
+        if self.port == default_port {
+            format!("{}://{subdomain}.{}", self.scheme, self.domain)
+        } else {
+            format!("{}://{subdomain}.{}:{}", self.scheme, self.domain, self.port)
+        }
+    }
+}
+
+/// A link as the ingress uses it.
+pub(crate) struct LiveLink {
+    pub(crate) row: LinkRow,
+    pub(crate) policy: LinkPolicy,
+    /// Requests served since the last flush to the store.
+    pub(crate) unflushed: AtomicI64,
+}
+
+/// Subdomain -> link, filled on demand from the store.
+#[derive(Default)]
+pub(crate) struct LinkCache {
+    by_subdomain: Mutex<HashMap<String, Option<Arc<LiveLink>>>>,
+}
+
+impl LinkCache {
+    /// The link for a subdomain (cached, including "no such link").
+    pub(crate) async fn get(&self, hub: &Hub, subdomain: &str) -> Result<Option<Arc<LiveLink>>, StoreError> {
+        if let Some(hit) = lock(&self.by_subdomain).get(subdomain) {
+            return Ok(hit.clone());
+        }
+        let row = hub.store.link_by_subdomain(subdomain).await?;
+        let live = row.map(|row| {
+            let policy = serde_json::from_str(&row.policy).unwrap_or_default();
+            Arc::new(LiveLink { row, policy, unflushed: AtomicI64::new(0) })
+        });
+        let mut cache = lock(&self.by_subdomain);
+        // Bound the negative entries a scanner could create.
+        if cache.len() > 10_000 {
+            cache.retain(|_, v| v.is_some());
+        }
+        Ok(cache.entry(subdomain.to_string()).or_insert(live).clone())
+    }
+
+    fn forget(&self, subdomain: &str) -> Option<Arc<LiveLink>> {
+        lock(&self.by_subdomain).remove(subdomain).flatten()
+    }
+
+    /// Moves unflushed request counts to the store.
+    pub(crate) async fn flush_counts(&self, hub: &Hub) {
+        let counts: Vec<(LinkId, i64)> = lock(&self.by_subdomain)
+            .values()
+            .flatten()
+            .map(|l| (l.row.id, l.unflushed.swap(0, Ordering::Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        if !counts.is_empty()
+            && let Err(e) = hub.store.add_link_requests(&counts).await
+        {
+            tracing::warn!(error = %e, "could not save link request counts");
+        }
+    }
+
+    fn unflushed(&self, subdomain: &str) -> i64 {
+        lock(&self.by_subdomain)
+            .get(subdomain)
+            .and_then(|l| l.as_ref())
+            .map_or(0, |l| l.unflushed.load(Ordering::Relaxed))
+    }
+}
+
+/// `POST /v1/links`: a temporary or persistent link to one of the caller's services.
+pub(crate) async fn create(hub: &Hub, member: &Member, body: CreateLink) -> Result<LinkInfo, ErrorBody> {
+    let service = hub.store.service(member.workspace_id, &body.service).await.map_err(store_error)?;
+    if service.as_ref().is_none_or(|s| s.owner_id != member.id) {
+        return Err(ErrorBody::new(
+            ErrorCode::NotFound,
+            format!("you do not expose a service named '{}'", body.service),
+        ));
+    }
+    let policy =
+        serde_json::to_string(&body.policy).map_err(|e| ErrorBody::new(ErrorCode::BadRequest, e.to_string()))?;
+    if body.persistent {
+        if let Some(row) = hub.store.persistent_link(member.id, &body.service).await.map_err(store_error)? {
+            hub.store.set_link_policy(row.id, &policy).await.map_err(store_error)?;
+            hub.links.forget(&row.subdomain);
+            return Ok(info(hub, &LinkRow { policy, ..row }));
+        }
+    }
+    let expires_at = if body.persistent {
+        None
+    } else {
+        let secs = body.expires_in_secs.unwrap_or(DEFAULT_LINK_SECS);
+        if secs == 0 || secs > MAX_LINK_SECS {
+            return Err(ErrorBody::new(ErrorCode::BadRequest, "a temporary link lasts at most 30 days"));
+        }
+        Some(clock::now() + secs as i64)
+    };
+    for _ in 0..SUBDOMAIN_ATTEMPTS {
+        let subdomain = random_subdomain();
+        match hub.store.create_link(member, &body.service, &subdomain, body.persistent, expires_at, &policy).await {
+            Ok(row) => {
+                hub.links.forget(&subdomain);
+                audit(hub, member, "link.create", &row.subdomain).await;
+                return Ok(info(hub, &row));
+            }
+            Err(StoreError::AlreadyExists(_)) => continue,
+            Err(e) => return Err(store_error(e)),
+        }
+    }
+    Err(ErrorBody::new(ErrorCode::Internal, "could not draw a free subdomain; try again"))
+}
+
+/// `GET /v1/links`: the caller's active links.
+pub(crate) async fn list(hub: &Hub, member: &Member) -> Result<LinkListing, ErrorBody> {
+    let rows = hub.store.active_links_of(member.id, clock::now()).await.map_err(store_error)?;
+    Ok(LinkListing { links: rows.iter().map(|row| info(hub, row)).collect() })
+}
+
+/// `POST /v1/links/revoke`: ends a link of the caller's (or any, for an admin) at once.
+pub(crate) async fn revoke(hub: &Hub, member: &Member, subdomain: &str) -> Result<(), ErrorBody> {
+    let subdomain = subdomain.trim().to_ascii_lowercase();
+    let not_found = || {
+        ErrorBody::new(ErrorCode::NotFound, format!("you have no active link '{subdomain}'"))
+            .with_hint("connect links lists them")
+    };
+    let row = hub.store.link_by_subdomain(&subdomain).await.map_err(store_error)?.ok_or_else(not_found)?;
+    let allowed = row.owner_id == member.id || (member.is_admin && row.workspace_id == member.workspace_id);
+    if !allowed || row.revoked_at.is_some() {
+        return Err(not_found());
+    }
+    hub.store.revoke_link(row.id, clock::now()).await.map_err(store_error)?;
+    hub.links.forget(&subdomain);
+    audit(hub, member, "link.revoke", &subdomain).await;
+    Ok(())
+}
+
+fn info(hub: &Hub, row: &LinkRow) -> LinkInfo {
+    LinkInfo {
+        subdomain: row.subdomain.clone(),
+        url: hub.link_base.url(&row.subdomain),
+        service: row.service.clone(),
+        persistent: row.persistent,
+        expires_at: row.expires_at,
+        requests: row.requests + hub.links.unflushed(&row.subdomain),
+    }
+}
+
+fn random_subdomain() -> String {
+    let mut out = String::with_capacity(SUBDOMAIN_LEN);
+    let limit = u8::MAX - (u8::MAX % SUBDOMAIN_ALPHABET.len() as u8) - 1;
+    while out.len() < SUBDOMAIN_LEN {
+        let mut byte = [0u8; 1];
+        SystemRandom::new().fill(&mut byte).expect("the OS random source works");
+        if byte[0] <= limit {
+            out.push(SUBDOMAIN_ALPHABET[usize::from(byte[0]) % SUBDOMAIN_ALPHABET.len()] as char);
+        }
+    }
+    out
+}
+
+async fn audit(hub: &Hub, member: &Member, action: &str, detail: &str) {
+    if let Err(e) = hub.store.audit(Some(member.workspace_id), Some(&member.name), action, detail).await {
+        tracing::error!(error = %e, action, "audit write failed");
+    }
+}
+
+fn store_error(e: StoreError) -> ErrorBody {
+    tracing::error!(error = %e, "store error");
+    ErrorBody::new(ErrorCode::Internal, "the hub could not read its store; try again")
+}

@@ -1,0 +1,32 @@
+//! `connect links`: your public links with their request counts; `connect links revoke <sub>`.
+
+use anyhow::Result;
+use pconnect_proto::link::{LinkListing, RevokeLink};
+use pconnect_proto::wire::{LINK_REVOKE_PATH, LINKS_PATH};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::LinksCommand;
+use crate::link::forward::ForwardLink;
+use crate::session;
+use crate::ui::Ui;
+
+pub(crate) async fn links(ui: Ui, command: Option<LinksCommand>) -> Result<()> {
+    let session = session::resolve().await?;
+    let cancel = CancellationToken::new();
+    let (link, _) = ForwardLink::connect(session.creds, session.id, 1, cancel.clone()).await?;
+    let result = match command {
+        Some(LinksCommand::Revoke { subdomain }) => {
+            let subdomain = subdomain.split("://").last().unwrap_or(&subdomain).split('.').next().unwrap_or_default();
+            link.post(LINK_REVOKE_PATH, &RevokeLink { subdomain: subdomain.to_string() }).await?;
+            ui.link_revoked(subdomain);
+            Ok(())
+        }
+        None => {
+            let listing: LinkListing = link.get(LINKS_PATH).await?;
+            ui.links(&listing);
+            Ok(())
+        }
+    };
+    cancel.cancel();
+    result
+}

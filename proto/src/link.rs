@@ -1,0 +1,271 @@
+//! Public links: the access policy a link carries (enforced by the hub's ingress), its pieces
+//! (CIDR ranges, path patterns, rate limits), and the JSON bodies of the link RPCs.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// Longest temporary link lifetime.
+pub const MAX_LINK_SECS: u64 = 30 * 86400;
+/// Temporary link lifetime when none is given.
+pub const DEFAULT_LINK_SECS: u64 = 24 * 3600;
+
+/// Who may use a link and how. Every field is optional; an empty policy lets everything through.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkPolicy {
+    /// HTTP basic auth: SHA-256 (hex) of the expected `Authorization` header value, never the password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_auth_sha256: Option<String>,
+    /// Client addresses allowed (CIDR); empty = everyone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_ips: Vec<Cidr>,
+    /// Methods allowed (upper case); empty = all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<String>,
+    /// Path patterns allowed (`/webhooks/*` = prefix, else exact); empty = all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<String>,
+    /// Requests per minute per link.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_per_min: Option<u32>,
+    /// Send this `Host` upstream instead of the client's (dev servers that check Host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rewrite_host: Option<String>,
+}
+
+impl LinkPolicy {
+    /// Whether `path` (without query) matches one of the patterns (or there are none).
+    pub fn allows_path(&self, path: &str) -> bool {
+        self.paths.is_empty() || self.paths.iter().any(|p| path_matches(p, path))
+    }
+
+    /// Whether `method` is allowed.
+    pub fn allows_method(&self, method: &str) -> bool {
+        self.methods.is_empty() || self.methods.iter().any(|m| m.eq_ignore_ascii_case(method))
+    }
+
+    /// Whether a client address is allowed.
+    pub fn allows_ip(&self, ip: IpAddr) -> bool {
+        self.allow_ips.is_empty() || self.allow_ips.iter().any(|c| c.contains(ip))
+    }
+}
+
+/// `/webhooks/*` matches `/webhooks/` and everything under it; other patterns match exactly.
+pub fn path_matches(pattern: &str, path: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => path.starts_with(prefix) || path == prefix.trim_end_matches('/'),
+        None => path == pattern,
+    }
+}
+
+/// Checks a path pattern: starts with `/`, `*` only at the end.
+pub fn parse_path_pattern(input: &str) -> Result<String, String> {
+    let ok =
+        input.starts_with('/') && !input.trim_end_matches('*').contains('*') && !input.contains(char::is_whitespace);
+    if ok { Ok(input.to_string()) } else { Err(format!("'{input}' is not a path pattern: use /exact or /prefix/*")) }
+}
+
+/// Parses `GET,POST` into upper-case method names.
+pub fn parse_methods(input: &str) -> Result<Vec<String>, String> {
+    const KNOWN: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+    input
+        .split(',')
+        .map(|m| m.trim().to_ascii_uppercase())
+        .map(|m| {
+            if KNOWN.contains(&m.as_str()) {
+                Ok(m)
+            } else {
+                Err(format!("'{m}' is not an HTTP method (use {})", KNOWN.join(",")))
+            }
+        })
+        .collect()
+}
+
+/// The `Authorization` header value a browser sends for `user:password` (HTTP basic auth).
+pub fn basic_auth_header(credentials: &str) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::from("Basic ");
+    for chunk in credentials.as_bytes().chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(TABLE[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Parses `60/min` (or `60`) into requests per minute.
+pub fn parse_rate(input: &str) -> Result<u32, String> {
+    let count = input.trim().strip_suffix("/min").unwrap_or(input.trim());
+    match count.parse::<u32>() {
+        Ok(n) if (1..=100_000).contains(&n) => Ok(n),
+        _ => Err(format!("'{input}' is not a rate: use N/min with N from 1 to 100000, like 60/min")),
+    }
+}
+
+/// An address range: `10.0.0.0/8`, `192.168.1.7` (= /32), `::1/128`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl Cidr {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match (self.addr, ip) {
+            (IpAddr::V4(_), IpAddr::V6(v6)) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            _ => ip,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => prefix_eq(&net.octets(), &ip.octets(), self.prefix),
+            (IpAddr::V6(net), IpAddr::V6(ip)) => prefix_eq(&net.octets(), &ip.octets(), self.prefix),
+            _ => false,
+        }
+    }
+}
+
+fn prefix_eq(a: &[u8], b: &[u8], prefix: u8) -> bool {
+    let full = usize::from(prefix / 8);
+    let rest = prefix % 8;
+    if a[..full] != b[..full] {
+        return false;
+    }
+    rest == 0 || {
+        let mask = 0xffu8 << (8 - rest);
+        a[full] & mask == b[full] & mask
+    }
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("'{input}' is not an address range: use CIDR like 203.0.113.0/24 or one address");
+        let (addr, prefix) = match input.split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (input, None),
+        };
+        let addr: IpAddr = addr.trim().parse().map_err(|_| bad())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p.trim().parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(bad)?,
+            None => max,
+        };
+        Ok(Cidr { addr, prefix })
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl Serialize for Cidr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Cidr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// `POST /v1/links`: publish one of the caller's services.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateLink {
+    pub service: String,
+    /// Persistent (`--public`): same URL every time this member exposes this service name.
+    pub persistent: bool,
+    /// Temporary links only.
+    pub expires_in_secs: Option<u64>,
+    pub policy: LinkPolicy,
+}
+
+/// A link as the hub describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkInfo {
+    pub subdomain: String,
+    pub url: String,
+    pub service: String,
+    pub persistent: bool,
+    /// Unix seconds; `None` for persistent links.
+    pub expires_at: Option<i64>,
+    pub requests: i64,
+}
+
+/// `GET /v1/links`: the caller's active links.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkListing {
+    pub links: Vec<LinkInfo>,
+}
+
+/// `POST /v1/links/revoke` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeLink {
+    pub subdomain: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidrs_parse_and_match() {
+        let net: Cidr = "10.1.0.0/16".parse().unwrap();
+        assert!(net.contains("10.1.200.3".parse().unwrap()));
+        assert!(!net.contains("10.2.0.1".parse().unwrap()));
+        let one: Cidr = "127.0.0.1".parse().unwrap();
+        assert!(one.contains("127.0.0.1".parse().unwrap()));
+        assert!(one.contains("::ffff:127.0.0.1".parse().unwrap()));
+        assert!(!one.contains("127.0.0.2".parse().unwrap()));
+        let odd: Cidr = "192.168.0.0/23".parse().unwrap();
+        assert!(odd.contains("192.168.1.9".parse().unwrap()) && !odd.contains("192.168.2.1".parse().unwrap()));
+        assert!("::1/128".parse::<Cidr>().unwrap().contains("::1".parse().unwrap()));
+        for bad in ["10.0.0.0/33", "banana", "10.0.0/8", "::1/129"] {
+            assert!(bad.parse::<Cidr>().is_err(), "{bad}");
+        }
+        let json = serde_json::to_string(&net).unwrap();
+        assert_eq!(serde_json::from_str::<Cidr>(&json).unwrap(), net);
+    }
+
+    #[test]
+    fn basic_auth_matches_rfc_7617() {
+        assert_eq!(basic_auth_header("Aladdin:open sesame"), "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
+        assert_eq!(basic_auth_header("a:b"), "Basic YTpi");
+        assert_eq!(basic_auth_header("ab:c"), "Basic YWI6Yw==");
+    }
+
+    #[test]
+    fn paths_methods_rates() {
+        assert!(path_matches("/webhooks/*", "/webhooks/stripe"));
+        assert!(path_matches("/webhooks/*", "/webhooks"));
+        assert!(!path_matches("/webhooks/*", "/admin"));
+        assert!(path_matches("/health", "/health") && !path_matches("/health", "/healthz"));
+        assert!(
+            parse_path_pattern("/a/*").is_ok()
+                && parse_path_pattern("a").is_err()
+                && parse_path_pattern("/*/x").is_err()
+        );
+        assert_eq!(parse_methods("get, POST").unwrap(), vec!["GET", "POST"]);
+        assert!(parse_methods("GET,FETCH").is_err());
+        assert_eq!(parse_rate("60/min").unwrap(), 60);
+        assert!(parse_rate("0/min").is_err() && parse_rate("fast").is_err());
+        let policy =
+            LinkPolicy { methods: vec!["POST".into()], paths: vec!["/webhooks/*".into()], ..Default::default() };
+        assert!(policy.allows_method("post") && !policy.allows_method("GET"));
+        assert!(policy.allows_path("/webhooks/github") && !policy.allows_path("/"));
+        assert!(LinkPolicy::default().allows_ip("8.8.8.8".parse().unwrap()));
+    }
+}
