@@ -110,12 +110,14 @@ pub(crate) async fn create(hub: &Hub, member: &Member, body: CreateLink) -> Resu
     }
     let policy =
         serde_json::to_string(&body.policy).map_err(|e| ErrorBody::new(ErrorCode::BadRequest, e.to_string()))?;
-    if body.persistent {
-        if let Some(row) = hub.store.persistent_link(member.id, &body.service).await.map_err(store_error)? {
-            hub.store.set_link_policy(row.id, &policy).await.map_err(store_error)?;
-            hub.links.forget(&row.subdomain);
-            return Ok(info(hub, &LinkRow { policy, ..row }));
-        }
+    let existing = match body.persistent {
+        true => hub.store.persistent_link(member.id, &body.service).await.map_err(store_error)?,
+        false => None,
+    };
+    if let Some(row) = existing {
+        hub.store.set_link_policy(row.id, &policy).await.map_err(store_error)?;
+        hub.links.forget(&row.subdomain);
+        return Ok(info(hub, &LinkRow { policy, ..row }));
     }
     let expires_at = if body.persistent {
         None
