@@ -161,19 +161,9 @@ async fn tunnel(
         },
         None => None,
     };
-    let Some(row) = hub.store.service(member.workspace_id, service).await.map_err(store_error).ok().flatten() else {
-        let error = ErrorBody::new(ErrorCode::NotFound, format!("no service named '{service}' in this workspace"))
-            .with_hint("run `connect services` to list them");
-        reply_error(&mut respond, error);
-        return Ok(());
-    };
+    // Fast path: a live route needs no store read. The store is consulted only to explain a miss.
     let Some(conn) = hub.routes.pick(member.workspace_id, service) else {
-        let error = ErrorBody::new(
-            ErrorCode::Offline,
-            format!("'{service}' is offline: {}'s agent is not connected", row.owner),
-        )
-        .with_hint(format!("it comes back when {} runs `connect expose` again", row.owner));
-        reply_error(&mut respond, error);
+        reply_error(&mut respond, unroutable(hub, member, service).await);
         return Ok(());
     };
     conn.load.fetch_add(1, Ordering::Relaxed);
@@ -187,7 +177,7 @@ async fn tunnel(
     };
     let response = Response::builder()
         .status(StatusCode::OK)
-        .header(HEADER_SERVICE_OWNER, row.owner.as_str())
+        .header(HEADER_SERVICE_OWNER, &*conn.owner_name)
         .body(())
         .expect("static response");
     let client_send = respond.send_response(response, false)?;
@@ -203,6 +193,20 @@ async fn tunnel(
         }
     }
     Ok(())
+}
+
+/// Why a service has no live route: unknown, or known but its agent is offline.
+async fn unroutable(hub: &Hub, member: &Member, service: &str) -> ErrorBody {
+    match hub.store.service(member.workspace_id, service).await {
+        Ok(Some(row)) => ErrorBody::new(
+            ErrorCode::Offline,
+            format!("'{service}' is offline: {}'s agent is not connected", row.owner),
+        )
+        .with_hint(format!("it comes back when {} runs `connect expose` again", row.owner)),
+        Ok(None) => ErrorBody::new(ErrorCode::NotFound, format!("no service named '{service}' in this workspace"))
+            .with_hint("run `connect services` to list them"),
+        Err(e) => store_error(e),
+    }
 }
 
 fn join_header(request: &Request<RecvStream>) -> Option<String> {

@@ -44,6 +44,7 @@ pub(crate) async fn serve(
         id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),
         session: Arc::from(hello.session.as_str()),
         owner: member.id,
+        owner_name: Arc::from(member.name.as_str()),
         sender,
         load: Arc::new(AtomicUsize::new(0)),
     };

@@ -20,6 +20,7 @@ pub(crate) struct ReverseConn {
     pub(crate) id: u64,
     pub(crate) session: Arc<str>,
     pub(crate) owner: MemberId,
+    pub(crate) owner_name: Arc<str>,
     pub(crate) sender: h2::client::SendRequest<Bytes>,
     /// Streams open on this connection; new streams go to the least loaded connection.
     pub(crate) load: Arc<AtomicUsize>,
