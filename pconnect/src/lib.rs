@@ -10,7 +10,7 @@ pub mod probe;
 pub mod session;
 mod signals;
 pub mod state;
-pub mod target;
+pub use pconnect_proto::target;
 pub mod timefmt;
 pub mod tls;
 pub mod ui;

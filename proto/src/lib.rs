@@ -5,11 +5,16 @@
 //! - [`control`]: JSON bodies of the control RPCs and error replies.
 //! - [`link`]: public link policies and link RPC bodies.
 //! - [`names`]: service names, the well-known port table, and their validation.
+//! - [`project`]: the `pconnect.yml` model and its semantic checks; [`plan`]: the pure reconciler.
+//! - [`target`]: what an agent exposes (`3000`, `:3000`, `host:port`).
 //! - [`share`]: environment share codes, expiry durations and share RPC bodies.
 
 pub mod control;
 pub mod handshake;
 pub mod link;
 pub mod names;
+pub mod plan;
+pub mod project;
 pub mod share;
+pub mod target;
 pub mod wire;

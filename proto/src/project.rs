@@ -1,0 +1,340 @@
+//! The `pconnect.yml` model (`ProjectSpec`) and its semantic checks. Parsing (YAML with positions)
+//! lives in the agent; this is the contract, with a JSON Schema derived from it.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::link::{self, MAX_LINK_SECS};
+use crate::names;
+use crate::share::{MAX_SHARE_SECS, parse_duration};
+use crate::target::Target;
+
+/// The only format version so far.
+pub const VERSION: u32 = 1;
+
+/// A project's declaration of what it exposes, shares, publishes and reaches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "pconnect.yml")]
+pub struct ProjectSpec {
+    /// Format version: 1.
+    pub version: u32,
+    /// Project name, used in generated files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// Team hub (`https://host:port`); without it the saved login or the embedded local hub is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hub: Option<String>,
+    /// Local services to expose, by name.
+    #[serde(default)]
+    pub services: BTreeMap<String, ServiceDecl>,
+    /// Environment shares to keep, by name.
+    #[serde(default)]
+    pub shares: BTreeMap<String, ShareDecl>,
+    /// Workspace services (or a whole teammate) to bring to local ports.
+    #[serde(default)]
+    pub reach: Vec<ReachDecl>,
+    /// Where and how `.env.pconnect` is written.
+    #[serde(default)]
+    pub env: EnvDecl,
+}
+
+/// One exposed service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceDecl {
+    /// What to expose: `3000`, `:3000` or `host:port`.
+    pub target: PortOrAddress,
+    /// Protocol; detected by probing when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<ServiceKind>,
+    /// A temporary public URL with its policies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<LinkDecl>,
+    /// A persistent public URL (`true`, or its policies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public: Option<PublicDecl>,
+    /// Capture traffic in a debug session.
+    #[serde(default)]
+    pub debug: bool,
+    /// Variables for `.env.pconnect` (minijinja templates; `host` and `port` are defined).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+/// A port number or an address string.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum PortOrAddress {
+    Port(u32),
+    Address(String),
+}
+
+impl PortOrAddress {
+    /// The target this names.
+    pub fn target(&self) -> Result<Target, String> {
+        match self {
+            PortOrAddress::Port(port) => port.to_string().parse().map_err(|e: crate::target::TargetError| e.to_string()),
+            PortOrAddress::Address(text) => text.parse().map_err(|e: crate::target::TargetError| e.to_string()),
+        }
+    }
+}
+
+/// Protocols a service may declare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceKind {
+    Http,
+    Postgres,
+    Mysql,
+    Redis,
+    Mongo,
+    Tcp,
+}
+
+impl ServiceKind {
+    pub fn is_database(self) -> bool {
+        matches!(self, ServiceKind::Postgres | ServiceKind::Mysql | ServiceKind::Redis | ServiceKind::Mongo)
+    }
+}
+
+/// Link policies (the flags of `connect expose --link`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LinkDecl {
+    /// Lifetime of a temporary link: `1h`, `24h` (default), `7d`, up to `30d`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+    /// HTTP basic auth, `user:password` (use `${VAR}` to keep it out of the file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<String>,
+    /// Client address ranges allowed (CIDR).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_ips: Vec<String>,
+    /// Methods allowed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<String>,
+    /// Path patterns allowed (`/webhooks/*`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<String>,
+    /// Rate limit, `60/min`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<String>,
+    /// `rewrite` sends the target's host as Host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_header: Option<String>,
+}
+
+/// `public: true`, or the policies of the persistent link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum PublicDecl {
+    Enabled(bool),
+    Policies(LinkDecl),
+}
+
+/// An environment share of some of the project's services.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShareDecl {
+    /// Names from `services`.
+    pub services: Vec<String>,
+    /// Lifetime: up to `7d` (default `24h`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+}
+
+/// Something to reach: one workspace service, or every service of a teammate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReachDecl {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teammate: Option<String>,
+    /// Local port (a service only; default its own port).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u32>,
+}
+
+/// The generated environment file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EnvDecl {
+    /// Output path, default `.env.pconnect`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// A minijinja template replacing the built-in one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+}
+
+/// A semantic problem, located by a JSON-pointer-like path (`/services/web/link/expires`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecError {
+    pub path: String,
+    pub message: String,
+}
+
+impl ProjectSpec {
+    /// Every semantic problem (types and unknown keys are the parser's job).
+    pub fn check(&self) -> Vec<SpecError> {
+        let mut errors = Vec::new();
+        let mut fail = |path: String, message: String| errors.push(SpecError { path, message });
+        if self.version != VERSION {
+            fail("/version".into(), format!("version must be {VERSION}, not {}", self.version));
+        }
+        for (name, service) in &self.services {
+            let at = format!("/services/{name}");
+            if let Err(e) = names::validate(name) {
+                fail(at.clone(), e.to_string());
+            }
+            if let Err(e) = service.target.target() {
+                fail(format!("{at}/target"), e);
+            }
+            if let Some(decl) = &service.link {
+                check_link(decl, &format!("{at}/link"), true, &mut fail);
+            }
+            if let Some(PublicDecl::Policies(decl)) = &service.public {
+                check_link(decl, &format!("{at}/public"), false, &mut fail);
+            }
+            let publishes = service.link.is_some() || matches!(service.public, Some(PublicDecl::Enabled(true)) | Some(PublicDecl::Policies(_)));
+            if publishes && service.kind.is_some_and(ServiceKind::is_database) {
+                fail(at.clone(), "a database service cannot have a public link: teammates use reach or a share".into());
+            }
+            for var in service.env.keys() {
+                if !is_env_name(var) {
+                    fail(format!("{at}/env/{var}"), format!("'{var}' is not a variable name (A-Z, 0-9, _)"));
+                }
+            }
+        }
+        for (name, share) in &self.shares {
+            let at = format!("/shares/{name}");
+            if share.services.is_empty() {
+                fail(format!("{at}/services"), "a share needs at least one service".into());
+            }
+            for (i, service) in share.services.iter().enumerate() {
+                if !self.services.contains_key(service) {
+                    fail(format!("{at}/services/{i}"), format!("'{service}' is not declared under services"));
+                }
+            }
+            if let Some(expires) = &share.expires
+                && let Err(e) = parse_duration(expires, MAX_SHARE_SECS)
+            {
+                fail(format!("{at}/expires"), e.to_string());
+            }
+        }
+        for (i, reach) in self.reach.iter().enumerate() {
+            let at = format!("/reach/{i}");
+            match (&reach.service, &reach.teammate) {
+                (Some(_), Some(_)) | (None, None) => fail(at.clone(), "give either service or teammate".into()),
+                (None, Some(_)) if reach.port.is_some() => fail(format!("{at}/port"), "port goes with a service, not a teammate".into()),
+                _ => {}
+            }
+            if let Some(port) = reach.port
+                && !(1..=65535).contains(&port)
+            {
+                fail(format!("{at}/port"), format!("port {port} is out of range (1-65535)"));
+            }
+        }
+        errors
+    }
+}
+
+fn check_link(decl: &LinkDecl, at: &str, temporary: bool, fail: &mut impl FnMut(String, String)) {
+    match (&decl.expires, temporary) {
+        (Some(expires), true) => {
+            if let Err(e) = parse_duration(expires, MAX_LINK_SECS) {
+                fail(format!("{at}/expires"), e.to_string());
+            }
+        }
+        (Some(_), false) => fail(format!("{at}/expires"), "a public link does not expire; use link: for that".into()),
+        (None, _) => {}
+    }
+    if let Some(auth) = &decl.auth
+        && !auth.contains(':')
+    {
+        fail(format!("{at}/auth"), "auth takes user:password".into());
+    }
+    for (i, cidr) in decl.allow_ips.iter().enumerate() {
+        if let Err(e) = cidr.parse::<link::Cidr>() {
+            fail(format!("{at}/allow_ips/{i}"), e);
+        }
+    }
+    if !decl.methods.is_empty()
+        && let Err(e) = link::parse_methods(&decl.methods.join(","))
+    {
+        fail(format!("{at}/methods"), e);
+    }
+    for (i, path) in decl.paths.iter().enumerate() {
+        if let Err(e) = link::parse_path_pattern(path) {
+            fail(format!("{at}/paths/{i}"), e);
+        }
+    }
+    if let Some(rate) = &decl.rate_limit
+        && let Err(e) = link::parse_rate(rate)
+    {
+        fail(format!("{at}/rate_limit"), e);
+    }
+    if let Some(host) = &decl.host_header
+        && host != "rewrite"
+        && host != "passthrough"
+    {
+        fail(format!("{at}/host_header"), "host_header is passthrough or rewrite".into());
+    }
+}
+
+fn is_env_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(json: serde_json::Value) -> ProjectSpec {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn a_full_project_checks_clean() {
+        let s = spec(serde_json::json!({
+            "version": 1, "project": "shop",
+            "services": {
+                "web": {"target": 3000, "kind": "http", "link": {"expires": "2h", "methods": ["GET", "POST"], "paths": ["/webhooks/*"]}},
+                "db": {"target": "localhost:5432", "kind": "postgres", "env": {"DATABASE_URL": "postgresql://postgres@{{ host }}:{{ port }}/shop"}},
+            },
+            "shares": {"team": {"services": ["web", "db"], "expires": "4h"}},
+            "reach": [{"service": "payments", "port": 9000}, {"teammate": "alice"}],
+        }));
+        assert_eq!(s.check(), vec![]);
+    }
+
+    #[test]
+    fn every_semantic_problem_is_located() {
+        let s = spec(serde_json::json!({
+            "version": 2,
+            "services": {
+                "Bad_Name": {"target": "localhost:99999"},
+                "db": {"target": 5432, "kind": "postgres", "link": {"expires": "40d"}},
+            },
+            "shares": {"team": {"services": ["ghost"], "expires": "banana"}},
+            "reach": [{"service": "a", "teammate": "b"}, {"service": "x", "port": 70000}],
+        }));
+        let paths: Vec<String> = s.check().into_iter().map(|e| e.path).collect();
+        for expected in ["/version", "/services/Bad_Name", "/services/Bad_Name/target", "/services/db/link/expires",
+            "/services/db", "/shares/team/services/0", "/shares/team/expires", "/reach/0", "/reach/1/port"] {
+            assert!(paths.contains(&expected.to_string()), "missing {expected} in {paths:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_by_the_model() {
+        let result: Result<ProjectSpec, _> = serde_json::from_value(serde_json::json!({"version": 1, "servces": {}}));
+        assert!(result.unwrap_err().to_string().contains("unknown field `servces`"));
+    }
+}
