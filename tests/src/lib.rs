@@ -29,6 +29,7 @@
 mod agent;
 mod bins;
 mod echo;
+mod http;
 mod hub;
 mod net;
 mod proc;
@@ -37,6 +38,10 @@ mod services;
 pub use agent::Agent;
 pub use bins::{CONNECT, HUB, bin, target_dir, workspace_root};
 pub use echo::EchoServer;
+pub use http::{
+    HttpClient, HttpResponse, HttpServer, WEBHOOK_SECRET, WsClient, base64, basic_auth, blob, hex, http_get,
+    http_request, sha256_hex, sign_webhook, websocket_accept, ws_frame,
+};
 pub use hub::{Hub, HubInfo};
 pub use net::{free_port, free_port_on, listen_port, roundtrip, wait_for_port};
 pub use proc::{Line, Proc, Stream, describe_output, output_with_timeout, which};
