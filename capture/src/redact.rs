@@ -11,8 +11,21 @@ const SECRET_HEADERS: &[&str] =
 
 /// Name fragments that mark a field or parameter as secret.
 const SECRET_NAMES: &[&str] = &[
-    "token", "key", "secret", "password", "passwd", "pwd", "code", "sig", "authorization", "otp", "ssn", "card",
-    "session", "credential", "auth",
+    "token",
+    "key",
+    "secret",
+    "password",
+    "passwd",
+    "pwd",
+    "code",
+    "sig",
+    "authorization",
+    "otp",
+    "ssn",
+    "card",
+    "session",
+    "credential",
+    "auth",
 ];
 
 /// Whether a header's value must be masked.

@@ -56,7 +56,11 @@ pub enum Detail {
     Postgres(PgExchange),
     Redis(RedisExchange),
     /// Bytes of an unrecognised connection, reported when it closes.
-    Raw { to_service: u64, to_client: u64, note: String },
+    Raw {
+        to_service: u64,
+        to_client: u64,
+        note: String,
+    },
 }
 
 /// A header (name lowercased; value capped and redacted).
