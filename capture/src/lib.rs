@@ -13,5 +13,5 @@ pub mod redis;
 mod tap;
 mod types;
 
-pub use tap::Tap;
+pub use tap::{Tap, detect};
 pub use types::*;
