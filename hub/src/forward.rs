@@ -10,7 +10,7 @@ use h2::server::SendResponse;
 use http::{Method, Request, Response, StatusCode};
 use pconnect_proto::control::{ErrorBody, ErrorCode, ServiceInfo, ServiceList, Unregister, WhoAmI};
 use pconnect_proto::link::{CreateLink, RevokeLink};
-use pconnect_proto::share::{CreateShare, ShareCode};
+use pconnect_proto::share::{CreateShare, ShareCode, ShareId};
 use pconnect_proto::wire::{self, HEADER_JOIN, HEADER_SERVICE_OWNER, TUNNEL_PROTOCOL};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -102,6 +102,11 @@ async fn rpc(hub: &Hub, member: &Member, request: Request<RecvStream>) -> Result
         (Method::POST, wire::SHARE_REVOKE_PATH) => {
             let body: ShareCode = read_json(request.into_body()).await?;
             shares::revoke(hub, member, &body.code).await?;
+            Ok((StatusCode::NO_CONTENT, Bytes::new()))
+        }
+        (Method::POST, wire::SHARE_REVOKE_ID_PATH) => {
+            let body: ShareId = read_json(request.into_body()).await?;
+            shares::revoke_id(hub, member, body.id).await?;
             Ok((StatusCode::NO_CONTENT, Bytes::new()))
         }
         (Method::POST, wire::SHARE_JOIN_PATH) => {

@@ -175,6 +175,7 @@ fn info(hub: &Hub, row: &LinkRow) -> LinkInfo {
         persistent: row.persistent,
         expires_at: row.expires_at,
         requests: row.requests + hub.links.unflushed(&row.subdomain),
+        policy: serde_json::from_str(&row.policy).unwrap_or_default(),
     }
 }
 

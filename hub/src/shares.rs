@@ -37,6 +37,7 @@ pub(crate) async fn create(hub: &Hub, member: &Member, body: CreateShare) -> Res
         .map_err(store_error)?
         .into_iter()
         .filter(|s| s.owner_id == member.id && hub.routes.is_online(member.workspace_id, &s.name))
+        .filter(|s| body.services.as_ref().is_none_or(|only| only.contains(&s.name)))
         .map(|s| ShareRoute { service: s.name, port: s.port })
         .collect();
     if routes.is_empty() {
@@ -80,7 +81,20 @@ pub(crate) async fn revoke(hub: &Hub, member: &Member, code: &str) -> Result<(),
             format!("only {} (who created share {code}) or a workspace admin can revoke it", row.creator),
         ));
     }
-    live(hub, &row, &code)?;
+    end_share(hub, member, &row, &code).await
+}
+
+/// `POST /v1/shares/revoke-id`: the creator revokes one of their shares by id (project mode).
+pub(crate) async fn revoke_id(hub: &Hub, member: &Member, id: i64) -> Result<(), ErrorBody> {
+    let row = hub.store.share_by_id(id).await.map_err(store_error)?;
+    let Some(row) = row.filter(|row| row.creator_id == member.id) else {
+        return Err(ErrorBody::new(ErrorCode::NotFound, format!("you have no share #{id}")));
+    };
+    end_share(hub, member, &row, "").await
+}
+
+async fn end_share(hub: &Hub, member: &Member, row: &ShareRow, code: &str) -> Result<(), ErrorBody> {
+    live(hub, row, code)?;
     hub.store.revoke_share(row.id, clock::now()).await.map_err(store_error)?;
     hub.live_shares.end(row.id, ShareEvent::Revoked);
     audit(hub, member, "share.revoke", &format!("share {}", row.id)).await;

@@ -2,11 +2,13 @@
 
 pub mod cli;
 mod commands;
+pub mod dev;
 pub mod embedded;
 pub mod home;
 pub mod link;
 mod local_port;
 pub mod probe;
+pub mod project;
 pub mod session;
 mod signals;
 pub mod state;

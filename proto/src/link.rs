@@ -202,6 +202,9 @@ pub struct LinkInfo {
     /// Unix seconds; `None` for persistent links.
     pub expires_at: Option<i64>,
     pub requests: i64,
+    /// The policy it enforces (the password only as a hash).
+    #[serde(default)]
+    pub policy: LinkPolicy,
 }
 
 /// `GET /v1/links`: the caller's active links.

@@ -97,7 +97,10 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
         changes.push(Change::Unexpose { service: service.clone() });
     }
     let link_matches = |have: &LinkHave| {
-        desired.links.get(&have.service).is_some_and(|want| want.persistent == have.persistent && want.policy == have.policy)
+        desired
+            .links
+            .get(&have.service)
+            .is_some_and(|want| want.persistent == have.persistent && want.policy == have.policy)
     };
     for have in actual.links.iter().filter(|have| !link_matches(have)) {
         // Persistent links outlive `up`: only a changed policy replaces one (the hub keeps its URL).
@@ -202,7 +205,10 @@ mod tests {
         // A link revoked by hand comes back; nothing else moves.
         let mut drifted = applied.clone();
         drifted.links.clear();
-        assert_eq!(plan(&desired, &drifted).changes, vec![Change::CreateLink { service: "web".into(), link: want(false, &["GET"]) }]);
+        assert_eq!(
+            plan(&desired, &drifted).changes,
+            vec![Change::CreateLink { service: "web".into(), link: want(false, &["GET"]) }]
+        );
         // A changed policy replaces the temporary link.
         let mut edited = desired.clone();
         edited.links.insert("web".into(), want(false, &["POST"]));
@@ -214,7 +220,12 @@ mod tests {
         fewer.services.remove("db");
         fewer.shares.clear();
         let mut with_public = applied.clone();
-        with_public.links.push(LinkHave { subdomain: "keep".into(), service: "db".into(), persistent: true, policy: LinkPolicy::default() });
+        with_public.links.push(LinkHave {
+            subdomain: "keep".into(),
+            service: "db".into(),
+            persistent: true,
+            policy: LinkPolicy::default(),
+        });
         let changes = plan(&fewer, &with_public).changes;
         assert!(changes.contains(&Change::Unexpose { service: "db".into() }));
         assert!(!changes.iter().any(|c| matches!(c, Change::RevokeLink { subdomain, .. } if subdomain == "keep")));
@@ -226,21 +237,29 @@ mod tests {
 
     fn arb_desired() -> impl Strategy<Value = Desired> {
         let names = proptest::sample::subsequence(vec!["a", "b", "c", "d"], 0..=4);
-        (names, proptest::collection::vec((any::<bool>(), arb_policy()), 4), any::<bool>()).prop_map(|(names, links, share)| {
-            let services: BTreeMap<String, u16> = names.iter().enumerate().map(|(i, n)| (n.to_string(), 3000 + i as u16)).collect();
-            let links = names
-                .iter()
-                .zip(links)
-                .filter(|(_, (on, _))| *on)
-                .map(|(n, (_, policy))| (n.to_string(), LinkWant { persistent: false, expires_in_secs: Some(60), policy }))
-                .collect();
-            let shares = if share && !names.is_empty() {
-                BTreeMap::from([("s".to_string(), ShareWant { services: services.keys().cloned().collect(), expires_in_secs: 60 })])
-            } else {
-                BTreeMap::new()
-            };
-            Desired { services, links, shares }
-        })
+        (names, proptest::collection::vec((any::<bool>(), arb_policy()), 4), any::<bool>()).prop_map(
+            |(names, links, share)| {
+                let services: BTreeMap<String, u16> =
+                    names.iter().enumerate().map(|(i, n)| (n.to_string(), 3000 + i as u16)).collect();
+                let links = names
+                    .iter()
+                    .zip(links)
+                    .filter(|(_, (on, _))| *on)
+                    .map(|(n, (_, policy))| {
+                        (n.to_string(), LinkWant { persistent: false, expires_in_secs: Some(60), policy })
+                    })
+                    .collect();
+                let shares = if share && !names.is_empty() {
+                    BTreeMap::from([(
+                        "s".to_string(),
+                        ShareWant { services: services.keys().cloned().collect(), expires_in_secs: 60 },
+                    )])
+                } else {
+                    BTreeMap::new()
+                };
+                Desired { services, links, shares }
+            },
+        )
     }
 
     proptest! {

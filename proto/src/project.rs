@@ -76,7 +76,9 @@ impl PortOrAddress {
     /// The target this names.
     pub fn target(&self) -> Result<Target, String> {
         match self {
-            PortOrAddress::Port(port) => port.to_string().parse().map_err(|e: crate::target::TargetError| e.to_string()),
+            PortOrAddress::Port(port) => {
+                port.to_string().parse().map_err(|e: crate::target::TargetError| e.to_string())
+            }
             PortOrAddress::Address(text) => text.parse().map_err(|e: crate::target::TargetError| e.to_string()),
         }
     }
@@ -200,7 +202,8 @@ impl ProjectSpec {
             if let Some(PublicDecl::Policies(decl)) = &service.public {
                 check_link(decl, &format!("{at}/public"), false, &mut fail);
             }
-            let publishes = service.link.is_some() || matches!(service.public, Some(PublicDecl::Enabled(true)) | Some(PublicDecl::Policies(_)));
+            let publishes = service.link.is_some()
+                || matches!(service.public, Some(PublicDecl::Enabled(true)) | Some(PublicDecl::Policies(_)));
             if publishes && service.kind.is_some_and(ServiceKind::is_database) {
                 fail(at.clone(), "a database service cannot have a public link: teammates use reach or a share".into());
             }
@@ -230,7 +233,9 @@ impl ProjectSpec {
             let at = format!("/reach/{i}");
             match (&reach.service, &reach.teammate) {
                 (Some(_), Some(_)) | (None, None) => fail(at.clone(), "give either service or teammate".into()),
-                (None, Some(_)) if reach.port.is_some() => fail(format!("{at}/port"), "port goes with a service, not a teammate".into()),
+                (None, Some(_)) if reach.port.is_some() => {
+                    fail(format!("{at}/port"), "port goes with a service, not a teammate".into())
+                }
                 _ => {}
             }
             if let Some(port) = reach.port
@@ -326,8 +331,17 @@ mod tests {
             "reach": [{"service": "a", "teammate": "b"}, {"service": "x", "port": 70000}],
         }));
         let paths: Vec<String> = s.check().into_iter().map(|e| e.path).collect();
-        for expected in ["/version", "/services/Bad_Name", "/services/Bad_Name/target", "/services/db/link/expires",
-            "/services/db", "/shares/team/services/0", "/shares/team/expires", "/reach/0", "/reach/1/port"] {
+        for expected in [
+            "/version",
+            "/services/Bad_Name",
+            "/services/Bad_Name/target",
+            "/services/db/link/expires",
+            "/services/db",
+            "/shares/team/services/0",
+            "/shares/team/expires",
+            "/reach/0",
+            "/reach/1/port",
+        ] {
             assert!(paths.contains(&expected.to_string()), "missing {expected} in {paths:?}");
         }
     }

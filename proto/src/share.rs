@@ -108,6 +108,16 @@ pub fn short_remaining(secs: i64) -> String {
 pub struct CreateShare {
     pub name: Option<String>,
     pub expires_in_secs: u64,
+    /// Only these of the caller's online services (all of them when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub services: Option<Vec<String>>,
+}
+
+/// `POST /v1/shares/revoke-id`: revoke one of the caller's shares by id (the code is not needed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShareId {
+    pub id: i64,
 }
 
 /// A share as the hub describes it.

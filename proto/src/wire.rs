@@ -31,6 +31,8 @@ pub const UNREGISTER_PATH: &str = "/v1/services/unregister";
 pub const SHARES_PATH: &str = "/v1/shares";
 /// `POST` [`crate::share::ShareCode`]: revoke a share.
 pub const SHARE_REVOKE_PATH: &str = "/v1/shares/revoke";
+/// `POST` [`crate::share::ShareId`]: revoke one of the caller's shares by id.
+pub const SHARE_REVOKE_ID_PATH: &str = "/v1/shares/revoke-id";
 /// `POST` [`crate::share::ShareCode`]: join a share; replies [`crate::share::Joined`].
 pub const SHARE_JOIN_PATH: &str = "/v1/shares/join";
 /// `POST` with [`HEADER_JOIN`]: a long-lived stream that counts the joiner and carries

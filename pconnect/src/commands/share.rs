@@ -43,7 +43,7 @@ pub(crate) async fn share(ui: Ui, args: ShareArgs) -> Result<()> {
         }
         (None, false) => {
             ui.share_creating();
-            let body = CreateShare { name: args.name, expires_in_secs };
+            let body = CreateShare { name: args.name, expires_in_secs, services: None };
             let created: ShareCreated = link.post_for(SHARES_PATH, &body).await?;
             ShareCodes::remember(&home, &hub, created.share.id, &created.code)?;
             ui.share_created(&created, expires_in_secs);
