@@ -1,0 +1,27 @@
+//! The project file `pconnect.yml`: discovery, loading with located errors ([`load`]) and its JSON Schema.
+//!
+//! The model itself (`ProjectSpec` and its semantic checks) is `pconnect_proto::project`; this module
+//! reads it from disk and derives the schema published at [`SCHEMA_ID`] (committed as
+//! `schemas/pconnect.schema.json`, kept current by `pconnect/tests/project_files.rs`).
+
+pub mod load;
+
+pub use load::{LoadError, Loaded, Problem, find, load, parse};
+pub use pconnect_proto::project::ProjectSpec;
+
+/// Where the schema is published; examples point at it with a `yaml-language-server` comment.
+pub const SCHEMA_ID: &str = "https://pconnect.dev/schemas/pconnect.schema.json";
+
+/// The JSON Schema of `pconnect.yml`, generated from `ProjectSpec` with its `$id` set.
+pub fn schema() -> schemars::Schema {
+    let mut schema = schemars::schema_for!(ProjectSpec);
+    schema.insert("$id".into(), serde_json::Value::String(SCHEMA_ID.into()));
+    schema
+}
+
+/// The schema as the committed file holds it: pretty JSON and a final newline.
+pub fn schema_json() -> String {
+    let mut text = serde_json::to_string_pretty(&schema()).expect("a schema always serializes");
+    text.push('\n');
+    text
+}
