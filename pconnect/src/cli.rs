@@ -38,6 +38,19 @@ pub enum Command {
     },
     /// Join a teammate's share: their services on the same local ports (runs until Ctrl+C).
     Join(JoinArgs),
+    /// Show what `connect up` would change (exit code 2 when there are changes).
+    Plan {
+        /// Project file (default: pconnect.yml here or in a parent directory).
+        #[arg(long, short)]
+        file: Option<PathBuf>,
+    },
+    /// Make the hub match pconnect.yml, serve it, and keep it so while running (alias: dev).
+    #[command(alias = "dev")]
+    Up {
+        /// Project file (default: pconnect.yml here or in a parent directory).
+        #[arg(long, short)]
+        file: Option<PathBuf>,
+    },
     /// Manage the embedded local hub.
     Hub {
         #[command(subcommand)]

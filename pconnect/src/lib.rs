@@ -20,10 +20,21 @@ pub mod ui;
 use cli::{Cli, Command, HubCommand};
 use ui::Ui;
 
-/// Runs a command; the error (already shaped for the user) is printed by the caller.
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs a command and returns its exit code; the error (already shaped for the user) is printed by
+/// the caller.
+pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     let ui = Ui { json: cli.json };
-    match cli.command {
+    if let Command::Plan { file } = cli.command {
+        let changes = commands::plan::plan_command(ui, file).await?;
+        return Ok(if changes { commands::plan::CHANGES_EXIT } else { 0 });
+    }
+    run_command(ui, cli.command).await.map(|()| 0)
+}
+
+async fn run_command(ui: Ui, command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Plan { .. } => unreachable!("handled by run"),
+        Command::Up { file } => commands::up::up(ui, file).await,
         Command::Login(args) => commands::login::login(ui, args).await,
         Command::Whoami => commands::login::whoami(ui).await,
         Command::Logout => commands::login::logout(ui),

@@ -15,7 +15,7 @@ async fn main() -> ExitCode {
         .init();
     let ui = Ui { json: cli.json };
     match pconnect::run(cli).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(error) => {
             ui.error(&error);
             ExitCode::FAILURE

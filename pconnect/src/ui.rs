@@ -329,6 +329,91 @@ impl Ui {
         self.line(&format!("[ok] {tunnels} tunnel(s) active (shared by {creator}). Press Ctrl+C to leave."));
     }
 
+    pub fn plan(&self, path: &std::path::Path, plan: &pconnect_proto::plan::Plan) {
+        if self.json {
+            return self.emit(plan);
+        }
+        if plan.is_empty() {
+            self.line(&format!("No changes: the hub matches {}.", path.display()));
+            return;
+        }
+        self.line(&format!("Plan for {}:", path.display()));
+        for change in &plan.changes {
+            self.line(&format!("  {}", crate::commands::plan::describe(change)));
+        }
+        self.line(&format!("{} change(s). Run `connect up` to apply them.", plan.changes.len()));
+    }
+
+    pub fn up_starting(&self, path: &std::path::Path, project: Option<&str>) {
+        if !self.json {
+            self.line(&format!("🚀 connect up: {} ({})", project.unwrap_or("project"), path.display()));
+        }
+    }
+
+    pub fn up_applied(&self, exposes: &[&pconnect_proto::plan::Change], applied: &[crate::dev::apply::Applied]) {
+        use crate::dev::apply::Outcome;
+        for change in exposes {
+            let text = crate::commands::plan::describe(change);
+            if self.json {
+                self.emit(&json!({"event": "applied", "change": change}));
+            } else {
+                self.line(&format!("  [ok] {}", text.trim_start_matches(['+', '-', ' '])));
+            }
+        }
+        for a in applied {
+            let text = crate::commands::plan::describe(&a.change);
+            let text = text.trim_start_matches(['+', '-', ' ']);
+            if self.json {
+                let detail = match &a.result {
+                    Ok(Outcome::Link(link)) => {
+                        json!({"url": link.url, "subdomain": link.subdomain, "expiresAt": link.expires_at})
+                    }
+                    Ok(Outcome::Share(share)) => json!({"code": share.code, "id": share.share.id}),
+                    Ok(Outcome::Done) => json!({}),
+                    Err(e) => json!({"error": e}),
+                };
+                self.emit(&json!({"event": "applied", "change": a.change, "result": detail}));
+                continue;
+            }
+            match &a.result {
+                Ok(Outcome::Link(link)) => self.line(&format!("  [ok] {text} → {}", link.url)),
+                Ok(Outcome::Share(share)) => self.line(&format!("  [ok] {text} → code {}", share.code)),
+                Ok(Outcome::Done) => self.line(&format!("  [ok] {text}")),
+                Err(e) => self.line(&format!("  [!] {text} → failed: {e}")),
+            }
+        }
+    }
+
+    pub fn up_env_written(&self, file: &str) {
+        if self.json {
+            return self.emit(&json!({"event": "env_written", "file": file}));
+        }
+        self.line(&format!("[ok] Wrote {file} (load it with: source {file})"));
+    }
+
+    pub fn up_watching(&self, path: &std::path::Path) {
+        if self.json {
+            return self.emit(&json!({"event": "up", "file": path}));
+        }
+        self.line(&format!(
+            "Watching {} for changes. Press Ctrl+C to stop and remove what up created.",
+            path.display()
+        ));
+    }
+
+    pub fn up_reloading(&self, path: &std::path::Path) {
+        if !self.json {
+            self.line(&format!("↻ {} changed; applying", path.display()));
+        }
+    }
+
+    pub fn up_stopped(&self) {
+        if self.json {
+            return self.emit(&json!({"event": "down"}));
+        }
+        self.line("[ok] Stopped: services unregistered, temporary links and shares removed.");
+    }
+
     pub fn hub_status(&self, dir: &std::path::Path, running: Option<&crate::embedded::RunningHub>) {
         if self.json {
             return self.emit(&json!({"data_dir": dir, "running": running}));
