@@ -17,7 +17,12 @@ pub async fn fetch(link: &ForwardLink, member: &str) -> Result<(Actual, LinkList
     let links: LinkListing = link.get(LINKS_PATH).await?;
     let shares: ShareListing = link.get(SHARES_PATH).await?;
     let actual = Actual {
-        services: services.services.iter().filter(|s| s.owner == member && s.online).map(|s| (s.name.clone(), s.port)).collect(),
+        services: services
+            .services
+            .iter()
+            .filter(|s| s.owner == member && s.online)
+            .map(|s| (s.name.clone(), s.port))
+            .collect(),
         links: links
             .links
             .iter()

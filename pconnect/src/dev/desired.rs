@@ -59,11 +59,20 @@ fn link_want(decl: &LinkDecl, persistent: bool, target: &Target) -> Result<LinkW
     };
     let basic_auth_sha256 = decl.auth.as_ref().map(|credentials| {
         let header = link::basic_auth_header(credentials);
-        ring::digest::digest(&ring::digest::SHA256, header.as_bytes()).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+        ring::digest::digest(&ring::digest::SHA256, header.as_bytes())
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     });
     let policy = LinkPolicy {
         basic_auth_sha256,
-        allow_ips: decl.allow_ips.iter().map(|c| c.parse()).collect::<Result<_, String>>().map_err(anyhow::Error::msg)?,
+        allow_ips: decl
+            .allow_ips
+            .iter()
+            .map(|c| c.parse())
+            .collect::<Result<_, String>>()
+            .map_err(anyhow::Error::msg)?,
         methods: if decl.methods.is_empty() {
             Vec::new()
         } else {

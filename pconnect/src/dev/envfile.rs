@@ -103,7 +103,9 @@ pub fn quote(value: &str) -> Result<String, String> {
         return Ok(format!("'{value}'"));
     }
     if value.contains('`') {
-        return Err(format!("the value {value:?} mixes quotes or backslashes with a backtick and cannot be written safely"));
+        return Err(format!(
+            "the value {value:?} mixes quotes or backslashes with a backtick and cannot be written safely"
+        ));
     }
     let mut out = String::from("\"");
     for c in value.chars() {
@@ -145,7 +147,8 @@ mod tests {
 
     #[test]
     fn ambiguous_kinds_get_no_conventional_name() {
-        let text = render(None, ".env", &[svc("a", ServiceKind::Redis, 1), svc("b", ServiceKind::Redis, 2)], None).unwrap();
+        let text =
+            render(None, ".env", &[svc("a", ServiceKind::Redis, 1), svc("b", ServiceKind::Redis, 2)], None).unwrap();
         assert!(!text.contains("REDIS_URL="), "{text}");
     }
 
