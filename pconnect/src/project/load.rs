@@ -90,9 +90,7 @@ pub struct LoadError {
 
 impl LoadError {
     fn whole(file: &str, message: String) -> Self {
-        LoadError {
-            problems: vec![Problem { file: file.into(), line: 0, column: 0, path: None, message, hint: None }],
-        }
+        LoadError { problems: vec![Problem { file: file.into(), line: 0, column: 0, path: None, message, hint: None }] }
     }
 }
 
@@ -221,7 +219,8 @@ impl<'a> Document<'a> {
     fn read(text: &'a str, origin: &'a str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, LoadError> {
         let vars: HashMap<String, String> =
             referenced_names(text).into_iter().filter_map(|name| lookup(&name).map(|value| (name, value))).collect();
-        let mut doc = Document { text, origin, vars, tree: Spanned::new(Node::Scalar, Location::UNKNOWN, Location::UNKNOWN) };
+        let mut doc =
+            Document { text, origin, vars, tree: Spanned::new(Node::Scalar, Location::UNKNOWN, Location::UNKNOWN) };
         let mut problems = Vec::new();
         loop {
             match serde_saphyr::from_str_with_options::<Spanned<Node>>(text, doc.options()) {
@@ -396,7 +395,9 @@ impl<'a> Document<'a> {
         let mut at = node.referenced;
         for segment in path.split('/').filter(|s| !s.is_empty()) {
             let next = match &node.value {
-                Node::Map(entries) => entries.iter().find(|(k, _)| k.value.0 == segment).map(|(k, v)| (k.referenced, v)),
+                Node::Map(entries) => {
+                    entries.iter().find(|(k, _)| k.value.0 == segment).map(|(k, v)| (k.referenced, v))
+                }
                 Node::Seq(items) => segment.parse::<usize>().ok().and_then(|i| items.get(i)).map(|v| (v.referenced, v)),
                 Node::Scalar => None,
             };
@@ -622,14 +623,12 @@ fn walk(tree: &Spanned<Node>, visit: &mut dyn FnMut(&str, &Spanned<Node>)) {
     walk_keys(tree, &mut |path, _, node| visit(path, node));
 }
 
-/// Visits every node with its path and the position of its key (none for the root and list items).
-fn walk_keys(tree: &Spanned<Node>, visit: &mut dyn FnMut(&str, Option<&Location>, &Spanned<Node>)) {
-    fn go(
-        node: &Spanned<Node>,
-        key: Option<&Location>,
-        path: &str,
-        visit: &mut dyn FnMut(&str, Option<&Location>, &Spanned<Node>),
-    ) {
+/// A visitor of `walk_keys`: path, position of the key (none for the root and list items), node.
+type KeyVisitor<'v> = dyn FnMut(&str, Option<&Location>, &Spanned<Node>) + 'v;
+
+/// Visits every node with its path and the position of its key, parents first.
+fn walk_keys(tree: &Spanned<Node>, visit: &mut KeyVisitor<'_>) {
+    fn go(node: &Spanned<Node>, key: Option<&Location>, path: &str, visit: &mut KeyVisitor<'_>) {
         visit(path, key, node);
         match &node.value {
             Node::Map(entries) => {
@@ -846,7 +845,8 @@ reach:
 
     #[test]
     fn ports_out_of_range_are_located() {
-        let text = "version: 1\nservices:\n  web:\n    target: localhost:99999\nreach:\n  - service: api\n    port: 70000\n";
+        let text =
+            "version: 1\nservices:\n  web:\n    target: localhost:99999\nreach:\n  - service: api\n    port: 70000\n";
         let lines = problems(text);
         assert_eq!(lines.len(), 2, "{lines:?}");
         assert!(lines[0].starts_with("pconnect.yml:4:5: /services/web/target: "), "{lines:?}");
@@ -858,7 +858,8 @@ reach:
 
     #[test]
     fn a_share_of_an_undeclared_service_is_located() {
-        let text = "version: 1\nservices:\n  web: {target: 3000}\nshares:\n  team:\n    services:\n      - web\n      - ghost\n";
+        let text = "version: 1\nservices:\n  web: {target: 3000}\n\
+                    shares:\n  team:\n    services:\n      - web\n      - ghost\n";
         assert_eq!(
             problems(text),
             ["pconnect.yml:8:9: /shares/team/services/1: 'ghost' is not declared under services"]
@@ -889,7 +890,8 @@ shares:
 
     #[test]
     fn a_missing_variable_is_located() {
-        let text = "version: 1\nservices:\n  web:\n    target: 3000\n    link:\n      auth: ${PREVIEW_AUTH}\n      rate_limit: ${RATE}\n";
+        let text = "version: 1\nservices:\n  web:\n    target: 3000\n    link:\n\
+                    \x20     auth: ${PREVIEW_AUTH}\n      rate_limit: ${RATE}\n";
         let lines = problems(text);
         assert_eq!(
             lines,
@@ -898,7 +900,10 @@ shares:
                 "pconnect.yml:7:19: `${RATE}` is not set (environment or .env)",
             ]
         );
-        let vars = |name: &str| (name == "PREVIEW_AUTH" || name == "RATE").then(|| if name == "RATE" { "60/min" } else { "u:p" }.to_string());
+        let vars = |name: &str| {
+            (name == "PREVIEW_AUTH" || name == "RATE")
+                .then(|| if name == "RATE" { "60/min" } else { "u:p" }.to_string())
+        };
         let spec = parse(text, "pconnect.yml", &vars).unwrap();
         let link = spec.services["web"].link.clone().unwrap();
         assert_eq!((link.auth.as_deref(), link.rate_limit.as_deref()), (Some("u:p"), Some("60/min")));
@@ -914,18 +919,25 @@ shares:
         let lines = problems_with("version: 1\nproject: \"${HUB_HOST}\"\n", &vars);
         assert_eq!(
             lines,
-            ["pconnect.yml:2:10: /project: `${HUB_HOST}` is not replaced inside a quoted string; write the value without quotes"]
+            ["pconnect.yml:2:10: /project: `${HUB_HOST}` is not replaced inside a quoted string; \
+                 write the value without quotes"]
         );
     }
 
     #[test]
     fn a_dotenv_next_to_the_file_supplies_variables() {
         let dir = tempfile::tempdir().unwrap();
-        let text = "version: 1\nservices:\n  web:\n    target: 3000\n    link:\n      auth: ${PCONNECT_TEST_DOTENV_AUTH_7F3}\n";
+        let text = "version: 1\nservices:\n  web:\n    target: 3000\n    link:\n\
+                    \x20     auth: ${PCONNECT_TEST_DOTENV_AUTH_7F3}\n";
         fs::write(dir.path().join("pconnect.yml"), text).unwrap();
         let err = load(&dir.path().join("pconnect.yml")).unwrap_err();
-        assert!(err.to_string().ends_with("pconnect.yml:6:13: `${PCONNECT_TEST_DOTENV_AUTH_7F3}` is not set (environment or .env)"), "{err}");
-        fs::write(dir.path().join(".env"), "# preview credentials\nPCONNECT_TEST_DOTENV_AUTH_7F3=preview:s3cret\n").unwrap();
+        assert!(
+            err.to_string()
+                .ends_with("pconnect.yml:6:13: `${PCONNECT_TEST_DOTENV_AUTH_7F3}` is not set (environment or .env)"),
+            "{err}"
+        );
+        fs::write(dir.path().join(".env"), "# preview credentials\nPCONNECT_TEST_DOTENV_AUTH_7F3=preview:s3cret\n")
+            .unwrap();
         let loaded = load(&dir.path().join("pconnect.yml")).unwrap();
         assert_eq!(loaded.spec.services["web"].link.as_ref().unwrap().auth.as_deref(), Some("preview:s3cret"));
         assert_eq!(loaded.dir, dir.path());
