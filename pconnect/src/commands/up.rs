@@ -44,6 +44,7 @@ pub(crate) async fn up(ui: Ui, file: Option<PathBuf>) -> Result<()> {
     let (control, _) = ForwardLink::connect(session.creds.clone(), session.id.clone(), 1, cancel.clone()).await?;
     let mut running = Running { exposed: Vec::new(), serving: None };
     ui.up_starting(&path, loaded.spec.project.as_deref());
+    warn_unsupported(ui, &loaded);
     let mut project = desired::project(&loaded.spec)?;
     reconcile(ui, &session, &control, &mut running, &loaded, &project).await?;
     ui.up_watching(&path);
@@ -186,6 +187,17 @@ async fn teardown(ui: Ui, session: &Session, control: &ForwardLink, running: &mu
         let _ = control.post(UNREGISTER_PATH, &Unregister { names }).await;
     }
     ui.up_stopped();
+}
+
+/// Says which declared parts this version does not apply yet, instead of ignoring them silently.
+fn warn_unsupported(ui: Ui, loaded: &Loaded) {
+    if !loaded.spec.reach.is_empty() {
+        ui.warn("`reach:` entries are not applied by `connect up` yet: run `connect reach <service>` or `connect join <code>` meanwhile");
+    }
+    let debug: Vec<&str> = loaded.spec.services.iter().filter(|(_, s)| s.debug).map(|(n, _)| n.as_str()).collect();
+    if !debug.is_empty() {
+        ui.warn(&format!("`debug: true` is not applied yet (services: {}): debug sessions are coming", debug.join(", ")));
+    }
 }
 
 fn display(path: &Path) -> String {
