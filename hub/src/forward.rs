@@ -244,7 +244,8 @@ async fn read_json<T: serde::de::DeserializeOwned>(mut body: RecvStream) -> Resu
     serde_json::from_slice(&buf).map_err(|e| ErrorBody::new(ErrorCode::BadRequest, format!("bad request body: {e}")))
 }
 
-fn store_error(e: crate::store::StoreError) -> ErrorBody {
+/// The error a client sees when the store fails (details go to the log, never over the wire).
+pub(crate) fn store_error(e: crate::store::StoreError) -> ErrorBody {
     tracing::error!(error = %e, "store error");
     ErrorBody::new(ErrorCode::Internal, "the hub could not read its store; try again")
 }

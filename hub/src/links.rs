@@ -11,6 +11,7 @@ use pconnect_proto::link::{CreateLink, DEFAULT_LINK_SECS, LinkInfo, LinkListing,
 use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::clock;
+use crate::forward::store_error;
 use crate::state::{Hub, lock};
 use crate::store::{LinkId, LinkRow, Member, StoreError};
 
@@ -133,7 +134,7 @@ pub(crate) async fn create(hub: &Hub, member: &Member, body: CreateLink) -> Resu
         match hub.store.create_link(member, &body.service, &subdomain, body.persistent, expires_at, &policy).await {
             Ok(row) => {
                 hub.links.forget(&subdomain);
-                audit(hub, member, "link.create", &row.subdomain).await;
+                hub.audit(member, "link.create", &row.subdomain).await;
                 return Ok(info(hub, &row));
             }
             Err(StoreError::AlreadyExists(_)) => continue,
@@ -163,7 +164,7 @@ pub(crate) async fn revoke(hub: &Hub, member: &Member, subdomain: &str) -> Resul
     }
     hub.store.revoke_link(row.id, clock::now()).await.map_err(store_error)?;
     hub.links.forget(&subdomain);
-    audit(hub, member, "link.revoke", &subdomain).await;
+    hub.audit(member, "link.revoke", &subdomain).await;
     Ok(())
 }
 
@@ -190,15 +191,4 @@ fn random_subdomain() -> String {
         }
     }
     out
-}
-
-async fn audit(hub: &Hub, member: &Member, action: &str, detail: &str) {
-    if let Err(e) = hub.store.audit(Some(member.workspace_id), Some(&member.name), action, detail).await {
-        tracing::error!(error = %e, action, "audit write failed");
-    }
-}
-
-fn store_error(e: StoreError) -> ErrorBody {
-    tracing::error!(error = %e, "store error");
-    ErrorBody::new(ErrorCode::Internal, "the hub could not read its store; try again")
 }

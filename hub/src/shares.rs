@@ -14,6 +14,7 @@ use pconnect_proto::share::{
 use ring::rand::{SecureRandom, SystemRandom};
 use tokio_util::sync::CancellationToken;
 
+use crate::forward::store_error;
 use crate::join_limiter::FAILED_ACTION;
 use crate::state::Hub;
 use crate::store::{Member, ShareRoute, ShareRow, StoreError};
@@ -54,7 +55,7 @@ pub(crate) async fn create(hub: &Hub, member: &Member, body: CreateShare) -> Res
         match hub.store.create_share(member, &hash, body.name.as_deref(), expires_at, &routes).await {
             Ok(row) => {
                 let detail = format!("share {} with {} route(s)", row.id, row.routes.len());
-                audit(hub, member, "share.create", &detail).await;
+                hub.audit(member, "share.create", &detail).await;
                 return Ok(ShareCreated { code, share: info(hub, &row) });
             }
             Err(StoreError::AlreadyExists(_)) => continue,
@@ -97,7 +98,7 @@ async fn end_share(hub: &Hub, member: &Member, row: &ShareRow, code: &str) -> Re
     live(hub, row, code)?;
     hub.store.revoke_share(row.id, clock::now()).await.map_err(store_error)?;
     hub.live_shares.end(row.id, ShareEvent::Revoked);
-    audit(hub, member, "share.revoke", &format!("share {}", row.id)).await;
+    hub.audit(member, "share.revoke", &format!("share {}", row.id)).await;
     Ok(())
 }
 
@@ -110,10 +111,10 @@ pub(crate) async fn join(hub: &Hub, member: &Member, code: &str) -> Result<Joine
     }
     let outcome = admit(hub, member, code).await;
     match &outcome {
-        Ok(joined) => audit(hub, member, "share.join", &format!("share {}", joined.share.id)).await,
+        Ok(joined) => hub.audit(member, "share.join", &format!("share {}", joined.share.id)).await,
         Err(error) if error.code != ErrorCode::Internal => {
             hub.join_limiter.failed(member.id, now);
-            audit(hub, member, FAILED_ACTION, &error.message).await;
+            hub.audit(member, FAILED_ACTION, &error.message).await;
         }
         Err(_) => {}
     }
@@ -237,15 +238,4 @@ fn random_byte() -> u8 {
     let mut byte = [0u8; 1];
     SystemRandom::new().fill(&mut byte).expect("the OS random source works");
     byte[0]
-}
-
-async fn audit(hub: &Hub, member: &Member, action: &str, detail: &str) {
-    if let Err(e) = hub.store.audit(Some(member.workspace_id), Some(&member.name), action, detail).await {
-        tracing::error!(error = %e, action, "audit write failed");
-    }
-}
-
-fn store_error(e: StoreError) -> ErrorBody {
-    tracing::error!(error = %e, "store error");
-    ErrorBody::new(ErrorCode::Internal, "the hub could not read its store; try again")
 }

@@ -55,6 +55,13 @@ impl Hub {
         })
     }
 
+    /// Appends to the audit log; a failed write is logged, never fatal to the request.
+    pub(crate) async fn audit(&self, member: &crate::store::Member, action: &str, detail: &str) {
+        if let Err(e) = self.store.audit(Some(member.workspace_id), Some(&member.name), action, detail).await {
+            tracing::error!(error = %e, action, "audit write failed");
+        }
+    }
+
     /// The keyed hash a share code is stored and looked up by: HMAC-SHA256(hub key, workspace, code).
     pub(crate) async fn code_hash(&self, workspace: WorkspaceId, code: &str) -> Result<[u8; 32], StoreError> {
         let key = self
