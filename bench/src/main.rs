@@ -8,6 +8,7 @@ mod fdlimit;
 mod machine;
 mod measure_bulk;
 mod measure_connrate;
+mod measure_http;
 mod measure_latency;
 mod measure_memory;
 mod processes;

@@ -89,12 +89,12 @@ impl Side {
 }
 
 /// Nearest-rank percentile of sorted, non-empty samples.
-fn percentile(sorted: &[Duration], pct: usize) -> Duration {
+pub(crate) fn percentile(sorted: &[Duration], pct: usize) -> Duration {
     let rank = (sorted.len() * pct).div_ceil(100).max(1);
     sorted[rank - 1]
 }
 
-fn micros(d: Duration) -> f64 {
+pub(crate) fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 

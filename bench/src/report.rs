@@ -6,6 +6,7 @@ use std::path::Path;
 use crate::bins::BUILD_COMMAND;
 use crate::measure_bulk::WRITE_SIZE;
 use crate::measure_connrate::{PAYLOAD, WORKERS};
+use crate::measure_http::WORKERS as HTTP_WORKERS;
 use crate::measure_latency::BLOCKS;
 use crate::results::{Results, Row};
 
@@ -17,7 +18,7 @@ pub(crate) fn usage() {
 Usage: pconnect-bench [--bulk-mib N] [--seconds N] [--rounds N] [--warmup N] [--conns N] [--json FILE]
 
   --bulk-mib N   bytes uploaded per bulk run, in MiB (default 1024)
-  --seconds N    duration of each new-connections run (default 5)
+  --seconds N    duration of each new-connections and HTTP run (default 5)
   --rounds N     measured 1 KiB request/response round trips (default 20000)
   --warmup N     unmeasured round trips before them (default 1000)
   --conns N      tunnels held open for the memory measurement (default 1000)
@@ -50,6 +51,9 @@ pub(crate) fn print(r: &Results) {
     println!("pconnect benchmark: tunnel vs direct loopback, same run");
     println!("  Tunnel:     client -> bob's agent (reach) -> hub (TLS + HTTP/2) -> alice's agent (expose) -> target");
     println!(
+        "  HTTP rows:  client -> hub HTTP ingress (public link) -> tunnel -> alice's agent (expose --link) -> target"
+    );
+    println!(
         "  Machine:    nproc {}{}",
         r.machine.nproc,
         r.machine.cpu.as_ref().map(|c| format!(", {c}")).unwrap_or_default()
@@ -77,18 +81,22 @@ pub(crate) fn print(r: &Results) {
         "              latency {} x 1 KiB round trips per side after {} warm-up, alternating in {BLOCKS} blocks;",
         a.rounds, a.warmup
     );
+    println!(
+        "              HTTP/1.1 GET {} s x {HTTP_WORKERS} workers, keep-alive then new conn per request;",
+        a.seconds
+    );
     println!("              memory with {} open tunnels", a.conns);
     println!();
 
     println!(
-        "{:<32} {:>11} {:>11} {:>14} {:>10}  Result",
+        "{:<34} {:>11} {:>11} {:>14} {:>10}  Result",
         "Measurement", "Direct", "Tunnel", "Tunnel/Direct", "Target"
     );
-    println!("{}", "-".repeat(88));
+    println!("{}", "-".repeat(90));
     for row in &r.compared {
         let ratio = row.ratio().map_or_else(|| "-".to_owned(), |x| format!("{x:.2}x"));
         println!(
-            "{:<32} {:>11} {:>11} {:>14} {:>10}  {}",
+            "{:<34} {:>11} {:>11} {:>14} {:>10}  {}",
             row.label,
             value(row.direct, row.decimals),
             value(Some(row.tunnel), row.decimals),

@@ -32,6 +32,11 @@ impl Row {
         Row { key, label: label.to_owned(), decimals, direct: Some(direct), tunnel, target }
     }
 
+    /// A row with only the tunnel-side figure and no target.
+    pub(crate) fn single(key: &'static str, label: &str, decimals: usize, value: f64) -> Row {
+        Row { key, label: label.to_owned(), decimals, direct: None, tunnel: value, target: Target::None }
+    }
+
     /// A memory row: one process's RSS, given in KiB, shown in MiB.
     pub(crate) fn memory(key: &'static str, label: String, kib: u64, target: Target) -> Row {
         Row { key, label, decimals: 1, direct: None, tunnel: crate::rss::mib(kib), target }

@@ -9,6 +9,7 @@ use crate::args::Args;
 use crate::fdlimit::FdLimit;
 use crate::measure_bulk::throughput;
 use crate::measure_connrate::{ConnRate, conn_rate};
+use crate::measure_http::{HttpRun, http_rate};
 use crate::measure_latency::{BLOCKS, compare};
 use crate::measure_memory::{Pids, with_open_tunnels};
 use crate::report::progress;
@@ -25,8 +26,8 @@ pub(crate) async fn run(args: &Args, fds: FdLimit) -> Result<Results> {
     let machine = machine::facts();
     let bins = bins::locate()?;
     let servers = servers::start()?;
-    progress("starting the hub, logging in alice and bob, exposing echo and sink");
-    let topo = topology::start(&bins, servers.echo, servers.sink).await?;
+    progress("starting the hub, logging in alice and bob, exposing echo and sink, and http as a link");
+    let topo = topology::start(&bins, servers.echo, servers.sink, servers.http).await?;
     let pids = Pids { hub: topo.hub.pid()?, bob: topo.echo.reach.pid()?, alice: topo.echo.expose.pid()? };
     tokio::time::sleep(SETTLE).await;
     let idle = [rss_kib(pids.hub)?, rss_kib(pids.bob)?, rss_kib(pids.alice)?];
@@ -37,6 +38,9 @@ pub(crate) async fn run(args: &Args, fds: FdLimit) -> Result<Results> {
     let (rows, notes) = connections(args, servers.echo, topo.echo.addr()).await?;
     compared.extend(rows);
     compared.extend(latency(args, servers.echo, topo.echo.addr()).await?);
+    let (rows, http_notes) = http(args, servers.http, &topo.link).await?;
+    compared.extend(rows);
+    let notes = notes.into_iter().chain(http_notes).collect();
     let hub_peak = peak.finish();
 
     progress(&format!("memory with {} open tunnels", args.conns));
@@ -118,4 +122,49 @@ async fn latency(args: &Args, direct: SocketAddr, tunnel: SocketAddr) -> Result<
         Row::pair("latency_p99_us", "Latency p99 (us)", 1, (d.p99_us, t.p99_us), Target::None),
         Row::pair("latency_mean_us", "Latency mean (us)", 1, (d.mean_us, t.mean_us), Target::None),
     ])
+}
+
+/// HTTP requests per second (keep-alive and new connection per request), direct and through the
+/// public link, with the keep-alive run's latency and the failures of all four runs.
+async fn http(args: &Args, direct: SocketAddr, link: &topology::Link) -> Result<(Vec<Row>, Vec<String>)> {
+    let seconds = Duration::from_secs(args.seconds);
+    let host = direct.to_string();
+    let mut runs = Vec::new();
+    for (keep_alive, mode) in [(true, "keep-alive"), (false, "new connection per request")] {
+        progress(&format!("HTTP {mode} for {} s each: direct, then through the link", args.seconds));
+        let d = http_rate(direct, &host, seconds, keep_alive).await?;
+        let t = http_rate(link.ingress, &link.host, seconds, keep_alive).await?;
+        runs.push((mode, d, t));
+    }
+    let (ka_d, ka_t) = (&runs[0].1, &runs[0].2);
+    let (nc_d, nc_t) = (&runs[1].1, &runs[1].2);
+    let failures = ((ka_d.failures + nc_d.failures) as f64, (ka_t.failures + nc_t.failures) as f64);
+    let rows = vec![
+        Row::pair(
+            "http_keepalive_req_s",
+            "HTTP keep-alive (req/s)",
+            0,
+            (ka_d.per_sec, ka_t.per_sec),
+            Target::MinRatio(targets::MIN_HTTP_KEEPALIVE_RATIO),
+        ),
+        Row::pair(
+            "http_new_conn_req_s",
+            "HTTP new conn per request (req/s)",
+            0,
+            (nc_d.per_sec, nc_t.per_sec),
+            Target::MinRatio(targets::MIN_HTTP_NEW_CONN_RATIO),
+        ),
+        Row::pair("http_p50_us", "HTTP p50 (us)", 1, (ka_d.p50_us, ka_t.p50_us), Target::None),
+        Row::pair("http_p99_us", "HTTP p99 (us)", 1, (ka_d.p99_us, ka_t.p99_us), Target::None),
+        Row::single("http_p99_added_by_hub_us", "HTTP p99 added by hub (us)", 1, ka_t.p99_us - ka_d.p99_us),
+        Row::pair("http_failures", "HTTP: failed requests", 0, failures, Target::NoFailures),
+    ];
+    let note = |side: &str, mode: &str, run: &HttpRun| {
+        run.first_error.as_ref().map(|e| {
+            format!("HTTP {mode}, {side}: {} of {} requests failed; first: {e}", run.failures, run.failures + run.ok)
+        })
+    };
+    let notes =
+        runs.iter().flat_map(|(mode, d, t)| [note("direct", mode, d), note("link", mode, t)]).flatten().collect();
+    Ok((rows, notes))
 }

@@ -1,4 +1,4 @@
-//! The targets on 127.0.0.1:0: an echo server and a byte-counting sink.
+//! The targets on 127.0.0.1:0: an echo server, a byte-counting sink and a tiny HTTP/1.1 server.
 //!
 //! They run on their own thread with a single-threaded tokio runtime, apart from the measuring
 //! client's runtime, so "direct" is a client and a server that each wait on their own thread, as
@@ -18,17 +18,18 @@ use tokio::sync::oneshot;
 pub(crate) struct Servers {
     pub(crate) echo: SocketAddr,
     pub(crate) sink: SocketAddr,
+    pub(crate) http: SocketAddr,
     _stop: oneshot::Sender<()>,
 }
 
 /// Starts both servers on a dedicated thread.
 pub(crate) fn start() -> Result<Servers> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let (echo, sink) = {
+    let (echo, sink, http) = {
         let _context = runtime.enter();
-        (bind()?, bind()?)
+        (bind()?, bind()?, bind()?)
     };
-    let (echo_addr, sink_addr) = (echo.local_addr()?, sink.local_addr()?);
+    let (echo_addr, sink_addr, http_addr) = (echo.local_addr()?, sink.local_addr()?, http.local_addr()?);
     let (stop, stopped) = oneshot::channel::<()>();
     std::thread::Builder::new()
         .name("bench-targets".to_owned())
@@ -37,12 +38,13 @@ pub(crate) fn start() -> Result<Servers> {
                 tokio::select! {
                     () = serve(echo, handle_echo) => {}
                     () = serve(sink, handle_sink) => {}
+                    () = serve(http, handle_http) => {}
                     _ = stopped => {}
                 }
             });
         })
         .context("cannot start the target servers' thread")?;
-    Ok(Servers { echo: echo_addr, sink: sink_addr, _stop: stop })
+    Ok(Servers { echo: echo_addr, sink: sink_addr, http: http_addr, _stop: stop })
 }
 
 fn bind() -> Result<TcpListener> {
@@ -97,4 +99,33 @@ async fn handle_sink(mut stream: TcpStream) -> io::Result<()> {
     }
     stream.write_all(&total.to_be_bytes()).await?;
     stream.shutdown().await
+}
+
+/// The HTTP server's answer to every request.
+pub(crate) const HTTP_RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 13\r\n\r\nhello, world\n";
+
+/// HTTP/1.1 with keep-alive: answers each request head (bodies are not expected) with
+/// [`HTTP_RESPONSE`]; closes after a request carrying `Connection: close`, or when the peer does.
+async fn handle_http(mut stream: TcpStream) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let mut chunk = vec![0u8; 4096];
+    loop {
+        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            buf.drain(..end + 4);
+            stream.write_all(HTTP_RESPONSE).await?;
+            let close = head.lines().any(|l| {
+                l.split_once(':').is_some_and(|(name, value)| name.trim() == "connection" && value.contains("close"))
+            });
+            if close {
+                return stream.shutdown().await;
+            }
+        }
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return stream.shutdown().await;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
 }

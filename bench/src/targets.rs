@@ -4,6 +4,10 @@
 pub(crate) const MIN_THROUGHPUT_RATIO: f64 = 0.25;
 /// Tunnel new connections per second must reach this fraction of direct.
 pub(crate) const MIN_CONN_RATE_RATIO: f64 = 0.40;
+/// HTTP keep-alive requests per second through a public link must reach this fraction of direct.
+pub(crate) const MIN_HTTP_KEEPALIVE_RATIO: f64 = 0.50;
+/// HTTP requests per second with a new connection each must reach this fraction of direct.
+pub(crate) const MIN_HTTP_NEW_CONN_RATIO: f64 = 0.40;
 /// Tunnel p50 latency may be at most this multiple of direct.
 pub(crate) const MAX_P50_RATIO: f64 = 2.5;
 /// Hub RSS when idle must stay below this (MiB).

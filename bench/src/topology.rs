@@ -29,16 +29,28 @@ impl Route {
     }
 }
 
+/// The HTTP target exposed by alice with `--link`: reached through the hub's HTTP ingress.
+pub(crate) struct Link {
+    /// The hub's HTTP ingress address.
+    pub(crate) ingress: SocketAddr,
+    /// The `Host` header requests must carry (`<sub>.localhost:<port>`).
+    pub(crate) host: String,
+    /// Alice's `connect expose --link`, kept running (and killed on drop).
+    _expose: Proc,
+}
+
 /// The running product. Field order matters: processes are killed before the directory goes.
 pub(crate) struct Topology {
     pub(crate) hub: Proc,
     pub(crate) echo: Route,
     pub(crate) sink: Route,
+    pub(crate) link: Link,
     _dir: TempDir,
 }
 
-/// Starts the hub and agents and exposes `echo` and `sink` (the target addresses) through it.
-pub(crate) async fn start(bins: &Bins, echo: SocketAddr, sink: SocketAddr) -> Result<Topology> {
+/// Starts the hub and agents, exposes `echo` and `sink` (the target addresses) through it, and
+/// `http` as a public link.
+pub(crate) async fn start(bins: &Bins, echo: SocketAddr, sink: SocketAddr, http: SocketAddr) -> Result<Topology> {
     let dir = tempfile::Builder::new().prefix("pconnect-bench-").tempdir()?;
     let data = dir.path().join("hub");
     let alice = dir.path().join("alice");
@@ -52,6 +64,13 @@ pub(crate) async fn start(bins: &Bins, echo: SocketAddr, sink: SocketAddr) -> Re
     let mut hub = Proc::spawn("pconnect-hub serve", cmd)?;
     let agents = hub.wait_for("Agents:", READY).await?;
     let url = agents.split_once("Agents:").map(|(_, url)| url.trim().to_owned()).unwrap_or_default();
+    let line = hub.wait_for("HTTP:", READY).await?;
+    let ingress = line
+        .split_whitespace()
+        .last()
+        .and_then(|url| url.strip_prefix("http://"))
+        .and_then(|addr| addr.parse().ok())
+        .with_context(|| format!("no HTTP address in `{line}`"))?;
     hub.wait_for("Hub ready", READY).await?;
 
     for (name, home) in [("alice", &alice), ("bob", &bob)] {
@@ -63,7 +82,25 @@ pub(crate) async fn start(bins: &Bins, echo: SocketAddr, sink: SocketAddr) -> Re
 
     let echo = route(bins, &alice, &bob, "echo", echo).await?;
     let sink = route(bins, &alice, &bob, "sink", sink).await?;
-    Ok(Topology { hub, echo, sink, _dir: dir })
+    let link = link(bins, &alice, "web", http, ingress).await?;
+    Ok(Topology { hub, echo, sink, link, _dir: dir })
+}
+
+/// Alice exposes `target` as `service` with a public link; the hub serves it on `ingress`.
+async fn link(bins: &Bins, alice: &Path, service: &str, target: SocketAddr, ingress: SocketAddr) -> Result<Link> {
+    let mut cmd = command(&bins.connect, Some(alice));
+    cmd.args(["expose", &target.to_string(), "--name", service, "--link"]);
+    let mut expose = Proc::spawn(&format!("connect expose {service} --link (alice)"), cmd)?;
+    let line = expose.wait_for("Public URL:", READY).await?;
+    let host = parse_host(&line).with_context(|| format!("no host in `{line}`"))?;
+    Ok(Link { ingress, host, _expose: expose })
+}
+
+/// The host in `🔗 Public URL: http://<sub>.localhost:<port>`.
+fn parse_host(line: &str) -> Option<String> {
+    let url = line.split_once("Public URL:")?.1.trim();
+    let host = url.strip_prefix("http://")?.split('/').next()?;
+    (!host.is_empty()).then(|| host.to_owned())
 }
 
 /// `pconnect-hub member add`: the token is the last line printed.
@@ -102,7 +139,13 @@ fn parse_port(line: &str) -> Option<u16> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_port;
+    use super::{parse_host, parse_port};
+
+    #[test]
+    fn reads_the_host_of_the_public_url() {
+        assert_eq!(parse_host("🔗 Public URL: http://ab12.localhost:40124"), Some("ab12.localhost:40124".into()));
+        assert_eq!(parse_host("something else"), None);
+    }
 
     #[test]
     fn reads_the_port_of_the_listening_line() {

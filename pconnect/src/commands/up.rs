@@ -196,7 +196,10 @@ fn warn_unsupported(ui: Ui, loaded: &Loaded) {
     }
     let debug: Vec<&str> = loaded.spec.services.iter().filter(|(_, s)| s.debug).map(|(n, _)| n.as_str()).collect();
     if !debug.is_empty() {
-        ui.warn(&format!("`debug: true` is not applied yet (services: {}): debug sessions are coming", debug.join(", ")));
+        ui.warn(&format!(
+            "`debug: true` is not applied yet (services: {}): debug sessions are coming",
+            debug.join(", ")
+        ));
     }
 }
 
