@@ -44,7 +44,7 @@ pub const ADMIN_SOCKET: &str = "admin.sock";
 #[derive(Debug, Clone)]
 pub struct HubConfig {
     pub data_dir: PathBuf,
-    /// Public links live under this domain (later issues); `localhost` for an embedded hub.
+    /// Public links live under this domain (`<sub>.<domain>`); `localhost` for an embedded hub.
     pub domain: String,
     /// PEM certificate and key to present instead of the generated self-signed one.
     pub cert: Option<(PathBuf, PathBuf)>,
