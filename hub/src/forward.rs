@@ -137,11 +137,16 @@ async fn list_services(hub: &Hub, member: &Member) -> Result<ServiceList, ErrorB
     let rows = hub.store.list_services(member.workspace_id).await.map_err(store_error)?;
     let services = rows
         .into_iter()
-        .map(|row| ServiceInfo {
-            online: hub.routes.is_online(member.workspace_id, &row.name),
-            name: row.name,
-            owner: row.owner,
-            port: row.port,
+        .map(|row| {
+            let spec = hub.routes.spec(member.workspace_id, &row.name);
+            ServiceInfo {
+                online: spec.is_some(),
+                kind: spec.as_ref().and_then(|s| s.kind.clone()),
+                env: spec.map(|s| s.env).unwrap_or_default(),
+                name: row.name,
+                owner: row.owner,
+                port: row.port,
+            }
         })
         .collect();
     Ok(ServiceList { services })

@@ -45,6 +45,7 @@ pub(crate) async fn serve(
         session: Arc::from(hello.session.as_str()),
         owner: member.id,
         owner_name: Arc::from(member.name.as_str()),
+        specs: Arc::from(hello.services.clone()),
         sender,
         load: Arc::new(AtomicUsize::new(0)),
     };

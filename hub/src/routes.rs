@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
+use pconnect_proto::control::ServiceSpec;
 
 use crate::state::lock;
 use crate::store::{MemberId, WorkspaceId};
@@ -21,6 +22,8 @@ pub(crate) struct ReverseConn {
     pub(crate) session: Arc<str>,
     pub(crate) owner: MemberId,
     pub(crate) owner_name: Arc<str>,
+    /// What the agent declared about the services it serves (kind, env templates).
+    pub(crate) specs: Arc<[ServiceSpec]>,
     pub(crate) sender: h2::client::SendRequest<Bytes>,
     /// Streams open on this connection; new streams go to the least loaded connection.
     pub(crate) load: Arc<AtomicUsize>,
@@ -68,6 +71,13 @@ impl Routes {
     pub(crate) fn pick(&self, workspace: WorkspaceId, name: &str) -> Option<ReverseConn> {
         let table = lock(&self.by_service);
         table.get(&(workspace, name.to_string()))?.iter().min_by_key(|c| c.load.load(Ordering::Relaxed)).cloned()
+    }
+
+    /// What the serving agent declared about a service, while it is online.
+    pub(crate) fn spec(&self, workspace: WorkspaceId, name: &str) -> Option<ServiceSpec> {
+        let table = lock(&self.by_service);
+        let conn = table.get(&(workspace, name.to_string()))?.first()?;
+        conn.specs.iter().find(|s| s.name == name).cloned()
     }
 
     pub(crate) fn is_online(&self, workspace: WorkspaceId, name: &str) -> bool {

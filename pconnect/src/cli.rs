@@ -38,6 +38,8 @@ pub enum Command {
     },
     /// Join a teammate's share: their services on the same local ports (runs until Ctrl+C).
     Join(JoinArgs),
+    /// Reach every online service of a teammate and write .env.pconnect (or list teammates).
+    Clone(CloneArgs),
     /// Show what `connect up` would change (exit code 2 when there are changes).
     Plan {
         /// Project file (default: pconnect.yml here or in a parent directory).
@@ -145,6 +147,25 @@ pub struct ShareArgs {
 pub enum ShareCommand {
     /// Revoke a share: new joins are refused and live tunnels close.
     Revoke { code: String },
+}
+
+#[derive(Debug, Args)]
+pub struct CloneArgs {
+    /// The teammate whose services to reach.
+    #[arg(required_unless_present = "list")]
+    pub teammate: Option<String>,
+    /// List teammates with online services.
+    #[arg(long, conflicts_with = "teammate")]
+    pub list: bool,
+    /// Env file to write.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    /// Do not write an env file.
+    #[arg(long)]
+    pub no_env: bool,
+    /// Local address to open the services on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub bind: IpAddr,
 }
 
 #[derive(Debug, Subcommand)]

@@ -35,6 +35,7 @@ async fn run_command(ui: Ui, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Plan { .. } => unreachable!("handled by run"),
         Command::Up { file } => commands::up::up(ui, file).await,
+        Command::Clone(args) => commands::clone::clone(ui, args).await,
         Command::Login(args) => commands::login::login(ui, args).await,
         Command::Whoami => commands::login::whoami(ui).await,
         Command::Logout => commands::login::logout(ui),

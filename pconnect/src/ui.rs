@@ -414,6 +414,48 @@ impl Ui {
         self.line("[ok] Stopped: services unregistered, temporary links and shares removed.");
     }
 
+    pub fn teammates(&self, teammates: &[(String, usize)]) {
+        if self.json {
+            let list: Vec<_> = teammates.iter().map(|(n, c)| json!({"name": n, "services": c})).collect();
+            return self.emit(&json!({"teammates": list}));
+        }
+        if teammates.is_empty() {
+            self.line("No teammate has services online right now.");
+            return;
+        }
+        self.line("Available teammates:");
+        for (name, count) in teammates {
+            self.line(&format!("  • {name} ({count} service{})", if *count == 1 { "" } else { "s" }));
+        }
+    }
+
+    pub fn cloned(&self, teammate: &str, services: &[(String, SocketAddr, Option<u16>)], env_file: Option<&str>) {
+        if self.json {
+            let list: Vec<_> = services
+                .iter()
+                .map(|(n, a, was)| json!({"service": n, "listen": a.to_string(), "port": a.port(), "wanted": was}))
+                .collect();
+            return self.emit(&json!({"event": "cloned", "teammate": teammate, "services": list, "env": env_file}));
+        }
+        self.line(&format!("✓ Cloned {} service(s) from {teammate}", services.len()));
+        if let Some(file) = env_file {
+            self.line(&format!("→ Generated: {file}"));
+        }
+        self.line("Services cloned:");
+        for (name, addr, was) in services {
+            let host =
+                if addr.ip().to_string() == "127.0.0.1" { "localhost".to_string() } else { addr.ip().to_string() };
+            match was {
+                Some(was) => self.line(&format!("  • {name} → {host}:{} (was {was})", addr.port())),
+                None => self.line(&format!("  • {name} → {host}:{}", addr.port())),
+            }
+        }
+        if let Some(file) = env_file {
+            self.line(&format!("Connection strings saved to {file}"));
+            self.line(&format!("Run: source {file}"));
+        }
+    }
+
     pub fn hub_status(&self, dir: &std::path::Path, running: Option<&crate::embedded::RunningHub>) {
         if self.json {
             return self.emit(&json!({"data_dir": dir, "running": running}));

@@ -12,6 +12,12 @@ pub struct ServiceSpec {
     pub name: String,
     /// The port teammates get by default when they reach it (the target's own port).
     pub port: u16,
+    /// Declared protocol (`postgres`, `redis`, `http`...), for teammates' env files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Declared env templates (`DATABASE_URL: postgresql://{{ host }}:{{ port }}/shop`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub env: std::collections::BTreeMap<String, String>,
 }
 
 /// A workspace service as the hub lists it.
@@ -21,6 +27,11 @@ pub struct ServiceInfo {
     pub owner: String,
     pub port: u16,
     pub online: bool,
+    /// What the serving agent declared, while it is online.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub env: std::collections::BTreeMap<String, String>,
 }
 
 /// `GET /v1/services` reply.

@@ -97,6 +97,24 @@ pub enum ServiceKind {
 }
 
 impl ServiceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceKind::Http => "http",
+            ServiceKind::Postgres => "postgres",
+            ServiceKind::Mysql => "mysql",
+            ServiceKind::Redis => "redis",
+            ServiceKind::Mongo => "mongo",
+            ServiceKind::Tcp => "tcp",
+        }
+    }
+
+    /// The kind a name from [`Self::as_str`] stands for.
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Http, Self::Postgres, Self::Mysql, Self::Redis, Self::Mongo, Self::Tcp]
+            .into_iter()
+            .find(|k| k.as_str() == text)
+    }
+
     pub fn is_database(self) -> bool {
         matches!(self, ServiceKind::Postgres | ServiceKind::Mysql | ServiceKind::Redis | ServiceKind::Mongo)
     }

@@ -72,6 +72,30 @@ fn connect_up_serves_a_project_and_keeps_it_in_step_with_the_file() {
     let response = http_get(&format!("127.0.0.1:{port}"), &host, "/hello").unwrap();
     assert_eq!(response.status, 200);
 
+    // bob clones alice: the same services on 127.0.0.2, an env file real clients can use.
+    let bob = Agent::login(&hub, "bob").unwrap();
+    let teammates = bob.run_ok(["clone", "--list"]).unwrap();
+    assert!(teammates.contains("• alice (3 services)"), "{teammates}");
+    let bob_dir = tempfile::tempdir().unwrap();
+    let bob_env = bob_dir.path().join(".env.pconnect");
+    let mut clone =
+        bob.spawn(["clone", "alice", "--bind", "127.0.0.2", "--output", bob_env.to_str().unwrap()]).unwrap();
+    clone.wait_for_line("Run: source", READY).unwrap();
+    assert!(clone.output_so_far().contains("✓ Cloned 3 service(s) from alice"), "{}", clone.output_so_far());
+    let cloned_env = std::fs::read_to_string(&bob_env).unwrap();
+    let bob_database_url = env_var(&cloned_env, "DATABASE_URL");
+    assert_eq!(bob_database_url, format!("postgresql://postgres@127.0.0.2:{}/postgres", pg.port()));
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            ". {} && psql \"$DATABASE_URL\" -At -c 'select 1' && redis-cli -u \"$REDIS_URL\" ping",
+            bob_env.display()
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1\nPONG", "{}", String::from_utf8_lossy(&out.stderr));
+    drop(clone);
+
     // Right after up, plan reports nothing to do.
     let out = alice.run(["plan", "--file", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));

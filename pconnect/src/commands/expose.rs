@@ -35,7 +35,7 @@ pub(crate) async fn expose(ui: Ui, args: ExposeArgs) -> Result<()> {
         ui.target_silent(&target);
     }
     let cancel = CancellationToken::new();
-    let services = vec![Exposed { name: name.clone(), target: target.clone() }];
+    let services = vec![Exposed { name: name.clone(), target: target.clone(), kind: None, env: Default::default() }];
     let (_, mut status) =
         reverse::serve(session.creds.clone(), session.id.clone(), services, REVERSE_CONNECTIONS, cancel.clone())
             .await?;

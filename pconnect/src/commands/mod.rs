@@ -1,5 +1,6 @@
 //! One module per command family; each resolves its settings, does the work, and reports through `ui`.
 
+pub(crate) mod clone;
 pub(crate) mod expose;
 pub(crate) mod join;
 pub(crate) mod links;

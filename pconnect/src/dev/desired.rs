@@ -36,7 +36,8 @@ pub fn project(spec: &ProjectSpec) -> Result<Project> {
         if let Some(want) = want {
             desired.links.insert(name.clone(), want);
         }
-        exposed.push(Exposed { name: name.clone(), target });
+        let kind = service.kind.map(|k| k.as_str().to_string());
+        exposed.push(Exposed { name: name.clone(), target, kind, env: service.env.clone() });
     }
     for (name, share) in &spec.shares {
         let expires_in_secs = match &share.expires {

@@ -32,6 +32,10 @@ const TARGET_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Exposed {
     pub name: String,
     pub target: Target,
+    /// Declared protocol, shared with teammates (for their env files).
+    pub kind: Option<String>,
+    /// Declared env templates, shared with teammates.
+    pub env: std::collections::BTreeMap<String, String>,
 }
 
 /// What the expose command watches.
@@ -65,7 +69,15 @@ pub async fn serve(
         role: Role::Reverse,
         token: creds.token.clone(),
         session,
-        services: services.iter().map(|s| ServiceSpec { name: s.name.clone(), port: s.target.port }).collect(),
+        services: services
+            .iter()
+            .map(|s| ServiceSpec {
+                name: s.name.clone(),
+                port: s.target.port,
+                kind: s.kind.clone(),
+                env: s.env.clone(),
+            })
+            .collect(),
     };
     let (stream, welcome) = dial(&creds, &hello).await?;
     let (status, status_rx) = watch::channel(LinkStatus::default());
