@@ -97,7 +97,7 @@ pub(crate) async fn open_tunnel(
     service: &str,
 ) -> Result<(RecvStream, SendStream<Bytes>), ErrorBody> {
     let offline = |e: h2::Error| {
-        ErrorBody::new(ErrorCode::Offline, format!("the agent serving '{service}' dropped off: {e}"))
+        ErrorBody::new(ErrorCode::Offline, format!("'{service}' is offline: the agent serving it dropped off ({e})"))
             .with_hint("try again in a moment")
     };
     let mut sender = conn.sender.clone().ready().await.map_err(offline)?;
@@ -111,7 +111,10 @@ pub(crate) async fn open_tunnel(
     let response = tokio::time::timeout(tuning::HANDSHAKE_TIMEOUT, response)
         .await
         .map_err(|_| {
-            ErrorBody::new(ErrorCode::Offline, format!("the agent serving '{service}' did not answer in time"))
+            ErrorBody::new(
+                ErrorCode::Offline,
+                format!("'{service}' is offline: the agent serving it did not answer in time"),
+            )
         })?
         .map_err(offline)?;
     let status = response.status();

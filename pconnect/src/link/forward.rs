@@ -130,10 +130,8 @@ impl ForwardLink {
         if let Some(body) = body {
             send.send_data(body, true)?;
         }
-        let response = response.await?;
-        let status = response.status();
-        let body = read_body(response.into_body()).await?;
-        if status.is_success() { Ok(body) } else { Err(LinkError::Hub(error_body(&body, status))) }
+        let response = accepted(response).await?;
+        read_body(response.into_body()).await
     }
 
     /// Opens a tunnel to `service`. The hub answers only once the owning agent reached its target,
@@ -157,13 +155,7 @@ impl ForwardLink {
             .body(())
             .map_err(|e| LinkError::Decode(e.to_string()))?;
         let (response, send) = sender.send_request(request, false)?;
-        let response = response.await?;
-        let status = response.status();
-        if status != StatusCode::OK {
-            let body = read_body(response.into_body()).await?;
-            return Err(LinkError::Hub(error_body(&body, status)));
-        }
-        Ok((send, response.into_body()))
+        Ok((send, accepted(response).await?.into_body()))
     }
 
     fn pick(&self) -> Option<Live> {
@@ -216,12 +208,7 @@ async fn open_on(live: &Live, service: &str, join: Option<&str>, load: LoadGuard
     let mut request = request.body(()).map_err(|e| LinkError::Decode(e.to_string()))?;
     request.extensions_mut().insert(h2::ext::Protocol::from_static(TUNNEL_PROTOCOL));
     let (response, send) = sender.send_request(request, false)?;
-    let response = response.await?;
-    let status = response.status();
-    if status != StatusCode::OK {
-        let body = read_body(response.into_body()).await?;
-        return Err(LinkError::Hub(error_body(&body, status)));
-    }
+    let response = accepted(response).await?;
     let owner =
         response.headers().get(HEADER_SERVICE_OWNER).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     Ok(Tunnel { recv: response.into_body(), send, owner, load })
@@ -234,6 +221,17 @@ impl Drop for LoadGuard {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// Awaits a reply; a non-2xx one becomes the hub's error (its JSON body read in full).
+async fn accepted(response: h2::client::ResponseFuture) -> Result<http::Response<RecvStream>, LinkError> {
+    let response = response.await?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let body = read_body(response.into_body()).await?;
+    Err(LinkError::Hub(error_body(&body, status)))
 }
 
 async fn read_body(mut body: RecvStream) -> Result<Bytes, LinkError> {
