@@ -6,35 +6,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
 
-/// What a probed service speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    Http,
-    Postgres,
-    Mysql,
-    Redis,
-    Mongo,
-    /// Accepts connections, but speaks none of the protocols above.
-    Tcp,
-}
-
-impl Kind {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Kind::Http => "http",
-            Kind::Postgres => "postgres",
-            Kind::Mysql => "mysql",
-            Kind::Redis => "redis",
-            Kind::Mongo => "mongo",
-            Kind::Tcp => "tcp",
-        }
-    }
-
-    pub fn is_database(&self) -> bool {
-        matches!(self, Kind::Postgres | Kind::Mysql | Kind::Redis | Kind::Mongo)
-    }
-}
+/// What a probed service speaks: the same kinds a `pconnect.yml` service declares (`Tcp` when it
+/// accepts connections but speaks none of the others).
+pub use pconnect_proto::project::ServiceKind as Kind;
 
 /// Ports that are never published as public links (protected database ports).
 pub const PROTECTED_PORTS: &[(u16, &str)] = &[
