@@ -1,0 +1,1 @@
+// The debug viewer script (placeholder; see docs/debug-sessions.md).
