@@ -48,16 +48,52 @@ pub enum Command {
     },
     /// Make the hub match pconnect.yml, serve it, and keep it so while running (alias: dev).
     #[command(alias = "dev")]
-    Up {
+    Up(UpArgs),
+    /// Stop a detached `connect up` of this project and remove what it created.
+    Down {
         /// Project file (default: pconnect.yml here or in a parent directory).
         #[arg(long, short)]
         file: Option<PathBuf>,
     },
+    /// What `connect up` is serving for this project: services, links, share codes, reach ports.
+    Status {
+        /// Project file (default: pconnect.yml here or in a parent directory).
+        #[arg(long, short)]
+        file: Option<PathBuf>,
+    },
+    /// Write a starter pconnect.yml from the services answering on common local ports.
+    Init(InitArgs),
     /// Manage the embedded local hub.
     Hub {
         #[command(subcommand)]
         command: HubCommand,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Project file (default: pconnect.yml here or in a parent directory).
+    #[arg(long, short)]
+    pub file: Option<PathBuf>,
+    /// Apply, print what is up, and keep serving in the background (stop with `connect down`).
+    #[arg(long)]
+    pub detach: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Where to write (default: ./pconnect.yml).
+    #[arg(long, short)]
+    pub file: Option<PathBuf>,
+    /// Project name (default: the directory's name).
+    #[arg(long)]
+    pub project: Option<String>,
+    /// Overwrite an existing file.
+    #[arg(long)]
+    pub force: bool,
+    /// Also probe these ports (repeatable).
+    #[arg(long = "port", value_name = "PORT")]
+    pub ports: Vec<u16>,
 }
 
 #[derive(Debug, Args)]

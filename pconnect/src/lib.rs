@@ -34,7 +34,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
 async fn run_command(ui: Ui, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Plan { .. } => unreachable!("handled by run"),
-        Command::Up { file } => commands::up::up(ui, file).await,
+        Command::Up(args) => commands::up::up(ui, args).await,
+        Command::Down { file } => commands::detach::down(ui, file).await,
+        Command::Status { file } => commands::detach::status(ui, file).await,
+        Command::Init(args) => commands::init::init(ui, args).await,
         Command::Clone(args) => commands::clone::clone(ui, args).await,
         Command::Login(args) => commands::login::login(ui, args).await,
         Command::Whoami => commands::login::whoami(ui).await,

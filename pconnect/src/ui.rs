@@ -2,6 +2,8 @@
 //! `--json` prints one JSON object per event on stdout instead. No other module prints.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod up;
+
 use std::io::Write;
 use std::net::SocketAddr;
 

@@ -5,7 +5,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use pconnect_e2e::{Agent, HttpServer, Hub, Postgres, Proc, Redis, http_get, redis_cli};
+use pconnect_e2e::{
+    Agent, EchoServer, HttpServer, Hub, Postgres, Proc, Redis, describe_output, free_port, http_get, redis_cli, roundtrip,
+};
 use support::READY;
 
 fn services_json(agent: &Agent) -> serde_json::Value {
@@ -126,4 +128,127 @@ fn connect_up_serves_a_project_and_keeps_it_in_step_with_the_file() {
     assert!(after["services"].as_array().unwrap().is_empty(), "{after}");
     let links: serde_json::Value = serde_json::from_str(&alice.run_ok(["links", "--json"]).unwrap()).unwrap();
     assert!(links["links"].as_array().unwrap().is_empty(), "{links}");
+}
+
+/// Kills a detached `connect up` if the test ends before `connect down` did.
+struct Detached(u32);
+
+impl Drop for Detached {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill").args(["-9", &self.0.to_string()]).status();
+    }
+}
+
+#[test]
+fn detached_up_reaches_a_teammate_reports_status_and_down_removes_it() {
+    let redis = Redis::start().unwrap();
+    let echo = EchoServer::start();
+    let web = HttpServer::start();
+    let hub = Hub::start().unwrap();
+    let carol = Agent::login(&hub, "carol").unwrap();
+    let mut carol_cache = carol.spawn(["expose", &redis.port().to_string(), "--name", "cache"]).unwrap();
+    carol_cache.wait_for_line("accessible", READY).unwrap();
+    let mut carol_payments = carol.spawn(["expose", &echo.port().to_string(), "--name", "payments"]).unwrap();
+    carol_payments.wait_for_line("accessible", READY).unwrap();
+
+    let alice = Agent::login(&hub, "alice").unwrap();
+    let project = tempfile::tempdir().unwrap();
+    let file = project.path().join("pconnect.yml");
+    let payments_port = free_port();
+    std::fs::write(
+        &file,
+        format!(
+            "version: 1\nproject: shop\nservices:\n  web:\n    target: 127.0.0.1:{}\n    link:\n      expires: 1h\nshares:\n  team:\n    services: [web]\nreach:\n  - teammate: carol\n  - service: payments\n    port: {payments_port}\n",
+            web.port()
+        ),
+    )
+    .unwrap();
+    let file_arg = file.to_str().unwrap();
+
+    // --detach returns once everything is applied, with links, codes and reach ports as JSON.
+    let out = alice.run(["up", "--detach", "--json", "--file", file_arg]);
+    assert!(out.status.success(), "{}", describe_output(&out));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let _guard = Detached(status["pid"].as_u64().unwrap() as u32);
+    assert_eq!(status["ready"], true, "{status}");
+    let url = status["links"][0]["url"].as_str().unwrap().to_string();
+    let code = status["shares"][0]["code"].as_str().unwrap().to_string();
+    assert_eq!(code.len(), 6, "{status}");
+    let reach = status["reach"].as_array().unwrap();
+    let address = |name: &str| {
+        reach.iter().find(|r| r["service"] == name).unwrap_or_else(|| panic!("{name} not reached: {status}"))["address"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(address("payments"), format!("127.0.0.1:{payments_port}"));
+    let cache_port: u16 = address("cache").rsplit(':').next().unwrap().parse().unwrap();
+
+    // The reached services work, and the env file names the teammate's Redis.
+    assert_eq!(redis_cli("127.0.0.1", cache_port, &["ping"]).unwrap(), "PONG");
+    assert_eq!(roundtrip(&format!("127.0.0.1:{payments_port}"), b"pay me", READY).unwrap(), b"pay me");
+    let env = std::fs::read_to_string(project.path().join(".env.pconnect")).unwrap();
+    assert_eq!(env_var(&env, "REDIS_URL"), format!("redis://localhost:{cache_port}"), "{env}");
+
+    // The link answers; status shows it, the share code and the reach ports.
+    let host = url.trim_start_matches("http://").to_string();
+    let port = host.rsplit(':').next().unwrap().to_string();
+    assert_eq!(http_get(&format!("127.0.0.1:{port}"), &host, "/").unwrap().status, 200);
+    let text = alice.run_ok(["status", "--file", file_arg]).unwrap();
+    for needle in [url.as_str(), &format!("code {code}"), &format!("payments (carol) on 127.0.0.1:{payments_port}")] {
+        assert!(text.contains(needle), "{needle:?} not in:\n{text}");
+    }
+
+    // A second up for the same project is refused, and says what to do.
+    let again = alice.run(["up", "--detach", "--file", file_arg]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("connect down"), "{}", describe_output(&again));
+
+    // down tears it all down before it returns.
+    let out = alice.run_ok(["down", "--json", "--file", file_arg]).unwrap();
+    assert!(out.contains("\"stopped\":true"), "{out}");
+    assert!(services_json(&alice)["services"].as_array().unwrap().iter().all(|s| s["owner"] != "alice"));
+    let response = http_get(&format!("127.0.0.1:{port}"), &host, "/").unwrap();
+    assert!(matches!(response.status, 404 | 410), "link still answers {}", response.status);
+    assert!(std::net::TcpStream::connect(("127.0.0.1", payments_port)).is_err(), "reach port still open");
+    let text = alice.run_ok(["status", "--file", file_arg]).unwrap();
+    assert!(text.contains("Nothing is up"), "{text}");
+    let out = alice.run_ok(["down", "--file", file_arg]).unwrap();
+    assert!(out.contains("Nothing was up"), "{out}");
+}
+
+#[test]
+fn init_writes_a_loadable_file_from_the_services_it_finds() {
+    let pg = Postgres::start().unwrap();
+    let redis = Redis::start().unwrap();
+    let web = HttpServer::start();
+    let hub = Hub::start().unwrap();
+    let alice = Agent::login(&hub, "alice").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ports = [pg.port(), redis.port(), web.port()].map(|p| p.to_string());
+    let out = alice
+        .command(["init", "--json", "--project", "shop", "--port", &ports[0], "--port", &ports[1], "--port", &ports[2]])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe_output(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let kind_of = |port: u16| {
+        report["services"].as_array().unwrap().iter().find(|s| s["port"] == port).map(|s| s["kind"].clone())
+    };
+    assert_eq!(kind_of(pg.port()), Some("postgres".into()), "{report}");
+    assert_eq!(kind_of(redis.port()), Some("redis".into()), "{report}");
+    assert_eq!(kind_of(web.port()), Some("http".into()), "{report}");
+    let text = std::fs::read_to_string(dir.path().join("pconnect.yml")).unwrap();
+    assert!(text.starts_with("# yaml-language-server: $schema="), "{text}");
+    assert!(text.contains(&format!("target: {}\n    kind: postgres", pg.port())), "{text}");
+
+    // The file it wrote loads: plan runs (and has changes to make).
+    let plan = alice.command(["plan"]).current_dir(dir.path()).output().unwrap();
+    assert_eq!(plan.status.code(), Some(2), "{}", describe_output(&plan));
+
+    // It never overwrites without --force.
+    let again = alice.command(["init"]).current_dir(dir.path()).output().unwrap();
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"), "{}", describe_output(&again));
 }

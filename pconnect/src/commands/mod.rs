@@ -1,7 +1,9 @@
 //! One module per command family; each resolves its settings, does the work, and reports through `ui`.
 
 pub(crate) mod clone;
+pub(crate) mod detach;
 pub(crate) mod expose;
+pub(crate) mod init;
 pub(crate) mod join;
 pub(crate) mod links;
 pub(crate) mod login;

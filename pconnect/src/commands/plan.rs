@@ -40,9 +40,9 @@ pub(crate) async fn plan_command(ui: Ui, file: Option<PathBuf>) -> Result<bool> 
     let session = session::resolve().await?;
     let cancel = CancellationToken::new();
     let (link, _) = ForwardLink::connect(session.creds, session.id, 1, cancel.clone()).await?;
-    let (actual, _) = actual::fetch(&link, &session.login.member).await?;
+    let view = actual::fetch(&link, &session.login.member).await?;
     cancel.cancel();
-    let plan = plan(&project.desired, &actual);
+    let plan = plan(&project.desired, &view.actual);
     ui.plan(&path, &plan);
     Ok(!plan.is_empty())
 }

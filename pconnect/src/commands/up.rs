@@ -1,7 +1,8 @@
 //! `connect up`: make the hub match `pconnect.yml` and keep it so. Serves the declared services,
-//! applies link and share changes, writes `.env.pconnect`, watches the file (a change is applied
-//! within a second; an invalid file is reported and changes nothing), re-plans every few seconds to
-//! restore drift, and on Ctrl+C removes what it created (persistent links stay).
+//! applies link and share changes, opens the `reach:` listeners, writes `.env.pconnect`, watches the
+//! file (a change is applied within a second; an invalid file is reported and changes nothing),
+//! re-plans every few seconds to restore drift, answers `connect status` / `connect down` on its
+//! control socket, and on Ctrl+C or `down` removes what it created (persistent links stay).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -10,190 +11,307 @@ use anyhow::Result;
 use pconnect_proto::control::Unregister;
 use pconnect_proto::plan::{Change, plan};
 use pconnect_proto::wire::UNREGISTER_PATH;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::dev::actual;
-use crate::dev::apply::{self, Applied};
+use crate::cli::UpArgs;
+use crate::commands::reach::FORWARD_CONNECTIONS;
+use crate::dev::actual::{self, HubView};
+use crate::dev::apply::{self, Applied, Outcome};
+use crate::dev::control::{self, Control, LinkUp, ServiceUp, ShareUp, UpStatus};
 use crate::dev::desired::{self, Project};
 use crate::dev::envfile::{self, EnvService};
+use crate::dev::reach::Reaching;
+use crate::home;
 use crate::link::forward::ForwardLink;
 use crate::link::reverse::{self, Exposed};
 use crate::project::load::{self, Loaded};
 use crate::session::{self, Session};
 use crate::signals::stop_requested;
+use crate::state::ShareCodes;
 use crate::ui::Ui;
 
 use super::plan::project_file;
 
 /// How often the file is checked for changes.
 const WATCH_EVERY: Duration = Duration::from_millis(400);
-/// How often the hub is re-planned against (drift).
+/// How often the hub is re-planned against (drift, teammates' services for `reach:`).
 const DRIFT_EVERY: Duration = Duration::from_secs(5);
 
-/// What `up` is serving right now.
-struct Running {
-    exposed: Vec<(String, String)>,
-    serving: Option<CancellationToken>,
-}
-
-pub(crate) async fn up(ui: Ui, file: Option<PathBuf>) -> Result<()> {
-    let path = project_file(file)?;
+pub(crate) async fn up(ui: Ui, args: UpArgs) -> Result<()> {
+    let path = std::path::absolute(project_file(args.file)?)?;
+    if args.detach {
+        return super::detach::detach(ui, &path).await;
+    }
     let loaded = load::load(&path)?;
+    let project = desired::project(&loaded.spec)?;
+    let (status, status_rx) = watch::channel(UpStatus {
+        project: loaded.spec.project.clone(),
+        file: path.clone(),
+        pid: std::process::id(),
+        ..UpStatus::default()
+    });
+    let mut control = Control::bind(control::socket_path(&path)?, status_rx).await?;
     let session = session::resolve().await?;
     let cancel = CancellationToken::new();
-    let (control, _) = ForwardLink::connect(session.creds.clone(), session.id.clone(), 1, cancel.clone()).await?;
-    let mut running = Running { exposed: Vec::new(), serving: None };
+    let (link, _) =
+        ForwardLink::connect(session.creds.clone(), session.id.clone(), FORWARD_CONNECTIONS, cancel.clone()).await?;
     ui.up_starting(&path, loaded.spec.project.as_deref());
     warn_unsupported(ui, &loaded);
-    let mut project = desired::project(&loaded.spec)?;
-    reconcile(ui, &session, &control, &mut running, &loaded, &project).await?;
-    ui.up_watching(&path);
-    let mut last_text = std::fs::read_to_string(&path).unwrap_or_default();
-    let mut current = loaded;
+    let mut up = Up { ui, session, link, exposed: Vec::new(), serving: None, reaching: Reaching::default(), status };
+    let mut current = (loaded, project);
+    let answer = match up.reconcile(&current.0, &current.1).await {
+        Err(e) => {
+            up.teardown(&current.1).await;
+            cancel.cancel();
+            return Err(e);
+        }
+        Ok(()) => {
+            ui.up_watching(&path);
+            watch_and_keep(&mut up, &mut control, &path, &mut current).await
+        }
+    };
+    up.teardown(&current.1).await;
+    if let Some(answer) = answer {
+        let _ = answer.send(());
+    }
+    cancel.cancel();
+    Ok(())
+}
+
+/// Runs until Ctrl+C or `connect down`; returns the `down` request to answer once torn down.
+async fn watch_and_keep(
+    up: &mut Up,
+    control: &mut Control,
+    path: &Path,
+    current: &mut (Loaded, Project),
+) -> Option<tokio::sync::oneshot::Sender<()>> {
+    let mut last_text = std::fs::read_to_string(path).unwrap_or_default();
     let mut watch = tokio::time::interval(WATCH_EVERY);
     let mut drift = tokio::time::interval(DRIFT_EVERY);
-    let result = loop {
+    loop {
         tokio::select! {
-            _ = stop_requested() => break Ok(()),
+            _ = stop_requested() => return None,
+            answer = control.down_requested() => return answer,
             _ = watch.tick() => {
-                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                let text = std::fs::read_to_string(path).unwrap_or_default();
                 if text == last_text {
                     continue;
                 }
                 last_text = text;
-                match load::load(&path).map_err(anyhow::Error::from).and_then(|l| desired::project(&l.spec).map(|p| (l, p))) {
-                    Ok((loaded, next)) => {
-                        ui.up_reloading(&path);
-                        current = loaded;
-                        project = next;
-                        if let Err(e) = reconcile(ui, &session, &control, &mut running, &current, &project).await {
-                            ui.warn(&format!("{e:#}"));
-                        }
+                let next = load::load(path)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|l| desired::project(&l.spec).map(|p| (l, p)));
+                match next {
+                    Ok(next) => {
+                        up.ui.up_reloading(path);
+                        *current = next;
+                        up.reconcile_or_warn(&current.0, &current.1).await;
                     }
-                    Err(e) => ui.warn(&format!("{e:#}\nNothing was changed; fix the file and save it again.")),
+                    Err(e) => up.ui.warn(&format!("{e:#}\nNothing was changed; fix the file and save it again.")),
                 }
             }
-            _ = drift.tick() => {
-                if let Err(e) = reconcile(ui, &session, &control, &mut running, &current, &project).await {
-                    ui.warn(&format!("{e:#}"));
-                }
+            _ = drift.tick() => up.reconcile_or_warn(&current.0, &current.1).await,
+        }
+    }
+}
+
+/// What `up` holds while it runs.
+struct Up {
+    ui: Ui,
+    session: Session,
+    link: ForwardLink,
+    /// (name, target) of the services served right now.
+    exposed: Vec<(String, String)>,
+    serving: Option<CancellationToken>,
+    reaching: Reaching,
+    status: watch::Sender<UpStatus>,
+}
+
+impl Up {
+    async fn reconcile_or_warn(&mut self, loaded: &Loaded, project: &Project) {
+        if let Err(e) = self.reconcile(loaded, project).await {
+            self.ui.warn(&format!("{e:#}"));
+        }
+    }
+
+    /// Serves the declared services, applies the plan, opens reach listeners, writes the env file,
+    /// and publishes the result for `connect status`.
+    async fn reconcile(&mut self, loaded: &Loaded, project: &Project) -> Result<()> {
+        let result = self.apply_all(loaded, project).await;
+        self.status.send_modify(|status| match &result {
+            Ok(()) => {
+                status.ready = true;
+                status.error = None;
+            }
+            Err(e) => status.error = Some(format!("{e:#}")),
+        });
+        result
+    }
+
+    async fn apply_all(&mut self, loaded: &Loaded, project: &Project) -> Result<()> {
+        let served = self.serve(&project.exposed).await?;
+        let view = actual::fetch(&self.link, &self.session.login.member).await?;
+        let changes = plan(&project.desired, &view.actual).changes;
+        let applied = apply::apply(&self.link, &changes).await;
+        self.ui.up_applied(&served.iter().collect::<Vec<_>>(), &applied);
+        self.remember_codes(&applied);
+        self.reaching.sync(self.ui, &self.link, &loaded.spec.reach, &view.services, &self.session.login.member).await;
+        let env_file = self.write_env(loaded, project)?;
+        let view = if applied.is_empty() { view } else { actual::fetch(&self.link, &self.session.login.member).await? };
+        self.publish(project, &view, env_file);
+        let failed = applied.iter().filter(|a| a.result.is_err()).count();
+        anyhow::ensure!(failed == 0, "{failed} change(s) could not be applied (see above); retrying in a few seconds");
+        Ok(())
+    }
+
+    /// (Re)starts the reverse links when the set of exposed services changed; unregisters removed
+    /// ones. Returns the service changes made.
+    async fn serve(&mut self, exposed: &[Exposed]) -> Result<Vec<Change>> {
+        let wanted: Vec<(String, String)> = exposed.iter().map(|e| (e.name.clone(), e.target.to_string())).collect();
+        if wanted == self.exposed {
+            return Ok(Vec::new());
+        }
+        let mut changes: Vec<Change> = exposed
+            .iter()
+            .filter(|e| !self.exposed.iter().any(|(n, t)| *n == e.name && *t == e.target.to_string()))
+            .map(|e| Change::Expose { service: e.name.clone(), port: e.target.port })
+            .collect();
+        let removed: Vec<String> =
+            self.exposed.iter().filter(|(n, _)| !wanted.iter().any(|(w, _)| w == n)).map(|(n, _)| n.clone()).collect();
+        if let Some(old) = self.serving.take() {
+            old.cancel();
+        }
+        if !removed.is_empty() {
+            self.link.post(UNREGISTER_PATH, &Unregister { names: removed.clone() }).await?;
+        }
+        changes.extend(removed.into_iter().map(|service| Change::Unexpose { service }));
+        if !exposed.is_empty() {
+            let token = CancellationToken::new();
+            let (creds, id) = (self.session.creds.clone(), self.session.id.clone());
+            reverse::serve(creds, id, exposed.to_vec(), 2, token.clone()).await?;
+            self.serving = Some(token);
+        }
+        self.exposed = wanted;
+        Ok(changes)
+    }
+
+    /// Keeps the codes of shares `up` created, so `connect status` and `connect share --list` can
+    /// show them (the hub keeps only their hashes).
+    fn remember_codes(&self, applied: &[Applied]) {
+        let Ok(home) = home::agent_home() else { return };
+        for a in applied {
+            if let Ok(Outcome::Share(created)) = &a.result
+                && let Err(e) = ShareCodes::remember(&home, &self.session.login.hub, created.share.id, &created.code)
+            {
+                self.ui.warn(&format!("could not save the code of share {}: {e:#}", created.code));
             }
         }
-    };
-    teardown(ui, &session, &control, &mut running, &project).await;
-    cancel.cancel();
-    result
-}
+    }
 
-/// Serves the declared services, applies the plan, writes the env file.
-async fn reconcile(
-    ui: Ui,
-    session: &Session,
-    control: &ForwardLink,
-    running: &mut Running,
-    loaded: &Loaded,
-    project: &Project,
-) -> Result<()> {
-    let served = serve(session, control, running, &project.exposed).await?;
-    let (actual, _) = actual::fetch(control, &session.login.member).await?;
-    let plan = plan(&project.desired, &actual);
-    let applied = apply::apply(control, &plan.changes).await;
-    ui.up_applied(&served.iter().collect::<Vec<_>>(), &applied);
-    write_env(ui, loaded, project)?;
-    let failed = applied.iter().filter(|a| a.result.is_err()).count();
-    anyhow::ensure!(failed == 0, "{failed} change(s) could not be applied (see above); retrying in a few seconds");
-    Ok(())
-}
+    /// Renders the env file (exposed services, then reached ones) when its text changed.
+    fn write_env(&self, loaded: &Loaded, project: &Project) -> Result<PathBuf> {
+        let file = loaded.spec.env.file.clone().unwrap_or_else(|| ".env.pconnect".into());
+        let template = match &loaded.spec.env.template {
+            Some(path) => Some(std::fs::read_to_string(loaded.dir.join(path))?),
+            None => None,
+        };
+        let mut services: Vec<EnvService> = project
+            .exposed
+            .iter()
+            .map(|e| EnvService {
+                name: e.name.clone(),
+                kind: project.kinds.get(&e.name).copied().flatten(),
+                host: e.target.host.clone(),
+                port: e.target.port,
+                env: project.env.get(&e.name).cloned().unwrap_or_default(),
+            })
+            .collect();
+        for reached in self.reaching.env_services() {
+            if services.iter().any(|s| s.name == reached.name) {
+                continue;
+            }
+            services.push(reached);
+        }
+        let text = envfile::render(loaded.spec.project.as_deref(), &file, &services, template.as_deref())?;
+        let out = loaded.dir.join(&file);
+        if std::fs::read_to_string(&out).ok().as_deref() != Some(text.as_str()) {
+            std::fs::write(&out, text)?;
+            self.ui.up_env_written(&display(&out));
+        }
+        Ok(out)
+    }
 
-/// (Re)starts the reverse links when the set of exposed services changed; unregisters removed ones.
-/// Returns the service changes made.
-async fn serve(
-    session: &Session,
-    control: &ForwardLink,
-    running: &mut Running,
-    exposed: &[Exposed],
-) -> Result<Vec<Change>> {
-    let wanted: Vec<(String, String)> = exposed.iter().map(|e| (e.name.clone(), e.target.to_string())).collect();
-    if wanted == running.exposed {
-        return Ok(Vec::new());
-    }
-    let mut changes: Vec<Change> = exposed
-        .iter()
-        .filter(|e| !running.exposed.iter().any(|(n, t)| *n == e.name && *t == e.target.to_string()))
-        .map(|e| Change::Expose { service: e.name.clone(), port: e.target.port })
-        .collect();
-    let removed: Vec<String> =
-        running.exposed.iter().filter(|(n, _)| !wanted.iter().any(|(w, _)| w == n)).map(|(n, _)| n.clone()).collect();
-    if let Some(old) = running.serving.take() {
-        old.cancel();
-    }
-    if !removed.is_empty() {
-        control.post(UNREGISTER_PATH, &Unregister { names: removed.clone() }).await?;
-    }
-    changes.extend(removed.into_iter().map(|service| Change::Unexpose { service }));
-    if !exposed.is_empty() {
-        let token = CancellationToken::new();
-        reverse::serve(session.creds.clone(), session.id.clone(), exposed.to_vec(), 2, token.clone()).await?;
-        running.serving = Some(token);
-    }
-    running.exposed = wanted;
-    Ok(changes)
-}
-
-fn write_env(ui: Ui, loaded: &Loaded, project: &Project) -> Result<()> {
-    let file = loaded.spec.env.file.clone().unwrap_or_else(|| ".env.pconnect".into());
-    let template = match &loaded.spec.env.template {
-        Some(path) => Some(std::fs::read_to_string(loaded.dir.join(path))?),
-        None => None,
-    };
-    let services: Vec<EnvService> = project
-        .exposed
-        .iter()
-        .map(|e| EnvService {
-            name: e.name.clone(),
-            kind: project.kinds.get(&e.name).copied().flatten(),
-            host: e.target.host.clone(),
-            port: e.target.port,
-            env: project.env.get(&e.name).cloned().unwrap_or_default(),
-        })
-        .collect();
-    let text = envfile::render(loaded.spec.project.as_deref(), &file, &services, template.as_deref())?;
-    let out = loaded.dir.join(&file);
-    if std::fs::read_to_string(&out).ok().as_deref() != Some(text.as_str()) {
-        std::fs::write(&out, text)?;
-        ui.up_env_written(&display(&out));
-    }
-    Ok(())
-}
-
-/// Removes what `up` created: temporary links, shares, registrations. Persistent links stay.
-async fn teardown(ui: Ui, session: &Session, control: &ForwardLink, running: &mut Running, project: &Project) {
-    if let Ok((actual, _)) = actual::fetch(control, &session.login.member).await {
-        let mut changes = plan(&Default::default(), &actual).changes;
-        // Only what this project declares: links of its services, shares of its names.
-        changes.retain(|c| match c {
-            Change::RevokeLink { service, .. } => project.desired.services.contains_key(service),
-            Change::RevokeShare { name, .. } => project.desired.shares.contains_key(name),
-            _ => false,
+    /// What `connect status` reports: this project's services, links, shares and reach listeners.
+    fn publish(&self, project: &Project, view: &HubView, env_file: PathBuf) {
+        let codes = home::agent_home().map(|home| ShareCodes::load(&home)).unwrap_or_default();
+        let hub = &self.session.login.hub;
+        let services =
+            self.exposed.iter().map(|(name, target)| ServiceUp { name: name.clone(), target: target.clone() }).collect();
+        let links = view
+            .links
+            .links
+            .iter()
+            .filter(|l| project.desired.links.contains_key(&l.service))
+            .map(|l| LinkUp {
+                service: l.service.clone(),
+                url: l.url.clone(),
+                persistent: l.persistent,
+                expires_at: l.expires_at,
+            })
+            .collect();
+        let shares = view
+            .shares
+            .shares
+            .iter()
+            .filter_map(|s| {
+                let name = s.name.clone().filter(|n| project.desired.shares.contains_key(n))?;
+                Some(ShareUp {
+                    name,
+                    code: codes.get(hub, s.id).map(str::to_string),
+                    services: s.routes.iter().map(|r| r.service.clone()).collect(),
+                    expires_at: s.expires_at,
+                })
+            })
+            .collect();
+        let reach = self.reaching.status();
+        self.status.send_modify(|status| {
+            status.services = services;
+            status.links = links;
+            status.shares = shares;
+            status.reach = reach;
+            status.env_file = Some(env_file);
         });
-        let applied: Vec<Applied> = apply::apply(control, &changes).await;
-        ui.up_applied(&[], &applied);
     }
-    let names: Vec<String> = running.exposed.iter().map(|(n, _)| n.clone()).collect();
-    if let Some(serving) = running.serving.take() {
-        serving.cancel();
+
+    /// Removes what `up` created: temporary links, shares, registrations, reach listeners.
+    /// Persistent links stay.
+    async fn teardown(&mut self, project: &Project) {
+        self.reaching.close();
+        if let Ok(view) = actual::fetch(&self.link, &self.session.login.member).await {
+            let mut changes = plan(&Default::default(), &view.actual).changes;
+            // Only what this project declares: links of its services, shares of its names.
+            changes.retain(|c| match c {
+                Change::RevokeLink { service, .. } => project.desired.services.contains_key(service),
+                Change::RevokeShare { name, .. } => project.desired.shares.contains_key(name),
+                _ => false,
+            });
+            let applied: Vec<Applied> = apply::apply(&self.link, &changes).await;
+            self.ui.up_applied(&[], &applied);
+        }
+        let names: Vec<String> = self.exposed.iter().map(|(n, _)| n.clone()).collect();
+        if let Some(serving) = self.serving.take() {
+            serving.cancel();
+        }
+        if !names.is_empty() {
+            let _ = self.link.post(UNREGISTER_PATH, &Unregister { names }).await;
+        }
+        self.ui.up_stopped();
     }
-    if !names.is_empty() {
-        let _ = control.post(UNREGISTER_PATH, &Unregister { names }).await;
-    }
-    ui.up_stopped();
 }
 
 /// Says which declared parts this version does not apply yet, instead of ignoring them silently.
 fn warn_unsupported(ui: Ui, loaded: &Loaded) {
-    if !loaded.spec.reach.is_empty() {
-        ui.warn("`reach:` entries are not applied by `connect up` yet: run `connect reach <service>` or `connect join <code>` meanwhile");
-    }
     let debug: Vec<&str> = loaded.spec.services.iter().filter(|(_, s)| s.debug).map(|(n, _)| n.as_str()).collect();
     if !debug.is_empty() {
         ui.warn(&format!(

@@ -11,8 +11,17 @@ use pconnect_proto::wire::{LINKS_PATH, SERVICES_PATH, SHARES_PATH};
 
 use crate::link::forward::ForwardLink;
 
+/// What the hub holds: the planner's [`Actual`] for one member, and the listings it came from.
+pub struct HubView {
+    pub actual: Actual,
+    pub links: LinkListing,
+    pub shares: ShareListing,
+    /// The whole workspace's services.
+    pub services: ServiceList,
+}
+
 /// The hub's view of `member`'s services (online ones), links and named shares.
-pub async fn fetch(link: &ForwardLink, member: &str) -> Result<(Actual, LinkListing)> {
+pub async fn fetch(link: &ForwardLink, member: &str) -> Result<HubView> {
     let services: ServiceList = link.get(SERVICES_PATH).await?;
     let links: LinkListing = link.get(LINKS_PATH).await?;
     let shares: ShareListing = link.get(SHARES_PATH).await?;
@@ -43,5 +52,5 @@ pub async fn fetch(link: &ForwardLink, member: &str) -> Result<(Actual, LinkList
             })
             .collect(),
     };
-    Ok((actual, links))
+    Ok(HubView { actual, links, shares, services })
 }

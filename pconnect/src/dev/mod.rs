@@ -3,5 +3,7 @@
 
 pub mod actual;
 pub mod apply;
+pub mod control;
 pub mod desired;
 pub mod envfile;
+pub mod reach;
