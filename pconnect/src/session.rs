@@ -38,3 +38,28 @@ pub fn credentials(login: &Login) -> Result<Credentials> {
     };
     Ok(Credentials { hub: HubAddr::parse(&login.hub)?, token: login.token.clone(), trust })
 }
+
+/// The session of a project command (`plan`, `up`). The hub a project names is layered:
+/// `PCONNECT_HUB` over the file's `hub:`; when either names one, it must be the hub this machine is
+/// logged in to (a token belongs to one hub), else the saved login or the embedded hub is used.
+pub(crate) async fn resolve_for_project(declared: Option<&str>) -> Result<Session> {
+    let env = std::env::var("PCONNECT_HUB").ok().filter(|v| !v.is_empty());
+    let Some(wanted) = env.as_deref().or(declared) else {
+        return resolve().await;
+    };
+    let source = if env.is_some() { "PCONNECT_HUB" } else { "pconnect.yml's `hub:`" };
+    let wanted_addr = HubAddr::parse(wanted).map_err(|e| anyhow::anyhow!("{source}: {e:#}"))?;
+    match Login::load(&home::agent_home()?)? {
+        Some(login) if !login.embedded => {
+            anyhow::ensure!(
+                HubAddr::parse(&login.hub).ok().as_ref() == Some(&wanted_addr),
+                "{source} names the hub {wanted}, but this machine is logged in to {}: run `connect login --hub {wanted}`",
+                login.hub
+            );
+            resolve().await
+        }
+        _ => anyhow::bail!(
+            "{source} names the hub {wanted}, but this machine is not logged in to it: run `connect login --hub {wanted}`"
+        ),
+    }
+}

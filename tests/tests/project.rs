@@ -247,6 +247,13 @@ fn init_writes_a_loadable_file_from_the_services_it_finds() {
     let plan = alice.command(["plan"]).current_dir(dir.path()).output().unwrap();
     assert_eq!(plan.status.code(), Some(2), "{}", describe_output(&plan));
 
+    // A project naming another hub than the one logged in to says how to fix it.
+    let file = dir.path().join("pconnect.yml");
+    std::fs::write(&file, format!("{text}hub: https://127.0.0.1:1\n")).unwrap();
+    let plan = alice.command(["plan"]).current_dir(dir.path()).output().unwrap();
+    assert_eq!(plan.status.code(), Some(1), "{}", describe_output(&plan));
+    assert!(String::from_utf8_lossy(&plan.stderr).contains("connect login --hub https://127.0.0.1:1"));
+
     // It never overwrites without --force.
     let again = alice.command(["init"]).current_dir(dir.path()).output().unwrap();
     assert_eq!(again.status.code(), Some(1));

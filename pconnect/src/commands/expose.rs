@@ -7,13 +7,13 @@ use anyhow::Result;
 use pconnect_proto::control::Unregister;
 use pconnect_proto::names;
 use pconnect_proto::wire::UNREGISTER_PATH;
-use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::ExposeArgs;
 use crate::commands::publish;
 use crate::link::forward::ForwardLink;
 use crate::link::reverse::{self, Exposed};
+use crate::probe::{self, Kind};
 use crate::session;
 use crate::signals::stop_requested;
 use crate::target::Target;
@@ -21,6 +21,8 @@ use crate::ui::Ui;
 
 /// Reverse connections per exposing agent.
 const REVERSE_CONNECTIONS: usize = 2;
+/// How long telling the target's protocol may take (it runs while the hub is dialed).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub(crate) async fn expose(ui: Ui, args: ExposeArgs) -> Result<()> {
     let target: Target = args.target.parse()?;
@@ -30,12 +32,20 @@ pub(crate) async fn expose(ui: Ui, args: ExposeArgs) -> Result<()> {
     if link_request.is_some() {
         publish::refuse_databases(&args, &target, &name).await?;
     }
-    let session = session::resolve().await?;
-    if !answers(&target).await {
-        ui.target_silent(&target);
-    }
+    // What the target speaks travels with the registration (teammates' `clone` env files use it).
+    let (session, detected) =
+        tokio::join!(session::resolve(), probe::detect(&target.host, target.port, PROBE_TIMEOUT));
+    let session = session?;
+    let kind = match detected {
+        None => {
+            ui.target_silent(&target);
+            None
+        }
+        Some(Kind::Tcp) => None,
+        Some(kind) => Some(kind.as_str().to_string()),
+    };
     let cancel = CancellationToken::new();
-    let services = vec![Exposed { name: name.clone(), target: target.clone(), kind: None, env: Default::default() }];
+    let services = vec![Exposed { name: name.clone(), target: target.clone(), kind, env: Default::default() }];
     let (_, mut status) =
         reverse::serve(session.creds.clone(), session.id.clone(), services, REVERSE_CONNECTIONS, cancel.clone())
             .await?;
@@ -76,12 +86,6 @@ pub(crate) async fn expose(ui: Ui, args: ExposeArgs) -> Result<()> {
         ui.unexposed(&name, unregistered);
     }
     outcome
-}
-
-/// Whether something accepts TCP connections on the target right now.
-async fn answers(target: &Target) -> bool {
-    let connect = TcpStream::connect((target.host.as_str(), target.port));
-    matches!(tokio::time::timeout(Duration::from_secs(2), connect).await, Ok(Ok(_)))
 }
 
 async fn unregister(session: &session::Session, name: &str) -> Result<()> {

@@ -17,7 +17,7 @@ use crate::ui::Ui;
 const COMMON_PORTS: &[u16] =
     &[3000, 3001, 4000, 4200, 5000, 5173, 8000, 8080, 8081, 8888, 9000, 5432, 3306, 6379, 27017];
 /// How long one port may take to answer the probe.
-const PROBE_TIMEOUT: Duration = Duration::from_millis(800);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A service found answering locally.
 #[derive(Debug, Clone, PartialEq, Eq)]

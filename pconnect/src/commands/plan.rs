@@ -37,7 +37,7 @@ pub(crate) async fn plan_command(ui: Ui, file: Option<PathBuf>) -> Result<bool> 
     let path = project_file(file)?;
     let loaded = load::load(&path)?;
     let project = desired::project(&loaded.spec)?;
-    let session = session::resolve().await?;
+    let session = session::resolve_for_project(loaded.spec.hub.as_deref()).await?;
     let cancel = CancellationToken::new();
     let (link, _) = ForwardLink::connect(session.creds, session.id, 1, cancel.clone()).await?;
     let view = actual::fetch(&link, &session.login.member).await?;

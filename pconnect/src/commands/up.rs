@@ -52,7 +52,7 @@ pub(crate) async fn up(ui: Ui, args: UpArgs) -> Result<()> {
         ..UpStatus::default()
     });
     let mut control = Control::bind(control::socket_path(&path)?, status_rx).await?;
-    let session = session::resolve().await?;
+    let session = session::resolve_for_project(loaded.spec.hub.as_deref()).await?;
     let cancel = CancellationToken::new();
     let (link, _) =
         ForwardLink::connect(session.creds.clone(), session.id.clone(), FORWARD_CONNECTIONS, cancel.clone()).await?;
