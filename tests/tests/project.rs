@@ -199,6 +199,20 @@ fn detached_up_reaches_a_teammate_reports_status_and_down_removes_it() {
         assert!(text.contains(needle), "{needle:?} not in:\n{text}");
     }
 
+    // Drift: a link revoked by hand is restored by the running up within its re-plan period.
+    let subdomain = host.split('.').next().unwrap().to_string();
+    alice.run_ok(["links", "revoke", &subdomain]).unwrap();
+    wait_for("link restored", Duration::from_secs(15), || {
+        let status: serde_json::Value =
+            serde_json::from_str(&alice.run_ok(["status", "--json", "--file", file_arg]).unwrap()).unwrap();
+        status["status"]["links"][0]["url"].as_str().is_some_and(|u| u != url)
+    });
+    let status: serde_json::Value =
+        serde_json::from_str(&alice.run_ok(["status", "--json", "--file", file_arg]).unwrap()).unwrap();
+    let url = status["status"]["links"][0]["url"].as_str().unwrap().to_string();
+    let host = url.trim_start_matches("http://").to_string();
+    assert_eq!(http_get(&format!("127.0.0.1:{port}"), &host, "/").unwrap().status, 200);
+
     // A second up for the same project is refused, and says what to do.
     let again = alice.run(["up", "--detach", "--file", file_arg]);
     assert_eq!(again.status.code(), Some(1));

@@ -18,7 +18,7 @@ use crate::cli::UpArgs;
 use crate::commands::reach::FORWARD_CONNECTIONS;
 use crate::dev::actual::{self, HubView};
 use crate::dev::apply::{self, Applied, Outcome};
-use crate::dev::control::{self, Control, LinkUp, ServiceUp, ShareUp, UpStatus};
+use crate::dev::control::{self, Control, DownRequest, LinkUp, ServiceUp, ShareUp, UpStatus};
 use crate::dev::desired::{self, Project};
 use crate::dev::envfile::{self, EnvService};
 use crate::dev::reach::Reaching;
@@ -73,7 +73,7 @@ pub(crate) async fn up(ui: Ui, args: UpArgs) -> Result<()> {
     };
     up.teardown(&current.1).await;
     if let Some(answer) = answer {
-        let _ = answer.send(());
+        answer.answer().await;
     }
     cancel.cancel();
     Ok(())
@@ -85,7 +85,7 @@ async fn watch_and_keep(
     control: &mut Control,
     path: &Path,
     current: &mut (Loaded, Project),
-) -> Option<tokio::sync::oneshot::Sender<()>> {
+) -> Option<DownRequest> {
     let mut last_text = std::fs::read_to_string(path).unwrap_or_default();
     let mut watch = tokio::time::interval(WATCH_EVERY);
     let mut drift = tokio::time::interval(DRIFT_EVERY);

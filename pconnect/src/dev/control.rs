@@ -108,10 +108,27 @@ async fn request(mut stream: UnixStream, verb: &str) -> Result<String> {
     Ok(reply)
 }
 
+/// How long the running `up` waits for a `down` reply to be written before it exits.
+const REPLY_GRACE: Duration = Duration::from_secs(2);
+
+/// A client's `down` request, answered once the teardown is done.
+pub struct DownRequest(oneshot::Sender<oneshot::Sender<()>>);
+
+impl DownRequest {
+    /// Tells the client the teardown is done, and waits (briefly) until the reply is written, so the
+    /// process does not exit under it.
+    pub async fn answer(self) {
+        let (written, wait) = oneshot::channel();
+        if self.0.send(written).is_ok() {
+            let _ = tokio::time::timeout(REPLY_GRACE, wait).await;
+        }
+    }
+}
+
 /// The server half, held by the running `up`.
 pub struct Control {
     path: PathBuf,
-    downs: mpsc::Receiver<oneshot::Sender<()>>,
+    downs: mpsc::Receiver<DownRequest>,
 }
 
 impl Control {
@@ -134,8 +151,8 @@ impl Control {
         Ok(Self { path: socket, downs })
     }
 
-    /// Resolves when a client asked for `down`; the returned sender answers it once torn down.
-    pub async fn down_requested(&mut self) -> Option<oneshot::Sender<()>> {
+    /// Resolves when a client asked for `down`; answer it once torn down.
+    pub async fn down_requested(&mut self) -> Option<DownRequest> {
         self.downs.recv().await
     }
 }
@@ -146,13 +163,13 @@ impl Drop for Control {
     }
 }
 
-async fn accept(listener: UnixListener, status: watch::Receiver<UpStatus>, downs: mpsc::Sender<oneshot::Sender<()>>) {
+async fn accept(listener: UnixListener, status: watch::Receiver<UpStatus>, downs: mpsc::Sender<DownRequest>) {
     while let Ok((stream, _)) = listener.accept().await {
         tokio::spawn(answer(stream, status.clone(), downs.clone()));
     }
 }
 
-async fn answer(stream: UnixStream, status: watch::Receiver<UpStatus>, downs: mpsc::Sender<oneshot::Sender<()>>) {
+async fn answer(stream: UnixStream, status: watch::Receiver<UpStatus>, downs: mpsc::Sender<DownRequest>) {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     if BufReader::new(read).read_line(&mut line).await.is_err() {
@@ -162,11 +179,14 @@ async fn answer(stream: UnixStream, status: watch::Receiver<UpStatus>, downs: mp
         "status" => serde_json::to_string(&*status.borrow()).unwrap_or_default(),
         "down" => {
             let (done, finished) = oneshot::channel();
-            if downs.send(done).await.is_err() {
+            if downs.send(DownRequest(done)).await.is_err() {
                 return;
             }
-            let _ = finished.await;
-            r#"{"stopped":true}"#.to_string()
+            let Ok(written) = finished.await else { return };
+            let _ = write.write_all(b"{\"stopped\":true}\n").await;
+            let _ = write.flush().await;
+            let _ = written.send(());
+            return;
         }
         other => serde_json::json!({"error": format!("unknown request '{other}'")}).to_string(),
     };
