@@ -35,12 +35,14 @@ pub(crate) async fn run(args: &Args, fds: FdLimit) -> Result<Results> {
     let peak = PeakSampler::start(pids.hub);
     let mut compared = Vec::new();
     compared.extend(bulk(args, servers.sink, topo.sink.addr()).await?);
+    let (rows, debug_note) = bulk_debug(args, topo.sink.addr(), topo.sink_debug.addr()).await?;
+    compared.extend(rows);
     let (rows, notes) = connections(args, servers.echo, topo.echo.addr()).await?;
     compared.extend(rows);
     compared.extend(latency(args, servers.echo, topo.echo.addr()).await?);
     let (rows, http_notes) = http(args, servers.http, &topo.link).await?;
     compared.extend(rows);
-    let notes = notes.into_iter().chain(http_notes).collect();
+    let notes = notes.into_iter().chain(http_notes).chain([debug_note]).collect();
     let hub_peak = peak.finish();
 
     progress(&format!("memory with {} open tunnels", args.conns));
@@ -87,6 +89,34 @@ async fn bulk(args: &Args, direct: SocketAddr, tunnel: SocketAddr) -> Result<Vec
         rows.push(Row::pair(key, label, 1, values, target));
     }
     Ok(rows)
+}
+
+/// Bulk upload through the same sink exposed with and without `--debug`, 1 and 8 streams. Each
+/// side is measured twice, alternating, and its best run kept, so both see the same conditions.
+async fn bulk_debug(args: &Args, plain: SocketAddr, debug: SocketAddr) -> Result<(Vec<Row>, String)> {
+    let total = args.bulk_mib * 1024 * 1024;
+    let target = Target::MinRatio(targets::MIN_DEBUG_THROUGHPUT_RATIO);
+    let mut rows = Vec::new();
+    for (streams, key, label) in [
+        (1, "bulk_1_stream_debug_mib_s", "Bulk 1 stream, --debug (MiB/s)"),
+        (8, "bulk_8_streams_debug_mib_s", "Bulk 8 streams, --debug (MiB/s)"),
+    ] {
+        progress(&format!(
+            "bulk upload of {} MiB over {streams} stream(s): tunnel without and with --debug, alternating twice",
+            args.bulk_mib
+        ));
+        let (mut best_plain, mut best_debug) = (0.0f64, 0.0f64);
+        for _ in 0..2 {
+            best_plain = best_plain.max(throughput(plain, total, streams).await?);
+            best_debug = best_debug.max(throughput(debug, total, streams).await?);
+        }
+        rows.push(Row::pair(key, label, 1, (best_plain, best_debug), target));
+    }
+    let note = "--debug rows: the Direct column is the same tunnel without --debug, the Tunnel column goes \
+                through a --debug exposure of the same sink (every chunk offered to the capture; raw bytes, so \
+                the parsers only count them)"
+        .to_string();
+    Ok((rows, note))
 }
 
 /// New connections per second and their failures (with the first error of each side as a note).

@@ -2,6 +2,8 @@
 
 /// Tunnel throughput must reach this fraction of direct.
 pub(crate) const MIN_THROUGHPUT_RATIO: f64 = 0.25;
+/// Bulk throughput through a `--debug` service must reach this fraction of the same tunnel without it.
+pub(crate) const MIN_DEBUG_THROUGHPUT_RATIO: f64 = 0.80;
 /// Tunnel new connections per second must reach this fraction of direct.
 pub(crate) const MIN_CONN_RATE_RATIO: f64 = 0.40;
 /// HTTP keep-alive requests per second through a public link must reach this fraction of direct.

@@ -1,5 +1,5 @@
-//! Bringing up the product: a hub, members alice and bob, alice exposing the targets and bob
-//! reaching them. Everything runs from a temporary directory and is killed when dropped.
+//! Bringing up the product: a hub, members alice and bob, alice exposing the targets (the sink a
+//! second time with `--debug`) and bob reaching them. Everything runs from a temporary directory and is killed when dropped.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -44,6 +44,8 @@ pub(crate) struct Topology {
     pub(crate) hub: Proc,
     pub(crate) echo: Route,
     pub(crate) sink: Route,
+    /// The same sink exposed again with `--debug` (every tunnel to it is captured).
+    pub(crate) sink_debug: Route,
     pub(crate) link: Link,
     _dir: TempDir,
 }
@@ -51,6 +53,7 @@ pub(crate) struct Topology {
 /// Starts the hub and agents, exposes `echo` and `sink` (the target addresses) through it, and
 /// `http` as a public link.
 pub(crate) async fn start(bins: &Bins, echo: SocketAddr, sink: SocketAddr, http: SocketAddr) -> Result<Topology> {
+    let sink_addr = sink;
     let dir = tempfile::Builder::new().prefix("pconnect-bench-").tempdir()?;
     let data = dir.path().join("hub");
     let alice = dir.path().join("alice");
@@ -80,10 +83,11 @@ pub(crate) async fn start(bins: &Bins, echo: SocketAddr, sink: SocketAddr, http:
         run_ok(&format!("connect login ({name})"), cmd, READY).await?;
     }
 
-    let echo = route(bins, &alice, &bob, "echo", echo).await?;
-    let sink = route(bins, &alice, &bob, "sink", sink).await?;
+    let echo = route(bins, &alice, &bob, "echo", echo, &[]).await?;
+    let sink = route(bins, &alice, &bob, "sink", sink, &[]).await?;
+    let sink_debug = route(bins, &alice, &bob, "sinkdbg", sink_addr, &["--debug"]).await?;
     let link = link(bins, &alice, "web", http, ingress).await?;
-    Ok(Topology { hub, echo, sink, link, _dir: dir })
+    Ok(Topology { hub, echo, sink, sink_debug, link, _dir: dir })
 }
 
 /// Alice exposes `target` as `service` with a public link; the hub serves it on `ingress`.
@@ -115,12 +119,23 @@ async fn add_member(bins: &Bins, data: &Path, name: &str) -> Result<String> {
         .with_context(|| format!("`pconnect-hub member add {name}` printed no token"))
 }
 
-/// Alice exposes `target` as `service`; bob reaches it on a free local port.
-async fn route(bins: &Bins, alice: &Path, bob: &Path, service: &str, target: SocketAddr) -> Result<Route> {
+/// Alice exposes `target` as `service` (with `extra` flags, e.g. `--debug`); bob reaches it on a
+/// free local port.
+async fn route(
+    bins: &Bins,
+    alice: &Path,
+    bob: &Path,
+    service: &str,
+    target: SocketAddr,
+    extra: &[&str],
+) -> Result<Route> {
     let mut cmd = command(&bins.connect, Some(alice));
-    cmd.args(["expose", &target.to_string(), "--name", service]);
-    let mut expose = Proc::spawn(&format!("connect expose {service} (alice)"), cmd)?;
+    cmd.args(["expose", &target.to_string(), "--name", service]).args(extra);
+    let mut expose = Proc::spawn(&format!("connect expose {service} {} (alice)", extra.join(" ")), cmd)?;
     expose.wait_for("is now accessible through the hub", READY).await?;
+    if extra.contains(&"--debug") {
+        expose.wait_for("Share this link:", READY).await?;
+    }
 
     let mut cmd = command(&bins.connect, Some(bob));
     cmd.args(["reach", service, "--port", "0"]);

@@ -10,6 +10,7 @@ pub mod http;
 pub mod postgres;
 pub mod redact;
 pub mod redis;
+mod summary;
 mod tap;
 mod types;
 

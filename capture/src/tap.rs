@@ -103,6 +103,22 @@ impl Tap {
         out
     }
 
+    /// Bytes of this connection were lost before reaching the tap (the capture queue was full):
+    /// what was parsed so far is flushed and the rest of the connection is only counted.
+    pub fn on_gap(&mut self, at: Micros) -> Vec<Exchange> {
+        self.opened_at.get_or_insert(at);
+        let out = match &mut self.state {
+            State::Http(p) => p.close(at),
+            State::Postgres(p) => p.close(at),
+            State::Redis(p) => p.close(at),
+            State::Sniffing | State::Raw(_) => Vec::new(),
+        };
+        if !matches!(self.state, State::Raw(_)) {
+            self.state = State::Raw("capture fell behind and dropped data; counting bytes only");
+        }
+        out
+    }
+
     /// Why this connection is reported as raw bytes, if it is.
     fn raw_note(&self) -> Option<&'static str> {
         match self.state {
@@ -183,6 +199,19 @@ mod tests {
         raw.on_bytes(Direction::ToClient, &[9; 7], 2);
         let out = raw.on_close(3);
         assert!(matches!(&out[0].detail, Detail::Raw { to_service: 10, to_client: 7, .. }));
+    }
+
+    #[test]
+    fn a_gap_flushes_and_degrades_to_counting() {
+        let mut tap = Tap::default();
+        tap.on_bytes(Direction::ToService, b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n", 1);
+        let flushed = tap.on_gap(2);
+        assert!(
+            matches!(&flushed[..], [Exchange { detail: Detail::Http(h), .. }] if h.path == "/a" && h.status.is_none())
+        );
+        assert!(tap.on_bytes(Direction::ToClient, b"HTTP/1.1 200 OK\r\n\r\n", 3).is_empty());
+        let out = tap.on_close(4);
+        assert!(matches!(&out[..], [Exchange { detail: Detail::Raw { to_client: 19, .. }, .. }]));
     }
 
     #[test]

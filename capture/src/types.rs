@@ -48,9 +48,10 @@ pub struct Exchange {
     pub detail: Detail,
 }
 
-/// Protocol-specific content of an exchange.
+/// Protocol-specific content of an exchange. Tagged `type` (`http`, `postgres`, `redis`, `raw`):
+/// not `kind`, which [`PgExchange`] has as a field of its own (a duplicate key would not parse back).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum Detail {
     Http(HttpExchange),
     Postgres(PgExchange),
@@ -160,4 +161,41 @@ pub struct RedisExchange {
     pub error: Option<String>,
     /// Part of a MULTI/EXEC block, a pub/sub push, ...
     pub context: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_detail_survives_a_json_round_trip() {
+        let pg = PgExchange {
+            kind: "query".into(),
+            sql: Some("SELECT 1".into()),
+            params: vec![None, Some("x".into())],
+            command_tag: Some("SELECT 1".into()),
+            rows: 1,
+            columns: vec!["a".into()],
+            sample_rows: vec![vec![Some("1".into())]],
+            error: None,
+            notices: vec![],
+            tx_status: Some('I'),
+            startup: vec![("user".into(), "u".into())],
+        };
+        let exchange = Exchange {
+            seq: 1,
+            protocol: Protocol::Postgres,
+            started_at: 1,
+            finished_at: None,
+            detail: Detail::Postgres(pg),
+        };
+        let json = serde_json::to_value(&exchange).unwrap();
+        assert_eq!(
+            (json["detail"]["type"].as_str(), json["detail"]["kind"].as_str()),
+            (Some("postgres"), Some("query"))
+        );
+        assert_eq!(serde_json::from_value::<Exchange>(json).unwrap(), exchange);
+        let raw = Detail::Raw { to_service: 1, to_client: 2, note: "n".into() };
+        assert_eq!(serde_json::from_str::<Detail>(&serde_json::to_string(&raw).unwrap()).unwrap(), raw);
+    }
 }

@@ -21,11 +21,21 @@ use crate::{auth, forward, reverse};
 
 pub(crate) type AgentStream = TlsStream<TcpStream>;
 
-/// Accepts agent connections until shutdown; each runs in its own task.
-pub(crate) async fn accept_loop(hub: Arc<Hub>, listener: TcpListener, shutdown: CancellationToken, tasks: TaskTracker) {
+/// The two stages of a hub stop, as every agent connection sees them.
+#[derive(Clone)]
+pub(crate) struct Stop {
+    /// Stop accepting; links send GOAWAY and end once their streams are done.
+    pub(crate) drain: CancellationToken,
+    /// The grace period is over: links close now and their streams are reset.
+    pub(crate) cut: CancellationToken,
+}
+
+/// Accepts agent connections until the drain starts (the listener closes then, so agents see the
+/// hub gone and back off); each connection runs in its own task.
+pub(crate) async fn accept_loop(hub: Arc<Hub>, listener: TcpListener, stop: Stop, tasks: TaskTracker) {
     loop {
         let (tcp, peer) = tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = stop.drain.cancelled() => return,
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
@@ -35,25 +45,29 @@ pub(crate) async fn accept_loop(hub: Arc<Hub>, listener: TcpListener, shutdown: 
             },
         };
         let span = tracing::info_span!("agent", %peer);
-        tasks.spawn(handle(hub.clone(), tcp, peer, shutdown.clone()).instrument(span));
+        tasks.spawn(handle(hub.clone(), tcp, peer, stop.clone()).instrument(span));
     }
 }
 
-async fn handle(hub: Arc<Hub>, tcp: TcpStream, peer: SocketAddr, shutdown: CancellationToken) {
+async fn handle(hub: Arc<Hub>, tcp: TcpStream, peer: SocketAddr, stop: Stop) {
     let _ = tcp.set_nodelay(true);
-    let accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&hub, tcp)).await;
+    let accepted = tokio::select! {
+        accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&hub, tcp)) => accepted,
+        _ = stop.drain.cancelled() => return,
+    };
     let (stream, hello, member) = match accepted {
         Ok(Ok(Some(ok))) => ok,
         Ok(Ok(None)) => return,
         Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "handshake failed"),
         Err(_) => return tracing::debug!(%peer, "handshake timed out"),
     };
-    let cancel = shutdown.child_token();
+    // Cut at the end of the grace period, or at once when the member is removed.
+    let cancel = stop.cut.child_token();
     let _guard = hub.track_connection(member.id, cancel.clone());
     tracing::debug!(member = %member.name, role = ?hello.role, "agent connected");
     let result = match hello.role {
-        Role::Forward => forward::serve(hub, member, stream, cancel).await,
-        Role::Reverse => reverse::serve(hub, member, hello, stream, cancel).await,
+        Role::Forward => forward::serve(hub, member, stream, stop.drain, cancel).await,
+        Role::Reverse => reverse::serve(hub, member, hello, stream, stop.drain, cancel).await,
     };
     if let Err(e) = result {
         tracing::debug!(error = %e, "agent link ended");

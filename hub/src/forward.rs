@@ -9,6 +9,7 @@ use h2::RecvStream;
 use h2::server::SendResponse;
 use http::{Method, Request, Response, StatusCode};
 use pconnect_proto::control::{ErrorBody, ErrorCode, ServiceInfo, ServiceList, Unregister, WhoAmI};
+use pconnect_proto::debug::{StartDebug, StopDebug};
 use pconnect_proto::link::{CreateLink, RevokeLink};
 use pconnect_proto::share::{CreateShare, ShareCode, ShareId};
 use pconnect_proto::wire::{self, HEADER_JOIN, HEADER_SERVICE_OWNER, TUNNEL_PROTOCOL};
@@ -25,17 +26,20 @@ use crate::{links, reverse, shares};
 /// Largest control request body.
 const MAX_RPC_BODY: usize = 64 * 1024;
 
-/// Serves one forward link until it closes, dies, or `cancel` fires.
+/// Serves one forward link until it closes, dies, or `cancel` fires. On `drain` it sends GOAWAY and
+/// ends once the streams in flight are done.
 pub(crate) async fn serve(
     hub: Arc<Hub>,
     member: Member,
     io: AgentStream,
+    drain: CancellationToken,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut conn = tuning::server_builder().handshake(io).await?;
     let heartbeat = heartbeat::until_dead(conn.ping_pong().expect("ping_pong is taken once"));
     tokio::pin!(heartbeat);
     let member = Arc::new(member);
+    let mut draining = false;
     loop {
         tokio::select! {
             next = conn.accept() => match next {
@@ -47,6 +51,10 @@ pub(crate) async fn serve(
                 None => return Ok(()),
             },
             reason = &mut heartbeat => anyhow::bail!("forward link of {} is dead: {reason}", member.name),
+            _ = drain.cancelled(), if !draining => {
+                draining = true;
+                conn.graceful_shutdown();
+            }
             _ = cancel.cancelled() => {
                 conn.abrupt_shutdown(h2::Reason::NO_ERROR);
                 return Ok(());
@@ -59,6 +67,17 @@ async fn handle(hub: Arc<Hub>, member: Arc<Member>, request: Request<RecvStream>
     let path = request.uri().path().to_string();
     let is_tunnel = request.method() == Method::CONNECT
         && request.extensions().get::<h2::ext::Protocol>().map(|p| p.as_str()) == Some(TUNNEL_PROTOCOL);
+    if let Some((id, stream)) = wire::parse_debug_stream_path(&path) {
+        let id = id.to_string();
+        match (request.method() == Method::POST, stream) {
+            (true, "events") => {
+                crate::debug::rpc::events(hub.clone(), &member, &id, request.into_body(), respond).await
+            }
+            (false, "tail") => crate::debug::rpc::tail(&hub, &member, &id, respond).await,
+            _ => reply_error(&mut respond, ErrorBody::new(ErrorCode::NotFound, format!("no such call: {path}"))),
+        }
+        return;
+    }
     if request.uri().path() == wire::SHARE_ATTACH_PATH {
         let token = join_header(&request).unwrap_or_default();
         shares::attach(hub.clone(), &member, &token, request.into_body(), respond).await;
@@ -85,7 +104,7 @@ async fn handle(hub: Arc<Hub>, member: Arc<Member>, request: Request<RecvStream>
 }
 
 /// Control RPCs: small JSON requests and replies.
-async fn rpc(hub: &Hub, member: &Member, request: Request<RecvStream>) -> Result<(StatusCode, Bytes), ErrorBody> {
+async fn rpc(hub: &Arc<Hub>, member: &Member, request: Request<RecvStream>) -> Result<(StatusCode, Bytes), ErrorBody> {
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     match (method, path.as_str()) {
@@ -127,6 +146,16 @@ async fn rpc(hub: &Hub, member: &Member, request: Request<RecvStream>) -> Result
             let body: Unregister = read_json(request.into_body()).await?;
             hub.store.remove_services(member, &body.names).await.map_err(store_error)?;
             hub.routes.remove_services(member.workspace_id, member.id, &body.names);
+            Ok((StatusCode::NO_CONTENT, Bytes::new()))
+        }
+        (Method::POST, wire::DEBUG_START_PATH) => {
+            let body: StartDebug = read_json(request.into_body()).await?;
+            json(&crate::debug::rpc::start(hub, member, body).await?)
+        }
+        (Method::GET, wire::DEBUG_PATH) => json(&crate::debug::rpc::list(hub, member)),
+        (Method::POST, wire::DEBUG_STOP_PATH) => {
+            let body: StopDebug = read_json(request.into_body()).await?;
+            crate::debug::rpc::stop(hub, member, &body.id).await?;
             Ok((StatusCode::NO_CONTENT, Bytes::new()))
         }
         _ => Err(ErrorBody::new(ErrorCode::NotFound, format!("no such call: {path}"))),

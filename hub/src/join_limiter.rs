@@ -1,9 +1,13 @@
 //! Rate limit on failed share joins: at most 10 failures per member in any 10 minutes, then
 //! refusals that say when to retry. Failures are audited in the store, and the limiter reloads them
 //! from there, so a hub restart does not reset a member's count.
+//!
+//! A member's join attempts take turns ([`JoinLimiter::turn`]): the check, the lookup and the
+//! counting of a failure happen as one step, so 100 guesses sent at once are still counted one by
+//! one and the 11th is refused, never looked up.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::state::lock;
 use crate::store::{Member, MemberId, Store};
@@ -18,9 +22,17 @@ pub(crate) const FAILED_ACTION: &str = "share.join_failed";
 #[derive(Default)]
 pub(crate) struct JoinLimiter {
     failures: Mutex<HashMap<MemberId, VecDeque<i64>>>,
+    turns: Mutex<HashMap<MemberId, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl JoinLimiter {
+    /// Waits until no other join attempt of `member` is in progress; hold the guard from
+    /// [`JoinLimiter::check`] until the failure (if any) is counted.
+    pub(crate) async fn turn(&self, member: MemberId) -> tokio::sync::OwnedMutexGuard<()> {
+        let gate = lock(&self.turns).entry(member).or_default().clone();
+        gate.lock_owned().await
+    }
+
     /// `Err(seconds)` when `member` must wait that long before trying again.
     pub(crate) async fn check(&self, store: &dyn Store, member: &Member, now: i64) -> Result<(), u64> {
         if !lock(&self.failures).contains_key(&member.id) {

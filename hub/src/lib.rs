@@ -8,6 +8,7 @@ pub mod admin;
 mod agent_conn;
 pub mod auth;
 mod clock;
+mod debug;
 mod forward;
 pub mod fsutil;
 mod ingress;
@@ -32,6 +33,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use ingress::decide_head;
 pub use state::Hub;
 use store::{SqliteStore, Store};
 
@@ -39,6 +41,8 @@ use store::{SqliteStore, Store};
 pub const STORE_FILE: &str = "hub.db";
 /// Name of the admin socket inside the data dir (admin commands poke a running hub through it).
 pub const ADMIN_SOCKET: &str = "admin.sock";
+/// How long a stopping hub lets streams in flight finish.
+pub const DEFAULT_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Resolved hub settings.
 #[derive(Debug, Clone)]
@@ -50,12 +54,20 @@ pub struct HubConfig {
     pub cert: Option<(PathBuf, PathBuf)>,
     /// A public-link client must send a request head within this time.
     pub header_timeout: std::time::Duration,
+    /// After a stop is requested, how long streams in flight may still run before they are cut.
+    pub grace: std::time::Duration,
 }
 
 impl HubConfig {
     /// Defaults for everything but the data dir.
     pub fn new(data_dir: PathBuf) -> Self {
-        Self { data_dir, domain: "localhost".into(), cert: None, header_timeout: std::time::Duration::from_secs(10) }
+        Self {
+            data_dir,
+            domain: "localhost".into(),
+            cert: None,
+            header_timeout: std::time::Duration::from_secs(10),
+            grace: DEFAULT_GRACE,
+        }
     }
 }
 
@@ -120,18 +132,27 @@ pub async fn prepare(config: HubConfig, listeners: Listeners) -> Result<Prepared
 }
 
 impl Prepared {
-    /// Serves until `shutdown` is cancelled, then closes every link and waits for tasks to end.
+    /// Serves until `shutdown` is cancelled, then drains: no new connections, HTTP/2 GOAWAY to every
+    /// agent, streams in flight may finish within the grace period; whatever still runs then is cut
+    /// (reset, never a clean end), and `serve` returns once every task has ended.
     pub async fn serve(self, shutdown: CancellationToken) -> Result<()> {
         let tasks = TaskTracker::new();
         let hub = self.hub;
-        tasks.spawn(agent_conn::accept_loop(hub.clone(), self.listeners.agents, shutdown.clone(), tasks.clone()));
+        let grace = hub.config.grace;
+        let deadline = CancellationToken::new();
+        let stop = agent_conn::Stop { drain: shutdown.clone(), cut: deadline.clone() };
+        tasks.spawn(agent_conn::accept_loop(hub.clone(), self.listeners.agents, stop, tasks.clone()));
         let https = self.listeners.https.map(|l| (l, tokio_rustls::TlsAcceptor::from(self.ingress_tls)));
         tasks.spawn(ingress::serve(hub.clone(), self.listeners.http, https, shutdown.clone(), tasks.clone()));
         tasks.spawn(admin::listen(hub.clone(), shutdown.clone()));
         tasks.spawn(state::recheck_members_periodically(hub.clone(), shutdown.clone()));
         shutdown.cancelled().await;
         tasks.close();
-        tasks.wait().await;
+        if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
+            tracing::warn!(grace_secs = grace.as_secs_f64(), "grace period over: cutting the streams still open");
+            deadline.cancel();
+            tasks.wait().await;
+        }
         let _ = std::fs::remove_file(hub.config.data_dir.join(ADMIN_SOCKET));
         Ok(())
     }
@@ -142,7 +163,7 @@ pub async fn run(config: HubConfig, listeners: Listeners, shutdown: Cancellation
     prepare(config, listeners).await?.serve(shutdown).await
 }
 
-/// Cancels `shutdown` on the first SIGINT or SIGTERM; a second one exits at once.
+/// Cancels `shutdown` on the first SIGINT or SIGTERM (the hub drains); a second one exits at once.
 pub async fn shutdown_on_signals(shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {

@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use pconnect_proto::share::ShareEvent;
 use tokio_util::sync::CancellationToken;
@@ -43,7 +42,7 @@ impl LiveShares {
 
     fn arm_expiry(&self, id: ShareId, expires_at: i64, cancel: CancellationToken) {
         let by_id = self.by_id.clone();
-        let wait = Duration::from_secs(u64::try_from(expires_at - clock::now()).unwrap_or(0));
+        let wait = clock::until(expires_at);
         tokio::spawn(async move {
             tokio::select! {
                 _ = cancel.cancelled() => {}

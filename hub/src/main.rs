@@ -38,6 +38,10 @@ enum Command {
         /// Time a public-link client has to send a request head (e.g. 10s).
         #[arg(long, default_value = "10s", value_parser = parse_timeout)]
         header_timeout: std::time::Duration,
+        /// On SIGTERM/SIGINT, how long streams in flight may finish before they are cut (a second
+        /// signal exits at once).
+        #[arg(long, default_value = "10s", value_parser = parse_timeout)]
+        grace: std::time::Duration,
         /// PEM certificate to present instead of the generated self-signed one.
         #[arg(long, requires = "key")]
         cert: Option<PathBuf>,
@@ -98,14 +102,14 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     use pconnect_hub::{admin, ui};
     match cli.command {
-        Command::Serve { data, listen, http, https, domain, header_timeout, cert, key } => {
+        Command::Serve { data, listen, http, https, domain, header_timeout, grace, cert, key } => {
             let https = match https {
                 Some(addr) => Some(bind(addr, "HTTPS").await?),
                 None => None,
             };
             let listeners = Listeners { agents: bind(listen, "agent").await?, http: bind(http, "HTTP").await?, https };
             let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-            let config = HubConfig { domain, cert: cert.zip(key), header_timeout, ..HubConfig::new(data) };
+            let config = HubConfig { domain, cert: cert.zip(key), header_timeout, grace, ..HubConfig::new(data) };
             let prepared = pconnect_hub::prepare(config, listeners).await?;
             ui::serving(&prepared.info);
             let shutdown = CancellationToken::new();

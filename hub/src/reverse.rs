@@ -20,18 +20,20 @@ use crate::store::Member;
 
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 
-/// Serves one reverse link: routes its services to it while it lives.
+/// Serves one reverse link: routes its services to it while it lives. On `drain` it stops routing
+/// to it; the link then ends (GOAWAY) once its streams in flight are done.
 pub(crate) async fn serve(
     hub: Arc<Hub>,
     member: Member,
     hello: Hello,
     io: AgentStream,
+    drain: CancellationToken,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
-    let (sender, mut conn) = tuning::client_builder().handshake::<_, Bytes>(io).await?;
+    let (handshake, mut conn) = tuning::client_builder().handshake::<_, Bytes>(io).await?;
     let heartbeat = heartbeat::until_dead(conn.ping_pong().expect("ping_pong is taken once"));
     tokio::pin!(heartbeat);
-    let ready = wait_ready(sender.clone());
+    let ready = wait_ready(handshake);
     tokio::pin!(ready);
     // Drive the connection while the barrier request is in flight.
     let sender = tokio::select! {
@@ -55,12 +57,23 @@ pub(crate) async fn serve(
     if let Err(e) = notify_routed(route.sender.clone()).await {
         tracing::debug!(error = %e, "could not confirm routing to the agent");
     }
-    let result = tokio::select! {
-        result = &mut conn => result.map_err(anyhow::Error::from),
-        reason = &mut heartbeat => Err(anyhow::anyhow!("reverse link of {} is dead: {reason}", member.name)),
-        _ = cancel.cancelled() => Ok(()),
+    let route_id = route.id;
+    // From here the routing table holds the only handle: once it is gone and no stream is open,
+    // the connection closes itself with GOAWAY.
+    drop(route);
+    let mut draining = false;
+    let result = loop {
+        tokio::select! {
+            result = &mut conn => break result.map_err(anyhow::Error::from),
+            reason = &mut heartbeat => break Err(anyhow::anyhow!("reverse link of {} is dead: {reason}", member.name)),
+            _ = drain.cancelled(), if !draining => {
+                draining = true;
+                hub.routes.remove_conn(route_id);
+            }
+            _ = cancel.cancelled() => break Ok(()),
+        }
     };
-    hub.routes.remove_conn(route.id);
+    hub.routes.remove_conn(route_id);
     tracing::info!(member = %member.name, services = ?names, "reverse link closed");
     result
 }
@@ -136,4 +149,49 @@ pub(crate) async fn read_error(mut body: RecvStream, status: StatusCode) -> Erro
     }
     serde_json::from_slice(&buf)
         .unwrap_or_else(|_| ErrorBody::new(ErrorCode::Internal, format!("the agent answered {status}")))
+}
+
+/// How long a debug call to an agent (replay, ask) may take.
+const AGENT_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(90);
+/// Largest answer read from a debug call.
+const AGENT_CALL_REPLY_CAP: usize = 4 * 1024 * 1024;
+
+/// A JSON call to the agent on its reverse link (debug sessions: replay, ask); returns the reply body.
+pub(crate) async fn call(conn: &ReverseConn, path: &str, body: Bytes) -> Result<Bytes, ErrorBody> {
+    let offline = |e: h2::Error| {
+        ErrorBody::new(ErrorCode::Offline, format!("the agent dropped off ({e})")).with_hint("try again in a moment")
+    };
+    let exchange = async {
+        let mut sender = conn.sender.clone().ready().await.map_err(offline)?;
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(format!("https://{LINK_AUTHORITY}{path}"))
+            .header("content-type", "application/json")
+            .body(())
+            .expect("static request");
+        let (response, mut send) = sender.send_request(request, false).map_err(offline)?;
+        crate::link::pump::send_all(&mut send, body)
+            .await
+            .map_err(|e| ErrorBody::new(ErrorCode::Offline, e.to_string()))?;
+        send.send_data(Bytes::new(), true).map_err(offline)?;
+        let response = response.await.map_err(offline)?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(read_error(response.into_body(), status).await);
+        }
+        let mut body = response.into_body();
+        let mut buf = Vec::new();
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.map_err(offline)?;
+            let _ = body.flow_control().release_capacity(chunk.len());
+            buf.extend_from_slice(&chunk);
+            if buf.len() > AGENT_CALL_REPLY_CAP {
+                return Err(ErrorBody::new(ErrorCode::Internal, "the agent's answer is too large"));
+            }
+        }
+        Ok(Bytes::from(buf))
+    };
+    tokio::time::timeout(AGENT_CALL_TIMEOUT, exchange)
+        .await
+        .map_err(|_| ErrorBody::new(ErrorCode::Offline, "the agent did not answer in time"))?
 }

@@ -105,6 +105,9 @@ async fn end_share(hub: &Hub, member: &Member, row: &ShareRow, code: &str) -> Re
 /// `POST /v1/shares/join`: admits a member of the share's workspace. Failures count against the
 /// member's rate limit; a code of another workspace fails exactly like a code that does not exist.
 pub(crate) async fn join(hub: &Hub, member: &Member, code: &str) -> Result<Joined, ErrorBody> {
+    // One attempt per member at a time: concurrent guesses cannot all pass the check before the
+    // first failure is counted.
+    let _turn = hub.join_limiter.turn(member.id).await;
     let now = clock::now();
     if let Err(wait) = hub.join_limiter.check(hub.store.as_ref(), member, now).await {
         return Err(rate_limited(wait));
@@ -114,11 +117,22 @@ pub(crate) async fn join(hub: &Hub, member: &Member, code: &str) -> Result<Joine
         Ok(joined) => hub.audit(member, "share.join", &format!("share {}", joined.share.id)).await,
         Err(error) if error.code != ErrorCode::Internal => {
             hub.join_limiter.failed(member.id, now);
-            hub.audit(member, FAILED_ACTION, &error.message).await;
+            hub.audit(member, FAILED_ACTION, failure_detail(error.code)).await;
         }
         Err(_) => {}
     }
     outcome
+}
+
+/// What the audit log says about a failed join: never the code tried (it may be another
+/// workspace's live code, and the store keeps no plaintext code).
+fn failure_detail(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::NotFound => "no share with that code in this workspace",
+        ErrorCode::Gone => "the share was revoked or has expired",
+        ErrorCode::BadRequest => "not a share code",
+        _ => "refused",
+    }
 }
 
 async fn admit(hub: &Hub, member: &Member, code: &str) -> Result<Joined, ErrorBody> {

@@ -30,6 +30,8 @@ pub struct Hub {
     pub(crate) links: LinkCache,
     pub(crate) link_base: LinkBase,
     pub(crate) join_limiter: JoinLimiter,
+    /// Live debug sessions (memory only).
+    pub(crate) debug: crate::debug::Registry,
     share_key: tokio::sync::OnceCell<ring::hmac::Key>,
     connections: LiveConnections,
 }
@@ -50,6 +52,7 @@ impl Hub {
             links: LinkCache::default(),
             link_base,
             join_limiter: JoinLimiter::default(),
+            debug: crate::debug::Registry::default(),
             share_key: tokio::sync::OnceCell::new(),
             connections: LiveConnections::default(),
         })

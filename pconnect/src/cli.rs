@@ -63,6 +63,8 @@ pub enum Command {
     },
     /// Write a starter pconnect.yml from the services answering on common local ports.
     Init(InitArgs),
+    /// Debug sessions: list yours (default), stop one, or follow one live.
+    Debug(DebugArgs),
     /// Manage the embedded local hub.
     Hub {
         #[command(subcommand)]
@@ -146,6 +148,30 @@ pub struct ExposeArgs {
     /// `rewrite` sends the target's host as Host (for dev servers that check it); default passes it through.
     #[arg(long, value_name = "passthrough|rewrite", default_value = "passthrough")]
     pub host_header: String,
+    /// Capture the traffic (HTTP, PostgreSQL, Redis) and print a viewer link to share.
+    #[arg(long)]
+    pub debug: bool,
+    /// With --debug: turn on the assistant (a model when PCONNECT_AI_URL is set, else offline insights).
+    #[arg(long, requires = "debug")]
+    pub ai: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct DebugArgs {
+    #[command(subcommand)]
+    pub command: Option<DebugCommand>,
+    /// List your debug sessions (the default).
+    #[arg(long, short)]
+    pub list: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DebugCommand {
+    /// End a debug session: its viewers are told and its link stops working.
+    Stop { id: String },
+    /// Print each captured exchange as one line, live, until Ctrl+C or the session ends.
+    Tail { id: String },
 }
 
 #[derive(Debug, Args)]

@@ -2,6 +2,7 @@
 
 pub mod cli;
 mod commands;
+pub mod debug;
 pub mod dev;
 pub mod embedded;
 pub mod home;
@@ -43,6 +44,7 @@ async fn run_command(ui: Ui, command: Command) -> anyhow::Result<()> {
         Command::Whoami => commands::login::whoami(ui).await,
         Command::Logout => commands::login::logout(ui),
         Command::Expose(args) => commands::expose::expose(ui, args).await,
+        Command::Debug(args) => commands::debug::debug(ui, args).await,
         Command::Reach(args) => commands::reach::reach(ui, args).await,
         Command::Services => commands::services::services(ui).await,
         Command::Share(args) => commands::share::share(ui, args).await,

@@ -2,6 +2,7 @@
 //! `--json` prints one JSON object per event on stdout instead. No other module prints.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod debug;
 mod up;
 
 use std::io::Write;

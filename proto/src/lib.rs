@@ -8,8 +8,10 @@
 //! - [`project`]: the `pconnect.yml` model and its semantic checks; [`plan`]: the pure reconciler.
 //! - [`target`]: what an agent exposes (`3000`, `:3000`, `host:port`).
 //! - [`share`]: environment share codes, expiry durations and share RPC bodies.
+//! - [`debug`]: debug sessions (captured exchanges, viewer and agent <-> hub bodies).
 
 pub mod control;
+pub mod debug;
 pub mod handshake;
 pub mod link;
 pub mod names;

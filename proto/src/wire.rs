@@ -44,6 +44,31 @@ pub const LINKS_PATH: &str = "/v1/links";
 /// `POST` [`crate::link::RevokeLink`].
 pub const LINK_REVOKE_PATH: &str = "/v1/links/revoke";
 
+/// `POST` [`crate::debug::StartDebug`] / `GET` the caller's [`crate::debug::DebugSummary`] list.
+pub const DEBUG_PATH: &str = "/v1/debug";
+/// `POST` [`crate::debug::StartDebug`]: start a debug session; replies [`crate::debug::DebugStarted`].
+pub const DEBUG_START_PATH: &str = "/v1/debug/start";
+/// `POST` [`crate::debug::StopDebug`].
+pub const DEBUG_STOP_PATH: &str = "/v1/debug/stop";
+/// Hub -> agent on a reverse link: [`crate::debug::ReplayCall`].
+pub const DEBUG_REPLAY_PATH: &str = "/v1/debug/replay";
+/// Hub -> agent on a reverse link: [`crate::debug::AskCall`].
+pub const DEBUG_ASK_PATH: &str = "/v1/debug/ask";
+
+/// A per-session stream of the debug API: `/v1/debug/<id>/events` (agent -> hub, NDJSON
+/// [`crate::debug::AgentEvent`]) or `/v1/debug/<id>/tail` (hub -> CLI, NDJSON
+/// [`crate::debug::Captured`]).
+pub fn debug_stream_path(id: &str, stream: &str) -> String {
+    format!("{DEBUG_PATH}/{id}/{stream}")
+}
+
+/// The session id and stream name of a [`debug_stream_path`].
+pub fn parse_debug_stream_path(path: &str) -> Option<(&str, &str)> {
+    let rest = path.strip_prefix(DEBUG_PATH)?.strip_prefix('/')?;
+    let (id, stream) = rest.split_once('/')?;
+    (!id.is_empty() && matches!(stream, "events" | "tail")).then_some((id, stream))
+}
+
 /// Request header carrying a join token: on a tunnel it routes through (and is cut with) the share.
 pub const HEADER_JOIN: &str = "pconnect-join";
 
@@ -70,5 +95,14 @@ mod tests {
         assert_eq!(service_from_tunnel_path("/v1/tunnel/"), None);
         assert_eq!(service_from_tunnel_path("/v1/tunnel/a/b"), None);
         assert_eq!(service_from_tunnel_path("/v1/services"), None);
+    }
+
+    #[test]
+    fn debug_stream_paths_round_trip() {
+        assert_eq!(parse_debug_stream_path(&debug_stream_path("d3", "events")), Some(("d3", "events")));
+        assert_eq!(parse_debug_stream_path("/v1/debug/d3/tail"), Some(("d3", "tail")));
+        assert_eq!(parse_debug_stream_path("/v1/debug/start"), None);
+        assert_eq!(parse_debug_stream_path("/v1/debug//events"), None);
+        assert_eq!(parse_debug_stream_path("/v1/debug/d3/other"), None);
     }
 }

@@ -45,6 +45,7 @@ struct ServerState {
 /// Every response carries `X-Server-Port: <port>`, so a test can tell servers apart. Routes:
 /// - `GET /blob?len=N&seed=S`: N deterministic bytes ([`blob`]), streamed in 64 KiB chunks.
 /// - `POST /upload`: reads the body as a stream, answers `{"len": N, "sha256": "<hex>"}`.
+/// - `POST /echo`: streams the request body back as the response body while it arrives.
 /// - `POST /webhooks/stripe`: checks `X-Signature: sha256=<hex HMAC-SHA256(secret, body)>`
 ///   (see [`sign_webhook`]): 200 `verified` or 400 `bad signature`.
 /// - `GET /headers`: a JSON object of the request headers (lowercase names; repeated headers
@@ -145,10 +146,11 @@ async fn accept_loop(listener: tokio::net::TcpListener, state: Arc<ServerState>)
     }
 }
 
-type ServerBody = BoxBody<Bytes, Infallible>;
+/// Response bodies; the error type is hyper's so `/echo` can stream a request body straight back.
+type ServerBody = BoxBody<Bytes, hyper::Error>;
 
 fn full(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<ServerBody> {
-    let mut response = Response::new(Full::new(body.into()).boxed());
+    let mut response = Response::new(Full::new(body.into()).map_err(|never| match never {}).boxed());
     *response.status_mut() = status;
     if let Ok(value) = header::HeaderValue::from_str(content_type) {
         response.headers_mut().insert(header::CONTENT_TYPE, value);
@@ -166,6 +168,8 @@ async fn route(state: Arc<ServerState>, req: Request<Incoming>) -> Result<Respon
     let mut response = match (req.method().clone(), path.as_str()) {
         (Method::GET, "/blob") => blob_route(&req),
         (Method::POST, "/upload") => upload_route(req).await,
+        // Streams the request body back as it arrives (a failed request body aborts the response).
+        (Method::POST, "/echo") => Response::new(req.into_body().boxed()),
         (Method::POST, "/webhooks/stripe") => webhook_route(&state, req).await,
         (Method::GET, "/headers") => headers_route(&req),
         (Method::GET, "/ws") => ws_route(req),
@@ -188,7 +192,7 @@ fn blob_route(req: &Request<Incoming>) -> Response<ServerBody> {
     let Some(len) = len else {
         return text(StatusCode::BAD_REQUEST, "blob needs ?len=N");
     };
-    let mut response = Response::new(BlobBody { left: len, state: seed | 1 }.boxed());
+    let mut response = Response::new(BlobBody { left: len, state: seed | 1 }.map_err(|never| match never {}).boxed());
     response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/octet-stream"));
     response
 }
@@ -253,7 +257,7 @@ fn ws_route(mut req: Request<Incoming>) -> Response<ServerBody> {
             let _ = ws_echo(TokioIo::new(upgraded)).await;
         }
     });
-    let mut response = Response::new(Full::new(Bytes::new()).boxed());
+    let mut response = Response::new(Full::new(Bytes::new()).map_err(|never| match never {}).boxed());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let headers = response.headers_mut();
     headers.insert(header::UPGRADE, header::HeaderValue::from_static("websocket"));

@@ -63,6 +63,8 @@ pub struct Hub {
     proc: Proc,
     info: HubInfo,
     port: u16,
+    /// The HTTP port, kept across restarts so public-link URLs stay the same.
+    http_port: u16,
     extra_args: Vec<String>,
     program: PathBuf,
     data: TempDir,
@@ -86,9 +88,11 @@ impl Hub {
         let program = program.into();
         let data = tempfile::Builder::new().prefix("pconnect-e2e-hub-").tempdir().context("creating hub data dir")?;
         let extra_args: Vec<String> = extra.iter().map(|s| s.as_ref().to_owned()).collect();
-        let (proc, info) = launch(&program, data.path(), 0, &extra_args)?;
+        let (proc, info) = launch(&program, data.path(), 0, 0, &extra_args)?;
         let port = info.port().with_context(|| format!("no port in the hub agents URL {:?}", info.url))?;
-        Ok(Hub { proc, info, port, extra_args, program, data })
+        let http_port =
+            listen_port(&info.http_url).with_context(|| format!("no port in the hub HTTP URL {:?}", info.http_url))?;
+        Ok(Hub { proc, info, port, http_port, extra_args, program, data })
     }
 
     /// The agents URL (`https://127.0.0.1:<port>`).
@@ -141,9 +145,9 @@ impl Hub {
         self.proc.kill();
     }
 
-    /// Starts the hub again on the same data directory and the same agents port (a new HTTP
-    /// port), killing the current process first if it still runs. Retries for a few seconds if
-    /// the port is still busy.
+    /// Starts the hub again on the same data directory, the same agents port and the same HTTP
+    /// port (so link URLs stay the same), killing the current process first if it still runs.
+    /// Retries for a few seconds if a port is still busy.
     pub fn restart(&mut self) -> Result<()> {
         self.proc.kill();
         let mut errors = Vec::new();
@@ -151,7 +155,7 @@ impl Hub {
             if attempt > 0 {
                 std::thread::sleep(Duration::from_millis(100 * attempt));
             }
-            match launch(&self.program, self.data.path(), self.port, &self.extra_args) {
+            match launch(&self.program, self.data.path(), self.port, self.http_port, &self.extra_args) {
                 Ok((proc, info)) => {
                     self.proc = proc;
                     self.info = info;
@@ -211,7 +215,7 @@ impl Hub {
 }
 
 /// Spawns `pconnect-hub serve` and waits for its banner.
-fn launch(program: &Path, data: &Path, port: u16, extra: &[String]) -> Result<(Proc, HubInfo)> {
+fn launch(program: &Path, data: &Path, port: u16, http_port: u16, extra: &[String]) -> Result<(Proc, HubInfo)> {
     let mut cmd = Command::new(program);
     cmd.arg("serve")
         .arg("--data")
@@ -219,7 +223,7 @@ fn launch(program: &Path, data: &Path, port: u16, extra: &[String]) -> Result<(P
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
         .arg("--http")
-        .arg("127.0.0.1:0")
+        .arg(format!("127.0.0.1:{http_port}"))
         .args(extra)
         .env("NO_COLOR", "1");
     let mut proc = Proc::spawn(cmd)?;

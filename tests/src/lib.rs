@@ -28,6 +28,8 @@
 
 mod agent;
 mod bins;
+mod blackhole;
+pub mod chromium;
 mod echo;
 mod http;
 mod hub;
@@ -37,6 +39,8 @@ mod services;
 
 pub use agent::Agent;
 pub use bins::{CONNECT, HUB, bin, target_dir, workspace_root};
+pub use blackhole::BlackholeProxy;
+pub use chromium::{CHROMIUM, Chromium, Page};
 pub use echo::EchoServer;
 pub use http::{
     HttpClient, HttpResponse, HttpServer, WEBHOOK_SECRET, WsClient, base64, basic_auth, blob, hex, http_get,

@@ -6,7 +6,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use pconnect_e2e::{
-    Agent, EchoServer, HttpServer, Hub, Postgres, Proc, Redis, describe_output, free_port, http_get, redis_cli, roundtrip,
+    Agent, EchoServer, HttpServer, Hub, Postgres, Proc, Redis, describe_output, free_port, http_get, redis_cli,
+    roundtrip,
 };
 use support::READY;
 

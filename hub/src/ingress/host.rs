@@ -7,9 +7,14 @@ pub(crate) enum Target {
     Link(String),
     /// The hub itself (its domain, an IP, `localhost`): health and hub pages.
     Hub,
+    /// `app.<domain>`: the hub's own pages (debug session viewers). Never a link.
+    App,
     /// Anything else: no link, no agent is contacted.
     Unknown,
 }
+
+/// The reserved label of the hub's own pages: `app.<domain>` is never a link subdomain.
+pub(crate) const APP_LABEL: &str = "app";
 
 /// Lowercases, drops the port and a trailing dot, and maps the host to a target under `domain`.
 pub(crate) fn classify(host: &str, domain: &str) -> Target {
@@ -18,6 +23,7 @@ pub(crate) fn classify(host: &str, domain: &str) -> Target {
         return Target::Hub;
     }
     match host.strip_suffix(domain).and_then(|rest| rest.strip_suffix('.')) {
+        Some(APP_LABEL) => Target::App,
         Some(label) if is_label(label) => Target::Link(label.to_string()),
         _ => Target::Unknown,
     }
@@ -32,6 +38,12 @@ pub(crate) fn strip_port(host: &str) -> &str {
         Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
         _ => host,
     }
+}
+
+/// Whether a request for `host` arrived on a TLS connection made for another name (`sni`, lower
+/// case): such a request goes back to the client (421), never to another link.
+pub(crate) fn misdirected(host: &str, sni: &str) -> bool {
+    strip_port(host.trim()).trim_end_matches('.').to_ascii_lowercase() != sni
 }
 
 fn is_label(label: &str) -> bool {
@@ -51,6 +63,7 @@ mod tests {
         assert_eq!(classify("x7k9m2.localhost:7780", "localhost"), Target::Link("x7k9m2".into()));
         assert_eq!(classify("X7K9M2.Example.COM.", "example.com"), Target::Link("x7k9m2".into()));
         assert_eq!(classify("localhost:7780", "localhost"), Target::Hub);
+        assert_eq!(classify("APP.localhost:7780", "localhost"), Target::App);
         assert_eq!(classify("127.0.0.1:7780", "localhost"), Target::Hub);
         assert_eq!(classify("[::1]:7780", "localhost"), Target::Hub);
         assert_eq!(classify("a.b.example.com", "example.com"), Target::Unknown);

@@ -7,6 +7,8 @@ mod pages;
 mod policy;
 mod upstream;
 
+pub use policy::decide_head;
+
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -134,7 +136,10 @@ async fn handle(
             ok.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
             Ok(ok)
         }
-        Target::Hub => page(
+        Target::App | Target::Hub if crate::debug::http::is_debug_path(req.uri().path()) => {
+            Ok(crate::debug::http::handle(&ingress.hub, req).await.map(Either::Right))
+        }
+        Target::Hub | Target::App => page(
             StatusCode::NOT_FOUND,
             "Not found",
             "This is a pconnect hub. Public links live on their own subdomain.",
@@ -144,7 +149,7 @@ async fn handle(
             // Browsers reuse TLS connections across names that share a certificate: a request for
             // another name than the handshake's goes back to the client, never to another link.
             if let Some(sni) = &sni
-                && host::strip_port(&host).trim_end_matches('.').to_ascii_lowercase() != *sni
+                && host::misdirected(&host, sni)
             {
                 return page(
                     StatusCode::MISDIRECTED_REQUEST,
@@ -268,6 +273,10 @@ fn request_host<B>(req: &Request<B>) -> Option<String> {
 }
 
 fn upstream_failed(error: &hyper_util::client::legacy::Error, wants_json: bool) -> Response<Body> {
+    if upstream::client_body_failed(error) {
+        let detail = "The request body was malformed or cut short.";
+        return pages::page(StatusCode::BAD_REQUEST, "Bad request", detail, wants_json).map(Either::Right);
+    }
     let (title, detail) = match upstream::cause(error) {
         Some(body) if body.code == ErrorCode::Offline => (
             "Service offline",

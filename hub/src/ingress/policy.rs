@@ -1,15 +1,19 @@
-//! Enforcement of a link's policy on each request: client address, basic auth, method, path, rate.
+//! Enforcement of a link's policy on each request: client address, basic auth, method, path, rate;
+//! and [`decide_head`], the whole pre-proxy decision on a raw request head (the fuzz target's entry).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
+use std::sync::atomic::AtomicI64;
 use std::time::Instant;
 
 use http::{Request, StatusCode, header};
+use pconnect_proto::link::LinkPolicy;
 
+use super::host::{self, Target};
 use crate::links::LiveLink;
 use crate::state::lock;
-use crate::store::LinkId;
+use crate::store::{LinkId, LinkRow};
 
 /// Why a request is refused, with the status it gets.
 pub(crate) struct Refusal {
@@ -72,6 +76,12 @@ pub(crate) fn check<B>(
         let detail = format!("{} is not allowed here", request.method());
         return Err(refuse(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed", detail, Some(allow)));
     }
+    // A published prefix must not be escaped with dot segments the service resolves itself
+    // (`/webhooks/../admin`, `/webhooks/%2e%2e/admin`, `/webhooks/..;/admin`).
+    if !policy.paths.is_empty() && !is_plain_path(request.uri().path()) {
+        let detail = "paths with `.` or `..` segments, encoded slashes or backslashes are not accepted here";
+        return Err(refuse(StatusCode::BAD_REQUEST, "Bad request", detail.into(), None));
+    }
     if !policy.allows_path(request.uri().path()) {
         return Err(refuse(StatusCode::FORBIDDEN, "Forbidden", "this path is not published on this link".into(), None));
     }
@@ -83,6 +93,72 @@ pub(crate) fn check<B>(
         return Err(refuse(StatusCode::TOO_MANY_REQUESTS, "Too many requests", detail, Some(retry)));
     }
     Ok(())
+}
+
+/// Whether `path` has no segment a server could resolve to another place: no `.` or `..` segment
+/// (also percent-encoded, or followed by `;params`), no encoded `/` or `\`, no backslash.
+fn is_plain_path(path: &str) -> bool {
+    let lower = path.to_ascii_lowercase();
+    if lower.contains('\\') || lower.contains("%2f") || lower.contains("%5c") {
+        return false;
+    }
+    lower.split('/').all(|segment| {
+        let segment = segment.split(';').next().unwrap_or_default().replace("%2e", ".");
+        segment != "." && segment != ".."
+    })
+}
+
+/// What the ingress does with one raw HTTP/1.1 request head before any agent is contacted:
+/// `Ok(subdomain)` when it forwards the request to that link's service (whose policy is `policy`),
+/// `Err(status)` of the hub's own answer otherwise (400 unparsable, 404 no link, 421 SNI and Host
+/// differ, 401/403/405/429 refused by the policy). The same steps the server runs; public so the
+/// `ingress_head` fuzz target can drive them with arbitrary bytes.
+pub fn decide_head(
+    head: &[u8],
+    sni: Option<&str>,
+    domain: &str,
+    policy: &LinkPolicy,
+    client: IpAddr,
+) -> Result<String, StatusCode> {
+    let request = parse_head(head).ok_or(StatusCode::BAD_REQUEST)?;
+    let host = super::request_host(&request).unwrap_or_default();
+    let Target::Link(subdomain) = host::classify(&host, domain) else {
+        return Err(StatusCode::NOT_FOUND);
+    };
+    if sni.is_some_and(|sni| host::misdirected(&host, sni)) {
+        return Err(StatusCode::MISDIRECTED_REQUEST);
+    }
+    let row = LinkRow {
+        id: 1,
+        workspace_id: 1,
+        owner_id: 1,
+        owner: String::new(),
+        service: String::new(),
+        subdomain: subdomain.clone(),
+        persistent: false,
+        created_at: 0,
+        expires_at: None,
+        revoked_at: None,
+        policy: String::new(),
+        requests: 0,
+    };
+    let link = LiveLink { row, policy: policy.clone(), unflushed: AtomicI64::new(0) };
+    check(&link, &request, client, &RateLimits::default()).map_err(|refusal| refusal.status)?;
+    Ok(subdomain)
+}
+
+/// A complete request head as hyper's HTTP/1 server parses it (httparse), or `None`.
+fn parse_head(head: &[u8]) -> Option<Request<()>> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut parsed = httparse::Request::new(&mut headers);
+    if !matches!(parsed.parse(head), Ok(httparse::Status::Complete(_))) {
+        return None;
+    }
+    let mut builder = Request::builder().method(parsed.method?).uri(parsed.path?);
+    for h in parsed.headers.iter() {
+        builder = builder.header(h.name, h.value);
+    }
+    builder.body(()).ok()
 }
 
 fn refuse(
@@ -102,4 +178,54 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> Vec<u8> {
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn webhooks_only() -> LinkPolicy {
+        LinkPolicy { paths: vec!["/webhooks/*".into()], ..LinkPolicy::default() }
+    }
+
+    fn decide(head: &str, sni: Option<&str>, policy: &LinkPolicy) -> Result<String, StatusCode> {
+        decide_head(head.as_bytes(), sni, "localhost", policy, IpAddr::from([127, 0, 0, 1]))
+    }
+
+    #[test]
+    fn dot_segments_cannot_escape_a_published_prefix() {
+        let policy = webhooks_only();
+        let ok = decide("POST /webhooks/stripe HTTP/1.1\r\nHost: abc123.localhost\r\n\r\n", None, &policy);
+        assert_eq!(ok, Ok("abc123".to_string()));
+        for path in [
+            "/webhooks/../admin",
+            "/webhooks/%2e%2e/admin",
+            "/webhooks/%2E./admin",
+            "/webhooks/..;/admin",
+            "/webhooks/.",
+            "/webhooks/a%2f..%2fadmin",
+            "/webhooks/..\\admin",
+        ] {
+            let head = format!("GET {path} HTTP/1.1\r\nHost: abc123.localhost\r\n\r\n");
+            assert_eq!(decide(&head, None, &policy), Err(StatusCode::BAD_REQUEST), "{path}");
+        }
+        // Without a path policy the service sees the path as sent.
+        let head = "GET /a/../b HTTP/1.1\r\nHost: abc123.localhost\r\n\r\n";
+        assert!(decide(head, None, &LinkPolicy::default()).is_ok());
+        assert!(is_plain_path("/webhooks/v1.2/..x/.well-known"));
+    }
+
+    #[test]
+    fn heads_are_routed_by_host_and_sni_and_refused_otherwise() {
+        let any = LinkPolicy::default();
+        let head = "GET / HTTP/1.1\r\nHost: abc123.localhost:8443\r\n\r\n";
+        assert_eq!(decide(head, Some("abc123.localhost"), &any), Ok("abc123".into()));
+        assert_eq!(decide(head, Some("zzz999.localhost"), &any), Err(StatusCode::MISDIRECTED_REQUEST));
+        assert_eq!(decide("GET / HTTP/1.1\r\nHost: example.com\r\n\r\n", None, &any), Err(StatusCode::NOT_FOUND));
+        assert_eq!(decide("GET / HTTP/1.1\r\nHost: abc", None, &any), Err(StatusCode::BAD_REQUEST));
+        assert_eq!(decide("\u{0}\u{1}", None, &any), Err(StatusCode::BAD_REQUEST));
+        let get_only = LinkPolicy { methods: vec!["GET".into()], ..LinkPolicy::default() };
+        let post = "POST / HTTP/1.1\r\nHost: abc123.localhost\r\n\r\n";
+        assert_eq!(decide(post, None, &get_only), Err(StatusCode::METHOD_NOT_ALLOWED));
+    }
 }

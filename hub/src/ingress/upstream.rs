@@ -2,6 +2,7 @@
 //! streams opened on the owning agent's reverse link. The pool key (URI authority) names the
 //! workspace and service, so kept-alive upstream connections are reused across client requests.
 
+use std::error::Error as _;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -86,6 +87,23 @@ pub(crate) fn cause(error: &hyper_util::client::legacy::Error) -> Option<ErrorBo
         source = e.source();
     }
     None
+}
+
+/// Whether a failed upstream request failed because the client's own request body was
+/// malformed (a bad chunk size, a body cut short): that is the client's error (400), not the
+/// service's (502).
+pub(crate) fn client_body_failed(error: &hyper_util::client::legacy::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
+    while let Some(e) = source {
+        if let Some(h) = e.downcast_ref::<hyper::Error>()
+            && h.is_user()
+            && h.source().is_some_and(|inner| inner.downcast_ref::<hyper::Error>().is_some())
+        {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 #[cfg(test)]

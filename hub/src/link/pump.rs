@@ -4,14 +4,22 @@
 //! visibly at both ends (HTTP/2 RST_STREAM on the stream side, TCP RST on the socket side). Never a
 //! silent truncation. No per-byte work: DATA frames are forwarded as the `Bytes` they arrived in, and a
 //! socket read becomes one frame without a copy.
+//!
+//! A tapped splice ([`splice_tapped`], debug sessions) also offers each chunk to a [`TapSender`]:
+//! a `Bytes` clone (a reference count) through a bounded queue with `try_send`. A full queue drops
+//! the chunk and counts it; the data path never waits for the tap.
 
 use std::future::poll_fn;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use h2::{RecvStream, SendStream};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{ReadHalf, WriteHalf};
+use tokio::sync::mpsc;
 
 use super::tuning::READ_CHUNK;
 
@@ -71,8 +79,60 @@ pub async fn relay(
     tokio::try_join!(stream_to_stream(a_recv, b_send), stream_to_stream(b_recv, a_send))
 }
 
+/// Which way a tapped chunk went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TapDirection {
+    /// From the tunnel (the remote client) to the local service.
+    ToService,
+    /// From the local service back into the tunnel.
+    ToClient,
+}
+
+/// One chunk as the tap receives it.
+#[derive(Debug)]
+pub struct TapChunk {
+    pub dir: TapDirection,
+    pub bytes: Bytes,
+    pub at: Instant,
+    /// Chunks of this connection were dropped just before this one.
+    pub gap: bool,
+}
+
+/// The data path's end of a tap: offers chunks without ever waiting.
+#[derive(Debug)]
+pub struct TapSender {
+    tx: mpsc::Sender<TapChunk>,
+    dropped: Arc<AtomicU64>,
+    gap: AtomicBool,
+}
+
+impl TapSender {
+    /// A tap feeding `tx`; chunks that do not fit are counted in `dropped`.
+    pub fn new(tx: mpsc::Sender<TapChunk>, dropped: Arc<AtomicU64>) -> Self {
+        Self { tx, dropped, gap: AtomicBool::new(false) }
+    }
+
+    fn offer(&self, dir: TapDirection, bytes: &Bytes) {
+        let gap = self.gap.load(Ordering::Relaxed);
+        match self.tx.try_send(TapChunk { dir, bytes: bytes.clone(), at: Instant::now(), gap }) {
+            Ok(()) if gap => self.gap.store(false, Ordering::Relaxed),
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.gap.store(true, Ordering::Relaxed);
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            // The capture ended (session stopped): nothing to count.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+}
+
 /// Reads the socket into the stream until EOF, then half-closes the stream.
-async fn socket_to_stream(read: &mut ReadHalf<'_>, send: &mut SendStream<Bytes>) -> Result<u64, PumpError> {
+async fn socket_to_stream(
+    read: &mut ReadHalf<'_>,
+    send: &mut SendStream<Bytes>,
+    tap: Option<&TapSender>,
+) -> Result<u64, PumpError> {
     let mut total = 0u64;
     let mut buf = BytesMut::new();
     loop {
@@ -83,7 +143,11 @@ async fn socket_to_stream(read: &mut ReadHalf<'_>, send: &mut SendStream<Bytes>)
             Ok(0) => break,
             Ok(n) => {
                 total += n as u64;
-                send_all(send, buf.split().freeze()).await?;
+                let chunk = buf.split().freeze();
+                if let Some(tap) = tap {
+                    tap.offer(TapDirection::ToClient, &chunk);
+                }
+                send_all(send, chunk).await?;
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
             Err(e) => return Err(e.into()),
@@ -94,11 +158,18 @@ async fn socket_to_stream(read: &mut ReadHalf<'_>, send: &mut SendStream<Bytes>)
 }
 
 /// Writes the stream into the socket until the stream ends, then half-closes the socket.
-async fn stream_to_socket(recv: &mut RecvStream, write: &mut WriteHalf<'_>) -> Result<u64, PumpError> {
+async fn stream_to_socket(
+    recv: &mut RecvStream,
+    write: &mut WriteHalf<'_>,
+    tap: Option<&TapSender>,
+) -> Result<u64, PumpError> {
     let mut total = 0u64;
     while let Some(chunk) = recv.data().await {
         let chunk = chunk?;
         let len = chunk.len();
+        if let Some(tap) = tap {
+            tap.offer(TapDirection::ToService, &chunk);
+        }
         write.write_all(&chunk).await?;
         total += len as u64;
         recv.flow_control().release_capacity(len)?;
@@ -111,14 +182,29 @@ async fn stream_to_socket(recv: &mut RecvStream, write: &mut WriteHalf<'_>) -> R
 ///
 /// On failure the socket is closed with a TCP RST (so the local program sees an error, not a clean
 /// EOF) and the stream is reset. Returns the bytes moved (socket -> stream, stream -> socket).
-pub async fn splice(
+pub async fn splice(socket: TcpStream, recv: RecvStream, send: SendStream<Bytes>) -> Result<(u64, u64), PumpError> {
+    splice_inner(socket, recv, send, None).await
+}
+
+/// [`splice`], offering every chunk of both directions to `tap` on the way (debug sessions).
+pub async fn splice_tapped(
+    socket: TcpStream,
+    recv: RecvStream,
+    send: SendStream<Bytes>,
+    tap: &TapSender,
+) -> Result<(u64, u64), PumpError> {
+    splice_inner(socket, recv, send, Some(tap)).await
+}
+
+async fn splice_inner(
     mut socket: TcpStream,
     mut recv: RecvStream,
     mut send: SendStream<Bytes>,
+    tap: Option<&TapSender>,
 ) -> Result<(u64, u64), PumpError> {
     let result = {
         let (mut read, mut write) = socket.split();
-        tokio::try_join!(socket_to_stream(&mut read, &mut send), stream_to_socket(&mut recv, &mut write))
+        tokio::try_join!(socket_to_stream(&mut read, &mut send, tap), stream_to_socket(&mut recv, &mut write, tap))
     };
     if result.is_err() {
         abort_socket(&socket);
@@ -130,4 +216,31 @@ pub async fn splice(
 /// Makes the coming close of `socket` an RST instead of a FIN.
 pub fn abort_socket(socket: &TcpStream) {
     let _ = socket.set_zero_linger();
+}
+
+#[cfg(test)]
+mod tap_tests {
+    use super::*;
+
+    #[test]
+    fn a_full_tap_drops_and_counts_and_marks_the_gap() {
+        let (tx, mut rx) = mpsc::channel(2);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let tap = TapSender::new(tx, dropped.clone());
+        for i in 0..4u8 {
+            tap.offer(TapDirection::ToService, &Bytes::from(vec![i]));
+        }
+        assert_eq!(dropped.load(Ordering::Relaxed), 2);
+        let first = rx.try_recv().unwrap();
+        assert_eq!((first.bytes.as_ref(), first.gap), (&[0u8][..], false));
+        rx.try_recv().unwrap();
+        tap.offer(TapDirection::ToClient, &Bytes::from_static(b"after"));
+        let after = rx.try_recv().unwrap();
+        assert!(after.gap && after.dir == TapDirection::ToClient, "the chunk after a drop says so");
+        tap.offer(TapDirection::ToClient, &Bytes::from_static(b"next"));
+        assert!(!rx.try_recv().unwrap().gap);
+        drop(rx);
+        tap.offer(TapDirection::ToClient, &Bytes::from_static(b"closed"));
+        assert_eq!(dropped.load(Ordering::Relaxed), 2, "a closed capture is not a drop");
+    }
 }

@@ -132,9 +132,27 @@ impl fmt::Debug for SqliteStore {
     }
 }
 
+/// Creates the store file 0600 before SQLite does (its `-wal` and `-shm` files take the database
+/// file's mode), and narrows an existing store and journal to 0600: they hold token hashes and
+/// the key of the share-code MACs.
+fn make_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let failed =
+        |e: std::io::Error| StoreError::Database(format!("cannot make {} private (mode 0600): {e}", path.display()));
+    std::fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(path).map_err(failed)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let file = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+        if file.exists() {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).map_err(failed)?;
+        }
+    }
+    Ok(())
+}
+
 impl SqliteStore {
     /// Opens (creating if missing) the store at `path`, checks the file and applies migrations.
     pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        make_private(path)?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)

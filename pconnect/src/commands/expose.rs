@@ -10,7 +10,8 @@ use pconnect_proto::wire::UNREGISTER_PATH;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::ExposeArgs;
-use crate::commands::publish;
+use crate::commands::{debug, publish};
+use crate::debug::Captures;
 use crate::link::forward::ForwardLink;
 use crate::link::reverse::{self, Exposed};
 use crate::probe::{self, Kind};
@@ -33,8 +34,7 @@ pub(crate) async fn expose(ui: Ui, args: ExposeArgs) -> Result<()> {
         publish::refuse_databases(&args, &target, &name).await?;
     }
     // What the target speaks travels with the registration (teammates' `clone` env files use it).
-    let (session, detected) =
-        tokio::join!(session::resolve(), probe::detect(&target.host, target.port, PROBE_TIMEOUT));
+    let (session, detected) = tokio::join!(session::resolve(), probe::detect(&target.host, target.port, PROBE_TIMEOUT));
     let session = session?;
     let kind = match detected {
         None => {
@@ -45,10 +45,18 @@ pub(crate) async fn expose(ui: Ui, args: ExposeArgs) -> Result<()> {
         Some(kind) => Some(kind.as_str().to_string()),
     };
     let cancel = CancellationToken::new();
-    let services = vec![Exposed { name: name.clone(), target: target.clone(), kind, env: Default::default() }];
-    let (_, mut status) =
-        reverse::serve(session.creds.clone(), session.id.clone(), services, REVERSE_CONNECTIONS, cancel.clone())
-            .await?;
+    let services =
+        vec![Exposed { name: name.clone(), target: target.clone(), kind: kind.clone(), env: Default::default() }];
+    let captures = Captures::new();
+    let (_, mut status) = reverse::serve_with_captures(
+        session.creds.clone(),
+        session.id.clone(),
+        services,
+        REVERSE_CONNECTIONS,
+        cancel.clone(),
+        captures.clone(),
+    )
+    .await?;
     let published = match link_request {
         Some(request) => {
             let (control, _) =
@@ -58,10 +66,18 @@ pub(crate) async fn expose(ui: Ui, args: ExposeArgs) -> Result<()> {
         None => None,
     };
     ui.exposing(&name, &target, &session.login, published.as_ref());
+    let mut debug = match args.debug {
+        true => debug::start_and_announce(ui, &session, &captures, &name, &target, kind, args.ai, cancel.clone()).await,
+        false => None,
+    };
     let mut was_connected = true;
     let outcome = loop {
         tokio::select! {
             _ = stop_requested() => break Ok(()),
+            id = debug::ended_remotely(&mut debug) => {
+                debug = None;
+                ui.debug_ended_remotely(&id);
+            }
             changed = status.changed() => {
                 if changed.is_err() {
                     break Ok(());

@@ -107,9 +107,12 @@ pub(crate) fn render(project: &str, found: &[Found]) -> String {
     } else {
         out.push_str("services:\n");
         for service in found {
-            let _ = writeln!(out, "  {}:\n    target: {}\n    kind: {}", service.name, service.port, service.kind.as_str());
+            let _ =
+                writeln!(out, "  {}:\n    target: {}\n    kind: {}", service.name, service.port, service.kind.as_str());
             if service.kind == Kind::Http {
-                out.push_str("    # link:            # a temporary public URL (webhooks, demos)\n    #   expires: 24h\n");
+                out.push_str(
+                    "    # link:            # a temporary public URL (webhooks, demos)\n    #   expires: 24h\n",
+                );
             }
         }
     }

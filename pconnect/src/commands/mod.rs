@@ -1,6 +1,7 @@
 //! One module per command family; each resolves its settings, does the work, and reports through `ui`.
 
 pub(crate) mod clone;
+pub(crate) mod debug;
 pub(crate) mod detach;
 pub(crate) mod expose;
 pub(crate) mod init;

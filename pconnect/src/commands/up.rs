@@ -158,7 +158,8 @@ impl Up {
         self.remember_codes(&applied);
         self.reaching.sync(self.ui, &self.link, &loaded.spec.reach, &view.services, &self.session.login.member).await;
         let env_file = self.write_env(loaded, project)?;
-        let view = if applied.is_empty() { view } else { actual::fetch(&self.link, &self.session.login.member).await? };
+        let view =
+            if applied.is_empty() { view } else { actual::fetch(&self.link, &self.session.login.member).await? };
         self.publish(project, &view, env_file);
         let failed = applied.iter().filter(|a| a.result.is_err()).count();
         anyhow::ensure!(failed == 0, "{failed} change(s) could not be applied (see above); retrying in a few seconds");
@@ -246,8 +247,11 @@ impl Up {
     fn publish(&self, project: &Project, view: &HubView, env_file: PathBuf) {
         let codes = home::agent_home().map(|home| ShareCodes::load(&home)).unwrap_or_default();
         let hub = &self.session.login.hub;
-        let services =
-            self.exposed.iter().map(|(name, target)| ServiceUp { name: name.clone(), target: target.clone() }).collect();
+        let services = self
+            .exposed
+            .iter()
+            .map(|(name, target)| ServiceUp { name: name.clone(), target: target.clone() })
+            .collect();
         let links = view
             .links
             .links

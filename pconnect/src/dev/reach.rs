@@ -34,7 +34,11 @@ pub struct Reaching {
 }
 
 /// What a reach declaration wants right now: service name -> (its listing, explicit local port).
-fn wanted(decls: &[ReachDecl], list: &ServiceList, me: &str) -> (BTreeMap<String, (ServiceInfo, Option<u16>)>, Vec<String>) {
+fn wanted(
+    decls: &[ReachDecl],
+    list: &ServiceList,
+    me: &str,
+) -> (BTreeMap<String, (ServiceInfo, Option<u16>)>, Vec<String>) {
     let mut wanted = BTreeMap::new();
     let mut missing = Vec::new();
     for decl in decls {
@@ -75,7 +79,9 @@ impl Reaching {
         let stale: Vec<String> = self
             .open
             .iter()
-            .filter(|(name, l)| !matches!(wanted.get(*name), Some((_, port)) if *port == l.declared) || l.task.is_finished())
+            .filter(|(name, l)| {
+                !matches!(wanted.get(*name), Some((_, port)) if *port == l.declared) || l.task.is_finished()
+            })
             .map(|(name, _)| name.clone())
             .collect();
         for name in stale {

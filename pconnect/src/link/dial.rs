@@ -126,12 +126,19 @@ async fn dial_inner(creds: &Credentials, hello: &Hello, url: &str) -> Result<(Hu
     }
 }
 
+/// A TLS failure is final only when TLS itself refused (rustls reports those as `InvalidData`); a
+/// connection reset or closed mid-handshake (a hub restarting, an overflowing accept queue) is
+/// retried like any unreachable hub.
 fn tls_error(creds: &Credentials, url: &str, seen: &Mutex<Option<String>>, e: std::io::Error) -> DialError {
     let seen = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
     match (&creds.trust, seen) {
         (Trust::Pinned(pinned), Some(seen)) if *pinned != seen => {
             DialError::CertificateChanged { url: url.to_string(), pinned: pinned.clone(), seen }
         }
+        _ if e.kind() != std::io::ErrorKind::InvalidData => DialError::Unreachable {
+            url: url.to_string(),
+            cause: format!("the connection broke during the TLS handshake ({e})"),
+        },
         _ => DialError::Tls { url: url.to_string(), cause: e.to_string() },
     }
 }
@@ -139,6 +146,25 @@ fn tls_error(creds: &Credentials, url: &str, seen: &Mutex<Option<String>>, e: st
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_connection_cut_during_the_tls_handshake_is_retried_but_a_tls_refusal_is_not() {
+        let creds = Credentials {
+            hub: HubAddr::parse("https://127.0.0.1:1").unwrap(),
+            token: String::new(),
+            trust: Trust::Pinned("SHA256:AA".into()),
+        };
+        let seen = Mutex::new(None);
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(tls_error(&creds, "u", &seen, reset).is_retryable());
+        let eof = std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
+        assert!(tls_error(&creds, "u", &seen, eof).is_retryable());
+        let refused = std::io::Error::new(std::io::ErrorKind::InvalidData, "invalid peer certificate");
+        assert!(!tls_error(&creds, "u", &seen, refused).is_retryable());
+        let changed = Mutex::new(Some("SHA256:BB".to_string()));
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(matches!(tls_error(&creds, "u", &changed, reset), DialError::CertificateChanged { .. }));
+    }
 
     #[test]
     fn hub_urls_parse() {

@@ -22,6 +22,7 @@ use tracing::Instrument;
 
 use super::backoff::Backoff;
 use super::dial::{Credentials, DialError, HubStream, dial};
+use crate::debug::{self, Captures};
 use crate::target::Target;
 
 /// How long the agent tries to reach its own target for one tunnel.
@@ -53,6 +54,8 @@ struct Inner {
     services: Vec<Exposed>,
     status: watch::Sender<LinkStatus>,
     cancel: CancellationToken,
+    /// Services being captured by a debug session: their tunnels are spliced with a tap.
+    captures: Arc<Captures>,
 }
 
 /// Registers `services` with the hub (the first dial reports conflicts and auth errors at once) and
@@ -63,6 +66,19 @@ pub async fn serve(
     services: Vec<Exposed>,
     connections: usize,
     cancel: CancellationToken,
+) -> Result<(Welcome, watch::Receiver<LinkStatus>), DialError> {
+    serve_with_captures(creds, session, services, connections, cancel, Captures::new()).await
+}
+
+/// [`serve`], with a registry through which debug sessions ([`crate::debug::start`]) capture
+/// services' tunnels and answer the hub's replay and ask calls.
+pub async fn serve_with_captures(
+    creds: Credentials,
+    session: String,
+    services: Vec<Exposed>,
+    connections: usize,
+    cancel: CancellationToken,
+    captures: Arc<Captures>,
 ) -> Result<(Welcome, watch::Receiver<LinkStatus>), DialError> {
     let hello = Hello {
         version: PROTOCOL_VERSION,
@@ -81,7 +97,7 @@ pub async fn serve(
     };
     let (stream, welcome) = dial(&creds, &hello).await?;
     let (status, status_rx) = watch::channel(LinkStatus::default());
-    let inner = Arc::new(Inner { creds, hello, services, status, cancel });
+    let inner = Arc::new(Inner { creds, hello, services, status, cancel, captures });
     let mut first = Some(stream);
     for slot in 0..connections.max(1) {
         let span = tracing::info_span!("reverse", slot);
@@ -166,6 +182,10 @@ async fn handle(inner: Arc<Inner>, request: Request<RecvStream>, mut respond: Se
         let _ = respond.send_response(Response::new(()), true);
         return;
     }
+    if request.method() == Method::POST && debug::is_call(request.uri().path()) {
+        debug::serve_call(&inner.captures, request, respond).await;
+        return;
+    }
     let is_tunnel = request.method() == Method::CONNECT
         && request.extensions().get::<h2::ext::Protocol>().map(|p| p.as_str()) == Some(TUNNEL_PROTOCOL);
     let service = wire::service_from_tunnel_path(request.uri().path()).filter(|_| is_tunnel);
@@ -190,7 +210,11 @@ async fn handle(inner: Arc<Inner>, request: Request<RecvStream>, mut respond: Se
     let Ok(send) = respond.send_response(Response::new(()), false) else {
         return;
     };
-    if let Err(e) = pump::splice(socket, request.into_body(), send).await {
+    let result = match inner.captures.for_service(&exposed.name) {
+        Some(capture) => capture.splice(socket, request.into_body(), send).await,
+        None => pump::splice(socket, request.into_body(), send).await,
+    };
+    if let Err(e) = result {
         tracing::debug!(service = %exposed.name, error = %e, "tunnel ended with an error");
     }
 }

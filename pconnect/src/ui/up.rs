@@ -24,7 +24,9 @@ impl Ui {
                 service.owner,
                 addr.port()
             )),
-            None => self.line(&format!("  [ok] reach {} ({}) → localhost:{}", service.name, service.owner, addr.port())),
+            None => {
+                self.line(&format!("  [ok] reach {} ({}) → localhost:{}", service.name, service.owner, addr.port()))
+            }
         }
     }
 
@@ -48,7 +50,10 @@ impl Ui {
             return self.emit(&json!({"file": file, "running": status.is_some(), "status": status}));
         }
         let Some(status) = status else {
-            self.line(&format!("Nothing is up for {}. Start it with: connect up (or connect up --detach)", file.display()));
+            self.line(&format!(
+                "Nothing is up for {}. Start it with: connect up (or connect up --detach)",
+                file.display()
+            ));
             return;
         };
         self.line(&format!(

@@ -1,0 +1,145 @@
+//! Capture of one debug-enabled service: every tunnel to it is spliced with a tap, and a task per
+//! connection runs the `pconnect-capture` parsers on the chunks and queues finished exchanges for
+//! the uplink. Both queues are bounded and never waited on: what does not fit is dropped and
+//! counted, so the data path runs at full speed whatever the capture does.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use bytes::Bytes;
+use h2::{RecvStream, SendStream};
+use pconnect_capture::{Direction, Exchange, Micros, Protocol, Tap};
+use pconnect_hub::link::pump::{self, PumpError, TapChunk, TapDirection, TapSender};
+use pconnect_proto::debug::AgentEvent;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use crate::target::Target;
+
+/// Chunks queued per connection between the data path and its parser (each at most one socket
+/// read, 128 KiB): bounds what a slow parser can hold.
+pub(crate) const TAP_QUEUE: usize = 64;
+/// Exchanges queued for the uplink.
+pub(crate) const EVENT_QUEUE: usize = 4096;
+
+/// The capture of one service in one debug session.
+pub struct ServiceCapture {
+    /// The hub's session id (`d1`).
+    pub(crate) session: String,
+    pub(crate) service: String,
+    pub(crate) target: Target,
+    declared: Option<Protocol>,
+    /// Time zero of the session's timestamps.
+    epoch: Instant,
+    next_conn: AtomicU64,
+    events: mpsc::Sender<AgentEvent>,
+    /// Chunks the data path could not queue.
+    dropped_chunks: Arc<AtomicU64>,
+    /// Exchanges the uplink could not queue.
+    dropped_events: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl ServiceCapture {
+    pub(crate) fn new(
+        session: String,
+        service: String,
+        target: Target,
+        declared: Option<Protocol>,
+        events: mpsc::Sender<AgentEvent>,
+    ) -> Self {
+        Self {
+            session,
+            service,
+            target,
+            declared,
+            epoch: Instant::now(),
+            next_conn: AtomicU64::new(1),
+            events,
+            dropped_chunks: Arc::default(),
+            dropped_events: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+        }
+    }
+
+    /// Splices a tunnel like [`pump::splice`], feeding a capture task on the side.
+    pub async fn splice(
+        self: &Arc<Self>,
+        socket: TcpStream,
+        recv: RecvStream,
+        send: SendStream<Bytes>,
+    ) -> Result<(u64, u64), PumpError> {
+        let (tx, rx) = mpsc::channel(TAP_QUEUE);
+        let tap = TapSender::new(tx, self.dropped_chunks.clone());
+        let conn = self.next_conn();
+        let span = tracing::debug_span!("capture", session = %self.session, conn);
+        tokio::spawn(self.clone().capture(conn, rx).instrument(span));
+        pump::splice_tapped(socket, recv, send, &tap).await
+    }
+
+    /// A new connection number (replays get one too).
+    pub(crate) fn next_conn(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Microseconds since the session started.
+    pub(crate) fn micros(&self, at: Instant) -> Micros {
+        at.saturating_duration_since(self.epoch).as_micros() as Micros
+    }
+
+    /// Drops and bytes so far: (chunks + exchanges dropped, bytes seen).
+    pub(crate) fn stats(&self) -> (u64, u64) {
+        let dropped = self.dropped_chunks.load(Ordering::Relaxed) + self.dropped_events.load(Ordering::Relaxed);
+        (dropped, self.bytes.load(Ordering::Relaxed))
+    }
+
+    /// A tap for one connection of this service.
+    pub(crate) fn tap(&self) -> Tap {
+        Tap::new(self.declared)
+    }
+
+    async fn capture(self: Arc<Self>, conn: u64, mut rx: mpsc::Receiver<TapChunk>) {
+        let mut tap = self.tap();
+        while let Some(chunk) = rx.recv().await {
+            let at = self.micros(chunk.at);
+            if chunk.gap {
+                self.emit(conn, tap.on_gap(at));
+            }
+            self.bytes.fetch_add(chunk.bytes.len() as u64, Ordering::Relaxed);
+            let dir = match chunk.dir {
+                TapDirection::ToService => Direction::ToService,
+                TapDirection::ToClient => Direction::ToClient,
+            };
+            let done = tap.on_bytes(dir, &chunk.bytes, at);
+            tracing::trace!(?dir, bytes = chunk.bytes.len(), exchanges = done.len(), "tapped");
+            self.emit(conn, done);
+        }
+        let done = tap.on_close(self.micros(Instant::now()));
+        tracing::trace!(exchanges = done.len(), protocol = ?tap.protocol(), "tapped connection closed");
+        self.emit(conn, done);
+    }
+
+    fn emit(&self, conn: u64, exchanges: Vec<Exchange>) {
+        for exchange in exchanges {
+            if self
+                .events
+                .try_send(AgentEvent::Exchange { conn, replay_of: None, exchange: Box::new(exchange) })
+                .is_err()
+            {
+                self.dropped_events.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// The capture protocol a declared service kind stands for.
+pub fn declared_protocol(kind: Option<&str>) -> Option<Protocol> {
+    match kind? {
+        "http" => Some(Protocol::Http),
+        "postgres" => Some(Protocol::Postgres),
+        "redis" => Some(Protocol::Redis),
+        _ => None,
+    }
+}
