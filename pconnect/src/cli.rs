@@ -154,6 +154,9 @@ pub struct ExposeArgs {
     /// With --debug: turn on the assistant (a model when PCONNECT_AI_URL is set, else offline insights).
     #[arg(long, requires = "debug")]
     pub ai: bool,
+    /// On Ctrl+C or SIGTERM, let open connections finish for up to this long (default 10s; a second signal stops at once).
+    #[arg(long, value_name = "DUR")]
+    pub grace: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -184,6 +187,9 @@ pub struct ReachArgs {
     /// Local address to listen on.
     #[arg(long, default_value = "127.0.0.1")]
     pub bind: IpAddr,
+    /// On Ctrl+C or SIGTERM, let open connections finish for up to this long (default 10s; a second signal stops at once).
+    #[arg(long, value_name = "DUR")]
+    pub grace: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -228,6 +234,9 @@ pub struct CloneArgs {
     /// Local address to open the services on.
     #[arg(long, default_value = "127.0.0.1")]
     pub bind: IpAddr,
+    /// On Ctrl+C or SIGTERM, let open connections finish for up to this long (default 10s; a second signal stops at once).
+    #[arg(long, value_name = "DUR")]
+    pub grace: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -243,6 +252,9 @@ pub struct JoinArgs {
     /// Local address to open the shared services on.
     #[arg(long, default_value = "127.0.0.1")]
     pub bind: IpAddr,
+    /// On Ctrl+C or SIGTERM, let open connections finish for up to this long (default 10s; a second signal stops at once).
+    #[arg(long, value_name = "DUR")]
+    pub grace: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

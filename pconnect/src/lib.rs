@@ -4,6 +4,7 @@ pub mod cli;
 mod commands;
 pub mod debug;
 pub mod dev;
+pub mod drain;
 pub mod embedded;
 pub mod home;
 pub mod link;

@@ -8,6 +8,7 @@ use pconnect_hub::link::pump;
 use tokio::net::{TcpListener, TcpStream};
 use tracing::Instrument;
 
+use crate::drain::Drain;
 use crate::link::forward::ForwardLink;
 use crate::link::{LinkError, describe};
 use crate::ui::Ui;
@@ -32,28 +33,37 @@ pub(crate) async fn bind(bind: IpAddr, explicit: Option<u16>, wanted: u16) -> Re
     }
 }
 
-/// Accepts connections forever; each is tunneled to `service` (through the share of `join`, if any).
+/// Accepts connections until dropped; each is tunneled to `service` (through the share of `join`, if
+/// any) and held by `drain`, which cuts it at a graceful stop's deadline.
 pub(crate) async fn serve(
     ui: Ui,
     link: ForwardLink,
     service: String,
     join: Option<Arc<str>>,
     listener: TcpListener,
+    drain: Drain,
 ) -> Result<()> {
     loop {
         let (socket, peer) = listener.accept().await.context("the local listener failed")?;
         let _ = socket.set_nodelay(true);
-        let (link, service, join) = (link.clone(), service.clone(), join.clone());
+        let (link, service, join, drain) = (link.clone(), service.clone(), join.clone(), drain.clone());
         let span = tracing::debug_span!("tunnel", %service, %peer);
-        tokio::spawn(async move { tunnel(ui, &link, &service, join.as_deref(), socket).await }.instrument(span));
+        tokio::spawn(
+            async move { tunnel(ui, &link, &service, join.as_deref(), socket, &drain).await }.instrument(span),
+        );
     }
 }
 
-async fn tunnel(ui: Ui, link: &ForwardLink, service: &str, join: Option<&str>, socket: TcpStream) {
+async fn tunnel(ui: Ui, link: &ForwardLink, service: &str, join: Option<&str>, socket: TcpStream, drain: &Drain) {
+    if drain.is_stopping() {
+        pump::abort_socket(&socket);
+        return;
+    }
+    let _held = drain.hold();
     match link.open_tunnel(service, join).await {
         Ok(tunnel) => {
             let _load = tunnel.load;
-            if let Err(e) = pump::splice(socket, tunnel.recv, tunnel.send).await {
+            if let Err(e) = pump::splice_until(socket, tunnel.recv, tunnel.send, drain.deadline()).await {
                 tracing::debug!(error = %e, "tunnel ended with an error");
             }
         }

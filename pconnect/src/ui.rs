@@ -3,6 +3,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod debug;
+mod drain;
 mod up;
 
 use std::io::Write;

@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 
 /// Exchanges the hub keeps per session (the oldest go first).
 pub const RING_CAPACITY: usize = 2000;
+/// Bytes (as JSON) the hub keeps per session, whatever the count: the oldest go first.
+pub const RING_BYTES: usize = 64 * 1024 * 1024;
 /// Exchanges sent in a viewer's `hello`.
 pub const HELLO_RECENT: usize = 200;
 /// Largest capture summary sent to a model.

@@ -450,6 +450,103 @@ fn sigterm_drains_short_streams_cuts_long_ones_at_the_deadline_and_a_second_sigt
     }
 }
 
+/// Starts `streams` paced echo transfers through `addr`: the first `short` need about a second, the
+/// rest far longer than any grace period. Returns once every one has moved some bytes.
+fn paced_transfers(
+    addr: SocketAddr,
+    short: usize,
+    streams: usize,
+    seed: u64,
+) -> Vec<std::thread::JoinHandle<Transfer>> {
+    let progress: Vec<Arc<AtomicU64>> = (0..streams).map(|_| Arc::default()).collect();
+    let handles = progress
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let p = p.clone();
+            let len = if i < short { 160 * 1024 } else { 1 << 30 };
+            std::thread::spawn(move || {
+                echo_transfer(addr, len, seed + i as u64, Some((16 * 1024, Duration::from_millis(100))), Some(&p))
+            })
+        })
+        .collect();
+    wait_all_progress(&progress, 16 * 1024, Duration::from_secs(30));
+    handles
+}
+
+#[test]
+fn agents_drain_on_sigterm_too_and_a_second_sigterm_cuts_at_once() {
+    const TEST: &str = "agent_graceful_stop";
+    let _serial = serial();
+    let grace = Duration::from_secs(4);
+    let echo = EchoServer::start();
+    let hub = Hub::start().unwrap();
+    let alice = Agent::login(&hub, "alice").unwrap();
+    let bob = Agent::login(&hub, "bob").unwrap();
+    let expose_echo = |agent: &Agent| {
+        let mut proc = agent.spawn(["expose", &echo.port().to_string(), "--name", "echo", "--grace", "4s"]).unwrap();
+        proc.wait_for_line("is now accessible through the hub", READY).unwrap();
+        proc
+    };
+    let mut exposed = expose_echo(&alice);
+    let mut reach = bob.spawn(["reach", "echo", "--port", "0", "--grace", "4s"]).unwrap();
+    let port = listen_port(&reach.wait_for_line("Listening on", READY).unwrap()).unwrap();
+    let addr = reach_addr(port);
+
+    // The exposing agent: short streams finish, a new one is refused, long ones are cut at the deadline.
+    let handles = paced_transfers(addr, 5, 7, 1200);
+    let stopped = Instant::now();
+    exposed.terminate();
+    exposed.wait_for_line("Stopping: letting", Duration::from_secs(5)).unwrap();
+    let refused = roundtrip(&addr.to_string(), b"x", Duration::from_secs(5));
+    assert!(!matches!(&refused, Ok(back) if back == b"x"), "a new tunnel was served while draining");
+    exposed.wait_exit(grace + Duration::from_secs(10)).unwrap();
+    let exit_after = stopped.elapsed();
+    let transfers: Vec<Transfer> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_all_complete(TEST, &transfers[..5]);
+    for (i, t) in transfers[5..].iter().enumerate() {
+        let at = t.ended.duration_since(stopped);
+        assert!(matches!(t.end, End::Error(_)), "long stream {i} must be cut with an error: {:?}", t.end);
+        assert!(at >= grace - Duration::from_millis(500) && at <= grace + Duration::from_secs(3), "cut after {at:?}");
+    }
+    assert!(exit_after <= grace + Duration::from_secs(3), "expose exited {exit_after:?} after SIGTERM");
+    figure(TEST, "expose: short streams completed byte-exact", "5/5");
+    figure(TEST, "expose: exit after SIGTERM (grace 4 s)", secs(exit_after));
+
+    // The reaching agent: the same, seen from the local client's side (an RST, never a clean close).
+    let mut exposed = expose_echo(&alice);
+    echo_works_within(&addr.to_string(), Duration::from_secs(20)).unwrap();
+    let handles = paced_transfers(addr, 5, 7, 1300);
+    let stopped = Instant::now();
+    reach.terminate();
+    reach.wait_exit(grace + Duration::from_secs(10)).unwrap();
+    let exit_after = stopped.elapsed();
+    let transfers: Vec<Transfer> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_all_complete(TEST, &transfers[..5]);
+    for (i, t) in transfers[5..].iter().enumerate() {
+        assert!(matches!(t.end, End::Error(_)), "long stream {i} through reach must end with an error: {:?}", t.end);
+    }
+    figure(TEST, "reach: short streams completed byte-exact", "5/5");
+    figure(TEST, "reach: exit after SIGTERM (grace 4 s)", secs(exit_after));
+
+    // A second SIGTERM stops at once, and what it cuts still ends with an error.
+    let mut reach = bob.spawn(["reach", "echo", "--port", "0", "--grace", "60s"]).unwrap();
+    let port = listen_port(&reach.wait_for_line("Listening on", READY).unwrap()).unwrap();
+    let handles = paced_transfers(reach_addr(port), 0, 2, 1400);
+    reach.terminate();
+    reach.wait_for_line("Stopping: letting", Duration::from_secs(5)).unwrap();
+    let second = Instant::now();
+    reach.terminate();
+    reach.wait_exit(Duration::from_secs(5)).unwrap();
+    let second_exit = second.elapsed();
+    figure(TEST, "reach: exit after a second SIGTERM", secs(second_exit));
+    assert!(second_exit <= Duration::from_secs(2), "a second SIGTERM took {second_exit:?}");
+    for (i, t) in handles.into_iter().map(|h| h.join().unwrap()).enumerate() {
+        assert!(matches!(t.end, End::Error(_)), "stream {i} cut by the second SIGTERM must see an error: {:?}", t.end);
+    }
+    exposed.terminate();
+}
+
 // ---------------------------------------------------------------------------------------------
 // R5: half-open links
 

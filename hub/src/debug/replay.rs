@@ -53,7 +53,10 @@ async fn run(hub: &Hub, session: &Session, request: &ReplayRequest) -> Result<u6
     let reply: ReplayReply =
         serde_json::from_slice(&reply).map_err(|e| format!("the agent sent an unreadable replay answer: {e}"))?;
     match (reply.ok, reply.exchange) {
-        (true, Some(exchange)) => Ok(session.push(reply.conn, Some(request.id), exchange)),
+        (true, Some(exchange)) => {
+            let size = serde_json::to_vec(&exchange).map_or(0, |v| v.len());
+            Ok(session.push(reply.conn, Some(request.id), exchange, size))
+        }
         _ => Err(reply.error.unwrap_or_else(|| "the agent could not replay the request".into())),
     }
 }

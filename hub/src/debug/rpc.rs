@@ -162,7 +162,7 @@ pub(crate) async fn events(
 fn apply(session: &Session, line: &[u8]) {
     match serde_json::from_slice::<AgentEvent>(line) {
         Ok(AgentEvent::Exchange { conn, replay_of, exchange }) => {
-            session.push(conn, replay_of, *exchange);
+            session.push(conn, replay_of, *exchange, line.len());
         }
         Ok(AgentEvent::Stats { dropped, bytes }) => session.set_stats(dropped, bytes),
         Err(e) => {

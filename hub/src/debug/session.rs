@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use pconnect_capture::Exchange;
-use pconnect_proto::debug::{Captured, DebugSummary, RING_CAPACITY, SessionInfo, Viewer};
+use pconnect_proto::debug::{Captured, DebugSummary, RING_BYTES, RING_CAPACITY, SessionInfo, Viewer};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -45,6 +45,9 @@ pub(crate) struct Session {
 #[derive(Default)]
 struct State {
     ring: VecDeque<Arc<Captured>>,
+    /// JSON size of each ring entry, and their sum.
+    sizes: VecDeque<usize>,
+    ring_bytes: usize,
     next_id: u64,
     dropped: u64,
     /// Events lines the hub could not read (counted as dropped too).
@@ -72,16 +75,23 @@ impl Session {
         }
     }
 
-    /// Stores an exchange under the next id and wakes viewers; returns the id.
-    pub(crate) fn push(&self, conn: u64, replay_of: Option<u64>, exchange: Exchange) -> u64 {
+    /// Stores an exchange under the next id and wakes viewers; returns the id. `size` is its JSON
+    /// size (the events line it came in); the ring stays within [`RING_CAPACITY`] entries and
+    /// [`RING_BYTES`].
+    pub(crate) fn push(&self, conn: u64, replay_of: Option<u64>, exchange: Exchange, size: usize) -> u64 {
         let id = {
             let mut state = lock(&self.state);
             let id = state.next_id;
             state.next_id += 1;
-            if state.ring.len() >= RING_CAPACITY {
+            while !state.ring.is_empty() && (state.ring.len() >= RING_CAPACITY || state.ring_bytes + size > RING_BYTES)
+            {
                 state.ring.pop_front();
+                let freed = state.sizes.pop_front().unwrap_or(0);
+                state.ring_bytes -= freed;
             }
             state.ring.push_back(Arc::new(Captured { id, conn, replay_of, exchange }));
+            state.sizes.push_back(size);
+            state.ring_bytes += size;
             id
         };
         self.changed.send_modify(|v| *v += 1);
@@ -143,6 +153,22 @@ impl Session {
     pub(crate) fn recent(&self, n: usize) -> Vec<Arc<Captured>> {
         let state = lock(&self.state);
         state.ring.iter().skip(state.ring.len().saturating_sub(n)).cloned().collect()
+    }
+
+    /// The most recent exchanges, at most `n` and at most `max_bytes` of JSON, oldest first.
+    pub(crate) fn recent_within(&self, n: usize, max_bytes: usize) -> Vec<Arc<Captured>> {
+        let state = lock(&self.state);
+        let mut used = 0;
+        let mut out: Vec<Arc<Captured>> = Vec::new();
+        for (captured, size) in state.ring.iter().rev().zip(state.sizes.iter().rev()).take(n) {
+            if used + size > max_bytes && !out.is_empty() {
+                break;
+            }
+            used += size;
+            out.push(captured.clone());
+        }
+        out.reverse();
+        out
     }
 
     /// Every exchange in the ring, oldest first.
@@ -236,5 +262,49 @@ impl Session {
     pub(crate) fn end(&self) {
         self.ended.cancel();
         self.changed.send_modify(|v| *v += 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pconnect_capture::{Detail, Protocol};
+
+    fn session() -> Session {
+        Session::new(Meta {
+            id: "d1".into(),
+            workspace: 1,
+            owner: 1,
+            owner_name: "alice".into(),
+            service: "web".into(),
+            kind: None,
+            ai: false,
+            url: String::new(),
+            started_at: String::new(),
+            started_unix_ms: 0,
+        })
+    }
+
+    fn raw() -> Exchange {
+        let detail = Detail::Raw { to_service: 1, to_client: 1, note: String::new() };
+        Exchange { seq: 0, protocol: Protocol::Unknown, started_at: 0, finished_at: None, detail }
+    }
+
+    #[test]
+    fn the_ring_is_bounded_by_count_and_bytes_and_ids_keep_increasing() {
+        let s = session();
+        for _ in 0..RING_CAPACITY + 5 {
+            s.push(1, None, raw(), 10);
+        }
+        let all = s.all();
+        assert_eq!(all.len(), RING_CAPACITY);
+        assert_eq!((all[0].id, s.exchanges()), (6, RING_CAPACITY as u64 + 5));
+        assert_eq!(s.after(RING_CAPACITY as u64 + 3, 10).len(), 2);
+        assert!(s.get(1).is_none() && s.get(6).is_some());
+        let big = RING_BYTES / 2;
+        for _ in 0..3 {
+            s.push(1, None, raw(), big);
+        }
+        assert_eq!(s.all().len(), 2, "bytes bound: two halves fit, the third pushed out everything older");
     }
 }

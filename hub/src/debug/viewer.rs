@@ -27,6 +27,8 @@ const PING_EVERY: Duration = Duration::from_secs(15);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(45);
 /// Replays and questions one viewer may have running at once.
 const MAX_IN_FLIGHT: usize = 4;
+/// Most JSON bytes of exchanges in a `hello` (older ones are on the API).
+const HELLO_BYTES: usize = 8 * 1024 * 1024;
 /// Longest display name kept.
 const NAME_CAP: usize = 40;
 
@@ -105,7 +107,7 @@ async fn live(
 ) -> std::io::Result<()> {
     let mut changes = session.watch();
     let mut presence_seen = session.presence_version();
-    let recent = session.recent(HELLO_RECENT);
+    let recent = session.recent_within(HELLO_RECENT, HELLO_BYTES);
     let mut last_id = recent.last().map_or(0, |c| c.id);
     let info = session.info();
     let mut last_stats = (info.dropped, info.exchanges);

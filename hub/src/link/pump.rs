@@ -20,6 +20,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::tuning::READ_CHUNK;
 
@@ -32,6 +33,8 @@ pub enum PumpError {
     Reset,
     #[error("local connection failed: {0}")]
     Io(#[from] std::io::Error),
+    #[error("tunnel closed: the agent is shutting down")]
+    Stopped,
 }
 
 /// Sends `data` on `send`, waiting for flow-control capacity so nothing piles up unbounded.
@@ -183,7 +186,18 @@ async fn stream_to_socket(
 /// On failure the socket is closed with a TCP RST (so the local program sees an error, not a clean
 /// EOF) and the stream is reset. Returns the bytes moved (socket -> stream, stream -> socket).
 pub async fn splice(socket: TcpStream, recv: RecvStream, send: SendStream<Bytes>) -> Result<(u64, u64), PumpError> {
-    splice_inner(socket, recv, send, None).await
+    splice_inner(socket, recv, send, None, None).await
+}
+
+/// [`splice`], cut off with an error at both ends (RST on the socket, RST_STREAM on the stream) when
+/// `stop` fires: the end of a shutdown's grace period.
+pub async fn splice_until(
+    socket: TcpStream,
+    recv: RecvStream,
+    send: SendStream<Bytes>,
+    stop: &CancellationToken,
+) -> Result<(u64, u64), PumpError> {
+    splice_inner(socket, recv, send, None, Some(stop)).await
 }
 
 /// [`splice`], offering every chunk of both directions to `tap` on the way (debug sessions).
@@ -193,7 +207,7 @@ pub async fn splice_tapped(
     send: SendStream<Bytes>,
     tap: &TapSender,
 ) -> Result<(u64, u64), PumpError> {
-    splice_inner(socket, recv, send, Some(tap)).await
+    splice_inner(socket, recv, send, Some(tap), None).await
 }
 
 async fn splice_inner(
@@ -201,10 +215,20 @@ async fn splice_inner(
     mut recv: RecvStream,
     mut send: SendStream<Bytes>,
     tap: Option<&TapSender>,
+    stop: Option<&CancellationToken>,
 ) -> Result<(u64, u64), PumpError> {
     let result = {
         let (mut read, mut write) = socket.split();
-        tokio::try_join!(socket_to_stream(&mut read, &mut send, tap), stream_to_socket(&mut recv, &mut write, tap))
+        let both = async {
+            tokio::try_join!(socket_to_stream(&mut read, &mut send, tap), stream_to_socket(&mut recv, &mut write, tap))
+        };
+        match stop {
+            Some(stop) => tokio::select! {
+                result = both => result,
+                _ = stop.cancelled() => Err(PumpError::Stopped),
+            },
+            None => both.await,
+        }
     };
     if result.is_err() {
         abort_socket(&socket);

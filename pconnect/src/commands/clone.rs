@@ -14,12 +14,14 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::CloneArgs;
 use crate::commands::reach::FORWARD_CONNECTIONS;
 use crate::dev::envfile::{self, EnvService};
+use crate::drain::{Drain, parse_grace};
 use crate::link::forward::ForwardLink;
 use crate::signals::stop_requested;
 use crate::ui::Ui;
 use crate::{local_port, session};
 
 pub(crate) async fn clone(ui: Ui, args: CloneArgs) -> Result<()> {
+    let grace = parse_grace(args.grace.as_deref())?;
     let session = session::resolve().await?;
     let cancel = CancellationToken::new();
     let (link, _) = ForwardLink::connect(session.creds, session.id, FORWARD_CONNECTIONS, cancel.clone()).await?;
@@ -43,6 +45,7 @@ pub(crate) async fn clone(ui: Ui, args: CloneArgs) -> Result<()> {
         );
     };
     let mut listeners = JoinSet::new();
+    let drain = Drain::new();
     let mut cloned: Vec<(String, SocketAddr, Option<u16>)> = Vec::new();
     let mut env_services = Vec::new();
     for service in services {
@@ -56,7 +59,7 @@ pub(crate) async fn clone(ui: Ui, args: CloneArgs) -> Result<()> {
             port: addr.port(),
             env: service.env.clone(),
         });
-        listeners.spawn(local_port::serve(ui, link.clone(), service.name.clone(), None, listener));
+        listeners.spawn(local_port::serve(ui, link.clone(), service.name.clone(), None, listener, drain.clone()));
     }
     let output = args.output.clone().unwrap_or_else(|| ".env.pconnect".into());
     let written = if args.no_env {
@@ -72,6 +75,10 @@ pub(crate) async fn clone(ui: Ui, args: CloneArgs) -> Result<()> {
         _ = stop_requested() => Ok(()),
         Some(Ok(Err(e))) = listeners.join_next() => Err(e),
     };
+    listeners.abort_all();
+    if result.is_ok() {
+        drain.run(ui, grace).await;
+    }
     cancel.cancel();
     result
 }

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::ExposeArgs;
 use crate::commands::{debug, publish};
 use crate::debug::Captures;
+use crate::drain::{Drain, parse_grace};
 use crate::link::forward::ForwardLink;
 use crate::link::reverse::{self, Exposed};
 use crate::probe::{self, Kind};
@@ -26,6 +27,7 @@ const REVERSE_CONNECTIONS: usize = 2;
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub(crate) async fn expose(ui: Ui, args: ExposeArgs) -> Result<()> {
+    let grace = parse_grace(args.grace.as_deref())?;
     let target: Target = args.target.parse()?;
     let name = args.name.clone().unwrap_or_else(|| names::default_name(target.port));
     names::validate(&name)?;
@@ -48,6 +50,7 @@ pub(crate) async fn expose(ui: Ui, args: ExposeArgs) -> Result<()> {
     let services =
         vec![Exposed { name: name.clone(), target: target.clone(), kind: kind.clone(), env: Default::default() }];
     let captures = Captures::new();
+    let drain = Drain::new();
     let (_, mut status) = reverse::serve_with_captures(
         session.creds.clone(),
         session.id.clone(),
@@ -55,6 +58,7 @@ pub(crate) async fn expose(ui: Ui, args: ExposeArgs) -> Result<()> {
         REVERSE_CONNECTIONS,
         cancel.clone(),
         captures.clone(),
+        drain.clone(),
     )
     .await?;
     let published = match link_request {
@@ -96,6 +100,10 @@ pub(crate) async fn expose(ui: Ui, args: ExposeArgs) -> Result<()> {
             }
         }
     };
+    if outcome.is_ok() {
+        // New tunnels are refused from here; open ones get the grace period.
+        drain.run(ui, grace).await;
+    }
     cancel.cancel();
     if outcome.is_ok() {
         let unregistered = unregister(&session, &name).await.is_ok();

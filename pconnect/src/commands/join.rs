@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::JoinArgs;
 use crate::commands::reach::FORWARD_CONNECTIONS;
+use crate::drain::{Drain, parse_grace};
 use crate::link::forward::ForwardLink;
 use crate::link::{LinkError, describe};
 use crate::signals::stop_requested;
@@ -24,6 +25,7 @@ const REATTACH_DELAY: Duration = Duration::from_millis(500);
 
 pub(crate) async fn join(ui: Ui, args: JoinArgs) -> Result<()> {
     let code = share::parse_code(&args.code)?;
+    let grace = parse_grace(args.grace.as_deref())?;
     let session = session::resolve().await?;
     let cancel = CancellationToken::new();
     let (link, _) = ForwardLink::connect(session.creds, session.id, FORWARD_CONNECTIONS, cancel.clone()).await?;
@@ -32,12 +34,14 @@ pub(crate) async fn join(ui: Ui, args: JoinArgs) -> Result<()> {
     let token: Arc<str> = Arc::from(joined.join_token.as_str());
     let mut opened = 0;
     let mut listeners = tokio::task::JoinSet::new();
+    let drain = Drain::new();
     for route in &joined.share.routes {
         match local_port::bind(args.bind, None, route.port).await {
             Ok((listener, wanted)) => {
                 ui.join_route(&route.service, listener.local_addr()?, wanted);
                 opened += 1;
-                let serve = local_port::serve(ui, link.clone(), route.service.clone(), Some(token.clone()), listener);
+                let service = route.service.clone();
+                let serve = local_port::serve(ui, link.clone(), service, Some(token.clone()), listener, drain.clone());
                 listeners.spawn(serve);
             }
             Err(e) => ui.join_route_failed(&route.service, &format!("{e:#}")),
@@ -50,6 +54,10 @@ pub(crate) async fn join(ui: Ui, args: JoinArgs) -> Result<()> {
         ended = stay_attached(&link, &token) => Err(ended),
         Some(Ok(Err(e))) = listeners.join_next() => Err(e),
     };
+    listeners.abort_all();
+    if result.is_ok() {
+        drain.run(ui, grace).await;
+    }
     cancel.cancel();
     result
 }

@@ -7,6 +7,7 @@ use pconnect_proto::wire::SERVICES_PATH;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::ReachArgs;
+use crate::drain::{Drain, parse_grace};
 use crate::link::forward::ForwardLink;
 use crate::signals::stop_requested;
 use crate::ui::Ui;
@@ -16,6 +17,7 @@ use crate::{local_port, session};
 pub(crate) const FORWARD_CONNECTIONS: usize = 2;
 
 pub(crate) async fn reach(ui: Ui, args: ReachArgs) -> Result<()> {
+    let grace = parse_grace(args.grace.as_deref())?;
     let session = session::resolve().await?;
     let cancel = CancellationToken::new();
     let (link, _) = ForwardLink::connect(session.creds, session.id, FORWARD_CONNECTIONS, cancel.clone()).await?;
@@ -24,13 +26,18 @@ pub(crate) async fn reach(ui: Ui, args: ReachArgs) -> Result<()> {
     let (listener, wanted) = local_port::bind(args.bind, args.port, service.port).await?;
     ui.reaching(&service, listener.local_addr()?, wanted);
     let mut fatal = link.fatal();
+    let drain = Drain::new();
     let result = tokio::select! {
         _ = stop_requested() => Ok(()),
         reason = async { fatal.wait_for(Option::is_some).await.ok().and_then(|r| r.clone()) } => {
             Err(anyhow::anyhow!("{}", reason.unwrap_or_default()))
         }
-        result = local_port::serve(ui, link.clone(), service.name.clone(), None, listener) => result,
+        result = local_port::serve(ui, link.clone(), service.name.clone(), None, listener, drain.clone()) => result,
     };
+    // The listener is closed now; open connections get the grace period.
+    if result.is_ok() {
+        drain.run(ui, grace).await;
+    }
     cancel.cancel();
     result
 }

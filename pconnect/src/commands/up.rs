@@ -22,6 +22,7 @@ use crate::dev::control::{self, Control, DownRequest, LinkUp, ServiceUp, ShareUp
 use crate::dev::desired::{self, Project};
 use crate::dev::envfile::{self, EnvService};
 use crate::dev::reach::Reaching;
+use crate::drain::DEFAULT_GRACE;
 use crate::home;
 use crate::link::forward::ForwardLink;
 use crate::link::reverse::{self, Exposed};
@@ -291,7 +292,7 @@ impl Up {
     /// Removes what `up` created: temporary links, shares, registrations, reach listeners.
     /// Persistent links stay.
     async fn teardown(&mut self, project: &Project) {
-        self.reaching.close();
+        self.reaching.drain(self.ui, DEFAULT_GRACE).await;
         if let Ok(view) = actual::fetch(&self.link, &self.session.login.member).await {
             let mut changes = plan(&Default::default(), &view.actual).changes;
             // Only what this project declares: links of its services, shares of its names.

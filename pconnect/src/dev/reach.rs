@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 
 use super::control::ReachUp;
 use super::envfile::EnvService;
+use crate::drain::Drain;
 use crate::link::forward::ForwardLink;
 use crate::local_port;
 use crate::ui::Ui;
@@ -31,14 +32,15 @@ struct Listening {
 #[derive(Default)]
 pub struct Reaching {
     open: BTreeMap<String, Listening>,
+    /// The tunnels of all listeners: `up`'s teardown lets them finish for a grace period.
+    drain: Drain,
 }
 
-/// What a reach declaration wants right now: service name -> (its listing, explicit local port).
-fn wanted(
-    decls: &[ReachDecl],
-    list: &ServiceList,
-    me: &str,
-) -> (BTreeMap<String, (ServiceInfo, Option<u16>)>, Vec<String>) {
+/// Service name -> (its listing, the local port the file named).
+type Wanted = BTreeMap<String, (ServiceInfo, Option<u16>)>;
+
+/// What the reach declarations want right now, and what they name that the workspace lacks.
+fn wanted(decls: &[ReachDecl], list: &ServiceList, me: &str) -> (Wanted, Vec<String>) {
     let mut wanted = BTreeMap::new();
     let mut missing = Vec::new();
     for decl in decls {
@@ -98,7 +100,8 @@ impl Reaching {
                 Ok((listener, fallback)) => {
                     let Ok(addr) = listener.local_addr() else { continue };
                     ui.up_reaching(&info, addr, fallback);
-                    let task = tokio::spawn(local_port::serve(ui, link.clone(), name.clone(), None, listener));
+                    let serve = local_port::serve(ui, link.clone(), name.clone(), None, listener, self.drain.clone());
+                    let task = tokio::spawn(serve);
                     self.open.insert(name, Listening { info, declared, addr, task });
                 }
                 Err(e) => ui.warn(&format!("reach {name}: {e:#}")),
@@ -111,6 +114,12 @@ impl Reaching {
         for (_, listening) in std::mem::take(&mut self.open) {
             listening.task.abort();
         }
+    }
+
+    /// Closes every listener and lets open connections finish for up to `grace`.
+    pub async fn drain(&mut self, ui: Ui, grace: std::time::Duration) {
+        self.close();
+        self.drain.run(ui, grace).await;
     }
 
     /// For `connect status`.

@@ -23,6 +23,7 @@ use tracing::Instrument;
 use super::backoff::Backoff;
 use super::dial::{Credentials, DialError, HubStream, dial};
 use crate::debug::{self, Captures};
+use crate::drain::Drain;
 use crate::target::Target;
 
 /// How long the agent tries to reach its own target for one tunnel.
@@ -56,6 +57,8 @@ struct Inner {
     cancel: CancellationToken,
     /// Services being captured by a debug session: their tunnels are spliced with a tap.
     captures: Arc<Captures>,
+    /// Open tunnels, for a graceful stop.
+    drain: Drain,
 }
 
 /// Registers `services` with the hub (the first dial reports conflicts and auth errors at once) and
@@ -67,7 +70,7 @@ pub async fn serve(
     connections: usize,
     cancel: CancellationToken,
 ) -> Result<(Welcome, watch::Receiver<LinkStatus>), DialError> {
-    serve_with_captures(creds, session, services, connections, cancel, Captures::new()).await
+    serve_with_captures(creds, session, services, connections, cancel, Captures::new(), Drain::new()).await
 }
 
 /// [`serve`], with a registry through which debug sessions ([`crate::debug::start`]) capture
@@ -79,6 +82,7 @@ pub async fn serve_with_captures(
     connections: usize,
     cancel: CancellationToken,
     captures: Arc<Captures>,
+    drain: Drain,
 ) -> Result<(Welcome, watch::Receiver<LinkStatus>), DialError> {
     let hello = Hello {
         version: PROTOCOL_VERSION,
@@ -97,7 +101,7 @@ pub async fn serve_with_captures(
     };
     let (stream, welcome) = dial(&creds, &hello).await?;
     let (status, status_rx) = watch::channel(LinkStatus::default());
-    let inner = Arc::new(Inner { creds, hello, services, status, cancel, captures });
+    let inner = Arc::new(Inner { creds, hello, services, status, cancel, captures, drain });
     let mut first = Some(stream);
     for slot in 0..connections.max(1) {
         let span = tracing::info_span!("reverse", slot);
@@ -194,6 +198,13 @@ async fn handle(inner: Arc<Inner>, request: Request<RecvStream>, mut respond: Se
         reply_error(&mut respond, ErrorBody::new(ErrorCode::NotFound, "this agent does not serve that"));
         return;
     };
+    if inner.drain.is_stopping() {
+        let error =
+            ErrorBody::new(ErrorCode::Offline, format!("'{}' is stopping: its agent is shutting down", exposed.name));
+        reply_error(&mut respond, error);
+        return;
+    }
+    let _held = inner.drain.hold();
     let target = exposed.target.clone();
     let socket = match connect_target(&target).await {
         Ok(socket) => socket,
@@ -212,7 +223,7 @@ async fn handle(inner: Arc<Inner>, request: Request<RecvStream>, mut respond: Se
     };
     let result = match inner.captures.for_service(&exposed.name) {
         Some(capture) => capture.splice(socket, request.into_body(), send).await,
-        None => pump::splice(socket, request.into_body(), send).await,
+        None => pump::splice_until(socket, request.into_body(), send, inner.drain.deadline()).await,
     };
     if let Err(e) = result {
         tracing::debug!(service = %exposed.name, error = %e, "tunnel ended with an error");

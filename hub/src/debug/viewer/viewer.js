@@ -10,6 +10,7 @@
   const SUMMARY_CAP = 300;
   const SEARCH_BODY_CAP = 4096;
   const NAME_KEY = 'pconnect-debug-name';
+  const INSIGHTS_EVERY_MS = 3000;
 
   const match = /^\/debug\/([a-z2-7]+)/.exec(location.pathname);
   const token = match ? match[1] : '';
@@ -64,6 +65,7 @@
     selected: null,
     replayOriginal: '',
     pendingAsks: [],
+    insightsTimer: null,
   };
 
   // ---------------------------------------------------------------------------------------------
@@ -732,6 +734,15 @@
     li.appendChild(node('div', 'source', answer && answer.source === 'model' ? 'answered by the model' : 'from offline insights'));
   }
 
+  // Insights follow the traffic, recomputed at most every few seconds while exchanges arrive.
+  function insightsSoon() {
+    if (!state.session || !state.session.ai || state.insightsTimer) return;
+    state.insightsTimer = setTimeout(() => {
+      state.insightsTimer = null;
+      loadInsights();
+    }, INSIGHTS_EVERY_MS);
+  }
+
   function loadInsights() {
     fetch(base + '/api/insights', { credentials: 'same-origin' })
       .then((r) => (r.ok ? r.json() : []))
@@ -812,6 +823,7 @@
           el.count.textContent = String((Number(el.count.textContent) || 0) + 1);
         }
         addExchange(msg.captured);
+        insightsSoon();
         break;
       case 'presence':
         renderViewers(msg.viewers);
