@@ -159,7 +159,7 @@ fn detached_up_reaches_a_teammate_reports_status_and_down_removes_it() {
     std::fs::write(
         &file,
         format!(
-            "version: 1\nproject: shop\nservices:\n  web:\n    target: 127.0.0.1:{}\n    link:\n      expires: 1h\nshares:\n  team:\n    services: [web]\nreach:\n  - teammate: carol\n  - service: payments\n    port: {payments_port}\n",
+            "version: 1\nproject: shop\nservices:\n  web:\n    target: 127.0.0.1:{}\n    debug: true\n    link:\n      expires: 1h\nshares:\n  team:\n    services: [web]\nreach:\n  - teammate: carol\n  - service: payments\n    port: {payments_port}\n",
             web.port()
         ),
     )
@@ -195,6 +195,14 @@ fn detached_up_reaches_a_teammate_reports_status_and_down_removes_it() {
     let host = url.trim_start_matches("http://").to_string();
     let port = host.rsplit(':').next().unwrap().to_string();
     assert_eq!(http_get(&format!("127.0.0.1:{port}"), &host, "/").unwrap().status, 200);
+    // `debug: true` runs a debug session: the request just made is in its capture.
+    let debug_url = status["debug"][0]["url"].as_str().unwrap_or_else(|| panic!("no debug session: {status}"));
+    let debug_host = debug_url.trim_start_matches("http://").split('/').next().unwrap().to_string();
+    let debug_path = format!("/{}/api/exchanges", debug_url.splitn(4, '/').nth(3).unwrap());
+    wait_for("the request captured", Duration::from_secs(10), || {
+        let response = http_get(&format!("127.0.0.1:{port}"), &debug_host, &debug_path).unwrap();
+        response.status == 200 && String::from_utf8_lossy(&response.body).contains("\"method\":\"GET\"")
+    });
     let text = alice.run_ok(["status", "--file", file_arg]).unwrap();
     for needle in [url.as_str(), &format!("code {code}"), &format!("payments (carol) on 127.0.0.1:{payments_port}")] {
         assert!(text.contains(needle), "{needle:?} not in:\n{text}");
@@ -226,6 +234,7 @@ fn detached_up_reaches_a_teammate_reports_status_and_down_removes_it() {
     let response = http_get(&format!("127.0.0.1:{port}"), &host, "/").unwrap();
     assert!(matches!(response.status, 404 | 410), "link still answers {}", response.status);
     assert!(std::net::TcpStream::connect(("127.0.0.1", payments_port)).is_err(), "reach port still open");
+    assert_eq!(http_get(&format!("127.0.0.1:{port}"), &debug_host, &debug_path).unwrap().status, 404);
     let text = alice.run_ok(["status", "--file", file_arg]).unwrap();
     assert!(text.contains("Nothing is up"), "{text}");
     let out = alice.run_ok(["down", "--file", file_arg]).unwrap();

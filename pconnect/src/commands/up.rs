@@ -4,7 +4,9 @@
 //! re-plans every few seconds to restore drift, answers `connect status` / `connect down` on its
 //! control socket, and on Ctrl+C or `down` removes what it created (persistent links stay).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -15,14 +17,16 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::UpArgs;
+use crate::commands::debug;
 use crate::commands::reach::FORWARD_CONNECTIONS;
+use crate::debug::{Captures, DebugSession};
 use crate::dev::actual::{self, HubView};
 use crate::dev::apply::{self, Applied, Outcome};
-use crate::dev::control::{self, Control, DownRequest, LinkUp, ServiceUp, ShareUp, UpStatus};
+use crate::dev::control::{self, Control, DebugUp, DownRequest, LinkUp, ServiceUp, ShareUp, UpStatus};
 use crate::dev::desired::{self, Project};
 use crate::dev::envfile::{self, EnvService};
 use crate::dev::reach::Reaching;
-use crate::drain::DEFAULT_GRACE;
+use crate::drain::{DEFAULT_GRACE, Drain};
 use crate::home;
 use crate::link::forward::ForwardLink;
 use crate::link::reverse::{self, Exposed};
@@ -58,8 +62,17 @@ pub(crate) async fn up(ui: Ui, args: UpArgs) -> Result<()> {
     let (link, _) =
         ForwardLink::connect(session.creds.clone(), session.id.clone(), FORWARD_CONNECTIONS, cancel.clone()).await?;
     ui.up_starting(&path, loaded.spec.project.as_deref());
-    warn_unsupported(ui, &loaded);
-    let mut up = Up { ui, session, link, exposed: Vec::new(), serving: None, reaching: Reaching::default(), status };
+    let mut up = Up {
+        ui,
+        session,
+        link,
+        exposed: Vec::new(),
+        serving: None,
+        reaching: Reaching::default(),
+        captures: Captures::new(),
+        debugging: BTreeMap::new(),
+        status,
+    };
     let mut current = (loaded, project);
     let answer = match up.reconcile(&current.0, &current.1).await {
         Err(e) => {
@@ -126,6 +139,9 @@ struct Up {
     exposed: Vec<(String, String)>,
     serving: Option<CancellationToken>,
     reaching: Reaching,
+    /// Services captured by debug sessions (`debug: true`), and the sessions.
+    captures: Arc<Captures>,
+    debugging: BTreeMap<String, (DebugSession, CancellationToken)>,
     status: watch::Sender<UpStatus>,
 }
 
@@ -152,6 +168,7 @@ impl Up {
 
     async fn apply_all(&mut self, loaded: &Loaded, project: &Project) -> Result<()> {
         let served = self.serve(&project.exposed).await?;
+        self.debug_sessions(loaded, project).await;
         let view = actual::fetch(&self.link, &self.session.login.member).await?;
         let changes = plan(&project.desired, &view.actual).changes;
         let applied = apply::apply(&self.link, &changes).await;
@@ -191,11 +208,48 @@ impl Up {
         if !exposed.is_empty() {
             let token = CancellationToken::new();
             let (creds, id) = (self.session.creds.clone(), self.session.id.clone());
-            reverse::serve(creds, id, exposed.to_vec(), 2, token.clone()).await?;
+            let captures = self.captures.clone();
+            reverse::serve_with_captures(creds, id, exposed.to_vec(), 2, token.clone(), captures, Drain::new()).await?;
             self.serving = Some(token);
         }
         self.exposed = wanted;
         Ok(changes)
+    }
+
+    /// Starts a debug session for each served service declared `debug: true`, and ends those no
+    /// longer declared. A session stopped elsewhere (`connect debug stop`) is not restarted until
+    /// the file changes it.
+    async fn debug_sessions(&mut self, loaded: &Loaded, project: &Project) {
+        let wanted: Vec<&Exposed> =
+            project.exposed.iter().filter(|e| loaded.spec.services.get(&e.name).is_some_and(|s| s.debug)).collect();
+        self.debugging.retain(|name, (_, cancel)| {
+            let keep = wanted.iter().any(|e| &e.name == name);
+            if !keep {
+                cancel.cancel();
+            }
+            keep
+        });
+        for exposed in wanted {
+            if self.debugging.contains_key(&exposed.name) {
+                continue;
+            }
+            let cancel = CancellationToken::new();
+            let (ui, kind) = (self.ui, exposed.kind.clone());
+            let started = debug::start_and_announce(
+                ui,
+                &self.session,
+                &self.captures,
+                &exposed.name,
+                &exposed.target,
+                kind,
+                false,
+                cancel.clone(),
+            )
+            .await;
+            if let Some(session) = started {
+                self.debugging.insert(exposed.name.clone(), (session, cancel));
+            }
+        }
     }
 
     /// Keeps the codes of shares `up` created, so `connect status` and `connect share --list` can
@@ -280,7 +334,17 @@ impl Up {
             })
             .collect();
         let reach = self.reaching.status();
+        let debug = self
+            .debugging
+            .iter()
+            .map(|(service, (session, _))| DebugUp {
+                service: service.clone(),
+                id: session.id.clone(),
+                url: session.url.clone(),
+            })
+            .collect();
         self.status.send_modify(|status| {
+            status.debug = debug;
             status.services = services;
             status.links = links;
             status.shares = shares;
@@ -292,6 +356,9 @@ impl Up {
     /// Removes what `up` created: temporary links, shares, registrations, reach listeners.
     /// Persistent links stay.
     async fn teardown(&mut self, project: &Project) {
+        for (_, (_, cancel)) in std::mem::take(&mut self.debugging) {
+            cancel.cancel();
+        }
         self.reaching.drain(self.ui, DEFAULT_GRACE).await;
         if let Ok(view) = actual::fetch(&self.link, &self.session.login.member).await {
             let mut changes = plan(&Default::default(), &view.actual).changes;
@@ -312,17 +379,6 @@ impl Up {
             let _ = self.link.post(UNREGISTER_PATH, &Unregister { names }).await;
         }
         self.ui.up_stopped();
-    }
-}
-
-/// Says which declared parts this version does not apply yet, instead of ignoring them silently.
-fn warn_unsupported(ui: Ui, loaded: &Loaded) {
-    let debug: Vec<&str> = loaded.spec.services.iter().filter(|(_, s)| s.debug).map(|(n, _)| n.as_str()).collect();
-    if !debug.is_empty() {
-        ui.warn(&format!(
-            "`debug: true` is not applied yet (services: {}): debug sessions are coming",
-            debug.join(", ")
-        ));
     }
 }
 

@@ -32,8 +32,18 @@ pub struct UpStatus {
     pub links: Vec<LinkUp>,
     pub shares: Vec<ShareUp>,
     pub reach: Vec<ReachUp>,
+    /// Debug sessions of `debug: true` services.
+    #[serde(default)]
+    pub debug: Vec<DebugUp>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub env_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DebugUp {
+    pub service: String,
+    pub id: String,
+    pub url: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -88,6 +88,9 @@ impl Ui {
                 timefmt::utc(share.expires_at)
             ));
         }
+        for debug in &status.debug {
+            self.line(&format!("  🔍 {} debug session {}: {}", debug.service, debug.id, debug.url));
+        }
         for reach in &status.reach {
             self.line(&format!("  ← {} ({}) on {}", reach.service, reach.owner, reach.address));
         }
