@@ -141,12 +141,14 @@ impl Prepared {
         let grace = hub.config.grace;
         let deadline = CancellationToken::new();
         let stop = agent_conn::Stop { drain: shutdown.clone(), cut: deadline.clone() };
-        tasks.spawn(agent_conn::accept_loop(hub.clone(), self.listeners.agents, stop, tasks.clone()));
+        tasks.spawn(agent_conn::accept_loop(hub.clone(), self.listeners.agents, stop.clone(), tasks.clone()));
         let https = self.listeners.https.map(|l| (l, tokio_rustls::TlsAcceptor::from(self.ingress_tls)));
-        tasks.spawn(ingress::serve(hub.clone(), self.listeners.http, https, shutdown.clone(), tasks.clone()));
+        tasks.spawn(ingress::serve(hub.clone(), self.listeners.http, https, stop, tasks.clone()));
         tasks.spawn(admin::listen(hub.clone(), shutdown.clone()));
         tasks.spawn(state::recheck_members_periodically(hub.clone(), shutdown.clone()));
         shutdown.cancelled().await;
+        // Debug sessions' streams never end by themselves: end the sessions so the drain can finish.
+        hub.debug.end_all();
         tasks.close();
         if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
             tracing::warn!(grace_secs = grace.as_secs_f64(), "grace period over: cutting the streams still open");

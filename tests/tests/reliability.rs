@@ -12,6 +12,7 @@ mod flows;
 mod support;
 
 use std::collections::BTreeMap;
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -545,6 +546,47 @@ fn agents_drain_on_sigterm_too_and_a_second_sigterm_cuts_at_once() {
         assert!(matches!(t.end, End::Error(_)), "stream {i} cut by the second SIGTERM must see an error: {:?}", t.end);
     }
     exposed.terminate();
+}
+
+#[test]
+fn a_draining_hub_lets_an_http_request_in_flight_finish_at_its_ingress() {
+    const TEST: &str = "ingress_graceful_stop";
+    let _serial = serial();
+    let web = HttpServer::start();
+    let mut hub = Hub::start_with(&["--grace", "8s"]).unwrap();
+    let alice = Agent::login(&hub, "alice").unwrap();
+    let (_exposed, host) = publish(&alice, web.port(), "web", &[]);
+    let addr = ingress(&hub);
+    let body: Vec<u8> = (0..256 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let mut request = std::net::TcpStream::connect(&addr).unwrap();
+    request.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let head = format!("POST /echo HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\n\r\n", body.len());
+    request.write_all(head.as_bytes()).unwrap();
+    request.write_all(&body[..body.len() / 2]).unwrap();
+    // An idle keep-alive connection: closed at once when the drain starts.
+    let mut idle = std::net::TcpStream::connect(&addr).unwrap();
+    idle.write_all(format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes()).unwrap();
+    let mut first = [0u8; 12];
+    idle.read_exact(&mut first).unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+
+    let stopped = Instant::now();
+    hub.proc_mut().terminate();
+    std::thread::sleep(Duration::from_millis(500));
+    request.write_all(&body[body.len() / 2..]).unwrap();
+    let mut response = Vec::new();
+    let _ = request.read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response[..response.len().min(200)]).to_string();
+    assert!(text.starts_with("HTTP/1.1 200"), "the request in flight must finish: {text:?}");
+    assert!(response.ends_with(&body), "the echoed body must be whole ({} bytes back)", response.len());
+    let mut rest = Vec::new();
+    let idle_closed = idle.read_to_end(&mut rest).is_ok();
+    assert!(idle_closed, "the idle keep-alive connection must be closed by the drain");
+    hub.proc_mut().wait_exit(Duration::from_secs(15)).unwrap();
+    let exit_after = stopped.elapsed();
+    assert!(exit_after < Duration::from_secs(6), "nothing was left open, yet the hub took {exit_after:?}");
+    figure(TEST, "request in flight at SIGTERM", "finished, 256 KiB echoed byte-exact");
+    figure(TEST, "hub exit after SIGTERM (grace 8 s, nothing else open)", secs(exit_after));
 }
 
 // ---------------------------------------------------------------------------------------------

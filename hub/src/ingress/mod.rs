@@ -26,6 +26,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::agent_conn::Stop;
 use crate::clock;
 use crate::links::LiveLink;
 use crate::state::Hub;
@@ -49,32 +50,35 @@ struct Conn {
     https: bool,
 }
 
-/// Serves plain HTTP (and HTTPS when given) until shutdown.
+/// Serves plain HTTP (and HTTPS when given) until the drain starts: then no new connections, idle
+/// keep-alive connections close, requests in flight finish (HTTP/2 clients get GOAWAY) until the
+/// grace period's cut.
 pub(crate) async fn serve(
     hub: Arc<Hub>,
     http: TcpListener,
     https: Option<(TcpListener, TlsAcceptor)>,
-    shutdown: CancellationToken,
+    stop: Stop,
     tasks: TaskTracker,
 ) {
+    let shutdown = stop.drain.clone();
     let ingress = Arc::new(Ingress { upstream: upstream::client(hub.clone()), hub, limits: RateLimits::default() });
     tasks.spawn(flush_counts(ingress.hub.clone(), shutdown.clone()));
     if let Some((listener, tls)) = https {
-        tasks.spawn(accept_loop(ingress.clone(), listener, Some(tls), shutdown.clone(), tasks.clone()));
+        tasks.spawn(accept_loop(ingress.clone(), listener, Some(tls), stop.clone(), tasks.clone()));
     }
-    accept_loop(ingress, http, None, shutdown, tasks).await;
+    accept_loop(ingress, http, None, stop, tasks).await;
 }
 
 async fn accept_loop(
     ingress: Arc<Ingress>,
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
-    shutdown: CancellationToken,
+    stop: Stop,
     tasks: TaskTracker,
 ) {
     loop {
         let (tcp, peer) = tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = stop.drain.cancelled() => return,
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
@@ -84,27 +88,43 @@ async fn accept_loop(
             },
         };
         let _ = tcp.set_nodelay(true);
-        let (ingress, tls, shutdown) = (ingress.clone(), tls.clone(), shutdown.clone());
+        let (ingress, tls, stop) = (ingress.clone(), tls.clone(), stop.clone());
         tasks.spawn(async move {
             tokio::select! {
-                _ = shutdown.cancelled() => {}
-                _ = connection(ingress, tcp, peer, tls) => {}
+                _ = stop.cut.cancelled() => {}
+                _ = connection(ingress, tcp, peer, tls, &stop.drain) => {}
             }
         });
     }
 }
 
-async fn connection(ingress: Arc<Ingress>, tcp: TcpStream, peer: SocketAddr, tls: Option<TlsAcceptor>) {
+async fn connection(
+    ingress: Arc<Ingress>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    drain: &CancellationToken,
+) {
     let header_timeout = ingress.hub.config.header_timeout;
     let Some(tls) = tls else {
         let conn = Conn { peer, https: false };
         let service = service_fn(move |req| handle(ingress.clone(), conn, None, req));
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder.timer(TokioTimer::new()).header_read_timeout(header_timeout).max_buf_size(64 * 1024);
-        let _ = builder.serve_connection(TokioIo::new(tcp), service).with_upgrades().await;
+        let conn = builder.serve_connection(TokioIo::new(tcp), service).with_upgrades();
+        tokio::pin!(conn);
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            _ = drain.cancelled() => conn.as_mut().graceful_shutdown(),
+        }
+        let _ = conn.await;
         return;
     };
-    let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_secs(10), tls.accept(tcp)).await else {
+    let handshake = tokio::time::timeout(Duration::from_secs(10), tls.accept(tcp));
+    let Ok(Ok(stream)) = (tokio::select! {
+        accepted = handshake => accepted,
+        _ = drain.cancelled() => return,
+    }) else {
         return;
     };
     let sni = stream.get_ref().1.server_name().map(str::to_ascii_lowercase);
@@ -113,7 +133,13 @@ async fn connection(ingress: Arc<Ingress>, tcp: TcpStream, peer: SocketAddr, tls
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout).max_buf_size(64 * 1024);
     builder.http2().timer(TokioTimer::new()).max_concurrent_streams(100).max_header_list_size(32 * 1024);
-    let _ = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await;
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = drain.cancelled() => conn.as_mut().graceful_shutdown(),
+    }
+    let _ = conn.await;
 }
 
 async fn handle(
