@@ -152,13 +152,19 @@ fn request_target(head: &[u8]) -> Option<&str> {
 /// byte 0 picks the declared protocol (or detection); then records of one header byte (bit 0:
 /// direction, bits 1-7: length - 1) followed by that many bytes. A close ends every input.
 pub fn capture_tap(data: &[u8]) {
-    let Some((&kind, mut rest)) = data.split_first() else { return };
+    let Some((&kind, rest)) = data.split_first() else { return };
     let declared = match kind % 4 {
         0 => None,
         1 => Some(Protocol::Http),
         2 => Some(Protocol::Postgres),
         _ => Some(Protocol::Redis),
     };
+    capture_protocol(declared, rest);
+}
+
+/// One protocol's parser (or detection, with `None`): `data` is a sequence of chunks, each a header
+/// byte (bit 0: direction, bits 1-7: length - 1) and its bytes.
+pub fn capture_protocol(declared: Option<Protocol>, mut rest: &[u8]) {
     let mut tap = Tap::new(declared);
     let mut at = 1;
     let mut exchanges = Vec::new();

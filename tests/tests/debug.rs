@@ -36,7 +36,11 @@ struct Debugged {
 impl Debugged {
     /// alice exposes `127.0.0.1:<target>` as `name` with `--debug <extra>` and reaches it herself.
     fn start(target: u16, name: &str, extra: &[&str], env: &[(&str, &str)]) -> Debugged {
-        let hub = Hub::start().unwrap();
+        Debugged::start_on(Hub::start().unwrap(), target, name, extra, env)
+    }
+
+    /// Like [`Debugged::start`], on a hub already started (e.g. with other flags).
+    fn start_on(hub: Hub, target: u16, name: &str, extra: &[&str], env: &[(&str, &str)]) -> Debugged {
         let alice = Agent::login(&hub, "alice").unwrap();
         let (expose, token, host) = expose_debug(&alice, target, name, extra, env);
         let (reach, port) = support::reach(&alice, name).unwrap();
@@ -455,6 +459,15 @@ fn serve_cookie(stream: TcpStream, cookie_secret: &str, token_secret: &str) {
         if reader.read_exact(&mut body).is_err() {
             return;
         }
+        if line.starts_with("POST /echo ") {
+            // The body back as it came, with no Content-Type at all.
+            let mut response = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+            response.extend_from_slice(&body);
+            if reader.get_mut().write_all(&response).is_err() {
+                return;
+            }
+            continue;
+        }
         let json = format!("{{\"ok\":true,\"token\":\"{token_secret}\",\"user\":\"alice\"}}");
         let response = format!(
             "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nSet-Cookie: session={cookie_secret}; HttpOnly\r\n\
@@ -487,6 +500,8 @@ fn secrets_never_reach_the_api_the_viewer_socket_the_exports_or_the_tail() {
     const PG_ALTER: &str = "pg-alter-5ecret14";
     const REDIS_PASS: &str = "redis-requirepass-5ecret15";
     const REDIS_ACL: &str = "redis-acl-5ecret16";
+    // Echoed back by a server that names no Content-Type: JSON and a form.
+    const ECHO_SECRETS: [&str; 3] = ["echo-json-5ecret17", "echo-form-5ecret18", "echo-form-5ecret19"];
 
     // HTTP: every secret kind in one session.
     let web = cookie_server(HTTP_SECRETS[9], RESPONSE_TOKEN);
@@ -508,10 +523,18 @@ fn secrets_never_reach_the_api_the_viewer_socket_the_exports_or_the_tail() {
         .send("POST", "web.test", "/login", &[("Content-Type", "application/json")], login.to_string().as_bytes())
         .unwrap();
     assert!(response.header("set-cookie").unwrap().contains(HTTP_SECRETS[9]), "the server must really send it");
-    let http_seen = d.wait_exchanges("both HTTP exchanges", |all| {
+    let echo_json = json!({"a": 1, "password": ECHO_SECRETS[0]}).to_string();
+    let echoed = client
+        .send("POST", "web.test", "/echo", &[("Content-Type", "application/json")], echo_json.as_bytes())
+        .unwrap();
+    assert!(echoed.header("content-type").is_none() && echoed.text() == echo_json, "{echoed:?}");
+    let echo_form = format!("user=alice&password={}&token={}", ECHO_SECRETS[1], ECHO_SECRETS[2]);
+    assert_eq!(client.send("POST", "web.test", "/echo", &[], echo_form.as_bytes()).unwrap().text(), echo_form);
+    let http_seen = d.wait_exchanges("the HTTP exchanges", |all| {
         let get = find(all, |x| x["path"].as_str().is_some_and(|p| p.starts_with("/a?")))?;
         let post = find(all, |x| x["path"] == "/login")?;
-        Some(vec![get.clone(), post.clone()])
+        let echoes: Vec<&Value> = all.iter().filter(|c| detail(c)["path"] == "/echo").collect();
+        (echoes.len() == 2).then(|| vec![get.clone(), post.clone(), echoes[0].clone(), echoes[1].clone()])
     });
     // Positive control: the redacted fields are there, masked.
     let get = detail(&http_seen[0]);
@@ -524,6 +547,13 @@ fn secrets_never_reach_the_api_the_viewer_socket_the_exports_or_the_tail() {
     assert_eq!(post["request_body"]["json"]["user"], "alice");
     assert_eq!(post["request_body"]["json"]["password"], "[redacted]");
     assert_eq!(post["response_body"]["json"]["user"], "alice");
+    // The echo: JSON is JSON (and redacted) with or without a Content-Type; so is a form.
+    let echo = detail(&http_seen[2]);
+    for side in ["request_body", "response_body"] {
+        assert_eq!(echo[side]["json"], json!({"a": 1, "password": "[redacted]"}), "{side}: {echo}");
+    }
+    let form = detail(&http_seen[3]);
+    assert_eq!(form["response_body"]["text"], "user=alice&password=[redacted]&token=[redacted]", "{form}");
 
     // PostgreSQL: SCRAM and MD5 logins of users with passwords, and ALTER ROLE ... PASSWORD.
     let pg = Postgres::start().unwrap();
@@ -597,6 +627,7 @@ fn secrets_never_reach_the_api_the_viewer_socket_the_exports_or_the_tail() {
     let all_secrets: Vec<&str> = HTTP_SECRETS
         .iter()
         .copied()
+        .chain(ECHO_SECRETS)
         .chain([RESPONSE_TOKEN, PG_SCRAM, PG_MD5, PG_ALTER, REDIS_PASS, REDIS_ACL])
         .collect();
     for secret in all_secrets {
@@ -814,4 +845,53 @@ fn wrong_and_stopped_tokens_get_404_and_stop_ends_the_viewers() {
     let unknown = d.alice.run(["debug", "stop", "d1"]);
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no debug session 'd1'"), "{unknown:?}");
+}
+
+/// Reads WebSocket messages until `ended`; returns how long that took.
+fn time_to_ended(ws: &mut WsClient) -> Duration {
+    let start = Instant::now();
+    next_message(ws, |m| m["type"] == "ended");
+    start.elapsed()
+}
+
+#[test]
+fn stopping_the_exposing_agent_ends_the_session_for_viewers_at_once() {
+    let app = HttpServer::start();
+    let mut d = Debugged::start(app.port(), "web", &[], &[]);
+    let (mut ws, _) = d.viewer("ivy");
+    // A tunnel stays open (keep-alive): the agent drains it for its grace period (10 s by default),
+    // but the debug session must end when the agent is told to stop, not after the drain.
+    let mut client = HttpClient::connect(&d.tunnel()).unwrap();
+    assert_eq!(client.get("web.test", "/before-stop").unwrap().text(), "hello from /before-stop");
+    next_message(&mut ws, |m| m["type"] == "exchange" && detail(&m["captured"])["path"] == "/before-stop");
+
+    d.expose.terminate();
+    let took = time_to_ended(&mut ws);
+    assert!(took < Duration::from_secs(3), "viewers got `ended` {took:?} after the agent was stopped");
+    assert_eq!(ws.recv().unwrap().0, 0x8, "the socket closes after `ended`");
+    assert!(d.expose.is_running(), "the agent should still be draining its open tunnel");
+    let gone = d.get("api/session");
+    assert_eq!(gone.status, 404, "{gone:?}");
+    drop(client);
+}
+
+#[test]
+fn a_stopping_hub_ends_debug_sessions_at_the_start_of_its_drain() {
+    let app = HttpServer::start();
+    let hub = Hub::start_with(&["--grace", "10s"]).unwrap();
+    let mut d = Debugged::start_on(hub, app.port(), "web", &[], &[]);
+    let (mut ws, _) = d.viewer("jo");
+    let mut tail = d.alice.spawn(["debug", "tail", "d1"]).unwrap();
+    tail.wait_for_line("Following debug session d1", READY).unwrap();
+
+    let stopped = Instant::now();
+    d.hub.proc_mut().terminate();
+    let took = time_to_ended(&mut ws);
+    assert!(took < Duration::from_secs(3), "viewers got `ended` {took:?} after SIGTERM to the hub");
+    // No tunnel is open: nothing holds the drain, the hub exits well before its 10 s grace.
+    d.hub.proc_mut().wait_exit(READY).unwrap();
+    let exited = stopped.elapsed();
+    assert!(exited < Duration::from_secs(6), "the hub exited {exited:?} after SIGTERM (grace 10 s)");
+    d.expose.wait_for_line("Debug session d1 was stopped", READY).unwrap();
+    tail.wait_exit(READY).unwrap();
 }

@@ -163,24 +163,52 @@ pub(super) fn view(capture: &Capture, decoded: &Decoded, media: Media, graphql: 
         body.binary = true;
         return body;
     };
-    body.text = Some(match media {
-        Media::Json => match serde_json::from_str::<serde_json::Value>(text) {
-            Ok(mut value) if decoded.whole() => {
-                redact::json(&mut value);
-                if graphql {
-                    super::graphql::redact_json_queries(&mut value);
-                }
-                let pretty = serde_json::to_string_pretty(&value).unwrap_or_default();
-                body.json = Some(value);
-                pretty
+    let (text, json) = present(text, media, decoded.whole(), graphql);
+    body.text = Some(text);
+    body.json = json;
+    body
+}
+
+/// The shown text of a decoded body, redacted, and its JSON value when it is JSON. What the body
+/// *is* decides, not only what its `Content-Type` claims: servers echo JSON and forms without one.
+fn present(text: &str, media: Media, whole: bool, graphql: bool) -> (String, Option<serde_json::Value>) {
+    if whole && let Ok(mut value) = serde_json::from_str::<serde_json::Value>(text) {
+        // A bare scalar is JSON only when declared so: `42` or `"hi"` in text/plain stay text.
+        if media == Media::Json || value.is_object() || value.is_array() {
+            redact::json(&mut value);
+            if graphql {
+                super::graphql::redact_json_queries(&mut value);
             }
-            _ => json_text(text),
-        },
+            return (serde_json::to_string_pretty(&value).unwrap_or_default(), Some(value));
+        }
+    }
+    let shown = match media {
+        Media::Json => json_text(text),
         Media::Form => redact::form(text),
         Media::Graphql => super::graphql::redact_document(text),
+        Media::Other if looks_like_json(text) => json_text(text),
+        Media::Other if looks_like_form(text) => redact::form(text),
         Media::Other => text.to_string(),
-    });
-    body
+    };
+    (shown, None)
+}
+
+/// Text that starts like a JSON object or array (a cut or invalid one still gets its secrets masked).
+fn looks_like_json(text: &str) -> bool {
+    matches!(text.trim_start().as_bytes().first(), Some(b'{' | b'['))
+}
+
+/// Text shaped like `name=value&name=value` (URL-encoded form), with no whitespace inside.
+fn looks_like_form(text: &str) -> bool {
+    let text = text.trim_end_matches(['\r', '\n']);
+    !text.is_empty()
+        && text.split('&').all(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            !name.is_empty()
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.[]%+*~".contains(&b))
+                && !value.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+        })
+        && text.contains('=')
 }
 
 /// Masks the values of secret-looking fields in JSON text that does not parse (e.g. a cut prefix):
@@ -257,6 +285,34 @@ mod tests {
         );
         assert_eq!(json_text(r#"{"token": "abc"#), r#"{"token": "[redacted]""#);
         assert_eq!(json_text("[\"é\", \"secret\"]"), "[\"é\", \"secret\"]");
+    }
+
+    fn shown(text: &str, media: Media) -> (String, Option<serde_json::Value>) {
+        let capture =
+            Capture { len: text.len() as u64, prefix: text.as_bytes().to_vec(), capped: false, complete: true };
+        let body = view(&capture, &decode(&capture, None), media, false);
+        (body.text.unwrap_or_default(), body.json)
+    }
+
+    #[test]
+    fn json_and_form_bodies_are_redacted_whatever_their_content_type_says() {
+        for media in [Media::Other, Media::Form, Media::Graphql, Media::Json] {
+            let (text, json) = shown(r#"{"a":1,"password":"p"}"#, media);
+            assert_eq!(json, Some(serde_json::json!({"a": 1, "password": redact::MASK})), "{media:?}");
+            assert!(!text.contains("\"p\""), "{media:?}: {text}");
+        }
+        let (text, json) = shown(r#"[{"token":"t1"}]"#, Media::Other);
+        assert_eq!((text.contains("t1"), json.is_some()), (false, true));
+        // Cut or invalid JSON without a content type still has its secret scalars masked.
+        assert_eq!(shown(r#" {"apiKey":"k1","n":"#, Media::Other), (r#" {"apiKey":"[redacted]","n":"#.into(), None));
+        // Forms without a content type.
+        assert_eq!(shown("a=1&password=p&token=t", Media::Other).0, "a=1&password=[redacted]&token=[redacted]");
+        assert_eq!(shown("password=p\r\n", Media::Other).0, "password=[redacted]");
+        // Plain text and scalars stay as they are.
+        for text in ["hello password=p world", "42", "\"password\"", "x = password"] {
+            assert_eq!(shown(text, Media::Other), (text.to_string(), None));
+        }
+        assert_eq!(shown("42", Media::Json), ("42".into(), Some(serde_json::json!(42))));
     }
 
     #[test]

@@ -476,6 +476,30 @@ fn http_redacts_credentials_headers_and_query_tokens() {
 }
 
 #[test]
+fn http_echoed_json_and_form_without_content_type_are_redacted() {
+    let body = r#"{"a":1,"password":"p"}"#;
+    let request = format!(
+        "POST /echo HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let form = "user=a&password=p2&token=t3";
+    let form_request = format!("POST /echo HTTP/1.1\r\nContent-Length: {}\r\n\r\n{form}", form.len());
+    let all = run(&[
+        (IN, request.as_bytes()),
+        (OUT, &response_with("", body.as_bytes())),
+        (IN, form_request.as_bytes()),
+        (OUT, &response_with("", form.as_bytes())),
+    ]);
+    let masked = json!({"a": 1, "password": MASK});
+    let h = http(&all[0]);
+    assert_eq!((h.request_body.json.as_ref(), h.response_body.json.as_ref()), (Some(&masked), Some(&masked)));
+    assert!(!h.response_body.text.as_deref().unwrap().contains("\"p\""), "{:?}", h.response_body);
+    let h = http(&all[1]);
+    let masked = "user=a&password=[redacted]&token=[redacted]";
+    assert_eq!((h.request_body.text.as_deref(), h.response_body.text.as_deref()), (Some(masked), Some(masked)));
+}
+
+#[test]
 fn http_body_prefix_is_capped_and_binary_detected() {
     let big = vec![b'x'; crate::BODY_CAP + 100];
     let all = run(&[

@@ -69,6 +69,15 @@ impl Registry {
         sessions
     }
 
+    /// Ends every session (the hub is stopping): viewers get `ended`, the agents' events streams are
+    /// finished, so none of them holds a connection open through the drain.
+    pub(crate) fn end_all(&self) {
+        let sessions: Vec<Arc<Session>> = lock(&self.by_id).values().cloned().collect();
+        for session in sessions {
+            self.end(&session);
+        }
+    }
+
     /// Ends a session: viewers get `ended`, its token stops working at once.
     fn end(&self, session: &Session) {
         lock(&self.by_id).remove(&session.meta.id);

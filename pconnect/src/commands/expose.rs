@@ -100,6 +100,10 @@ pub(crate) async fn expose(ui: Ui, args: ExposeArgs) -> Result<()> {
             }
         }
     };
+    // The debug session ends with the stop, not after the drain: its viewers see `ended` now.
+    if let Some(debug) = debug.take() {
+        debug.finish().await;
+    }
     if outcome.is_ok() {
         // New tunnels are refused from here; open ones get the grace period.
         drain.run(ui, grace).await;

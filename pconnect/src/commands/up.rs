@@ -141,7 +141,7 @@ struct Up {
     reaching: Reaching,
     /// Services captured by debug sessions (`debug: true`), and the sessions.
     captures: Arc<Captures>,
-    debugging: BTreeMap<String, (DebugSession, CancellationToken)>,
+    debugging: BTreeMap<String, DebugSession>,
     status: watch::Sender<UpStatus>,
 }
 
@@ -222,18 +222,17 @@ impl Up {
     async fn debug_sessions(&mut self, loaded: &Loaded, project: &Project) {
         let wanted: Vec<&Exposed> =
             project.exposed.iter().filter(|e| loaded.spec.services.get(&e.name).is_some_and(|s| s.debug)).collect();
-        self.debugging.retain(|name, (_, cancel)| {
-            let keep = wanted.iter().any(|e| &e.name == name);
-            if !keep {
-                cancel.cancel();
+        let dropped: Vec<String> =
+            self.debugging.keys().filter(|name| !wanted.iter().any(|e| &e.name == *name)).cloned().collect();
+        for name in dropped {
+            if let Some(session) = self.debugging.remove(&name) {
+                session.finish().await;
             }
-            keep
-        });
+        }
         for exposed in wanted {
             if self.debugging.contains_key(&exposed.name) {
                 continue;
             }
-            let cancel = CancellationToken::new();
             let (ui, kind) = (self.ui, exposed.kind.clone());
             let started = debug::start_and_announce(
                 ui,
@@ -243,11 +242,11 @@ impl Up {
                 &exposed.target,
                 kind,
                 false,
-                cancel.clone(),
+                CancellationToken::new(),
             )
             .await;
             if let Some(session) = started {
-                self.debugging.insert(exposed.name.clone(), (session, cancel));
+                self.debugging.insert(exposed.name.clone(), session);
             }
         }
     }
@@ -337,7 +336,7 @@ impl Up {
         let debug = self
             .debugging
             .iter()
-            .map(|(service, (session, _))| DebugUp {
+            .map(|(service, session)| DebugUp {
                 service: service.clone(),
                 id: session.id.clone(),
                 url: session.url.clone(),
@@ -356,8 +355,8 @@ impl Up {
     /// Removes what `up` created: temporary links, shares, registrations, reach listeners.
     /// Persistent links stay.
     async fn teardown(&mut self, project: &Project) {
-        for (_, (_, cancel)) in std::mem::take(&mut self.debugging) {
-            cancel.cancel();
+        for (_, session) in std::mem::take(&mut self.debugging) {
+            session.finish().await;
         }
         self.reaching.drain(self.ui, DEFAULT_GRACE).await;
         if let Ok(view) = actual::fetch(&self.link, &self.session.login.member).await {

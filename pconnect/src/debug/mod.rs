@@ -13,6 +13,7 @@ mod uplink;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use bytes::Bytes;
 use h2::RecvStream;
@@ -92,12 +93,24 @@ pub struct DebugSession {
     pub url: String,
     pub ai: bool,
     uplink: JoinHandle<Ended>,
+    /// Ends this session's uplink (a child of the `cancel` given to [`start`]).
+    cancel: CancellationToken,
 }
 
 impl DebugSession {
     /// Resolves when the session ended: stopped at the hub, or `cancel` (given to [`start`]) fired.
     pub async fn ended(&mut self) -> Ended {
         (&mut self.uplink).await.unwrap_or(Ended::Local)
+    }
+
+    /// Ends the session now and waits (a couple of seconds at most) until the hub has been told:
+    /// its viewers get `ended` at once instead of after the re-attach grace. Call it when the
+    /// agent stops, before anything else that may take time.
+    pub async fn finish(mut self) {
+        self.cancel.cancel();
+        if tokio::time::timeout(uplink::FINISH_WAIT + Duration::from_secs(1), self.ended()).await.is_err() {
+            self.uplink.abort();
+        }
     }
 }
 
@@ -127,12 +140,14 @@ pub async fn start(
     captures.insert(capture.clone());
     let (creds, agent_session, captures_owned) = (creds.clone(), agent_session.to_string(), captures.clone());
     let (service, id) = (options.service, started.id.clone());
+    let own = cancel.child_token();
+    let uplink_cancel = own.clone();
     let uplink = tokio::spawn(async move {
-        let ended = uplink::run(creds, agent_session, capture, events_rx, cancel).await;
+        let ended = uplink::run(creds, agent_session, capture, events_rx, uplink_cancel).await;
         captures_owned.remove(&service, &id);
         ended
     });
-    Ok(DebugSession { id: started.id, url: started.url, ai: options.ai, uplink })
+    Ok(DebugSession { id: started.id, url: started.url, ai: options.ai, uplink, cancel: own })
 }
 
 /// Whether a reverse-link request is one of the hub's debug calls.

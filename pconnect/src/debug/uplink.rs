@@ -24,6 +24,8 @@ use crate::link::dial::Credentials;
 const BATCH: usize = 256;
 /// How often drop counters are sent (when they changed).
 const STATS_EVERY: Duration = Duration::from_secs(1);
+/// How long ending the stream waits for the hub to close its side (so END_STREAM is really sent).
+pub(crate) const FINISH_WAIT: Duration = Duration::from_secs(2);
 
 /// Why the uplink stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,14 +93,10 @@ async fn stream(
     let mut batch = Vec::with_capacity(BATCH);
     loop {
         tokio::select! {
-            _ = cancel.cancelled() => {
-                let _ = send.send_data(Bytes::new(), true);
-                return Ok(Ended::Local);
-            }
+            _ = cancel.cancelled() => return Ok(finish(send, replies).await),
             n = events.recv_many(&mut batch, BATCH) => {
                 if n == 0 {
-                    let _ = send.send_data(Bytes::new(), true);
-                    return Ok(Ended::Local);
+                    return Ok(finish(send, replies).await);
                 }
                 let mut out = Vec::new();
                 for event in batch.drain(..) {
@@ -124,4 +122,14 @@ async fn stream(
             },
         }
     }
+}
+
+/// Ends the events stream (END_STREAM: the hub ends the session at once) and waits, briefly, for
+/// the hub to end its reply: the frame is then surely on the wire before the connection goes.
+async fn finish(mut send: SendStream<Bytes>, mut replies: Lines) -> Ended {
+    if send.send_data(Bytes::new(), true).is_ok() {
+        let drained = async { while let Ok(Some(_)) = replies.next().await {} };
+        let _ = tokio::time::timeout(FINISH_WAIT, drained).await;
+    }
+    Ended::Local
 }
