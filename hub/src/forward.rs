@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::agent_conn::AgentStream;
-use crate::link::{heartbeat, pump, tuning};
+use crate::link::{h2io, heartbeat, pump, tuning};
 use crate::state::Hub;
 use crate::store::Member;
 use crate::{links, reverse, shares};
@@ -265,16 +265,10 @@ fn json<T: Serialize>(value: &T) -> Result<(StatusCode, Bytes), ErrorBody> {
     Ok((StatusCode::OK, Bytes::from(body)))
 }
 
-async fn read_json<T: serde::de::DeserializeOwned>(mut body: RecvStream) -> Result<T, ErrorBody> {
-    let mut buf = Vec::new();
-    while let Some(chunk) = body.data().await {
-        let chunk = chunk.map_err(|e| ErrorBody::new(ErrorCode::BadRequest, e.to_string()))?;
-        let _ = body.flow_control().release_capacity(chunk.len());
-        buf.extend_from_slice(&chunk);
-        if buf.len() > MAX_RPC_BODY {
-            return Err(ErrorBody::new(ErrorCode::BadRequest, "request body too large"));
-        }
-    }
+async fn read_json<T: serde::de::DeserializeOwned>(body: RecvStream) -> Result<T, ErrorBody> {
+    let buf = h2io::read_body(body, MAX_RPC_BODY)
+        .await
+        .map_err(|e| ErrorBody::new(ErrorCode::BadRequest, format!("request {e}")))?;
     serde_json::from_slice(&buf).map_err(|e| ErrorBody::new(ErrorCode::BadRequest, format!("bad request body: {e}")))
 }
 

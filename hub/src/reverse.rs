@@ -13,7 +13,7 @@ use pconnect_proto::wire::{self, LINK_AUTHORITY, TUNNEL_PROTOCOL};
 use tokio_util::sync::CancellationToken;
 
 use crate::agent_conn::AgentStream;
-use crate::link::{heartbeat, tuning};
+use crate::link::{h2io, heartbeat, tuning};
 use crate::routes::ReverseConn;
 use crate::state::Hub;
 use crate::store::Member;
@@ -134,21 +134,7 @@ pub(crate) async fn open_tunnel(
     if status == StatusCode::OK {
         return Ok((response.into_body(), send));
     }
-    Err(read_error(response.into_body(), status).await)
-}
-
-/// Reads the JSON error an agent answered with, or describes the status.
-pub(crate) async fn read_error(mut body: RecvStream, status: StatusCode) -> ErrorBody {
-    let mut buf = Vec::new();
-    while let Some(Ok(chunk)) = body.data().await {
-        let _ = body.flow_control().release_capacity(chunk.len());
-        buf.extend_from_slice(&chunk);
-        if buf.len() > 64 * 1024 {
-            break;
-        }
-    }
-    serde_json::from_slice(&buf)
-        .unwrap_or_else(|_| ErrorBody::new(ErrorCode::Internal, format!("the agent answered {status}")))
+    Err(h2io::read_error(response.into_body(), status, "the agent").await)
 }
 
 /// How long a debug call to an agent (replay, ask) may take.
@@ -177,19 +163,13 @@ pub(crate) async fn call(conn: &ReverseConn, path: &str, body: Bytes) -> Result<
         let response = response.await.map_err(offline)?;
         let status = response.status();
         if !status.is_success() {
-            return Err(read_error(response.into_body(), status).await);
+            return Err(h2io::read_error(response.into_body(), status, "the agent").await);
         }
-        let mut body = response.into_body();
-        let mut buf = Vec::new();
-        while let Some(chunk) = body.data().await {
-            let chunk = chunk.map_err(offline)?;
-            let _ = body.flow_control().release_capacity(chunk.len());
-            buf.extend_from_slice(&chunk);
-            if buf.len() > AGENT_CALL_REPLY_CAP {
-                return Err(ErrorBody::new(ErrorCode::Internal, "the agent's answer is too large"));
-            }
+        match h2io::read_body(response.into_body(), AGENT_CALL_REPLY_CAP).await {
+            Ok(buf) => Ok(Bytes::from(buf)),
+            Err(h2io::ReadBodyError::Stream(e)) => Err(offline(e)),
+            Err(e) => Err(ErrorBody::new(ErrorCode::Internal, format!("the agent's answer: {e}"))),
         }
-        Ok(Bytes::from(buf))
     };
     tokio::time::timeout(AGENT_CALL_TIMEOUT, exchange)
         .await

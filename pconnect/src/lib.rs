@@ -15,7 +15,7 @@ pub mod session;
 mod signals;
 pub mod state;
 pub use pconnect_proto::target;
-pub mod timefmt;
+pub use pconnect_proto::timefmt;
 pub mod tls;
 pub mod ui;
 

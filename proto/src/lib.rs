@@ -19,4 +19,5 @@ pub mod plan;
 pub mod project;
 pub mod share;
 pub mod target;
+pub mod timefmt;
 pub mod wire;

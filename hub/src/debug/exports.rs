@@ -9,7 +9,7 @@ use pconnect_proto::debug::Captured;
 use serde_json::{Value, json};
 
 use super::session::Meta;
-use super::timefmt::rfc3339_ms;
+use pconnect_proto::timefmt::rfc3339_ms;
 
 /// The HAR 1.2 document of the session's HTTP exchanges.
 pub(crate) fn har(meta: &Meta, exchanges: &[Arc<Captured>]) -> Value {

@@ -13,7 +13,6 @@ mod replay;
 pub(crate) mod rpc;
 mod session;
 mod summary;
-mod timefmt;
 mod token;
 mod viewer;
 mod ws;

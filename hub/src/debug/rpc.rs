@@ -13,11 +13,11 @@ use pconnect_proto::control::{ErrorBody, ErrorCode};
 use pconnect_proto::debug::{AgentEvent, DebugStarted, DebugSummary, StartDebug};
 
 use super::session::{Meta, Session};
-use super::timefmt::{now_ms, rfc3339_ms};
 use super::{MAX_SESSIONS_PER_MEMBER, token};
 use crate::link::pump;
 use crate::state::Hub;
 use crate::store::Member;
+use pconnect_proto::timefmt::{now_ms, rfc3339_ms};
 
 /// How long a session waits for its agent's events stream (at start, and after it broke).
 const ATTACH_GRACE: Duration = Duration::from_secs(15);

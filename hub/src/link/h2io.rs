@@ -10,6 +10,7 @@ use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes};
 use h2::{RecvStream, SendStream};
+use pconnect_proto::control::{ErrorBody, ErrorCode};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// A tunnel stream as a byte stream.
@@ -90,4 +91,43 @@ impl hyper_util::client::legacy::connect::Connection for H2Io {
     fn connected(&self) -> hyper_util::client::legacy::connect::Connected {
         hyper_util::client::legacy::connect::Connected::new()
     }
+}
+
+/// Why a whole body could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadBodyError {
+    #[error("stream failed: {0}")]
+    Stream(#[from] h2::Error),
+    #[error("body larger than {0} bytes")]
+    TooLarge(usize),
+}
+
+/// Reads a whole (small) body, releasing flow control as it goes; refuses more than `cap` bytes.
+pub async fn read_body(mut body: RecvStream, cap: usize) -> Result<Vec<u8>, ReadBodyError> {
+    let mut buf = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk?;
+        let _ = body.flow_control().release_capacity(chunk.len());
+        if buf.len() + chunk.len() > cap {
+            return Err(ReadBodyError::TooLarge(cap));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf)
+}
+
+/// Largest error body read from a peer.
+const ERROR_BODY_CAP: usize = 64 * 1024;
+
+/// The JSON error a peer answered a request with, or a sentence naming the status (`peer`: who
+/// answered, e.g. "the hub").
+pub async fn read_error(body: RecvStream, status: http::StatusCode, peer: &str) -> ErrorBody {
+    let bytes = read_body(body, ERROR_BODY_CAP).await.unwrap_or_default();
+    error_body(&bytes, status, peer)
+}
+
+/// Parses an error body, or describes the status when it is not one.
+pub fn error_body(bytes: &[u8], status: http::StatusCode, peer: &str) -> ErrorBody {
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|_| ErrorBody::new(ErrorCode::Internal, format!("{peer} answered {status}")))
 }

@@ -5,8 +5,7 @@ use bytes::Bytes;
 use h2::client::SendRequest;
 use h2::{RecvStream, SendStream};
 use http::{Method, Request, StatusCode};
-use pconnect_hub::link::{heartbeat, pump, tuning};
-use pconnect_proto::control::{ErrorBody, ErrorCode};
+use pconnect_hub::link::{h2io, heartbeat, pump, tuning};
 use pconnect_proto::handshake::{Hello, Role};
 use pconnect_proto::wire::{LINK_AUTHORITY, PROTOCOL_VERSION, READY_PATH};
 use tokio::task::JoinHandle;
@@ -81,7 +80,7 @@ impl DebugConn {
     pub(crate) async fn upload(&self, path: &str) -> Result<(SendStream<Bytes>, RecvStream), LinkError> {
         let (status, (body, send)) = self.request(Method::POST, path, false).await?;
         if !status.is_success() {
-            return Err(LinkError::Hub(read_error(body, status).await));
+            return Err(LinkError::Hub(h2io::read_error(body, status, "the hub").await));
         }
         Ok((send.expect("requested with a body"), body))
     }
@@ -90,7 +89,7 @@ impl DebugConn {
     pub(crate) async fn download(&self, path: &str) -> Result<RecvStream, LinkError> {
         let (status, (body, _)) = self.request(Method::GET, path, true).await?;
         if !status.is_success() {
-            return Err(LinkError::Hub(read_error(body, status).await));
+            return Err(LinkError::Hub(h2io::read_error(body, status, "the hub").await));
         }
         Ok(body)
     }
@@ -102,19 +101,6 @@ pub(crate) async fn send(stream: &mut SendStream<Bytes>, data: Bytes) -> Result<
         pump::PumpError::H2(e) => LinkError::Stream(e),
         other => LinkError::Down(other.to_string()),
     })
-}
-
-async fn read_error(mut body: RecvStream, status: StatusCode) -> ErrorBody {
-    let mut buf = Vec::new();
-    while let Some(Ok(chunk)) = body.data().await {
-        let _ = body.flow_control().release_capacity(chunk.len());
-        buf.extend_from_slice(&chunk);
-        if buf.len() > 64 * 1024 {
-            break;
-        }
-    }
-    serde_json::from_slice(&buf)
-        .unwrap_or_else(|_| ErrorBody::new(ErrorCode::Internal, format!("the hub answered {status}")))
 }
 
 /// Reads newline-delimited lines from a body stream, releasing flow control as it goes.

@@ -198,17 +198,8 @@ fn parse<T: DeserializeOwned>(body: &[u8], respond: &mut SendResponse<Bytes>) ->
     }
 }
 
-async fn read_body(mut body: RecvStream) -> Result<Vec<u8>, String> {
-    let mut buf = Vec::new();
-    while let Some(chunk) = body.data().await {
-        let chunk = chunk.map_err(|e| e.to_string())?;
-        let _ = body.flow_control().release_capacity(chunk.len());
-        buf.extend_from_slice(&chunk);
-        if buf.len() > CALL_BODY_CAP {
-            return Err("debug call body too large".into());
-        }
-    }
-    Ok(buf)
+async fn read_body(body: RecvStream) -> Result<Vec<u8>, String> {
+    pconnect_hub::link::h2io::read_body(body, CALL_BODY_CAP).await.map_err(|e| format!("debug call: {e}"))
 }
 
 fn reply<T: Serialize>(respond: &mut SendResponse<Bytes>, status: StatusCode, body: &T) {

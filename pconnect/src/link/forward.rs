@@ -12,8 +12,7 @@ use bytes::Bytes;
 use h2::client::SendRequest;
 use h2::{RecvStream, SendStream};
 use http::{Method, Request, StatusCode};
-use pconnect_hub::link::{heartbeat, tuning};
-use pconnect_proto::control::{ErrorBody, ErrorCode};
+use pconnect_hub::link::{h2io, heartbeat, tuning};
 use pconnect_proto::handshake::{Hello, Role, Welcome};
 use pconnect_proto::wire::{
     self, HEADER_JOIN, HEADER_SERVICE_OWNER, LINK_AUTHORITY, PROTOCOL_VERSION, TUNNEL_PROTOCOL,
@@ -29,6 +28,8 @@ use super::dial::{Credentials, DialError, HubStream, dial};
 
 /// How long a new stream waits for a live connection before failing.
 const WAIT_FOR_LINK: Duration = Duration::from_secs(3);
+/// Largest RPC reply read from the hub.
+const REPLY_CAP: usize = 16 * 1024 * 1024;
 
 /// A live connection of a slot.
 #[derive(Clone)]
@@ -231,22 +232,15 @@ async fn accepted(response: h2::client::ResponseFuture) -> Result<http::Response
         return Ok(response);
     }
     let body = read_body(response.into_body()).await?;
-    Err(LinkError::Hub(error_body(&body, status)))
+    Err(LinkError::Hub(h2io::error_body(&body, status, "the hub")))
 }
 
-async fn read_body(mut body: RecvStream) -> Result<Bytes, LinkError> {
-    let mut buf = Vec::new();
-    while let Some(chunk) = body.data().await {
-        let chunk = chunk?;
-        let _ = body.flow_control().release_capacity(chunk.len());
-        buf.extend_from_slice(&chunk);
+async fn read_body(body: RecvStream) -> Result<Bytes, LinkError> {
+    match h2io::read_body(body, REPLY_CAP).await {
+        Ok(buf) => Ok(Bytes::from(buf)),
+        Err(h2io::ReadBodyError::Stream(e)) => Err(e.into()),
+        Err(e) => Err(LinkError::Down(format!("the hub's reply: {e}"))),
     }
-    Ok(Bytes::from(buf))
-}
-
-fn error_body(body: &[u8], status: StatusCode) -> ErrorBody {
-    serde_json::from_slice(body)
-        .unwrap_or_else(|_| ErrorBody::new(ErrorCode::Internal, format!("the hub answered {status}")))
 }
 
 /// Keeps slot `index` connected until cancelled or refused for good.

@@ -1,4 +1,5 @@
-//! Human dates without a date crate: `Mon Mar 03 2026 23:44:00 UTC` from unix seconds.
+//! Dates without a date crate: `Mon Mar 03 2026 23:44:00 UTC` for people, RFC 3339 with milliseconds
+//! for machines (HAR, session start times).
 
 /// Formats unix seconds as `Www Mmm DD YYYY HH:MM:SS UTC`.
 pub fn utc(unix: i64) -> String {
@@ -36,6 +37,20 @@ pub fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }
 
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// `2026-11-25T06:59:50.123Z` from unix milliseconds.
+pub fn rfc3339_ms(unix_ms: i64) -> String {
+    let secs = unix_ms.div_euclid(1000);
+    let ms = unix_ms.rem_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (year, month, day) = civil_from_days(days);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{ms:03}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -45,5 +60,8 @@ mod tests {
         assert_eq!(utc(0), "Thu Jan 01 1970 00:00:00 UTC");
         assert_eq!(utc(1_772_581_440), "Tue Mar 03 2026 23:44:00 UTC");
         assert_eq!(utc(951_782_400), "Tue Feb 29 2000 00:00:00 UTC");
+        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_ms(951_782_400_123), "2000-02-29T00:00:00.123Z");
+        assert_eq!(rfc3339_ms(1_795_503_590_007), "2026-11-24T06:59:50.007Z");
     }
 }
