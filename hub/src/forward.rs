@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use h2::RecvStream;
@@ -25,6 +26,12 @@ use crate::{links, reverse, shares};
 
 /// Largest control request body.
 const MAX_RPC_BODY: usize = 64 * 1024;
+/// Most streams one forward link may open in a second. An agent opens a stream per tunnel or RPC and
+/// spreads them over its links (a busy agent: ~2000/s per link); a flood of opened-then-reset
+/// streams (HTTP/2 rapid reset) is well above it, and is cut off with GOAWAY ENHANCE_YOUR_CALM.
+const MAX_STREAMS_PER_SEC: u32 = 5000;
+/// How long a cut-off link gets to flush its GOAWAY.
+const GOAWAY_FLUSH: Duration = Duration::from_secs(1);
 
 /// Serves one forward link until it closes, dies, or `cancel` fires. On `drain` it sends GOAWAY and
 /// ends once the streams in flight are done.
@@ -40,9 +47,18 @@ pub(crate) async fn serve(
     tokio::pin!(heartbeat);
     let member = Arc::new(member);
     let mut draining = false;
+    let mut window = (Instant::now(), 0u32);
     loop {
         tokio::select! {
             next = conn.accept() => match next {
+                Some(Ok(_)) if too_many_streams(&mut window) => {
+                    conn.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
+                    let _ = tokio::time::timeout(GOAWAY_FLUSH, async { while conn.accept().await.is_some() {} }).await;
+                    anyhow::bail!(
+                        "forward link of {} opened more than {MAX_STREAMS_PER_SEC} streams in a second: cut off",
+                        member.name
+                    );
+                }
                 Some(Ok((request, respond))) => {
                     let span = tracing::debug_span!("rpc", path = %request.uri().path());
                     tokio::spawn(handle(hub.clone(), member.clone(), request, respond).instrument(span));
@@ -61,6 +77,16 @@ pub(crate) async fn serve(
             }
         }
     }
+}
+
+/// Counts one opened stream in the current one-second window; true when over the limit.
+fn too_many_streams(window: &mut (Instant, u32)) -> bool {
+    let now = Instant::now();
+    if now.duration_since(window.0) >= Duration::from_secs(1) {
+        *window = (now, 0);
+    }
+    window.1 += 1;
+    window.1 > MAX_STREAMS_PER_SEC
 }
 
 async fn handle(hub: Arc<Hub>, member: Arc<Member>, request: Request<RecvStream>, mut respond: SendResponse<Bytes>) {
