@@ -142,18 +142,7 @@ mod tests {
         tap.on_bytes(Direction::ToService, b"GET /a?b=1&token=x HTTP/1.1\r\nHost: h\r\n\r\n", 10);
         let out = tap.on_bytes(Direction::ToClient, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi", 2_010);
         let exchange = out.into_iter().next().unwrap();
-        let meta = Meta {
-            id: "d1".into(),
-            workspace: 1,
-            owner: 1,
-            owner_name: "alice".into(),
-            service: "web".into(),
-            kind: None,
-            ai: false,
-            url: String::new(),
-            started_at: String::new(),
-            started_unix_ms: 0,
-        };
+        let meta = Meta::sample();
         let c = Arc::new(Captured { id: 7, conn: 1, replay_of: None, exchange });
         let har = har(&meta, std::slice::from_ref(&c));
         let entry = &har["log"]["entries"][0];

@@ -266,12 +266,10 @@ impl Session {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use pconnect_capture::{Detail, Protocol};
-
-    fn session() -> Session {
-        Session::new(Meta {
+impl Meta {
+    /// A session's metadata for unit tests.
+    pub(crate) fn sample() -> Self {
+        Meta {
             id: "d1".into(),
             workspace: 1,
             owner: 1,
@@ -282,7 +280,17 @@ mod tests {
             url: String::new(),
             started_at: String::new(),
             started_unix_ms: 0,
-        })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pconnect_capture::{Detail, Protocol};
+
+    fn session() -> Session {
+        Session::new(Meta::sample())
     }
 
     fn raw() -> Exchange {
