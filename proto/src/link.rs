@@ -84,20 +84,8 @@ pub fn parse_methods(input: &str) -> Result<Vec<String>, String> {
 
 /// The `Authorization` header value a browser sends for `user:password` (HTTP basic auth).
 pub fn basic_auth_header(credentials: &str) -> String {
-    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::from("Basic ");
-    for chunk in credentials.as_bytes().chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(TABLE[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    use base64::Engine;
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(credentials))
 }
 
 /// Parses `60/min` (or `60`) into requests per minute.
