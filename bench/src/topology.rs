@@ -79,7 +79,7 @@ pub(crate) async fn start(bins: &Bins, echo: SocketAddr, sink: SocketAddr, http:
     for (name, home) in [("alice", &alice), ("bob", &bob)] {
         let token = add_member(bins, &data, name).await?;
         let mut cmd = command(&bins.connect, Some(home));
-        cmd.args(["login", "--hub", &url, "--token", &token]);
+        cmd.args(["login", "--hub", &url, "--token", &token, "--trust-on-first-use"]);
         run_ok(&format!("connect login ({name})"), cmd, READY).await?;
     }
 

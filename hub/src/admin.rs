@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
@@ -18,6 +18,10 @@ use crate::{ADMIN_SOCKET, auth, open_store};
 const RECHECK: &str = "recheck-members";
 const PING: &str = "ping";
 const SHUTDOWN: &str = "shutdown";
+/// Longest admin command line (commands are single words).
+const MAX_LINE: u64 = 256;
+/// How long one admin exchange may take.
+const ADMIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Adds a member to `workspace` (created when new); returns them and their new token (shown once).
 pub async fn add_member(data_dir: &Path, workspace: &str, name: &str, is_admin: bool) -> Result<(Member, String)> {
@@ -44,21 +48,35 @@ pub async fn reset_member_token(data_dir: &Path, name: &str, is_admin: bool) -> 
     Ok((member, token))
 }
 
-/// Members of the default workspace.
-pub async fn list_members(data_dir: &Path) -> Result<Vec<Member>> {
+/// Members of `workspace`.
+pub async fn list_members(data_dir: &Path, workspace: &str) -> Result<Vec<Member>> {
     let store = open_store(data_dir).await?;
-    let workspace = store.ensure_workspace(DEFAULT_WORKSPACE).await?;
+    let workspace = existing_workspace(&*store, workspace).await?;
     Ok(store.list_members(workspace).await?)
 }
 
-/// Removes a member; their token stops working and a running hub disconnects their agents.
-/// Returns whether a running hub confirmed the disconnect.
-pub async fn remove_member(data_dir: &Path, name: &str) -> Result<bool> {
+/// Removes a member of `workspace`; their token stops working, and a running hub ends everything
+/// of theirs (agents, routes, links, shares, debug sessions). Returns whether a running hub
+/// confirmed it.
+pub async fn remove_member(data_dir: &Path, workspace: &str, name: &str) -> Result<bool> {
     let store = open_store(data_dir).await?;
-    let workspace = store.ensure_workspace(DEFAULT_WORKSPACE).await?;
-    store.remove_member(workspace, name).await?;
-    store.audit(Some(workspace), Some(name), "member.remove", "").await?;
+    let workspace_id = existing_workspace(&*store, workspace).await?;
+    store.remove_member(workspace_id, name).await.map_err(|e| match e {
+        crate::store::StoreError::NotFound(_) => anyhow::anyhow!(
+            "no member named '{name}' in workspace '{workspace}': `pconnect-hub member list --workspace {workspace}` lists them"
+        ),
+        e => e.into(),
+    })?;
+    store.audit(Some(workspace_id), Some(name), "member.remove", "").await?;
     Ok(poke(data_dir, RECHECK).await.is_ok())
+}
+
+async fn existing_workspace(store: &dyn Store, name: &str) -> Result<crate::store::WorkspaceId> {
+    store.find_workspace(name).await?.ok_or_else(|| {
+        anyhow::anyhow!(
+            "no workspace named '{name}' on this hub (members are added to one with `member add --workspace`)"
+        )
+    })
 }
 
 /// Whether a hub is running on `data_dir` (its admin socket answers).
@@ -81,12 +99,15 @@ fn check_member_name(name: &str) -> Result<()> {
 
 /// Sends one command to a running hub and returns its one-line answer.
 async fn poke(data_dir: &Path, command: &str) -> Result<String> {
-    let mut stream =
-        UnixStream::connect(data_dir.join(ADMIN_SOCKET)).await.context("no hub is running on this data dir")?;
-    stream.write_all(format!("{command}\n").as_bytes()).await?;
-    let mut answer = String::new();
-    BufReader::new(stream).read_line(&mut answer).await?;
-    Ok(answer.trim().to_string())
+    let exchange = async {
+        let mut stream =
+            UnixStream::connect(data_dir.join(ADMIN_SOCKET)).await.context("no hub is running on this data dir")?;
+        stream.write_all(format!("{command}\n").as_bytes()).await?;
+        let mut answer = String::new();
+        BufReader::new(stream).take(MAX_LINE).read_line(&mut answer).await?;
+        Ok(answer.trim().to_string())
+    };
+    tokio::time::timeout(ADMIN_TIMEOUT, exchange).await.context("the running hub did not answer its admin socket")?
 }
 
 /// Serves the admin socket of a running hub.
@@ -109,14 +130,18 @@ pub(crate) async fn listen(hub: Arc<Hub>, shutdown: CancellationToken) {
         };
         let (hub, shutdown) = (hub.clone(), shutdown.clone());
         tokio::spawn(async move {
+            // One short line, soon: the socket is private (0600 dir), but a stuck or runaway
+            // client must not hold memory or a task.
             let mut reader = BufReader::new(stream);
             let mut line = String::new();
-            if reader.read_line(&mut line).await.is_err() {
+            let read = tokio::time::timeout(ADMIN_TIMEOUT, (&mut reader).take(MAX_LINE).read_line(&mut line)).await;
+            if !matches!(read, Ok(Ok(_))) || !line.ends_with('\n') {
+                let _ = reader.get_mut().write_all(b"line too long or too slow\n").await;
                 return;
             }
             let answer = match line.trim() {
                 RECHECK => {
-                    hub.drop_removed_members().await;
+                    hub.purge_removed_members().await;
                     "ok"
                 }
                 PING => "pong",

@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use pconnect_proto::control::MAX_SERVICES;
 use pconnect_proto::handshake::{Hello, Refusal, RefusalCode, Reply, Role, Welcome};
-use pconnect_proto::names;
 use pconnect_proto::wire::{ALPN_FORWARD, ALPN_REVERSE, PROTOCOL_VERSION};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::server::TlsStream;
@@ -13,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::link::frames::{read_frame, write_frame};
+use crate::admission::{self, Admission, LogLimiter, Slot};
+use crate::link::frames::{ReadFrameError, read_frame, write_frame};
 use crate::link::tuning::HANDSHAKE_TIMEOUT;
 use crate::state::Hub;
 use crate::store::{Member, StoreError};
@@ -33,28 +34,27 @@ pub(crate) struct Stop {
 /// Accepts agent connections until the drain starts (the listener closes then, so agents see the
 /// hub gone and back off); each connection runs in its own task.
 pub(crate) async fn accept_loop(hub: Arc<Hub>, listener: TcpListener, stop: Stop, tasks: TaskTracker) {
+    let handshakes = Admission::new("agent handshakes", hub.config.handshake_caps);
+    let log = LogLimiter::default();
     loop {
         let (tcp, peer) = tokio::select! {
             _ = stop.drain.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    continue;
-                }
-            },
+            accepted = admission::accept(&listener, &log, "agents") => accepted,
         };
+        // Strangers can hold a connection only for its handshake, and only so many at once.
+        let Some(slot) = handshakes.admit(peer.ip()) else { continue };
         let span = tracing::info_span!("agent", %peer);
-        tasks.spawn(handle(hub.clone(), tcp, peer, stop.clone()).instrument(span));
+        tasks.spawn(handle(hub.clone(), tcp, peer, stop.clone(), slot).instrument(span));
     }
 }
 
-async fn handle(hub: Arc<Hub>, tcp: TcpStream, peer: SocketAddr, stop: Stop) {
+async fn handle(hub: Arc<Hub>, tcp: TcpStream, peer: SocketAddr, stop: Stop, slot: Slot) {
     let _ = tcp.set_nodelay(true);
     let accepted = tokio::select! {
         accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&hub, tcp)) => accepted,
         _ = stop.drain.cancelled() => return,
     };
+    drop(slot);
     let (stream, hello, member) = match accepted {
         Ok(Ok(Some(ok))) => ok,
         Ok(Ok(None)) => return,
@@ -82,7 +82,16 @@ async fn handshake(hub: &Hub, tcp: TcpStream) -> anyhow::Result<Option<(AgentStr
         Some(ALPN_REVERSE) => Some(Role::Reverse),
         _ => None,
     };
-    let hello: Hello = read_frame(&mut stream).await?;
+    let hello: Hello = match read_frame(&mut stream).await {
+        Ok(hello) => hello,
+        Err(ReadFrameError::Frame(e)) => {
+            let refusal = Refusal::new(RefusalCode::BadRequest, format!("the hello does not parse: {e}"));
+            tracing::info!(reason = %refusal.message, "hello refused");
+            write_frame(&mut stream, &Reply::Refusal(refusal)).await?;
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
+    };
     match check_hello(hub, &hello, alpn_role).await {
         Ok(member) => {
             let welcome = Welcome { member: member.name.clone(), workspace: member.workspace.clone() };
@@ -108,6 +117,12 @@ async fn check_hello(hub: &Hub, hello: &Hello, alpn_role: Option<Role>) -> Resul
     if alpn_role != Some(hello.role) {
         return Err(Refusal::new(RefusalCode::BadRequest, "the TLS ALPN id does not match the hello's role"));
     }
+    if !is_session_id(&hello.session) {
+        return Err(Refusal::new(
+            RefusalCode::BadRequest,
+            "the hello's session id must be 1-64 letters, digits or '-'",
+        ));
+    }
     let member = hub
         .store
         .member_by_token(&auth::token_hash(&hello.token))
@@ -125,9 +140,22 @@ async fn check_hello(hub: &Hub, hello: &Hello, alpn_role: Option<Role>) -> Resul
     Ok(member)
 }
 
+/// An agent's process id as it names itself: short and plain (it appears in logs).
+fn is_session_id(session: &str) -> bool {
+    (1..=64).contains(&session.len()) && session.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// Registers what a reverse hello declares, after checking all of it: a teammate's agent is
+/// untrusted, and its names, kinds and variables end up in other members' files and terminals.
 async fn register_services(hub: &Hub, member: &Member, hello: &Hello) -> Result<(), Refusal> {
+    if hello.services.len() > MAX_SERVICES {
+        return Err(Refusal::new(
+            RefusalCode::BadRequest,
+            format!("one agent registers at most {MAX_SERVICES} services"),
+        ));
+    }
     for service in &hello.services {
-        names::validate(&service.name).map_err(|e| Refusal::new(RefusalCode::BadRequest, e.to_string()))?;
+        service.check().map_err(|e| Refusal::new(RefusalCode::BadRequest, e))?;
     }
     for service in &hello.services {
         match hub.store.upsert_service(member, &service.name, service.port).await {

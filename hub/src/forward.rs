@@ -196,7 +196,7 @@ async fn list_services(hub: &Hub, member: &Member) -> Result<ServiceList, ErrorB
             let spec = hub.routes.spec(member.workspace_id, &row.name);
             ServiceInfo {
                 online: spec.is_some(),
-                kind: spec.as_ref().and_then(|s| s.kind.clone()),
+                kind: spec.as_ref().and_then(|s| s.kind),
                 env: spec.map(|s| s.env).unwrap_or_default(),
                 name: row.name,
                 owner: row.owner,
@@ -215,19 +215,24 @@ async fn tunnel(
     request: Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
 ) -> anyhow::Result<()> {
-    // Through a share: the tunnel lives only as long as the share does.
-    let share_cut = match join_header(&request) {
+    // Through a share: the tunnel lives only as long as the share does, and reaches only the
+    // share creator's service.
+    let (share_cut, owner) = match join_header(&request) {
         Some(token) => match shares::authorize_tunnel(hub, member, &token, service).await {
-            Ok(cancel) => Some(cancel),
+            Ok((cancel, creator)) => (Some(cancel), Some(creator)),
             Err(error) => {
                 reply_error(&mut respond, error);
                 return Ok(());
             }
         },
-        None => None,
+        None => (None, None),
     };
     // Fast path: a live route needs no store read. The store is consulted only to explain a miss.
-    let Some(conn) = hub.routes.pick(member.workspace_id, service) else {
+    let route = match owner {
+        Some(owner) => hub.routes.pick_owned(member.workspace_id, service, owner),
+        None => hub.routes.pick(member.workspace_id, service),
+    };
+    let Some(conn) = route else {
         reply_error(&mut respond, unroutable(hub, member, service).await);
         return Ok(());
     };

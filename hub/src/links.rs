@@ -1,10 +1,12 @@
 //! Public link RPCs (create, list, revoke) and the cache the ingress routes by: subdomain -> live
-//! link with its parsed policy and request counter. Revocation goes through here, so the cache is
-//! always exact; expiry is checked on every request by the clock.
+//! link with its parsed policy and request counter. Revocation and member removal invalidate it at
+//! once, and no entry is used for longer than a second without reading the store again; expiry
+//! is checked on every request by the clock.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use pconnect_proto::control::{ErrorBody, ErrorCode};
 use pconnect_proto::link::{CreateLink, DEFAULT_LINK_SECS, LinkInfo, LinkListing, LinkPolicy, MAX_LINK_SECS};
@@ -13,7 +15,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use crate::clock;
 use crate::forward::store_error;
 use crate::state::{Hub, lock};
-use crate::store::{LinkId, LinkRow, Member, StoreError};
+use crate::store::{LinkId, LinkRow, Member, MemberId, StoreError};
 
 /// Characters of random subdomains.
 const SUBDOMAIN_ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
@@ -40,51 +42,89 @@ impl LinkBase {
     }
 }
 
+/// How long a cached link (or "no such link") is used before the store is read again: revocation
+/// and member removal also invalidate it at once, and this bounds what any other writer of the
+/// store (an admin command, another replica) can leave stale.
+const CACHE_TTL: Duration = Duration::from_secs(1);
+/// Most "no such link" answers cached (a scanner's random names).
+const MAX_NEGATIVE: usize = 10_000;
+
 /// A link as the ingress uses it.
 pub(crate) struct LiveLink {
     pub(crate) row: LinkRow,
-    pub(crate) policy: LinkPolicy,
-    /// Requests served since the last flush to the store.
-    pub(crate) unflushed: AtomicI64,
+    /// The parsed policy; `None` when the stored one cannot be read, and then the link serves
+    /// nothing (a policy is never dropped silently).
+    pub(crate) policy: Option<LinkPolicy>,
+    /// Requests served since the last flush to the store (shared by every cached copy of the link).
+    pub(crate) unflushed: Arc<AtomicI64>,
 }
 
-/// Subdomain -> link, filled on demand from the store.
+struct Cached {
+    link: Option<Arc<LiveLink>>,
+    loaded: Instant,
+}
+
+/// Subdomain -> link, read through from the store and kept at most [`CACHE_TTL`].
 #[derive(Default)]
 pub(crate) struct LinkCache {
-    by_subdomain: Mutex<HashMap<String, Option<Arc<LiveLink>>>>,
+    by_subdomain: Mutex<HashMap<String, Cached>>,
+    counters: Mutex<HashMap<LinkId, Arc<AtomicI64>>>,
 }
 
 impl LinkCache {
     /// The link for a subdomain (cached, including "no such link").
     pub(crate) async fn get(&self, hub: &Hub, subdomain: &str) -> Result<Option<Arc<LiveLink>>, StoreError> {
-        if let Some(hit) = lock(&self.by_subdomain).get(subdomain) {
-            return Ok(hit.clone());
+        if let Some(hit) = lock(&self.by_subdomain).get(subdomain)
+            && hit.loaded.elapsed() < CACHE_TTL
+        {
+            return Ok(hit.link.clone());
         }
+        let loaded = Instant::now();
         let row = hub.store.link_by_subdomain(subdomain).await?;
         let live = row.map(|row| {
-            let policy = serde_json::from_str(&row.policy).unwrap_or_default();
-            Arc::new(LiveLink { row, policy, unflushed: AtomicI64::new(0) })
+            let policy = match serde_json::from_str(&row.policy) {
+                Ok(policy) => Some(policy),
+                Err(e) => {
+                    tracing::error!(link = %row.subdomain, error = %e, "stored link policy does not parse: link refused");
+                    None
+                }
+            };
+            let unflushed = lock(&self.counters).entry(row.id).or_default().clone();
+            Arc::new(LiveLink { row, policy, unflushed })
         });
         let mut cache = lock(&self.by_subdomain);
-        // Bound the negative entries a scanner could create.
-        if cache.len() > 10_000 {
-            cache.retain(|_, v| v.is_some());
+        if live.is_none() && cache.len() > MAX_NEGATIVE {
+            cache.retain(|_, v| v.link.is_some());
         }
-        Ok(cache.entry(subdomain.to_string()).or_insert(live).clone())
+        cache.insert(subdomain.to_string(), Cached { link: live.clone(), loaded });
+        Ok(live)
     }
 
-    fn forget(&self, subdomain: &str) -> Option<Arc<LiveLink>> {
-        lock(&self.by_subdomain).remove(subdomain).flatten()
+    fn forget(&self, subdomain: &str) {
+        lock(&self.by_subdomain).remove(subdomain);
+    }
+
+    /// Forgets every link of `owner` (a removed member): the next request reads the store, where
+    /// their links are gone.
+    pub(crate) fn forget_owner(&self, owner: MemberId) {
+        lock(&self.by_subdomain).retain(|_, cached| cached.link.as_ref().is_none_or(|l| l.row.owner_id != owner));
+    }
+
+    /// Owners of the cached links.
+    pub(crate) fn owners(&self) -> Vec<MemberId> {
+        lock(&self.by_subdomain).values().filter_map(|c| c.link.as_ref()).map(|l| l.row.owner_id).collect()
     }
 
     /// Moves unflushed request counts to the store.
     pub(crate) async fn flush_counts(&self, hub: &Hub) {
-        let counts: Vec<(LinkId, i64)> = lock(&self.by_subdomain)
-            .values()
-            .flatten()
-            .map(|l| (l.row.id, l.unflushed.swap(0, Ordering::Relaxed)))
-            .filter(|(_, n)| *n > 0)
-            .collect();
+        let counts: Vec<(LinkId, i64)> = {
+            let mut counters = lock(&self.counters);
+            let counts =
+                counters.iter().map(|(id, n)| (*id, n.swap(0, Ordering::Relaxed))).filter(|(_, n)| *n > 0).collect();
+            // Counters no cached link holds any more are done.
+            counters.retain(|_, n| Arc::strong_count(n) > 1);
+            counts
+        };
         if !counts.is_empty()
             && let Err(e) = hub.store.add_link_requests(&counts).await
         {
@@ -92,11 +132,8 @@ impl LinkCache {
         }
     }
 
-    fn unflushed(&self, subdomain: &str) -> i64 {
-        lock(&self.by_subdomain)
-            .get(subdomain)
-            .and_then(|l| l.as_ref())
-            .map_or(0, |l| l.unflushed.load(Ordering::Relaxed))
+    fn unflushed(&self, id: LinkId) -> i64 {
+        lock(&self.counters).get(&id).map_or(0, |n| n.load(Ordering::Relaxed))
     }
 }
 
@@ -109,6 +146,7 @@ pub(crate) async fn create(hub: &Hub, member: &Member, body: CreateLink) -> Resu
             format!("you do not expose a service named '{}'", body.service),
         ));
     }
+    body.policy.check().map_err(|e| ErrorBody::new(ErrorCode::BadRequest, e))?;
     let policy =
         serde_json::to_string(&body.policy).map_err(|e| ErrorBody::new(ErrorCode::BadRequest, e.to_string()))?;
     let existing = match body.persistent {
@@ -175,7 +213,7 @@ fn info(hub: &Hub, row: &LinkRow) -> LinkInfo {
         service: row.service.clone(),
         persistent: row.persistent,
         expires_at: row.expires_at,
-        requests: row.requests + hub.links.unflushed(&row.subdomain),
+        requests: row.requests + hub.links.unflushed(row.id),
         policy: serde_json::from_str(&row.policy).unwrap_or_default(),
     }
 }

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock;
 use crate::state::lock;
-use crate::store::{ShareId, ShareRow};
+use crate::store::{MemberId, ShareId, ShareRow};
 
 #[derive(Default)]
 pub(crate) struct LiveShares {
@@ -24,6 +24,8 @@ struct Entry {
     cancel: CancellationToken,
     attached: u32,
     ended: Option<ShareEvent>,
+    /// Who created the share (unknown for a tombstone of a share never used live).
+    creator: Option<MemberId>,
 }
 
 impl LiveShares {
@@ -34,7 +36,8 @@ impl LiveShares {
             return entry.cancel.clone();
         }
         let cancel = CancellationToken::new();
-        by_id.insert(share.id, Entry { cancel: cancel.clone(), attached: 0, ended: None });
+        let entry = Entry { cancel: cancel.clone(), attached: 0, ended: None, creator: Some(share.creator_id) };
+        by_id.insert(share.id, entry);
         drop(by_id);
         self.arm_expiry(share.id, share.expires_at, cancel.clone());
         cancel
@@ -54,6 +57,23 @@ impl LiveShares {
     /// Ends a share now: every tunnel through it and every attach stream closes.
     pub(crate) fn end(&self, id: ShareId, why: ShareEvent) {
         end(&self.by_id, id, why);
+    }
+
+    /// Ends every live share `creator` made (the member was removed; their rows are gone).
+    pub(crate) fn end_of_creator(&self, creator: MemberId) {
+        let ids: Vec<ShareId> = lock(&self.by_id)
+            .iter()
+            .filter(|(_, e)| e.creator == Some(creator) && e.ended.is_none())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            self.end(id, ShareEvent::Revoked);
+        }
+    }
+
+    /// Creators of the shares in use right now.
+    pub(crate) fn creators(&self) -> Vec<MemberId> {
+        lock(&self.by_id).values().filter(|e| e.ended.is_none()).filter_map(|e| e.creator).collect()
     }
 
     /// Why a share ended, once it has.
@@ -78,7 +98,12 @@ impl LiveShares {
 
 fn end(by_id: &Mutex<HashMap<ShareId, Entry>>, id: ShareId, why: ShareEvent) {
     let mut by_id = lock(by_id);
-    let entry = by_id.entry(id).or_insert_with(|| Entry { cancel: CancellationToken::new(), attached: 0, ended: None });
+    let entry = by_id.entry(id).or_insert_with(|| Entry {
+        cancel: CancellationToken::new(),
+        attached: 0,
+        ended: None,
+        creator: None,
+    });
     if entry.ended.is_none() {
         entry.ended = Some(why);
     }

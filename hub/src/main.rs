@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use pconnect_hub::admission::Caps;
 use pconnect_hub::{HubConfig, Listeners};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -42,6 +43,18 @@ enum Command {
         /// signal exits at once).
         #[arg(long, default_value = "10s", value_parser = parse_timeout)]
         grace: std::time::Duration,
+        /// An ingress connection with no request in flight is closed after this (e.g. 60s).
+        #[arg(long, default_value = "60s", value_parser = parse_timeout)]
+        idle_timeout: std::time::Duration,
+        /// Most connections the public ingress holds at once (default: half the open-files limit).
+        #[arg(long)]
+        max_connections: Option<usize>,
+        /// Most ingress connections one client address holds at once.
+        #[arg(long, default_value_t = pconnect_hub::DEFAULT_INGRESS_PER_IP)]
+        max_connections_per_ip: usize,
+        /// A proxy in front of the ingress (CIDR, repeatable) whose X-Forwarded-For is believed.
+        #[arg(long = "trust-proxy", value_name = "CIDR", value_parser = parse_cidr)]
+        trust_proxy: Vec<pconnect_proto::link::Cidr>,
         /// PEM certificate to present instead of the generated self-signed one.
         #[arg(long, requires = "key")]
         cert: Option<PathBuf>,
@@ -49,7 +62,7 @@ enum Command {
         #[arg(long, requires = "cert")]
         key: Option<PathBuf>,
     },
-    /// Manage the members of the default workspace.
+    /// Manage the members of a workspace (`default` unless --workspace says otherwise).
     Member {
         #[command(subcommand)]
         command: MemberCommand,
@@ -74,12 +87,19 @@ enum MemberCommand {
     List {
         #[arg(long, env = "PCONNECT_HUB_DATA")]
         data: PathBuf,
+        /// Workspace whose members to list.
+        #[arg(long, default_value = "default")]
+        workspace: String,
     },
-    /// Remove a member: their token stops working and their agents are disconnected.
+    /// Remove a member: their token stops working, and a running hub ends their agents' links,
+    /// public links, shares, debug sessions and tunnels at once.
     Remove {
         name: String,
         #[arg(long, env = "PCONNECT_HUB_DATA")]
         data: PathBuf,
+        /// Workspace the member belongs to.
+        #[arg(long, default_value = "default")]
+        workspace: String,
     },
 }
 
@@ -90,6 +110,7 @@ async fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PCONNECT_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
+    pconnect_hub::admission::raise_open_files_limit();
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -102,14 +123,40 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     use pconnect_hub::{admin, ui};
     match cli.command {
-        Command::Serve { data, listen, http, https, domain, header_timeout, grace, cert, key } => {
+        Command::Serve {
+            data,
+            listen,
+            http,
+            https,
+            domain,
+            header_timeout,
+            grace,
+            idle_timeout,
+            max_connections,
+            max_connections_per_ip,
+            trust_proxy,
+            cert,
+            key,
+        } => {
             let https = match https {
                 Some(addr) => Some(bind(addr, "HTTPS").await?),
                 None => None,
             };
             let listeners = Listeners { agents: bind(listen, "agent").await?, http: bind(http, "HTTP").await?, https };
             let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-            let config = HubConfig { domain, cert: cert.zip(key), header_timeout, grace, ..HubConfig::new(data) };
+            let defaults = HubConfig::new(data);
+            let total = max_connections.unwrap_or(defaults.ingress_caps.total);
+            let ingress_caps = Caps { total, per_ip: max_connections_per_ip.min(total) };
+            let config = HubConfig {
+                domain,
+                cert: cert.zip(key),
+                header_timeout,
+                grace,
+                idle_timeout,
+                ingress_caps,
+                trusted_proxies: trust_proxy,
+                ..defaults
+            };
             let prepared = pconnect_hub::prepare(config, listeners).await?;
             ui::serving(&prepared.info);
             let shutdown = CancellationToken::new();
@@ -121,16 +168,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             ui::member_added(&member, &token);
             Ok(())
         }
-        Command::Member { command: MemberCommand::List { data } } => {
-            ui::members(&admin::list_members(&data).await?);
+        Command::Member { command: MemberCommand::List { data, workspace } } => {
+            ui::members(&admin::list_members(&data, &workspace).await?);
             Ok(())
         }
-        Command::Member { command: MemberCommand::Remove { name, data } } => {
-            let live = admin::remove_member(&data, &name).await?;
+        Command::Member { command: MemberCommand::Remove { name, data, workspace } } => {
+            let live = admin::remove_member(&data, &workspace, &name).await?;
             ui::member_removed(&name, live);
             Ok(())
         }
     }
+}
+
+fn parse_cidr(text: &str) -> Result<pconnect_proto::link::Cidr, String> {
+    text.parse()
 }
 
 fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {

@@ -67,10 +67,37 @@ impl Routes {
         }
     }
 
-    /// The least loaded connection serving a service, if it is online.
+    /// The least loaded connection serving a service, if it is online (whoever serves the name:
+    /// `connect reach <name>`).
     pub(crate) fn pick(&self, workspace: WorkspaceId, name: &str) -> Option<ReverseConn> {
         let table = lock(&self.by_service);
         table.get(&(workspace, name.to_string()))?.iter().min_by_key(|c| c.load.load(Ordering::Relaxed)).cloned()
+    }
+
+    /// The least loaded connection of `owner` serving a service. Whatever was granted for one
+    /// member's service (a public link, a share) routes only to that member: when they are offline
+    /// it is offline, even if another member now serves a service of the same name.
+    pub(crate) fn pick_owned(&self, workspace: WorkspaceId, name: &str, owner: MemberId) -> Option<ReverseConn> {
+        let table = lock(&self.by_service);
+        table
+            .get(&(workspace, name.to_string()))?
+            .iter()
+            .filter(|c| c.owner == owner)
+            .min_by_key(|c| c.load.load(Ordering::Relaxed))
+            .cloned()
+    }
+
+    /// Members with a route right now.
+    pub(crate) fn owners(&self) -> Vec<MemberId> {
+        lock(&self.by_service).values().flatten().map(|c| c.owner).collect()
+    }
+
+    /// Drops every route of `owner` (a removed member); their services go offline at once.
+    pub(crate) fn remove_owner(&self, owner: MemberId) {
+        lock(&self.by_service).retain(|_, conns| {
+            conns.retain(|c| c.owner != owner);
+            !conns.is_empty()
+        });
     }
 
     /// What the serving agent declared about a service, while it is online.

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::forward::store_error;
 use crate::join_limiter::FAILED_ACTION;
 use crate::state::Hub;
-use crate::store::{Member, ShareRoute, ShareRow, StoreError};
+use crate::store::{Member, MemberId, ShareRoute, ShareRow, StoreError};
 use crate::{auth, clock};
 
 /// Codes drawn before giving up on collisions (each has a 1 in 8.9e8 chance per live share).
@@ -173,18 +173,19 @@ pub(crate) async fn attach(
 }
 
 /// The check a tunnel carrying a join token passes: the join is the caller's, the share is live and
-/// includes `service`. Returns the token the tunnel is cut with.
+/// includes `service`. Returns the token the tunnel is cut with and the share's creator: a share
+/// reaches only its creator's services, never another member's service of the same name.
 pub(crate) async fn authorize_tunnel(
     hub: &Hub,
     member: &Member,
     token: &str,
     service: &str,
-) -> Result<CancellationToken, ErrorBody> {
+) -> Result<(CancellationToken, MemberId), ErrorBody> {
     let row = authorize_join(hub, member, token).await?;
     if !row.routes.iter().any(|r| r.service == service) {
         return Err(ErrorBody::new(ErrorCode::NotFound, format!("'{service}' is not part of this share")));
     }
-    Ok(hub.live_shares.token(&row))
+    Ok((hub.live_shares.token(&row), row.creator_id))
 }
 
 async fn authorize_join(hub: &Hub, member: &Member, token: &str) -> Result<ShareRow, ErrorBody> {

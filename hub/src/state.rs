@@ -1,7 +1,7 @@
 //! The running hub's shared state: store, TLS acceptor, routing table, and which members have live
 //! connections (so removing a member cuts them off at once).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -87,16 +87,31 @@ impl Hub {
         ConnectionGuard { hub: self.clone(), member, id }
     }
 
-    /// Cuts every connection of members that no longer exist (token revoked or member removed).
-    pub(crate) async fn drop_removed_members(&self) {
-        let members: Vec<MemberId> = lock(&self.connections.by_member).keys().copied().collect();
+    /// Ends everything in memory that belongs to members who no longer exist in the store
+    /// (removed, or their workspace was): their connections and routes, the cached links, live
+    /// shares and debug sessions they own. The store rows are gone already (cascade), so after
+    /// this nothing of theirs is served, by any path.
+    pub(crate) async fn purge_removed_members(&self) {
+        let mut members: BTreeSet<MemberId> = lock(&self.connections.by_member).keys().copied().collect();
+        members.extend(self.routes.owners());
+        members.extend(self.links.owners());
+        members.extend(self.live_shares.creators());
+        members.extend(self.debug.owners());
         for member in members {
             match self.store.member_by_id(member).await {
                 Ok(Some(_)) => {}
-                Ok(None) => self.disconnect_member(member),
+                Ok(None) => self.purge_member(member),
                 Err(e) => tracing::warn!(error = %e, "member recheck failed"),
             }
         }
+    }
+
+    fn purge_member(&self, member: MemberId) {
+        self.routes.remove_owner(member);
+        self.links.forget_owner(member);
+        self.live_shares.end_of_creator(member);
+        self.debug.end_of_owner(member);
+        self.disconnect_member(member);
     }
 
     fn disconnect_member(&self, member: MemberId) {
@@ -141,7 +156,7 @@ pub(crate) async fn recheck_members_periodically(hub: Arc<Hub>, shutdown: Cancel
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = interval.tick() => hub.drop_removed_members().await,
+            _ = interval.tick() => hub.purge_removed_members().await,
         }
     }
 }

@@ -47,9 +47,10 @@ impl Identity {
         Self::from_pem_files(&cert_path, &key_path)
     }
 
-    /// `SHA256:AB:CD:...` of the leaf certificate: what agents pin on first use.
+    /// `SHA256:AB:CD:...` of the leaf certificate's public key (SPKI): what agents pin, so a
+    /// renewed certificate with the same key keeps working.
     pub fn fingerprint(&self) -> String {
-        fingerprint(&self.chain[0])
+        spki_fingerprint(&self.chain[0]).unwrap_or_else(|_| fingerprint(&self.chain[0]))
     }
 
     /// The rustls server config, offering both link roles by ALPN.
@@ -93,9 +94,38 @@ fn generate(cert_path: &Path, key_path: &Path, domain: &str) -> Result<()> {
     Ok(())
 }
 
-/// `SHA256:` followed by the colon-separated upper-case hex of the certificate's SHA-256.
+/// `SHA256:` followed by the colon-separated upper-case hex of the whole certificate's SHA-256
+/// (what logins before key pinning saved).
 pub fn fingerprint(cert: &[u8]) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, cert);
+    format_sha256(cert)
+}
+
+/// `SHA256:…` of a certificate's SubjectPublicKeyInfo: the key pin, unchanged by renewals that keep
+/// the key.
+pub fn spki_fingerprint(cert: &CertificateDer<'_>) -> Result<String, rustls::Error> {
+    let parsed = rustls::server::ParsedCertificate::try_from(cert)?;
+    Ok(format_sha256(parsed.subject_public_key_info().as_ref()))
+}
+
+/// A fingerprint as people type it (`SHA256:ab:cd…`, `sha256:ABCD…`, bare hex) in the canonical
+/// `SHA256:AB:CD:…` form, or `None` when it is not 32 bytes of hex.
+pub fn normalize_fingerprint(text: &str) -> Option<String> {
+    let text = text.trim();
+    let hex = match text.get(..7) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("sha256:") => &text[7..],
+        _ => text,
+    };
+    let digits: String = hex.chars().filter(|c| *c != ':').collect();
+    if digits.len() != 64 || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let bytes: Vec<String> =
+        digits.as_bytes().chunks(2).map(|pair| String::from_utf8_lossy(pair).to_uppercase()).collect();
+    Some(format!("SHA256:{}", bytes.join(":")))
+}
+
+fn format_sha256(bytes: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
     let hex: Vec<String> = digest.as_ref().iter().map(|b| format!("{b:02X}")).collect();
     format!("SHA256:{}", hex.join(":"))
 }
@@ -111,6 +141,10 @@ mod tests {
         let again = Identity::self_signed(dir.path(), "localhost").unwrap();
         assert_eq!(first.fingerprint(), again.fingerprint());
         assert!(first.fingerprint().starts_with("SHA256:"));
+        assert_ne!(first.fingerprint(), fingerprint(&first.chain[0]), "the pin is the key's, not the certificate's");
+        let typed = first.fingerprint().to_lowercase().replace(':', "").replacen("sha256", "sha256:", 1);
+        assert_eq!(normalize_fingerprint(&typed), Some(first.fingerprint()));
+        assert_eq!(normalize_fingerprint("SHA256:AB"), None);
         let config = first.server_config().unwrap();
         assert_eq!(config.alpn_protocols.len(), 2);
     }

@@ -109,9 +109,16 @@ pub struct LoginArgs {
     /// File holding the member token.
     #[arg(long)]
     pub token_file: Option<PathBuf>,
-    /// Verify the hub with this CA certificate (PEM) instead of pinning its certificate.
-    #[arg(long)]
+    /// Verify the hub with this CA certificate (PEM) instead of pinning its key.
+    #[arg(long, conflicts_with_all = ["fingerprint", "trust_on_first_use"])]
     pub ca: Option<PathBuf>,
+    /// The hub's key fingerprint (`SHA256:…`, printed by the hub at start): checked before the
+    /// token is sent, then pinned.
+    #[arg(long, value_name = "SHA256:…")]
+    pub fingerprint: Option<String>,
+    /// Pin whatever key the hub presents without asking (only on a network you trust).
+    #[arg(long, conflicts_with = "fingerprint")]
+    pub trust_on_first_use: bool,
 }
 
 #[derive(Debug, Args)]
@@ -130,9 +137,10 @@ pub struct ExposeArgs {
     /// Also publish a persistent public URL (the same one every time you expose this name).
     #[arg(long)]
     pub public: bool,
-    /// Require HTTP basic auth on the URL: user:password.
-    #[arg(long, value_name = "USER:PASSWORD")]
-    pub auth: Option<String>,
+    /// Require HTTP basic auth on the URL. The user:password comes from PCONNECT_LINK_AUTH, or is
+    /// asked for on the terminal: never on the command line, where `ps` shows it.
+    #[arg(long)]
+    pub auth: bool,
     /// Only these client addresses may use the URL (CIDR; repeatable).
     #[arg(long = "allow-ip", value_name = "CIDR")]
     pub allow_ip: Vec<String>,

@@ -8,6 +8,7 @@ pub mod drain;
 pub mod embedded;
 pub mod home;
 pub mod link;
+mod link_auth;
 mod local_port;
 pub mod probe;
 pub mod project;

@@ -32,9 +32,8 @@ pub fn credentials(login: &Login) -> Result<Credentials> {
     let trust = match (&login.ca, &login.fingerprint) {
         (Some(ca), _) => Trust::Ca(ca.clone()),
         (None, Some(pin)) => Trust::Pinned(pin.clone()),
-        (None, None) => {
-            anyhow::bail!("the saved login has no pinned certificate: run `connect login` again")
-        }
+        // Logged in to a hub whose certificate the system trusts: nothing to pin.
+        (None, None) => Trust::System,
     };
     Ok(Credentials { hub: HubAddr::parse(&login.hub)?, token: login.token.clone(), trust })
 }

@@ -16,7 +16,8 @@ pub struct Login {
     /// `https://host:port` of the hub's agent port.
     pub hub: String,
     pub token: String,
-    /// Pinned `SHA256:...` fingerprint of the hub certificate (unless `ca` is set).
+    /// Pinned `SHA256:...` fingerprint of the hub's key (older logins: of its certificate); `None`
+    /// with `ca` set, or for a hub whose certificate the system trusts.
     #[serde(default)]
     pub fingerprint: Option<String>,
     /// A CA certificate (PEM) to verify the hub with instead of pinning.

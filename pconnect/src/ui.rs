@@ -59,9 +59,20 @@ impl Ui {
         self.line(&format!("[ok] Logged in to {} as {} (workspace {})", login.hub, login.member, login.workspace));
         match (&login.fingerprint, &login.ca) {
             (_, Some(ca)) => self.line(&format!("  Hub certificate verified with CA {}", ca.display())),
-            (Some(pin), None) => self.line(&format!("  Hub certificate pinned: {pin}")),
-            _ => {}
+            (Some(pin), None) => self.line(&format!("  Hub key pinned: {pin}")),
+            (None, None) => self.line("  Hub certificate verified with this system's trust store"),
         }
+    }
+
+    /// Shows a hub's key on first login and asks (on the terminal) whether to trust it.
+    pub fn ask_trust_hub(&self, url: &str, key: &str) -> bool {
+        eprintln!("The hub at {url} presents a certificate this system does not vouch for.");
+        eprintln!("  Its key fingerprint is {key}");
+        eprintln!("  Compare it with the `Fingerprint:` line the hub printed when it started.");
+        eprint!("Trust this hub and log in? [y/N] ");
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer).is_ok() && matches!(answer.trim(), "y" | "Y" | "yes" | "Yes")
     }
 
     pub fn whoami(&self, login: &Login, online: bool) {

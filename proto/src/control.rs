@@ -1,6 +1,14 @@
 //! JSON bodies of the control RPCs on a forward connection, and the error body every failure carries.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
+
+use crate::envvar;
+use crate::project::ServiceKind;
+
+/// Most services one agent connection may register.
+pub const MAX_SERVICES: usize = 256;
 
 /// A service as an agent registers it: a name and the port it is known by.
 ///
@@ -12,12 +20,22 @@ pub struct ServiceSpec {
     pub name: String,
     /// The port teammates get by default when they reach it (the target's own port).
     pub port: u16,
-    /// Declared protocol (`postgres`, `redis`, `http`...), for teammates' env files.
+    /// Declared protocol, for teammates' env files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
-    /// Declared env templates (`DATABASE_URL: postgresql://{{ host }}:{{ port }}/shop`).
-    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub env: std::collections::BTreeMap<String, String>,
+    pub kind: Option<ServiceKind>,
+    /// Declared variables (`DATABASE_URL: postgresql://{{ host }}:{{ port }}/shop`); the only
+    /// placeholders are those of [`envvar`], replaced as text where the file is written.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+}
+
+impl ServiceSpec {
+    /// Everything a teammate's agent declares is untrusted: the name follows the service-name rules
+    /// and every variable the [`envvar`] rules. The hub refuses a registration that fails this.
+    pub fn check(&self) -> Result<(), String> {
+        crate::names::validate(&self.name).map_err(|e| e.to_string())?;
+        envvar::check_all(&self.env).map_err(|e| format!("service '{}': {e}", self.name))
+    }
 }
 
 /// A workspace service as the hub lists it.
@@ -29,9 +47,9 @@ pub struct ServiceInfo {
     pub online: bool,
     /// What the serving agent declared, while it is online.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
-    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub env: std::collections::BTreeMap<String, String>,
+    pub kind: Option<ServiceKind>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
 }
 
 /// `GET /v1/services` reply.

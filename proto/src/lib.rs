@@ -4,6 +4,7 @@
 //! - [`handshake`]: the length-prefixed hello/welcome frames exchanged after TLS, before HTTP/2.
 //! - [`control`]: JSON bodies of the control RPCs and error replies.
 //! - [`link`]: public link policies and link RPC bodies.
+//! - [`envvar`]: variables a service declares for teammates (keys, values, placeholders).
 //! - [`names`]: service names, the well-known port table, and their validation.
 //! - [`project`]: the `pconnect.yml` model and its semantic checks; [`plan`]: the pure reconciler.
 //! - [`target`]: what an agent exposes (`3000`, `:3000`, `host:port`).
@@ -12,6 +13,7 @@
 
 pub mod control;
 pub mod debug;
+pub mod envvar;
 pub mod handshake;
 pub mod link;
 pub mod names;

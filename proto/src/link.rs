@@ -14,7 +14,12 @@ pub const DEFAULT_LINK_SECS: u64 = 24 * 3600;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LinkPolicy {
-    /// HTTP basic auth: SHA-256 (hex) of the expected `Authorization` header value, never the password.
+    /// HTTP basic auth: the salted argon2id hash ([`hash_credentials`], PHC string) of `user:password`,
+    /// never the password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<String>,
+    /// HTTP basic auth of links made before 0.2: unsalted SHA-256 (hex) of the `Authorization`
+    /// header. Still verified for stored links; the hub refuses it for new ones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub basic_auth_sha256: Option<String>,
     /// Client addresses allowed (CIDR); empty = everyone.
@@ -35,6 +40,38 @@ pub struct LinkPolicy {
 }
 
 impl LinkPolicy {
+    /// Checks a policy as the hub receives it: every part well formed, a password only as a salted
+    /// hash within the cost limits.
+    pub fn check(&self) -> Result<(), String> {
+        if self.basic_auth_sha256.is_some() {
+            return Err("unsalted link passwords are no longer accepted: upgrade connect".into());
+        }
+        if let Some(phc) = &self.basic_auth {
+            check_hash(phc).map_err(|e| e.to_string())?;
+        }
+        if !self.methods.is_empty() {
+            parse_methods(&self.methods.join(","))?;
+        }
+        for path in &self.paths {
+            parse_path_pattern(path)?;
+        }
+        if let Some(rate) = self.rate_per_min {
+            parse_rate(&rate.to_string())?;
+        }
+        if let Some(host) = &self.rewrite_host {
+            let ok = !host.is_empty()
+                && host.len() <= 255
+                && host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'));
+            if !ok {
+                return Err(format!("'{host}' is not a host[:port] to send as Host"));
+            }
+        }
+        if self.allow_ips.len() > 256 || self.paths.len() > 256 {
+            return Err("a link takes at most 256 address ranges and 256 path patterns".into());
+        }
+        Ok(())
+    }
+
     /// Whether `path` (without query) matches one of the patterns (or there are none).
     pub fn allows_path(&self, path: &str) -> bool {
         self.paths.is_empty() || self.paths.iter().any(|p| path_matches(p, path))
@@ -80,6 +117,91 @@ pub fn parse_methods(input: &str) -> Result<Vec<String>, String> {
             }
         })
         .collect()
+}
+
+/// Argon2id cost of link passwords (OWASP's minimum: 19 MiB, 2 passes, 1 lane).
+const ARGON2_MEMORY_KIB: u32 = 19 * 1024;
+const ARGON2_PASSES: u32 = 2;
+/// The most a stored hash may ask of the hub that verifies it (a member chooses the hash).
+const ARGON2_MAX_MEMORY_KIB: u32 = 64 * 1024;
+const ARGON2_MAX_PASSES: u32 = 4;
+const ARGON2_MAX_LANES: u32 = 2;
+
+/// Why a link credential or its hash is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("link auth takes user:password (a non-empty user, then ':', then the password)")]
+    Format,
+    #[error("the link password hash is not an argon2id PHC string within the hub's cost limits")]
+    Hash,
+}
+
+/// Checks `user:password`: a non-empty user without ':' or control characters, a non-empty password.
+pub fn check_credentials(credentials: &str) -> Result<(), AuthError> {
+    match credentials.split_once(':') {
+        Some((user, password))
+            if !user.is_empty() && !password.is_empty() && !credentials.chars().any(char::is_control) =>
+        {
+            Ok(())
+        }
+        _ => Err(AuthError::Format),
+    }
+}
+
+/// The salted argon2id hash (PHC string) a link stores for `user:password`; `salt` is 16 random bytes.
+pub fn hash_credentials(credentials: &str, salt: &[u8; 16]) -> Result<String, AuthError> {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    check_credentials(credentials)?;
+    let salt = SaltString::encode_b64(salt).map_err(|_| AuthError::Hash)?;
+    let hash = argon2().hash_password(credentials.as_bytes(), &salt).map_err(|_| AuthError::Hash)?;
+    Ok(hash.to_string())
+}
+
+/// Checks that a stored hash is argon2id within the cost limits (a member could otherwise make the
+/// hub spend gigabytes verifying one request).
+pub fn check_hash(phc: &str) -> Result<(), AuthError> {
+    parse_hash(phc).map(|_| ())
+}
+
+/// Whether `credentials` (`user:password`) match a hash from [`hash_credentials`]. Fails closed on
+/// a malformed or too costly hash.
+pub fn verify_credentials(phc: &str, credentials: &[u8]) -> bool {
+    use argon2::password_hash::PasswordVerifier;
+    match parse_hash(phc) {
+        Ok(hash) => argon2().verify_password(credentials, &hash).is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// `user:password` from a `Basic` `Authorization` header value, if it is one.
+pub fn credentials_from_header(value: &[u8]) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let text = std::str::from_utf8(value).ok()?.trim();
+    let (scheme, encoded) = text.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()
+}
+
+fn argon2() -> argon2::Argon2<'static> {
+    let params = argon2::Params::new(ARGON2_MEMORY_KIB, ARGON2_PASSES, 1, None).expect("constant argon2 parameters");
+    argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+}
+
+fn parse_hash(phc: &str) -> Result<argon2::password_hash::PasswordHash<'_>, AuthError> {
+    let hash = argon2::password_hash::PasswordHash::new(phc).map_err(|_| AuthError::Hash)?;
+    if hash.algorithm != argon2::Algorithm::Argon2id.ident() || hash.salt.is_none() || hash.hash.is_none() {
+        return Err(AuthError::Hash);
+    }
+    let params = argon2::Params::try_from(&hash).map_err(|_| AuthError::Hash)?;
+    let affordable = params.m_cost() <= ARGON2_MAX_MEMORY_KIB
+        && params.t_cost() <= ARGON2_MAX_PASSES
+        && params.p_cost() <= ARGON2_MAX_LANES;
+    if !affordable {
+        return Err(AuthError::Hash);
+    }
+    Ok(hash)
 }
 
 /// The `Authorization` header value a browser sends for `user:password` (HTTP basic auth).
@@ -229,6 +351,27 @@ mod tests {
         }
         let json = serde_json::to_string(&net).unwrap();
         assert_eq!(serde_json::from_str::<Cidr>(&json).unwrap(), net);
+    }
+
+    #[test]
+    fn link_passwords_are_salted_argon2id_and_verified_from_the_header() {
+        let hash = hash_credentials("client:s3cret pass", &[7; 16]).unwrap();
+        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
+        assert_ne!(hash, hash_credentials("client:s3cret pass", &[8; 16]).unwrap(), "the salt counts");
+        let header = basic_auth_header("client:s3cret pass");
+        let presented = credentials_from_header(header.as_bytes()).unwrap();
+        assert!(verify_credentials(&hash, &presented));
+        assert!(!verify_credentials(&hash, b"client:wrong"));
+        assert!(check_hash(&hash).is_ok());
+        for bad in ["", ":p", "u:", "nocolon", "u\n:p"] {
+            assert_eq!(check_credentials(bad), Err(AuthError::Format), "{bad:?}");
+        }
+        // A hash asking for 4 GiB, or another algorithm, is refused and never verifies.
+        let greedy = hash.replace("m=19456", "m=4194304");
+        assert_eq!(check_hash(&greedy), Err(AuthError::Hash));
+        assert!(!verify_credentials(&greedy, &presented));
+        assert_eq!(check_hash(&hash.replace("argon2id", "argon2i")), Err(AuthError::Hash));
+        assert_eq!(credentials_from_header(b"Bearer abc"), None);
     }
 
     #[test]

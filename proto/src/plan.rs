@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::link::LinkPolicy;
+use crate::link::{self, LinkPolicy};
 
 /// Hub state the project wants.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,7 +23,45 @@ pub struct Desired {
 pub struct LinkWant {
     pub persistent: bool,
     pub expires_in_secs: Option<u64>,
+    /// With basic auth, `policy.basic_auth` is a fresh salted hash of [`Self::credentials`].
     pub policy: LinkPolicy,
+    /// The basic-auth `user:password` the project declares; a link on the hub matches when its
+    /// stored hash verifies it (two hashes of one password differ by their salt).
+    #[serde(skip)]
+    pub credentials: Option<Secret>,
+}
+
+impl LinkWant {
+    /// Whether a link on the hub already is what this wants.
+    pub fn matches(&self, have: &LinkHave) -> bool {
+        let without_auth = |p: &LinkPolicy| LinkPolicy { basic_auth: None, basic_auth_sha256: None, ..p.clone() };
+        let auth_matches = match (&self.credentials, &have.policy.basic_auth, &have.policy.basic_auth_sha256) {
+            (None, None, None) => true,
+            (Some(credentials), Some(phc), None) => link::verify_credentials(phc, credentials.expose().as_bytes()),
+            _ => false,
+        };
+        self.persistent == have.persistent && without_auth(&self.policy) == without_auth(&have.policy) && auth_matches
+    }
+}
+
+/// A secret held in memory: never printed, never serialized.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<secret>")
+    }
 }
 
 /// A share the project wants.
@@ -96,12 +134,7 @@ pub fn plan(desired: &Desired, actual: &Actual) -> Plan {
     for service in actual.services.keys().filter(|s| !desired.services.contains_key(*s)) {
         changes.push(Change::Unexpose { service: service.clone() });
     }
-    let link_matches = |have: &LinkHave| {
-        desired
-            .links
-            .get(&have.service)
-            .is_some_and(|want| want.persistent == have.persistent && want.policy == have.policy)
-    };
+    let link_matches = |have: &LinkHave| desired.links.get(&have.service).is_some_and(|want| want.matches(have));
     for have in actual.links.iter().filter(|have| !link_matches(have)) {
         // Persistent links outlive `up`: only a changed policy replaces one (the hub keeps its URL).
         if !have.persistent {
@@ -169,7 +202,7 @@ mod tests {
 
     fn want(persistent: bool, methods: &[&str]) -> LinkWant {
         let policy = LinkPolicy { methods: methods.iter().map(|m| m.to_string()).collect(), ..Default::default() };
-        LinkWant { persistent, expires_in_secs: (!persistent).then_some(3600), policy }
+        LinkWant { persistent, expires_in_secs: (!persistent).then_some(3600), policy, credentials: None }
     }
 
     fn desired() -> Desired {
@@ -246,7 +279,10 @@ mod tests {
                     .zip(links)
                     .filter(|(_, (on, _))| *on)
                     .map(|(n, (_, policy))| {
-                        (n.to_string(), LinkWant { persistent: false, expires_in_secs: Some(60), policy })
+                        (
+                            n.to_string(),
+                            LinkWant { persistent: false, expires_in_secs: Some(60), policy, credentials: None },
+                        )
                     })
                     .collect();
                 let shares = if share && !names.is_empty() {

@@ -7,9 +7,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::link::{self, MAX_LINK_SECS};
-use crate::names;
 use crate::share::{MAX_SHARE_SECS, parse_duration};
 use crate::target::Target;
+use crate::{envvar, names};
 
 /// The only format version so far.
 pub const VERSION: u32 = 1;
@@ -59,7 +59,7 @@ pub struct ServiceDecl {
     /// Capture traffic in a debug session.
     #[serde(default)]
     pub debug: bool,
-    /// Variables for `.env.pconnect` (minijinja templates; `host` and `port` are defined).
+    /// Variables for `.env.pconnect`; `{{ host }}`, `{{ port }}` and `{{ name }}` are replaced.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
 }
@@ -225,9 +225,12 @@ impl ProjectSpec {
             if publishes && service.kind.is_some_and(ServiceKind::is_database) {
                 fail(at.clone(), "a database service cannot have a public link: teammates use reach or a share".into());
             }
-            for var in service.env.keys() {
-                if !is_env_name(var) {
-                    fail(format!("{at}/env/{var}"), format!("'{var}' is not a variable name (A-Z, 0-9, _)"));
+            if service.env.len() > envvar::MAX_VARS {
+                fail(format!("{at}/env"), envvar::EnvVarError::TooMany.to_string());
+            }
+            for (var, value) in &service.env {
+                if let Err(e) = envvar::check_key(var).and_then(|()| envvar::check_value(var, value)) {
+                    fail(format!("{at}/env/{var}"), e.to_string());
                 }
             }
         }
@@ -277,9 +280,9 @@ fn check_link(decl: &LinkDecl, at: &str, temporary: bool, fail: &mut impl FnMut(
         (None, _) => {}
     }
     if let Some(auth) = &decl.auth
-        && !auth.contains(':')
+        && let Err(e) = link::check_credentials(auth)
     {
-        fail(format!("{at}/auth"), "auth takes user:password".into());
+        fail(format!("{at}/auth"), e.to_string());
     }
     for (i, cidr) in decl.allow_ips.iter().enumerate() {
         if let Err(e) = cidr.parse::<link::Cidr>() {
@@ -307,12 +310,6 @@ fn check_link(decl: &LinkDecl, at: &str, temporary: bool, fail: &mut impl FnMut(
     {
         fail(format!("{at}/host_header"), "host_header is passthrough or rewrite".into());
     }
-}
-
-fn is_env_name(name: &str) -> bool {
-    !name.is_empty()
-        && !name.starts_with(|c: char| c.is_ascii_digit())
-        && name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
 }
 
 #[cfg(test)]

@@ -26,8 +26,9 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Adds member `name` to `hub` and runs `connect login --hub <url> --token <token>` in a
-    /// fresh `PCONNECT_HOME`; fails unless the login succeeds.
+    /// Adds member `name` to `hub` and runs `connect login --hub <url> --token <token>
+    /// --fingerprint <the key the hub printed>` in a fresh `PCONNECT_HOME`; fails unless the login
+    /// succeeds.
     pub fn login(hub: &Hub, name: &str) -> Result<Agent> {
         Agent::login_with(hub, name, &[] as &[&str])
     }
@@ -36,7 +37,8 @@ impl Agent {
     pub fn login_with<S: AsRef<OsStr>>(hub: &Hub, name: &str, extra: &[S]) -> Result<Agent> {
         let token = hub.add_member(name)?;
         let agent = Agent::fresh(name)?;
-        let mut cmd = agent.command(["login", "--hub", hub.url(), "--token", token.as_str()]);
+        let mut cmd =
+            agent.command(["login", "--hub", hub.url(), "--token", token.as_str(), "--fingerprint", hub.fingerprint()]);
         cmd.args(extra);
         let out = output_with_timeout(&mut cmd, RUN_TIMEOUT)?;
         if !out.status.success() {

@@ -117,7 +117,16 @@ fn bad_input_gets_one_clear_line_and_a_non_zero_exit() {
     let mut scene = Scene::start(echo.port(), "echo").unwrap();
 
     let stranger = Agent::fresh("mallory").unwrap();
-    let out = stranger.run(["login", "--hub", scene.hub.url(), "--token", "pc_not_a_real_token"]);
+    let fingerprint = scene.hub.fingerprint().to_string();
+    let out = stranger.run([
+        "login",
+        "--hub",
+        scene.hub.url(),
+        "--token",
+        "pc_not_a_real_token",
+        "--fingerprint",
+        &fingerprint,
+    ]);
     assert_clean_failure(&out, "rejected this token");
 
     let nowhere = format!("https://127.0.0.1:{}", free_port());

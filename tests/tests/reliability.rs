@@ -604,7 +604,7 @@ fn a_blackholed_link_is_detected_on_both_sides_and_recovers_once_the_path_is_bac
     let alice = Agent::fresh("alice").unwrap();
     let token = hub.add_member("alice").unwrap();
     let via_proxy = format!("https://127.0.0.1:{}", proxy.port());
-    alice.run_ok(["login", "--hub", &via_proxy, "--token", &token]).unwrap();
+    alice.run_ok(["login", "--hub", &via_proxy, "--token", &token, "--fingerprint", hub.fingerprint()]).unwrap();
     let bob = Agent::login(&hub, "bob").unwrap();
     let mut exposed = expose(&alice, echo.port(), "echo").unwrap();
     let (_reach, port) = reach(&bob, "echo").unwrap();

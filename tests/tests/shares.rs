@@ -280,7 +280,9 @@ fn bad_share_input_is_refused_clearly_and_creates_nothing() {
         String::from_utf8_lossy(&out.stdout).lines().last().unwrap().to_string()
     };
     let carol = Agent::fresh("carol").unwrap();
-    carol.run_ok(["login", "--hub", hub.url(), "--token", &outsider_token]).unwrap();
+    carol
+        .run_ok(["login", "--hub", hub.url(), "--token", &outsider_token, "--fingerprint", hub.fingerprint()])
+        .unwrap();
     let theirs = carol.run(["join", &code]);
     let missing = carol.run(["join", "zzzzzz"]);
     let normalise = |out: &std::process::Output| {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use pconnect_proto::debug::{Answer, AnswerSource, AskCall, AskReply, Insight, cited_ids};
 use pconnect_proto::wire;
 
+use super::limits::Busy;
 use super::session::Session;
 use super::{insights, summary};
 use crate::reverse;
@@ -15,8 +16,14 @@ use crate::state::Hub;
 /// Longest question accepted.
 const QUESTION_CAP: usize = 2 * 1024;
 
-/// Answers a viewer's question about `session`.
-pub(crate) async fn ask(hub: &Hub, session: &Session, question: &str) -> Answer {
+/// Answers a viewer's question about `session`, within the session's question limits (`Err` when
+/// over them: each question may spend the owner's model key).
+pub(crate) async fn ask(hub: &Hub, session: &Session, question: &str) -> Result<Answer, Busy> {
+    let _running = session.calls.start_ask()?;
+    Ok(answer(hub, session, question).await)
+}
+
+async fn answer(hub: &Hub, session: &Session, question: &str) -> Answer {
     let question: String = question.trim().chars().take(QUESTION_CAP).collect();
     let exchanges = session.all();
     let found = insights::compute(&exchanges);

@@ -49,11 +49,17 @@ pub(crate) async fn handle(hub: &Arc<Hub>, req: Request<Incoming>) -> Response<F
         }
         (Method::GET, "api/insights") => json(StatusCode::OK, &insights::compute(&session.all())),
         (Method::POST, "api/replay") => match read_json::<ReplayRequest>(req).await {
-            Ok(request) => json(StatusCode::OK, &replay::replay(hub, &session, &request).await),
+            Ok(request) => match replay::replay(hub, &session, &request).await {
+                Ok(result) => json(StatusCode::OK, &result),
+                Err(busy) => too_many(&busy),
+            },
             Err(response) => response,
         },
         (Method::POST, "api/ask") if session.meta.ai => match read_json::<Question>(req).await {
-            Ok(q) => json(StatusCode::OK, &assistant::ask(hub, &session, &q.question).await),
+            Ok(q) => match assistant::ask(hub, &session, &q.question).await {
+                Ok(answer) => json(StatusCode::OK, &answer),
+                Err(busy) => too_many(&busy),
+            },
             Err(response) => response,
         },
         (Method::GET, "export.har") => {
@@ -142,6 +148,15 @@ async fn read_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Re
 fn json<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Response<Full<Bytes>> {
     let mut response = page(serde_json::to_string(value).unwrap_or_default(), "application/json");
     *response.status_mut() = status;
+    response
+}
+
+/// 429 with `Retry-After` for a replay or question over the session's limits.
+fn too_many(busy: &super::limits::Busy) -> Response<Full<Bytes>> {
+    let mut response = json(StatusCode::TOO_MANY_REQUESTS, &serde_json::json!({"error": busy.message}));
+    if let Ok(value) = header::HeaderValue::from_str(&busy.retry_after_secs.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
     response
 }
 

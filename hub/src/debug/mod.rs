@@ -9,6 +9,7 @@ mod assistant;
 mod exports;
 pub(crate) mod http;
 mod insights;
+mod limits;
 mod replay;
 pub(crate) mod rpc;
 mod session;
@@ -75,6 +76,18 @@ impl Registry {
         for session in sessions {
             self.end(&session);
         }
+    }
+
+    /// Ends every session of `owner` (the member was removed).
+    pub(crate) fn end_of_owner(&self, owner: MemberId) {
+        for session in self.of_member(owner) {
+            self.end(&session);
+        }
+    }
+
+    /// Owners of the live sessions.
+    pub(crate) fn owners(&self) -> Vec<MemberId> {
+        lock(&self.by_id).values().filter(|s| !s.ended.is_cancelled()).map(|s| s.meta.owner).collect()
     }
 
     /// Ends a session: viewers get `ended`, its token stops working at once.

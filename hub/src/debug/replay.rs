@@ -10,6 +10,7 @@ use pconnect_proto::control::{ErrorBody, ErrorCode};
 use pconnect_proto::debug::{ReplayCall, ReplayReply, ReplayRequest, ReplayResult};
 use pconnect_proto::wire;
 
+use super::limits::Busy;
 use super::session::Session;
 use crate::reverse;
 use crate::routes::ReverseConn;
@@ -27,12 +28,14 @@ const DROPPED_HEADERS: &[&str] = &[
     "trailer",
 ];
 
-/// Replays exchange `request.id` of `session` with the edits in `request`.
-pub(crate) async fn replay(hub: &Hub, session: &Session, request: &ReplayRequest) -> ReplayResult {
-    match run(hub, session, request).await {
+/// Replays exchange `request.id` of `session` with the edits in `request`, within the session's
+/// replay limits (`Err` when over them).
+pub(crate) async fn replay(hub: &Hub, session: &Session, request: &ReplayRequest) -> Result<ReplayResult, Busy> {
+    let _running = session.calls.start_replay()?;
+    Ok(match run(hub, session, request).await {
         Ok(id) => ReplayResult { ok: true, captured: Some(id), error: None },
         Err(error) => ReplayResult { ok: false, captured: None, error: Some(error) },
-    }
+    })
 }
 
 async fn run(hub: &Hub, session: &Session, request: &ReplayRequest) -> Result<u64, String> {

@@ -40,6 +40,8 @@ pub(crate) struct Session {
     pub(crate) ended: CancellationToken,
     /// Generation of the attached events stream, and its token (cancelled when replaced).
     attach: Mutex<(u64, CancellationToken)>,
+    /// Bounds on the replays and questions viewers make the agent run.
+    pub(crate) calls: super::limits::CallLimits,
 }
 
 #[derive(Default)]
@@ -72,6 +74,7 @@ impl Session {
             changed: watch::channel(0).0,
             ended: CancellationToken::new(),
             attach: Mutex::new((0, CancellationToken::new())),
+            calls: Default::default(),
         }
     }
 

@@ -184,13 +184,14 @@ async fn live(
 /// Runs a replay or a question and builds the message for the asker.
 async fn answer(hub: &Hub, session: &Session, request: FromViewer) -> serde_json::Value {
     match request {
-        FromViewer::Replay(replay) => {
-            let result = replay::replay(hub, session, &replay).await;
-            json!({"type": "replayed", "result": result})
-        }
-        FromViewer::Ask { question } if session.meta.ai => {
-            json!({"type": "answer", "answer": assistant::ask(hub, session, &question).await})
-        }
+        FromViewer::Replay(replay) => match replay::replay(hub, session, &replay).await {
+            Ok(result) => json!({"type": "replayed", "result": result}),
+            Err(busy) => json!({"type": "replayed", "result": {"ok": false, "captured": null, "error": busy.message}}),
+        },
+        FromViewer::Ask { question } if session.meta.ai => match assistant::ask(hub, session, &question).await {
+            Ok(answer) => json!({"type": "answer", "answer": answer}),
+            Err(busy) => json!({"type": "answer", "answer": {"text": busy.message, "cites": [], "source": "insights"}}),
+        },
         FromViewer::Ask { .. } => json!({"type": "answer", "answer": {
             "text": "The assistant is off for this session (expose with --ai to turn it on).",
             "cites": [], "source": "insights"}}),

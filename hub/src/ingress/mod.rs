@@ -2,7 +2,10 @@
 //! per connection), streamed both ways, upgrades (WebSocket) spliced after a real 101. Plain HTTP
 //! on `--http`, and HTTPS with HTTP/2 by ALPN on `--https`.
 
+mod auth;
+mod forwarded;
 mod host;
+mod idle;
 mod pages;
 mod policy;
 mod upstream;
@@ -10,7 +13,7 @@ mod upstream;
 pub use policy::decide_head;
 
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,26 +24,35 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use pconnect_proto::control::ErrorCode;
+use pconnect_proto::link::LinkPolicy;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admission::{self, Admission, LogLimiter, Slot};
 use crate::agent_conn::Stop;
 use crate::clock;
 use crate::links::LiveLink;
 use crate::state::Hub;
 use host::Target;
+use idle::Activity;
 use policy::RateLimits;
 use upstream::Upstream;
 
 type Body = Either<Incoming, Full<Bytes>>;
+
+/// HTTP/2 connections get a PING this often when quiet, and are closed when it goes unanswered.
+const H2_KEEPALIVE: Duration = Duration::from_secs(20);
 
 /// Shared by every ingress connection.
 struct Ingress {
     hub: Arc<Hub>,
     upstream: Upstream,
     limits: RateLimits,
+    auth: auth::LinkAuth,
+    /// Connection slots of both ingress listeners together.
+    admission: Arc<Admission>,
 }
 
 /// How a connection reached the ingress.
@@ -61,7 +73,14 @@ pub(crate) async fn serve(
     tasks: TaskTracker,
 ) {
     let shutdown = stop.drain.clone();
-    let ingress = Arc::new(Ingress { upstream: upstream::client(hub.clone()), hub, limits: RateLimits::default() });
+    let admission = Admission::new("ingress", hub.config.ingress_caps);
+    let ingress = Arc::new(Ingress {
+        upstream: upstream::client(hub.clone()),
+        hub,
+        limits: RateLimits::default(),
+        auth: auth::LinkAuth::default(),
+        admission,
+    });
     tasks.spawn(flush_counts(ingress.hub.clone(), shutdown.clone()));
     if let Some((listener, tls)) = https {
         tasks.spawn(accept_loop(ingress.clone(), listener, Some(tls), stop.clone(), tasks.clone()));
@@ -76,70 +95,111 @@ async fn accept_loop(
     stop: Stop,
     tasks: TaskTracker,
 ) {
+    let log = LogLimiter::default();
     loop {
         let (tcp, peer) = tokio::select! {
             _ = stop.drain.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::warn!(error = %e, "ingress accept failed");
-                    continue;
-                }
-            },
+            accepted = admission::accept(&listener, &log, "ingress") => accepted,
         };
+        // Over a cap the connection is closed at once: its descriptor comes straight back.
+        let Some(slot) = ingress.admission.admit(peer.ip()) else { continue };
         let _ = tcp.set_nodelay(true);
         let (ingress, tls, stop) = (ingress.clone(), tls.clone(), stop.clone());
         tasks.spawn(async move {
             tokio::select! {
                 _ = stop.cut.cancelled() => {}
-                _ = connection(ingress, tcp, peer, tls, &stop.drain) => {}
+                _ = connection(ingress, tcp, peer, tls, &stop.drain, slot) => {}
             }
         });
     }
 }
 
+/// Serves one connection. One deadline (the header timeout, from accept) covers the TLS handshake,
+/// protocol detection and the first request head; after that, a connection with no request in
+/// flight for the idle timeout is closed gracefully (GOAWAY on HTTP/2).
 async fn connection(
     ingress: Arc<Ingress>,
     tcp: TcpStream,
     peer: SocketAddr,
     tls: Option<TlsAcceptor>,
     drain: &CancellationToken,
+    _slot: Slot,
 ) {
-    let header_timeout = ingress.hub.config.header_timeout;
+    let config = &ingress.hub.config;
+    let first_deadline = tokio::time::Instant::now() + config.header_timeout;
+    let idle_timeout = config.idle_timeout;
+    let activity = Arc::new(Activity::new());
     let Some(tls) = tls else {
         let conn = Conn { peer, https: false };
-        let service = service_fn(move |req| handle(ingress.clone(), conn, None, req));
+        let service = service_fn(handler(ingress.clone(), conn, None, activity.clone()));
         let mut builder = hyper::server::conn::http1::Builder::new();
-        builder.timer(TokioTimer::new()).header_read_timeout(header_timeout).max_buf_size(64 * 1024);
+        builder.timer(TokioTimer::new()).header_read_timeout(config.header_timeout).max_buf_size(64 * 1024);
         let conn = builder.serve_connection(TokioIo::new(tcp), service).with_upgrades();
         tokio::pin!(conn);
         tokio::select! {
             _ = conn.as_mut() => return,
             _ = drain.cancelled() => conn.as_mut().graceful_shutdown(),
+            _ = activity.expired(first_deadline, idle_timeout) => {
+                if !activity.seen_request() {
+                    return;
+                }
+                conn.as_mut().graceful_shutdown();
+            }
         }
         let _ = conn.await;
         return;
     };
-    let handshake = tokio::time::timeout(Duration::from_secs(10), tls.accept(tcp));
-    let Ok(Ok(stream)) = (tokio::select! {
-        accepted = handshake => accepted,
+    let stream = tokio::select! {
+        accepted = tokio::time::timeout_at(first_deadline, tls.accept(tcp)) => match accepted {
+            Ok(Ok(stream)) => stream,
+            _ => return,
+        },
         _ = drain.cancelled() => return,
-    }) else {
-        return;
     };
     let sni = stream.get_ref().1.server_name().map(str::to_ascii_lowercase);
     let conn = Conn { peer, https: true };
-    let service = service_fn(move |req| handle(ingress.clone(), conn, sni.clone(), req));
+    let service = service_fn(handler(ingress.clone(), conn, sni, activity.clone()));
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout).max_buf_size(64 * 1024);
-    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(100).max_header_list_size(32 * 1024);
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(config.header_timeout).max_buf_size(64 * 1024);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(100)
+        .max_header_list_size(32 * 1024)
+        .keep_alive_interval(H2_KEEPALIVE)
+        .keep_alive_timeout(H2_KEEPALIVE);
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     tokio::pin!(conn);
     tokio::select! {
         _ = conn.as_mut() => return,
         _ = drain.cancelled() => conn.as_mut().graceful_shutdown(),
+        _ = activity.expired(first_deadline, idle_timeout) => {
+            // Silent since the handshake (protocol detection or the first head never finished).
+            if !activity.seen_request() {
+                return;
+            }
+            conn.as_mut().graceful_shutdown();
+        }
     }
     let _ = conn.await;
+}
+
+/// The per-request service of one connection: counts the request in flight while it is handled.
+fn handler(
+    ingress: Arc<Ingress>,
+    conn: Conn,
+    sni: Option<String>,
+    activity: Arc<Activity>,
+) -> impl Fn(Request<Incoming>) -> std::pin::Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>> + Clone
+{
+    move |req| {
+        let (ingress, sni, guard) = (ingress.clone(), sni.clone(), activity.request());
+        Box::pin(async move {
+            let response = handle(ingress, conn, sni, req).await;
+            drop(guard);
+            response
+        })
+    }
 }
 
 async fn handle(
@@ -207,7 +267,23 @@ async fn handle(
                     "This temporary link has expired. Ask its owner for a new one.",
                 );
             }
-            if let Err(refusal) = policy::check(&link, &req, conn.peer.ip(), &ingress.limits) {
+            let Some(policy) = &link.policy else {
+                return page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Unavailable",
+                    "This link's settings cannot be read by this hub. Ask its owner to create it again.",
+                );
+            };
+            let trusted = &ingress.hub.config.trusted_proxies;
+            let client = forwarded::client_ip(conn.peer.ip(), req.headers(), trusted);
+            let checked = match policy::screen(policy, link.row.id, client, &ingress.limits) {
+                Ok(()) => match ingress.auth.check(link.row.id, policy, req.headers(), client).await {
+                    Ok(()) => policy::scope(policy, &req),
+                    Err(refusal) => Err(refusal),
+                },
+                Err(refusal) => Err(refusal),
+            };
+            if let Err(refusal) = checked {
                 let mut response = pages::page(refusal.status, refusal.title, &refusal.detail, wants_json);
                 if let Some((name, value)) = refusal.extra
                     && let Ok(value) = HeaderValue::from_str(&value)
@@ -217,33 +293,53 @@ async fn handle(
                 return Ok(response.map(Either::Right));
             }
             link.unflushed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            Ok(proxy(&ingress, &link, conn, &host, req, wants_json).await)
+            let trusted_peer = trusted.iter().any(|c| c.contains(conn.peer.ip()));
+            let forwarded = forwarded::Forwarded { peer: conn.peer.ip(), client, https: conn.https, host: &host };
+            Ok(proxy(&ingress, &link, policy, &forwarded, trusted_peer, req, wants_json).await)
         }
     }
 }
 
-/// Forwards one request to the link's service and streams the response back.
+/// Forwards one request to the link's owner's service and streams the response back; a WebSocket
+/// upgrade is spliced after the service's real 101, and no other protocol switch is ever tunnelled.
 async fn proxy(
     ingress: &Ingress,
     link: &LiveLink,
-    conn: Conn,
-    host: &str,
+    policy: &LinkPolicy,
+    forwarded: &forwarded::Forwarded<'_>,
+    trusted_peer: bool,
     mut req: Request<Incoming>,
     wants_json: bool,
 ) -> Response<Body> {
     let path = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
-    let authority = upstream::authority(link.row.workspace_id, &link.row.service);
+    let authority = upstream::authority(link.row.workspace_id, link.row.owner_id, &link.row.service);
     *req.uri_mut() = Uri::try_from(format!("http://{authority}{path}")).unwrap_or_else(|_| Uri::from_static("/"));
     *req.version_mut() = http::Version::HTTP_11;
-    forwarded_headers(&mut req, link, conn, host);
-    let client_upgrade = is_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
+    let websocket = forwarded::wants_websocket(&req);
+    forwarded::prepare(req.headers_mut(), websocket, forwarded, trusted_peer);
+    if let Ok(host) = HeaderValue::from_str(forwarded.host) {
+        req.headers_mut().insert(header::HOST, host);
+    }
+    if let Some(rewrite) = &policy.rewrite_host
+        && let Ok(value) = HeaderValue::from_str(rewrite)
+    {
+        req.headers_mut().insert(header::HOST, value);
+    }
+    // The link's own password is for the hub, not for the service behind it.
+    if policy.basic_auth.is_some() || policy.basic_auth_sha256.is_some() {
+        req.headers_mut().remove(header::AUTHORIZATION);
+    }
+    let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
     let mut response = match ingress.upstream.request(req).await {
         Ok(response) => response,
         Err(e) => return upstream_failed(&e, wants_json),
     };
-    if response.status() == StatusCode::SWITCHING_PROTOCOLS
-        && let Some(client_upgrade) = client_upgrade
-    {
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let Some(client_upgrade) = client_upgrade.filter(|_| forwarded::switches_to_websocket(response.headers()))
+        else {
+            let detail = "The service switched to a protocol this link does not carry (only WebSocket is).";
+            return pages::page(StatusCode::BAD_GATEWAY, "Bad gateway", detail, wants_json).map(Either::Right);
+        };
         let service_upgrade = hyper::upgrade::on(&mut response);
         tokio::spawn(async move {
             if let (Ok(client), Ok(service)) = (client_upgrade.await, service_upgrade.await) {
@@ -253,41 +349,6 @@ async fn proxy(
         });
     }
     response.map(Either::Left)
-}
-
-fn forwarded_headers(req: &mut Request<Incoming>, link: &LiveLink, conn: Conn, host: &str) {
-    let headers = req.headers_mut();
-    let client_ip: IpAddr = conn.peer.ip();
-    let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(previous) => format!("{previous}, {client_ip}"),
-        None => client_ip.to_string(),
-    };
-    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
-        headers.insert("x-forwarded-for", value);
-    }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static(if conn.https { "https" } else { "http" }));
-    if let Ok(value) = HeaderValue::from_str(host) {
-        headers.insert("x-forwarded-host", value.clone());
-        headers.insert(header::HOST, value);
-    }
-    if let Some(rewrite) = &link.policy.rewrite_host
-        && let Ok(value) = HeaderValue::from_str(rewrite)
-    {
-        headers.insert(header::HOST, value);
-    }
-    // The link's own password is for the hub, not for the service behind it.
-    if link.policy.basic_auth_sha256.is_some() {
-        headers.remove(header::AUTHORIZATION);
-    }
-}
-
-fn is_upgrade<B>(req: &Request<B>) -> bool {
-    req.headers().contains_key(header::UPGRADE)
-        && req
-            .headers()
-            .get(header::CONNECTION)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.to_ascii_lowercase().contains("upgrade"))
 }
 
 fn request_host<B>(req: &Request<B>) -> Option<String> {

@@ -1,19 +1,18 @@
-//! Enforcement of a link's policy on each request: client address, basic auth, method, path, rate;
+//! Enforcement of a link's policy on each request: client address and rate ([`screen`], before
+//! credentials), method and path ([`scope`], after them; basic auth itself is [`super::auth`]);
 //! and [`decide_head`], the whole pre-proxy decision on a raw request head (the fuzz target's entry).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
-use std::sync::atomic::AtomicI64;
 use std::time::Instant;
 
 use http::{Request, StatusCode, header};
 use pconnect_proto::link::LinkPolicy;
 
 use super::host::{self, Target};
-use crate::links::LiveLink;
 use crate::state::lock;
-use crate::store::{LinkId, LinkRow};
+use crate::store::LinkId;
 
 /// Why a request is refused, with the status it gets.
 pub(crate) struct Refusal {
@@ -48,29 +47,24 @@ impl RateLimits {
     }
 }
 
-/// Checks a request against the link's policy.
-pub(crate) fn check<B>(
-    link: &LiveLink,
-    request: &Request<B>,
-    client: IpAddr,
-    limits: &RateLimits,
-) -> Result<(), Refusal> {
-    let policy = &link.policy;
+/// The checks that come before credentials: the client's address, then the link's rate (so
+/// guessing a password spends the link's requests too).
+pub(crate) fn screen(policy: &LinkPolicy, link: LinkId, client: IpAddr, limits: &RateLimits) -> Result<(), Refusal> {
     if !policy.allows_ip(client) {
         return Err(refuse(StatusCode::FORBIDDEN, "Forbidden", format!("{client} may not use this link"), None));
     }
-    if let Some(expected) = &policy.basic_auth_sha256 {
-        let presented = request.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes()).unwrap_or_default();
-        if !constant_time_eq(&sha256_hex(presented), expected.as_bytes()) {
-            let realm = (header::WWW_AUTHENTICATE, "Basic realm=\"pconnect link\"".to_string());
-            return Err(refuse(
-                StatusCode::UNAUTHORIZED,
-                "Authentication required",
-                "this link needs a user name and password".into(),
-                Some(realm),
-            ));
-        }
+    if let Some(per_min) = policy.rate_per_min
+        && let Err(wait) = limits.take(link, per_min)
+    {
+        let retry = (header::RETRY_AFTER, wait.to_string());
+        let detail = format!("this link allows {per_min} requests per minute");
+        return Err(refuse(StatusCode::TOO_MANY_REQUESTS, "Too many requests", detail, Some(retry)));
     }
+    Ok(())
+}
+
+/// The checks on what is asked for: method and path.
+pub(crate) fn scope<B>(policy: &LinkPolicy, request: &Request<B>) -> Result<(), Refusal> {
     if !policy.allows_method(request.method().as_str()) {
         let allow = (header::ALLOW, policy.methods.join(", "));
         let detail = format!("{} is not allowed here", request.method());
@@ -84,13 +78,6 @@ pub(crate) fn check<B>(
     }
     if !policy.allows_path(request.uri().path()) {
         return Err(refuse(StatusCode::FORBIDDEN, "Forbidden", "this path is not published on this link".into(), None));
-    }
-    if let Some(per_min) = policy.rate_per_min
-        && let Err(wait) = limits.take(link.row.id, per_min)
-    {
-        let retry = (header::RETRY_AFTER, wait.to_string());
-        let detail = format!("this link allows {per_min} requests per minute");
-        return Err(refuse(StatusCode::TOO_MANY_REQUESTS, "Too many requests", detail, Some(retry)));
     }
     Ok(())
 }
@@ -111,8 +98,9 @@ fn is_plain_path(path: &str) -> bool {
 /// What the ingress does with one raw HTTP/1.1 request head before any agent is contacted:
 /// `Ok(subdomain)` when it forwards the request to that link's service (whose policy is `policy`),
 /// `Err(status)` of the hub's own answer otherwise (400 unparsable, 404 no link, 421 SNI and Host
-/// differ, 401/403/405/429 refused by the policy). The same steps the server runs; public so the
-/// `ingress_head` fuzz target can drive them with arbitrary bytes.
+/// differ, 401/403/405/429 refused by the policy). The same steps the server runs (without the
+/// failure counting of [`super::auth`]); public so the `ingress_head` fuzz target can drive them
+/// with arbitrary bytes.
 pub fn decide_head(
     head: &[u8],
     sni: Option<&str>,
@@ -128,22 +116,20 @@ pub fn decide_head(
     if sni.is_some_and(|sni| host::misdirected(&host, sni)) {
         return Err(StatusCode::MISDIRECTED_REQUEST);
     }
-    let row = LinkRow {
-        id: 1,
-        workspace_id: 1,
-        owner_id: 1,
-        owner: String::new(),
-        service: String::new(),
-        subdomain: subdomain.clone(),
-        persistent: false,
-        created_at: 0,
-        expires_at: None,
-        revoked_at: None,
-        policy: String::new(),
-        requests: 0,
-    };
-    let link = LiveLink { row, policy: policy.clone(), unflushed: AtomicI64::new(0) };
-    check(&link, &request, client, &RateLimits::default()).map_err(|refusal| refusal.status)?;
+    screen(policy, 1, client, &RateLimits::default()).map_err(|refusal| refusal.status)?;
+    if policy.basic_auth.is_some() || policy.basic_auth_sha256.is_some() {
+        let presented = request.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes()).unwrap_or_default();
+        let good = match (&policy.basic_auth, &policy.basic_auth_sha256) {
+            (Some(phc), _) => pconnect_proto::link::credentials_from_header(presented)
+                .is_some_and(|credentials| pconnect_proto::link::verify_credentials(phc, &credentials)),
+            (None, Some(expected)) => constant_time_eq(&sha256_hex(presented), expected.as_bytes()),
+            (None, None) => true,
+        };
+        if !good {
+            return Err(StatusCode::UNAUTHORIZED);
+        }
+    }
+    scope(policy, &request).map_err(|refusal| refusal.status)?;
     Ok(subdomain)
 }
 
@@ -161,7 +147,7 @@ fn parse_head(head: &[u8]) -> Option<Request<()>> {
     builder.body(()).ok()
 }
 
-fn refuse(
+pub(crate) fn refuse(
     status: StatusCode,
     title: &'static str,
     detail: String,
@@ -176,7 +162,7 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> Vec<u8> {
     digest.as_ref().iter().flat_map(|b| format!("{b:02x}").into_bytes()).collect()
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

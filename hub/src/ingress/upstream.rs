@@ -1,6 +1,7 @@
 //! The ingress's HTTP/1.1 client to services: a pooled hyper client whose "connections" are tunnel
 //! streams opened on the owning agent's reverse link. The pool key (URI authority) names the
-//! workspace and service, so kept-alive upstream connections are reused across client requests.
+//! workspace, the link's owner and the service, so kept-alive upstream connections are reused
+//! across client requests, and never across owners: a link reaches only its owner's service.
 
 use std::error::Error as _;
 use std::future::Future;
@@ -18,7 +19,7 @@ use pconnect_proto::control::{ErrorBody, ErrorCode};
 use crate::link::h2io::H2Io;
 use crate::reverse;
 use crate::state::Hub;
-use crate::store::WorkspaceId;
+use crate::store::{MemberId, WorkspaceId};
 
 /// Suffix of pool-key authorities; never resolved, only parsed back by the connector.
 const TUNNEL_HOST_SUFFIX: &str = ".tunnel.pconnect";
@@ -35,15 +36,17 @@ pub(crate) fn client(hub: Arc<Hub>) -> Upstream {
         .build(TunnelConnector { hub })
 }
 
-/// The URI authority that makes the pool (and the connector) pick `service` of `workspace`.
-pub(crate) fn authority(workspace: WorkspaceId, service: &str) -> String {
-    format!("w{workspace}.{service}{TUNNEL_HOST_SUFFIX}")
+/// The URI authority that makes the pool (and the connector) pick `owner`'s `service` of
+/// `workspace`.
+pub(crate) fn authority(workspace: WorkspaceId, owner: MemberId, service: &str) -> String {
+    format!("w{workspace}.o{owner}.{service}{TUNNEL_HOST_SUFFIX}")
 }
 
-fn parse_authority(host: &str) -> Option<(WorkspaceId, &str)> {
+fn parse_authority(host: &str) -> Option<(WorkspaceId, MemberId, &str)> {
     let rest = host.strip_suffix(TUNNEL_HOST_SUFFIX)?.strip_prefix('w')?;
-    let (workspace, service) = rest.split_once('.')?;
-    Some((workspace.parse().ok()?, service))
+    let (workspace, rest) = rest.split_once('.')?;
+    let (owner, service) = rest.strip_prefix('o')?.split_once('.')?;
+    Some((workspace.parse().ok()?, owner.parse().ok()?, service))
 }
 
 /// Opens a tunnel stream to the service an authority names.
@@ -67,8 +70,8 @@ impl tower_service::Service<Uri> for TunnelConnector {
         let hub = self.hub.clone();
         Box::pin(async move {
             let host = uri.host().unwrap_or_default();
-            let (workspace, service) = parse_authority(host).ok_or("bad upstream authority")?;
-            let conn = hub.routes.pick(workspace, service).ok_or_else(|| {
+            let (workspace, owner, service) = parse_authority(host).ok_or("bad upstream authority")?;
+            let conn = hub.routes.pick_owned(workspace, service, owner).ok_or_else(|| {
                 ErrorBody::new(ErrorCode::Offline, format!("the agent serving '{service}' is not connected"))
             })?;
             let (recv, send) = reverse::open_tunnel(&conn, service).await?;
@@ -112,8 +115,8 @@ mod tests {
 
     #[test]
     fn authorities_round_trip() {
-        let a = authority(7, "my-app");
-        assert_eq!(parse_authority(&a), Some((7, "my-app")));
+        let a = authority(7, 42, "my-app");
+        assert_eq!(parse_authority(&a), Some((7, 42, "my-app")));
         assert_eq!(parse_authority("example.com"), None);
     }
 }

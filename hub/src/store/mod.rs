@@ -147,6 +147,9 @@ pub trait Store: Send + Sync + 'static {
     /// Returns the id of the workspace with this name, creating it when missing.
     fn ensure_workspace<'a>(&'a self, name: &'a str) -> StoreFuture<'a, WorkspaceId>;
 
+    /// The id of the workspace with this name, if it exists.
+    fn find_workspace<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<WorkspaceId>>;
+
     /// Adds a member with the SHA-256 of their token. Fails with `AlreadyExists` for a taken name.
     fn add_member<'a>(
         &'a self,

@@ -475,6 +475,10 @@ impl Store for SqliteStore {
         Box::pin(self.workspace_id(name))
     }
 
+    fn find_workspace<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<WorkspaceId>> {
+        Box::pin(find_workspace(&self.pool, name))
+    }
+
     fn add_member<'a>(
         &'a self,
         workspace: WorkspaceId,

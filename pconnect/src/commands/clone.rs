@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 
 use anyhow::{Context, Result};
 use pconnect_proto::control::{ServiceInfo, ServiceList};
-use pconnect_proto::project::ServiceKind;
 use pconnect_proto::wire::SERVICES_PATH;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -54,7 +53,7 @@ pub(crate) async fn clone(ui: Ui, args: CloneArgs) -> Result<()> {
         cloned.push((service.name.clone(), addr, fallback));
         env_services.push(EnvService {
             name: service.name.clone(),
-            kind: service.kind.as_deref().and_then(ServiceKind::parse),
+            kind: service.kind,
             host: if addr.ip().to_string() == "127.0.0.1" { "localhost".into() } else { addr.ip().to_string() },
             port: addr.port(),
             env: service.env.clone(),
@@ -66,8 +65,11 @@ pub(crate) async fn clone(ui: Ui, args: CloneArgs) -> Result<()> {
         None
     } else {
         let file_name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let text = envfile::render(Some(&format!("a clone of {name}")), &file_name, &env_services, None)?;
-        std::fs::write(&output, text).with_context(|| format!("cannot write {}", output.display()))?;
+        let file = envfile::render(Some(&format!("a clone of {name}")), &file_name, &env_services, None)?;
+        for refused in &file.refused {
+            ui.warn(&format!("{name}'s agent declared something unsafe: {refused}"));
+        }
+        envfile::write(&output, &file.text)?;
         Some(output.display().to_string())
     };
     ui.cloned(name, &cloned, written.as_deref());

@@ -93,7 +93,7 @@ pub(crate) async fn start_and_announce(
     captures: &Arc<Captures>,
     name: &str,
     target: &Target,
-    kind: Option<String>,
+    kind: Option<pconnect_proto::project::ServiceKind>,
     ai: bool,
     cancel: CancellationToken,
 ) -> Option<DebugSession> {
@@ -101,7 +101,12 @@ pub(crate) async fn start_and_announce(
         // The control connection is only needed to start; the uplink has its own.
         let link_cancel = cancel.child_token();
         let (link, _) = ForwardLink::connect(session.creds.clone(), session.id.clone(), 1, link_cancel.clone()).await?;
-        let options = DebugOptions { service: name.to_string(), target: target.clone(), kind, ai };
+        let options = DebugOptions {
+            service: name.to_string(),
+            target: target.clone(),
+            kind: kind.map(|k| k.as_str().to_string()),
+            ai,
+        };
         let started = debug::start(&link, &session.creds, &session.id, captures, options, cancel.clone()).await;
         link_cancel.cancel();
         started.map_err(user_error)

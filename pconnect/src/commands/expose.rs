@@ -44,7 +44,7 @@ pub(crate) async fn expose(ui: Ui, args: ExposeArgs) -> Result<()> {
             None
         }
         Some(Kind::Tcp) => None,
-        Some(kind) => Some(kind.as_str().to_string()),
+        Some(kind) => Some(kind),
     };
     let cancel = CancellationToken::new();
     let services =

@@ -1,14 +1,15 @@
 //! `connect login`, `connect whoami`, `connect logout`.
 
-use std::sync::{Arc, Mutex};
+use std::io::IsTerminal;
 
 use anyhow::{Context, Result};
 use pconnect_hub::auth::random_hex;
+use pconnect_hub::tls::normalize_fingerprint;
 use pconnect_proto::handshake::{Hello, Role};
 use pconnect_proto::wire::PROTOCOL_VERSION;
 
 use crate::cli::LoginArgs;
-use crate::link::dial::{Credentials, HubAddr, dial};
+use crate::link::dial::{Credentials, HubAddr, dial, probe_certificate};
 use crate::link::forward::ForwardLink;
 use crate::state::Login;
 use crate::tls::Trust;
@@ -17,7 +18,7 @@ use crate::{home, session};
 
 /// Logs in: dials the hub, pins its certificate (or checks it against `--ca`), saves the login.
 pub(crate) async fn login(ui: Ui, args: LoginArgs) -> Result<()> {
-    let token = match (args.token, &args.token_file) {
+    let token = match (args.token.clone(), &args.token_file) {
         (Some(token), _) => token,
         (None, Some(path)) => std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the token file {}", path.display()))?
@@ -28,10 +29,10 @@ pub(crate) async fn login(ui: Ui, args: LoginArgs) -> Result<()> {
         }
     };
     let hub = HubAddr::parse(&args.hub)?;
-    let seen = Arc::new(Mutex::new(None));
-    let trust = match &args.ca {
-        Some(ca) => Trust::Ca(ca.clone()),
-        None => Trust::FirstUse(seen.clone()),
+    let trust = trust_for_login(ui, &hub, &args).await?;
+    let fingerprint = match &trust {
+        Trust::Pinned(pin) => Some(pin.clone()),
+        _ => None,
     };
     let creds = Credentials { hub: hub.clone(), token: token.clone(), trust };
     let hello = Hello {
@@ -42,7 +43,6 @@ pub(crate) async fn login(ui: Ui, args: LoginArgs) -> Result<()> {
         services: vec![],
     };
     let (_stream, welcome) = dial(&creds, &hello).await?;
-    let fingerprint = if args.ca.is_some() { None } else { seen.lock().unwrap_or_else(|p| p.into_inner()).clone() };
     let login = Login {
         hub: hub.url(),
         token,
@@ -55,6 +55,35 @@ pub(crate) async fn login(ui: Ui, args: LoginArgs) -> Result<()> {
     login.save(&home::agent_home()?)?;
     ui.logged_in(&login);
     Ok(())
+}
+
+/// How this login will check the hub, settled before the token is sent anywhere: a CA file, a
+/// certificate the system trusts, the key given with `--fingerprint`, or (for a self-signed hub)
+/// the key the user confirmed on the terminal or accepted with `--trust-on-first-use`.
+async fn trust_for_login(ui: Ui, hub: &HubAddr, args: &LoginArgs) -> Result<Trust> {
+    if let Some(ca) = &args.ca {
+        return Ok(Trust::Ca(ca.clone()));
+    }
+    if let Some(given) = &args.fingerprint {
+        let pin = normalize_fingerprint(given).with_context(|| {
+            format!("--fingerprint {given:?} is not a SHA-256 fingerprint (SHA256: then 32 bytes of hex, as the hub prints it)")
+        })?;
+        return Ok(Trust::Pinned(pin));
+    }
+    let seen = probe_certificate(hub).await?;
+    if seen.publicly_trusted {
+        return Ok(Trust::System);
+    }
+    let url = hub.url();
+    if args.trust_on_first_use || (std::io::stdin().is_terminal() && !ui.json && ui.ask_trust_hub(&url, &seen.key)) {
+        return Ok(Trust::Pinned(seen.key));
+    }
+    anyhow::bail!(
+        "the hub at {url} has a self-signed certificate (key {key}); nothing was sent to it.\n\
+         Check the key against the `Fingerprint:` line the hub printed at start, then run:\n  \
+         connect login --hub {url} --fingerprint {key}",
+        key = seen.key
+    )
 }
 
 /// Shows the login and whether the hub accepts it right now.

@@ -10,8 +10,8 @@ use pconnect_proto::wire::LINKS_PATH;
 
 use crate::cli::ExposeArgs;
 use crate::link::forward::ForwardLink;
-use crate::probe;
 use crate::target::Target;
+use crate::{link_auth, probe};
 
 /// How long the protocol probe may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -28,7 +28,7 @@ pub(crate) struct LinkRequest {
 /// checked here, before anything is registered, so bad input creates nothing.
 pub(crate) fn request(args: &ExposeArgs, target: &Target) -> Result<Option<LinkRequest>> {
     if !args.link && !args.public {
-        let policy_flags = args.auth.is_some()
+        let policy_flags = args.auth
             || !args.allow_ip.is_empty()
             || args.methods.is_some()
             || !args.paths.is_empty()
@@ -45,21 +45,18 @@ pub(crate) fn request(args: &ExposeArgs, target: &Target) -> Result<Option<LinkR
         (None, true) => Some(link::DEFAULT_LINK_SECS),
         (None, false) => None,
     };
-    let basic_auth_sha256 = args
-        .auth
-        .as_ref()
-        .map(|credentials| {
-            anyhow::ensure!(credentials.contains(':') && !credentials.starts_with(':'), "--auth takes user:password");
-            Ok(sha256_hex(link::basic_auth_header(credentials).as_bytes()))
-        })
-        .transpose()?;
+    let basic_auth = match args.auth {
+        true => Some(link_auth::hash(&link_auth::credentials_for_flag()?)?),
+        false => None,
+    };
     let rewrite_host = match args.host_header.as_str() {
         "passthrough" => None,
         "rewrite" => Some(target.to_string()),
         other => anyhow::bail!("--host-header takes passthrough or rewrite, not '{other}'"),
     };
     let policy = LinkPolicy {
-        basic_auth_sha256,
+        basic_auth,
+        basic_auth_sha256: None,
         allow_ips: args
             .allow_ip
             .iter()
@@ -120,8 +117,4 @@ pub(crate) async fn create(link: &ForwardLink, service: &str, request: LinkReque
         policy: request.policy,
     };
     Ok(link.post_for(LINKS_PATH, &body).await?)
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, bytes).as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -288,10 +288,13 @@ impl Up {
             }
             services.push(reached);
         }
-        let text = envfile::render(loaded.spec.project.as_deref(), &file, &services, template.as_deref())?;
+        let rendered = envfile::render(loaded.spec.project.as_deref(), &file, &services, template.as_deref())?;
         let out = loaded.dir.join(&file);
-        if std::fs::read_to_string(&out).ok().as_deref() != Some(text.as_str()) {
-            std::fs::write(&out, text)?;
+        if std::fs::read_to_string(&out).ok().as_deref() != Some(rendered.text.as_str()) {
+            for refused in &rendered.refused {
+                self.ui.warn(refused);
+            }
+            envfile::write(&out, &rendered.text)?;
             self.ui.up_env_written(&display(&out));
         }
         Ok(out)

@@ -4,12 +4,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Result;
 use pconnect_proto::link::{self, DEFAULT_LINK_SECS, LinkPolicy, MAX_LINK_SECS};
-use pconnect_proto::plan::{Desired, LinkWant, ShareWant};
+use pconnect_proto::plan::{Desired, LinkWant, Secret, ShareWant};
 use pconnect_proto::project::{LinkDecl, ProjectSpec, PublicDecl, ServiceKind};
 use pconnect_proto::share::{DEFAULT_SHARE_SECS, MAX_SHARE_SECS, parse_duration};
 use pconnect_proto::target::Target;
 
 use crate::link::reverse::Exposed;
+use crate::link_auth;
 
 /// Everything `up` derives from the file.
 #[derive(Debug, Clone)]
@@ -36,7 +37,7 @@ pub fn project(spec: &ProjectSpec) -> Result<Project> {
         if let Some(want) = want {
             desired.links.insert(name.clone(), want);
         }
-        let kind = service.kind.map(|k| k.as_str().to_string());
+        let kind = service.kind;
         exposed.push(Exposed { name: name.clone(), target, kind, env: service.env.clone() });
     }
     for (name, share) in &spec.shares {
@@ -58,16 +59,11 @@ fn link_want(decl: &LinkDecl, persistent: bool, target: &Target) -> Result<LinkW
         (Some(text), false) => Some(parse_duration(text, MAX_LINK_SECS)?),
         (None, false) => Some(DEFAULT_LINK_SECS),
     };
-    let basic_auth_sha256 = decl.auth.as_ref().map(|credentials| {
-        let header = link::basic_auth_header(credentials);
-        ring::digest::digest(&ring::digest::SHA256, header.as_bytes())
-            .as_ref()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    });
+    let credentials = decl.auth.as_deref().map(Secret::new);
+    let basic_auth = credentials.as_ref().map(|c| link_auth::hash(c.expose())).transpose()?;
     let policy = LinkPolicy {
-        basic_auth_sha256,
+        basic_auth,
+        basic_auth_sha256: None,
         allow_ips: decl
             .allow_ips
             .iter()
@@ -83,5 +79,5 @@ fn link_want(decl: &LinkDecl, persistent: bool, target: &Target) -> Result<LinkW
         rate_per_min: decl.rate_limit.as_deref().map(link::parse_rate).transpose().map_err(anyhow::Error::msg)?,
         rewrite_host: (decl.host_header.as_deref() == Some("rewrite")).then(|| target.to_string()),
     };
-    Ok(LinkWant { persistent, expires_in_secs, policy })
+    Ok(LinkWant { persistent, expires_in_secs, policy, credentials })
 }

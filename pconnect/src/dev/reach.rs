@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use pconnect_proto::control::{ServiceInfo, ServiceList};
-use pconnect_proto::project::{ReachDecl, ServiceKind};
+use pconnect_proto::project::ReachDecl;
 use tokio::task::JoinHandle;
 
 use super::control::ReachUp;
@@ -136,7 +136,7 @@ impl Reaching {
             .values()
             .map(|l| EnvService {
                 name: l.info.name.clone(),
-                kind: l.info.kind.as_deref().and_then(ServiceKind::parse),
+                kind: l.info.kind,
                 host: "localhost".into(),
                 port: l.addr.port(),
                 env: l.info.env.clone(),

@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use crate::tls::{Trust, client_config};
+use crate::tls::{Seen, Trust, client_config};
 
 /// Default agent port of a hub URL without one.
 pub const DEFAULT_HUB_PORT: u16 = 7779;
@@ -70,6 +70,11 @@ pub enum DialError {
          If the hub was reinstalled on purpose, run `connect login` again; otherwise someone may be intercepting the connection"
     )]
     CertificateChanged { url: String, pinned: String, seen: String },
+    #[error(
+        "the hub at {url} has a certificate this system does not trust (key {seen}): \
+         run `connect login --fingerprint <the key the hub printed at start>`"
+    )]
+    Untrusted { url: String, seen: String },
     #[error("TLS with the hub at {url} failed: {cause}")]
     Tls { url: String, cause: String },
     #[error("the hub at {url} did not answer within {}s", HANDSHAKE_TIMEOUT.as_secs())]
@@ -84,7 +89,7 @@ impl DialError {
         match self {
             DialError::Unreachable { .. } | DialError::Timeout { .. } => true,
             DialError::Refused(refusal) => refusal.is_retryable(),
-            DialError::CertificateChanged { .. } | DialError::Tls { .. } => false,
+            DialError::CertificateChanged { .. } | DialError::Untrusted { .. } | DialError::Tls { .. } => false,
         }
     }
 }
@@ -126,14 +131,40 @@ async fn dial_inner(creds: &Credentials, hello: &Hello, url: &str) -> Result<(Hu
     }
 }
 
+/// Completes a TLS handshake with the hub and reports its certificate, sending nothing: a first
+/// login shows the key (or finds it publicly trusted) before any token leaves the machine.
+pub async fn probe_certificate(hub: &HubAddr) -> Result<Seen, DialError> {
+    let url = hub.url();
+    let probe = async {
+        let unreachable = |cause: String| DialError::Unreachable { url: url.clone(), cause };
+        let tcp = TcpStream::connect((hub.host.as_str(), hub.port)).await.map_err(|e| unreachable(e.to_string()))?;
+        let seen = Arc::new(Mutex::new(None));
+        let config = client_config(&Trust::Probe, ALPN_FORWARD, seen.clone())
+            .map_err(|e| DialError::Tls { url: url.clone(), cause: e.to_string() })?;
+        let name = ServerName::try_from(hub.host.clone())
+            .map_err(|e| DialError::Tls { url: url.clone(), cause: e.to_string() })?;
+        let stream = TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| DialError::Tls { url: url.clone(), cause: e.to_string() })?;
+        drop(stream);
+        let seen = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        seen.ok_or_else(|| DialError::Tls { url: url.clone(), cause: "the hub presented no certificate".into() })
+    };
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, probe).await.unwrap_or(Err(DialError::Timeout { url: hub.url() }))
+}
+
 /// A TLS failure is final only when TLS itself refused (rustls reports those as `InvalidData`); a
 /// connection reset or closed mid-handshake (a hub restarting, an overflowing accept queue) is
 /// retried like any unreachable hub.
-fn tls_error(creds: &Credentials, url: &str, seen: &Mutex<Option<String>>, e: std::io::Error) -> DialError {
+fn tls_error(creds: &Credentials, url: &str, seen: &Mutex<Option<Seen>>, e: std::io::Error) -> DialError {
     let seen = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
     match (&creds.trust, seen) {
-        (Trust::Pinned(pinned), Some(seen)) if *pinned != seen => {
-            DialError::CertificateChanged { url: url.to_string(), pinned: pinned.clone(), seen }
+        (Trust::Pinned(pinned), Some(seen)) if *pinned != seen.key && !seen.publicly_trusted => {
+            DialError::CertificateChanged { url: url.to_string(), pinned: pinned.clone(), seen: seen.key }
+        }
+        (Trust::System, Some(seen)) if !seen.publicly_trusted => {
+            DialError::Untrusted { url: url.to_string(), seen: seen.key }
         }
         _ if e.kind() != std::io::ErrorKind::InvalidData => DialError::Unreachable {
             url: url.to_string(),
@@ -161,7 +192,7 @@ mod tests {
         assert!(tls_error(&creds, "u", &seen, eof).is_retryable());
         let refused = std::io::Error::new(std::io::ErrorKind::InvalidData, "invalid peer certificate");
         assert!(!tls_error(&creds, "u", &seen, refused).is_retryable());
-        let changed = Mutex::new(Some("SHA256:BB".to_string()));
+        let changed = Mutex::new(Some(Seen { key: "SHA256:BB".to_string(), publicly_trusted: false }));
         let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
         assert!(matches!(tls_error(&creds, "u", &changed, reset), DialError::CertificateChanged { .. }));
     }

@@ -35,7 +35,7 @@ pub struct Exposed {
     pub name: String,
     pub target: Target,
     /// Declared protocol, shared with teammates (for their env files).
-    pub kind: Option<String>,
+    pub kind: Option<pconnect_proto::project::ServiceKind>,
     /// Declared env templates, shared with teammates.
     pub env: std::collections::BTreeMap<String, String>,
 }
@@ -91,12 +91,7 @@ pub async fn serve_with_captures(
         session,
         services: services
             .iter()
-            .map(|s| ServiceSpec {
-                name: s.name.clone(),
-                port: s.target.port,
-                kind: s.kind.clone(),
-                env: s.env.clone(),
-            })
+            .map(|s| ServiceSpec { name: s.name.clone(), port: s.target.port, kind: s.kind, env: s.env.clone() })
             .collect(),
     };
     let (stream, welcome) = dial(&creds, &hello).await?;

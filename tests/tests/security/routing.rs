@@ -13,7 +13,7 @@ pub(crate) fn member_of(hub: &Hub, name: &str, workspace: &str) -> (Agent, Strin
     let token =
         String::from_utf8_lossy(&out.stdout).lines().map(str::trim).rfind(|l| !l.is_empty()).unwrap().to_string();
     let agent = Agent::fresh(name).unwrap();
-    let mut login = agent.command(["login", "--hub", hub.url()]);
+    let mut login = agent.command(["login", "--hub", hub.url(), "--fingerprint", hub.fingerprint()]);
     login.env("PCONNECT_TOKEN", &token);
     let out = pconnect_e2e::output_with_timeout(&mut login, std::time::Duration::from_secs(60)).unwrap();
     assert!(out.status.success(), "{}", pconnect_e2e::describe_output(&out));

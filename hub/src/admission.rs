@@ -1,0 +1,219 @@
+//! Who gets a connection slot, for every listener of the hub: a global and a per-IP cap on the
+//! connections a listener holds, accept errors met with backoff (running out of file descriptors
+//! must not turn the accept loop into a spin), and repeated errors logged at a bounded rate.
+//!
+//! The caps come from the process's open-files limit, so idle connections on one listener can
+//! never take the descriptors another listener, the store or an agent login needs.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::state::lock;
+
+/// Descriptors kept free of every listener's cap: the store, listeners, log files, agent logins.
+const RESERVED_FDS: u64 = 64;
+/// Longest wait between accept attempts after an error.
+const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Raises the soft open-files limit to the hard one and returns the soft limit now in force.
+pub fn raise_open_files_limit() -> u64 {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not raise the open-files limit");
+            rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft)
+        }
+    }
+}
+
+/// Connection caps of one listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caps {
+    /// Connections the listener holds at once.
+    pub total: usize,
+    /// Connections one client address holds at once.
+    pub per_ip: usize,
+}
+
+impl Caps {
+    /// `share` (0-1) of the descriptors the process may open (minus a reserve), and a per-IP cap
+    /// of at most `per_ip` within it.
+    pub fn from_open_files(open_files: u64, share: f64, per_ip: usize) -> Caps {
+        let usable = open_files.saturating_sub(RESERVED_FDS).max(32) as f64;
+        let total = ((usable * share) as usize).max(8);
+        Caps { total, per_ip: per_ip.min(total).max(1) }
+    }
+}
+
+/// Counts the connections a listener holds, in total and per client address.
+pub(crate) struct Admission {
+    caps: Caps,
+    what: &'static str,
+    held: Mutex<Held>,
+    refused: AtomicU64,
+    log: LogLimiter,
+}
+
+#[derive(Default)]
+struct Held {
+    total: usize,
+    by_ip: HashMap<IpAddr, usize>,
+}
+
+impl Admission {
+    pub(crate) fn new(what: &'static str, caps: Caps) -> Arc<Self> {
+        Arc::new(Self { caps, what, held: Mutex::default(), refused: AtomicU64::new(0), log: LogLimiter::default() })
+    }
+
+    /// A slot for a connection from `ip`, or `None` when a cap is reached (the caller closes it).
+    pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
+        let mut held = lock(&self.held);
+        let from_ip = held.by_ip.get(&ip).copied().unwrap_or(0);
+        if held.total >= self.caps.total || from_ip >= self.caps.per_ip {
+            drop(held);
+            let refused = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
+            self.log.warn(|suppressed| {
+                tracing::warn!(
+                    listener = self.what,
+                    %ip,
+                    total_cap = self.caps.total,
+                    per_ip_cap = self.caps.per_ip,
+                    refused,
+                    suppressed,
+                    "connection cap reached: closing new connections"
+                );
+            });
+            return None;
+        }
+        held.total += 1;
+        *held.by_ip.entry(ip).or_default() += 1;
+        Some(Slot { admission: self.clone(), ip })
+    }
+
+    /// Connections held right now (for tests and logs).
+    #[cfg(test)]
+    fn held(&self) -> usize {
+        lock(&self.held).total
+    }
+}
+
+/// A held connection slot, given back on drop.
+pub(crate) struct Slot {
+    admission: Arc<Admission>,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut held = lock(&self.admission.held);
+        held.total = held.total.saturating_sub(1);
+        if let Some(n) = held.by_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                held.by_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Accepts the next connection, waiting out errors with backoff: out of descriptors (EMFILE,
+/// ENFILE), out of memory or buffers, the accept is retried after 10 ms doubling to 1 s, and the
+/// error is logged at most once a second.
+pub(crate) async fn accept(listener: &TcpListener, log: &LogLimiter, what: &'static str) -> (TcpStream, SocketAddr) {
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        match listener.accept().await {
+            Ok(pair) => return pair,
+            Err(e) if is_per_connection(&e) => {
+                // The peer gave up before we accepted: nothing to wait for.
+                tracing::debug!(listener = what, error = %e, "accept: connection gone");
+            }
+            Err(e) => {
+                log.warn(|suppressed| {
+                    tracing::warn!(listener = what, error = %e, suppressed, "accept failed; backing off");
+                });
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_ACCEPT_BACKOFF);
+            }
+        }
+    }
+}
+
+/// Errors that concern one connection only (retry at once), as opposed to the process running out
+/// of something (back off).
+fn is_per_connection(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset | io::ErrorKind::Interrupted)
+}
+
+/// Lets one log line through per interval; counts the ones it held back.
+pub(crate) struct LogLimiter {
+    interval: Duration,
+    state: Mutex<(Option<Instant>, u64)>,
+}
+
+impl Default for LogLimiter {
+    fn default() -> Self {
+        Self { interval: Duration::from_secs(1), state: Mutex::new((None, 0)) }
+    }
+}
+
+impl LogLimiter {
+    /// Runs `emit(suppressed since the last line)` if the interval has passed, else counts.
+    pub(crate) fn warn(&self, emit: impl FnOnce(u64)) {
+        let mut state = lock(&self.state);
+        let now = Instant::now();
+        if state.0.is_some_and(|last| now.duration_since(last) < self.interval) {
+            state.1 += 1;
+            return;
+        }
+        let suppressed = std::mem::take(&mut state.1);
+        state.0 = Some(now);
+        drop(state);
+        emit(suppressed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_hold_in_total_and_per_address() {
+        let admission = Admission::new("test", Caps { total: 3, per_ip: 2 });
+        let a: IpAddr = [10, 0, 0, 1].into();
+        let b: IpAddr = [10, 0, 0, 2].into();
+        let a1 = admission.admit(a).unwrap();
+        let _a2 = admission.admit(a).unwrap();
+        assert!(admission.admit(a).is_none(), "a third from one address");
+        let _b1 = admission.admit(b).unwrap();
+        assert!(admission.admit(b).is_none(), "over the total");
+        drop(a1);
+        let _b2 = admission.admit(b).expect("a slot came back");
+        assert_eq!(admission.held(), 3);
+    }
+
+    #[test]
+    fn caps_follow_the_open_files_limit() {
+        let low = Caps::from_open_files(256, 0.5, 256);
+        assert_eq!(low, Caps { total: 96, per_ip: 96 });
+        let high = Caps::from_open_files(1 << 20, 0.5, 256);
+        assert_eq!(high.per_ip, 256);
+        assert!(high.total > 500_000);
+    }
+
+    #[test]
+    fn repeated_lines_are_held_back_and_counted() {
+        let log = LogLimiter::default();
+        let mut emitted = Vec::new();
+        for _ in 0..1000 {
+            log.warn(|suppressed| emitted.push(suppressed));
+        }
+        assert_eq!(emitted, [0]);
+    }
+}
