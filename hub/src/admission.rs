@@ -43,11 +43,11 @@ pub struct Caps {
 
 impl Caps {
     /// `share` (0-1) of the descriptors the process may open (minus a reserve), and a per-IP cap
-    /// of at most `per_ip` within it.
+    /// of at most `per_ip` and at most half of that: one address never takes every slot.
     pub fn from_open_files(open_files: u64, share: f64, per_ip: usize) -> Caps {
         let usable = open_files.saturating_sub(RESERVED_FDS).max(32) as f64;
         let total = ((usable * share) as usize).max(8);
-        Caps { total, per_ip: per_ip.min(total).max(1) }
+        Caps { total, per_ip: per_ip.min(total / 2).max(1) }
     }
 }
 
@@ -201,7 +201,7 @@ mod tests {
     #[test]
     fn caps_follow_the_open_files_limit() {
         let low = Caps::from_open_files(256, 0.5, 256);
-        assert_eq!(low, Caps { total: 96, per_ip: 96 });
+        assert_eq!(low, Caps { total: 96, per_ip: 48 });
         let high = Caps::from_open_files(1 << 20, 0.5, 256);
         assert_eq!(high.per_ip, 256);
         assert!(high.total > 500_000);

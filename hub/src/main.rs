@@ -20,53 +20,57 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the hub.
-    Serve {
-        /// Directory for the store, certificate and admin socket.
-        #[arg(long, env = "PCONNECT_HUB_DATA")]
-        data: PathBuf,
-        /// TLS address agents dial (port 0 picks a free port).
-        #[arg(long, default_value = "0.0.0.0:7779")]
-        listen: SocketAddr,
-        /// Plain HTTP address (`/healthz`, public links).
-        #[arg(long, default_value = "0.0.0.0:7780")]
-        http: SocketAddr,
-        /// HTTPS address for public links (HTTP/2 by ALPN; uses --cert/--key or the self-signed one).
-        #[arg(long)]
-        https: Option<SocketAddr>,
-        /// Domain public links live under: <sub>.<domain>.
-        #[arg(long, default_value = "localhost")]
-        domain: String,
-        /// Time a public-link client has to send a request head (e.g. 10s).
-        #[arg(long, default_value = "10s", value_parser = parse_timeout)]
-        header_timeout: std::time::Duration,
-        /// On SIGTERM/SIGINT, how long streams in flight may finish before they are cut (a second
-        /// signal exits at once).
-        #[arg(long, default_value = "10s", value_parser = parse_timeout)]
-        grace: std::time::Duration,
-        /// An ingress connection with no request in flight is closed after this (e.g. 60s).
-        #[arg(long, default_value = "60s", value_parser = parse_timeout)]
-        idle_timeout: std::time::Duration,
-        /// Most connections the public ingress holds at once (default: half the open-files limit).
-        #[arg(long)]
-        max_connections: Option<usize>,
-        /// Most ingress connections one client address holds at once.
-        #[arg(long, default_value_t = pconnect_hub::DEFAULT_INGRESS_PER_IP)]
-        max_connections_per_ip: usize,
-        /// A proxy in front of the ingress (CIDR, repeatable) whose X-Forwarded-For is believed.
-        #[arg(long = "trust-proxy", value_name = "CIDR", value_parser = parse_cidr)]
-        trust_proxy: Vec<pconnect_proto::link::Cidr>,
-        /// PEM certificate to present instead of the generated self-signed one.
-        #[arg(long, requires = "key")]
-        cert: Option<PathBuf>,
-        /// PEM private key of --cert.
-        #[arg(long, requires = "cert")]
-        key: Option<PathBuf>,
-    },
+    Serve(Box<ServeArgs>),
     /// Manage the members of a workspace (`default` unless --workspace says otherwise).
     Member {
         #[command(subcommand)]
         command: MemberCommand,
     },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Directory for the store, certificate and admin socket.
+    #[arg(long, env = "PCONNECT_HUB_DATA")]
+    data: PathBuf,
+    /// TLS address agents dial (port 0 picks a free port).
+    #[arg(long, default_value = "0.0.0.0:7779")]
+    listen: SocketAddr,
+    /// Plain HTTP address (`/healthz`, public links).
+    #[arg(long, default_value = "0.0.0.0:7780")]
+    http: SocketAddr,
+    /// HTTPS address for public links (HTTP/2 by ALPN; uses --cert/--key or the self-signed one).
+    #[arg(long)]
+    https: Option<SocketAddr>,
+    /// Domain public links live under: <sub>.<domain>.
+    #[arg(long, default_value = "localhost")]
+    domain: String,
+    /// Time a public-link client has to send a request head (e.g. 10s).
+    #[arg(long, default_value = "10s", value_parser = parse_timeout)]
+    header_timeout: std::time::Duration,
+    /// On SIGTERM/SIGINT, how long streams in flight may finish before they are cut (a second
+    /// signal exits at once).
+    #[arg(long, default_value = "10s", value_parser = parse_timeout)]
+    grace: std::time::Duration,
+    /// An ingress connection with no request in flight is closed after this (e.g. 60s).
+    #[arg(long, default_value = "60s", value_parser = parse_timeout)]
+    idle_timeout: std::time::Duration,
+    /// Most connections the public ingress holds at once (default: half the open-files limit).
+    #[arg(long)]
+    max_connections: Option<usize>,
+    /// Most ingress connections one client address holds at once (default: 256, at most half
+    /// of --max-connections).
+    #[arg(long)]
+    max_connections_per_ip: Option<usize>,
+    /// A proxy in front of the ingress (CIDR, repeatable) whose X-Forwarded-For is believed.
+    #[arg(long = "trust-proxy", value_name = "CIDR", value_parser = parse_cidr)]
+    trust_proxy: Vec<pconnect_proto::link::Cidr>,
+    /// PEM certificate to present instead of the generated self-signed one.
+    #[arg(long, requires = "key")]
+    cert: Option<PathBuf>,
+    /// PEM private key of --cert.
+    #[arg(long, requires = "cert")]
+    key: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -123,21 +127,22 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     use pconnect_hub::{admin, ui};
     match cli.command {
-        Command::Serve {
-            data,
-            listen,
-            http,
-            https,
-            domain,
-            header_timeout,
-            grace,
-            idle_timeout,
-            max_connections,
-            max_connections_per_ip,
-            trust_proxy,
-            cert,
-            key,
-        } => {
+        Command::Serve(args) => {
+            let ServeArgs {
+                data,
+                listen,
+                http,
+                https,
+                domain,
+                header_timeout,
+                grace,
+                idle_timeout,
+                max_connections,
+                max_connections_per_ip,
+                trust_proxy,
+                cert,
+                key,
+            } = *args;
             let https = match https {
                 Some(addr) => Some(bind(addr, "HTTPS").await?),
                 None => None,
@@ -145,8 +150,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let listeners = Listeners { agents: bind(listen, "agent").await?, http: bind(http, "HTTP").await?, https };
             let domain = domain.trim_end_matches('.').to_ascii_lowercase();
             let defaults = HubConfig::new(data);
-            let total = max_connections.unwrap_or(defaults.ingress_caps.total);
-            let ingress_caps = Caps { total, per_ip: max_connections_per_ip.min(total) };
+            let total = max_connections.unwrap_or(defaults.ingress_caps.total).max(1);
+            let per_ip = max_connections_per_ip.unwrap_or(pconnect_hub::DEFAULT_INGRESS_PER_IP.min(total / 2));
+            let ingress_caps = Caps { total, per_ip: per_ip.clamp(1, total) };
             let config = HubConfig {
                 domain,
                 cert: cert.zip(key),

@@ -895,3 +895,102 @@ fn a_stopping_hub_ends_debug_sessions_at_the_start_of_its_drain() {
     d.expose.wait_for_line("Debug session d1 was stopped", READY).unwrap();
     tail.wait_exit(READY).unwrap();
 }
+
+/// An HTTP/1.1 server whose every answer takes `delay`; counts requests and the most in flight.
+struct SlowServer {
+    port: u16,
+    served: Arc<Mutex<(usize, usize, usize)>>,
+}
+
+impl SlowServer {
+    fn start(delay: Duration) -> SlowServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // (requests, in flight, most in flight)
+        let served = Arc::new(Mutex::new((0usize, 0usize, 0usize)));
+        let counts = served.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().map_while(Result::ok) {
+                let counts = counts.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut stream = stream;
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        while reader.read_line(&mut line).is_ok_and(|n| n > 2) {}
+                        {
+                            let mut c = counts.lock().unwrap();
+                            c.0 += 1;
+                            c.1 += 1;
+                            c.2 = c.2.max(c.1);
+                        }
+                        std::thread::sleep(delay);
+                        counts.lock().unwrap().1 -= 1;
+                        if stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow").is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        SlowServer { port, served }
+    }
+
+    fn counts(&self) -> (usize, usize) {
+        let c = self.served.lock().unwrap();
+        (c.0, c.2)
+    }
+}
+
+#[test]
+#[allow(clippy::print_stderr)] // the figure for the report
+fn replays_and_questions_are_limited_per_session() {
+    let app = SlowServer::start(Duration::from_millis(800));
+    let d = Debugged::start(app.port, "slow", &["--ai"], &[]);
+    let r = http_get(&d.tunnel(), "localhost", "/slow").unwrap();
+    assert_eq!(r.status, 200);
+    let original = d.wait_exchanges("the first request", |all| all.first().and_then(|c| c["id"].as_u64()));
+    let before = app.counts().0;
+
+    // 60 replays at once, as a script with the viewer link could send them.
+    let (ingress, host, path) = (d.ingress(), d.host.clone(), format!("/debug/{}/api/replay", d.token));
+    let body = json!({"id": original}).to_string();
+    let workers: Vec<_> = (0..60)
+        .map(|_| {
+            let (ingress, host, path, body) = (ingress.clone(), host.clone(), path.clone(), body.clone());
+            std::thread::spawn(move || {
+                let r = http_request(
+                    &ingress,
+                    "POST",
+                    &host,
+                    &path,
+                    &[("Content-Type", "application/json")],
+                    body.as_bytes(),
+                )
+                .unwrap();
+                (r.status, r.header("retry-after").map(str::to_string))
+            })
+        })
+        .collect();
+    let results: Vec<(u16, Option<String>)> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+    let ok = results.iter().filter(|(s, _)| *s == 200).count();
+    let limited = results.iter().filter(|(s, r)| *s == 429 && r.is_some()).count();
+    let (served, most_at_once) = app.counts();
+    eprintln!(
+        "FIGURE 60 parallel replays: {ok} ran, {limited} got 429 + Retry-After; the service saw {} requests, at most {most_at_once} at once",
+        served - before
+    );
+    assert_eq!(ok + limited, 60, "{results:?}");
+    assert!(ok <= 8 && limited >= 52, "{ok} replays ran at once");
+    assert!(most_at_once <= 4, "{most_at_once} replays reached the service at once");
+    assert_eq!(served - before, ok, "replays that were refused still reached the service");
+
+    // Questions (each may spend the owner's model key): 10 a minute.
+    let statuses: Vec<u16> =
+        (0..12).map(|i| d.post("api/ask", &json!({"question": format!("question {i}")})).status).collect();
+    assert_eq!(&statuses[..10], &[200; 10], "{statuses:?}");
+    assert_eq!(&statuses[10..], &[429, 429], "{statuses:?}");
+}

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use pconnect_e2e::{
     Agent, HttpClient, HttpResponse, HttpServer, Hub, Postgres, Proc, Redis, WEBHOOK_SECRET, WsClient, basic_auth,
-    http_get, http_request, sha256_hex, sign_webhook,
+    http_get, http_request, output_with_timeout, sha256_hex, sign_webhook,
 };
 use support::{READY, assert_clean_failure, payload};
 
@@ -31,10 +31,17 @@ struct Published {
 /// `connect expose 127.0.0.1:<port> --name <name> <extra>` (extra holds `--link` or `--public`),
 /// waited until the URL is printed.
 fn publish(agent: &Agent, port: u16, name: &str, extra: &[&str]) -> Published {
+    publish_with_env(agent, port, name, extra, &[])
+}
+
+/// [`publish`] with environment variables (`PCONNECT_LINK_AUTH` for `--auth`).
+fn publish_with_env(agent: &Agent, port: u16, name: &str, extra: &[&str], env: &[(&str, &str)]) -> Published {
     let target = format!("127.0.0.1:{port}");
     let mut args = vec!["expose", target.as_str(), "--name", name];
     args.extend_from_slice(extra);
-    let mut proc = agent.spawn(args).unwrap();
+    let mut cmd = agent.command(args);
+    cmd.envs(env.iter().copied());
+    let mut proc = Proc::spawn(cmd).unwrap();
     let line = proc.wait_for_line("Public URL:", READY).unwrap();
     proc.wait_for_line("Press Ctrl+C to stop sharing.", READY).unwrap();
     let url = line.split("Public URL:").nth(1).unwrap().trim().to_string();
@@ -246,7 +253,13 @@ fn basic_auth_asks_for_a_password_and_keeps_it_from_the_service() {
     let app = HttpServer::start();
     let hub = Hub::start().unwrap();
     let alice = Agent::login(&hub, "alice").unwrap();
-    let link = publish(&alice, app.port(), "staging", &["--link", "--auth", "client:s3cret pass"]);
+    let link = publish_with_env(
+        &alice,
+        app.port(),
+        "staging",
+        &["--link", "--auth"],
+        &[("PCONNECT_LINK_AUTH", "client:s3cret pass")],
+    );
     let addr = ingress(&hub);
     let before = app.requests();
 
@@ -391,7 +404,9 @@ fn database_ports_are_never_published() {
     let out = alice.run(["expose", "127.0.0.1:5432", "--public"]);
     assert_clean_failure(&out, "[!] --public creates a public HTTP URL");
     assert!(String::from_utf8_lossy(&out.stderr).contains("use: connect reach postgres"), "{out:?}");
-    let out = alice.run(["expose", "6379", "--link", "--auth", "a:b"]);
+    let mut cmd = alice.command(["expose", "6379", "--link", "--auth"]);
+    cmd.env("PCONNECT_LINK_AUTH", "a:b");
+    let out = output_with_timeout(&mut cmd, Duration::from_secs(60)).unwrap();
     assert_clean_failure(&out, "(port 6379).");
 
     assert_eq!(links_json(&alice)["links"], serde_json::json!([]), "nothing was published");

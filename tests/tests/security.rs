@@ -8,16 +8,26 @@
 
 mod support;
 
+#[path = "security/exhaustion.rs"]
+mod exhaustion;
 #[path = "security/h2_abuse.rs"]
 mod h2_abuse;
 #[path = "security/http1.rs"]
 mod http1;
+#[path = "security/ingress_policy.rs"]
+mod ingress_policy;
 #[path = "security/joins.rs"]
 mod joins;
+#[path = "security/login_trust.rs"]
+mod login_trust;
+#[path = "security/ownership.rs"]
+mod ownership;
 #[path = "security/routing.rs"]
 mod routing;
 #[path = "security/secrets.rs"]
 mod secrets;
+#[path = "security/teammates.rs"]
+mod teammates;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -184,14 +184,16 @@ async fn connection(
     let _ = conn.await;
 }
 
+/// A boxed response future of the per-connection service.
+type Responding = std::pin::Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
 /// The per-request service of one connection: counts the request in flight while it is handled.
 fn handler(
     ingress: Arc<Ingress>,
     conn: Conn,
     sni: Option<String>,
     activity: Arc<Activity>,
-) -> impl Fn(Request<Incoming>) -> std::pin::Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>> + Clone
-{
+) -> impl Fn(Request<Incoming>) -> Responding + Clone {
     move |req| {
         let (ingress, sni, guard) = (ingress.clone(), sni.clone(), activity.request());
         Box::pin(async move {

@@ -47,8 +47,7 @@ pub(crate) async fn expose(ui: Ui, args: ExposeArgs) -> Result<()> {
         Some(kind) => Some(kind),
     };
     let cancel = CancellationToken::new();
-    let services =
-        vec![Exposed { name: name.clone(), target: target.clone(), kind: kind.clone(), env: Default::default() }];
+    let services = vec![Exposed { name: name.clone(), target: target.clone(), kind, env: Default::default() }];
     let captures = Captures::new();
     let drain = Drain::new();
     let (_, mut status) = reverse::serve_with_captures(

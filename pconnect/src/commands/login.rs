@@ -79,8 +79,8 @@ async fn trust_for_login(ui: Ui, hub: &HubAddr, args: &LoginArgs) -> Result<Trus
         return Ok(Trust::Pinned(seen.key));
     }
     anyhow::bail!(
-        "the hub at {url} has a self-signed certificate (key {key}); nothing was sent to it.\n\
-         Check the key against the `Fingerprint:` line the hub printed at start, then run:\n  \
+        "the hub at {url} has a certificate this system does not vouch for (key {key}); nothing was sent to it.\n\
+         Compare the key with the `Fingerprint:` line the hub printed at start, then run: \
          connect login --hub {url} --fingerprint {key}",
         key = seen.key
     )

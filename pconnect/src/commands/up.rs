@@ -233,7 +233,7 @@ impl Up {
             if self.debugging.contains_key(&exposed.name) {
                 continue;
             }
-            let (ui, kind) = (self.ui, exposed.kind.clone());
+            let (ui, kind) = (self.ui, exposed.kind);
             let started = debug::start_and_announce(
                 ui,
                 &self.session,

@@ -81,10 +81,12 @@ fn no_secret_is_stored_logged_or_in_argv_and_secret_files_are_0600() {
     expose.wait_for_line("is now accessible through the hub", READY).unwrap();
     let password = "s3cret-Link-Pass-7781";
     let auth = format!("client:{password}");
-    let mut link = spawn_debug(
-        &alice,
-        &["expose", &format!("127.0.0.1:{}", app.port()), "--name", "web", "--link", "--auth", &auth],
-    );
+    let mut link = {
+        let mut cmd =
+            alice.command(["expose", &format!("127.0.0.1:{}", app.port()), "--name", "web", "--link", "--auth"]);
+        cmd.env("PCONNECT_LOG", "debug").env("PCONNECT_LINK_AUTH", &auth);
+        Proc::spawn(cmd).unwrap()
+    };
     link.wait_for_line("Public URL:", READY).unwrap();
     let code = share_code(&alice, &["--name", "secrets"]);
     let mut joiner = spawn_debug(&bob, &["join", &code, "--bind", "127.0.0.2"]);
