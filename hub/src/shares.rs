@@ -28,8 +28,11 @@ pub(crate) async fn create(hub: &Hub, member: &Member, body: CreateShare) -> Res
     if body.expires_in_secs == 0 || body.expires_in_secs > MAX_SHARE_SECS {
         return Err(ErrorBody::new(ErrorCode::BadRequest, "a share lasts at most 7 days"));
     }
-    if body.name.as_ref().is_some_and(|n| n.chars().count() > 100) {
-        return Err(ErrorBody::new(ErrorCode::BadRequest, "a share name is at most 100 characters"));
+    if body.name.as_ref().is_some_and(|n| n.chars().count() > 100 || n.chars().any(char::is_control)) {
+        return Err(ErrorBody::new(
+            ErrorCode::BadRequest,
+            "a share name is at most 100 characters, without control characters",
+        ));
     }
     let routes: Vec<ShareRoute> = hub
         .store

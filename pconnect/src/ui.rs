@@ -34,9 +34,12 @@ impl Ui {
         let _ = out.flush();
     }
 
+    /// One or more lines of human output. Everything printed passes through here or
+    /// [`Self::error`], so names, values and captured traffic from others can never drive the
+    /// terminal: control characters (escape sequences, carriage returns) are shown as `?`.
     fn line(&self, text: &str) {
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{text}");
+        let _ = writeln!(out, "{}", terminal_safe(text));
         let _ = out.flush();
     }
 
@@ -498,6 +501,27 @@ impl Ui {
         if self.json {
             return self.emit(&json!({"error": format!("{error:#}")}));
         }
-        eprintln!("[!] {error:#}");
+        eprintln!("[!] {}", terminal_safe(&format!("{error:#}")));
+    }
+}
+
+/// `text` with every control character but newline and tab replaced by `?`.
+pub(crate) fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    std::borrow::Cow::Owned(
+        text.chars().map(|c| if c.is_control() && c != '\n' && c != '\t' { '?' } else { c }).collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::terminal_safe;
+
+    #[test]
+    fn nothing_printed_can_drive_the_terminal() {
+        assert_eq!(terminal_safe("plain\nline\tx"), "plain\nline\tx");
+        assert_eq!(terminal_safe("a\u{1b}]0;owned\u{7}b\rc\u{9b}2J"), "a?]0;owned?b?c?2J");
     }
 }

@@ -47,6 +47,6 @@ pub use http::{
     http_request, sha256_hex, sign_webhook, websocket_accept, ws_frame,
 };
 pub use hub::{Hub, HubInfo};
-pub use net::{free_port, free_port_on, listen_port, roundtrip, wait_for_port};
+pub use net::{connect_from, free_port, free_port_on, listen_port, roundtrip, wait_for_port};
 pub use proc::{Line, Proc, Stream, describe_output, output_with_timeout, which};
 pub use services::{Postgres, Redis, psql, redis_cli};

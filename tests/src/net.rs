@@ -23,6 +23,22 @@ pub fn free_port_on(ip: &str) -> u16 {
     listener.local_addr().unwrap_or_else(|e| panic!("cannot read local address of {ip}:0 listener: {e}")).port()
 }
 
+/// A blocking TCP connection to `addr` from the loopback address `source` (e.g. `127.0.0.2`), so a
+/// test can play a client with its own address (per-address limits, allow lists).
+pub fn connect_from(source: &str, addr: &str) -> Result<TcpStream> {
+    let source: std::net::SocketAddr = format!("{source}:0").parse().context("source address")?;
+    let target = addr.to_socket_addrs().with_context(|| format!("resolving {addr}"))?.next().context("no address")?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_io().build()?;
+    let stream = runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(source)?;
+        socket.connect(target).await
+    })?;
+    let stream = stream.into_std()?;
+    stream.set_nonblocking(false)?;
+    Ok(stream)
+}
+
 /// The port in a line like `[ok] Listening on localhost:5433` or `... on 127.0.0.2:5432 (db)`:
 /// the digits right after the last `:` that is followed by a digit.
 pub fn listen_port(line: &str) -> Option<u16> {

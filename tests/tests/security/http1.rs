@@ -6,7 +6,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use pconnect_e2e::{Agent, HttpClient, HttpResponse, HttpServer, Hub, http_get};
+use pconnect_e2e::{Agent, HttpClient, HttpResponse, HttpServer, Hub, connect_from, http_get};
 
 use super::{ingress, percentile, publish};
 
@@ -21,11 +21,13 @@ fn five_hundred_slowloris_connections_are_cut_at_the_header_timeout_while_others
     let link = publish(&alice, app.port(), "web", &[]);
     let (addr, host) = (ingress(&hub), link.http_host(&hub));
 
-    // Half stall after part of a head; half trickle one header byte every 300 ms.
+    // Half stall after part of a head; half trickle one header byte every 300 ms. They come from
+    // two addresses of their own (each address may hold at most 256 ingress connections).
     let opened = Instant::now();
     let mut slow: Vec<(TcpStream, Option<Duration>)> = (0..SLOW_CONNECTIONS)
         .map(|i| {
-            let mut conn = TcpStream::connect(&addr).unwrap();
+            let source = if i % 2 == 0 { "127.0.0.2" } else { "127.0.0.3" };
+            let mut conn = connect_from(source, &addr).unwrap();
             conn.write_all(format!("GET /slow/{i} HTTP/1.1\r\nHost: {host}\r\nX-Slow: ").as_bytes()).unwrap();
             conn.set_nonblocking(true).unwrap();
             (conn, None)
