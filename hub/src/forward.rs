@@ -13,7 +13,7 @@ use pconnect_proto::control::{ErrorBody, ErrorCode, ServiceInfo, ServiceList, Un
 use pconnect_proto::debug::{StartDebug, StopDebug};
 use pconnect_proto::link::{CreateLink, RevokeLink};
 use pconnect_proto::share::{CreateShare, ShareCode, ShareId};
-use pconnect_proto::wire::{self, HEADER_JOIN, HEADER_SERVICE_OWNER, TUNNEL_PROTOCOL};
+use pconnect_proto::wire::{self, HEADER_EXPECT_OWNER, HEADER_JOIN, HEADER_SERVICE_OWNER, TUNNEL_PROTOCOL};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -236,6 +236,16 @@ async fn tunnel(
         reply_error(&mut respond, unroutable(hub, member, service).await);
         return Ok(());
     };
+    // A tunnel for one teammate's service (clone, `reach: - teammate:`) never reaches whoever
+    // serves the name after them.
+    if let Some(expected) = request.headers().get(HEADER_EXPECT_OWNER).and_then(|v| v.to_str().ok())
+        && *conn.owner_name != *expected
+    {
+        let error = ErrorBody::new(ErrorCode::Offline, format!("{expected}'s '{service}' is offline"))
+            .with_hint(format!("it comes back when {expected} runs `connect expose` again"));
+        reply_error(&mut respond, error);
+        return Ok(());
+    }
     conn.load.fetch_add(1, Ordering::Relaxed);
     let _load = LoadGuard(conn.load.clone());
     let agent_side = match reverse::open_tunnel(&conn, service).await {

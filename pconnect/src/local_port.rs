@@ -1,7 +1,6 @@
 //! Local listeners whose every accepted connection becomes one tunnel stream (reach and join).
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use pconnect_hub::link::pump;
@@ -9,7 +8,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tracing::Instrument;
 
 use crate::drain::Drain;
-use crate::link::forward::ForwardLink;
+use crate::link::forward::{ForwardLink, Via};
 use crate::link::{LinkError, describe};
 use crate::ui::Ui;
 
@@ -33,34 +32,32 @@ pub(crate) async fn bind(bind: IpAddr, explicit: Option<u16>, wanted: u16) -> Re
     }
 }
 
-/// Accepts connections until dropped; each is tunneled to `service` (through the share of `join`, if
-/// any) and held by `drain`, which cuts it at a graceful stop's deadline.
+/// Accepts connections until dropped; each is tunneled to `service` (of whom `via` says) and held
+/// by `drain`, which cuts it at a graceful stop's deadline.
 pub(crate) async fn serve(
     ui: Ui,
     link: ForwardLink,
     service: String,
-    join: Option<Arc<str>>,
+    via: Via,
     listener: TcpListener,
     drain: Drain,
 ) -> Result<()> {
     loop {
         let (socket, peer) = listener.accept().await.context("the local listener failed")?;
         let _ = socket.set_nodelay(true);
-        let (link, service, join, drain) = (link.clone(), service.clone(), join.clone(), drain.clone());
+        let (link, service, via, drain) = (link.clone(), service.clone(), via.clone(), drain.clone());
         let span = tracing::debug_span!("tunnel", %service, %peer);
-        tokio::spawn(
-            async move { tunnel(ui, &link, &service, join.as_deref(), socket, &drain).await }.instrument(span),
-        );
+        tokio::spawn(async move { tunnel(ui, &link, &service, &via, socket, &drain).await }.instrument(span));
     }
 }
 
-async fn tunnel(ui: Ui, link: &ForwardLink, service: &str, join: Option<&str>, socket: TcpStream, drain: &Drain) {
+async fn tunnel(ui: Ui, link: &ForwardLink, service: &str, via: &Via, socket: TcpStream, drain: &Drain) {
     if drain.is_stopping() {
         pump::abort_socket(&socket);
         return;
     }
     let _held = drain.hold();
-    match link.open_tunnel(service, join).await {
+    match link.open_tunnel(service, via).await {
         Ok(tunnel) => {
             let _load = tunnel.load;
             if let Err(e) = pump::splice_until(socket, tunnel.recv, tunnel.send, drain.deadline()).await {

@@ -72,6 +72,10 @@ pub fn parse_debug_stream_path(path: &str) -> Option<(&str, &str)> {
 /// Request header carrying a join token: on a tunnel it routes through (and is cut with) the share.
 pub const HEADER_JOIN: &str = "pconnect-join";
 
+/// Tunnel request header naming the member whose service the tunnel is for (`connect clone`,
+/// `reach: - teammate:`): the hub refuses it as offline when someone else serves that name now.
+pub const HEADER_EXPECT_OWNER: &str = "pconnect-expect-owner";
+
 /// Response header naming the member that owns the service a tunnel reached.
 pub const HEADER_SERVICE_OWNER: &str = "pconnect-owner";
 

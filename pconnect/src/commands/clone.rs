@@ -14,7 +14,7 @@ use crate::cli::CloneArgs;
 use crate::commands::reach::FORWARD_CONNECTIONS;
 use crate::dev::envfile::{self, EnvService};
 use crate::drain::{Drain, parse_grace};
-use crate::link::forward::ForwardLink;
+use crate::link::forward::{ForwardLink, Via};
 use crate::signals::stop_requested;
 use crate::ui::Ui;
 use crate::{local_port, session};
@@ -58,7 +58,8 @@ pub(crate) async fn clone(ui: Ui, args: CloneArgs) -> Result<()> {
             port: addr.port(),
             env: service.env.clone(),
         });
-        listeners.spawn(local_port::serve(ui, link.clone(), service.name.clone(), None, listener, drain.clone()));
+        let via = Via::Owner(service.owner.as_str().into());
+        listeners.spawn(local_port::serve(ui, link.clone(), service.name.clone(), via, listener, drain.clone()));
     }
     let output = args.output.clone().unwrap_or_else(|| ".env.pconnect".into());
     let written = if args.no_env {

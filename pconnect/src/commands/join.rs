@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::JoinArgs;
 use crate::commands::reach::FORWARD_CONNECTIONS;
 use crate::drain::{Drain, parse_grace};
-use crate::link::forward::ForwardLink;
+use crate::link::forward::{ForwardLink, Via};
 use crate::link::{LinkError, describe};
 use crate::signals::stop_requested;
 use crate::ui::Ui;
@@ -41,7 +41,8 @@ pub(crate) async fn join(ui: Ui, args: JoinArgs) -> Result<()> {
                 ui.join_route(&route.service, listener.local_addr()?, wanted);
                 opened += 1;
                 let service = route.service.clone();
-                let serve = local_port::serve(ui, link.clone(), service, Some(token.clone()), listener, drain.clone());
+                let serve =
+                    local_port::serve(ui, link.clone(), service, Via::Share(token.clone()), listener, drain.clone());
                 listeners.spawn(serve);
             }
             Err(e) => ui.join_route_failed(&route.service, &format!("{e:#}")),

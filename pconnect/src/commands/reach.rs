@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::ReachArgs;
 use crate::drain::{Drain, parse_grace};
-use crate::link::forward::ForwardLink;
+use crate::link::forward::{ForwardLink, Via};
 use crate::signals::stop_requested;
 use crate::ui::Ui;
 use crate::{local_port, session};
@@ -32,7 +32,7 @@ pub(crate) async fn reach(ui: Ui, args: ReachArgs) -> Result<()> {
         reason = async { fatal.wait_for(Option::is_some).await.ok().and_then(|r| r.clone()) } => {
             Err(anyhow::anyhow!("{}", reason.unwrap_or_default()))
         }
-        result = local_port::serve(ui, link.clone(), service.name.clone(), None, listener, drain.clone()) => result,
+        result = local_port::serve(ui, link.clone(), service.name.clone(), Via::Name, listener, drain.clone()) => result,
     };
     // The listener is closed now; open connections get the grace period.
     if result.is_ok() {

@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use super::control::ReachUp;
 use super::envfile::EnvService;
 use crate::drain::Drain;
-use crate::link::forward::ForwardLink;
+use crate::link::forward::{ForwardLink, Via};
 use crate::local_port;
 use crate::ui::Ui;
 
@@ -24,6 +24,8 @@ struct Listening {
     info: ServiceInfo,
     /// The port the file asked for, if it named one.
     declared: Option<u16>,
+    /// Whose service the tunnels are for.
+    via: Via,
     addr: SocketAddr,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -36,8 +38,8 @@ pub struct Reaching {
     drain: Drain,
 }
 
-/// Service name -> (its listing, the local port the file named).
-type Wanted = BTreeMap<String, (ServiceInfo, Option<u16>)>;
+/// Service name -> (its listing, the local port the file named, whose service it must be).
+type Wanted = BTreeMap<String, (ServiceInfo, Option<u16>, Via)>;
 
 /// What the reach declarations want right now, and what they name that the workspace lacks.
 fn wanted(decls: &[ReachDecl], list: &ServiceList, me: &str) -> (Wanted, Vec<String>) {
@@ -47,7 +49,8 @@ fn wanted(decls: &[ReachDecl], list: &ServiceList, me: &str) -> (Wanted, Vec<Str
         match (&decl.service, &decl.teammate) {
             (Some(name), _) => match list.services.iter().find(|s| &s.name == name) {
                 Some(info) => {
-                    wanted.insert(name.clone(), (info.clone(), decl.port.and_then(|p| u16::try_from(p).ok())));
+                    let port = decl.port.and_then(|p| u16::try_from(p).ok());
+                    wanted.insert(name.clone(), (info.clone(), port, Via::Name));
                 }
                 None => missing.push(format!("service '{name}'")),
             },
@@ -58,7 +61,8 @@ fn wanted(decls: &[ReachDecl], list: &ServiceList, me: &str) -> (Wanted, Vec<Str
                     missing.push(format!("teammate '{teammate}'"));
                 }
                 for info in theirs {
-                    wanted.entry(info.name.clone()).or_insert_with(|| (info.clone(), None));
+                    let via = Via::Owner(info.owner.as_str().into());
+                    wanted.entry(info.name.clone()).or_insert_with(|| (info.clone(), None, via));
                 }
             }
             (None, None) => {}
@@ -82,7 +86,8 @@ impl Reaching {
             .open
             .iter()
             .filter(|(name, l)| {
-                !matches!(wanted.get(*name), Some((_, port)) if *port == l.declared) || l.task.is_finished()
+                !matches!(wanted.get(*name), Some((_, port, via)) if *port == l.declared && *via == l.via)
+                    || l.task.is_finished()
             })
             .map(|(name, _)| name.clone())
             .collect();
@@ -91,7 +96,7 @@ impl Reaching {
                 listening.task.abort();
             }
         }
-        for (name, (info, declared)) in wanted {
+        for (name, (info, declared, via)) in wanted {
             if let Some(listening) = self.open.get_mut(&name) {
                 listening.info = info;
                 continue;
@@ -100,9 +105,10 @@ impl Reaching {
                 Ok((listener, fallback)) => {
                     let Ok(addr) = listener.local_addr() else { continue };
                     ui.up_reaching(&info, addr, fallback);
-                    let serve = local_port::serve(ui, link.clone(), name.clone(), None, listener, self.drain.clone());
+                    let serve =
+                        local_port::serve(ui, link.clone(), name.clone(), via.clone(), listener, self.drain.clone());
                     let task = tokio::spawn(serve);
-                    self.open.insert(name, Listening { info, declared, addr, task });
+                    self.open.insert(name, Listening { info, declared, via, addr, task });
                 }
                 Err(e) => ui.warn(&format!("reach {name}: {e:#}")),
             }

@@ -15,7 +15,7 @@ use http::{Method, Request, StatusCode};
 use pconnect_hub::link::{h2io, heartbeat, tuning};
 use pconnect_proto::handshake::{Hello, Role, Welcome};
 use pconnect_proto::wire::{
-    self, HEADER_JOIN, HEADER_SERVICE_OWNER, LINK_AUTHORITY, PROTOCOL_VERSION, TUNNEL_PROTOCOL,
+    self, HEADER_EXPECT_OWNER, HEADER_JOIN, HEADER_SERVICE_OWNER, LINK_AUTHORITY, PROTOCOL_VERSION, TUNNEL_PROTOCOL,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -137,11 +137,12 @@ impl ForwardLink {
 
     /// Opens a tunnel to `service`. The hub answers only once the owning agent reached its target,
     /// so an offline service or a dead target is an error here, before any byte is relayed.
-    /// With `join`, the tunnel goes through that share and is cut when the share ends.
-    pub async fn open_tunnel(&self, service: &str, join: Option<&str>) -> Result<Tunnel, LinkError> {
+    /// `via` says whose service it must be: whoever serves the name, the creator of a share (the
+    /// tunnel is cut when the share ends), or one teammate.
+    pub async fn open_tunnel(&self, service: &str, via: &Via) -> Result<Tunnel, LinkError> {
         let live = self.pick_or_wait().await?;
         live.load.fetch_add(1, Ordering::Relaxed);
-        open_on(&live, service, join, LoadGuard(live.load.clone())).await
+        open_on(&live, service, via, LoadGuard(live.load.clone())).await
     }
 
     /// Opens a joiner's attach stream: the hub counts us joined while the returned send half is
@@ -198,13 +199,26 @@ fn hello(creds: &Credentials, session: &str) -> Hello {
     }
 }
 
-async fn open_on(live: &Live, service: &str, join: Option<&str>, load: LoadGuard) -> Result<Tunnel, LinkError> {
+/// Whose service a tunnel is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Via {
+    /// Whoever serves the name in the workspace (`connect reach <name>`).
+    Name,
+    /// The creator of the share this join token admits to.
+    Share(Arc<str>),
+    /// This member, and nobody who takes the name after them.
+    Owner(Arc<str>),
+}
+
+async fn open_on(live: &Live, service: &str, via: &Via, load: LoadGuard) -> Result<Tunnel, LinkError> {
     let mut sender = live.sender.clone().ready().await?;
     let mut request = Request::builder()
         .method(Method::CONNECT)
         .uri(format!("https://{LINK_AUTHORITY}{}", wire::tunnel_path(service)));
-    if let Some(token) = join {
-        request = request.header(HEADER_JOIN, token);
+    match via {
+        Via::Name => {}
+        Via::Share(token) => request = request.header(HEADER_JOIN, &**token),
+        Via::Owner(member) => request = request.header(HEADER_EXPECT_OWNER, &**member),
     }
     let mut request = request.body(()).map_err(|e| LinkError::Decode(e.to_string()))?;
     request.extensions_mut().insert(h2::ext::Protocol::from_static(TUNNEL_PROTOCOL));

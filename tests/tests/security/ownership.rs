@@ -94,6 +94,31 @@ fn a_share_reaches_only_its_creators_service() {
     assert_eq!(carols_app.requests(), served, "alice's share reached carol's service");
 }
 
+#[test]
+fn a_clone_reaches_only_that_teammates_services() {
+    let carols_app = HttpServer::start();
+    let daves_app = HttpServer::start();
+    let hub = Hub::start().unwrap();
+    let carol = Agent::login(&hub, "carol").unwrap();
+    let dave = Agent::login(&hub, "dave").unwrap();
+    let bob = Agent::login(&hub, "bob").unwrap();
+    let mut carols = expose(&carol, carols_app.port(), "web").unwrap();
+    let mut clone = bob.spawn(["clone", "carol", "--bind", "127.0.0.6", "--no-env"]).unwrap();
+    let line = clone.wait_for_line("• web →", READY).unwrap();
+    let port = listen_port(&line).unwrap();
+    let addr = format!("127.0.0.6:{port}");
+    let r = http_get(&addr, "localhost", "/who").unwrap();
+    assert_eq!(r.header("x-server-port"), Some(carols_app.port().to_string().as_str()));
+
+    stop(&mut carols);
+    let _daves = expose(&dave, daves_app.port(), "web").unwrap();
+    let served = daves_app.requests();
+    for _ in 0..5 {
+        assert!(http_get(&addr, "localhost", "/who").is_err(), "bob's clone of carol reached someone");
+    }
+    assert_eq!(daves_app.requests(), served, "a clone of carol reached dave's service");
+}
+
 /// A connection through a tunnel that stays open; `cut()` says whether it ended.
 struct Held(TcpStream);
 
