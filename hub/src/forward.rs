@@ -11,8 +11,8 @@ use h2::server::SendResponse;
 use http::{Method, Request, Response, StatusCode};
 use pconnect_proto::control::{ErrorBody, ErrorCode, ServiceInfo, ServiceList, Unregister, WhoAmI};
 use pconnect_proto::debug::{StartDebug, StopDebug};
-use pconnect_proto::link::{CreateLink, RevokeLink};
-use pconnect_proto::share::{CreateShare, ShareCode, ShareId};
+use pconnect_proto::link::{CreateLink, RevokeLink, UpdateLink};
+use pconnect_proto::share::{CreateShare, ShareCode, ShareId, UpdateShare};
 use pconnect_proto::wire::{self, HEADER_EXPECT_OWNER, HEADER_JOIN, HEADER_SERVICE_OWNER, TUNNEL_PROTOCOL};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -163,6 +163,14 @@ async fn rpc(hub: &Arc<Hub>, member: &Member, request: Request<RecvStream>) -> R
             json(&links::create(hub, member, body).await?)
         }
         (Method::GET, wire::LINKS_PATH) => json(&links::list(hub, member).await?),
+        (Method::POST, wire::LINK_UPDATE_PATH) => {
+            let body: UpdateLink = read_json(request.into_body()).await?;
+            json(&links::update(hub, member, body).await?)
+        }
+        (Method::POST, wire::SHARE_UPDATE_PATH) => {
+            let body: UpdateShare = read_json(request.into_body()).await?;
+            json(&shares::update(hub, member, body).await?)
+        }
         (Method::POST, wire::LINK_REVOKE_PATH) => {
             let body: RevokeLink = read_json(request.into_body()).await?;
             links::revoke(hub, member, &body.subdomain).await?;
@@ -197,6 +205,7 @@ async fn list_services(hub: &Hub, member: &Member) -> Result<ServiceList, ErrorB
             ServiceInfo {
                 online: spec.is_some(),
                 kind: spec.as_ref().and_then(|s| s.kind),
+                project: spec.as_ref().and_then(|s| s.project.clone()),
                 env: spec.map(|s| s.env).unwrap_or_default(),
                 name: row.name,
                 owner: row.owner,

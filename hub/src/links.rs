@@ -8,14 +8,16 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use pconnect_proto::control::{ErrorBody, ErrorCode};
-use pconnect_proto::link::{CreateLink, DEFAULT_LINK_SECS, LinkInfo, LinkListing, LinkPolicy, MAX_LINK_SECS};
+use pconnect_proto::control::{ErrorBody, ErrorCode, check_project_tag};
+use pconnect_proto::link::{
+    CreateLink, DEFAULT_LINK_SECS, LinkInfo, LinkListing, LinkPolicy, MAX_LINK_SECS, UpdateLink,
+};
 use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::clock;
 use crate::forward::store_error;
 use crate::state::{Hub, lock};
-use crate::store::{LinkId, LinkRow, Member, MemberId, StoreError};
+use crate::store::{LinkId, LinkRow, Member, MemberId, NewLink, StoreError};
 
 /// Characters of random subdomains.
 const SUBDOMAIN_ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
@@ -147,6 +149,9 @@ pub(crate) async fn create(hub: &Hub, member: &Member, body: CreateLink) -> Resu
         ));
     }
     body.policy.check().map_err(|e| ErrorBody::new(ErrorCode::BadRequest, e))?;
+    if let Some(project) = &body.project {
+        check_project_tag(project).map_err(|e| ErrorBody::new(ErrorCode::BadRequest, e))?;
+    }
     let policy =
         serde_json::to_string(&body.policy).map_err(|e| ErrorBody::new(ErrorCode::BadRequest, e.to_string()))?;
     let existing = match body.persistent {
@@ -154,22 +159,28 @@ pub(crate) async fn create(hub: &Hub, member: &Member, body: CreateLink) -> Resu
         false => None,
     };
     if let Some(row) = existing {
-        hub.store.set_link_policy(row.id, &policy).await.map_err(store_error)?;
+        // One persistent link per member and service: asking again keeps its URL (and a project
+        // asking for it adopts it).
+        let project = body.project.clone().or(row.project.clone());
+        hub.store.set_link_policy(row.id, &policy, project.as_deref()).await.map_err(store_error)?;
         hub.links.forget(&row.subdomain);
-        return Ok(info(hub, &LinkRow { policy, ..row }));
+        return Ok(info(hub, &LinkRow { policy, project, ..row }));
     }
-    let expires_at = if body.persistent {
-        None
-    } else {
-        let secs = body.expires_in_secs.unwrap_or(DEFAULT_LINK_SECS);
-        if secs == 0 || secs > MAX_LINK_SECS {
-            return Err(ErrorBody::new(ErrorCode::BadRequest, "a temporary link lasts at most 30 days"));
-        }
-        Some(clock::now() + secs as i64)
+    let expires_at = match body.persistent {
+        true => None,
+        false => Some(clock::now() + lifetime(body.expires_in_secs)? as i64),
     };
     for _ in 0..SUBDOMAIN_ATTEMPTS {
         let subdomain = random_subdomain();
-        match hub.store.create_link(member, &body.service, &subdomain, body.persistent, expires_at, &policy).await {
+        let new = NewLink {
+            service: &body.service,
+            subdomain: &subdomain,
+            persistent: body.persistent,
+            expires_at,
+            policy: &policy,
+            project: body.project.as_deref(),
+        };
+        match hub.store.create_link(member, &new).await {
             Ok(row) => {
                 hub.links.forget(&subdomain);
                 hub.audit(member, "link.create", &row.subdomain).await;
@@ -180,6 +191,41 @@ pub(crate) async fn create(hub: &Hub, member: &Member, body: CreateLink) -> Resu
         }
     }
     Err(ErrorBody::new(ErrorCode::Internal, "could not draw a free subdomain; try again"))
+}
+
+/// A temporary link's lifetime: the default when none is given, at most 30 days.
+fn lifetime(secs: Option<u64>) -> Result<u64, ErrorBody> {
+    let secs = secs.unwrap_or(DEFAULT_LINK_SECS);
+    if secs == 0 || secs > MAX_LINK_SECS {
+        return Err(ErrorBody::new(ErrorCode::BadRequest, "a temporary link lasts at most 30 days"));
+    }
+    Ok(secs)
+}
+
+/// `POST /v1/links/update`: changes one of the caller's live links in place: the URL stays, the
+/// policy and a temporary link's lifetime (counted from its creation) change at once.
+pub(crate) async fn update(hub: &Hub, member: &Member, body: UpdateLink) -> Result<LinkInfo, ErrorBody> {
+    body.policy.check().map_err(|e| ErrorBody::new(ErrorCode::BadRequest, e))?;
+    let subdomain = body.subdomain.trim().to_ascii_lowercase();
+    let not_found = || {
+        ErrorBody::new(ErrorCode::NotFound, format!("you have no active link '{subdomain}'"))
+            .with_hint("connect links lists them")
+    };
+    let row = hub.store.link_by_subdomain(&subdomain).await.map_err(store_error)?.ok_or_else(not_found)?;
+    let expired = row.expires_at.is_some_and(|at| at <= clock::now());
+    if row.owner_id != member.id || row.revoked_at.is_some() || expired {
+        return Err(not_found());
+    }
+    let expires_at = match row.persistent {
+        true => None,
+        false => Some(row.created_at + lifetime(body.expires_in_secs)? as i64),
+    };
+    let policy =
+        serde_json::to_string(&body.policy).map_err(|e| ErrorBody::new(ErrorCode::BadRequest, e.to_string()))?;
+    hub.store.update_link(row.id, expires_at, &policy).await.map_err(store_error)?;
+    hub.links.forget(&subdomain);
+    hub.audit(member, "link.update", &subdomain).await;
+    Ok(info(hub, &LinkRow { expires_at, policy, ..row }))
 }
 
 /// `GET /v1/links`: the caller's active links.
@@ -212,9 +258,11 @@ fn info(hub: &Hub, row: &LinkRow) -> LinkInfo {
         url: hub.link_base.url(&row.subdomain),
         service: row.service.clone(),
         persistent: row.persistent,
+        created_at: row.created_at,
         expires_at: row.expires_at,
         requests: row.requests + hub.links.unflushed(row.id),
         policy: serde_json::from_str(&row.policy).unwrap_or_default(),
+        project: row.project.clone(),
     }
 }
 

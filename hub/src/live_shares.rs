@@ -26,6 +26,8 @@ struct Entry {
     ended: Option<ShareEvent>,
     /// Who created the share (unknown for a tombstone of a share never used live).
     creator: Option<MemberId>,
+    /// Stops the pending expiry timer (when the expiry moves).
+    timer: CancellationToken,
 }
 
 impl LiveShares {
@@ -36,22 +38,39 @@ impl LiveShares {
             return entry.cancel.clone();
         }
         let cancel = CancellationToken::new();
-        let entry = Entry { cancel: cancel.clone(), attached: 0, ended: None, creator: Some(share.creator_id) };
+        let timer = self.arm_expiry(share.id, share.expires_at, cancel.clone());
+        let entry = Entry { cancel: cancel.clone(), attached: 0, ended: None, creator: Some(share.creator_id), timer };
         by_id.insert(share.id, entry);
-        drop(by_id);
-        self.arm_expiry(share.id, share.expires_at, cancel.clone());
         cancel
     }
 
-    fn arm_expiry(&self, id: ShareId, expires_at: i64, cancel: CancellationToken) {
+    /// Ends the share at `expires_at` unless it ends before or the timer is stopped.
+    fn arm_expiry(&self, id: ShareId, expires_at: i64, cancel: CancellationToken) -> CancellationToken {
         let by_id = self.by_id.clone();
         let wait = clock::until(expires_at);
+        let timer = CancellationToken::new();
+        let stopped = timer.clone();
         tokio::spawn(async move {
             tokio::select! {
                 _ = cancel.cancelled() => {}
+                _ = stopped.cancelled() => {}
                 _ = tokio::time::sleep(wait) => end(&by_id, id, ShareEvent::Expired),
             }
         });
+        timer
+    }
+
+    /// Moves a live share's expiry (its tunnels now last until the new instant).
+    pub(crate) fn set_expiry(&self, id: ShareId, expires_at: i64) {
+        let mut by_id = lock(&self.by_id);
+        let Some(entry) = by_id.get_mut(&id).filter(|e| e.ended.is_none()) else { return };
+        entry.timer.cancel();
+        let cancel = entry.cancel.clone();
+        drop(by_id);
+        let timer = self.arm_expiry(id, expires_at, cancel);
+        if let Some(entry) = lock(&self.by_id).get_mut(&id) {
+            entry.timer = timer;
+        }
     }
 
     /// Ends a share now: every tunnel through it and every attach stream closes.
@@ -103,6 +122,7 @@ fn end(by_id: &Mutex<HashMap<ShareId, Entry>>, id: ShareId, why: ShareEvent) {
         attached: 0,
         ended: None,
         creator: None,
+        timer: CancellationToken::new(),
     });
     if entry.ended.is_none() {
         entry.ended = Some(why);

@@ -7,9 +7,10 @@ use bytes::Bytes;
 use h2::RecvStream;
 use h2::server::SendResponse;
 use http::{Response, StatusCode};
-use pconnect_proto::control::{ErrorBody, ErrorCode};
+use pconnect_proto::control::{ErrorBody, ErrorCode, check_project_tag};
 use pconnect_proto::share::{
     self, CreateShare, Joined, MAX_SHARE_SECS, ShareCreated, ShareEvent, ShareInfo, ShareListing, ShareRouteInfo,
+    UpdateShare,
 };
 use ring::rand::{SecureRandom, SystemRandom};
 use tokio_util::sync::CancellationToken;
@@ -34,6 +35,9 @@ pub(crate) async fn create(hub: &Hub, member: &Member, body: CreateShare) -> Res
             "a share name is at most 100 characters, without control characters",
         ));
     }
+    if let Some(project) = &body.project {
+        check_project_tag(project).map_err(|e| ErrorBody::new(ErrorCode::BadRequest, e))?;
+    }
     let routes: Vec<ShareRoute> = hub
         .store
         .list_services(member.workspace_id)
@@ -55,7 +59,9 @@ pub(crate) async fn create(hub: &Hub, member: &Member, body: CreateShare) -> Res
     for _ in 0..CODE_ATTEMPTS {
         let code = share::code_from(random_byte);
         let hash = hub.code_hash(member.workspace_id, &code).await.map_err(store_error)?;
-        match hub.store.create_share(member, &hash, body.name.as_deref(), expires_at, &routes).await {
+        let created =
+            hub.store.create_share(member, &hash, body.name.as_deref(), expires_at, &routes, body.project.as_deref());
+        match created.await {
             Ok(row) => {
                 let detail = format!("share {} with {} route(s)", row.id, row.routes.len());
                 hub.audit(member, "share.create", &detail).await;
@@ -66,6 +72,25 @@ pub(crate) async fn create(hub: &Hub, member: &Member, body: CreateShare) -> Res
         }
     }
     Err(ErrorBody::new(ErrorCode::Internal, "could not draw a free share code; try again"))
+}
+
+/// `POST /v1/shares/update`: moves the expiry of one of the caller's live shares (counted from its
+/// creation); it keeps its code, its joiners and their tunnels.
+pub(crate) async fn update(hub: &Hub, member: &Member, body: UpdateShare) -> Result<ShareInfo, ErrorBody> {
+    if body.expires_in_secs == 0 || body.expires_in_secs > MAX_SHARE_SECS {
+        return Err(ErrorBody::new(ErrorCode::BadRequest, "a share lasts at most 7 days"));
+    }
+    let not_found = || ErrorBody::new(ErrorCode::NotFound, format!("you have no active share {}", body.id));
+    let row = hub.store.share_by_id(body.id).await.map_err(store_error)?.ok_or_else(not_found)?;
+    if row.creator_id != member.id {
+        return Err(not_found());
+    }
+    live(hub, &row, "")?;
+    let expires_at = row.created_at + body.expires_in_secs as i64;
+    hub.store.set_share_expiry(row.id, expires_at).await.map_err(store_error)?;
+    hub.live_shares.set_expiry(row.id, expires_at);
+    hub.audit(member, "share.update", &format!("share {} expires at {expires_at}", row.id)).await;
+    Ok(info(hub, &ShareRow { expires_at, ..row }))
 }
 
 /// `GET /v1/shares`: the caller's active shares.
@@ -235,6 +260,7 @@ fn info(hub: &Hub, row: &ShareRow) -> ShareInfo {
         created_at: row.created_at,
         expires_at: row.expires_at,
         joined: hub.live_shares.joined(row.id),
+        project: row.project.clone(),
     }
 }
 

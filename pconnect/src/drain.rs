@@ -1,5 +1,5 @@
-//! Graceful stop of an agent's tunnels: on the first Ctrl+C or SIGTERM new tunnels are refused and
-//! open ones get a grace period; at its end (or on a second signal) the rest are cut with an error
+//! Graceful stop of an agent's tunnels: on a stop request new tunnels are refused and open ones get
+//! a grace period; at its end (or when the stop is forced) the rest are cut with an error
 //! at both ends (RST on the socket, RST_STREAM on the tunnel), never a silent truncation.
 
 use std::time::Duration;
@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
-use crate::signals::stop_requested;
+use crate::shutdown::Shutdown;
 use crate::ui::Ui;
 
 /// Grace period when none is given.
@@ -44,9 +44,9 @@ impl Drain {
         &self.deadline
     }
 
-    /// Refuses new tunnels, lets open ones finish for up to `grace` (a second signal ends it early),
+    /// Refuses new tunnels, lets open ones finish for up to `grace` (a forced stop ends it early),
     /// then cuts what is left.
-    pub async fn run(&self, ui: Ui, grace: Duration) {
+    pub async fn run(&self, ui: Ui, grace: Duration, shutdown: &Shutdown) {
         self.stopping.cancel();
         self.tunnels.close();
         let open = self.tunnels.len();
@@ -55,7 +55,7 @@ impl Drain {
             tokio::select! {
                 _ = self.tunnels.wait() => {}
                 _ = tokio::time::sleep(grace) => {}
-                _ = stop_requested() => {}
+                _ = shutdown.forced() => {}
             }
         }
         self.deadline.cancel();

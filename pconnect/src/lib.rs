@@ -6,6 +6,7 @@ pub mod debug;
 pub mod dev;
 pub mod drain;
 pub mod embedded;
+mod foreground;
 pub mod home;
 pub mod link;
 mod link_auth;
@@ -13,7 +14,7 @@ mod local_port;
 pub mod probe;
 pub mod project;
 pub mod session;
-mod signals;
+pub mod shutdown;
 pub mod state;
 pub use pconnect_proto::target;
 pub use pconnect_proto::timefmt;
@@ -21,37 +22,38 @@ pub mod tls;
 pub mod ui;
 
 use cli::{Cli, Command, HubCommand};
+use shutdown::Shutdown;
 use ui::Ui;
 
-/// Runs a command and returns its exit code; the error (already shaped for the user) is printed by
-/// the caller.
-pub async fn run(cli: Cli) -> anyhow::Result<u8> {
+/// Runs a command until it ends or `shutdown` stops it, and returns its exit code; the error
+/// (already shaped for the user) is printed by the caller.
+pub async fn run(cli: Cli, shutdown: Shutdown) -> anyhow::Result<u8> {
     let ui = Ui { json: cli.json };
     if let Command::Plan { file } = cli.command {
-        let changes = commands::plan::plan_command(ui, file).await?;
+        let changes = commands::plan::plan_command(ui, file, &shutdown).await?;
         return Ok(if changes { commands::plan::CHANGES_EXIT } else { 0 });
     }
-    run_command(ui, cli.command).await.map(|()| 0)
+    run_command(ui, cli.command, &shutdown).await.map(|()| 0)
 }
 
-async fn run_command(ui: Ui, command: Command) -> anyhow::Result<()> {
+async fn run_command(ui: Ui, command: Command, shutdown: &Shutdown) -> anyhow::Result<()> {
     match command {
         Command::Plan { .. } => unreachable!("handled by run"),
-        Command::Up(args) => commands::up::up(ui, args).await,
+        Command::Up(args) => commands::up::up(ui, args, shutdown).await,
         Command::Down { file } => commands::detach::down(ui, file).await,
         Command::Status { file } => commands::detach::status(ui, file).await,
         Command::Init(args) => commands::init::init(ui, args).await,
-        Command::Clone(args) => commands::clone::clone(ui, args).await,
+        Command::Clone(args) => commands::clone::clone(ui, args, shutdown).await,
         Command::Login(args) => commands::login::login(ui, args).await,
-        Command::Whoami => commands::login::whoami(ui).await,
+        Command::Whoami => commands::login::whoami(ui, shutdown).await,
         Command::Logout => commands::login::logout(ui),
-        Command::Expose(args) => commands::expose::expose(ui, args).await,
-        Command::Debug(args) => commands::debug::debug(ui, args).await,
-        Command::Reach(args) => commands::reach::reach(ui, args).await,
-        Command::Services => commands::services::services(ui).await,
-        Command::Share(args) => commands::share::share(ui, args).await,
-        Command::Join(args) => commands::join::join(ui, args).await,
-        Command::Links { command } => commands::links::links(ui, command).await,
+        Command::Expose(args) => commands::expose::expose(ui, args, shutdown).await,
+        Command::Debug(args) => commands::debug::debug(ui, args, shutdown).await,
+        Command::Reach(args) => commands::reach::reach(ui, args, shutdown).await,
+        Command::Services => commands::services::services(ui, shutdown).await,
+        Command::Share(args) => commands::share::share(ui, args, shutdown).await,
+        Command::Join(args) => commands::join::join(ui, args, shutdown).await,
+        Command::Links { command } => commands::links::links(ui, command, shutdown).await,
         Command::Hub { command: HubCommand::Status } => {
             let (dir, running) = embedded::status().await?;
             ui.hub_status(&dir, running.as_ref());

@@ -4,7 +4,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use pconnect::cli::Cli;
+use pconnect::shutdown::Shutdown;
 use pconnect::ui::Ui;
+
+/// After a forced stop the command gets this long to cut its tunnels (with resets) before the
+/// process exits anyway.
+const FORCED_EXIT_AFTER: std::time::Duration = std::time::Duration::from_millis(1500);
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -14,7 +19,14 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let ui = Ui { json: cli.json };
-    match pconnect::run(cli).await {
+    let shutdown = Shutdown::new();
+    tokio::spawn(pconnect::shutdown::on_signals(shutdown.clone()));
+    let outcome = tokio::select! {
+        outcome = pconnect::run(cli, shutdown.clone()) => outcome,
+        // A second signal: whatever the command was still doing, stop now.
+        _ = async { shutdown.forced().await; tokio::time::sleep(FORCED_EXIT_AFTER).await } => Ok(130),
+    };
+    match outcome {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
             ui.error(&error);

@@ -27,6 +27,9 @@ pub struct ServiceSpec {
     /// placeholders are those of [`envvar`], replaced as text where the file is written.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+    /// The project (`connect up`) that serves it, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
 }
 
 impl ServiceSpec {
@@ -34,8 +37,17 @@ impl ServiceSpec {
     /// and every variable the [`envvar`] rules. The hub refuses a registration that fails this.
     pub fn check(&self) -> Result<(), String> {
         crate::names::validate(&self.name).map_err(|e| e.to_string())?;
+        if let Some(project) = &self.project {
+            check_project_tag(project)?;
+        }
         envvar::check_all(&self.env).map_err(|e| format!("service '{}': {e}", self.name))
     }
+}
+
+/// Checks the tag a project marks its hub resources with: 1-64 of letters, digits, `.`, `_`, `-`.
+pub fn check_project_tag(tag: &str) -> Result<(), String> {
+    let ok = (1..=64).contains(&tag.len()) && tag.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if ok { Ok(()) } else { Err(format!("project tag {tag:?}: use 1-64 letters, digits, '.', '_' or '-'")) }
 }
 
 /// A workspace service as the hub lists it.
@@ -50,6 +62,9 @@ pub struct ServiceInfo {
     pub kind: Option<ServiceKind>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+    /// The project that serves it (`connect up`), while it is online.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
 }
 
 /// `GET /v1/services` reply.

@@ -115,6 +115,9 @@ pub struct StartDebug {
     /// Declared protocol of the service, shown to viewers.
     #[serde(default)]
     pub kind: Option<String>,
+    /// The project (`connect up`) that started it, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
 }
 
 /// `POST /v1/debug/start` reply.
@@ -136,6 +139,9 @@ pub struct DebugSummary {
     pub dropped: u64,
     pub viewers: u64,
     pub ai: bool,
+    /// The project that started it, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
 }
 
 /// `POST /v1/debug/stop` body.

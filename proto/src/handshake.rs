@@ -142,7 +142,13 @@ mod tests {
             role: Role::Reverse,
             token: "pc_secret".into(),
             session: "s1".into(),
-            services: vec![ServiceSpec { name: "db".into(), port: 5432, kind: None, env: Default::default() }],
+            services: vec![ServiceSpec {
+                name: "db".into(),
+                port: 5432,
+                kind: None,
+                env: Default::default(),
+                project: None,
+            }],
         };
         let bytes = encode(&hello);
         let len = frame_len(bytes[..4].try_into().unwrap()).unwrap();

@@ -219,6 +219,53 @@ pub fn parse_rate(input: &str) -> Result<u32, String> {
     }
 }
 
+/// Requests per minute a link lets through; written `60/min` (or `60`) in files and flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct RateLimit(pub u32);
+
+impl std::str::FromStr for RateLimit {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        parse_rate(text).map(RateLimit)
+    }
+}
+
+impl TryFrom<String> for RateLimit {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        text.parse()
+    }
+}
+
+impl From<RateLimit> for String {
+    fn from(rate: RateLimit) -> String {
+        format!("{}/min", rate.0)
+    }
+}
+
+/// The `Host` a link's service receives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum HostHeader {
+    /// The client's (`<sub>.<domain>`).
+    #[default]
+    Passthrough,
+    /// The target's own `host:port` (dev servers that check Host).
+    Rewrite,
+}
+
+impl std::str::FromStr for HostHeader {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "passthrough" => Ok(HostHeader::Passthrough),
+            "rewrite" => Ok(HostHeader::Rewrite),
+            other => Err(format!("the host header is passthrough or rewrite, not '{other}'")),
+        }
+    }
+}
+
 /// An address range: `10.0.0.0/8`, `192.168.1.7` (= /32), `::1/128`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cidr {
@@ -300,6 +347,19 @@ pub struct CreateLink {
     /// Temporary links only.
     pub expires_in_secs: Option<u64>,
     pub policy: LinkPolicy,
+    /// The project (`connect up`) that owns the link; hand-made links have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+}
+
+/// `POST /v1/links/update`: change a link of the caller's in place (it keeps its URL).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateLink {
+    pub subdomain: String,
+    /// A temporary link's lifetime, counted from its creation.
+    pub expires_in_secs: Option<u64>,
+    pub policy: LinkPolicy,
 }
 
 /// A link as the hub describes it.
@@ -309,12 +369,18 @@ pub struct LinkInfo {
     pub url: String,
     pub service: String,
     pub persistent: bool,
+    /// Unix seconds.
+    #[serde(default)]
+    pub created_at: i64,
     /// Unix seconds; `None` for persistent links.
     pub expires_at: Option<i64>,
     pub requests: i64,
     /// The policy it enforces (the password only as a hash).
     #[serde(default)]
     pub policy: LinkPolicy,
+    /// The project that owns it (`connect up`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
 }
 
 /// `GET /v1/links`: the caller's active links.

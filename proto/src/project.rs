@@ -115,12 +115,35 @@ impl ServiceKind {
             .find(|k| k.as_str() == text)
     }
 
+    /// The kind a service most likely is when nobody declared or detected one: by its well-known
+    /// port, else by its name (`mongo`, `redis-cache`, `orders-db`...).
+    pub fn guess(name: &str, port: u16) -> Option<Self> {
+        let by_port = match port {
+            5432 => Some(Self::Postgres),
+            3306 => Some(Self::Mysql),
+            6379 | 6380 => Some(Self::Redis),
+            27017 => Some(Self::Mongo),
+            80 | 3000 | 4200 | 5000 | 5173 | 8000 | 8080 | 8888 => Some(Self::Http),
+            _ => None,
+        };
+        let name = name.to_ascii_lowercase();
+        by_port.or_else(|| {
+            [("postgres", Self::Postgres), ("pg", Self::Postgres), ("mysql", Self::Mysql), ("redis", Self::Redis)]
+                .into_iter()
+                .chain([("mongo", Self::Mongo), ("web", Self::Http), ("api", Self::Http), ("http", Self::Http)])
+                .find(|(word, _)| name.split('-').any(|part| part == *word))
+                .map(|(_, kind)| kind)
+        })
+    }
+
     pub fn is_database(self) -> bool {
         matches!(self, ServiceKind::Postgres | ServiceKind::Mysql | ServiceKind::Redis | ServiceKind::Mongo)
     }
 }
 
-/// Link policies (the flags of `connect expose --link`).
+/// A public link's declaration: the `link:`/`public:` keys of `pconnect.yml`, and what the flags
+/// of `connect expose --link/--public` become. Both go through [`LinkDecl::resolve`], the one place
+/// a link's lifetime and policy are decided and checked.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LinkDecl {
@@ -132,7 +155,8 @@ pub struct LinkDecl {
     pub auth: Option<String>,
     /// Client address ranges allowed (CIDR).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub allow_ips: Vec<String>,
+    #[schemars(with = "Vec<String>")]
+    pub allow_ips: Vec<link::Cidr>,
     /// Methods allowed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub methods: Vec<String>,
@@ -141,10 +165,69 @@ pub struct LinkDecl {
     pub paths: Vec<String>,
     /// Rate limit, `60/min`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rate_limit: Option<String>,
+    #[schemars(with = "Option<String>")]
+    pub rate_limit: Option<link::RateLimit>,
     /// `rewrite` sends the target's host as Host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub host_header: Option<String>,
+    pub host_header: Option<link::HostHeader>,
+}
+
+/// A link declaration resolved: what to ask the hub for. The password is still in clear here; the
+/// agent hashes it (salted) into `policy.basic_auth` before anything leaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedLink {
+    pub persistent: bool,
+    pub expires_in_secs: Option<u64>,
+    pub policy: link::LinkPolicy,
+    pub credentials: Option<String>,
+}
+
+/// Which part of a link declaration is wrong, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkDeclError {
+    /// The key (`expires`, `auth`, `methods`, `paths/1`...).
+    pub field: String,
+    pub message: String,
+}
+
+impl LinkDecl {
+    /// Decides a link's lifetime and policy: temporary (`persistent = false`, default 24 h, at most
+    /// 30 days) or persistent (no expiry), every policy part checked. `target` is the service's
+    /// address, the Host a `rewrite` sends.
+    pub fn resolve(&self, persistent: bool, target: &Target) -> Result<ResolvedLink, LinkDeclError> {
+        let fail = |field: &str, message: String| LinkDeclError { field: field.to_string(), message };
+        let expires_in_secs = match (&self.expires, persistent) {
+            (_, true) if self.expires.is_some() => {
+                return Err(fail("expires", "a public link does not expire; use link: (or --link) for that".into()));
+            }
+            (_, true) => None,
+            (Some(text), false) => {
+                Some(parse_duration(text, MAX_LINK_SECS).map_err(|e| fail("expires", e.to_string()))?)
+            }
+            (None, false) => Some(link::DEFAULT_LINK_SECS),
+        };
+        if let Some(auth) = &self.auth {
+            link::check_credentials(auth).map_err(|e| fail("auth", e.to_string()))?;
+        }
+        let methods = match self.methods.is_empty() {
+            true => Vec::new(),
+            false => link::parse_methods(&self.methods.join(",")).map_err(|e| fail("methods", e))?,
+        };
+        let mut paths = Vec::with_capacity(self.paths.len());
+        for (i, path) in self.paths.iter().enumerate() {
+            paths.push(link::parse_path_pattern(path).map_err(|e| fail(&format!("paths/{i}"), e))?);
+        }
+        let policy = link::LinkPolicy {
+            basic_auth: None,
+            basic_auth_sha256: None,
+            allow_ips: self.allow_ips.clone(),
+            methods,
+            paths,
+            rate_per_min: self.rate_limit.map(|r| r.0),
+            rewrite_host: (self.host_header == Some(link::HostHeader::Rewrite)).then(|| target.to_string()),
+        };
+        Ok(ResolvedLink { persistent, expires_in_secs, policy, credentials: self.auth.clone() })
+    }
 }
 
 /// `public: true`, or the policies of the persistent link.
@@ -214,11 +297,16 @@ impl ProjectSpec {
             if let Err(e) = service.target.target() {
                 fail(format!("{at}/target"), e);
             }
-            if let Some(decl) = &service.link {
-                check_link(decl, &format!("{at}/link"), true, &mut fail);
+            let target = service.target.target().unwrap_or(Target { host: "localhost".into(), port: 1 });
+            if let Some(decl) = &service.link
+                && let Err(e) = decl.resolve(false, &target)
+            {
+                fail(format!("{at}/link/{}", e.field), e.message);
             }
-            if let Some(PublicDecl::Policies(decl)) = &service.public {
-                check_link(decl, &format!("{at}/public"), false, &mut fail);
+            if let Some(PublicDecl::Policies(decl)) = &service.public
+                && let Err(e) = decl.resolve(true, &target)
+            {
+                fail(format!("{at}/public/{}", e.field), e.message);
             }
             let publishes = service.link.is_some()
                 || matches!(service.public, Some(PublicDecl::Enabled(true)) | Some(PublicDecl::Policies(_)));
@@ -266,49 +354,6 @@ impl ProjectSpec {
             }
         }
         errors
-    }
-}
-
-fn check_link(decl: &LinkDecl, at: &str, temporary: bool, fail: &mut impl FnMut(String, String)) {
-    match (&decl.expires, temporary) {
-        (Some(expires), true) => {
-            if let Err(e) = parse_duration(expires, MAX_LINK_SECS) {
-                fail(format!("{at}/expires"), e.to_string());
-            }
-        }
-        (Some(_), false) => fail(format!("{at}/expires"), "a public link does not expire; use link: for that".into()),
-        (None, _) => {}
-    }
-    if let Some(auth) = &decl.auth
-        && let Err(e) = link::check_credentials(auth)
-    {
-        fail(format!("{at}/auth"), e.to_string());
-    }
-    for (i, cidr) in decl.allow_ips.iter().enumerate() {
-        if let Err(e) = cidr.parse::<link::Cidr>() {
-            fail(format!("{at}/allow_ips/{i}"), e);
-        }
-    }
-    if !decl.methods.is_empty()
-        && let Err(e) = link::parse_methods(&decl.methods.join(","))
-    {
-        fail(format!("{at}/methods"), e);
-    }
-    for (i, path) in decl.paths.iter().enumerate() {
-        if let Err(e) = link::parse_path_pattern(path) {
-            fail(format!("{at}/paths/{i}"), e);
-        }
-    }
-    if let Some(rate) = &decl.rate_limit
-        && let Err(e) = link::parse_rate(rate)
-    {
-        fail(format!("{at}/rate_limit"), e);
-    }
-    if let Some(host) = &decl.host_header
-        && host != "rewrite"
-        && host != "passthrough"
-    {
-        fail(format!("{at}/host_header"), "host_header is passthrough or rewrite".into());
     }
 }
 

@@ -111,6 +111,18 @@ pub struct CreateShare {
     /// Only these of the caller's online services (all of them when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub services: Option<Vec<String>>,
+    /// The project (`connect up`) that owns the share; hand-made shares have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+}
+
+/// `POST /v1/shares/update`: change a share of the caller's in place (it keeps its code).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateShare {
+    pub id: i64,
+    /// Its lifetime, counted from its creation.
+    pub expires_in_secs: u64,
 }
 
 /// `POST /v1/shares/revoke-id`: revoke one of the caller's shares by id (the code is not needed).
@@ -133,6 +145,9 @@ pub struct ShareInfo {
     pub expires_at: i64,
     /// Teammates joined right now.
     pub joined: u32,
+    /// The project that owns it (`connect up`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
 }
 
 /// One service of a share.

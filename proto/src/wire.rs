@@ -33,6 +33,9 @@ pub const SHARES_PATH: &str = "/v1/shares";
 pub const SHARE_REVOKE_PATH: &str = "/v1/shares/revoke";
 /// `POST` [`crate::share::ShareId`]: revoke one of the caller's shares by id.
 pub const SHARE_REVOKE_ID_PATH: &str = "/v1/shares/revoke-id";
+/// `POST` [`crate::share::UpdateShare`]: change a share's expiry in place; replies
+/// [`crate::share::ShareInfo`].
+pub const SHARE_UPDATE_PATH: &str = "/v1/shares/update";
 /// `POST` [`crate::share::ShareCode`]: join a share; replies [`crate::share::Joined`].
 pub const SHARE_JOIN_PATH: &str = "/v1/shares/join";
 /// `POST` with [`HEADER_JOIN`]: a long-lived stream that counts the joiner and carries
@@ -43,6 +46,9 @@ pub const SHARE_ATTACH_PATH: &str = "/v1/shares/attach";
 pub const LINKS_PATH: &str = "/v1/links";
 /// `POST` [`crate::link::RevokeLink`].
 pub const LINK_REVOKE_PATH: &str = "/v1/links/revoke";
+/// `POST` [`crate::link::UpdateLink`]: change a link's expiry or policy in place; replies
+/// [`crate::link::LinkInfo`].
+pub const LINK_UPDATE_PATH: &str = "/v1/links/update";
 
 /// `POST` [`crate::debug::StartDebug`] / `GET` the caller's [`crate::debug::DebugSummary`] list.
 pub const DEBUG_PATH: &str = "/v1/debug";

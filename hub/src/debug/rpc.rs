@@ -9,7 +9,7 @@ use bytes::Bytes;
 use h2::RecvStream;
 use h2::server::SendResponse;
 use http::{Response, StatusCode};
-use pconnect_proto::control::{ErrorBody, ErrorCode};
+use pconnect_proto::control::{ErrorBody, ErrorCode, check_project_tag};
 use pconnect_proto::debug::{AgentEvent, DebugStarted, DebugSummary, StartDebug};
 
 use super::session::{Meta, Session};
@@ -54,6 +54,7 @@ pub(crate) async fn start(hub: &Arc<Hub>, member: &Member, body: StartDebug) -> 
         owner_name: member.name.clone(),
         service: body.service.clone(),
         kind: body.kind,
+        project: body.project.filter(|p| check_project_tag(p).is_ok()),
         ai: body.ai,
         url: url.clone(),
         started_at: rfc3339_ms(started_unix_ms),

@@ -22,6 +22,8 @@ pub(crate) struct Meta {
     pub(crate) owner_name: String,
     pub(crate) service: String,
     pub(crate) kind: Option<String>,
+    /// The project (`connect up`) that started it, if any.
+    pub(crate) project: Option<String>,
     pub(crate) ai: bool,
     pub(crate) url: String,
     /// RFC 3339 UTC.
@@ -222,6 +224,7 @@ impl Session {
             dropped,
             viewers: lock(&self.state).viewers.len() as u64,
             ai: self.meta.ai,
+            project: self.meta.project.clone(),
         }
     }
 
@@ -279,6 +282,7 @@ impl Meta {
             owner_name: "alice".into(),
             service: "web".into(),
             kind: None,
+            project: None,
             ai: false,
             url: String::new(),
             started_at: String::new(),

@@ -85,6 +85,8 @@ pub struct ShareRow {
     pub revoked_at: Option<i64>,
     /// In the order given at creation.
     pub routes: Vec<ShareRoute>,
+    /// The project (`connect up`) that created it, if any.
+    pub project: Option<String>,
 }
 
 /// A member admitted to a share; the join token (hashed here) lets their agent re-attach and open
@@ -123,6 +125,22 @@ pub struct LinkRow {
     pub policy: String,
     /// Requests served so far.
     pub requests: i64,
+    /// The project (`connect up`) that created it, if any.
+    pub project: Option<String>,
+}
+
+/// A link to create.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewLink<'a> {
+    pub service: &'a str,
+    pub subdomain: &'a str,
+    pub persistent: bool,
+    /// Unix seconds; `None` for persistent links.
+    pub expires_at: Option<i64>,
+    /// Access policy as JSON.
+    pub policy: &'a str,
+    /// The project (`connect up`) creating it, if any.
+    pub project: Option<&'a str>,
 }
 
 /// What a store operation can fail with; callers branch on the variants.
@@ -217,7 +235,11 @@ pub trait Store: Send + Sync + 'static {
         name: Option<&'a str>,
         expires_at: i64,
         routes: &'a [ShareRoute],
+        project: Option<&'a str>,
     ) -> StoreFuture<'a, ShareRow>;
+
+    /// Moves a share's expiry (it keeps its code and its joiners). `NotFound` if absent.
+    fn set_share_expiry(&self, id: ShareId, expires_at: i64) -> StoreFuture<'_, ()>;
 
     /// The share of a workspace with this code hash (live or not; the caller checks).
     fn share_by_code<'a>(
@@ -246,15 +268,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Creates a link. `AlreadyExists` when the subdomain was ever used (live, expired or revoked),
     /// so released names are never handed out again.
-    fn create_link<'a>(
-        &'a self,
-        owner: &'a Member,
-        service: &'a str,
-        subdomain: &'a str,
-        persistent: bool,
-        expires_at: Option<i64>,
-        policy: &'a str,
-    ) -> StoreFuture<'a, LinkRow>;
+    fn create_link<'a>(&'a self, owner: &'a Member, link: &'a NewLink<'a>) -> StoreFuture<'a, LinkRow>;
 
     /// The link with this subdomain (any state; the caller checks expiry and revocation).
     fn link_by_subdomain<'a>(&'a self, subdomain: &'a str) -> StoreFuture<'a, Option<LinkRow>>;
@@ -262,8 +276,12 @@ pub trait Store: Send + Sync + 'static {
     /// The owner's persistent, unrevoked link for a service, if any.
     fn persistent_link<'a>(&'a self, owner: MemberId, service: &'a str) -> StoreFuture<'a, Option<LinkRow>>;
 
-    /// Replaces a link's policy (re-exposing a persistent link with other flags).
-    fn set_link_policy<'a>(&'a self, id: LinkId, policy: &'a str) -> StoreFuture<'a, ()>;
+    /// Replaces a link's policy and project (re-exposing a persistent link with other flags, or a
+    /// project adopting it).
+    fn set_link_policy<'a>(&'a self, id: LinkId, policy: &'a str, project: Option<&'a str>) -> StoreFuture<'a, ()>;
+
+    /// Changes a link in place (it keeps its subdomain): expiry and policy. `NotFound` if absent.
+    fn update_link<'a>(&'a self, id: LinkId, expires_at: Option<i64>, policy: &'a str) -> StoreFuture<'a, ()>;
 
     /// Links of `owner` not revoked and not expired at `now`, newest first.
     fn active_links_of(&self, owner: MemberId, now: i64) -> StoreFuture<'_, Vec<LinkRow>>;

@@ -16,7 +16,7 @@ use sqlx::{SqlSafeStr, SqliteExecutor, SqlitePool, SqliteTransaction};
 use tokio::sync::OnceCell;
 
 use super::{
-    AuditEntry, JoinRow, LinkId, LinkRow, Member, MemberId, ServiceRow, ShareId, ShareRoute, ShareRow, Store,
+    AuditEntry, JoinRow, LinkId, LinkRow, Member, MemberId, NewLink, ServiceRow, ShareId, ShareRoute, ShareRow, Store,
     StoreError, StoreFuture, WorkspaceId,
 };
 
@@ -63,7 +63,7 @@ macro_rules! select_shares {
     ($filter:literal, $order:literal) => {
         concat!(
             "SELECT s.id, s.workspace_id, s.creator_id, m.name, s.name, s.created_at, \
-             s.expires_at, s.revoked_at, r.service, r.port \
+             s.expires_at, s.revoked_at, s.project, r.service, r.port \
              FROM shares s JOIN members m ON m.id = s.creator_id \
              LEFT JOIN share_routes r ON r.share_id = s.id WHERE ",
             $filter,
@@ -79,7 +79,7 @@ macro_rules! select_links {
     ($filter:literal) => {
         concat!(
             "SELECT l.id, l.workspace_id, l.owner_id, m.name, l.service, l.subdomain, l.persistent, \
-             l.created_at, l.expires_at, l.revoked_at, l.policy, l.requests \
+             l.created_at, l.expires_at, l.revoked_at, l.policy, l.requests, l.project \
              FROM links l JOIN members m ON m.id = l.owner_id WHERE ",
             $filter
         )
@@ -109,14 +109,16 @@ type MemberRecord = (i64, i64, String, String, bool, i64);
 type ServiceRecord = (i64, String, i64, String, i64, i64);
 /// id, at, workspace_id, member, action, detail.
 type AuditRecord = (i64, i64, Option<i64>, Option<String>, String, String);
-/// id, workspace_id, creator_id, creator name, name, created_at, expires_at, revoked_at, then the
-/// route's service and port (both `None` for a share without routes).
-type ShareRecord = (i64, i64, i64, String, Option<String>, i64, i64, Option<i64>, Option<String>, Option<i64>);
+/// id, workspace_id, creator_id, creator name, name, created_at, expires_at, revoked_at, project,
+/// then the route's service and port (both `None` for a share without routes).
+type ShareRecord =
+    (i64, i64, i64, String, Option<String>, i64, i64, Option<i64>, Option<String>, Option<String>, Option<i64>);
 /// id, share_id, member_id, created_at.
 type JoinRecord = (i64, i64, i64, i64);
 /// id, workspace_id, owner_id, owner name, service, subdomain, persistent, created_at, expires_at,
-/// revoked_at, policy, requests.
-type LinkRecord = (i64, i64, i64, String, String, String, bool, i64, Option<i64>, Option<i64>, String, i64);
+/// revoked_at, policy, requests, project.
+type LinkRecord =
+    (i64, i64, i64, String, String, String, bool, i64, Option<i64>, Option<i64>, String, i64, Option<String>);
 
 /// The hub's [`Store`] on a SQLite file.
 pub struct SqliteStore {
@@ -320,12 +322,13 @@ impl SqliteStore {
         name: Option<&str>,
         expires_at: i64,
         routes: &[ShareRoute],
+        project: Option<&str>,
     ) -> Result<ShareRow, StoreError> {
         let mut tx = self.begin_write().await?;
         // Dropping `tx` on any error below rolls the whole share back.
         let id: ShareId = sqlx::query_scalar(
-            "INSERT INTO shares (workspace_id, creator_id, code_hash, name, created_at, expires_at) \
-             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+            "INSERT INTO shares (workspace_id, creator_id, code_hash, name, created_at, expires_at, project) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(creator.workspace_id)
         .bind(creator.id)
@@ -333,6 +336,7 @@ impl SqliteStore {
         .bind(name)
         .bind(now())
         .bind(expires_at)
+        .bind(project)
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| share_write_error(e, creator))?;
@@ -372,15 +376,7 @@ impl SqliteStore {
         Ok(share.map(|share| (join, share)))
     }
 
-    async fn write_link(
-        &self,
-        owner: &Member,
-        service: &str,
-        subdomain: &str,
-        persistent: bool,
-        expires_at: Option<i64>,
-        policy: &str,
-    ) -> Result<LinkRow, StoreError> {
+    async fn write_link(&self, owner: &Member, link: &NewLink<'_>) -> Result<LinkRow, StoreError> {
         let mut tx = self.begin_write().await?;
         // Live, expired and revoked links are in `links`; links deleted with their owner or
         // workspace left a tombstone. Either way the name is never handed out again.
@@ -388,8 +384,8 @@ impl SqliteStore {
             "SELECT EXISTS (SELECT 1 FROM links WHERE subdomain = ?) \
              OR EXISTS (SELECT 1 FROM subdomain_tombstones WHERE subdomain = ?)",
         )
-        .bind(subdomain)
-        .bind(subdomain)
+        .bind(link.subdomain)
+        .bind(link.subdomain)
         .fetch_one(&mut *tx)
         .await
         .map_err(db)?;
@@ -398,17 +394,18 @@ impl SqliteStore {
         }
         let id: LinkId = sqlx::query_scalar(
             "INSERT INTO links \
-             (workspace_id, owner_id, service, subdomain, persistent, created_at, expires_at, policy) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             (workspace_id, owner_id, service, subdomain, persistent, created_at, expires_at, policy, project) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(owner.workspace_id)
         .bind(owner.id)
-        .bind(service)
-        .bind(subdomain)
-        .bind(persistent)
+        .bind(link.service)
+        .bind(link.subdomain)
+        .bind(link.persistent)
         .bind(now())
-        .bind(expires_at)
-        .bind(policy)
+        .bind(link.expires_at)
+        .bind(link.policy)
+        .bind(link.project)
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| link_write_error(e, owner))?;
@@ -609,8 +606,24 @@ impl Store for SqliteStore {
         name: Option<&'a str>,
         expires_at: i64,
         routes: &'a [ShareRoute],
+        project: Option<&'a str>,
     ) -> StoreFuture<'a, ShareRow> {
-        Box::pin(self.write_share(creator, code_hash, name, expires_at, routes))
+        Box::pin(self.write_share(creator, code_hash, name, expires_at, routes, project))
+    }
+
+    fn set_share_expiry(&self, id: ShareId, expires_at: i64) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let done = sqlx::query("UPDATE shares SET expires_at = ? WHERE id = ?")
+                .bind(expires_at)
+                .bind(id)
+                .execute(&self.pool)
+                .await
+                .map_err(db)?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound(format!("no share with id {id}")));
+            }
+            Ok(())
+        })
     }
 
     fn share_by_code<'a>(
@@ -694,16 +707,8 @@ impl Store for SqliteStore {
         Box::pin(self.find_join(token_hash))
     }
 
-    fn create_link<'a>(
-        &'a self,
-        owner: &'a Member,
-        service: &'a str,
-        subdomain: &'a str,
-        persistent: bool,
-        expires_at: Option<i64>,
-        policy: &'a str,
-    ) -> StoreFuture<'a, LinkRow> {
-        Box::pin(self.write_link(owner, service, subdomain, persistent, expires_at, policy))
+    fn create_link<'a>(&'a self, owner: &'a Member, link: &'a NewLink<'a>) -> StoreFuture<'a, LinkRow> {
+        Box::pin(self.write_link(owner, link))
     }
 
     fn link_by_subdomain<'a>(&'a self, subdomain: &'a str) -> StoreFuture<'a, Option<LinkRow>> {
@@ -732,9 +737,26 @@ impl Store for SqliteStore {
         })
     }
 
-    fn set_link_policy<'a>(&'a self, id: LinkId, policy: &'a str) -> StoreFuture<'a, ()> {
+    fn set_link_policy<'a>(&'a self, id: LinkId, policy: &'a str, project: Option<&'a str>) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            let done = sqlx::query("UPDATE links SET policy = ? WHERE id = ?")
+            let done = sqlx::query("UPDATE links SET policy = ?, project = ? WHERE id = ?")
+                .bind(policy)
+                .bind(project)
+                .bind(id)
+                .execute(&self.pool)
+                .await
+                .map_err(db)?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound(format!("no link with id {id}")));
+            }
+            Ok(())
+        })
+    }
+
+    fn update_link<'a>(&'a self, id: LinkId, expires_at: Option<i64>, policy: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            let done = sqlx::query("UPDATE links SET expires_at = ?, policy = ? WHERE id = ?")
+                .bind(expires_at)
                 .bind(policy)
                 .bind(id)
                 .execute(&self.pool)
@@ -878,7 +900,8 @@ fn service_from(record: ServiceRecord) -> Result<ServiceRow, StoreError> {
 fn shares_from(records: Vec<ShareRecord>) -> Result<Vec<ShareRow>, StoreError> {
     let mut shares: Vec<ShareRow> = Vec::new();
     for record in records {
-        let (id, workspace_id, creator_id, creator, name, created_at, expires_at, revoked_at, service, port) = record;
+        let (id, workspace_id, creator_id, creator, name, created_at, expires_at, revoked_at, project, service, port) =
+            record;
         let share = match shares.last_mut() {
             Some(last) if last.id == id => last,
             _ => {
@@ -892,6 +915,7 @@ fn shares_from(records: Vec<ShareRecord>) -> Result<Vec<ShareRow>, StoreError> {
                     expires_at,
                     revoked_at,
                     routes: Vec::new(),
+                    project,
                 });
                 shares.last_mut().expect("just pushed")
             }
@@ -923,6 +947,7 @@ fn link_from(record: LinkRecord) -> LinkRow {
         revoked_at,
         policy,
         requests,
+        project,
     ) = record;
     LinkRow {
         id,
@@ -937,6 +962,7 @@ fn link_from(record: LinkRecord) -> LinkRow {
         revoked_at,
         policy,
         requests,
+        project,
     }
 }
 
@@ -1018,6 +1044,16 @@ fn now() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn new_link<'a>(
+        service: &'a str,
+        subdomain: &'a str,
+        persistent: bool,
+        expires_at: Option<i64>,
+        policy: &'a str,
+    ) -> NewLink<'a> {
+        NewLink { service, subdomain, persistent, expires_at, policy, project: None }
+    }
     use crate::store::DEFAULT_WORKSPACE;
 
     fn hash(n: u8) -> [u8; 32] {
@@ -1225,7 +1261,7 @@ mod tests {
         let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
         let routes = [route("web", 8080), route("db", 5432), route("api", 3000)];
         let expires = now() + 3600;
-        let share = store.create_share(&alice, &hash(10), Some("demo"), expires, &routes).await.unwrap();
+        let share = store.create_share(&alice, &hash(10), Some("demo"), expires, &routes, None).await.unwrap();
         assert_eq!((share.workspace_id, share.creator_id, share.creator.as_str()), (ws, alice.id, "alice"));
         assert_eq!(share.name.as_deref(), Some("demo"));
         assert_eq!((share.expires_at, share.revoked_at), (expires, None));
@@ -1240,7 +1276,7 @@ mod tests {
         assert_eq!(store.share_by_id(share.id + 1).await.unwrap(), None);
 
         // A share without a name or routes reads back as such.
-        let bare = store.create_share(&alice, &hash(12), None, expires, &[]).await.unwrap();
+        let bare = store.create_share(&alice, &hash(12), None, expires, &[], None).await.unwrap();
         assert_eq!((bare.name, bare.routes), (None, vec![]));
         let bare = store.share_by_id(bare.id).await.unwrap().unwrap();
         assert_eq!((bare.name, bare.routes), (None, vec![]));
@@ -1251,12 +1287,12 @@ mod tests {
         let (_dir, store, ws) = store_with_workspace().await;
         let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
         let bob = store.add_member(ws, "bob", &hash(2), false).await.unwrap();
-        let first = store.create_share(&alice, &hash(10), None, now() + 60, &[route("web", 80)]).await.unwrap();
+        let first = store.create_share(&alice, &hash(10), None, now() + 60, &[route("web", 80)], None).await.unwrap();
         // Also collides with a dead (revoked) share.
         assert!(store.revoke_share(first.id, now()).await.unwrap());
 
         let err = store
-            .create_share(&bob, &hash(10), Some("again"), now() + 60, &[route("a", 1), route("b", 2)])
+            .create_share(&bob, &hash(10), Some("again"), now() + 60, &[route("a", 1), route("b", 2)], None)
             .await
             .unwrap_err();
         assert!(matches!(err, StoreError::AlreadyExists(_)), "{err:?}");
@@ -1271,7 +1307,7 @@ mod tests {
         let (_dir, store, ws) = store_with_workspace().await;
         let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
         store.remove_member(ws, "alice").await.unwrap();
-        let err = store.create_share(&alice, &hash(10), None, now() + 60, &[route("web", 80)]).await.unwrap_err();
+        let err = store.create_share(&alice, &hash(10), None, now() + 60, &[route("web", 80)], None).await.unwrap_err();
         assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
         assert_eq!(count(&store, "shares").await, 0);
         assert_eq!(count(&store, "share_routes").await, 0);
@@ -1283,11 +1319,12 @@ mod tests {
         let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
         let bob = store.add_member(ws, "bob", &hash(2), false).await.unwrap();
         let t = 1_000_000;
-        let old = store.create_share(&alice, &hash(10), None, t + 100, &[route("a", 1)]).await.unwrap();
-        let expired = store.create_share(&alice, &hash(11), None, t, &[]).await.unwrap();
-        let revoked = store.create_share(&alice, &hash(12), None, t + 100, &[]).await.unwrap();
-        let new = store.create_share(&alice, &hash(13), None, t + 50, &[route("b", 2), route("c", 3)]).await.unwrap();
-        let bobs = store.create_share(&bob, &hash(14), None, t + 100, &[]).await.unwrap();
+        let old = store.create_share(&alice, &hash(10), None, t + 100, &[route("a", 1)], None).await.unwrap();
+        let expired = store.create_share(&alice, &hash(11), None, t, &[], None).await.unwrap();
+        let revoked = store.create_share(&alice, &hash(12), None, t + 100, &[], None).await.unwrap();
+        let new =
+            store.create_share(&alice, &hash(13), None, t + 50, &[route("b", 2), route("c", 3)], None).await.unwrap();
+        let bobs = store.create_share(&bob, &hash(14), None, t + 100, &[], None).await.unwrap();
         assert!(store.revoke_share(revoked.id, t - 10).await.unwrap());
 
         // Newest first (same second: higher id first); expired exactly at `t` is dead.
@@ -1306,7 +1343,7 @@ mod tests {
     async fn revoke_share_twice_is_true_then_false() {
         let (_dir, store, ws) = store_with_workspace().await;
         let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
-        let share = store.create_share(&alice, &hash(10), None, now() + 60, &[]).await.unwrap();
+        let share = store.create_share(&alice, &hash(10), None, now() + 60, &[], None).await.unwrap();
         assert!(store.revoke_share(share.id, 500).await.unwrap());
         assert!(!store.revoke_share(share.id, 600).await.unwrap());
         assert!(!store.revoke_share(share.id + 1, 600).await.unwrap());
@@ -1320,7 +1357,7 @@ mod tests {
         let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
         let bob = store.add_member(ws, "bob", &hash(2), false).await.unwrap();
         let share = store
-            .create_share(&alice, &hash(10), None, now() + 60, &[route("web", 80), route("db", 5432)])
+            .create_share(&alice, &hash(10), None, now() + 60, &[route("web", 80), route("db", 5432)], None)
             .await
             .unwrap();
         let join = store.add_join(share.id, bob.id, &hash(20)).await.unwrap();
@@ -1341,9 +1378,9 @@ mod tests {
         let (_dir, store, ws) = store_with_workspace().await;
         let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
         let bob = store.add_member(ws, "bob", &hash(2), false).await.unwrap();
-        let share = store.create_share(&alice, &hash(10), None, now() + 60, &[route("web", 80)]).await.unwrap();
+        let share = store.create_share(&alice, &hash(10), None, now() + 60, &[route("web", 80)], None).await.unwrap();
         store.add_join(share.id, bob.id, &hash(20)).await.unwrap();
-        let kept = store.create_share(&bob, &hash(11), None, now() + 60, &[route("db", 5432)]).await.unwrap();
+        let kept = store.create_share(&bob, &hash(11), None, now() + 60, &[route("db", 5432)], None).await.unwrap();
         let kept_join = store.add_join(kept.id, alice.id, &hash(21)).await.unwrap();
         let bobs_join = store.add_join(kept.id, bob.id, &hash(22)).await.unwrap();
 
@@ -1405,7 +1442,7 @@ mod tests {
         let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
         let bob = store.add_member(ws, "bob", &hash(2), false).await.unwrap();
         let share = store
-            .create_share(&alice, &hash(10), Some("env"), now() + 60, &[route("web", 80), route("db", 5432)])
+            .create_share(&alice, &hash(10), Some("env"), now() + 60, &[route("web", 80), route("db", 5432)], None)
             .await
             .unwrap();
         let join = store.add_join(share.id, bob.id, &hash(20)).await.unwrap();
@@ -1435,7 +1472,7 @@ mod tests {
         let store = SqliteStore::open(&path).await.unwrap();
         let ws = store.ensure_workspace(DEFAULT_WORKSPACE).await.unwrap();
         let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
-        let share = store.create_share(&alice, &hash(10), None, now() + 60, &[route("web", 80)]).await.unwrap();
+        let share = store.create_share(&alice, &hash(10), None, now() + 60, &[route("web", 80)], None).await.unwrap();
         assert_eq!(store.share_by_id(share.id).await.unwrap(), Some(share));
         assert_eq!(store.integrity_check().await.unwrap(), "ok");
     }
@@ -1447,7 +1484,8 @@ mod tests {
         let (_dir, store, ws) = store_with_workspace().await;
         let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
         let expires = now() + 3600;
-        let link = store.create_link(&alice, "web", "brave-otter", false, Some(expires), POLICY).await.unwrap();
+        let link =
+            store.create_link(&alice, &new_link("web", "brave-otter", false, Some(expires), POLICY)).await.unwrap();
         assert_eq!((link.workspace_id, link.owner_id, link.owner.as_str()), (ws, alice.id, "alice"));
         assert_eq!((link.service.as_str(), link.subdomain.as_str()), ("web", "brave-otter"));
         assert!(!link.persistent);
@@ -1458,7 +1496,7 @@ mod tests {
         assert_eq!(store.link_by_subdomain("brave-otter").await.unwrap(), Some(link.clone()));
         assert_eq!(store.link_by_subdomain("calm-heron").await.unwrap(), None);
 
-        let kept = store.create_link(&alice, "api", "calm-heron", true, None, "{}").await.unwrap();
+        let kept = store.create_link(&alice, &new_link("api", "calm-heron", true, None, "{}")).await.unwrap();
         assert!(kept.persistent && kept.expires_at.is_none());
         assert_eq!(store.link_by_subdomain("calm-heron").await.unwrap(), Some(kept));
     }
@@ -1468,13 +1506,14 @@ mod tests {
         let (_dir, store, ws) = store_with_workspace().await;
         let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
         let bob = store.add_member(ws, "bob", &hash(2), false).await.unwrap();
-        let first = store.create_link(&alice, "web", "brave-otter", false, Some(now() + 60), POLICY).await.unwrap();
+        let first =
+            store.create_link(&alice, &new_link("web", "brave-otter", false, Some(now() + 60), POLICY)).await.unwrap();
         let other = store.ensure_workspace("other").await.unwrap();
         let carol = store.add_member(other, "carol", &hash(3), false).await.unwrap();
 
         // Taken hub-wide: by the same owner, another member, or another workspace's member.
         for member in [&alice, &bob, &carol] {
-            let err = store.create_link(member, "db", "brave-otter", true, None, "{}").await.unwrap_err();
+            let err = store.create_link(member, &new_link("db", "brave-otter", true, None, "{}")).await.unwrap_err();
             assert!(matches!(err, StoreError::AlreadyExists(_)), "{err:?}");
             assert_eq!(err.to_string(), "subdomain taken");
         }
@@ -1486,12 +1525,16 @@ mod tests {
     async fn subdomain_of_revoked_or_expired_link_is_refused() {
         let (_dir, store, ws) = store_with_workspace().await;
         let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
-        let revoked = store.create_link(&alice, "web", "brave-otter", false, Some(now() + 60), POLICY).await.unwrap();
+        let revoked =
+            store.create_link(&alice, &new_link("web", "brave-otter", false, Some(now() + 60), POLICY)).await.unwrap();
         assert!(store.revoke_link(revoked.id, now()).await.unwrap());
-        store.create_link(&alice, "web", "calm-heron", false, Some(1), POLICY).await.unwrap();
+        store.create_link(&alice, &new_link("web", "calm-heron", false, Some(1), POLICY)).await.unwrap();
 
         for subdomain in ["brave-otter", "calm-heron"] {
-            let err = store.create_link(&alice, "web", subdomain, false, Some(now() + 60), POLICY).await.unwrap_err();
+            let err = store
+                .create_link(&alice, &new_link("web", subdomain, false, Some(now() + 60), POLICY))
+                .await
+                .unwrap_err();
             assert!(matches!(err, StoreError::AlreadyExists(_)), "{subdomain}: {err:?}");
         }
         assert_eq!(count(&store, "links").await, 2);
@@ -1502,8 +1545,9 @@ mod tests {
         let (_dir, store, ws) = store_with_workspace().await;
         let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
         let bob = store.add_member(ws, "bob", &hash(2), false).await.unwrap();
-        let link = store.create_link(&alice, "web", "brave-otter", true, None, POLICY).await.unwrap();
-        let bobs = store.create_link(&bob, "db", "calm-heron", false, Some(now() + 60), POLICY).await.unwrap();
+        let link = store.create_link(&alice, &new_link("web", "brave-otter", true, None, POLICY)).await.unwrap();
+        let bobs =
+            store.create_link(&bob, &new_link("db", "calm-heron", false, Some(now() + 60), POLICY)).await.unwrap();
         assert_eq!(count(&store, "subdomain_tombstones").await, 0);
 
         // Removing the owner cascades to the link, which leaves a tombstone behind.
@@ -1517,7 +1561,10 @@ mod tests {
             .await
             .unwrap();
         assert!(released >= before && released <= now());
-        let err = store.create_link(&bob, "web", "brave-otter", false, Some(now() + 60), POLICY).await.unwrap_err();
+        let err = store
+            .create_link(&bob, &new_link("web", "brave-otter", false, Some(now() + 60), POLICY))
+            .await
+            .unwrap_err();
         assert!(matches!(err, StoreError::AlreadyExists(_)), "{err:?}");
         assert_eq!(err.to_string(), "subdomain taken");
         // Bob's link is untouched.
@@ -1526,12 +1573,12 @@ mod tests {
         // Deleting a whole workspace (cascading through members) tombstones the rest too.
         let other = store.ensure_workspace("other").await.unwrap();
         let carol = store.add_member(other, "carol", &hash(3), false).await.unwrap();
-        store.create_link(&carol, "web", "dusty-lynx", false, None, POLICY).await.unwrap();
+        store.create_link(&carol, &new_link("web", "dusty-lynx", false, None, POLICY)).await.unwrap();
         sqlx::query("DELETE FROM workspaces WHERE id = ?").bind(other).execute(&store.pool).await.unwrap();
         assert_eq!(count(&store, "links").await, 1);
         assert_eq!(count(&store, "subdomain_tombstones").await, 2);
         let dave = store.add_member(ws, "dave", &hash(4), false).await.unwrap();
-        let err = store.create_link(&dave, "web", "dusty-lynx", false, None, POLICY).await.unwrap_err();
+        let err = store.create_link(&dave, &new_link("web", "dusty-lynx", false, None, POLICY)).await.unwrap_err();
         assert!(matches!(err, StoreError::AlreadyExists(_)), "{err:?}");
     }
 
@@ -1540,7 +1587,7 @@ mod tests {
         let (_dir, store, ws) = store_with_workspace().await;
         let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
         store.remove_member(ws, "alice").await.unwrap();
-        let err = store.create_link(&alice, "web", "brave-otter", false, None, POLICY).await.unwrap_err();
+        let err = store.create_link(&alice, &new_link("web", "brave-otter", false, None, POLICY)).await.unwrap_err();
         assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
         assert_eq!(count(&store, "links").await, 0);
         assert_eq!(count(&store, "subdomain_tombstones").await, 0);
@@ -1554,15 +1601,15 @@ mod tests {
         assert_eq!(store.persistent_link(alice.id, "web").await.unwrap(), None);
 
         // Temporary links, other services and other owners do not count.
-        store.create_link(&alice, "web", "temp-web", false, Some(now() + 60), POLICY).await.unwrap();
-        store.create_link(&alice, "api", "alice-api", true, None, POLICY).await.unwrap();
-        store.create_link(&bob, "web", "bob-web", true, None, POLICY).await.unwrap();
+        store.create_link(&alice, &new_link("web", "temp-web", false, Some(now() + 60), POLICY)).await.unwrap();
+        store.create_link(&alice, &new_link("api", "alice-api", true, None, POLICY)).await.unwrap();
+        store.create_link(&bob, &new_link("web", "bob-web", true, None, POLICY)).await.unwrap();
         assert_eq!(store.persistent_link(alice.id, "web").await.unwrap(), None);
 
-        let old = store.create_link(&alice, "web", "alice-web-1", true, None, POLICY).await.unwrap();
+        let old = store.create_link(&alice, &new_link("web", "alice-web-1", true, None, POLICY)).await.unwrap();
         assert_eq!(store.persistent_link(alice.id, "web").await.unwrap(), Some(old.clone()));
         // The newest unrevoked one wins; a revoked one is skipped.
-        let new = store.create_link(&alice, "web", "alice-web-2", true, None, POLICY).await.unwrap();
+        let new = store.create_link(&alice, &new_link("web", "alice-web-2", true, None, POLICY)).await.unwrap();
         assert_eq!(store.persistent_link(alice.id, "web").await.unwrap(), Some(new.clone()));
         assert!(store.revoke_link(new.id, now()).await.unwrap());
         assert_eq!(store.persistent_link(alice.id, "web").await.unwrap(), Some(old.clone()));
@@ -1577,11 +1624,11 @@ mod tests {
         let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
         let bob = store.add_member(ws, "bob", &hash(2), false).await.unwrap();
         let t = 1_000_000;
-        let kept = store.create_link(&alice, "a", "kept", true, None, POLICY).await.unwrap();
-        let expired = store.create_link(&alice, "b", "expired", false, Some(t), POLICY).await.unwrap();
-        let revoked = store.create_link(&alice, "c", "revoked", true, None, POLICY).await.unwrap();
-        let later = store.create_link(&alice, "d", "later", false, Some(t + 50), POLICY).await.unwrap();
-        let bobs = store.create_link(&bob, "e", "bobs", false, Some(t + 100), POLICY).await.unwrap();
+        let kept = store.create_link(&alice, &new_link("a", "kept", true, None, POLICY)).await.unwrap();
+        let expired = store.create_link(&alice, &new_link("b", "expired", false, Some(t), POLICY)).await.unwrap();
+        let revoked = store.create_link(&alice, &new_link("c", "revoked", true, None, POLICY)).await.unwrap();
+        let later = store.create_link(&alice, &new_link("d", "later", false, Some(t + 50), POLICY)).await.unwrap();
+        let bobs = store.create_link(&bob, &new_link("e", "bobs", false, Some(t + 100), POLICY)).await.unwrap();
         assert!(store.revoke_link(revoked.id, t - 10).await.unwrap());
 
         // Newest first (same second: higher id first); expired exactly at `t` is dead; no expiry
@@ -1598,7 +1645,7 @@ mod tests {
     async fn revoke_link_twice_is_true_then_false() {
         let (_dir, store, ws) = store_with_workspace().await;
         let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
-        let link = store.create_link(&alice, "web", "brave-otter", true, None, POLICY).await.unwrap();
+        let link = store.create_link(&alice, &new_link("web", "brave-otter", true, None, POLICY)).await.unwrap();
         assert!(store.revoke_link(link.id, 500).await.unwrap());
         assert!(!store.revoke_link(link.id, 600).await.unwrap());
         assert!(!store.revoke_link(link.id + 1, 600).await.unwrap());
@@ -1610,8 +1657,8 @@ mod tests {
     async fn add_link_requests_accumulates() {
         let (_dir, store, ws) = store_with_workspace().await;
         let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
-        let a = store.create_link(&alice, "a", "link-a", true, None, POLICY).await.unwrap();
-        let b = store.create_link(&alice, "b", "link-b", true, None, POLICY).await.unwrap();
+        let a = store.create_link(&alice, &new_link("a", "link-a", true, None, POLICY)).await.unwrap();
+        let b = store.create_link(&alice, &new_link("b", "link-b", true, None, POLICY)).await.unwrap();
         let requests = |subdomain: &'static str| {
             let store = &store;
             async move { store.link_by_subdomain(subdomain).await.unwrap().unwrap().requests }
@@ -1632,15 +1679,15 @@ mod tests {
     async fn set_link_policy_replaces_or_is_not_found() {
         let (_dir, store, ws) = store_with_workspace().await;
         let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
-        let link = store.create_link(&alice, "web", "brave-otter", true, None, POLICY).await.unwrap();
-        let other = store.create_link(&alice, "api", "calm-heron", true, None, POLICY).await.unwrap();
+        let link = store.create_link(&alice, &new_link("web", "brave-otter", true, None, POLICY)).await.unwrap();
+        let other = store.create_link(&alice, &new_link("api", "calm-heron", true, None, POLICY)).await.unwrap();
         let policy = r#"{"auth":"password"}"#;
-        store.set_link_policy(link.id, policy).await.unwrap();
+        store.set_link_policy(link.id, policy, None).await.unwrap();
         let updated = store.link_by_subdomain("brave-otter").await.unwrap().unwrap();
         assert_eq!(updated, LinkRow { policy: policy.to_owned(), ..link.clone() });
         assert_eq!(store.link_by_subdomain("calm-heron").await.unwrap(), Some(other));
 
-        let err = store.set_link_policy(link.id + 100, policy).await.unwrap_err();
+        let err = store.set_link_policy(link.id + 100, policy, None).await.unwrap_err();
         assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
     }
 
@@ -1651,9 +1698,9 @@ mod tests {
         let ws = store.ensure_workspace(DEFAULT_WORKSPACE).await.unwrap();
         let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
         let bob = store.add_member(ws, "bob", &hash(2), false).await.unwrap();
-        let link = store.create_link(&alice, "web", "brave-otter", true, None, POLICY).await.unwrap();
+        let link = store.create_link(&alice, &new_link("web", "brave-otter", true, None, POLICY)).await.unwrap();
         store.add_link_requests(&[(link.id, 7)]).await.unwrap();
-        store.create_link(&bob, "db", "calm-heron", false, Some(now() + 60), POLICY).await.unwrap();
+        store.create_link(&bob, &new_link("db", "calm-heron", false, Some(now() + 60), POLICY)).await.unwrap();
         store.remove_member(ws, "bob").await.unwrap();
         store.close().await;
 
@@ -1662,7 +1709,7 @@ mod tests {
         assert_eq!(store.link_by_subdomain("brave-otter").await.unwrap(), Some(link.clone()));
         assert_eq!(store.persistent_link(alice.id, "web").await.unwrap(), Some(link.clone()));
         assert_eq!(store.active_links_of(alice.id, now()).await.unwrap(), [link]);
-        let err = store.create_link(&alice, "db", "calm-heron", false, None, POLICY).await.unwrap_err();
+        let err = store.create_link(&alice, &new_link("db", "calm-heron", false, None, POLICY)).await.unwrap_err();
         assert!(matches!(err, StoreError::AlreadyExists(_)), "{err:?}");
     }
 
@@ -1702,7 +1749,7 @@ mod tests {
         let alice = store.member_by_token(&hash(1)).await.unwrap().expect("alice kept");
         assert_eq!((alice.workspace_id, alice.name.as_str()), (ws, "alice"));
         assert_eq!(store.share_by_code(ws, &hash(10)).await.unwrap().unwrap().creator, "alice");
-        let link = store.create_link(&alice, "web", "brave-otter", true, None, POLICY).await.unwrap();
+        let link = store.create_link(&alice, &new_link("web", "brave-otter", true, None, POLICY)).await.unwrap();
         assert_eq!(store.link_by_subdomain("brave-otter").await.unwrap(), Some(link));
         assert_eq!(store.integrity_check().await.unwrap(), "ok");
     }

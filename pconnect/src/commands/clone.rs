@@ -8,22 +8,24 @@ use anyhow::{Context, Result};
 use pconnect_proto::control::{ServiceInfo, ServiceList};
 use pconnect_proto::wire::SERVICES_PATH;
 use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
+
+use pconnect_proto::project::ServiceKind;
 
 use crate::cli::CloneArgs;
 use crate::commands::reach::FORWARD_CONNECTIONS;
-use crate::dev::envfile::{self, EnvService};
-use crate::drain::{Drain, parse_grace};
+use crate::dev::envfile::{self, EnvFileOwner, EnvService};
+use crate::drain::parse_grace;
+use crate::foreground::Foreground;
 use crate::link::forward::{ForwardLink, Via};
-use crate::signals::stop_requested;
+use crate::shutdown::Shutdown;
 use crate::ui::Ui;
 use crate::{local_port, session};
 
-pub(crate) async fn clone(ui: Ui, args: CloneArgs) -> Result<()> {
+pub(crate) async fn clone(ui: Ui, args: CloneArgs, shutdown: &Shutdown) -> Result<()> {
+    let fg = Foreground::new(shutdown);
     let grace = parse_grace(args.grace.as_deref())?;
     let session = session::resolve().await?;
-    let cancel = CancellationToken::new();
-    let (link, _) = ForwardLink::connect(session.creds, session.id, FORWARD_CONNECTIONS, cancel.clone()).await?;
+    let (link, _) = ForwardLink::connect(session.creds, session.id, FORWARD_CONNECTIONS, fg.links()).await?;
     let list: ServiceList = link.get(SERVICES_PATH).await?;
     let me = session.login.member.clone();
     let mut teammates: BTreeMap<String, Vec<ServiceInfo>> = BTreeMap::new();
@@ -32,7 +34,6 @@ pub(crate) async fn clone(ui: Ui, args: CloneArgs) -> Result<()> {
     }
     if args.list {
         ui.teammates(&teammates.iter().map(|(name, s)| (name.clone(), s.len())).collect::<Vec<_>>());
-        cancel.cancel();
         return Ok(());
     }
     let wanted = args.teammate.context("name a teammate to clone, or list them with `connect clone --list`")?;
@@ -44,7 +45,6 @@ pub(crate) async fn clone(ui: Ui, args: CloneArgs) -> Result<()> {
         );
     };
     let mut listeners = JoinSet::new();
-    let drain = Drain::new();
     let mut cloned: Vec<(String, SocketAddr, Option<u16>)> = Vec::new();
     let mut env_services = Vec::new();
     for service in services {
@@ -53,35 +53,36 @@ pub(crate) async fn clone(ui: Ui, args: CloneArgs) -> Result<()> {
         cloned.push((service.name.clone(), addr, fallback));
         env_services.push(EnvService {
             name: service.name.clone(),
-            kind: service.kind,
+            kind: service.kind.or_else(|| ServiceKind::guess(&service.name, service.port)),
             host: if addr.ip().to_string() == "127.0.0.1" { "localhost".into() } else { addr.ip().to_string() },
             port: addr.port(),
             env: service.env.clone(),
         });
         let via = Via::Owner(service.owner.as_str().into());
-        listeners.spawn(local_port::serve(ui, link.clone(), service.name.clone(), via, listener, drain.clone()));
+        listeners.spawn(local_port::serve(ui, link.clone(), service.name.clone(), via, listener, fg.drain().clone()));
     }
     let output = args.output.clone().unwrap_or_else(|| ".env.pconnect".into());
-    let written = if args.no_env {
-        None
-    } else {
+    let mut env_file = (!args.no_env).then(|| EnvFileOwner::new(output.clone()));
+    if let Some(owner) = &mut env_file {
         let file_name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let file = envfile::render(Some(&format!("a clone of {name}")), &file_name, &env_services, None)?;
         for refused in &file.refused {
             ui.warn(&format!("{name}'s agent declared something unsafe: {refused}"));
         }
-        envfile::write(&output, &file.text)?;
-        Some(output.display().to_string())
-    };
-    ui.cloned(name, &cloned, written.as_deref());
+        owner.write(&file.text)?;
+    }
+    ui.cloned(name, &cloned, env_file.as_ref().map(|_| output.display().to_string()).as_deref());
     let result = tokio::select! {
-        _ = stop_requested() => Ok(()),
+        _ = fg.stop_requested() => Ok(()),
         Some(Ok(Err(e))) = listeners.join_next() => Err(e),
     };
     listeners.abort_all();
     if result.is_ok() {
-        drain.run(ui, grace).await;
+        fg.drain_tunnels(ui, grace).await;
     }
-    cancel.cancel();
+    // The file described ports that are closed now.
+    if let Some(owner) = env_file {
+        ui.env_file_released(&owner.release());
+    }
     result
 }

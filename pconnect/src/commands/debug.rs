@@ -11,55 +11,52 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::{DebugArgs, DebugCommand};
 use crate::debug::conn::{DebugConn, Lines};
 use crate::debug::{self, Captures, DebugOptions, DebugSession};
+use crate::foreground::Foreground;
 use crate::link::LinkError;
 use crate::link::describe;
 use crate::link::forward::ForwardLink;
 use crate::session::{self, Session};
-use crate::signals::stop_requested;
-use crate::target::Target;
+use crate::shutdown::Shutdown;
 use crate::ui::Ui;
 
-pub(crate) async fn debug(ui: Ui, args: DebugArgs) -> Result<()> {
+pub(crate) async fn debug(ui: Ui, args: DebugArgs, shutdown: &Shutdown) -> Result<()> {
+    let fg = Foreground::new(shutdown);
     let session = session::resolve().await?;
     match args.command {
-        None => list(ui, &session).await,
-        Some(DebugCommand::Stop { id }) => stop(ui, &session, &id).await,
-        Some(DebugCommand::Tail { id }) => tail(ui, &session, &id).await,
+        None => list(ui, &fg, &session).await,
+        Some(DebugCommand::Stop { id }) => stop(ui, &fg, &session, &id).await,
+        Some(DebugCommand::Tail { id }) => tail(ui, &fg, &session, &id).await,
     }
 }
 
-async fn control(session: &Session) -> Result<(ForwardLink, CancellationToken)> {
-    let cancel = CancellationToken::new();
-    let (link, _) = ForwardLink::connect(session.creds.clone(), session.id.clone(), 1, cancel.clone()).await?;
-    Ok((link, cancel))
+async fn control(fg: &Foreground, session: &Session) -> Result<ForwardLink> {
+    let (link, _) = ForwardLink::connect(session.creds.clone(), session.id.clone(), 1, fg.links()).await?;
+    Ok(link)
 }
 
-async fn list(ui: Ui, session: &Session) -> Result<()> {
-    let (link, cancel) = control(session).await?;
+async fn list(ui: Ui, fg: &Foreground, session: &Session) -> Result<()> {
+    let link = control(fg, session).await?;
     let sessions: Result<Vec<DebugSummary>, LinkError> = link.get(wire::DEBUG_PATH).await;
-    cancel.cancel();
     ui.debug_list(&sessions.map_err(user_error)?);
     Ok(())
 }
 
-async fn stop(ui: Ui, session: &Session, id: &str) -> Result<()> {
-    let (link, cancel) = control(session).await?;
-    let result = link.post(wire::DEBUG_STOP_PATH, &StopDebug { id: id.to_string() }).await;
-    cancel.cancel();
-    result.map_err(user_error)?;
+async fn stop(ui: Ui, fg: &Foreground, session: &Session, id: &str) -> Result<()> {
+    let link = control(fg, session).await?;
+    link.post(wire::DEBUG_STOP_PATH, &StopDebug { id: id.to_string() }).await.map_err(user_error)?;
     ui.debug_stopped(id);
     Ok(())
 }
 
 /// Prints every new exchange of a session as one line until Ctrl+C or the session ends.
-async fn tail(ui: Ui, session: &Session, id: &str) -> Result<()> {
+async fn tail(ui: Ui, fg: &Foreground, session: &Session, id: &str) -> Result<()> {
     let conn = DebugConn::open(&session.creds, &session.id).await?;
     let body = conn.download(&wire::debug_stream_path(id, "tail")).await.map_err(user_error)?;
     ui.debug_tail_start(id);
     let mut lines = Lines::new(body);
     loop {
         tokio::select! {
-            _ = stop_requested() => return Ok(()),
+            _ = fg.stop_requested() => return Ok(()),
             line = lines.next() => match line.map_err(user_error)? {
                 Some(line) => {
                     let captured: Captured = serde_json::from_slice(&line).context("the hub sent an unreadable exchange")?;
@@ -86,27 +83,17 @@ fn user_error(error: LinkError) -> anyhow::Error {
 /// ([`crate::link::reverse::serve_with_captures`]), and prints the share link. A failure is
 /// reported and the service stays exposed without capture. Keep the returned session and watch
 /// [`ended_remotely`]; `cancel` ends it.
-#[allow(clippy::too_many_arguments)]
 pub(crate) async fn start_and_announce(
     ui: Ui,
     session: &Session,
     captures: &Arc<Captures>,
-    name: &str,
-    target: &Target,
-    kind: Option<pconnect_proto::project::ServiceKind>,
-    ai: bool,
+    options: DebugOptions,
     cancel: CancellationToken,
 ) -> Option<DebugSession> {
     let started = async {
         // The control connection is only needed to start; the uplink has its own.
         let link_cancel = cancel.child_token();
         let (link, _) = ForwardLink::connect(session.creds.clone(), session.id.clone(), 1, link_cancel.clone()).await?;
-        let options = DebugOptions {
-            service: name.to_string(),
-            target: target.clone(),
-            kind: kind.map(|k| k.as_str().to_string()),
-            ai,
-        };
         let started = debug::start(&link, &session.creds, &session.id, captures, options, cancel.clone()).await;
         link_cancel.cancel();
         started.map_err(user_error)

@@ -7,17 +7,17 @@ use anyhow::Result;
 use pconnect_proto::control::Unregister;
 use pconnect_proto::names;
 use pconnect_proto::wire::UNREGISTER_PATH;
-use tokio_util::sync::CancellationToken;
 
 use crate::cli::ExposeArgs;
 use crate::commands::{debug, publish};
-use crate::debug::Captures;
-use crate::drain::{Drain, parse_grace};
+use crate::debug::{Captures, DebugOptions};
+use crate::drain::parse_grace;
+use crate::foreground::Foreground;
 use crate::link::forward::ForwardLink;
 use crate::link::reverse::{self, Exposed};
 use crate::probe::{self, Kind};
 use crate::session;
-use crate::signals::stop_requested;
+use crate::shutdown::Shutdown;
 use crate::target::Target;
 use crate::ui::Ui;
 
@@ -26,7 +26,8 @@ const REVERSE_CONNECTIONS: usize = 2;
 /// How long telling the target's protocol may take (it runs while the hub is dialed).
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub(crate) async fn expose(ui: Ui, args: ExposeArgs) -> Result<()> {
+pub(crate) async fn expose(ui: Ui, args: ExposeArgs, shutdown: &Shutdown) -> Result<()> {
+    let fg = Foreground::new(shutdown);
     let grace = parse_grace(args.grace.as_deref())?;
     let target: Target = args.target.parse()?;
     let name = args.name.clone().unwrap_or_else(|| names::default_name(target.port));
@@ -46,37 +47,46 @@ pub(crate) async fn expose(ui: Ui, args: ExposeArgs) -> Result<()> {
         Some(Kind::Tcp) => None,
         Some(kind) => Some(kind),
     };
-    let cancel = CancellationToken::new();
-    let services = vec![Exposed { name: name.clone(), target: target.clone(), kind, env: Default::default() }];
+    // Serving stops before the service is unregistered; the guard cancels it on any early return.
+    let serving = fg.links();
+    let services =
+        vec![Exposed { name: name.clone(), target: target.clone(), kind, env: Default::default(), project: None }];
     let captures = Captures::new();
-    let drain = Drain::new();
     let (_, mut status) = reverse::serve_with_captures(
         session.creds.clone(),
         session.id.clone(),
         services,
         REVERSE_CONNECTIONS,
-        cancel.clone(),
+        serving.clone(),
         captures.clone(),
-        drain.clone(),
+        fg.drain().clone(),
     )
     .await?;
     let published = match link_request {
         Some(request) => {
-            let (control, _) =
-                ForwardLink::connect(session.creds.clone(), session.id.clone(), 1, cancel.clone()).await?;
+            let (control, _) = ForwardLink::connect(session.creds.clone(), session.id.clone(), 1, fg.links()).await?;
             Some(publish::create(&control, &name, request).await?)
         }
         None => None,
     };
     ui.exposing(&name, &target, &session.login, published.as_ref());
     let mut debug = match args.debug {
-        true => debug::start_and_announce(ui, &session, &captures, &name, &target, kind, args.ai, cancel.clone()).await,
+        true => {
+            let options = DebugOptions {
+                service: name.clone(),
+                target: target.clone(),
+                kind: kind.map(|k| k.as_str().to_string()),
+                ai: args.ai,
+                project: None,
+            };
+            debug::start_and_announce(ui, &session, &captures, options, fg.links()).await
+        }
         false => None,
     };
     let mut was_connected = true;
     let outcome = loop {
         tokio::select! {
-            _ = stop_requested() => break Ok(()),
+            _ = fg.stop_requested() => break Ok(()),
             id = debug::ended_remotely(&mut debug) => {
                 debug = None;
                 ui.debug_ended_remotely(&id);
@@ -105,20 +115,17 @@ pub(crate) async fn expose(ui: Ui, args: ExposeArgs) -> Result<()> {
     }
     if outcome.is_ok() {
         // New tunnels are refused from here; open ones get the grace period.
-        drain.run(ui, grace).await;
+        fg.drain_tunnels(ui, grace).await;
     }
-    cancel.cancel();
+    serving.cancel();
     if outcome.is_ok() {
-        let unregistered = unregister(&session, &name).await.is_ok();
+        let unregistered = unregister(&fg, &session, &name).await.is_ok();
         ui.unexposed(&name, unregistered);
     }
     outcome
 }
 
-async fn unregister(session: &session::Session, name: &str) -> Result<()> {
-    let cancel = CancellationToken::new();
-    let (link, _) = ForwardLink::connect(session.creds.clone(), session.id.clone(), 1, cancel.clone()).await?;
-    let result = link.post(UNREGISTER_PATH, &Unregister { names: vec![name.to_string()] }).await;
-    cancel.cancel();
-    Ok(result?)
+async fn unregister(fg: &Foreground, session: &session::Session, name: &str) -> Result<()> {
+    let (link, _) = ForwardLink::connect(session.creds.clone(), session.id.clone(), 1, fg.links()).await?;
+    Ok(link.post(UNREGISTER_PATH, &Unregister { names: vec![name.to_string()] }).await?)
 }

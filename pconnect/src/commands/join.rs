@@ -9,40 +9,45 @@ use h2::RecvStream;
 use pconnect_proto::control::ErrorCode;
 use pconnect_proto::share::{self, Joined, ShareCode, ShareEvent};
 use pconnect_proto::wire::SHARE_JOIN_PATH;
-use tokio_util::sync::CancellationToken;
 
 use crate::cli::JoinArgs;
 use crate::commands::reach::FORWARD_CONNECTIONS;
-use crate::drain::{Drain, parse_grace};
+use crate::drain::parse_grace;
+use crate::foreground::Foreground;
 use crate::link::forward::{ForwardLink, Via};
 use crate::link::{LinkError, describe};
-use crate::signals::stop_requested;
+use crate::shutdown::Shutdown;
 use crate::ui::Ui;
 use crate::{local_port, session};
 
 /// Pause before re-attaching after the link to the hub dropped.
 const REATTACH_DELAY: Duration = Duration::from_millis(500);
 
-pub(crate) async fn join(ui: Ui, args: JoinArgs) -> Result<()> {
+pub(crate) async fn join(ui: Ui, args: JoinArgs, shutdown: &Shutdown) -> Result<()> {
+    let fg = Foreground::new(shutdown);
     let code = share::parse_code(&args.code)?;
     let grace = parse_grace(args.grace.as_deref())?;
     let session = session::resolve().await?;
-    let cancel = CancellationToken::new();
-    let (link, _) = ForwardLink::connect(session.creds, session.id, FORWARD_CONNECTIONS, cancel.clone()).await?;
+    let (link, _) = ForwardLink::connect(session.creds, session.id, FORWARD_CONNECTIONS, fg.links()).await?;
     ui.joining(&code);
     let joined: Joined = link.post_for(SHARE_JOIN_PATH, &ShareCode { code: code.clone() }).await?;
     let token: Arc<str> = Arc::from(joined.join_token.as_str());
     let mut opened = 0;
     let mut listeners = tokio::task::JoinSet::new();
-    let drain = Drain::new();
     for route in &joined.share.routes {
         match local_port::bind(args.bind, None, route.port).await {
             Ok((listener, wanted)) => {
                 ui.join_route(&route.service, listener.local_addr()?, wanted);
                 opened += 1;
                 let service = route.service.clone();
-                let serve =
-                    local_port::serve(ui, link.clone(), service, Via::Share(token.clone()), listener, drain.clone());
+                let serve = local_port::serve(
+                    ui,
+                    link.clone(),
+                    service,
+                    Via::Share(token.clone()),
+                    listener,
+                    fg.drain().clone(),
+                );
                 listeners.spawn(serve);
             }
             Err(e) => ui.join_route_failed(&route.service, &format!("{e:#}")),
@@ -51,15 +56,14 @@ pub(crate) async fn join(ui: Ui, args: JoinArgs) -> Result<()> {
     anyhow::ensure!(opened > 0, "none of the shared services could be opened on {}", args.bind);
     ui.joined(opened, &joined.share.creator);
     let result = tokio::select! {
-        _ = stop_requested() => Ok(()),
+        _ = fg.stop_requested() => Ok(()),
         ended = stay_attached(&link, &token) => Err(ended),
         Some(Ok(Err(e))) = listeners.join_next() => Err(e),
     };
     listeners.abort_all();
     if result.is_ok() {
-        drain.run(ui, grace).await;
+        fg.drain_tunnels(ui, grace).await;
     }
-    cancel.cancel();
     result
 }
 

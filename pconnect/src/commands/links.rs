@@ -3,18 +3,19 @@
 use anyhow::Result;
 use pconnect_proto::link::{LinkListing, RevokeLink};
 use pconnect_proto::wire::{LINK_REVOKE_PATH, LINKS_PATH};
-use tokio_util::sync::CancellationToken;
 
 use crate::cli::LinksCommand;
+use crate::foreground::Foreground;
 use crate::link::forward::ForwardLink;
 use crate::session;
+use crate::shutdown::Shutdown;
 use crate::ui::Ui;
 
-pub(crate) async fn links(ui: Ui, command: Option<LinksCommand>) -> Result<()> {
+pub(crate) async fn links(ui: Ui, command: Option<LinksCommand>, shutdown: &Shutdown) -> Result<()> {
+    let fg = Foreground::new(shutdown);
     let session = session::resolve().await?;
-    let cancel = CancellationToken::new();
-    let (link, _) = ForwardLink::connect(session.creds, session.id, 1, cancel.clone()).await?;
-    let result = match command {
+    let (link, _) = ForwardLink::connect(session.creds, session.id, 1, fg.links()).await?;
+    match command {
         Some(LinksCommand::Revoke { subdomain }) => {
             let subdomain = subdomain.split("://").last().unwrap_or(&subdomain).split('.').next().unwrap_or_default();
             link.post(LINK_REVOKE_PATH, &RevokeLink { subdomain: subdomain.to_string() }).await?;
@@ -26,7 +27,5 @@ pub(crate) async fn links(ui: Ui, command: Option<LinksCommand>) -> Result<()> {
             ui.links(&listing);
             Ok(())
         }
-    };
-    cancel.cancel();
-    result
+    }
 }

@@ -9,8 +9,10 @@ use pconnect_proto::handshake::{Hello, Role};
 use pconnect_proto::wire::PROTOCOL_VERSION;
 
 use crate::cli::LoginArgs;
+use crate::foreground::Foreground;
 use crate::link::dial::{Credentials, HubAddr, dial, probe_certificate};
 use crate::link::forward::ForwardLink;
+use crate::shutdown::Shutdown;
 use crate::state::Login;
 use crate::tls::Trust;
 use crate::ui::Ui;
@@ -87,11 +89,10 @@ async fn trust_for_login(ui: Ui, hub: &HubAddr, args: &LoginArgs) -> Result<Trus
 }
 
 /// Shows the login and whether the hub accepts it right now.
-pub(crate) async fn whoami(ui: Ui) -> Result<()> {
+pub(crate) async fn whoami(ui: Ui, shutdown: &Shutdown) -> Result<()> {
+    let fg = Foreground::new(shutdown);
     let session = session::resolve().await?;
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let online = ForwardLink::connect(session.creds.clone(), session.id.clone(), 1, cancel.clone()).await;
-    cancel.cancel();
+    let online = ForwardLink::connect(session.creds.clone(), session.id.clone(), 1, fg.links()).await;
     if let Err(e) = &online
         && !e.is_retryable()
     {

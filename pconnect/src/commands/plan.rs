@@ -4,13 +4,14 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use pconnect_proto::plan::{Change, plan};
-use tokio_util::sync::CancellationToken;
+use pconnect_proto::plan::plan;
 
-use crate::dev::{actual, desired};
+use crate::dev::{actual, control, desired};
+use crate::foreground::Foreground;
 use crate::link::forward::ForwardLink;
 use crate::project::load;
 use crate::session;
+use crate::shutdown::Shutdown;
 use crate::ui::Ui;
 
 /// Exit code of `connect plan` when there is something to apply.
@@ -32,33 +33,20 @@ pub(crate) fn project_file(file: Option<PathBuf>) -> Result<PathBuf> {
     }
 }
 
-/// Returns whether there are changes.
-pub(crate) async fn plan_command(ui: Ui, file: Option<PathBuf>) -> Result<bool> {
-    let path = project_file(file)?;
+/// Returns whether there are changes. The hub's state comes from the hub; the reach listeners
+/// from the project's running `up`, if any (none open otherwise).
+pub(crate) async fn plan_command(ui: Ui, file: Option<PathBuf>, shutdown: &Shutdown) -> Result<bool> {
+    let fg = Foreground::new(shutdown);
+    let path = std::path::absolute(project_file(file)?)?;
     let loaded = load::load(&path)?;
-    let project = desired::project(&loaded.spec)?;
+    let project = desired::project(&loaded.spec, &desired::tag(&loaded.spec, &path))?;
     let session = session::resolve_for_project(loaded.spec.hub.as_deref()).await?;
-    let cancel = CancellationToken::new();
-    let (link, _) = ForwardLink::connect(session.creds, session.id, 1, cancel.clone()).await?;
-    let view = actual::fetch(&link, &session.login.member).await?;
-    cancel.cancel();
+    let (link, _) = ForwardLink::connect(session.creds, session.id, 1, fg.links()).await?;
+    let mut view = actual::fetch(&link, &session.login.member).await?;
+    if let Some(running) = control::status(&control::socket_path(&path)?).await.ok().flatten() {
+        view.actual.reaching = running.reaching;
+    }
     let plan = plan(&project.desired, &view.actual);
     ui.plan(&path, &plan);
     Ok(!plan.is_empty())
-}
-
-/// One line per change, `+` adds, `-` removes.
-pub(crate) fn describe(change: &Change) -> String {
-    match change {
-        Change::Expose { service, port } => format!("+ expose {service} (port {port})"),
-        Change::Unexpose { service } => format!("- unexpose {service}"),
-        Change::CreateLink { service, link } if link.persistent => format!("+ public link for {service}"),
-        Change::CreateLink { service, .. } => format!("+ link for {service}"),
-        Change::RevokeLink { subdomain, service } => format!("- revoke link {subdomain} ({service})"),
-        Change::CreateShare { name, share } => {
-            let services: Vec<&str> = share.services.iter().map(String::as_str).collect();
-            format!("+ share {name} ({})", services.join(", "))
-        }
-        Change::RevokeShare { name, .. } => format!("- revoke share {name}"),
-    }
 }

@@ -4,11 +4,13 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use pconnect_proto::link::{self, CreateLink, LinkInfo, LinkPolicy, MAX_LINK_SECS};
-use pconnect_proto::share::parse_duration;
+use pconnect_proto::link::{CreateLink, LinkInfo};
+use pconnect_proto::plan::LinkWant;
+use pconnect_proto::project::LinkDecl;
 use pconnect_proto::wire::LINKS_PATH;
 
 use crate::cli::ExposeArgs;
+use crate::dev::desired;
 use crate::link::forward::ForwardLink;
 use crate::target::Target;
 use crate::{link_auth, probe};
@@ -16,17 +18,10 @@ use crate::{link_auth, probe};
 /// How long the protocol probe may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// A link to create once the service is registered.
-#[derive(Debug)]
-pub(crate) struct LinkRequest {
-    pub(crate) persistent: bool,
-    pub(crate) expires_in_secs: Option<u64>,
-    pub(crate) policy: LinkPolicy,
-}
-
-/// Reads the link flags; `None` when neither `--link` nor `--public` was given. Every flag is
-/// checked here, before anything is registered, so bad input creates nothing.
-pub(crate) fn request(args: &ExposeArgs, target: &Target) -> Result<Option<LinkRequest>> {
+/// Reads the link flags; `None` when neither `--link` nor `--public` was given. The flags become a
+/// [`LinkDecl`], resolved by the same function as a `pconnect.yml` link
+/// ([`desired::link_want`]), before anything is registered, so bad input creates nothing.
+pub(crate) fn request(args: &ExposeArgs, target: &Target) -> Result<Option<LinkWant>> {
     if !args.link && !args.public {
         let policy_flags = args.auth
             || !args.allow_ip.is_empty()
@@ -40,46 +35,24 @@ pub(crate) fn request(args: &ExposeArgs, target: &Target) -> Result<Option<LinkR
         );
         return Ok(None);
     }
-    let expires_in_secs = match (&args.link_expires, args.link) {
-        (Some(text), _) => Some(parse_duration(text, MAX_LINK_SECS)?),
-        (None, true) => Some(link::DEFAULT_LINK_SECS),
-        (None, false) => None,
-    };
-    let basic_auth = match args.auth {
-        true => Some(link_auth::hash(&link_auth::credentials_for_flag()?)?),
-        false => None,
-    };
-    let rewrite_host = match args.host_header.as_str() {
-        "passthrough" => None,
-        "rewrite" => Some(target.to_string()),
-        other => anyhow::bail!("--host-header takes passthrough or rewrite, not '{other}'"),
-    };
-    let policy = LinkPolicy {
-        basic_auth,
-        basic_auth_sha256: None,
+    let decl = LinkDecl {
+        expires: args.link_expires.clone(),
+        auth: match args.auth {
+            true => Some(link_auth::credentials_for_flag()?),
+            false => None,
+        },
         allow_ips: args
             .allow_ip
             .iter()
             .map(|c| c.parse())
             .collect::<Result<_, String>>()
             .map_err(anyhow::Error::msg)?,
-        methods: args
-            .methods
-            .as_deref()
-            .map(link::parse_methods)
-            .transpose()
-            .map_err(anyhow::Error::msg)?
-            .unwrap_or_default(),
-        paths: args
-            .paths
-            .iter()
-            .map(|p| link::parse_path_pattern(p))
-            .collect::<Result<_, String>>()
-            .map_err(anyhow::Error::msg)?,
-        rate_per_min: args.rate_limit.as_deref().map(link::parse_rate).transpose().map_err(anyhow::Error::msg)?,
-        rewrite_host,
+        methods: args.methods.as_deref().map(|m| m.split(',').map(str::to_string).collect()).unwrap_or_default(),
+        paths: args.paths.clone(),
+        rate_limit: args.rate_limit.as_deref().map(str::parse).transpose().map_err(anyhow::Error::msg)?,
+        host_header: Some(args.host_header.parse().map_err(|e: String| anyhow::anyhow!("--host-header: {e}"))?),
     };
-    Ok(Some(LinkRequest { persistent: args.public, expires_in_secs, policy }))
+    Ok(Some(desired::link_want(&decl, args.public, target)?))
 }
 
 /// Refuses to publish a database: by its port, or by what answers when probed.
@@ -109,12 +82,13 @@ fn kind_label(kind: probe::Kind) -> &'static str {
 }
 
 /// Asks the hub for the URL of a registered service.
-pub(crate) async fn create(link: &ForwardLink, service: &str, request: LinkRequest) -> Result<LinkInfo> {
+pub(crate) async fn create(link: &ForwardLink, service: &str, want: LinkWant) -> Result<LinkInfo> {
     let body = CreateLink {
         service: service.to_string(),
-        persistent: request.persistent,
-        expires_in_secs: request.expires_in_secs,
-        policy: request.policy,
+        persistent: want.persistent,
+        expires_in_secs: want.expires_in_secs,
+        policy: want.policy,
+        project: None,
     };
     Ok(link.post_for(LINKS_PATH, &body).await?)
 }

@@ -5,15 +5,16 @@ use pconnect_proto::share::{
     self, CreateShare, DEFAULT_SHARE_SECS, MAX_SHARE_SECS, ShareCode, ShareCreated, ShareListing,
 };
 use pconnect_proto::wire::{SHARE_REVOKE_PATH, SHARES_PATH};
-use tokio_util::sync::CancellationToken;
 
 use crate::cli::{ShareArgs, ShareCommand};
+use crate::foreground::Foreground;
 use crate::link::forward::ForwardLink;
+use crate::shutdown::Shutdown;
 use crate::state::ShareCodes;
 use crate::ui::Ui;
 use crate::{home, session};
 
-pub(crate) async fn share(ui: Ui, args: ShareArgs) -> Result<()> {
+pub(crate) async fn share(ui: Ui, args: ShareArgs, shutdown: &Shutdown) -> Result<()> {
     let revoke = match args.command {
         Some(ShareCommand::Revoke { code }) => Some(code),
         None => args.revoke,
@@ -24,12 +25,12 @@ pub(crate) async fn share(ui: Ui, args: ShareArgs) -> Result<()> {
         None => DEFAULT_SHARE_SECS,
     };
     let revoke = revoke.map(|code| share::parse_code(&code)).transpose()?;
+    let fg = Foreground::new(shutdown);
     let session = session::resolve().await?;
-    let cancel = CancellationToken::new();
-    let (link, _) = ForwardLink::connect(session.creds, session.id, 1, cancel.clone()).await?;
+    let (link, _) = ForwardLink::connect(session.creds, session.id, 1, fg.links()).await?;
     let home = home::agent_home()?;
     let hub = session.login.hub.clone();
-    let result = match (revoke, args.list) {
+    match (revoke, args.list) {
         (Some(code), _) => {
             link.post(SHARE_REVOKE_PATH, &ShareCode { code: code.clone() }).await?;
             let _ = ShareCodes::forget(&home, &code);
@@ -43,13 +44,11 @@ pub(crate) async fn share(ui: Ui, args: ShareArgs) -> Result<()> {
         }
         (None, false) => {
             ui.share_creating();
-            let body = CreateShare { name: args.name, expires_in_secs, services: None };
+            let body = CreateShare { name: args.name, expires_in_secs, services: None, project: None };
             let created: ShareCreated = link.post_for(SHARES_PATH, &body).await?;
             ShareCodes::remember(&home, &hub, created.share.id, &created.code)?;
             ui.share_created(&created, expires_in_secs);
             Ok(())
         }
-    };
-    cancel.cancel();
-    result
+    }
 }

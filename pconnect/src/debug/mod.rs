@@ -83,6 +83,8 @@ pub struct DebugOptions {
     pub kind: Option<String>,
     /// Enable the assistant.
     pub ai: bool,
+    /// The project (`connect up`) starting it, if any.
+    pub project: Option<String>,
 }
 
 /// A running debug session.
@@ -127,7 +129,12 @@ pub async fn start(
     options: DebugOptions,
     cancel: CancellationToken,
 ) -> Result<DebugSession, LinkError> {
-    let body = StartDebug { service: options.service.clone(), ai: options.ai, kind: options.kind.clone() };
+    let body = StartDebug {
+        service: options.service.clone(),
+        ai: options.ai,
+        kind: options.kind.clone(),
+        project: options.project.clone(),
+    };
     let started: DebugStarted = control.post_for(wire::DEBUG_START_PATH, &body).await?;
     let (events, events_rx) = mpsc::channel(tap::EVENT_QUEUE);
     let capture = Arc::new(ServiceCapture::new(

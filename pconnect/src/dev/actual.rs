@@ -1,17 +1,21 @@
-//! Reading this member's hub state (services, links, shares) into the planner's [`Actual`].
+//! Reading this member's hub state (services, links, shares, debug sessions, and the workspace's
+//! services for `reach:`) into the planner's [`Actual`]. Every resource keeps its project tag: the
+//! plan decides what is the project's.
 
 use std::collections::BTreeSet;
 
 use anyhow::Result;
 use pconnect_proto::control::ServiceList;
+use pconnect_proto::debug::DebugSummary;
 use pconnect_proto::link::LinkListing;
-use pconnect_proto::plan::{Actual, LinkHave, ShareHave};
+use pconnect_proto::plan::{Actual, DebugHave, LinkHave, ServiceHave, ShareHave, WorkspaceService};
 use pconnect_proto::share::ShareListing;
-use pconnect_proto::wire::{LINKS_PATH, SERVICES_PATH, SHARES_PATH};
+use pconnect_proto::wire::{DEBUG_PATH, LINKS_PATH, SERVICES_PATH, SHARES_PATH};
 
 use crate::link::forward::ForwardLink;
 
-/// What the hub holds: the planner's [`Actual`] for one member, and the listings it came from.
+/// What the hub holds: the planner's [`Actual`] for one member (reach listeners are local and
+/// filled in by their holder), and the listings it came from.
 pub struct HubView {
     pub actual: Actual,
     pub links: LinkListing,
@@ -20,17 +24,20 @@ pub struct HubView {
     pub services: ServiceList,
 }
 
-/// The hub's view of `member`'s services (online ones), links and named shares.
+/// The hub's view of `member`'s online services, active links and shares, live debug sessions, and
+/// the workspace's services.
 pub async fn fetch(link: &ForwardLink, member: &str) -> Result<HubView> {
     let services: ServiceList = link.get(SERVICES_PATH).await?;
     let links: LinkListing = link.get(LINKS_PATH).await?;
     let shares: ShareListing = link.get(SHARES_PATH).await?;
+    let debug: Vec<DebugSummary> = link.get(DEBUG_PATH).await?;
     let actual = Actual {
+        me: member.to_string(),
         services: services
             .services
             .iter()
             .filter(|s| s.owner == member && s.online)
-            .map(|s| (s.name.clone(), s.port))
+            .map(|s| (s.name.clone(), ServiceHave { port: s.port, project: s.project.clone() }))
             .collect(),
         links: links
             .links
@@ -39,17 +46,32 @@ pub async fn fetch(link: &ForwardLink, member: &str) -> Result<HubView> {
                 subdomain: l.subdomain.clone(),
                 service: l.service.clone(),
                 persistent: l.persistent,
+                expires_in_secs: l.expires_at.map(|at| u64::try_from(at - l.created_at).unwrap_or(0)),
                 policy: l.policy.clone(),
+                project: l.project.clone(),
             })
             .collect(),
         shares: shares
             .shares
             .iter()
-            .filter_map(|s| {
-                let name = s.name.clone()?;
-                let services: BTreeSet<String> = s.routes.iter().map(|r| r.service.clone()).collect();
-                Some(ShareHave { id: s.id, name, services })
+            .map(|s| ShareHave {
+                id: s.id,
+                name: s.name.clone(),
+                services: s.routes.iter().map(|r| r.service.clone()).collect::<BTreeSet<String>>(),
+                expires_in_secs: u64::try_from(s.expires_at - s.created_at).unwrap_or(0),
+                project: s.project.clone(),
             })
+            .collect(),
+        workspace: services
+            .services
+            .iter()
+            .filter(|s| s.online)
+            .map(|s| WorkspaceService { name: s.name.clone(), owner: s.owner.clone(), port: s.port })
+            .collect(),
+        reaching: Default::default(),
+        debug: debug
+            .iter()
+            .map(|d| DebugHave { id: d.id.clone(), service: d.service.clone(), project: d.project.clone() })
             .collect(),
     };
     Ok(HubView { actual, links, shares, services })

@@ -1,11 +1,14 @@
-//! Applying a plan's link and share changes through the hub's RPCs. Service changes are applied by
-//! the caller (they are the set this agent serves). Each change is reported as done or failed with
-//! its reason, so a partial failure says exactly what was and was not applied.
+//! Applying a plan's hub changes (links and shares) through the hub's RPCs, tagged with the
+//! project. Services, reach listeners and debug sessions are applied by the engine (they are this
+//! agent's own). Each change is reported as done or failed with its reason, so a partial failure
+//! says exactly what was and was not applied.
 
-use pconnect_proto::link::{CreateLink, LinkInfo, RevokeLink};
+use pconnect_proto::link::{CreateLink, LinkInfo, RevokeLink, UpdateLink};
 use pconnect_proto::plan::Change;
-use pconnect_proto::share::{CreateShare, ShareCreated, ShareId};
-use pconnect_proto::wire::{LINK_REVOKE_PATH, LINKS_PATH, SHARE_REVOKE_ID_PATH, SHARES_PATH};
+use pconnect_proto::share::{CreateShare, ShareCreated, ShareId, ShareInfo, UpdateShare};
+use pconnect_proto::wire::{
+    LINK_REVOKE_PATH, LINK_UPDATE_PATH, LINKS_PATH, SHARE_REVOKE_ID_PATH, SHARE_UPDATE_PATH, SHARES_PATH,
+};
 
 use crate::link::forward::ForwardLink;
 
@@ -22,39 +25,63 @@ pub enum Outcome {
     Done,
     Link(LinkInfo),
     Share(ShareCreated),
+    ShareUpdated(ShareInfo),
 }
 
-/// Applies the link and share changes of a plan, in order, going on after a failure.
-pub async fn apply(link: &ForwardLink, changes: &[Change]) -> Vec<Applied> {
-    let mut out = Vec::new();
-    for change in changes {
-        let result = match change {
-            Change::Expose { .. } | Change::Unexpose { .. } => continue,
-            Change::CreateLink { service, link: want } => {
-                let body = CreateLink {
-                    service: service.clone(),
-                    persistent: want.persistent,
-                    expires_in_secs: want.expires_in_secs,
-                    policy: want.policy.clone(),
-                };
-                link.post_for::<_, LinkInfo>(LINKS_PATH, &body).await.map(Outcome::Link)
-            }
-            Change::RevokeLink { subdomain, .. } => {
-                link.post(LINK_REVOKE_PATH, &RevokeLink { subdomain: subdomain.clone() }).await.map(|_| Outcome::Done)
-            }
-            Change::CreateShare { name, share } => {
-                let body = CreateShare {
-                    name: Some(name.clone()),
-                    expires_in_secs: share.expires_in_secs,
-                    services: Some(share.services.iter().cloned().collect()),
-                };
-                link.post_for::<_, ShareCreated>(SHARES_PATH, &body).await.map(Outcome::Share)
-            }
-            Change::RevokeShare { id, .. } => {
-                link.post(SHARE_REVOKE_ID_PATH, &ShareId { id: *id }).await.map(|_| Outcome::Done)
-            }
-        };
-        out.push(Applied { change: change.clone(), result: result.map_err(|e| e.to_string()) });
-    }
-    out
+/// Whether a change is applied here (through the hub's link and share RPCs).
+pub fn is_hub_change(change: &Change) -> bool {
+    matches!(
+        change,
+        Change::CreateLink { .. }
+            | Change::UpdateLink { .. }
+            | Change::RevokeLink { .. }
+            | Change::CreateShare { .. }
+            | Change::UpdateShare { .. }
+            | Change::RevokeShare { .. }
+    )
+}
+
+/// Applies one link or share change for `project`.
+pub async fn apply(link: &ForwardLink, project: &str, change: &Change) -> Applied {
+    let result = match change {
+        Change::CreateLink { service, link: want } => {
+            let body = CreateLink {
+                service: service.clone(),
+                persistent: want.persistent,
+                expires_in_secs: want.expires_in_secs,
+                policy: want.policy.clone(),
+                project: Some(project.to_string()),
+            };
+            link.post_for::<_, LinkInfo>(LINKS_PATH, &body).await.map(Outcome::Link)
+        }
+        Change::UpdateLink { subdomain, link: want, .. } => {
+            let body = UpdateLink {
+                subdomain: subdomain.clone(),
+                expires_in_secs: want.expires_in_secs,
+                policy: want.policy.clone(),
+            };
+            link.post_for::<_, LinkInfo>(LINK_UPDATE_PATH, &body).await.map(Outcome::Link)
+        }
+        Change::RevokeLink { subdomain, .. } => {
+            link.post(LINK_REVOKE_PATH, &RevokeLink { subdomain: subdomain.clone() }).await.map(|_| Outcome::Done)
+        }
+        Change::CreateShare { name, share } => {
+            let body = CreateShare {
+                name: Some(name.clone()),
+                expires_in_secs: share.expires_in_secs,
+                services: Some(share.services.iter().cloned().collect()),
+                project: Some(project.to_string()),
+            };
+            link.post_for::<_, ShareCreated>(SHARES_PATH, &body).await.map(Outcome::Share)
+        }
+        Change::UpdateShare { id, share, .. } => {
+            let body = UpdateShare { id: *id, expires_in_secs: share.expires_in_secs };
+            link.post_for::<_, ShareInfo>(SHARE_UPDATE_PATH, &body).await.map(Outcome::ShareUpdated)
+        }
+        Change::RevokeShare { id, .. } => {
+            link.post(SHARE_REVOKE_ID_PATH, &ShareId { id: *id }).await.map(|_| Outcome::Done)
+        }
+        other => return Applied { change: other.clone(), result: Err("not a hub change".into()) },
+    };
+    Applied { change: change.clone(), result: result.map_err(|e| e.to_string()) }
 }

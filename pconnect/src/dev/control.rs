@@ -25,18 +25,34 @@ pub struct UpStatus {
     pub pid: u32,
     /// True once the file has been applied completely at least once.
     pub ready: bool,
-    /// The last reconcile's problem, if it had one.
+    /// The last apply's problem, if it had one (a file that does not load says `file:line:col`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// When the file was last applied and how that went.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_apply: Option<LastApply>,
     pub services: Vec<ServiceUp>,
     pub links: Vec<LinkUp>,
     pub shares: Vec<ShareUp>,
     pub reach: Vec<ReachUp>,
+    /// The reach listeners as the planner sees them (`connect plan` uses them).
+    #[serde(default)]
+    pub reaching: std::collections::BTreeMap<String, pconnect_proto::plan::Reaching>,
     /// Debug sessions of `debug: true` services.
     #[serde(default)]
     pub debug: Vec<DebugUp>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub env_file: Option<PathBuf>,
+}
+
+/// The outcome of the last apply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastApply {
+    pub ok: bool,
+    /// Unix seconds.
+    pub at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

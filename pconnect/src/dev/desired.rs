@@ -1,10 +1,12 @@
-//! From a checked `ProjectSpec` to what the hub should hold ([`Desired`]) and what this agent serves.
+//! From a checked `ProjectSpec` to what the project wants ([`Desired`]) and what this agent serves;
+//! and [`link_want`], the one resolver of a link declaration, used by `pconnect.yml` and by the
+//! flags of `connect expose --link/--public` alike.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 
 use anyhow::Result;
-use pconnect_proto::link::{self, DEFAULT_LINK_SECS, LinkPolicy, MAX_LINK_SECS};
-use pconnect_proto::plan::{Desired, LinkWant, Secret, ShareWant};
+use pconnect_proto::plan::{Desired, LinkWant, ReachWant, Secret, ShareWant};
 use pconnect_proto::project::{LinkDecl, ProjectSpec, PublicDecl, ServiceKind};
 use pconnect_proto::share::{DEFAULT_SHARE_SECS, MAX_SHARE_SECS, parse_duration};
 use pconnect_proto::target::Target;
@@ -21,9 +23,25 @@ pub struct Project {
     pub env: BTreeMap<String, BTreeMap<String, String>>,
 }
 
-/// Derives the desired hub state. The spec must have passed `check()`.
-pub fn project(spec: &ProjectSpec) -> Result<Project> {
-    let mut desired = Desired::default();
+/// The tag a project marks its hub resources with: its `project:` name, or, without one, its
+/// directory's name and a short hash of its path (two checkouts of one named project are one
+/// project; two unnamed projects never collide).
+pub fn tag(spec: &ProjectSpec, file: &Path) -> String {
+    let clean = |text: &str| -> String {
+        text.chars().map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '-' }).take(48).collect()
+    };
+    if let Some(name) = spec.project.as_deref().filter(|n| !n.trim().is_empty()) {
+        return clean(name.trim());
+    }
+    let dir = file.parent().and_then(|d| d.file_name()).map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let digest = ring::digest::digest(&ring::digest::SHA256, file.as_os_str().as_encoded_bytes());
+    let short: String = digest.as_ref()[..4].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{short}", clean(if dir.is_empty() { "project" } else { &dir }))
+}
+
+/// Derives what the project wants. The spec must have passed `check()`.
+pub fn project(spec: &ProjectSpec, tag: &str) -> Result<Project> {
+    let mut desired = Desired { project: tag.to_string(), ..Desired::default() };
     let mut exposed = Vec::new();
     for (name, service) in &spec.services {
         let target: Target = service.target.target().map_err(anyhow::Error::msg)?;
@@ -37,8 +55,11 @@ pub fn project(spec: &ProjectSpec) -> Result<Project> {
         if let Some(want) = want {
             desired.links.insert(name.clone(), want);
         }
-        let kind = service.kind;
-        exposed.push(Exposed { name: name.clone(), target, kind, env: service.env.clone() });
+        if service.debug {
+            desired.debug.insert(name.clone());
+        }
+        let (kind, env, project) = (service.kind, service.env.clone(), Some(tag.to_string()));
+        exposed.push(Exposed { name: name.clone(), target, kind, env, project });
     }
     for (name, share) in &spec.shares {
         let expires_in_secs = match &share.expires {
@@ -48,36 +69,34 @@ pub fn project(spec: &ProjectSpec) -> Result<Project> {
         let services: BTreeSet<String> = share.services.iter().cloned().collect();
         desired.shares.insert(name.clone(), ShareWant { services, expires_in_secs });
     }
+    for reach in &spec.reach {
+        let want = match (&reach.service, &reach.teammate) {
+            (Some(name), _) => {
+                ReachWant::Service { name: name.clone(), port: reach.port.and_then(|p| u16::try_from(p).ok()) }
+            }
+            (None, Some(name)) => ReachWant::Teammate { name: name.clone() },
+            (None, None) => continue,
+        };
+        desired.reach.push(want);
+    }
     let kinds = spec.services.iter().map(|(n, s)| (n.clone(), s.kind)).collect();
     let env = spec.services.iter().map(|(n, s)| (n.clone(), s.env.clone())).collect();
     Ok(Project { desired, exposed, kinds, env })
 }
 
-fn link_want(decl: &LinkDecl, persistent: bool, target: &Target) -> Result<LinkWant> {
-    let expires_in_secs = match (&decl.expires, persistent) {
-        (_, true) => None,
-        (Some(text), false) => Some(parse_duration(text, MAX_LINK_SECS)?),
-        (None, false) => Some(DEFAULT_LINK_SECS),
-    };
-    let credentials = decl.auth.as_deref().map(Secret::new);
-    let basic_auth = credentials.as_ref().map(|c| link_auth::hash(c.expose())).transpose()?;
-    let policy = LinkPolicy {
-        basic_auth,
-        basic_auth_sha256: None,
-        allow_ips: decl
-            .allow_ips
-            .iter()
-            .map(|c| c.parse())
-            .collect::<Result<_, String>>()
-            .map_err(anyhow::Error::msg)?,
-        methods: if decl.methods.is_empty() {
-            Vec::new()
-        } else {
-            link::parse_methods(&decl.methods.join(",")).map_err(anyhow::Error::msg)?
-        },
-        paths: decl.paths.clone(),
-        rate_per_min: decl.rate_limit.as_deref().map(link::parse_rate).transpose().map_err(anyhow::Error::msg)?,
-        rewrite_host: (decl.host_header.as_deref() == Some("rewrite")).then(|| target.to_string()),
-    };
-    Ok(LinkWant { persistent, expires_in_secs, policy, credentials })
+/// Resolves a link declaration (from `pconnect.yml` or from flags) into what to ask the hub for;
+/// a password is hashed here, with a fresh salt, and never leaves in clear.
+pub fn link_want(decl: &LinkDecl, persistent: bool, target: &Target) -> Result<LinkWant> {
+    let resolved = decl.resolve(persistent, target).map_err(|e| match e.field.as_str() {
+        "expires" if persistent => anyhow::anyhow!("{}", e.message),
+        field => anyhow::anyhow!("link {}: {}", field.replace('/', " "), e.message),
+    })?;
+    let mut policy = resolved.policy;
+    policy.basic_auth = resolved.credentials.as_deref().map(link_auth::hash).transpose()?;
+    Ok(LinkWant {
+        persistent: resolved.persistent,
+        expires_in_secs: resolved.expires_in_secs,
+        policy,
+        credentials: resolved.credentials.map(Secret::new),
+    })
 }

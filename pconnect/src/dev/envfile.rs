@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use minijinja::{Environment, UndefinedBehavior, context};
@@ -104,6 +104,67 @@ pub fn write(path: &Path, text: &str) -> Result<()> {
     written.with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// An env file this command writes and answers for: when what it describes goes away, the file
+/// goes too, or the file that was there before the first write comes back.
+#[derive(Debug)]
+pub struct EnvFileOwner {
+    path: PathBuf,
+    /// The file's text before this command first wrote it (`None`: there was none).
+    before: Option<Option<String>>,
+}
+
+/// What happened to an env file when its owner let go of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Released {
+    /// Never written by this command.
+    Untouched,
+    Removed(PathBuf),
+    /// The file that was there before was put back.
+    Restored(PathBuf),
+    /// Removing or restoring failed; the message says why.
+    Failed(PathBuf, String),
+}
+
+impl EnvFileOwner {
+    pub fn new(path: PathBuf) -> Self {
+        Self { path, before: None }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes `text` (0600, atomic) if it differs from what is there; true when it wrote. The
+    /// first write remembers what the file held before.
+    pub fn write(&mut self, text: &str) -> Result<bool> {
+        let current = std::fs::read_to_string(&self.path).ok();
+        if self.before.is_none() {
+            self.before = Some(current.clone());
+        }
+        if current.as_deref() == Some(text) {
+            return Ok(false);
+        }
+        write(&self.path, text)?;
+        Ok(true)
+    }
+
+    /// Removes the file, or restores the one that was there before the first write.
+    pub fn release(self) -> Released {
+        let result = match &self.before {
+            None => return Released::Untouched,
+            Some(None) => std::fs::remove_file(&self.path).map(|()| Released::Removed(self.path.clone())),
+            Some(Some(previous)) => write(&self.path, previous)
+                .map(|()| Released::Restored(self.path.clone()))
+                .map_err(std::io::Error::other),
+        };
+        match result {
+            Ok(released) => released,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Released::Removed(self.path.clone()),
+            Err(e) => Released::Failed(self.path.clone(), e.to_string()),
+        }
+    }
+}
+
 fn conventional(services: &[EnvService], declared: &BTreeSet<String>) -> BTreeMap<String, String> {
     let mut by_var: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for s in services {
@@ -191,6 +252,31 @@ mod tests {
         assert_eq!(vars["REDIS_URL"], "redis://localhost:6379");
         assert_eq!(vars["SHOP_DSN"], "postgresql://app@localhost:5432/shop");
         assert_eq!(vars["CACHE_URL"], "redis://localhost:6379");
+    }
+
+    #[test]
+    fn every_kind_has_its_conventional_url_with_a_scheme() {
+        let at = |kind| url(&svc("s", kind, 1234));
+        assert_eq!(at(ServiceKind::Postgres), "postgresql://postgres@localhost:1234/postgres");
+        assert_eq!(at(ServiceKind::Mysql), "mysql://root@localhost:1234");
+        assert_eq!(at(ServiceKind::Redis), "redis://localhost:1234");
+        assert_eq!(at(ServiceKind::Mongo), "mongodb://localhost:1234");
+        assert_eq!(at(ServiceKind::Http), "http://localhost:1234");
+        // Undeclared kinds are guessed from the well-known port or the name, so MONGO_URL is a URL.
+        for (name, port, scheme) in [
+            ("mongo", 27017, "mongodb://"),
+            ("db", 5432, "postgresql://"),
+            ("cache", 6379, "redis://"),
+            ("sql", 3306, "mysql://"),
+            ("app", 3000, "http://"),
+            ("orders-mongo", 4000, "mongodb://"),
+        ] {
+            let kind = ServiceKind::guess(name, port);
+            let service = EnvService { kind, ..svc(name, ServiceKind::Tcp, port) };
+            let text = render(None, ".env", &[service], None).unwrap().text;
+            let var = format!("{}_URL='{scheme}", var_name(name));
+            assert!(text.contains(&var), "{name}:{port} -> {text}");
+        }
     }
 
     #[test]

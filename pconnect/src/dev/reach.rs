@@ -1,12 +1,14 @@
-//! The `reach:` section of a project while `connect up` runs: local listeners for declared workspace
-//! services and for every service of a declared teammate, kept in step with the file and with what
-//! the teammate exposes.
+//! The reach listeners of a running `connect up`: which workspace services are on which local
+//! ports right now. What to open and close is decided by the plan
+//! ([`pconnect_proto::plan::reach_targets`]); this holds the listeners, their tunnels, and what
+//! they contribute to `.env.pconnect` and `connect status`.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use pconnect_proto::control::{ServiceInfo, ServiceList};
-use pconnect_proto::project::ReachDecl;
+use pconnect_proto::control::ServiceInfo;
+use pconnect_proto::plan::{self, ReachVia};
+use pconnect_proto::project::ServiceKind;
 use tokio::task::JoinHandle;
 
 use super::control::ReachUp;
@@ -14,6 +16,7 @@ use super::envfile::EnvService;
 use crate::drain::Drain;
 use crate::link::forward::{ForwardLink, Via};
 use crate::local_port;
+use crate::shutdown::Shutdown;
 use crate::ui::Ui;
 
 /// Reach listeners open on loopback.
@@ -22,10 +25,8 @@ const BIND: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 /// One service brought to a local port.
 struct Listening {
     info: ServiceInfo,
-    /// The port the file asked for, if it named one.
-    declared: Option<u16>,
-    /// Whose service the tunnels are for.
-    via: Via,
+    /// Whose service it reaches and the port the file asked for: what the plan compares.
+    reaching: plan::Reaching,
     addr: SocketAddr,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -38,94 +39,54 @@ pub struct Reaching {
     drain: Drain,
 }
 
-/// Service name -> (its listing, the local port the file named, whose service it must be).
-type Wanted = BTreeMap<String, (ServiceInfo, Option<u16>, Via)>;
-
-/// What the reach declarations want right now, and what they name that the workspace lacks.
-fn wanted(decls: &[ReachDecl], list: &ServiceList, me: &str) -> (Wanted, Vec<String>) {
-    let mut wanted = BTreeMap::new();
-    let mut missing = Vec::new();
-    for decl in decls {
-        match (&decl.service, &decl.teammate) {
-            (Some(name), _) => match list.services.iter().find(|s| &s.name == name) {
-                Some(info) => {
-                    let port = decl.port.and_then(|p| u16::try_from(p).ok());
-                    wanted.insert(name.clone(), (info.clone(), port, Via::Name));
-                }
-                None => missing.push(format!("service '{name}'")),
-            },
-            (None, Some(teammate)) => {
-                let theirs: Vec<&ServiceInfo> =
-                    list.services.iter().filter(|s| s.owner.eq_ignore_ascii_case(teammate) && s.owner != me).collect();
-                if theirs.is_empty() {
-                    missing.push(format!("teammate '{teammate}'"));
-                }
-                for info in theirs {
-                    let via = Via::Owner(info.owner.as_str().into());
-                    wanted.entry(info.name.clone()).or_insert_with(|| (info.clone(), None, via));
-                }
-            }
-            (None, None) => {}
-        }
-    }
-    (wanted, missing)
-}
-
 impl Reaching {
-    /// Opens listeners for newly wanted services and closes those no longer wanted. Services not in
-    /// the workspace yet are reported and retried on the next call.
-    pub async fn sync(&mut self, ui: Ui, link: &ForwardLink, decls: &[ReachDecl], list: &ServiceList, me: &str) {
-        let (wanted, missing) = wanted(decls, list, me);
-        if !missing.is_empty() {
-            ui.warn(&format!(
-                "reach: {} not in the workspace yet (nothing exposed under that name); retrying every few seconds",
-                missing.join(", ")
-            ));
-        }
-        let stale: Vec<String> = self
-            .open
-            .iter()
-            .filter(|(name, l)| {
-                !matches!(wanted.get(*name), Some((_, port, via)) if *port == l.declared && *via == l.via)
-                    || l.task.is_finished()
-            })
-            .map(|(name, _)| name.clone())
-            .collect();
-        for name in stale {
-            if let Some(listening) = self.open.remove(&name) {
-                listening.task.abort();
+    /// What is open, as the planner sees it (a listener whose task ended counts as closed).
+    pub fn actual(&self) -> BTreeMap<String, plan::Reaching> {
+        self.open.iter().filter(|(_, l)| !l.task.is_finished()).map(|(n, l)| (n.clone(), l.reaching.clone())).collect()
+    }
+
+    /// Opens a listener for `info` (on the declared port, else the service's own, else a free one).
+    pub async fn open(&mut self, ui: Ui, link: &ForwardLink, info: ServiceInfo, reaching: plan::Reaching) {
+        self.close(&info.name);
+        let via = match &reaching.via {
+            ReachVia::Name => Via::Name,
+            ReachVia::Owner(owner) => Via::Owner(owner.as_str().into()),
+        };
+        match local_port::bind(BIND, reaching.port, info.port).await {
+            Ok((listener, fallback)) => {
+                let Ok(addr) = listener.local_addr() else { return };
+                ui.up_reaching(&info, addr, fallback);
+                let serve = local_port::serve(ui, link.clone(), info.name.clone(), via, listener, self.drain.clone());
+                let task = tokio::spawn(serve);
+                self.open.insert(info.name.clone(), Listening { info, reaching, addr, task });
             }
-        }
-        for (name, (info, declared, via)) in wanted {
-            if let Some(listening) = self.open.get_mut(&name) {
-                listening.info = info;
-                continue;
-            }
-            match local_port::bind(BIND, declared, info.port).await {
-                Ok((listener, fallback)) => {
-                    let Ok(addr) = listener.local_addr() else { continue };
-                    ui.up_reaching(&info, addr, fallback);
-                    let serve =
-                        local_port::serve(ui, link.clone(), name.clone(), via.clone(), listener, self.drain.clone());
-                    let task = tokio::spawn(serve);
-                    self.open.insert(name, Listening { info, declared, via, addr, task });
-                }
-                Err(e) => ui.warn(&format!("reach {name}: {e:#}")),
-            }
+            Err(e) => ui.warn(&format!("reach {}: {e:#}", info.name)),
         }
     }
 
-    /// Closes every listener.
-    pub fn close(&mut self) {
-        for (_, listening) in std::mem::take(&mut self.open) {
+    /// Closes one listener (its open tunnels go on until they end).
+    pub fn close(&mut self, service: &str) {
+        if let Some(listening) = self.open.remove(service) {
             listening.task.abort();
         }
     }
 
+    /// Keeps the listings (kind, env) of open listeners current.
+    pub fn refresh(&mut self, workspace: &[ServiceInfo]) {
+        for (name, listening) in &mut self.open {
+            if let Some(info) = workspace.iter().find(|s| &s.name == name) {
+                listening.info = info.clone();
+            }
+        }
+    }
+
     /// Closes every listener and lets open connections finish for up to `grace`.
-    pub async fn drain(&mut self, ui: Ui, grace: std::time::Duration) {
-        self.close();
-        self.drain.run(ui, grace).await;
+    pub async fn drain(&mut self, ui: Ui, grace: std::time::Duration, shutdown: &Shutdown) {
+        let names: Vec<String> = self.open.keys().cloned().collect();
+        for name in names {
+            self.close(&name);
+        }
+        self.drain.run(ui, grace, shutdown).await;
     }
 
     /// For `connect status`.
@@ -142,7 +103,7 @@ impl Reaching {
             .values()
             .map(|l| EnvService {
                 name: l.info.name.clone(),
-                kind: l.info.kind,
+                kind: l.info.kind.or_else(|| ServiceKind::guess(&l.info.name, l.info.port)),
                 host: "localhost".into(),
                 port: l.addr.port(),
                 env: l.info.env.clone(),
@@ -153,40 +114,8 @@ impl Reaching {
 
 impl Drop for Reaching {
     fn drop(&mut self) {
-        self.close();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn service(name: &str, owner: &str, port: u16) -> ServiceInfo {
-        ServiceInfo { name: name.into(), owner: owner.into(), port, online: true, kind: None, env: Default::default() }
-    }
-
-    fn decl(service: Option<&str>, teammate: Option<&str>, port: Option<u32>) -> ReachDecl {
-        ReachDecl { service: service.map(Into::into), teammate: teammate.map(Into::into), port }
-    }
-
-    #[test]
-    fn a_teammate_brings_all_their_services_and_a_named_service_keeps_its_port() {
-        let list = ServiceList {
-            services: vec![service("db", "alice", 5432), service("web", "alice", 3000), service("pay", "carol", 8080)],
-        };
-        let decls = [decl(None, Some("Alice"), None), decl(Some("pay"), None, Some(9000))];
-        let (wanted, missing) = wanted(&decls, &list, "bob");
-        assert_eq!(wanted.keys().collect::<Vec<_>>(), ["db", "pay", "web"]);
-        assert_eq!(wanted["pay"].1, Some(9000));
-        assert!(missing.is_empty());
-    }
-
-    #[test]
-    fn unknown_services_and_teammates_are_reported_not_fatal() {
-        let list = ServiceList { services: vec![service("db", "bob", 5432)] };
-        let decls = [decl(Some("nope"), None, None), decl(None, Some("bob"), None)];
-        let (wanted, missing) = wanted(&decls, &list, "bob");
-        assert!(wanted.is_empty(), "my own services are not reached as a teammate's");
-        assert_eq!(missing, ["service 'nope'", "teammate 'bob'"]);
+        for (_, listening) in std::mem::take(&mut self.open) {
+            listening.task.abort();
+        }
     }
 }

@@ -30,14 +30,16 @@ use crate::target::Target;
 const TARGET_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A service this agent serves.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exposed {
     pub name: String,
     pub target: Target,
     /// Declared protocol, shared with teammates (for their env files).
     pub kind: Option<pconnect_proto::project::ServiceKind>,
-    /// Declared env templates, shared with teammates.
+    /// Declared variables, shared with teammates.
     pub env: std::collections::BTreeMap<String, String>,
+    /// The project (`connect up`) serving it, if any.
+    pub project: Option<String>,
 }
 
 /// What the expose command watches.
@@ -91,7 +93,13 @@ pub async fn serve_with_captures(
         session,
         services: services
             .iter()
-            .map(|s| ServiceSpec { name: s.name.clone(), port: s.target.port, kind: s.kind, env: s.env.clone() })
+            .map(|s| ServiceSpec {
+                name: s.name.clone(),
+                port: s.target.port,
+                kind: s.kind,
+                env: s.env.clone(),
+                project: s.project.clone(),
+            })
             .collect(),
     };
     let (stream, welcome) = dial(&creds, &hello).await?;

@@ -906,7 +906,7 @@ shares:
         };
         let spec = parse(text, "pconnect.yml", &vars).unwrap();
         let link = spec.services["web"].link.clone().unwrap();
-        assert_eq!((link.auth.as_deref(), link.rate_limit.as_deref()), (Some("u:p"), Some("60/min")));
+        assert_eq!((link.auth.as_deref(), link.rate_limit), (Some("u:p"), Some(pconnect_proto::link::RateLimit(60))));
     }
 
     #[test]

@@ -329,7 +329,7 @@ pub(crate) async fn store_ops(
             1 => {
                 let name = format!("p{point}-{sent}");
                 lock().share_names.insert(name.clone());
-                let body = CreateShare { name: Some(name), expires_in_secs: 3600, services: None };
+                let body = CreateShare { name: Some(name), expires_in_secs: 3600, services: None, project: None };
                 let created: Result<ShareCreated, _> = link.post_for(SHARES_PATH, &body).await;
                 created.map(|c| {
                     let mut l = lock();
@@ -343,6 +343,7 @@ pub(crate) async fn store_ops(
                     persistent: false,
                     expires_in_secs: Some(3600),
                     policy: LinkPolicy::default(),
+                    project: None,
                 };
                 let created: Result<LinkInfo, _> = link.post_for(LINKS_PATH, &body).await;
                 created.map(|info| {

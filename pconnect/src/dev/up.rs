@@ -1,0 +1,156 @@
+//! A running `connect up`: applies the file once, then keeps hub and agent in step with it (a
+//! changed file is applied within a second; an invalid one is reported with `file:line:col`, in
+//! `connect status` too, and changes nothing), re-plans every few seconds to restore drift, answers
+//! `connect status` / `connect down` on its control socket, and on a stop request (Ctrl+C, SIGTERM,
+//! `down`) stops whatever it was doing, even mid-apply, and tears down what it created.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Result;
+use tokio::sync::watch;
+
+use super::control::{self, Control, DownRequest, UpStatus};
+use super::desired::{self, Project};
+use super::engine::Engine;
+use crate::commands::reach::FORWARD_CONNECTIONS;
+use crate::foreground::Foreground;
+use crate::link::forward::ForwardLink;
+use crate::project::load::{self, Loaded};
+use crate::session;
+use crate::shutdown::Shutdown;
+use crate::ui::Ui;
+
+/// How often the file is checked for changes.
+const WATCH_EVERY: Duration = Duration::from_millis(400);
+/// How often the hub is re-planned against (drift, teammates' services for `reach:`).
+const DRIFT_EVERY: Duration = Duration::from_secs(5);
+
+/// Why the watch loop ended.
+enum Stop {
+    Requested,
+    Down(DownRequest),
+}
+
+/// Runs `connect up` for the project file `path` until it is stopped.
+pub(crate) async fn up(ui: Ui, path: &Path, shutdown: &Shutdown) -> Result<()> {
+    let fg = Foreground::new(shutdown);
+    let loaded = load::load(path)?;
+    let tag = desired::tag(&loaded.spec, path);
+    let project = desired::project(&loaded.spec, &tag)?;
+    let (status, status_rx) = watch::channel(UpStatus {
+        project: loaded.spec.project.clone(),
+        file: path.to_path_buf(),
+        pid: std::process::id(),
+        ..UpStatus::default()
+    });
+    let mut control = Control::bind(control::socket_path(path)?, status_rx).await?;
+    let session = session::resolve_for_project(loaded.spec.hub.as_deref()).await?;
+    let (link, _) =
+        ForwardLink::connect(session.creds.clone(), session.id.clone(), FORWARD_CONNECTIONS, fg.links()).await?;
+    ui.up_starting(path, loaded.spec.project.as_deref());
+    let mut engine = Engine::new(ui, session, link, tag, fg.links(), shutdown.clone(), status);
+    let mut current = (loaded, project);
+    let first = tokio::select! {
+        result = engine.reconcile(&current.0, &current.1) => result.map(|()| None),
+        _ = fg.stop_requested() => Ok(Some(Stop::Requested)),
+        down = control.down_requested() => Ok(down.map(Stop::Down)),
+    };
+    let stop = match first {
+        Err(e) => {
+            engine.teardown().await;
+            return Err(e);
+        }
+        Ok(Some(stop)) => stop,
+        Ok(None) => {
+            ui.up_watching(path);
+            keep(&mut engine, &fg, &mut control, path, &mut current).await
+        }
+    };
+    engine.teardown().await;
+    if let Stop::Down(answer) = stop {
+        answer.answer().await;
+    }
+    Ok(())
+}
+
+/// What woke the loop.
+enum Tick {
+    File,
+    Drift,
+}
+
+/// Keeps the project applied until a stop; each apply can be interrupted by it.
+async fn keep(
+    engine: &mut Engine,
+    fg: &Foreground,
+    control: &mut Control,
+    path: &Path,
+    current: &mut (Loaded, Project),
+) -> Stop {
+    let mut last_text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut watch = tokio::time::interval(WATCH_EVERY);
+    let mut drift = tokio::time::interval(DRIFT_EVERY);
+    loop {
+        let tick = tokio::select! {
+            _ = fg.stop_requested() => return Stop::Requested,
+            down = control.down_requested() => match down {
+                Some(down) => return Stop::Down(down),
+                None => return Stop::Requested,
+            },
+            _ = watch.tick() => Tick::File,
+            _ = drift.tick() => Tick::Drift,
+        };
+        let work = async {
+            match tick {
+                Tick::File => {
+                    let text = std::fs::read_to_string(path).unwrap_or_default();
+                    if text != last_text {
+                        last_text = text;
+                        reload(engine, path, current).await;
+                    }
+                }
+                Tick::Drift => reconcile_or_warn(engine, current).await,
+            }
+        };
+        tokio::select! {
+            _ = work => {}
+            _ = fg.stop_requested() => return Stop::Requested,
+            down = control.down_requested() => match down {
+                Some(down) => return Stop::Down(down),
+                None => return Stop::Requested,
+            },
+        }
+    }
+}
+
+/// Applies a changed file; a file that does not load changes nothing and says where it is wrong.
+async fn reload(engine: &mut Engine, path: &Path, current: &mut (Loaded, Project)) {
+    let next = load::load(path)
+        .map_err(anyhow::Error::from)
+        .and_then(|loaded| desired::project(&loaded.spec, engine.tag()).map(|project| (loaded, project)));
+    match next {
+        Ok(next) => {
+            engine.ui().up_reloading(path);
+            engine.file_problem(None);
+            *current = next;
+            reconcile_or_warn(engine, current).await;
+        }
+        Err(e) => {
+            let message = format!("{e:#}");
+            engine.ui().warn(&format!("{message}\nNothing was changed; fix the file and save it again."));
+            engine.file_problem(Some(message));
+        }
+    }
+}
+
+async fn reconcile_or_warn(engine: &mut Engine, current: &(Loaded, Project)) {
+    if let Err(e) = engine.reconcile(&current.0, &current.1).await {
+        engine.ui().warn(&format!("{e:#}"));
+    }
+}
+
+/// The absolute path of the project file (`--file`, else found from here).
+pub(crate) fn project_path(file: Option<PathBuf>) -> Result<PathBuf> {
+    Ok(std::path::absolute(crate::commands::plan::project_file(file)?)?)
+}
