@@ -25,6 +25,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "initial", include_str!("../../migrations/0001_initial.sql")),
     (2, "shares", include_str!("../../migrations/0002_shares.sql")),
     (3, "links", include_str!("../../migrations/0003_links.sql")),
+    (4, "projects", include_str!("../../migrations/0004_projects.sql")),
 ];
 
 const MAX_CONNECTIONS: u32 = 4;
