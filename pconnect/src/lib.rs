@@ -29,19 +29,23 @@ use ui::Ui;
 /// (already shaped for the user) is printed by the caller.
 pub async fn run(cli: Cli, shutdown: Shutdown) -> anyhow::Result<u8> {
     let ui = Ui { json: cli.json };
-    if let Command::Plan { file } = cli.command {
-        let changes = commands::plan::plan_command(ui, file, &shutdown).await?;
-        return Ok(if changes { commands::plan::CHANGES_EXIT } else { 0 });
+    match cli.command {
+        Command::Plan { file } => {
+            let changes = commands::plan::plan_command(ui, file, &shutdown).await?;
+            Ok(if changes { commands::plan::CHANGES_EXIT } else { 0 })
+        }
+        // Exit 1 when the running `up`'s last apply failed (the status says why).
+        Command::Status { file } => Ok(if commands::detach::status(ui, file).await? { 0 } else { 1 }),
+        command => run_command(ui, command, &shutdown).await.map(|()| 0),
     }
-    run_command(ui, cli.command, &shutdown).await.map(|()| 0)
 }
 
 async fn run_command(ui: Ui, command: Command, shutdown: &Shutdown) -> anyhow::Result<()> {
     match command {
-        Command::Plan { .. } => unreachable!("handled by run"),
+        Command::Plan { .. } | Command::Status { .. } => unreachable!("handled by run"),
+
         Command::Up(args) => commands::up::up(ui, args, shutdown).await,
         Command::Down { file } => commands::detach::down(ui, file).await,
-        Command::Status { file } => commands::detach::status(ui, file).await,
         Command::Init(args) => commands::init::init(ui, args).await,
         Command::Clone(args) => commands::clone::clone(ui, args, shutdown).await,
         Command::Login(args) => commands::login::login(ui, args).await,

@@ -111,7 +111,7 @@ impl Ui {
         if self.json {
             return self.emit(&json!({
                 "event": "exposed", "service": name, "target": target.to_string(), "hub": login.hub,
-                "url": link.map(|l| &l.url), "expiresAt": link.and_then(|l| l.expires_at),
+                "url": link.map(|l| &l.url), "expires_at": link.and_then(|l| l.expires_at),
             }));
         }
         match link {
@@ -245,7 +245,7 @@ impl Ui {
         if self.json {
             return self.emit(&json!({
                 "code": created.code, "id": share.id, "name": share.name,
-                "expiresAt": share.expires_at, "routes": share.routes,
+                "expires_at": share.expires_at, "routes": share.routes,
             }));
         }
         self.line("[ok] Environment share created!");
@@ -279,7 +279,7 @@ impl Ui {
                 .map(|s| {
                     json!({
                         "id": s.id, "code": code_of(s.id), "name": s.name, "routes": s.routes,
-                        "joined": s.joined, "expiresAt": s.expires_at,
+                        "joined": s.joined, "expires_at": s.expires_at,
                     })
                 })
                 .collect();

@@ -63,16 +63,13 @@ pub(crate) async fn down(ui: Ui, file: Option<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-/// `connect status`: what the running `up` of this project serves; fails (exit 1) when its last
-/// apply did, saying why (a file that does not load: `file:line:col`).
-pub(crate) async fn status(ui: Ui, file: Option<PathBuf>) -> Result<()> {
+/// `connect status`: what the running `up` of this project serves. False when its last apply
+/// failed (the status says why; a file that does not load: `file:line:col`).
+pub(crate) async fn status(ui: Ui, file: Option<PathBuf>) -> Result<bool> {
     let path = std::path::absolute(project_file(file)?)?;
     let status = control::status(&control::socket_path(&path)?).await?;
     ui.up_status(&path, status.as_ref());
-    match status.and_then(|s| s.error) {
-        Some(error) => Err(anyhow::anyhow!("the last apply failed: {error}")),
-        None => Ok(()),
-    }
+    Ok(status.is_none_or(|s| s.error.is_none()))
 }
 
 /// The background `up`: its own process group (a Ctrl+C in this terminal does not reach it), output

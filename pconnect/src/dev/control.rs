@@ -74,7 +74,7 @@ pub struct LinkUp {
     pub url: String,
     pub persistent: bool,
     /// Unix seconds; none for persistent links.
-    #[serde(rename = "expiresAt", skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<i64>,
 }
 
@@ -86,7 +86,6 @@ pub struct ShareUp {
     pub code: Option<String>,
     pub services: Vec<String>,
     /// Unix seconds.
-    #[serde(rename = "expiresAt")]
     pub expires_at: i64,
 }
 

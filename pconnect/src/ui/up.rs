@@ -42,6 +42,9 @@ impl Ui {
             status.pid
         ));
         self.up_summary(status);
+        if let Some(error) = &status.error {
+            self.line(&format!("[!] The last apply failed: {error}"));
+        }
         self.line("Stop it with: connect down");
     }
 
@@ -144,10 +147,10 @@ impl Ui {
             if self.json {
                 let detail = match &a.result {
                     Ok(Outcome::Link(link)) => {
-                        json!({"url": link.url, "subdomain": link.subdomain, "expiresAt": link.expires_at})
+                        json!({"url": link.url, "subdomain": link.subdomain, "expires_at": link.expires_at})
                     }
                     Ok(Outcome::Share(share)) => json!({"code": share.code, "id": share.share.id}),
-                    Ok(Outcome::ShareUpdated(share)) => json!({"id": share.id, "expiresAt": share.expires_at}),
+                    Ok(Outcome::ShareUpdated(share)) => json!({"id": share.id, "expires_at": share.expires_at}),
                     Ok(Outcome::Done) => json!({}),
                     Err(e) => json!({"error": e}),
                 };
@@ -242,14 +245,14 @@ pub(crate) fn describe(change: &Change) -> String {
         Change::Expose { service, port } => format!("+ expose {service} (port {port})"),
         Change::Unexpose { service } => format!("- unexpose {service}"),
         Change::CreateLink { service, link } if link.persistent => format!("+ public link for {service}"),
-        Change::CreateLink { service, link } => format!("+ link for {service}{}", lifetime(link.expires_in_secs)),
+        Change::CreateLink { service, .. } => format!("+ link for {service}"),
         Change::UpdateLink { subdomain, service, link } => {
             format!("~ link {subdomain} ({service}): policy{} (same URL)", lifetime(link.expires_in_secs))
         }
         Change::RevokeLink { subdomain, service } => format!("- revoke link {subdomain} ({service})"),
         Change::CreateShare { name, share } => {
             let services: Vec<&str> = share.services.iter().map(String::as_str).collect();
-            format!("+ share {name} ({}){}", services.join(", "), lifetime(Some(share.expires_in_secs)))
+            format!("+ share {name} ({})", services.join(", "))
         }
         Change::UpdateShare { name, share, .. } => {
             format!("~ share {name}{} (same code)", lifetime(Some(share.expires_in_secs)))
