@@ -822,13 +822,17 @@ fn wrong_and_stopped_tokens_get_404_and_stop_ends_the_viewers() {
 
     let (mut ws, _) = d.viewer("gina");
     let (mut other, _) = d.viewer("hal");
-    let presence = next_message(&mut ws, |m| m["type"] == "presence");
-    let names: Vec<&str> =
-        presence["viewers"].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["gina", "hal"]);
+    assert_eq!(presence_names(&next_message(&mut ws, |m| m["type"] == "presence")), ["gina", "hal"]);
+    // A rename, cleaned like a join's name, reaches every viewer.
+    other.send_text(&json!({"type": "rename", "name": " hal\u{7} 9000 "}).to_string()).unwrap();
+    assert_eq!(presence_names(&next_message(&mut ws, |m| m["type"] == "presence")), ["gina", "hal 9000"]);
+    // An empty name makes a guest named after its viewer id.
+    let (_guest, hello) = d.viewer("");
+    assert_eq!(hello["you"]["name"], "guest-3", "{hello}");
+    assert_eq!(presence_names(&next_message(&mut ws, |m| m["type"] == "presence")), ["gina", "hal 9000", "guest-3"]);
     other.send(0x8, &1000u16.to_be_bytes()).unwrap();
     let presence = next_message(&mut ws, |m| m["type"] == "presence");
-    assert_eq!(presence["viewers"].as_array().unwrap().len(), 1, "{presence}");
+    assert_eq!(presence_names(&presence), ["gina", "guest-3"], "{presence}");
 
     let stopped = d.alice.run_ok(["debug", "stop", "d1"]).unwrap();
     assert!(stopped.contains("Debug session d1 stopped"), "{stopped}");
@@ -845,6 +849,11 @@ fn wrong_and_stopped_tokens_get_404_and_stop_ends_the_viewers() {
     let unknown = d.alice.run(["debug", "stop", "d1"]);
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no debug session 'd1'"), "{unknown:?}");
+}
+
+/// The viewer names of a `presence` message, in its order (by viewer id).
+fn presence_names(presence: &Value) -> Vec<&str> {
+    presence["viewers"].as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect()
 }
 
 /// Reads WebSocket messages until `ended`; returns how long that took.

@@ -1,6 +1,8 @@
 //! Debug viewer stories in a real browser: alice runs `connect expose <app> --debug --link`, opens
 //! the `Share this link:` URL in headless Chromium, and watches requests to her public link appear
-//! live; a teammate's tab shows up in her presence list and leaves it; a clicked row replays
+//! live; a freshly opened page shows the traffic at once under a guest name, without a click, and
+//! renaming (by mouse or keyboard) is an inline control whose result every other viewer sees; a
+//! teammate's tab shows up in her presence list and leaves it; a clicked row replays
 //! (as is, and edited) through her agent; captured `<script>` payloads are shown as text and never
 //! run under the page's CSP; the page says `ended` when she stops the session. With `--ai` the
 //! assistant answers from the offline insights and its citations open the exchanges; bob's real
@@ -15,7 +17,7 @@ use std::time::Duration;
 use pconnect_e2e::{
     Agent, Chromium, HttpClient, HttpResponse, HttpServer, Hub, Page, Postgres, Proc, Redis, psql, redis_cli,
 };
-use serde_json::Value;
+use serde_json::{Value, json};
 use support::READY;
 
 /// How long the page may take to show something the test just caused.
@@ -92,15 +94,66 @@ fn js(text: &str) -> String {
     serde_json::to_string(text).unwrap()
 }
 
-/// Opens the viewer in a new tab, joins as `name`, and waits for `#status` to say `live`.
-fn open_viewer(browser: &mut Chromium, url: &str, name: &str) -> Page {
+/// Opens the viewer in a new tab as anyone with the link would (no click, no name typed) and
+/// waits for `#status` to say `live`.
+fn open_viewer(browser: &mut Chromium, url: &str) -> Page {
     let mut page = browser.new_page().unwrap();
     page.navigate(url).unwrap();
-    page.wait_for("document.querySelector('#join-name') !== null", SHOWN).unwrap();
-    set_value(&mut page, "#join-name", name, "input");
-    page.click("#join-submit").unwrap();
-    page.wait_for("document.querySelector('#status').textContent === 'live'", SHOWN).unwrap();
+    wait_live(&mut page);
     page
+}
+
+fn wait_live(page: &mut Page) {
+    page.wait_for("document.querySelector('#status').textContent === 'live'", SHOWN).unwrap();
+}
+
+/// The name the page says others see it as (`You: <name> (rename)`).
+fn own_name(page: &mut Page) -> String {
+    text_of(page, "#you-name")
+}
+
+/// Renames through the header control with the mouse: opens it, types `name`, clicks Save, and
+/// waits until the hub's presence gives the page its new name.
+fn rename(page: &mut Page, name: &str) {
+    page.click("#you").unwrap();
+    assert_eq!(page.eval("document.querySelector('#rename-form').hidden").unwrap(), Value::Bool(false));
+    set_value(page, "#rename-name", name, "input");
+    page.click("#rename-save").unwrap();
+    wait_own_name(page, name);
+}
+
+fn wait_own_name(page: &mut Page, name: &str) {
+    page.wait_for(&format!("document.querySelector('#you-name').textContent === {}", js(name)), SHOWN).unwrap();
+}
+
+/// Presses `key` (`Enter` or `Escape`) on the focused element as a keyboard would.
+fn press(page: &mut Page, key: &str) {
+    let code = match key {
+        "Enter" => 13,
+        "Escape" => 27,
+        other => panic!("no key code for {other:?}"),
+    };
+    let mut down = json!({"type": "rawKeyDown", "key": key, "code": key, "windowsVirtualKeyCode": code});
+    if key == "Enter" {
+        // Enter types a character: that is what activates a button and submits a form.
+        down["type"] = Value::from("keyDown");
+        down["text"] = Value::from("\r");
+    }
+    page.command("Input.dispatchKeyEvent", down).unwrap();
+    page.command(
+        "Input.dispatchKeyEvent",
+        json!({"type": "keyUp", "key": key, "code": key, "windowsVirtualKeyCode": code}),
+    )
+    .unwrap();
+}
+
+/// Types `text` into the focused element as a keyboard would.
+fn type_text(page: &mut Page, text: &str) {
+    page.command("Input.insertText", json!({"text": text})).unwrap();
+}
+
+fn focused_id(page: &mut Page) -> String {
+    page.eval_string("document.activeElement.id").unwrap()
 }
 
 /// One `tr.exchange` as the page shows it.
@@ -200,7 +253,8 @@ fn requests_through_the_link_appear_live_and_a_teammate_shows_up_in_presence() {
         return;
     };
     let scene = Debugged::start("shop", &[]);
-    let mut ann = open_viewer(&mut browser, &scene.viewer_url, "ann");
+    let mut ann = open_viewer(&mut browser, &scene.viewer_url);
+    rename(&mut ann, "ann");
     assert_eq!(viewer_names(&mut ann), ["ann"]);
     assert!(rows(&mut ann).is_empty(), "nothing was sent yet");
     assert_eq!(ann.eval("document.querySelector('#assistant').hidden").unwrap(), Value::Bool(true));
@@ -238,8 +292,10 @@ fn requests_through_the_link_appear_live_and_a_teammate_shows_up_in_presence() {
     set_value(&mut ann, "#search", "", "input");
 
     // A teammate opens the same link in another tab: both see each other, live.
-    let mut ben = open_viewer(&mut browser, &scene.viewer_url, "ben");
+    let mut ben = open_viewer(&mut browser, &scene.viewer_url);
     ann.wait_for("document.querySelectorAll('#viewers li[data-viewer-id]').length === 2", SHOWN).unwrap();
+    rename(&mut ben, "ben");
+    ann.wait_for("[...document.querySelectorAll('#viewers li')].some(li => li.textContent === 'ben')", SHOWN).unwrap();
     assert_eq!(viewer_names(&mut ann), ["ann", "ben"]);
     assert_eq!(viewer_names(&mut ben), ["ann", "ben"]);
     let ids = ann.eval("[...document.querySelectorAll('#viewers li')].map(li => li.dataset.viewerId)").unwrap();
@@ -270,13 +326,96 @@ fn requests_through_the_link_appear_live_and_a_teammate_shows_up_in_presence() {
 }
 
 #[test]
+fn a_fresh_page_shows_traffic_at_once_under_a_guest_name_and_renaming_is_optional() {
+    let Some(mut browser) = Chromium::launch_or_skip("a_fresh_page_shows_traffic_at_once").unwrap() else {
+        return;
+    };
+    let scene = Debugged::start("shop", &[]);
+    scene.request("GET", "/before-anyone-looked", &[], b"");
+    scene.request("GET", "/also-before", &[], b"");
+
+    // Nothing clicked, nothing typed: the page is live and the rows are there.
+    let mut ann = open_viewer(&mut browser, &scene.viewer_url);
+    let first = wait_for_row(&mut ann, "GET /before-anyone-looked");
+    wait_for_row(&mut ann, "GET /also-before");
+    // No dialog or overlay: what is drawn at the first row is that row, and there is no join form.
+    let center = format!(
+        "(() => {{ const r = document.querySelector(\"tr.exchange[data-id='{}']\").getBoundingClientRect(); \
+         const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2); \
+         return hit !== null && hit.closest('tr.exchange') !== null && hit.closest('tr.exchange').dataset.id; }})()",
+        first.id
+    );
+    assert_eq!(ann.eval(&center).unwrap(), Value::from(first.id.to_string()), "something covers the table");
+    assert_eq!(ann.eval("document.querySelector('dialog, #join, #join-name')").unwrap(), Value::Null);
+
+    // The hub named it a guest; presence says so, and the page knows which one is its own.
+    let guest = own_name(&mut ann);
+    assert!(guest.strip_prefix("guest-").is_some_and(|n| n.parse::<u64>().is_ok()), "{guest:?}");
+    assert_eq!(viewer_names(&mut ann), [guest.as_str()]);
+    assert_eq!(text_of(&mut ann, "#viewers li.me"), guest);
+    assert_eq!(text_of(&mut ann, "#you"), format!("You: {guest} (rename)"));
+    assert_eq!(ann.eval("document.querySelector('#rename-form').hidden").unwrap(), Value::Bool(true));
+
+    // A second visitor gets another guest name; both lists agree.
+    let mut ben = open_viewer(&mut browser, &scene.viewer_url);
+    let other = own_name(&mut ben);
+    assert!(other.starts_with("guest-") && other != guest, "{other:?} next to {guest:?}");
+    ann.wait_for("document.querySelectorAll('#viewers li[data-viewer-id]').length === 2", SHOWN).unwrap();
+    let mut both = vec![guest.clone(), other.clone()];
+    both.sort();
+    assert_eq!(viewer_names(&mut ann), both);
+    assert_eq!(viewer_names(&mut ben), both);
+    assert_eq!(rows(&mut ben).len(), 2, "the second page shows the traffic at once too");
+
+    // Renaming by mouse: every other viewer sees the new name.
+    rename(&mut ann, "ann");
+    ben.wait_for("[...document.querySelectorAll('#viewers li')].some(li => li.textContent === 'ann')", SHOWN).unwrap();
+    assert_eq!(viewer_names(&mut ben), ["ann", other.as_str()]);
+    assert_eq!(focused_id(&mut ann), "you", "focus returns to the control after saving");
+
+    // Renaming by keyboard: Enter opens the control, Escape cancels, Enter saves.
+    ben.eval("document.querySelector('#you').focus()").unwrap();
+    press(&mut ben, "Enter");
+    assert_eq!(focused_id(&mut ben), "rename-name");
+    press(&mut ben, "Escape");
+    assert_eq!(focused_id(&mut ben), "you");
+    assert_eq!(ben.eval("document.querySelector('#rename-form').hidden").unwrap(), Value::Bool(true));
+    assert_eq!(own_name(&mut ben), other, "cancelled: no rename");
+    press(&mut ben, "Enter");
+    ben.eval("document.querySelector('#rename-name').select()").unwrap();
+    type_text(&mut ben, "ben");
+    press(&mut ben, "Enter");
+    wait_own_name(&mut ben, "ben");
+    ann.wait_for("[...document.querySelectorAll('#viewers li')].some(li => li.textContent === 'ben')", SHOWN).unwrap();
+    assert_eq!(viewer_names(&mut ann), ["ann", "ben"]);
+
+    // A reload keeps the name chosen in this tab; an empty name goes back to the guest name.
+    ann.navigate(&scene.viewer_url).unwrap();
+    wait_live(&mut ann);
+    wait_own_name(&mut ann, "ann");
+    ben.wait_for("document.querySelectorAll('#viewers li[data-viewer-id]').length === 2", SHOWN).unwrap();
+    assert_eq!(viewer_names(&mut ben), ["ann", "ben"]);
+    ben.click("#you").unwrap();
+    set_value(&mut ben, "#rename-name", "", "input");
+    ben.click("#rename-save").unwrap();
+    wait_own_name(&mut ben, &other);
+    ann.wait_for(
+        &format!("[...document.querySelectorAll('#viewers li')].some(li => li.textContent === {})", js(&other)),
+        SHOWN,
+    )
+    .unwrap();
+    no_markup_ran(&mut ann);
+    no_markup_ran(&mut ben);
+}
+
+#[test]
 fn replaying_a_clicked_row_sends_it_again_through_the_agent() {
     let Some(mut browser) = Chromium::launch_or_skip("replaying_a_clicked_row").unwrap() else {
         return;
     };
     let scene = Debugged::start("orders", &[]);
     scene.request("POST", "/upload", &[("Content-Type", "text/plain")], b"first order");
-    let mut ann = open_viewer(&mut browser, &scene.viewer_url, "ann");
+    let mut ann = open_viewer(&mut browser, &scene.viewer_url);
     let original = wait_for_row(&mut ann, "POST /upload");
     let served = scene.app.requests();
 
@@ -349,8 +488,9 @@ fn captured_markup_is_shown_as_text_and_never_runs() {
     // response body, and in a header the app returns inside its JSON.
     scene.request("POST", "/echo", &[("Content-Type", "text/html")], PAYLOAD.as_bytes());
     scene.request("GET", "/headers", &[("X-Note", PAYLOAD)], b"");
-    let mut ann = open_viewer(&mut browser, &scene.viewer_url, NAME_PAYLOAD);
-    // Even the display name is text.
+    let mut ann = open_viewer(&mut browser, &scene.viewer_url);
+    // Even the display name is text, in presence and in the page's own name.
+    rename(&mut ann, NAME_PAYLOAD);
     assert_eq!(viewer_names(&mut ann), [NAME_PAYLOAD]);
     let echo = wait_for_row(&mut ann, "POST /echo");
     let headers = wait_for_row(&mut ann, "GET /headers");
@@ -398,7 +538,7 @@ fn the_page_says_ended_when_alice_stops_the_debug_session() {
     };
     let scene = Debugged::start("api", &[]);
     scene.request("GET", "/before-the-end", &[], b"");
-    let mut ann = open_viewer(&mut browser, &scene.viewer_url, "ann");
+    let mut ann = open_viewer(&mut browser, &scene.viewer_url);
     wait_for_row(&mut ann, "GET /before-the-end");
 
     let list: Value = serde_json::from_str(&scene.alice.run_ok(["debug", "--list", "--json"]).unwrap()).unwrap();
@@ -412,6 +552,7 @@ fn the_page_says_ended_when_alice_stops_the_debug_session() {
     ann.wait_for("document.querySelector('#status').textContent === 'ended'", SHOWN).unwrap();
     assert_eq!(ann.eval("document.querySelector('#replay').disabled").unwrap(), Value::Bool(true));
     assert_eq!(ann.eval("document.querySelector('#ask').disabled").unwrap(), Value::Bool(true));
+    assert_eq!(ann.eval("document.querySelector('#you').disabled").unwrap(), Value::Bool(true));
     // What was captured stays on the page; the link no longer opens the session.
     assert_eq!(rows(&mut ann).len(), 1);
     assert_eq!(scene.get_viewer("").status, 404);
@@ -429,7 +570,7 @@ fn the_assistant_answers_from_the_insights_and_its_citations_open_the_exchanges(
     scene.expose.wait_for_line("AI Copilot: enabled", READY).unwrap();
     scene.request("GET", "/catalog", &[], b"");
     scene.request("GET", "/checkout", &[], b"");
-    let mut ann = open_viewer(&mut browser, &scene.viewer_url, "ann");
+    let mut ann = open_viewer(&mut browser, &scene.viewer_url);
     let catalog = wait_for_row(&mut ann, "GET /catalog");
     wait_for_row(&mut ann, "GET /checkout");
     assert_eq!(ann.eval("document.querySelector('#assistant').hidden").unwrap(), Value::Bool(false));
@@ -490,7 +631,7 @@ fn postgres_and_redis_traffic_shows_statements_commands_and_replies() {
     assert_eq!(redis_cli("127.0.0.1", redis_port, &["SET", "greeting", "hello world"]).unwrap(), "OK");
     assert_eq!(redis_cli("127.0.0.1", redis_port, &["GET", "greeting"]).unwrap(), "hello world");
 
-    let mut db = open_viewer(&mut browser, &viewers[0], "bob");
+    let mut db = open_viewer(&mut browser, &viewers[0]);
     let query = wait_for_row(&mut db, "SELECT 41 + 1 AS answer");
     assert_eq!((query.protocol.as_str(), query.cells[3].as_str()), ("postgres", "SELECT 1"));
     let error = wait_for_row(&mut db, "SELECT * FROM no_such_table");
@@ -509,7 +650,7 @@ fn postgres_and_redis_traffic_shows_statements_commands_and_replies() {
         "{response}"
     );
 
-    let mut cache = open_viewer(&mut browser, &viewers[1], "bob");
+    let mut cache = open_viewer(&mut browser, &viewers[1]);
     let set = wait_for_row(&mut cache, "SET greeting");
     assert_eq!(set.protocol, "redis");
     assert!(set.cells[2].contains("hello world") && set.cells[3].contains("OK"), "{:?}", set.cells);

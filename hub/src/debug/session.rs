@@ -119,18 +119,34 @@ impl Session {
         self.changed.send_modify(|v| *v += 1);
     }
 
-    /// Adds a viewer; returns it.
+    /// Adds a viewer under `name` (`guest-<id>` when empty); returns it.
     pub(crate) fn join(&self, name: &str) -> Viewer {
         let viewer = {
             let mut state = lock(&self.state);
             state.next_viewer += 1;
             let id = state.next_viewer;
-            state.viewers.insert(id, name.to_string());
+            let name = name_or_guest(name, id);
+            state.viewers.insert(id, name.clone());
             state.presence_version += 1;
-            Viewer { id, name: name.to_string() }
+            Viewer { id, name }
         };
         self.changed.send_modify(|v| *v += 1);
         viewer
+    }
+
+    /// Renames viewer `id` to `name` (`guest-<id>` when empty); presence changes only when the
+    /// name does.
+    pub(crate) fn rename(&self, id: u64, name: &str) {
+        {
+            let mut state = lock(&self.state);
+            let name = name_or_guest(name, id);
+            match state.viewers.get_mut(&id) {
+                Some(current) if *current != name => *current = name,
+                _ => return,
+            }
+            state.presence_version += 1;
+        }
+        self.changed.send_modify(|v| *v += 1);
     }
 
     pub(crate) fn leave(&self, id: u64) {
@@ -271,6 +287,11 @@ impl Session {
     }
 }
 
+/// `name`, or `guest-<id>` when it is empty (ids are never reused, so neither are guest names).
+fn name_or_guest(name: &str, id: u64) -> String {
+    if name.is_empty() { format!("guest-{id}") } else { name.to_string() }
+}
+
 #[cfg(test)]
 impl Meta {
     /// A session's metadata for unit tests.
@@ -321,5 +342,24 @@ mod tests {
             s.push(1, None, raw(), big);
         }
         assert_eq!(s.all().len(), 2, "bytes bound: two halves fit, the third pushed out everything older");
+    }
+
+    #[test]
+    fn guests_get_their_id_as_name_and_a_rename_changes_presence_once() {
+        let s = session();
+        let named = s.join("ann");
+        let guest = s.join("");
+        assert_eq!((named.name.as_str(), guest.name.as_str()), ("ann", "guest-2"));
+        let mut seen = s.presence_version();
+        s.rename(guest.id, "ben");
+        let names: Vec<String> = s.since(0, &mut seen).presence.unwrap().into_iter().map(|v| v.name).collect();
+        assert_eq!(names, ["ann", "ben"]);
+        s.rename(guest.id, "ben");
+        s.rename(99, "nobody");
+        assert!(s.since(0, &mut seen).presence.is_none(), "same name or unknown viewer: no presence change");
+        s.rename(guest.id, "");
+        assert_eq!(s.viewers()[1].name, "guest-2", "an empty name is the guest name again");
+        s.leave(named.id);
+        assert_eq!(s.join("").name, "guest-3", "guest names are not reused");
     }
 }

@@ -1,6 +1,6 @@
 //! One viewer's WebSocket: `join` first, then `hello` with the last exchanges, then live
-//! `exchange`, `presence` and `stats` messages; `replay` and `ask` answered to the asker only;
-//! `ended` when the session ends. The loop pulls what changed from the session's ring, so a slow
+//! `exchange`, `presence` and `stats` messages; `rename` changes the viewer's name in everyone's
+//! presence; `replay` and `ask` answered to the asker only; `ended` when the session ends. The loop pulls what changed from the session's ring, so a slow
 //! viewer only delays itself and never loses more than the ring evicted.
 
 use std::sync::Arc;
@@ -40,10 +40,20 @@ enum FromViewer {
         #[serde(default)]
         name: String,
     },
+    Rename {
+        #[serde(default)]
+        name: String,
+    },
     Replay(ReplayRequest),
     Ask {
         question: String,
     },
+}
+
+/// A replay or a question: run off the loop and answered to the asker only.
+enum Call {
+    Replay(ReplayRequest),
+    Ask(String),
 }
 
 type Writer = WriteHalf<TokioIo<Upgraded>>;
@@ -63,7 +73,7 @@ pub(crate) async fn serve(hub: Arc<Hub>, session: Arc<Session>, upgraded: Upgrad
     });
     let joined = tokio::time::timeout(JOIN_TIMEOUT, wait_join(&mut incoming, &mut writer)).await;
     if let Ok(Some(name)) = joined {
-        let you = session.join(&display_name(&name, &session));
+        let you = session.join(&display_name(&name));
         tracing::debug!(session = %session.meta.id, viewer = you.id, "viewer joined");
         let _ = live(&hub, &session, &you, &mut incoming, &mut writer).await;
         session.leave(you.id);
@@ -91,11 +101,11 @@ async fn wait_join(incoming: &mut mpsc::Receiver<Incoming>, writer: &mut Writer)
     None
 }
 
-/// A name safe to show: trimmed, no control characters, capped; `guest-<n>` when empty.
-fn display_name(name: &str, session: &Session) -> String {
+/// A name safe to show: trimmed, no control characters, capped (empty stays empty: the session
+/// names the viewer `guest-<id>`).
+fn display_name(name: &str) -> String {
     let clean: String = name.chars().filter(|c| !c.is_control()).take(NAME_CAP).collect();
-    let clean = clean.trim();
-    if clean.is_empty() { format!("guest-{}", session.presence_version() + 100) } else { clean.to_string() }
+    clean.trim().to_string()
 }
 
 async fn live(
@@ -161,17 +171,23 @@ async fn live(
                     Some(Incoming::Pong | Incoming::Binary) => {}
                     Some(Incoming::Text(text)) => {
                         let Ok(request) = serde_json::from_str::<FromViewer>(&text) else { continue };
-                        if matches!(request, FromViewer::Join { .. }) {
-                            continue;
-                        }
+                        let call = match request {
+                            FromViewer::Join { .. } => continue,
+                            FromViewer::Rename { name } => {
+                                session.rename(you.id, &display_name(&name));
+                                continue;
+                            }
+                            FromViewer::Replay(replay) => Call::Replay(replay),
+                            FromViewer::Ask { question } => Call::Ask(question),
+                        };
                         if in_flight >= MAX_IN_FLIGHT {
-                            send(writer, &busy(&request)).await?;
+                            send(writer, &busy(&call)).await?;
                             continue;
                         }
                         in_flight += 1;
                         let (hub, session, results_tx) = (hub.clone(), session.clone(), results_tx.clone());
                         tokio::spawn(async move {
-                            let result = answer(&hub, &session, request).await;
+                            let result = answer(&hub, &session, call).await;
                             let _ = results_tx.send(result).await;
                         });
                     }
@@ -182,28 +198,27 @@ async fn live(
 }
 
 /// Runs a replay or a question and builds the message for the asker.
-async fn answer(hub: &Hub, session: &Session, request: FromViewer) -> serde_json::Value {
-    match request {
-        FromViewer::Replay(replay) => match replay::replay(hub, session, &replay).await {
+async fn answer(hub: &Hub, session: &Session, call: Call) -> serde_json::Value {
+    match call {
+        Call::Replay(replay) => match replay::replay(hub, session, &replay).await {
             Ok(result) => json!({"type": "replayed", "result": result}),
             Err(busy) => json!({"type": "replayed", "result": {"ok": false, "captured": null, "error": busy.message}}),
         },
-        FromViewer::Ask { question } if session.meta.ai => match assistant::ask(hub, session, &question).await {
+        Call::Ask(question) if session.meta.ai => match assistant::ask(hub, session, &question).await {
             Ok(answer) => json!({"type": "answer", "answer": answer}),
             Err(busy) => json!({"type": "answer", "answer": {"text": busy.message, "cites": [], "source": "insights"}}),
         },
-        FromViewer::Ask { .. } => json!({"type": "answer", "answer": {
+        Call::Ask(_) => json!({"type": "answer", "answer": {
             "text": "The assistant is off for this session (expose with --ai to turn it on).",
             "cites": [], "source": "insights"}}),
-        FromViewer::Join { .. } => json!({}),
     }
 }
 
-fn busy(request: &FromViewer) -> serde_json::Value {
+fn busy(call: &Call) -> serde_json::Value {
     let error = "too many replays and questions running at once; wait for one to finish";
-    match request {
-        FromViewer::Replay(_) => json!({"type": "replayed", "result": {"ok": false, "captured": null, "error": error}}),
-        _ => json!({"type": "answer", "answer": {"text": error, "cites": [], "source": "insights"}}),
+    match call {
+        Call::Replay(_) => json!({"type": "replayed", "result": {"ok": false, "captured": null, "error": error}}),
+        Call::Ask(_) => json!({"type": "answer", "answer": {"text": error, "cites": [], "source": "insights"}}),
     }
 }
 
@@ -214,4 +229,24 @@ async fn send<W: AsyncWrite + Unpin>(writer: &mut W, value: &serde_json::Value) 
 async fn write<W: AsyncWrite + Unpin>(writer: &mut W, frame: &[u8]) -> std::io::Result<()> {
     use tokio::io::AsyncWriteExt;
     writer.write_all(frame).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_names_are_trimmed_capped_and_free_of_control_characters() {
+        assert_eq!(display_name("  ann\u{1b}[31m \n"), "ann[31m");
+        assert_eq!(display_name(&"x".repeat(100)).len(), NAME_CAP);
+        assert_eq!(display_name(" \t\r\n"), "", "empty: the session names the viewer guest-<id>");
+    }
+
+    #[test]
+    fn rename_and_join_messages_parse_with_or_without_a_name() {
+        let rename: FromViewer = serde_json::from_str(r#"{"type":"rename","name":"ben"}"#).unwrap();
+        assert!(matches!(rename, FromViewer::Rename { name } if name == "ben"));
+        let join: FromViewer = serde_json::from_str(r#"{"type":"join"}"#).unwrap();
+        assert!(matches!(join, FromViewer::Join { name } if name.is_empty()));
+    }
 }

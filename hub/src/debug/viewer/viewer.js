@@ -1,5 +1,6 @@
-// The debug viewer: joins the session's WebSocket, keeps the exchange table, presence and the
-// detail pane up to date, sends replays and questions. Contract: docs/debug-sessions.md.
+// The debug viewer: joins the session's WebSocket at once under a guest name (renaming is an
+// inline, optional control), keeps the exchange table, presence and the detail pane up to date,
+// sends replays and questions. Contract: docs/debug-sessions.md.
 // Every captured value reaches the page through textContent (or an attribute of our own making);
 // this file never parses HTML.
 'use strict';
@@ -26,8 +27,11 @@
     viewers: $('viewers'),
     exportHar: $('export-har'),
     exportJsonl: $('export-jsonl'),
-    join: $('join'),
-    joinName: $('join-name'),
+    you: $('you'),
+    youName: $('you-name'),
+    renameForm: $('rename-form'),
+    renameName: $('rename-name'),
+    renameCancel: $('rename-cancel'),
     banner: $('banner'),
     filter: $('filter-protocol'),
     search: $('search'),
@@ -54,7 +58,7 @@
   };
 
   const state = {
-    name: '',
+    name: '', // the name to (re)join with; empty until chosen or given by the hub (guest-<id>)
     ws: null,
     ended: false,
     retryMs: 500,
@@ -649,10 +653,22 @@
     for (const v of Array.isArray(viewers) ? viewers : []) {
       const li = node('li', 'viewer', v.name);
       li.dataset.viewerId = String(v.id);
-      if (state.you && v.id === state.you.id) li.classList.add('me');
+      if (state.you && v.id === state.you.id) {
+        li.classList.add('me');
+        renderYou(v.name);
+      }
       li.title = v.name;
       el.viewers.appendChild(li);
     }
+  }
+
+  // The hub's word on our own name (after join, a rename, or its cleaning of either).
+  function renderYou(name) {
+    state.you.name = name;
+    state.name = name;
+    el.youName.textContent = name;
+    el.you.title = 'Others see you as ' + name + '; click to rename';
+    if (el.renameForm.hidden) el.you.hidden = false;
   }
 
   function renderStats(exchanges, dropped) {
@@ -765,6 +781,54 @@
   }
 
   // ---------------------------------------------------------------------------------------------
+  // Your name: a guest name from the hub at first; renaming is optional and never blocks the page.
+  // A chosen name is kept for this tab (sessionStorage), so a reload joins under it again.
+
+  function savedName() {
+    try {
+      return sessionStorage.getItem(NAME_KEY) || '';
+    } catch (_) {
+      return ''; // Storage can be disabled: join as a guest.
+    }
+  }
+
+  function rememberName(name) {
+    try {
+      if (name) sessionStorage.setItem(NAME_KEY, name);
+      else sessionStorage.removeItem(NAME_KEY);
+    } catch (_) {
+      // Not remembered; harmless.
+    }
+  }
+
+  function openRename() {
+    if (state.ended) return;
+    el.renameName.value = state.name;
+    el.you.hidden = true;
+    el.you.setAttribute('aria-expanded', 'true');
+    el.renameForm.hidden = false;
+    el.renameName.focus();
+    el.renameName.select();
+  }
+
+  function closeRename() {
+    el.renameForm.hidden = true;
+    el.you.setAttribute('aria-expanded', 'false');
+    el.you.hidden = !state.you;
+    if (!el.you.hidden) el.you.focus();
+  }
+
+  // An empty name asks the hub for a guest name again.
+  function rename(event) {
+    event.preventDefault();
+    const name = el.renameName.value.trim().slice(0, 40);
+    rememberName(name);
+    state.name = name;
+    send({ type: 'rename', name });
+    closeRename();
+  }
+
+  // ---------------------------------------------------------------------------------------------
   // The WebSocket.
 
   function send(msg) {
@@ -810,6 +874,7 @@
       case 'hello':
         state.retryMs = 500;
         state.you = msg.you || null;
+        if (state.you) renderYou(state.you.name);
         if (msg.session) {
           renderSession(msg.session);
           renderViewers(msg.session.viewers);
@@ -852,6 +917,8 @@
     el.replay.disabled = true;
     el.askSend.disabled = true;
     el.ask.disabled = true;
+    el.renameForm.hidden = true;
+    el.you.disabled = true;
     if (state.ws) {
       const ws = state.ws;
       state.ws = null;
@@ -861,33 +928,6 @@
 
   // ---------------------------------------------------------------------------------------------
   // Wiring.
-
-  function defaultName() {
-    let saved = '';
-    try {
-      saved = localStorage.getItem(NAME_KEY) || '';
-    } catch (_) {
-      // Storage can be disabled; fall back to a generated name.
-    }
-    if (saved) return saved;
-    const n = new Uint16Array(1);
-    crypto.getRandomValues(n);
-    return 'guest-' + String(100 + (n[0] % 900));
-  }
-
-  function join(event) {
-    event.preventDefault();
-    const name = el.joinName.value.trim().slice(0, 40) || defaultName();
-    state.name = name;
-    try {
-      localStorage.setItem(NAME_KEY, name);
-    } catch (_) {
-      // Not remembered; harmless.
-    }
-    el.join.hidden = true;
-    document.body.classList.add('joined');
-    connect();
-  }
 
   function rowFromEvent(event) {
     const tr = event.target.closest && event.target.closest('tr.exchange');
@@ -907,8 +947,12 @@
     el.exportHar.setAttribute('download', 'debug-' + token.slice(0, 6) + '.har');
     el.exportJsonl.href = base + '/export.jsonl';
     el.exportJsonl.setAttribute('download', 'debug-' + token.slice(0, 6) + '.jsonl');
-    el.joinName.value = defaultName();
-    el.join.addEventListener('submit', join);
+    el.you.addEventListener('click', openRename);
+    el.renameForm.addEventListener('submit', rename);
+    el.renameCancel.addEventListener('click', closeRename);
+    el.renameName.addEventListener('keydown', (event) => {
+      if (event.key === 'Escape') closeRename();
+    });
     el.filter.addEventListener('change', applyFilters);
     el.search.addEventListener('input', applyFilters);
     el.rows.addEventListener('click', (event) => {
@@ -943,8 +987,8 @@
     });
     el.insightsRefresh.addEventListener('click', loadInsights);
     updateShown();
-    el.joinName.focus();
-    el.joinName.select();
+    state.name = savedName();
+    connect();
   }
 
   if (!token) {
