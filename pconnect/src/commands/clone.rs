@@ -12,10 +12,10 @@ use tokio::task::JoinSet;
 use pconnect_proto::project::ServiceKind;
 
 use crate::cli::CloneArgs;
-use crate::commands::reach::FORWARD_CONNECTIONS;
 use crate::dev::envfile::{self, EnvFileOwner, EnvService};
 use crate::drain::parse_grace;
 use crate::foreground::Foreground;
+use crate::link::FORWARD_CONNECTIONS;
 use crate::link::forward::{ForwardLink, Via};
 use crate::shutdown::Shutdown;
 use crate::ui::Ui;

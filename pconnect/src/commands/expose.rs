@@ -13,6 +13,7 @@ use crate::commands::{debug, publish};
 use crate::debug::{Captures, DebugOptions};
 use crate::drain::parse_grace;
 use crate::foreground::Foreground;
+use crate::link::REVERSE_CONNECTIONS;
 use crate::link::forward::ForwardLink;
 use crate::link::reverse::{self, Exposed};
 use crate::probe::{self, Kind};
@@ -21,8 +22,6 @@ use crate::shutdown::Shutdown;
 use crate::target::Target;
 use crate::ui::Ui;
 
-/// Reverse connections per exposing agent.
-const REVERSE_CONNECTIONS: usize = 2;
 /// How long telling the target's protocol may take (it runs while the hub is dialed).
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 

@@ -11,9 +11,9 @@ use pconnect_proto::share::{self, Joined, ShareCode, ShareEvent};
 use pconnect_proto::wire::SHARE_JOIN_PATH;
 
 use crate::cli::JoinArgs;
-use crate::commands::reach::FORWARD_CONNECTIONS;
 use crate::drain::parse_grace;
 use crate::foreground::Foreground;
+use crate::link::FORWARD_CONNECTIONS;
 use crate::link::forward::{ForwardLink, Via};
 use crate::link::{LinkError, describe};
 use crate::shutdown::Shutdown;

@@ -8,13 +8,11 @@ use pconnect_proto::wire::SERVICES_PATH;
 use crate::cli::ReachArgs;
 use crate::drain::parse_grace;
 use crate::foreground::Foreground;
+use crate::link::FORWARD_CONNECTIONS;
 use crate::link::forward::{ForwardLink, Via};
 use crate::shutdown::Shutdown;
 use crate::ui::Ui;
 use crate::{local_port, session};
-
-/// Forward connections per reaching agent.
-pub(crate) const FORWARD_CONNECTIONS: usize = 2;
 
 pub(crate) async fn reach(ui: Ui, args: ReachArgs, shutdown: &Shutdown) -> Result<()> {
     let fg = Foreground::new(shutdown);

@@ -26,6 +26,7 @@ use crate::commands::debug;
 use crate::debug::{Captures, DebugOptions, DebugSession};
 use crate::drain::{DEFAULT_GRACE, Drain};
 use crate::home;
+use crate::link::REVERSE_CONNECTIONS;
 use crate::link::forward::ForwardLink;
 use crate::link::reverse::{self, Exposed};
 use crate::project::load::Loaded;
@@ -33,9 +34,6 @@ use crate::session::Session;
 use crate::shutdown::Shutdown;
 use crate::state::ShareCodes;
 use crate::ui::Ui;
-
-/// Reverse connections `up` serves its services on.
-const REVERSE_CONNECTIONS: usize = 2;
 
 /// What a running `up` holds and applies changes to.
 pub struct Engine {

@@ -9,6 +9,12 @@ pub mod reverse;
 
 use pconnect_proto::control::ErrorBody;
 
+/// Forward connections a long-running command keeps; RPCs and outbound tunnels go to the least
+/// loaded one.
+pub const FORWARD_CONNECTIONS: usize = 2;
+/// Reverse connections an exposing agent keeps; the hub spreads inbound tunnels over them.
+pub const REVERSE_CONNECTIONS: usize = 2;
+
 /// Why a call or tunnel over the link failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {

@@ -42,9 +42,6 @@ impl Ui {
             status.pid
         ));
         self.up_summary(status);
-        if let Some(error) = &status.error {
-            self.line(&format!("[!] The last apply failed: {error}"));
-        }
         self.line("Stop it with: connect down");
     }
 
@@ -68,6 +65,9 @@ impl Ui {
             status.file.display()
         ));
         self.up_summary(status);
+        if let Some(error) = &status.error {
+            self.line(&format!("[!] The last apply failed: {error}"));
+        }
     }
 
     fn up_summary(&self, status: &UpStatus) {
