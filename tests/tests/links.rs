@@ -316,7 +316,8 @@ fn methods_and_paths_limit_what_gets_through() {
 
     let mut client = HttpClient::connect(&addr).unwrap();
     assert_status(&client.get(&readonly.host, "/").unwrap(), 200);
-    assert_status(&client.send("POST", &readonly.host, "/form", &[], b"a=1").unwrap(), 200);
+    // /echo reads the body, so the keep-alive connection stays reusable whatever the timing.
+    assert_status(&client.send("POST", &readonly.host, "/echo", &[], b"a=1").unwrap(), 200);
     for method in ["DELETE", "PUT", "PATCH"] {
         let before = app.requests();
         let r = http_request(&addr, method, &readonly.host, "/thing", &[], b"x").unwrap();
@@ -326,8 +327,10 @@ fn methods_and_paths_limit_what_gets_through() {
         assert_eq!(app.requests(), before, "{method} reached the app");
     }
 
+    // The app does not read these bodies, so each goes on its own connection (a server may close
+    // a keep-alive connection whose request body was left unread).
     for path in ["/webhooks/github", "/webhooks/", "/webhooks/stripe/retry?n=1", "/health"] {
-        let r = client.send("POST", &hooks.host, path, &[], b"{}").unwrap();
+        let r = http_request(&addr, "POST", &hooks.host, path, &[], b"{}").unwrap();
         assert_eq!(r.status, 200, "{path}: {r:?}");
     }
     for path in ["/", "/admin", "/healthz", "/webhook", "/api/webhooks/x"] {

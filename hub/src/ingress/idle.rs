@@ -95,18 +95,27 @@ impl Drop for RequestGuard {
 mod tests {
     use super::*;
 
-    #[tokio::test(start_paused = true)]
+    const FIRST: Duration = Duration::from_millis(100);
+    const IDLE: Duration = Duration::from_millis(400);
+
+    #[tokio::test]
     async fn silent_connections_end_at_the_first_deadline_and_idle_ones_after_the_timeout() {
         let activity = Activity::new();
         let start = Instant::now();
-        activity.expired(start + Duration::from_secs(10), Duration::from_secs(60)).await;
-        assert_eq!(start.elapsed(), Duration::from_secs(10));
+        activity.expired(start + FIRST, IDLE).await;
+        let took = start.elapsed();
+        assert!(took >= FIRST && took < IDLE, "{took:?}");
 
         let activity = Arc::new(Activity::new());
         let start = Instant::now();
-        drop(activity.request());
-        activity.expired(start + Duration::from_secs(10), Duration::from_secs(60)).await;
-        assert_eq!(start.elapsed(), Duration::from_secs(60));
+        let request = activity.request();
+        // A request in flight keeps the connection, past both limits.
+        let waited = tokio::time::timeout(FIRST + IDLE, activity.expired(start + FIRST, IDLE)).await;
+        assert!(waited.is_err(), "expired while a request was in flight");
+        drop(request);
+        let done = Instant::now();
+        activity.expired(start + FIRST, IDLE).await;
+        assert!(done.elapsed() >= IDLE, "{:?}", done.elapsed());
         assert!(activity.seen_request());
     }
 }
