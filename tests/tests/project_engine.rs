@@ -111,7 +111,7 @@ fn expiry_and_policy_edits_apply_in_place_keeping_the_url_and_the_code() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("pconnect.yml");
     std::fs::write(&file, project_yaml(web.port(), "1h", "", "4h")).unwrap();
-    let _up = up(&alice, &file);
+    let running = up(&alice, &file);
     let link = links(&alice).into_iter().find(|l| l["service"] == "web").unwrap();
     let share = shares(&alice).into_iter().find(|s| s["name"] == "team").unwrap();
     let (url, link_expires) = (link["url"].clone(), link["expires_at"].as_i64().unwrap());
@@ -147,6 +147,7 @@ fn expiry_and_policy_edits_apply_in_place_keeping_the_url_and_the_code() {
     let (code, text) = plan(&alice, &file);
     assert_eq!(code, Some(0), "{text}");
     assert_eq!(shares(&alice).iter().filter(|s| s["name"] == "team").count(), 1);
+    eprintln!("FIGURE connect up while the file was edited:\n{}", running.output_so_far());
 }
 
 #[test]
