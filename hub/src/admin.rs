@@ -10,6 +10,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 
+use crate::audit::AuditAction;
 use crate::state::Hub;
 use crate::store::{DEFAULT_WORKSPACE, Member, Store};
 use crate::{ADMIN_SOCKET, auth, open_store};
@@ -32,7 +33,7 @@ pub async fn add_member(data_dir: &Path, workspace: &str, name: &str, is_admin: 
     let workspace = store.ensure_workspace(workspace).await?;
     let token = auth::new_token();
     let member = store.add_member(workspace, name, &auth::token_hash(&token), is_admin).await?;
-    store.audit(Some(workspace), Some(name), "member.add", "").await?;
+    store.audit(Some(workspace), Some(name), AuditAction::MemberAdd.as_str(), "").await?;
     Ok((member, token))
 }
 
@@ -43,7 +44,7 @@ pub async fn reset_member_token(data_dir: &Path, name: &str, is_admin: bool) -> 
     let workspace = store.ensure_workspace(DEFAULT_WORKSPACE).await?;
     let token = auth::new_token();
     let member = store.set_member_token(workspace, name, &auth::token_hash(&token), is_admin).await?;
-    store.audit(Some(workspace), Some(name), "member.token", "").await?;
+    store.audit(Some(workspace), Some(name), AuditAction::MemberToken.as_str(), "").await?;
     poke(data_dir, RECHECK).await.ok();
     Ok((member, token))
 }
@@ -67,7 +68,7 @@ pub async fn remove_member(data_dir: &Path, workspace: &str, name: &str) -> Resu
         ),
         e => e.into(),
     })?;
-    store.audit(Some(workspace_id), Some(name), "member.remove", "").await?;
+    store.audit(Some(workspace_id), Some(name), AuditAction::MemberRemove.as_str(), "").await?;
     Ok(poke(data_dir, RECHECK).await.is_ok())
 }
 

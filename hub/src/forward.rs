@@ -96,10 +96,10 @@ async fn handle(hub: Arc<Hub>, member: Arc<Member>, request: Request<RecvStream>
     if let Some((id, stream)) = wire::parse_debug_stream_path(&path) {
         let id = id.to_string();
         match (request.method() == Method::POST, stream) {
-            (true, "events") => {
+            (true, wire::DebugStream::Events) => {
                 crate::debug::rpc::events(hub.clone(), &member, &id, request.into_body(), respond).await
             }
-            (false, "tail") => crate::debug::rpc::tail(&hub, &member, &id, respond).await,
+            (false, wire::DebugStream::Tail) => crate::debug::rpc::tail(&hub, &member, &id, respond).await,
             _ => reply_error(&mut respond, ErrorBody::new(ErrorCode::NotFound, format!("no such call: {path}"))),
         }
         return;

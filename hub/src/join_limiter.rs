@@ -9,6 +9,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
+use crate::audit::AuditAction;
 use crate::state::lock;
 use crate::store::{Member, MemberId, Store};
 
@@ -17,7 +18,6 @@ pub(crate) const MAX_FAILURES: usize = 10;
 /// The window, in seconds.
 pub(crate) const WINDOW_SECS: i64 = 600;
 /// Audit action of a failed join.
-pub(crate) const FAILED_ACTION: &str = "share.join_failed";
 
 #[derive(Default)]
 pub(crate) struct JoinLimiter {
@@ -37,8 +37,10 @@ impl JoinLimiter {
     pub(crate) async fn check(&self, store: &dyn Store, member: &Member, now: i64) -> Result<(), u64> {
         if !lock(&self.failures).contains_key(&member.id) {
             let since = now - WINDOW_SECS;
-            let past =
-                store.audit_times(member.workspace_id, &member.name, FAILED_ACTION, since).await.unwrap_or_default();
+            let past = store
+                .audit_times(member.workspace_id, &member.name, AuditAction::ShareJoinFailed.as_str(), since)
+                .await
+                .unwrap_or_default();
             lock(&self.failures).entry(member.id).or_insert_with(|| past.into());
         }
         let mut failures = lock(&self.failures);

@@ -7,8 +7,8 @@
 pub mod admin;
 pub mod admission;
 mod agent_conn;
+pub mod audit;
 pub mod auth;
-mod clock;
 mod debug;
 mod forward;
 pub mod fsutil;

@@ -14,10 +14,11 @@ use pconnect_proto::link::{
 };
 use ring::rand::{SecureRandom, SystemRandom};
 
-use crate::clock;
+use crate::audit::AuditAction;
 use crate::forward::store_error;
 use crate::state::{Hub, lock};
 use crate::store::{LinkId, LinkRow, Member, MemberId, NewLink, StoreError};
+use pconnect_proto::clock;
 
 /// Characters of random subdomains.
 const SUBDOMAIN_ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
@@ -183,7 +184,7 @@ pub(crate) async fn create(hub: &Hub, member: &Member, body: CreateLink) -> Resu
         match hub.store.create_link(member, &new).await {
             Ok(row) => {
                 hub.links.forget(&subdomain);
-                hub.audit(member, "link.create", &row.subdomain).await;
+                hub.audit(member, AuditAction::LinkCreate, &row.subdomain).await;
                 return Ok(info(hub, &row));
             }
             Err(StoreError::AlreadyExists(_)) => continue,
@@ -224,7 +225,7 @@ pub(crate) async fn update(hub: &Hub, member: &Member, body: UpdateLink) -> Resu
         serde_json::to_string(&body.policy).map_err(|e| ErrorBody::new(ErrorCode::BadRequest, e.to_string()))?;
     hub.store.update_link(row.id, expires_at, &policy).await.map_err(store_error)?;
     hub.links.forget(&subdomain);
-    hub.audit(member, "link.update", &subdomain).await;
+    hub.audit(member, AuditAction::LinkUpdate, &subdomain).await;
     Ok(info(hub, &LinkRow { expires_at, policy, ..row }))
 }
 
@@ -248,7 +249,7 @@ pub(crate) async fn revoke(hub: &Hub, member: &Member, subdomain: &str) -> Resul
     }
     hub.store.revoke_link(row.id, clock::now()).await.map_err(store_error)?;
     hub.links.forget(&subdomain);
-    hub.audit(member, "link.revoke", &subdomain).await;
+    hub.audit(member, AuditAction::LinkRevoke, &subdomain).await;
     Ok(())
 }
 

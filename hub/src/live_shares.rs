@@ -11,9 +11,9 @@ use std::sync::{Arc, Mutex};
 use pconnect_proto::share::ShareEvent;
 use tokio_util::sync::CancellationToken;
 
-use crate::clock;
 use crate::state::lock;
 use crate::store::{MemberId, ShareId, ShareRow};
+use pconnect_proto::clock;
 
 #[derive(Default)]
 pub(crate) struct LiveShares {

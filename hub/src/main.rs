@@ -191,7 +191,9 @@ fn parse_cidr(text: &str) -> Result<pconnect_proto::link::Cidr, String> {
 }
 
 fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
-    pconnect_proto::share::parse_duration(text, 3600).map(std::time::Duration::from_secs).map_err(|e| e.to_string())
+    pconnect_proto::duration::parse_allowing_zero(text, 3600)
+        .map(std::time::Duration::from_secs)
+        .map_err(|e| e.to_string())
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {

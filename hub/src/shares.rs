@@ -15,11 +15,12 @@ use pconnect_proto::share::{
 use ring::rand::{SecureRandom, SystemRandom};
 use tokio_util::sync::CancellationToken;
 
+use crate::audit::AuditAction;
+use crate::auth;
 use crate::forward::store_error;
-use crate::join_limiter::FAILED_ACTION;
 use crate::state::Hub;
 use crate::store::{Member, MemberId, ShareRoute, ShareRow, StoreError};
-use crate::{auth, clock};
+use pconnect_proto::clock;
 
 /// Codes drawn before giving up on collisions (each has a 1 in 8.9e8 chance per live share).
 const CODE_ATTEMPTS: usize = 16;
@@ -64,7 +65,7 @@ pub(crate) async fn create(hub: &Hub, member: &Member, body: CreateShare) -> Res
         match created.await {
             Ok(row) => {
                 let detail = format!("share {} with {} route(s)", row.id, row.routes.len());
-                hub.audit(member, "share.create", &detail).await;
+                hub.audit(member, AuditAction::ShareCreate, &detail).await;
                 return Ok(ShareCreated { code, share: info(hub, &row) });
             }
             Err(StoreError::AlreadyExists(_)) => continue,
@@ -89,7 +90,7 @@ pub(crate) async fn update(hub: &Hub, member: &Member, body: UpdateShare) -> Res
     let expires_at = row.created_at + body.expires_in_secs as i64;
     hub.store.set_share_expiry(row.id, expires_at).await.map_err(store_error)?;
     hub.live_shares.set_expiry(row.id, expires_at);
-    hub.audit(member, "share.update", &format!("share {} expires at {expires_at}", row.id)).await;
+    hub.audit(member, AuditAction::ShareUpdate, &format!("share {} expires at {expires_at}", row.id)).await;
     Ok(info(hub, &ShareRow { expires_at, ..row }))
 }
 
@@ -126,7 +127,7 @@ async fn end_share(hub: &Hub, member: &Member, row: &ShareRow, code: &str) -> Re
     live(hub, row, code)?;
     hub.store.revoke_share(row.id, clock::now()).await.map_err(store_error)?;
     hub.live_shares.end(row.id, ShareEvent::Revoked);
-    hub.audit(member, "share.revoke", &format!("share {}", row.id)).await;
+    hub.audit(member, AuditAction::ShareRevoke, &format!("share {}", row.id)).await;
     Ok(())
 }
 
@@ -142,10 +143,10 @@ pub(crate) async fn join(hub: &Hub, member: &Member, code: &str) -> Result<Joine
     }
     let outcome = admit(hub, member, code).await;
     match &outcome {
-        Ok(joined) => hub.audit(member, "share.join", &format!("share {}", joined.share.id)).await,
+        Ok(joined) => hub.audit(member, AuditAction::ShareJoin, &format!("share {}", joined.share.id)).await,
         Err(error) if error.code != ErrorCode::Internal => {
             hub.join_limiter.failed(member.id, now);
-            hub.audit(member, FAILED_ACTION, failure_detail(error.code)).await;
+            hub.audit(member, AuditAction::ShareJoinFailed, failure_detail(error.code)).await;
         }
         Err(_) => {}
     }

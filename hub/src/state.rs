@@ -11,6 +11,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::HubConfig;
+use crate::audit::AuditAction;
 use crate::join_limiter::JoinLimiter;
 use crate::links::{LinkBase, LinkCache};
 use crate::live_shares::LiveShares;
@@ -59,9 +60,10 @@ impl Hub {
     }
 
     /// Appends to the audit log; a failed write is logged, never fatal to the request.
-    pub(crate) async fn audit(&self, member: &crate::store::Member, action: &str, detail: &str) {
-        if let Err(e) = self.store.audit(Some(member.workspace_id), Some(&member.name), action, detail).await {
-            tracing::error!(error = %e, action, "audit write failed");
+    pub(crate) async fn audit(&self, member: &crate::store::Member, action: AuditAction, detail: &str) {
+        let name = action.as_str();
+        if let Err(e) = self.store.audit(Some(member.workspace_id), Some(&member.name), name, detail).await {
+            tracing::error!(error = %e, action = name, "audit write failed");
         }
     }
 

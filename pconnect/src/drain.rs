@@ -68,7 +68,7 @@ pub fn parse_grace(text: Option<&str>) -> anyhow::Result<Duration> {
     match text {
         None => Ok(DEFAULT_GRACE),
         Some("0") => Ok(Duration::ZERO),
-        Some(text) => pconnect_proto::share::parse_duration(text, 3600)
+        Some(text) => pconnect_proto::duration::parse_allowing_zero(text, 3600)
             .map(Duration::from_secs)
             .map_err(|e| anyhow::anyhow!("--grace: {e}")),
     }

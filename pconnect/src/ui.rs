@@ -265,7 +265,7 @@ impl Ui {
         }
         self.line(&format!(
             "Expires in {} ({})",
-            share::describe_secs(expires_in_secs),
+            pconnect_proto::duration::describe(expires_in_secs),
             timefmt::utc(share.expires_at)
         ));
     }
@@ -290,7 +290,7 @@ impl Ui {
             return;
         }
         self.line("📋 Active Environment Shares");
-        let now = timefmt::now();
+        let now = pconnect_proto::clock::now();
         for s in &listing.shares {
             let code = code_of(s.id).unwrap_or_else(|| format!("#{} (code shown only where it was created)", s.id));
             match &s.name {

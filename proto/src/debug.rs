@@ -1,8 +1,8 @@
 //! Debug sessions: the JSON words the exposing agent, the hub and the viewer share
 //! (`docs/debug-sessions.md` is the prose of this contract). Exchanges themselves are
-//! [`pconnect_capture::Exchange`], already redacted by the agent.
+//! [`crate::exchange::Exchange`], already redacted by the agent.
 
-use pconnect_capture::Exchange;
+use crate::exchange::Exchange;
 use serde::{Deserialize, Serialize};
 
 /// Exchanges the hub keeps per session (the oldest go first).
@@ -32,7 +32,7 @@ pub struct SessionInfo {
     pub id: String,
     pub service: String,
     pub owner: String,
-    pub kind: Option<String>,
+    pub kind: Option<crate::project::ServiceKind>,
     pub ai: bool,
     /// RFC 3339 UTC.
     pub started_at: String,
@@ -114,7 +114,7 @@ pub struct StartDebug {
     pub ai: bool,
     /// Declared protocol of the service, shown to viewers.
     #[serde(default)]
-    pub kind: Option<String>,
+    pub kind: Option<crate::project::ServiceKind>,
     /// The project (`connect up`) that started it, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub project: Option<String>,

@@ -9,11 +9,15 @@
 //! - [`project`]: the `pconnect.yml` model and its semantic checks; [`plan`]: the pure reconciler.
 //! - [`target`]: what an agent exposes (`3000`, `:3000`, `host:port`).
 //! - [`share`]: environment share codes, expiry durations and share RPC bodies.
-//! - [`debug`]: debug sessions (captured exchanges, viewer and agent <-> hub bodies).
+//! - [`exchange`]: captured traffic (exchanges, protocols) and its one-line descriptions.
+//! - [`debug`]: debug sessions (viewer and agent <-> hub bodies).
 
+pub mod clock;
 pub mod control;
 pub mod debug;
+pub mod duration;
 pub mod envvar;
+pub mod exchange;
 pub mod handshake;
 pub mod link;
 pub mod names;

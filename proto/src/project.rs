@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::duration::parse as parse_duration;
 use crate::link::{self, MAX_LINK_SECS};
-use crate::share::{MAX_SHARE_SECS, parse_duration};
+use crate::share::MAX_SHARE_SECS;
 use crate::target::Target;
 use crate::{envvar, names};
 

@@ -1,5 +1,4 @@
-//! Environment shares: the code alphabet, code parsing, expiry durations, and the JSON bodies of
-//! the share RPCs.
+//! Environment shares: the code alphabet, code parsing, and the JSON bodies of the share RPCs.
 
 use serde::{Deserialize, Serialize};
 
@@ -38,57 +37,6 @@ pub fn code_from(mut random: impl FnMut() -> u8) -> String {
         }
     }
     code
-}
-
-/// A malformed or too long expiry.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DurationError {
-    #[error("'{0}' is not a duration: use a number and a unit, like 90s, 15m, 4h or 7d")]
-    Malformed(String),
-    #[error("'{input}' is longer than the {max} allowed")]
-    TooLong { input: String, max: String },
-}
-
-/// Parses `90s`, `15m`, `4h`, `7d` into seconds, refusing zero and anything above `max_secs`.
-pub fn parse_duration(input: &str, max_secs: u64) -> Result<u64, DurationError> {
-    let malformed = || DurationError::Malformed(input.to_string());
-    let text = input.trim();
-    let unit = text.chars().last().ok_or_else(malformed)?;
-    let digits = &text[..text.len() - unit.len_utf8()];
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(malformed());
-    }
-    let count: u64 = digits.parse().map_err(|_| malformed())?;
-    let unit_secs = match unit {
-        's' => 1,
-        'm' => 60,
-        'h' => 3600,
-        'd' => 86400,
-        _ => return Err(malformed()),
-    };
-    let secs = count.checked_mul(unit_secs).ok_or_else(malformed)?;
-    if secs == 0 {
-        return Err(malformed());
-    }
-    if secs > max_secs {
-        return Err(DurationError::TooLong { input: input.to_string(), max: describe_secs(max_secs) });
-    }
-    Ok(secs)
-}
-
-/// `24 hours`, `90 seconds`, `7 days`, `1 hour`: the largest unit that divides evenly (days from
-/// two on, as the product says "24 hours").
-pub fn describe_secs(secs: u64) -> String {
-    let (count, unit) = if secs.is_multiple_of(86400) && secs >= 2 * 86400 {
-        (secs / 86400, "day")
-    } else if secs.is_multiple_of(3600) {
-        (secs / 3600, "hour")
-    } else if secs.is_multiple_of(60) {
-        (secs / 60, "minute")
-    } else {
-        (secs, "second")
-    };
-    if count == 1 { format!("1 {unit}") } else { format!("{count} {unit}s") }
 }
 
 /// Remaining time in one short unit, rounded down: `23h`, `6h`, `45m`, `20s`, `3d`.
@@ -219,32 +167,5 @@ mod tests {
         // Bytes above the limit are skipped, never folded into the alphabet.
         let mut feed = [255u8, 254, 250, 0, 1, 2, 3, 4, 5].into_iter();
         assert_eq!(code_from(|| feed.next().unwrap()), "abcdef");
-    }
-
-    #[test]
-    fn durations_parse_with_limits() {
-        assert_eq!(parse_duration("90s", MAX_SHARE_SECS).unwrap(), 90);
-        assert_eq!(parse_duration("15m", MAX_SHARE_SECS).unwrap(), 900);
-        assert_eq!(parse_duration("36h", MAX_SHARE_SECS).unwrap(), 36 * 3600);
-        assert_eq!(parse_duration("7d", MAX_SHARE_SECS).unwrap(), MAX_SHARE_SECS);
-        assert!(matches!(parse_duration("30d", MAX_SHARE_SECS), Err(DurationError::TooLong { .. })));
-        for bad in ["banana", "", "h", "0h", "-1h", "1.5h", "10", "1w", "99999999999999999999d"] {
-            assert!(matches!(parse_duration(bad, MAX_SHARE_SECS), Err(DurationError::Malformed(_))), "{bad}");
-        }
-        assert!(parse_duration("30d", MAX_SHARE_SECS).unwrap_err().to_string().contains("7 days"));
-    }
-
-    #[test]
-    fn durations_read_well() {
-        assert_eq!(describe_secs(86400), "24 hours");
-        assert_eq!(describe_secs(24 * 3600 * 7), "7 days");
-        assert_eq!(describe_secs(4 * 3600), "4 hours");
-        assert_eq!(describe_secs(3600), "1 hour");
-        assert_eq!(describe_secs(36 * 3600), "36 hours");
-        assert_eq!(describe_secs(90), "90 seconds");
-        assert_eq!(short_remaining(23 * 3600 + 59 * 60), "23h");
-        assert_eq!(short_remaining(6 * 86400), "6d");
-        assert_eq!(short_remaining(20), "20s");
-        assert_eq!(short_remaining(-5), "0s");
     }
 }

@@ -64,15 +64,38 @@ pub const DEBUG_ASK_PATH: &str = "/v1/debug/ask";
 /// A per-session stream of the debug API: `/v1/debug/<id>/events` (agent -> hub, NDJSON
 /// [`crate::debug::AgentEvent`]) or `/v1/debug/<id>/tail` (hub -> CLI, NDJSON
 /// [`crate::debug::Captured`]).
-pub fn debug_stream_path(id: &str, stream: &str) -> String {
-    format!("{DEBUG_PATH}/{id}/{stream}")
+pub fn debug_stream_path(id: &str, stream: DebugStream) -> String {
+    format!("{DEBUG_PATH}/{id}/{}", stream.as_str())
 }
 
-/// The session id and stream name of a [`debug_stream_path`].
-pub fn parse_debug_stream_path(path: &str) -> Option<(&str, &str)> {
+/// The two long-lived streams of a debug session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DebugStream {
+    /// `POST`: the exposing agent's captured exchanges, NDJSON, agent -> hub.
+    Events,
+    /// `GET`: every new exchange, NDJSON, hub -> `connect debug tail`.
+    Tail,
+}
+
+impl DebugStream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DebugStream::Events => "events",
+            DebugStream::Tail => "tail",
+        }
+    }
+}
+
+/// The session id and stream of a [`debug_stream_path`].
+pub fn parse_debug_stream_path(path: &str) -> Option<(&str, DebugStream)> {
     let rest = path.strip_prefix(DEBUG_PATH)?.strip_prefix('/')?;
     let (id, stream) = rest.split_once('/')?;
-    (!id.is_empty() && matches!(stream, "events" | "tail")).then_some((id, stream))
+    let stream = match stream {
+        "events" => DebugStream::Events,
+        "tail" => DebugStream::Tail,
+        _ => return None,
+    };
+    (!id.is_empty()).then_some((id, stream))
 }
 
 /// Request header carrying a join token: on a tunnel it routes through (and is cut with) the share.
@@ -109,8 +132,9 @@ mod tests {
 
     #[test]
     fn debug_stream_paths_round_trip() {
-        assert_eq!(parse_debug_stream_path(&debug_stream_path("d3", "events")), Some(("d3", "events")));
-        assert_eq!(parse_debug_stream_path("/v1/debug/d3/tail"), Some(("d3", "tail")));
+        let events = debug_stream_path("d3", DebugStream::Events);
+        assert_eq!(parse_debug_stream_path(&events), Some(("d3", DebugStream::Events)));
+        assert_eq!(parse_debug_stream_path("/v1/debug/d3/tail"), Some(("d3", DebugStream::Tail)));
         assert_eq!(parse_debug_stream_path("/v1/debug/start"), None);
         assert_eq!(parse_debug_stream_path("/v1/debug//events"), None);
         assert_eq!(parse_debug_stream_path("/v1/debug/d3/other"), None);

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use pconnect_capture::{Body, Detail, Header, HttpExchange, Protocol};
 use pconnect_proto::debug::Captured;
+use pconnect_proto::exchange::{Body, Detail, Header, HttpExchange, Protocol};
 use serde_json::{Value, json};
 
 use super::session::Meta;

@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use pconnect_capture::{Detail, PgExchange, Protocol};
 use pconnect_proto::debug::{Captured, Insight, Severity};
+use pconnect_proto::exchange::{Detail, PgExchange, Protocol};
 
 /// Exchanges cited per insight at most.
 const CITE_CAP: usize = 20;
@@ -323,7 +323,7 @@ fn short(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pconnect_capture::{Exchange, RedisExchange};
+    use pconnect_proto::exchange::{Exchange, RedisExchange};
 
     fn pg(id: u64, conn: u64, sql: &str, at: u64) -> Arc<Captured> {
         let detail = Detail::Postgres(PgExchange {

@@ -5,9 +5,9 @@
 //! Redacted values are sent as they are (`[redacted]`): the viewer never holds the secret.
 
 use base64::Engine;
-use pconnect_capture::{Detail, HttpExchange};
 use pconnect_proto::control::{ErrorBody, ErrorCode};
 use pconnect_proto::debug::{ReplayCall, ReplayReply, ReplayRequest, ReplayResult};
+use pconnect_proto::exchange::{Detail, HttpExchange};
 use pconnect_proto::wire;
 
 use super::limits::Busy;
@@ -121,7 +121,7 @@ pub(crate) fn build(http: &HttpExchange, edits: &ReplayRequest) -> Result<Vec<u8
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pconnect_capture::{Body, Header};
+    use pconnect_proto::exchange::{Body, Header};
 
     fn captured() -> HttpExchange {
         HttpExchange {

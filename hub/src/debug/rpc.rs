@@ -14,10 +14,12 @@ use pconnect_proto::debug::{AgentEvent, DebugStarted, DebugSummary, StartDebug};
 
 use super::session::{Meta, Session};
 use super::{MAX_SESSIONS_PER_MEMBER, token};
+use crate::audit::AuditAction;
 use crate::link::pump;
 use crate::state::Hub;
 use crate::store::Member;
-use pconnect_proto::timefmt::{now_ms, rfc3339_ms};
+use pconnect_proto::clock::now_ms;
+use pconnect_proto::timefmt::rfc3339_ms;
 
 /// How long a session waits for its agent's events stream (at start, and after it broke).
 const ATTACH_GRACE: Duration = Duration::from_secs(15);
@@ -65,7 +67,7 @@ pub(crate) async fn start(hub: &Arc<Hub>, member: &Member, body: StartDebug) -> 
     // The agent attaches its events stream right away; a session nobody feeds does not linger.
     let (generation, _) = session.attach();
     tokio::spawn(end_unless_attached(hub.clone(), session, generation));
-    hub.audit(member, "debug.start", &format!("{id} {}", body.service)).await;
+    hub.audit(member, AuditAction::DebugStart, &format!("{id} {}", body.service)).await;
     tracing::info!(session = %id, service = %body.service, member = %member.name, "debug session started");
     Ok(DebugStarted { id, token, url })
 }
@@ -79,7 +81,7 @@ pub(crate) fn list(hub: &Hub, member: &Member) -> Vec<DebugSummary> {
 pub(crate) async fn stop(hub: &Hub, member: &Member, id: &str) -> Result<(), ErrorBody> {
     let session = owned(hub, member, id)?;
     hub.debug.end(&session);
-    hub.audit(member, "debug.stop", id).await;
+    hub.audit(member, AuditAction::DebugStop, id).await;
     Ok(())
 }
 

@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use pconnect_capture::Exchange;
 use pconnect_proto::debug::{Captured, DebugSummary, RING_BYTES, RING_CAPACITY, SessionInfo, Viewer};
+use pconnect_proto::exchange::Exchange;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -21,7 +21,7 @@ pub(crate) struct Meta {
     pub(crate) owner: MemberId,
     pub(crate) owner_name: String,
     pub(crate) service: String,
-    pub(crate) kind: Option<String>,
+    pub(crate) kind: Option<pconnect_proto::project::ServiceKind>,
     /// The project (`connect up`) that started it, if any.
     pub(crate) project: Option<String>,
     pub(crate) ai: bool,
@@ -221,7 +221,7 @@ impl Session {
             id: self.meta.id.clone(),
             service: self.meta.service.clone(),
             owner: self.meta.owner_name.clone(),
-            kind: self.meta.kind.clone(),
+            kind: self.meta.kind,
             ai: self.meta.ai,
             started_at: self.meta.started_at.clone(),
             exchanges,
@@ -315,7 +315,7 @@ impl Meta {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pconnect_capture::{Detail, Protocol};
+    use pconnect_proto::exchange::{Detail, Protocol};
 
     fn session() -> Session {
         Session::new(Meta::sample())

@@ -17,7 +17,7 @@ pub(crate) fn build(session: &Session, exchanges: &[Arc<Captured>], insights: &[
         "Debug session {} of service \"{}\"{} owned by {}: {total} exchanges captured, {dropped} dropped.\n",
         meta.id,
         meta.service,
-        meta.kind.as_deref().map(|k| format!(" ({k})")).unwrap_or_default(),
+        meta.kind.map(|k| format!(" ({})", k.as_str())).unwrap_or_default(),
         meta.owner_name,
     );
     if !insights.is_empty() {

@@ -32,11 +32,11 @@ use tokio_util::task::TaskTracker;
 
 use crate::admission::{self, Admission, LogLimiter, Slot};
 use crate::agent_conn::Stop;
-use crate::clock;
 use crate::links::LiveLink;
 use crate::state::Hub;
 use host::Target;
 use idle::Activity;
+use pconnect_proto::clock;
 use policy::RateLimits;
 use upstream::Upstream;
 

@@ -51,7 +51,7 @@ async fn stop(ui: Ui, fg: &Foreground, session: &Session, id: &str) -> Result<()
 /// Prints every new exchange of a session as one line until Ctrl+C or the session ends.
 async fn tail(ui: Ui, fg: &Foreground, session: &Session, id: &str) -> Result<()> {
     let conn = DebugConn::open(&session.creds, &session.id).await?;
-    let body = conn.download(&wire::debug_stream_path(id, "tail")).await.map_err(user_error)?;
+    let body = conn.download(&wire::debug_stream_path(id, wire::DebugStream::Tail)).await.map_err(user_error)?;
     ui.debug_tail_start(id);
     let mut lines = Lines::new(body);
     loop {

@@ -71,13 +71,8 @@ pub(crate) async fn expose(ui: Ui, args: ExposeArgs, shutdown: &Shutdown) -> Res
     ui.exposing(&name, &target, &session.login, published.as_ref());
     let mut debug = match args.debug {
         true => {
-            let options = DebugOptions {
-                service: name.clone(),
-                target: target.clone(),
-                kind: kind.map(|k| k.as_str().to_string()),
-                ai: args.ai,
-                project: None,
-            };
+            let options =
+                DebugOptions { service: name.clone(), target: target.clone(), kind, ai: args.ai, project: None };
             debug::start_and_announce(ui, &session, &captures, options, fg.links()).await
         }
         false => None,

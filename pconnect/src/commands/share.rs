@@ -21,7 +21,7 @@ pub(crate) async fn share(ui: Ui, args: ShareArgs, shutdown: &Shutdown) -> Resul
     };
     // Check input before touching the network: nothing is half-created on bad input.
     let expires_in_secs = match &args.expires {
-        Some(text) => share::parse_duration(text, MAX_SHARE_SECS)?,
+        Some(text) => pconnect_proto::duration::parse(text, MAX_SHARE_SECS)?,
         None => DEFAULT_SHARE_SECS,
     };
     let revoke = revoke.map(|code| share::parse_code(&code)).transpose()?;

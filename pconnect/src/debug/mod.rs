@@ -79,8 +79,8 @@ pub struct DebugOptions {
     pub service: String,
     /// Its local target (replays go there).
     pub target: Target,
-    /// Declared kind (`http`, `postgres`, `redis`...): skips protocol detection when known.
-    pub kind: Option<String>,
+    /// Declared kind: skips protocol detection when known.
+    pub kind: Option<pconnect_proto::project::ServiceKind>,
     /// Enable the assistant.
     pub ai: bool,
     /// The project (`connect up`) starting it, if any.
@@ -132,7 +132,7 @@ pub async fn start(
     let body = StartDebug {
         service: options.service.clone(),
         ai: options.ai,
-        kind: options.kind.clone(),
+        kind: options.kind,
         project: options.project.clone(),
     };
     let started: DebugStarted = control.post_for(wire::DEBUG_START_PATH, &body).await?;
@@ -141,7 +141,7 @@ pub async fn start(
         started.id.clone(),
         options.service.clone(),
         options.target,
-        declared_protocol(options.kind.as_deref()),
+        declared_protocol(options.kind),
         events,
     ));
     captures.insert(capture.clone());

@@ -5,8 +5,9 @@
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use pconnect_capture::{Direction, Exchange, Protocol, Tap};
+use pconnect_capture::Tap;
 use pconnect_proto::debug::{ReplayCall, ReplayReply};
+use pconnect_proto::exchange::{Direction, Exchange, Protocol};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

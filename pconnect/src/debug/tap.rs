@@ -9,9 +9,11 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use h2::{RecvStream, SendStream};
-use pconnect_capture::{Direction, Exchange, Micros, Protocol, Tap};
+use pconnect_capture::Tap;
 use pconnect_hub::link::pump::{self, PumpError, TapChunk, TapDirection, TapSender};
 use pconnect_proto::debug::AgentEvent;
+use pconnect_proto::exchange::{Direction, Exchange, Micros, Protocol};
+use pconnect_proto::project::ServiceKind;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tracing::Instrument;
@@ -135,11 +137,11 @@ impl ServiceCapture {
 }
 
 /// The capture protocol a declared service kind stands for.
-pub fn declared_protocol(kind: Option<&str>) -> Option<Protocol> {
+pub fn declared_protocol(kind: Option<ServiceKind>) -> Option<Protocol> {
     match kind? {
-        "http" => Some(Protocol::Http),
-        "postgres" => Some(Protocol::Postgres),
-        "redis" => Some(Protocol::Redis),
-        _ => None,
+        ServiceKind::Http => Some(Protocol::Http),
+        ServiceKind::Postgres => Some(Protocol::Postgres),
+        ServiceKind::Redis => Some(Protocol::Redis),
+        ServiceKind::Mysql | ServiceKind::Mongo | ServiceKind::Tcp => None,
     }
 }

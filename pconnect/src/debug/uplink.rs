@@ -44,7 +44,7 @@ pub(crate) async fn run(
     mut events: mpsc::Receiver<AgentEvent>,
     cancel: CancellationToken,
 ) -> Ended {
-    let path = wire::debug_stream_path(&capture.session, "events");
+    let path = wire::debug_stream_path(&capture.session, wire::DebugStream::Events);
     let mut backoff = Backoff::new();
     loop {
         let attached = tokio::select! {

@@ -6,9 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use anyhow::Result;
+use pconnect_proto::duration;
 use pconnect_proto::plan::{Desired, LinkWant, ReachWant, Secret, ShareWant};
 use pconnect_proto::project::{LinkDecl, ProjectSpec, PublicDecl, ServiceKind};
-use pconnect_proto::share::{DEFAULT_SHARE_SECS, MAX_SHARE_SECS, parse_duration};
+use pconnect_proto::share::{DEFAULT_SHARE_SECS, MAX_SHARE_SECS};
 use pconnect_proto::target::Target;
 
 use crate::link::reverse::Exposed;
@@ -63,7 +64,7 @@ pub fn project(spec: &ProjectSpec, tag: &str) -> Result<Project> {
     }
     for (name, share) in &spec.shares {
         let expires_in_secs = match &share.expires {
-            Some(text) => parse_duration(text, MAX_SHARE_SECS)?,
+            Some(text) => duration::parse(text, MAX_SHARE_SECS)?,
             None => DEFAULT_SHARE_SECS,
         };
         let services: BTreeSet<String> = share.services.iter().cloned().collect();

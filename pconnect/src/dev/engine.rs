@@ -113,7 +113,7 @@ impl Engine {
 
     /// Records the outcome of the last apply (or the file's problem) for `connect status`.
     fn record(&self, error: Option<String>) {
-        let at = pconnect_proto::timefmt::now();
+        let at = pconnect_proto::clock::now();
         self.status.send_modify(|status| {
             status.ready |= error.is_none();
             status.error = error.clone();
@@ -233,7 +233,7 @@ impl Engine {
         let options = DebugOptions {
             service: exposed.name.clone(),
             target: exposed.target.clone(),
-            kind: exposed.kind.map(|k| k.as_str().to_string()),
+            kind: exposed.kind,
             ai: false,
             project: Some(self.tag.clone()),
         };

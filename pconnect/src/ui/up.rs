@@ -268,5 +268,5 @@ pub(crate) fn describe(change: &Change) -> String {
 }
 
 fn lifetime(secs: Option<u64>) -> String {
-    secs.map(|s| format!(", expires {} after creation", pconnect_proto::share::describe_secs(s))).unwrap_or_default()
+    secs.map(|s| format!(", expires {} after creation", pconnect_proto::duration::describe(s))).unwrap_or_default()
 }

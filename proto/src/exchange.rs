@@ -1,4 +1,8 @@
-//! The shared vocabulary of capture: directions, protocols, and the exchange records parsers emit.
+//! Captured traffic as the contract describes it: directions, protocols, and the exchange records
+//! the agent's parsers (`pconnect-capture`) emit and the hub, viewer and exports read; plus their
+//! one-line descriptions ([`summary`]).
+
+mod summary;
 
 use serde::{Deserialize, Serialize};
 
