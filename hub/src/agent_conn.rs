@@ -14,11 +14,11 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::admission::{self, Admission, LogLimiter, Slot};
-use crate::link::frames::{ReadFrameError, read_frame, write_frame};
-use crate::link::tuning::HANDSHAKE_TIMEOUT;
 use crate::state::Hub;
 use crate::store::{Member, StoreError};
 use crate::{auth, forward, reverse};
+use pconnect_link::frames::{ReadFrameError, read_frame, write_frame};
+use pconnect_link::tuning::HANDSHAKE_TIMEOUT;
 
 pub(crate) type AgentStream = TlsStream<TcpStream>;
 

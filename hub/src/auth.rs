@@ -1,20 +1,11 @@
 //! Member tokens: generation (256 random bits), hashing for storage, and the hash compare.
 
-use ring::rand::{SecureRandom, SystemRandom};
-
 /// Prefix that makes a pconnect token recognisable in a secret scanner.
 pub const TOKEN_PREFIX: &str = "pc_";
 
 /// A fresh member token: `pc_` + 64 hex characters.
 pub fn new_token() -> String {
-    format!("{TOKEN_PREFIX}{}", random_hex(32))
-}
-
-/// `n` random bytes as lowercase hex.
-pub fn random_hex(n: usize) -> String {
-    let mut bytes = vec![0u8; n];
-    SystemRandom::new().fill(&mut bytes).expect("the OS random source works");
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    format!("{TOKEN_PREFIX}{}", pconnect_link::random::hex(32))
 }
 
 /// What the store keeps of a token. Tokens carry 256 bits, so a plain SHA-256 cannot be searched.

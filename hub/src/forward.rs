@@ -2,7 +2,7 @@
 //! tunnels (reach) to the reverse link of the agent that owns the service.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -19,10 +19,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::agent_conn::AgentStream;
-use crate::link::{h2io, heartbeat, pump, tuning};
 use crate::state::Hub;
 use crate::store::Member;
 use crate::{links, reverse, shares};
+use pconnect_link::{h2io, heartbeat, pump, tuning};
 
 /// Largest control request body.
 const MAX_RPC_BODY: usize = 64 * 1024;
@@ -255,8 +255,7 @@ async fn tunnel(
         reply_error(&mut respond, error);
         return Ok(());
     }
-    conn.load.fetch_add(1, Ordering::Relaxed);
-    let _load = LoadGuard(conn.load.clone());
+    let _load = conn.load.hold();
     let agent_side = match reverse::open_tunnel(&conn, service).await {
         Ok(streams) => streams,
         Err(error) => {
@@ -300,14 +299,6 @@ async fn unroutable(hub: &Hub, member: &Member, service: &str) -> ErrorBody {
 
 fn join_header(request: &Request<RecvStream>) -> Option<String> {
     request.headers().get(HEADER_JOIN)?.to_str().ok().map(str::to_string)
-}
-
-struct LoadGuard(Arc<std::sync::atomic::AtomicUsize>);
-
-impl Drop for LoadGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 fn json<T: Serialize>(value: &T) -> Result<(StatusCode, Bytes), ErrorBody> {

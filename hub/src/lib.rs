@@ -11,10 +11,8 @@ pub mod audit;
 pub mod auth;
 mod debug;
 mod forward;
-pub mod fsutil;
 mod ingress;
 mod join_limiter;
-pub mod link;
 mod links;
 mod live_shares;
 mod reverse;
@@ -112,7 +110,7 @@ pub struct HubInfo {
 
 /// Opens the store in `data_dir` (creating the dir, 0700) with the default workspace present.
 pub async fn open_store(data_dir: &Path) -> Result<Arc<SqliteStore>> {
-    fsutil::create_private_dir(data_dir)?;
+    pconnect_link::fsutil::create_private_dir(data_dir)?;
     let store = SqliteStore::open(&data_dir.join(STORE_FILE))
         .await
         .with_context(|| format!("cannot open the hub store in {}", data_dir.display()))?;

@@ -2,7 +2,7 @@
 //! stream per tunnel to a service the agent registered in its hello.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use h2::{RecvStream, SendStream};
@@ -13,10 +13,12 @@ use pconnect_proto::wire::{self, LINK_AUTHORITY, TUNNEL_PROTOCOL};
 use tokio_util::sync::CancellationToken;
 
 use crate::agent_conn::AgentStream;
-use crate::link::{h2io, heartbeat, tuning};
 use crate::routes::ReverseConn;
 use crate::state::Hub;
 use crate::store::Member;
+use pconnect_link::barrier::{self, ClientLink};
+use pconnect_link::load::Load;
+use pconnect_link::{h2io, tuning};
 
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -30,16 +32,9 @@ pub(crate) async fn serve(
     drain: CancellationToken,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
-    let (handshake, mut conn) = tuning::client_builder().handshake::<_, Bytes>(io).await?;
-    let heartbeat = heartbeat::until_dead(conn.ping_pong().expect("ping_pong is taken once"));
-    tokio::pin!(heartbeat);
-    let ready = wait_ready(handshake);
-    tokio::pin!(ready);
-    // Drive the connection while the barrier request is in flight.
-    let sender = tokio::select! {
-        result = &mut ready => result?,
-        result = &mut conn => { result?; anyhow::bail!("reverse link closed before it was ready") }
-        _ = cancel.cancelled() => return Ok(()),
+    // The agent serves; the hub opens its streams (its SETTINGS are known after the barrier).
+    let Some(ClientLink { sender, mut conn, mut heartbeat }) = barrier::open_client(io, false, &cancel).await? else {
+        return Ok(());
     };
     let names: Vec<String> = hello.services.iter().map(|s| s.name.clone()).collect();
     let route = ReverseConn {
@@ -49,7 +44,7 @@ pub(crate) async fn serve(
         owner_name: Arc::from(member.name.as_str()),
         specs: Arc::from(hello.services.clone()),
         sender,
-        load: Arc::new(AtomicUsize::new(0)),
+        load: Load::default(),
     };
     hub.routes.add(member.workspace_id, &names, &route);
     tracing::info!(member = %member.name, services = ?names, "services online");
@@ -76,17 +71,6 @@ pub(crate) async fn serve(
     hub.routes.remove_conn(route_id);
     tracing::info!(member = %member.name, services = ?names, "reverse link closed");
     result
-}
-
-/// The protocol barrier: once the agent answers this, its SETTINGS (extended CONNECT) are known.
-async fn wait_ready(sender: h2::client::SendRequest<Bytes>) -> anyhow::Result<h2::client::SendRequest<Bytes>> {
-    let mut sender = sender.ready().await?;
-    let request =
-        Request::builder().method(Method::GET).uri(format!("https://{LINK_AUTHORITY}{}", wire::READY_PATH)).body(())?;
-    let (response, _) = sender.send_request(request, true)?;
-    let response = response.await?;
-    anyhow::ensure!(response.status() == StatusCode::OK, "agent answered the barrier with {}", response.status());
-    Ok(sender)
 }
 
 async fn notify_routed(sender: h2::client::SendRequest<Bytes>) -> anyhow::Result<()> {
@@ -156,7 +140,7 @@ pub(crate) async fn call(conn: &ReverseConn, path: &str, body: Bytes) -> Result<
             .body(())
             .expect("static request");
         let (response, mut send) = sender.send_request(request, false).map_err(offline)?;
-        crate::link::pump::send_all(&mut send, body)
+        pconnect_link::pump::send_all(&mut send, body)
             .await
             .map_err(|e| ErrorBody::new(ErrorCode::Offline, e.to_string()))?;
         send.send_data(Bytes::new(), true).map_err(offline)?;

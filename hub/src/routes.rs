@@ -7,9 +7,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
+use pconnect_link::load::Load;
 use pconnect_proto::control::ServiceSpec;
 
 use crate::state::lock;
@@ -26,7 +26,7 @@ pub(crate) struct ReverseConn {
     pub(crate) specs: Arc<[ServiceSpec]>,
     pub(crate) sender: h2::client::SendRequest<Bytes>,
     /// Streams open on this connection; new streams go to the least loaded connection.
-    pub(crate) load: Arc<AtomicUsize>,
+    pub(crate) load: Load,
 }
 
 type Key = (WorkspaceId, String);
@@ -71,7 +71,7 @@ impl Routes {
     /// `connect reach <name>`).
     pub(crate) fn pick(&self, workspace: WorkspaceId, name: &str) -> Option<ReverseConn> {
         let table = lock(&self.by_service);
-        table.get(&(workspace, name.to_string()))?.iter().min_by_key(|c| c.load.load(Ordering::Relaxed)).cloned()
+        table.get(&(workspace, name.to_string()))?.iter().min_by_key(|c| c.load.current()).cloned()
     }
 
     /// The least loaded connection of `owner` serving a service. Whatever was granted for one
@@ -83,7 +83,7 @@ impl Routes {
             .get(&(workspace, name.to_string()))?
             .iter()
             .filter(|c| c.owner == owner)
-            .min_by_key(|c| c.load.load(Ordering::Relaxed))
+            .min_by_key(|c| c.load.current())
             .cloned()
     }
 

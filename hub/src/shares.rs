@@ -168,7 +168,7 @@ async fn admit(hub: &Hub, member: &Member, code: &str) -> Result<Joined, ErrorBo
     let code = share::parse_code(code).map_err(|e| ErrorBody::new(ErrorCode::BadRequest, e.to_string()))?;
     let row = find(hub, member, &code).await?;
     live(hub, &row, &code)?;
-    let join_token = format!("pj_{}", auth::random_hex(32));
+    let join_token = format!("pj_{}", pconnect_link::random::hex(32));
     hub.store.add_join(row.id, member.id, &auth::token_hash(&join_token)).await.map_err(store_error)?;
     Ok(Joined { share: info(hub, &row), join_token })
 }

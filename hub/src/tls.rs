@@ -1,22 +1,17 @@
 //! The hub's TLS identity: a self-signed certificate made once and kept in the data dir (or a provided
-//! one), its SHA-256 fingerprint (what agents pin), and the rustls server config with both ALPN roles.
-//!
-//! One crypto provider for the whole program: ring, passed explicitly, never a process default.
+//! one), its key fingerprint (what agents pin), and the rustls server configs (agent port with both
+//! ALPN roles; ingress with h2 and http/1.1). Provider and fingerprints are the link crate's.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use pconnect_link::fsutil;
+use pconnect_link::tls::{fingerprint, provider, spki_fingerprint};
 use pconnect_proto::wire::{ALPN_FORWARD, ALPN_REVERSE};
 use rustls::ServerConfig;
-use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-
-/// The crypto provider every TLS config of pconnect uses.
-pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
 
 /// Certificate chain and key the hub presents.
 pub struct Identity {
@@ -89,50 +84,15 @@ fn generate(cert_path: &Path, key_path: &Path, domain: &str) -> Result<()> {
         names.push(format!("*.{domain}"));
     }
     let certified = rcgen::generate_simple_self_signed(names).context("cannot generate the hub certificate")?;
-    crate::fsutil::write_private(key_path, certified.signing_key.serialize_pem().as_bytes())?;
-    crate::fsutil::write_private(cert_path, certified.cert.pem().as_bytes())?;
+    fsutil::write_private(key_path, certified.signing_key.serialize_pem().as_bytes())?;
+    fsutil::write_private(cert_path, certified.cert.pem().as_bytes())?;
     Ok(())
-}
-
-/// `SHA256:` followed by the colon-separated upper-case hex of the whole certificate's SHA-256
-/// (what logins before key pinning saved).
-pub fn fingerprint(cert: &[u8]) -> String {
-    format_sha256(cert)
-}
-
-/// `SHA256:…` of a certificate's SubjectPublicKeyInfo: the key pin, unchanged by renewals that keep
-/// the key.
-pub fn spki_fingerprint(cert: &CertificateDer<'_>) -> Result<String, rustls::Error> {
-    let parsed = rustls::server::ParsedCertificate::try_from(cert)?;
-    Ok(format_sha256(parsed.subject_public_key_info().as_ref()))
-}
-
-/// A fingerprint as people type it (`SHA256:ab:cd…`, `sha256:ABCD…`, bare hex) in the canonical
-/// `SHA256:AB:CD:…` form, or `None` when it is not 32 bytes of hex.
-pub fn normalize_fingerprint(text: &str) -> Option<String> {
-    let text = text.trim();
-    let hex = match text.get(..7) {
-        Some(prefix) if prefix.eq_ignore_ascii_case("sha256:") => &text[7..],
-        _ => text,
-    };
-    let digits: String = hex.chars().filter(|c| *c != ':').collect();
-    if digits.len() != 64 || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
-        return None;
-    }
-    let bytes: Vec<String> =
-        digits.as_bytes().chunks(2).map(|pair| String::from_utf8_lossy(pair).to_uppercase()).collect();
-    Some(format!("SHA256:{}", bytes.join(":")))
-}
-
-fn format_sha256(bytes: &[u8]) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
-    let hex: Vec<String> = digest.as_ref().iter().map(|b| format!("{b:02X}")).collect();
-    format!("SHA256:{}", hex.join(":"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pconnect_link::tls::normalize_fingerprint;
 
     #[test]
     fn self_signed_identity_is_made_once_and_builds_a_config() {

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use pconnect_hub::store::{DEFAULT_WORKSPACE, Store};
-use pconnect_hub::{HubConfig, Listeners, admin, auth, fsutil};
+use pconnect_hub::{HubConfig, Listeners, admin, auth};
+use pconnect_link::fsutil;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;

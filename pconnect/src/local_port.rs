@@ -3,7 +3,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use anyhow::{Context, Result};
-use pconnect_hub::link::pump;
+use pconnect_link::pump;
 use tokio::net::{TcpListener, TcpStream};
 use tracing::Instrument;
 

@@ -1,7 +1,7 @@
 //! Resolving who this agent is and how to reach its hub: the saved login, or the embedded local hub.
 
 use anyhow::Result;
-use pconnect_hub::auth::random_hex;
+use pconnect_link::random::hex as random_hex;
 
 use crate::link::dial::{Credentials, HubAddr};
 use crate::state::Login;

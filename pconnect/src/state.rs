@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use pconnect_hub::fsutil;
+use pconnect_link::fsutil;
 use serde::{Deserialize, Serialize};
 
 const FILE: &str = "agent.json";

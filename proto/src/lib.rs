@@ -2,7 +2,8 @@
 //!
 //! - [`wire`]: ALPN ids, protocol version, paths and header names of the HTTP/2 link.
 //! - [`handshake`]: the length-prefixed hello/welcome frames exchanged after TLS, before HTTP/2.
-//! - [`control`]: JSON bodies of the control RPCs and error replies.
+//! - [`control`]: JSON bodies of the control RPCs and error replies; [`rpc`]: one typed
+//!   description per call (method, path, request, reply).
 //! - [`link`]: public link policies and link RPC bodies.
 //! - [`envvar`]: variables a service declares for teammates (keys, values, placeholders).
 //! - [`names`]: service names, the well-known port table, and their validation.
@@ -23,6 +24,7 @@ pub mod link;
 pub mod names;
 pub mod plan;
 pub mod project;
+pub mod rpc;
 pub mod share;
 pub mod target;
 pub mod timefmt;

@@ -183,8 +183,9 @@ fn ten_thousand_wrong_codes_get_zero_successes_a_rate_limit_and_audit_rows() {
     let (successes, limited, first_limit) = runtime.block_on(async {
         use pconnect::link::LinkError;
         use pconnect::link::forward::ForwardLink;
+
         use pconnect_proto::control::ErrorCode;
-        use pconnect_proto::share::{CODE_ALPHABET, Joined, ShareCode};
+        use pconnect_proto::share::{CODE_ALPHABET, ShareCode};
         let login = pconnect::state::Login::load(bob.home()).unwrap().unwrap();
         let creds = pconnect::session::credentials(&login).unwrap();
         let cancel = tokio_util::sync::CancellationToken::new();
@@ -196,7 +197,7 @@ fn ten_thousand_wrong_codes_get_zero_successes_a_rate_limit_and_audit_rows() {
             if code == real {
                 code = "zzzzzz".into();
             }
-            match link.post_for::<_, Joined>(pconnect_proto::wire::SHARE_JOIN_PATH, &ShareCode { code }).await {
+            match link.call::<pconnect_proto::rpc::JoinShare>(&ShareCode { code }).await {
                 Ok(_) => successes += 1,
                 Err(LinkError::Hub(e)) if e.code == ErrorCode::RateLimited => {
                     limited += 1;

@@ -15,9 +15,9 @@ use pconnect_proto::debug::{AgentEvent, DebugStarted, DebugSummary, StartDebug};
 use super::session::{Meta, Session};
 use super::{MAX_SESSIONS_PER_MEMBER, token};
 use crate::audit::AuditAction;
-use crate::link::pump;
 use crate::state::Hub;
 use crate::store::Member;
+use pconnect_link::pump;
 use pconnect_proto::clock::now_ms;
 use pconnect_proto::timefmt::rfc3339_ms;
 

@@ -16,10 +16,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use pconnect_proto::control::{ErrorBody, ErrorCode};
 
-use crate::link::h2io::H2Io;
 use crate::reverse;
 use crate::state::Hub;
 use crate::store::{MemberId, WorkspaceId};
+use pconnect_link::h2io::H2Io;
 
 /// Suffix of pool-key authorities; never resolved, only parsed back by the connector.
 const TUNNEL_HOST_SUFFIX: &str = ".tunnel.pconnect";
@@ -58,7 +58,7 @@ pub(crate) struct TunnelConnector {
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl tower_service::Service<Uri> for TunnelConnector {
-    type Response = TokioIo<H2Io>;
+    type Response = TokioIo<TunnelIo>;
     type Error = BoxError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
@@ -75,8 +75,41 @@ impl tower_service::Service<Uri> for TunnelConnector {
                 ErrorBody::new(ErrorCode::Offline, format!("the agent serving '{service}' is not connected"))
             })?;
             let (recv, send) = reverse::open_tunnel(&conn, service).await?;
-            Ok(TokioIo::new(H2Io::new(recv, send)))
+            Ok(TokioIo::new(TunnelIo(H2Io::new(recv, send))))
         })
+    }
+}
+
+/// A tunnel stream as one of the pooled client's connections.
+pub(crate) struct TunnelIo(H2Io);
+
+impl tokio::io::AsyncRead for TunnelIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for TunnelIo {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, data)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+impl hyper_util::client::legacy::connect::Connection for TunnelIo {
+    fn connected(&self) -> hyper_util::client::legacy::connect::Connected {
+        hyper_util::client::legacy::connect::Connected::new()
     }
 }
 

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use anyhow::{Context, Result};
 use pconnect_proto::control::{ServiceInfo, ServiceList};
-use pconnect_proto::wire::SERVICES_PATH;
+use pconnect_proto::rpc;
 use tokio::task::JoinSet;
 
 use pconnect_proto::project::ServiceKind;
@@ -26,7 +26,7 @@ pub(crate) async fn clone(ui: Ui, args: CloneArgs, shutdown: &Shutdown) -> Resul
     let grace = parse_grace(args.grace.as_deref())?;
     let session = session::resolve().await?;
     let (link, _) = ForwardLink::connect(session.creds, session.id, FORWARD_CONNECTIONS, fg.links()).await?;
-    let list: ServiceList = link.get(SERVICES_PATH).await?;
+    let list: ServiceList = link.call::<rpc::ListServices>(&()).await?;
     let me = session.login.member.clone();
     let mut teammates: BTreeMap<String, Vec<ServiceInfo>> = BTreeMap::new();
     for service in list.services.into_iter().filter(|s| s.online && s.owner != me) {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use pconnect_proto::debug::{Captured, DebugSummary, StopDebug};
+use pconnect_proto::rpc;
 use pconnect_proto::wire;
 use tokio_util::sync::CancellationToken;
 
@@ -36,14 +37,14 @@ async fn control(fg: &Foreground, session: &Session) -> Result<ForwardLink> {
 
 async fn list(ui: Ui, fg: &Foreground, session: &Session) -> Result<()> {
     let link = control(fg, session).await?;
-    let sessions: Result<Vec<DebugSummary>, LinkError> = link.get(wire::DEBUG_PATH).await;
+    let sessions: Result<Vec<DebugSummary>, LinkError> = link.call::<rpc::ListDebug>(&()).await;
     ui.debug_list(&sessions.map_err(user_error)?);
     Ok(())
 }
 
 async fn stop(ui: Ui, fg: &Foreground, session: &Session, id: &str) -> Result<()> {
     let link = control(fg, session).await?;
-    link.post(wire::DEBUG_STOP_PATH, &StopDebug { id: id.to_string() }).await.map_err(user_error)?;
+    link.call::<rpc::StopDebugCall>(&StopDebug { id: id.to_string() }).await.map_err(user_error)?;
     ui.debug_stopped(id);
     Ok(())
 }

@@ -77,7 +77,7 @@ pub(crate) async fn status(ui: Ui, file: Option<PathBuf>) -> Result<bool> {
 fn spawn(path: &Path, log: &Path) -> Result<Child> {
     use std::os::unix::process::CommandExt;
     if let Some(dir) = log.parent() {
-        pconnect_hub::fsutil::create_private_dir(dir)?;
+        pconnect_link::fsutil::create_private_dir(dir)?;
     }
     let out = std::fs::OpenOptions::new()
         .create(true)

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Result;
 use pconnect_proto::control::Unregister;
 use pconnect_proto::names;
-use pconnect_proto::wire::UNREGISTER_PATH;
+use pconnect_proto::rpc;
 
 use crate::cli::ExposeArgs;
 use crate::commands::{debug, publish};
@@ -121,5 +121,5 @@ pub(crate) async fn expose(ui: Ui, args: ExposeArgs, shutdown: &Shutdown) -> Res
 
 async fn unregister(fg: &Foreground, session: &session::Session, name: &str) -> Result<()> {
     let (link, _) = ForwardLink::connect(session.creds.clone(), session.id.clone(), 1, fg.links()).await?;
-    Ok(link.post(UNREGISTER_PATH, &Unregister { names: vec![name.to_string()] }).await?)
+    Ok(link.call::<rpc::UnregisterServices>(&Unregister { names: vec![name.to_string()] }).await?)
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::Result;
 use h2::RecvStream;
 use pconnect_proto::control::ErrorCode;
+use pconnect_proto::rpc;
 use pconnect_proto::share::{self, Joined, ShareCode, ShareEvent};
-use pconnect_proto::wire::SHARE_JOIN_PATH;
 
 use crate::cli::JoinArgs;
 use crate::drain::parse_grace;
@@ -30,7 +30,7 @@ pub(crate) async fn join(ui: Ui, args: JoinArgs, shutdown: &Shutdown) -> Result<
     let session = session::resolve().await?;
     let (link, _) = ForwardLink::connect(session.creds, session.id, FORWARD_CONNECTIONS, fg.links()).await?;
     ui.joining(&code);
-    let joined: Joined = link.post_for(SHARE_JOIN_PATH, &ShareCode { code: code.clone() }).await?;
+    let joined: Joined = link.call::<rpc::JoinShare>(&ShareCode { code: code.clone() }).await?;
     let token: Arc<str> = Arc::from(joined.join_token.as_str());
     let mut opened = 0;
     let mut listeners = tokio::task::JoinSet::new();

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use pconnect_proto::link::{LinkListing, RevokeLink};
-use pconnect_proto::wire::{LINK_REVOKE_PATH, LINKS_PATH};
+use pconnect_proto::rpc;
 
 use crate::cli::LinksCommand;
 use crate::foreground::Foreground;
@@ -18,12 +18,12 @@ pub(crate) async fn links(ui: Ui, command: Option<LinksCommand>, shutdown: &Shut
     match command {
         Some(LinksCommand::Revoke { subdomain }) => {
             let subdomain = subdomain.split("://").last().unwrap_or(&subdomain).split('.').next().unwrap_or_default();
-            link.post(LINK_REVOKE_PATH, &RevokeLink { subdomain: subdomain.to_string() }).await?;
+            link.call::<rpc::RevokeLinkCall>(&RevokeLink { subdomain: subdomain.to_string() }).await?;
             ui.link_revoked(subdomain);
             Ok(())
         }
         None => {
-            let listing: LinkListing = link.get(LINKS_PATH).await?;
+            let listing: LinkListing = link.call::<rpc::ListLinks>(&()).await?;
             ui.links(&listing);
             Ok(())
         }

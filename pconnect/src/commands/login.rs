@@ -3,8 +3,8 @@
 use std::io::IsTerminal;
 
 use anyhow::{Context, Result};
-use pconnect_hub::auth::random_hex;
-use pconnect_hub::tls::normalize_fingerprint;
+use pconnect_link::random::hex as random_hex;
+use pconnect_link::tls::normalize_fingerprint;
 use pconnect_proto::handshake::{Hello, Role};
 use pconnect_proto::wire::PROTOCOL_VERSION;
 

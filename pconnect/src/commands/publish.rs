@@ -7,7 +7,7 @@ use anyhow::Result;
 use pconnect_proto::link::{CreateLink, LinkInfo};
 use pconnect_proto::plan::LinkWant;
 use pconnect_proto::project::LinkDecl;
-use pconnect_proto::wire::LINKS_PATH;
+use pconnect_proto::rpc;
 
 use crate::cli::ExposeArgs;
 use crate::dev::desired;
@@ -90,5 +90,5 @@ pub(crate) async fn create(link: &ForwardLink, service: &str, want: LinkWant) ->
         policy: want.policy,
         project: None,
     };
-    Ok(link.post_for(LINKS_PATH, &body).await?)
+    Ok(link.call::<rpc::CreateLinkCall>(&body).await?)
 }

@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use pconnect_proto::control::{ServiceInfo, ServiceList};
-use pconnect_proto::wire::SERVICES_PATH;
+use pconnect_proto::rpc;
 
 use crate::cli::ReachArgs;
 use crate::drain::parse_grace;
@@ -19,7 +19,7 @@ pub(crate) async fn reach(ui: Ui, args: ReachArgs, shutdown: &Shutdown) -> Resul
     let grace = parse_grace(args.grace.as_deref())?;
     let session = session::resolve().await?;
     let (link, _) = ForwardLink::connect(session.creds, session.id, FORWARD_CONNECTIONS, fg.links()).await?;
-    let list: ServiceList = link.get(SERVICES_PATH).await?;
+    let list: ServiceList = link.call::<rpc::ListServices>(&()).await?;
     let service = find_service(list, &args.service)?;
     let (listener, wanted) = local_port::bind(args.bind, args.port, service.port).await?;
     ui.reaching(&service, listener.local_addr()?, wanted);

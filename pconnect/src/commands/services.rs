@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use pconnect_proto::control::ServiceList;
-use pconnect_proto::wire::SERVICES_PATH;
+use pconnect_proto::rpc;
 
 use crate::foreground::Foreground;
 use crate::link::forward::ForwardLink;
@@ -14,7 +14,7 @@ pub(crate) async fn services(ui: Ui, shutdown: &Shutdown) -> Result<()> {
     let fg = Foreground::new(shutdown);
     let session = session::resolve().await?;
     let (link, _) = ForwardLink::connect(session.creds, session.id, 1, fg.links()).await?;
-    let list: ServiceList = link.get(SERVICES_PATH).await?;
+    let list: ServiceList = link.call::<rpc::ListServices>(&()).await?;
     ui.services(&list.services);
     Ok(())
 }

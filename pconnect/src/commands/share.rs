@@ -1,10 +1,10 @@
 //! `connect share`: create a share of everything you expose, list your shares, revoke one.
 
 use anyhow::Result;
+use pconnect_proto::rpc;
 use pconnect_proto::share::{
     self, CreateShare, DEFAULT_SHARE_SECS, MAX_SHARE_SECS, ShareCode, ShareCreated, ShareListing,
 };
-use pconnect_proto::wire::{SHARE_REVOKE_PATH, SHARES_PATH};
 
 use crate::cli::{ShareArgs, ShareCommand};
 use crate::foreground::Foreground;
@@ -32,20 +32,20 @@ pub(crate) async fn share(ui: Ui, args: ShareArgs, shutdown: &Shutdown) -> Resul
     let hub = session.login.hub.clone();
     match (revoke, args.list) {
         (Some(code), _) => {
-            link.post(SHARE_REVOKE_PATH, &ShareCode { code: code.clone() }).await?;
+            link.call::<rpc::RevokeShareByCode>(&ShareCode { code: code.clone() }).await?;
             let _ = ShareCodes::forget(&home, &code);
             ui.share_revoked(&code);
             Ok(())
         }
         (None, true) => {
-            let listing: ShareListing = link.get(SHARES_PATH).await?;
+            let listing: ShareListing = link.call::<rpc::ListShares>(&()).await?;
             ui.share_list(&listing, &ShareCodes::load(&home), &hub);
             Ok(())
         }
         (None, false) => {
             ui.share_creating();
             let body = CreateShare { name: args.name, expires_in_secs, services: None, project: None };
-            let created: ShareCreated = link.post_for(SHARES_PATH, &body).await?;
+            let created: ShareCreated = link.call::<rpc::CreateShareCall>(&body).await?;
             ShareCodes::remember(&home, &hub, created.share.id, &created.code)?;
             ui.share_created(&created, expires_in_secs);
             Ok(())

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use h2::client::SendRequest;
 use h2::{RecvStream, SendStream};
 use http::{Method, Request, StatusCode};
-use pconnect_hub::link::{h2io, heartbeat, pump, tuning};
+use pconnect_link::{h2io, heartbeat, pump, tuning};
 use pconnect_proto::handshake::{Hello, Role};
 use pconnect_proto::wire::{LINK_AUTHORITY, PROTOCOL_VERSION, READY_PATH};
 use tokio::task::JoinHandle;

@@ -21,6 +21,7 @@ use h2::server::SendResponse;
 use http::{Response, StatusCode};
 use pconnect_proto::control::{ErrorBody, ErrorCode};
 use pconnect_proto::debug::{AskCall, DebugStarted, ReplayCall, StartDebug};
+use pconnect_proto::rpc;
 use pconnect_proto::wire;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -135,7 +136,7 @@ pub async fn start(
         kind: options.kind,
         project: options.project.clone(),
     };
-    let started: DebugStarted = control.post_for(wire::DEBUG_START_PATH, &body).await?;
+    let started: DebugStarted = control.call::<rpc::StartDebugCall>(&body).await?;
     let (events, events_rx) = mpsc::channel(tap::EVENT_QUEUE);
     let capture = Arc::new(ServiceCapture::new(
         started.id.clone(),
@@ -206,7 +207,7 @@ fn parse<T: DeserializeOwned>(body: &[u8], respond: &mut SendResponse<Bytes>) ->
 }
 
 async fn read_body(body: RecvStream) -> Result<Vec<u8>, String> {
-    pconnect_hub::link::h2io::read_body(body, CALL_BODY_CAP).await.map_err(|e| format!("debug call: {e}"))
+    pconnect_link::h2io::read_body(body, CALL_BODY_CAP).await.map_err(|e| format!("debug call: {e}"))
 }
 
 fn reply<T: Serialize>(respond: &mut SendResponse<Bytes>, status: StatusCode, body: &T) {

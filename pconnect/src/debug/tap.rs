@@ -10,7 +10,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use h2::{RecvStream, SendStream};
 use pconnect_capture::Tap;
-use pconnect_hub::link::pump::{self, PumpError, TapChunk, TapDirection, TapSender};
+use pconnect_link::pump::{self, PumpError, TapChunk, TapDirection, TapSender};
 use pconnect_proto::debug::AgentEvent;
 use pconnect_proto::exchange::{Direction, Exchange, Micros, Protocol};
 use pconnect_proto::project::ServiceKind;

@@ -9,8 +9,8 @@ use pconnect_proto::control::ServiceList;
 use pconnect_proto::debug::DebugSummary;
 use pconnect_proto::link::LinkListing;
 use pconnect_proto::plan::{Actual, DebugHave, LinkHave, ServiceHave, ShareHave, WorkspaceService};
+use pconnect_proto::rpc;
 use pconnect_proto::share::ShareListing;
-use pconnect_proto::wire::{DEBUG_PATH, LINKS_PATH, SERVICES_PATH, SHARES_PATH};
 
 use crate::link::forward::ForwardLink;
 
@@ -27,10 +27,10 @@ pub struct HubView {
 /// The hub's view of `member`'s online services, active links and shares, live debug sessions, and
 /// the workspace's services.
 pub async fn fetch(link: &ForwardLink, member: &str) -> Result<HubView> {
-    let services: ServiceList = link.get(SERVICES_PATH).await?;
-    let links: LinkListing = link.get(LINKS_PATH).await?;
-    let shares: ShareListing = link.get(SHARES_PATH).await?;
-    let debug: Vec<DebugSummary> = link.get(DEBUG_PATH).await?;
+    let services: ServiceList = link.call::<rpc::ListServices>(&()).await?;
+    let links: LinkListing = link.call::<rpc::ListLinks>(&()).await?;
+    let shares: ShareListing = link.call::<rpc::ListShares>(&()).await?;
+    let debug: Vec<DebugSummary> = link.call::<rpc::ListDebug>(&()).await?;
     let actual = Actual {
         me: member.to_string(),
         services: services

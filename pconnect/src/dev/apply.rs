@@ -5,10 +5,8 @@
 
 use pconnect_proto::link::{CreateLink, LinkInfo, RevokeLink, UpdateLink};
 use pconnect_proto::plan::Change;
+use pconnect_proto::rpc;
 use pconnect_proto::share::{CreateShare, ShareCreated, ShareId, ShareInfo, UpdateShare};
-use pconnect_proto::wire::{
-    LINK_REVOKE_PATH, LINK_UPDATE_PATH, LINKS_PATH, SHARE_REVOKE_ID_PATH, SHARE_UPDATE_PATH, SHARES_PATH,
-};
 
 use crate::link::forward::ForwardLink;
 
@@ -52,7 +50,7 @@ pub async fn apply(link: &ForwardLink, project: &str, change: &Change) -> Applie
                 policy: want.policy.clone(),
                 project: Some(project.to_string()),
             };
-            link.post_for::<_, LinkInfo>(LINKS_PATH, &body).await.map(Outcome::Link)
+            link.call::<rpc::CreateLinkCall>(&body).await.map(Outcome::Link)
         }
         Change::UpdateLink { subdomain, link: want, .. } => {
             let body = UpdateLink {
@@ -60,10 +58,10 @@ pub async fn apply(link: &ForwardLink, project: &str, change: &Change) -> Applie
                 expires_in_secs: want.expires_in_secs,
                 policy: want.policy.clone(),
             };
-            link.post_for::<_, LinkInfo>(LINK_UPDATE_PATH, &body).await.map(Outcome::Link)
+            link.call::<rpc::UpdateLinkCall>(&body).await.map(Outcome::Link)
         }
         Change::RevokeLink { subdomain, .. } => {
-            link.post(LINK_REVOKE_PATH, &RevokeLink { subdomain: subdomain.clone() }).await.map(|_| Outcome::Done)
+            link.call::<rpc::RevokeLinkCall>(&RevokeLink { subdomain: subdomain.clone() }).await.map(|_| Outcome::Done)
         }
         Change::CreateShare { name, share } => {
             let body = CreateShare {
@@ -72,14 +70,14 @@ pub async fn apply(link: &ForwardLink, project: &str, change: &Change) -> Applie
                 services: Some(share.services.iter().cloned().collect()),
                 project: Some(project.to_string()),
             };
-            link.post_for::<_, ShareCreated>(SHARES_PATH, &body).await.map(Outcome::Share)
+            link.call::<rpc::CreateShareCall>(&body).await.map(Outcome::Share)
         }
         Change::UpdateShare { id, share, .. } => {
             let body = UpdateShare { id: *id, expires_in_secs: share.expires_in_secs };
-            link.post_for::<_, ShareInfo>(SHARE_UPDATE_PATH, &body).await.map(Outcome::ShareUpdated)
+            link.call::<rpc::UpdateShareCall>(&body).await.map(Outcome::ShareUpdated)
         }
         Change::RevokeShare { id, .. } => {
-            link.post(SHARE_REVOKE_ID_PATH, &ShareId { id: *id }).await.map(|_| Outcome::Done)
+            link.call::<rpc::RevokeShareById>(&ShareId { id: *id }).await.map(|_| Outcome::Done)
         }
         other => return Applied { change: other.clone(), result: Err("not a hub change".into()) },
     };

@@ -160,7 +160,7 @@ impl Control {
     /// Binds the socket; an error when another `up` already serves this project.
     pub async fn bind(socket: PathBuf, status: watch::Receiver<UpStatus>) -> Result<Self> {
         let dir = socket.parent().context("control socket path has no directory")?;
-        pconnect_hub::fsutil::create_private_dir(dir)?;
+        pconnect_link::fsutil::create_private_dir(dir)?;
         if let Some(running) = self::status(&socket).await.ok().flatten() {
             anyhow::bail!(
                 "`connect up` is already running for {} (pid {}): `connect status` shows it, `connect down` stops it",

@@ -12,7 +12,7 @@ use anyhow::Result;
 use pconnect_proto::control::{ServiceInfo, Unregister};
 use pconnect_proto::plan::{Change, Desired, Plan, plan};
 use pconnect_proto::project::ServiceKind;
-use pconnect_proto::wire::UNREGISTER_PATH;
+use pconnect_proto::rpc;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -210,7 +210,7 @@ impl Engine {
             })
             .collect();
         if !removed.is_empty() {
-            self.link.post(UNREGISTER_PATH, &Unregister { names: removed }).await?;
+            self.link.call::<rpc::UnregisterServices>(&Unregister { names: removed }).await?;
         }
         self.served.clear();
         if !exposed.is_empty() {
@@ -385,7 +385,7 @@ impl Engine {
             serving.cancel();
         }
         if !names.is_empty() {
-            let _ = self.link.post(UNREGISTER_PATH, &Unregister { names }).await;
+            let _ = self.link.call::<rpc::UnregisterServices>(&Unregister { names }).await;
         }
         self.served.clear();
         if let Some(owner) = self.env_file.take() {

@@ -3,8 +3,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use pconnect_hub::link::frames::{read_frame, write_frame};
-use pconnect_hub::link::tuning::HANDSHAKE_TIMEOUT;
+use pconnect_link::frames::{read_frame, write_frame};
+use pconnect_link::tuning::HANDSHAKE_TIMEOUT;
 use pconnect_proto::handshake::{Hello, Refusal, Reply, Role, Welcome};
 use pconnect_proto::wire::{ALPN_FORWARD, ALPN_REVERSE};
 use rustls::pki_types::ServerName;

@@ -4,21 +4,21 @@
 //! New streams go to the least loaded live connection. When none is live, callers wait briefly and
 //! then get [`LinkError::Down`], so a local client sees a fast, clear failure, never a hang.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use h2::client::SendRequest;
 use h2::{RecvStream, SendStream};
-use http::{Method, Request, StatusCode};
-use pconnect_hub::link::{h2io, heartbeat, tuning};
+use http::{Method, Request};
+use pconnect_link::barrier::{self, ClientLink};
+use pconnect_link::load::{Load, LoadGuard};
+use pconnect_link::{h2io, tuning};
 use pconnect_proto::handshake::{Hello, Role, Welcome};
+use pconnect_proto::rpc::{Call, Verb};
 use pconnect_proto::wire::{
     self, HEADER_EXPECT_OWNER, HEADER_JOIN, HEADER_SERVICE_OWNER, LINK_AUTHORITY, PROTOCOL_VERSION, TUNNEL_PROTOCOL,
 };
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -35,7 +35,7 @@ const REPLY_CAP: usize = 16 * 1024 * 1024;
 #[derive(Clone)]
 struct Live {
     sender: SendRequest<Bytes>,
-    load: Arc<AtomicUsize>,
+    load: Load,
 }
 
 struct Inner {
@@ -99,26 +99,23 @@ impl ForwardLink {
         self.inner.fatal.subscribe()
     }
 
-    /// GET a JSON resource.
-    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, LinkError> {
-        let body = self.call(Method::GET, path, None).await?;
-        serde_json::from_slice(&body).map_err(|e| LinkError::Decode(e.to_string()))
+    /// Makes control call `C` (its method, path and body types are `C`'s, the hub's router uses the
+    /// same description).
+    pub async fn call<C: Call>(&self, request: &C::Request) -> Result<C::Reply, LinkError> {
+        let (method, body) = match C::VERB {
+            Verb::Get => (Method::GET, None),
+            Verb::Post => {
+                let body = serde_json::to_vec(request).map_err(|e| LinkError::Decode(e.to_string()))?;
+                (Method::POST, Some(Bytes::from(body)))
+            }
+        };
+        let reply = self.send(method, C::PATH, body).await?;
+        // `204 No Content` is the `()` reply.
+        let reply: &[u8] = if reply.is_empty() { b"null" } else { &reply };
+        serde_json::from_slice(reply).map_err(|e| LinkError::Decode(e.to_string()))
     }
 
-    /// POST a JSON body and decode the JSON reply.
-    pub async fn post_for<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, LinkError> {
-        let body = serde_json::to_vec(body).map_err(|e| LinkError::Decode(e.to_string()))?;
-        let reply = self.call(Method::POST, path, Some(Bytes::from(body))).await?;
-        serde_json::from_slice(&reply).map_err(|e| LinkError::Decode(e.to_string()))
-    }
-
-    /// POST a JSON body; the reply body is ignored.
-    pub async fn post<B: Serialize>(&self, path: &str, body: &B) -> Result<(), LinkError> {
-        let body = serde_json::to_vec(body).map_err(|e| LinkError::Decode(e.to_string()))?;
-        self.call(Method::POST, path, Some(Bytes::from(body))).await.map(|_| ())
-    }
-
-    async fn call(&self, method: Method, path: &str, body: Option<Bytes>) -> Result<Bytes, LinkError> {
+    async fn send(&self, method: Method, path: &str, body: Option<Bytes>) -> Result<Bytes, LinkError> {
         let live = self.pick_or_wait().await?;
         let mut sender = live.sender.ready().await?;
         let request = Request::builder()
@@ -141,8 +138,8 @@ impl ForwardLink {
     /// tunnel is cut when the share ends), or one teammate.
     pub async fn open_tunnel(&self, service: &str, via: &Via) -> Result<Tunnel, LinkError> {
         let live = self.pick_or_wait().await?;
-        live.load.fetch_add(1, Ordering::Relaxed);
-        open_on(&live, service, via, LoadGuard(live.load.clone())).await
+        let load = live.load.hold();
+        open_on(&live, service, via, load).await
     }
 
     /// Opens a joiner's attach stream: the hub counts us joined while the returned send half is
@@ -165,7 +162,7 @@ impl ForwardLink {
             .slots
             .iter()
             .filter_map(|slot| slot.lock().unwrap_or_else(|p| p.into_inner()).clone())
-            .min_by_key(|live| live.load.load(Ordering::Relaxed))
+            .min_by_key(|live| live.load.current())
     }
 
     async fn pick_or_wait(&self) -> Result<Live, LinkError> {
@@ -229,15 +226,6 @@ async fn open_on(live: &Live, service: &str, via: &Via, load: LoadGuard) -> Resu
     Ok(Tunnel { recv: response.into_body(), send, owner, load })
 }
 
-/// Decrements a connection's load when dropped.
-pub struct LoadGuard(Arc<AtomicUsize>);
-
-impl Drop for LoadGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 /// Awaits a reply; a non-2xx one becomes the hub's error (its JSON body read in full).
 async fn accepted(response: h2::client::ResponseFuture) -> Result<http::Response<RecvStream>, LinkError> {
     let response = response.await?;
@@ -294,18 +282,13 @@ async fn maintain(inner: Arc<Inner>, index: usize, mut first: Option<HubStream>)
 
 /// Runs one forward connection: HTTP/2 handshake, protocol barrier, then serve until it dies.
 async fn run_connection(inner: &Inner, index: usize, stream: HubStream, backoff: &mut Backoff) -> anyhow::Result<()> {
-    let (sender, mut conn) = tuning::client_builder().handshake::<_, Bytes>(stream).await?;
-    let heartbeat = heartbeat::until_dead(conn.ping_pong().expect("ping_pong is taken once"));
-    tokio::pin!(heartbeat);
-    let barrier = barrier(sender);
-    tokio::pin!(barrier);
-    let sender = tokio::select! {
-        sender = &mut barrier => sender?,
-        result = &mut conn => { result?; anyhow::bail!("closed before ready") }
-        _ = inner.cancel.cancelled() => return Ok(()),
+    // This side opens tunnels, so the hub must offer extended CONNECT.
+    let Some(ClientLink { sender, mut conn, mut heartbeat }) =
+        barrier::open_client(stream, true, &inner.cancel).await?
+    else {
+        return Ok(());
     };
-    *inner.slots[index].lock().unwrap_or_else(|p| p.into_inner()) =
-        Some(Live { sender, load: Arc::new(AtomicUsize::new(0)) });
+    *inner.slots[index].lock().unwrap_or_else(|p| p.into_inner()) = Some(Live { sender, load: Load::default() });
     backoff.connected();
     inner.changed.notify_waiters();
     tokio::select! {
@@ -313,16 +296,4 @@ async fn run_connection(inner: &Inner, index: usize, stream: HubStream, backoff:
         reason = &mut heartbeat => Err(anyhow::anyhow!("{reason}")),
         _ = inner.cancel.cancelled() => Ok(()),
     }
-}
-
-/// The first request on a link: once answered, the hub's SETTINGS (extended CONNECT) are known.
-async fn barrier(sender: SendRequest<Bytes>) -> anyhow::Result<SendRequest<Bytes>> {
-    let mut sender = sender.ready().await?;
-    let request =
-        Request::builder().method(Method::GET).uri(format!("https://{LINK_AUTHORITY}{}", wire::READY_PATH)).body(())?;
-    let (response, _) = sender.send_request(request, true)?;
-    let status = response.await?.status();
-    anyhow::ensure!(status == StatusCode::OK, "hub answered the barrier with {status}");
-    anyhow::ensure!(sender.is_extended_connect_protocol_enabled(), "the hub does not offer extended CONNECT");
-    Ok(sender)
 }

@@ -10,8 +10,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use h2::RecvStream;
 use h2::server::SendResponse;
-use http::{Method, Request, Response, StatusCode};
-use pconnect_hub::link::{heartbeat, pump, tuning};
+use http::{Method, Request, Response};
+use pconnect_link::reply::reply_error;
+use pconnect_link::{barrier, heartbeat, pump, tuning};
 use pconnect_proto::control::{ErrorBody, ErrorCode, ServiceSpec};
 use pconnect_proto::handshake::{Hello, Role, Welcome};
 use pconnect_proto::wire::{self, PROTOCOL_VERSION, TUNNEL_PROTOCOL};
@@ -185,8 +186,7 @@ async fn serve_connection(inner: &Arc<Inner>, stream: HubStream, routed: &Arc<At
 }
 
 async fn handle(inner: Arc<Inner>, request: Request<RecvStream>, mut respond: SendResponse<Bytes>) {
-    if request.method() == Method::GET && request.uri().path() == wire::READY_PATH {
-        let _ = respond.send_response(Response::new(()), true);
+    if barrier::answer_ready(&request, &mut respond) {
         return;
     }
     if request.method() == Method::POST && debug::is_call(request.uri().path()) {
@@ -198,13 +198,13 @@ async fn handle(inner: Arc<Inner>, request: Request<RecvStream>, mut respond: Se
     let service = wire::service_from_tunnel_path(request.uri().path()).filter(|_| is_tunnel);
     // Only services this agent registered itself: the hub never picks an address to dial.
     let Some(exposed) = service.and_then(|name| inner.services.iter().find(|s| s.name == name)) else {
-        reply_error(&mut respond, ErrorBody::new(ErrorCode::NotFound, "this agent does not serve that"));
+        reply_error(&mut respond, &ErrorBody::new(ErrorCode::NotFound, "this agent does not serve that"));
         return;
     };
     if inner.drain.is_stopping() {
         let error =
             ErrorBody::new(ErrorCode::Offline, format!("'{}' is stopping: its agent is shutting down", exposed.name));
-        reply_error(&mut respond, error);
+        reply_error(&mut respond, &error);
         return;
     }
     let _held = inner.drain.hold();
@@ -217,7 +217,7 @@ async fn handle(inner: Arc<Inner>, request: Request<RecvStream>, mut respond: Se
                 format!("'{}' is exposed, but its target {target} does not answer ({cause})", exposed.name),
             )
             .with_hint("the owner should check that the service is running");
-            reply_error(&mut respond, error);
+            reply_error(&mut respond, &error);
             return;
         }
     };
@@ -242,13 +242,5 @@ async fn connect_target(target: &Target) -> Result<TcpStream, String> {
         }
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!("no answer within {}s", TARGET_CONNECT_TIMEOUT.as_secs())),
-    }
-}
-
-fn reply_error(respond: &mut SendResponse<Bytes>, error: ErrorBody) {
-    let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::BAD_GATEWAY);
-    let response = Response::builder().status(status).body(()).expect("static response");
-    if let Ok(mut send) = respond.send_response(response, false) {
-        let _ = send.send_data(Bytes::from(serde_json::to_vec(&error).unwrap_or_default()), true);
     }
 }

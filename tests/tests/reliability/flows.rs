@@ -17,8 +17,9 @@ use pconnect::link::forward::ForwardLink;
 use pconnect_e2e::{Agent, HttpClient};
 use pconnect_proto::handshake::{Hello, Role};
 use pconnect_proto::link::{CreateLink, LinkInfo, LinkListing, LinkPolicy, RevokeLink};
+use pconnect_proto::rpc;
 use pconnect_proto::share::{CreateShare, ShareCreated, ShareId, ShareListing};
-use pconnect_proto::wire::{LINK_REVOKE_PATH, LINKS_PATH, PROTOCOL_VERSION, SHARE_REVOKE_ID_PATH, SHARES_PATH};
+use pconnect_proto::wire::PROTOCOL_VERSION;
 use tokio_util::sync::CancellationToken;
 
 /// A small seeded generator (xorshift64): reproducible payloads and kill points.
@@ -330,7 +331,7 @@ pub(crate) async fn store_ops(
                 let name = format!("p{point}-{sent}");
                 lock().share_names.insert(name.clone());
                 let body = CreateShare { name: Some(name), expires_in_secs: 3600, services: None, project: None };
-                let created: Result<ShareCreated, _> = link.post_for(SHARES_PATH, &body).await;
+                let created: Result<ShareCreated, _> = link.call::<rpc::CreateShareCall>(&body).await;
                 created.map(|c| {
                     let mut l = lock();
                     l.shares.insert(c.share.id, Known::Live);
@@ -345,7 +346,7 @@ pub(crate) async fn store_ops(
                     policy: LinkPolicy::default(),
                     project: None,
                 };
-                let created: Result<LinkInfo, _> = link.post_for(LINKS_PATH, &body).await;
+                let created: Result<LinkInfo, _> = link.call::<rpc::CreateLinkCall>(&body).await;
                 created.map(|info| {
                     let mut l = lock();
                     l.links.insert(info.subdomain, Known::Live);
@@ -356,7 +357,7 @@ pub(crate) async fn store_ops(
                 let id = lock().shares.iter().rev().find(|(_, k)| **k == Known::Live).map(|(id, _)| *id);
                 let Some(id) = id else { continue };
                 lock().shares.insert(id, Known::Unsure);
-                link.post(SHARE_REVOKE_ID_PATH, &ShareId { id }).await.map(|()| {
+                link.call::<rpc::RevokeShareById>(&ShareId { id }).await.map(|()| {
                     let mut l = lock();
                     l.shares.insert(id, Known::Revoked);
                     l.acked[1] += 1;
@@ -366,7 +367,7 @@ pub(crate) async fn store_ops(
                 let sub = lock().links.iter().rev().find(|(_, k)| **k == Known::Live).map(|(s, _)| s.clone());
                 let Some(sub) = sub else { continue };
                 lock().links.insert(sub.clone(), Known::Unsure);
-                link.post(LINK_REVOKE_PATH, &RevokeLink { subdomain: sub.clone() }).await.map(|()| {
+                link.call::<rpc::RevokeLinkCall>(&RevokeLink { subdomain: sub.clone() }).await.map(|()| {
                     let mut l = lock();
                     l.links.insert(sub, Known::Revoked);
                     l.acked[3] += 1;
@@ -385,8 +386,8 @@ pub(crate) async fn store_ops(
 pub(crate) async fn listings(creds: Credentials) -> anyhow::Result<(ShareListing, LinkListing)> {
     let cancel = CancellationToken::new();
     let (link, _) = ForwardLink::connect(creds, "check".into(), 1, cancel.clone()).await?;
-    let shares = link.get(SHARES_PATH).await?;
-    let links = link.get(LINKS_PATH).await?;
+    let shares = link.call::<rpc::ListShares>(&()).await?;
+    let links = link.call::<rpc::ListLinks>(&()).await?;
     cancel.cancel();
     Ok((shares, links))
 }

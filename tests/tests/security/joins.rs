@@ -10,7 +10,7 @@ use pconnect::link::LinkError;
 use pconnect::link::forward::ForwardLink;
 use pconnect_e2e::{Agent, EchoServer, Hub, Proc};
 use pconnect_proto::control::{ErrorBody, ErrorCode};
-use pconnect_proto::share::{Joined, ShareCode};
+use pconnect_proto::share::ShareCode;
 use tokio_util::sync::CancellationToken;
 
 use super::routing::member_of;
@@ -56,7 +56,7 @@ async fn link_of(agent: &Agent, cancel: &CancellationToken) -> Arc<ForwardLink> 
 
 async fn redeem(link: &ForwardLink, code: &str) -> Outcome {
     let body = ShareCode { code: code.to_string() };
-    match link.post_for::<_, Joined>(pconnect_proto::wire::SHARE_JOIN_PATH, &body).await {
+    match link.call::<pconnect_proto::rpc::JoinShare>(&body).await {
         Ok(_) => Outcome::Joined,
         Err(LinkError::Hub(e)) if e.code == ErrorCode::NotFound => Outcome::NotFound(e),
         Err(LinkError::Hub(e)) if e.code == ErrorCode::RateLimited => Outcome::Limited(e),

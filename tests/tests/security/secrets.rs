@@ -55,13 +55,14 @@ fn join_token(agent: &Agent, code: &str) -> String {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         use pconnect::link::forward::ForwardLink;
+
         use pconnect_proto::share::{Joined, ShareCode};
         let login = pconnect::state::Login::load(agent.home()).unwrap().unwrap();
         let creds = pconnect::session::credentials(&login).unwrap();
         let cancel = tokio_util::sync::CancellationToken::new();
         let (link, _) = ForwardLink::connect(creds, "secrets-test".into(), 1, cancel.clone()).await.unwrap();
         let body = ShareCode { code: code.to_string() };
-        let joined: Joined = link.post_for(pconnect_proto::wire::SHARE_JOIN_PATH, &body).await.unwrap();
+        let joined: Joined = link.call::<pconnect_proto::rpc::JoinShare>(&body).await.unwrap();
         cancel.cancel();
         joined.join_token
     })

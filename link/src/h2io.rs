@@ -87,12 +87,6 @@ impl AsyncWrite for H2Io {
     }
 }
 
-impl hyper_util::client::legacy::connect::Connection for H2Io {
-    fn connected(&self) -> hyper_util::client::legacy::connect::Connected {
-        hyper_util::client::legacy::connect::Connected::new()
-    }
-}
-
 /// Why a whole body could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadBodyError {

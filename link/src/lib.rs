@@ -1,0 +1,24 @@
+//! pconnect-link: the transport the agent and the hub share, so neither reaches into the other.
+//!
+//! - [`tls`]: the one crypto provider and the key fingerprints agents pin.
+//! - [`tuning`]: HTTP/2 settings of both roles, timeouts, and the handshake of a link.
+//! - [`frames`]: the length-prefixed hello/welcome frames before HTTP/2.
+//! - [`heartbeat`]: PING until the peer stops answering.
+//! - [`barrier`]: the first request of a link (`GET /v1/ready`), both sides.
+//! - [`reply`]: answering an HTTP/2 request with JSON or an error body.
+//! - [`load`]: counting streams on a connection (new ones go to the least loaded).
+//! - [`pump`]: the tunnel data path: relay (hub) and splice (agent), with the debug tap.
+//! - [`h2io`]: HTTP/2 streams as byte streams, and capped body reading.
+//! - [`fsutil`], [`random`]: private files and directories, random hex.
+
+pub mod barrier;
+pub mod frames;
+pub mod fsutil;
+pub mod h2io;
+pub mod heartbeat;
+pub mod load;
+pub mod pump;
+pub mod random;
+pub mod reply;
+pub mod tls;
+pub mod tuning;
