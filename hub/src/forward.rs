@@ -9,23 +9,19 @@ use bytes::Bytes;
 use h2::RecvStream;
 use h2::server::SendResponse;
 use http::{Method, Request, Response, StatusCode};
-use pconnect_proto::control::{ErrorBody, ErrorCode, ServiceInfo, ServiceList, Unregister, WhoAmI};
-use pconnect_proto::debug::{StartDebug, StopDebug};
-use pconnect_proto::link::{CreateLink, RevokeLink, UpdateLink};
-use pconnect_proto::share::{CreateShare, ShareCode, ShareId, UpdateShare};
+use pconnect_proto::control::{ErrorBody, ErrorCode, ServiceInfo, ServiceList, WhoAmI};
+use pconnect_proto::rpc;
 use pconnect_proto::wire::{self, HEADER_EXPECT_OWNER, HEADER_JOIN, HEADER_SERVICE_OWNER, TUNNEL_PROTOCOL};
-use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::agent_conn::AgentStream;
+use crate::rpc::{reply, reply_error, store_error};
 use crate::state::Hub;
 use crate::store::Member;
 use crate::{links, reverse, shares};
-use pconnect_link::{h2io, heartbeat, pump, tuning};
+use pconnect_link::{heartbeat, pump, tuning};
 
-/// Largest control request body.
-const MAX_RPC_BODY: usize = 64 * 1024;
 /// Most streams one forward link may open in a second. An agent opens a stream per tunnel or RPC and
 /// spreads them over its links (a busy agent: ~2000/s per link); a flood of opened-then-reset
 /// streams (HTTP/2 rapid reset) is well above it, and is cut off with GOAWAY ENHANCE_YOUR_CALM.
@@ -100,7 +96,7 @@ async fn handle(hub: Arc<Hub>, member: Arc<Member>, request: Request<RecvStream>
                 crate::debug::rpc::events(hub.clone(), &member, &id, request.into_body(), respond).await
             }
             (false, wire::DebugStream::Tail) => crate::debug::rpc::tail(&hub, &member, &id, respond).await,
-            _ => reply_error(&mut respond, ErrorBody::new(ErrorCode::NotFound, format!("no such call: {path}"))),
+            _ => reply_error(&mut respond, &ErrorBody::new(ErrorCode::NotFound, format!("no such call: {path}"))),
         }
         return;
     }
@@ -113,14 +109,14 @@ async fn handle(hub: Arc<Hub>, member: Arc<Member>, request: Request<RecvStream>
         match wire::service_from_tunnel_path(&path) {
             Some(service) => tunnel(&hub, &member, service, request, respond).await,
             None => {
-                reply_error(&mut respond, ErrorBody::new(ErrorCode::BadRequest, "bad tunnel path"));
+                reply_error(&mut respond, &ErrorBody::new(ErrorCode::BadRequest, "bad tunnel path"));
                 return;
             }
         }
     } else {
         match rpc(&hub, &member, request).await {
             Ok((status, body)) => reply(&mut respond, status, body),
-            Err(error) => reply_error(&mut respond, error),
+            Err(error) => reply_error(&mut respond, &error),
         }
         return;
     };
@@ -129,71 +125,46 @@ async fn handle(hub: Arc<Hub>, member: Arc<Member>, request: Request<RecvStream>
     }
 }
 
-/// Control RPCs: small JSON requests and replies.
+/// Control calls, each by its typed description ([`pconnect_proto::rpc`]): the request and reply
+/// types are the call's, so a handler answering with the wrong type does not compile.
 async fn rpc(hub: &Arc<Hub>, member: &Member, request: Request<RecvStream>) -> Result<(StatusCode, Bytes), ErrorBody> {
-    let method = request.method().clone();
-    let path = request.uri().path().to_string();
-    match (method, path.as_str()) {
-        (Method::GET, wire::READY_PATH) => Ok((StatusCode::OK, Bytes::new())),
-        (Method::GET, wire::WHOAMI_PATH) => {
-            json(&WhoAmI { member: member.name.clone(), workspace: member.workspace.clone() })
-        }
-        (Method::GET, wire::SERVICES_PATH) => json(&list_services(hub, member).await?),
-        (Method::POST, wire::SHARES_PATH) => {
-            let body: CreateShare = read_json(request.into_body()).await?;
-            json(&shares::create(hub, member, body).await?)
-        }
-        (Method::GET, wire::SHARES_PATH) => json(&shares::list(hub, member).await?),
-        (Method::POST, wire::SHARE_REVOKE_PATH) => {
-            let body: ShareCode = read_json(request.into_body()).await?;
-            shares::revoke(hub, member, &body.code).await?;
-            Ok((StatusCode::NO_CONTENT, Bytes::new()))
-        }
-        (Method::POST, wire::SHARE_REVOKE_ID_PATH) => {
-            let body: ShareId = read_json(request.into_body()).await?;
-            shares::revoke_id(hub, member, body.id).await?;
-            Ok((StatusCode::NO_CONTENT, Bytes::new()))
-        }
-        (Method::POST, wire::SHARE_JOIN_PATH) => {
-            let body: ShareCode = read_json(request.into_body()).await?;
-            json(&shares::join(hub, member, &body.code).await?)
-        }
-        (Method::POST, wire::LINKS_PATH) => {
-            let body: CreateLink = read_json(request.into_body()).await?;
-            json(&links::create(hub, member, body).await?)
-        }
-        (Method::GET, wire::LINKS_PATH) => json(&links::list(hub, member).await?),
-        (Method::POST, wire::LINK_UPDATE_PATH) => {
-            let body: UpdateLink = read_json(request.into_body()).await?;
-            json(&links::update(hub, member, body).await?)
-        }
-        (Method::POST, wire::SHARE_UPDATE_PATH) => {
-            let body: UpdateShare = read_json(request.into_body()).await?;
-            json(&shares::update(hub, member, body).await?)
-        }
-        (Method::POST, wire::LINK_REVOKE_PATH) => {
-            let body: RevokeLink = read_json(request.into_body()).await?;
-            links::revoke(hub, member, &body.subdomain).await?;
-            Ok((StatusCode::NO_CONTENT, Bytes::new()))
-        }
-        (Method::POST, wire::UNREGISTER_PATH) => {
-            let body: Unregister = read_json(request.into_body()).await?;
+    let (method, path) = (request.method().as_str().to_string(), request.uri().path().to_string());
+    if method == "GET" && path == wire::READY_PATH {
+        return Ok((StatusCode::OK, Bytes::new()));
+    }
+    let body = request.into_body();
+    macro_rules! route {
+        ($($call:ty => |$req:pat_param| $handler:expr;)*) => {
+            $(
+                if rpc::is::<$call>(&method, &path) {
+                    return crate::rpc::serve::<$call, _, _>(body, |$req| async move { $handler }).await;
+                }
+            )*
+        };
+    }
+    route! {
+        rpc::WhoAmICall => |()| Ok(WhoAmI { member: member.name.clone(), workspace: member.workspace.clone() });
+        rpc::ListServices => |()| list_services(hub, member).await;
+        rpc::UnregisterServices => |body| {
             hub.store.remove_services(member, &body.names).await.map_err(store_error)?;
             hub.routes.remove_services(member.workspace_id, member.id, &body.names);
-            Ok((StatusCode::NO_CONTENT, Bytes::new()))
-        }
-        (Method::POST, wire::DEBUG_START_PATH) => {
-            let body: StartDebug = read_json(request.into_body()).await?;
-            json(&crate::debug::rpc::start(hub, member, body).await?)
-        }
-        (Method::GET, wire::DEBUG_PATH) => json(&crate::debug::rpc::list(hub, member)),
-        (Method::POST, wire::DEBUG_STOP_PATH) => {
-            let body: StopDebug = read_json(request.into_body()).await?;
-            crate::debug::rpc::stop(hub, member, &body.id).await?;
-            Ok((StatusCode::NO_CONTENT, Bytes::new()))
-        }
-        _ => Err(ErrorBody::new(ErrorCode::NotFound, format!("no such call: {path}"))),
+            Ok(())
+        };
+        rpc::CreateShareCall => |body| shares::create(hub, member, body).await;
+        rpc::ListShares => |()| shares::list(hub, member).await;
+        rpc::RevokeShareByCode => |body| shares::revoke(hub, member, &body.code).await;
+        rpc::RevokeShareById => |body| shares::revoke_id(hub, member, body.id).await;
+        rpc::UpdateShareCall => |body| shares::update(hub, member, body).await;
+        rpc::JoinShare => |body| shares::join(hub, member, &body.code).await;
+        rpc::CreateLinkCall => |body| links::create(hub, member, body).await;
+        rpc::ListLinks => |()| links::list(hub, member).await;
+        rpc::RevokeLinkCall => |body| links::revoke(hub, member, &body.subdomain).await;
+        rpc::UpdateLinkCall => |body| links::update(hub, member, body).await;
+        rpc::StartDebugCall => |body| crate::debug::rpc::start(hub, member, body).await;
+        rpc::ListDebug => |()| Ok(crate::debug::rpc::list(hub, member));
+        rpc::StopDebugCall => |body| crate::debug::rpc::stop(hub, member, &body.id).await;
     }
+    Err(ErrorBody::new(ErrorCode::NotFound, format!("no such call: {method} {path}")))
 }
 
 async fn list_services(hub: &Hub, member: &Member) -> Result<ServiceList, ErrorBody> {
@@ -230,7 +201,7 @@ async fn tunnel(
         Some(token) => match shares::authorize_tunnel(hub, member, &token, service).await {
             Ok((cancel, creator)) => (Some(cancel), Some(creator)),
             Err(error) => {
-                reply_error(&mut respond, error);
+                reply_error(&mut respond, &error);
                 return Ok(());
             }
         },
@@ -242,7 +213,7 @@ async fn tunnel(
         None => hub.routes.pick(member.workspace_id, service),
     };
     let Some(conn) = route else {
-        reply_error(&mut respond, unroutable(hub, member, service).await);
+        reply_error(&mut respond, &unroutable(hub, member, service).await);
         return Ok(());
     };
     // A tunnel for one teammate's service (clone, `reach: - teammate:`) never reaches whoever
@@ -252,14 +223,14 @@ async fn tunnel(
     {
         let error = ErrorBody::new(ErrorCode::Offline, format!("{expected}'s '{service}' is offline"))
             .with_hint(format!("it comes back when {expected} runs `connect expose` again"));
-        reply_error(&mut respond, error);
+        reply_error(&mut respond, &error);
         return Ok(());
     }
     let _load = conn.load.hold();
     let agent_side = match reverse::open_tunnel(&conn, service).await {
         Ok(streams) => streams,
         Err(error) => {
-            reply_error(&mut respond, error);
+            reply_error(&mut respond, &error);
             return Ok(());
         }
     };
@@ -299,43 +270,4 @@ async fn unroutable(hub: &Hub, member: &Member, service: &str) -> ErrorBody {
 
 fn join_header(request: &Request<RecvStream>) -> Option<String> {
     request.headers().get(HEADER_JOIN)?.to_str().ok().map(str::to_string)
-}
-
-fn json<T: Serialize>(value: &T) -> Result<(StatusCode, Bytes), ErrorBody> {
-    let body = serde_json::to_vec(value).map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?;
-    Ok((StatusCode::OK, Bytes::from(body)))
-}
-
-async fn read_json<T: serde::de::DeserializeOwned>(body: RecvStream) -> Result<T, ErrorBody> {
-    let buf = h2io::read_body(body, MAX_RPC_BODY)
-        .await
-        .map_err(|e| ErrorBody::new(ErrorCode::BadRequest, format!("request {e}")))?;
-    serde_json::from_slice(&buf).map_err(|e| ErrorBody::new(ErrorCode::BadRequest, format!("bad request body: {e}")))
-}
-
-/// The error a client sees when the store fails (details go to the log, never over the wire).
-pub(crate) fn store_error(e: crate::store::StoreError) -> ErrorBody {
-    tracing::error!(error = %e, "store error");
-    ErrorBody::new(ErrorCode::Internal, "the hub could not read its store; try again")
-}
-
-fn reply(respond: &mut SendResponse<Bytes>, status: StatusCode, body: Bytes) {
-    let response = Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(())
-        .expect("static response");
-    let end = body.is_empty();
-    if let Ok(mut send) = respond.send_response(response, end)
-        && !end
-    {
-        let _ = send.send_data(body, true);
-    }
-}
-
-/// Sends an error reply: the status of its code and the JSON body.
-pub(crate) fn reply_error(respond: &mut SendResponse<Bytes>, error: ErrorBody) {
-    let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let body = serde_json::to_vec(&error).unwrap_or_default();
-    reply(respond, status, Bytes::from(body));
 }

@@ -17,6 +17,7 @@ mod links;
 mod live_shares;
 mod reverse;
 mod routes;
+mod rpc;
 mod shares;
 mod state;
 pub mod store;

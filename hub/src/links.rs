@@ -15,7 +15,7 @@ use pconnect_proto::link::{
 use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::audit::AuditAction;
-use crate::forward::store_error;
+use crate::rpc::store_error;
 use crate::state::{Hub, lock};
 use crate::store::{LinkId, LinkRow, Member, MemberId, NewLink, StoreError};
 use pconnect_proto::clock;

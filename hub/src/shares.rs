@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::audit::AuditAction;
 use crate::auth;
-use crate::forward::store_error;
+use crate::rpc::store_error;
 use crate::state::Hub;
 use crate::store::{Member, MemberId, ShareRoute, ShareRow, StoreError};
 use pconnect_proto::clock;
@@ -184,7 +184,7 @@ pub(crate) async fn attach(
 ) {
     let row = match authorize_join(&hub, member, token).await {
         Ok(row) => row,
-        Err(error) => return crate::forward::reply_error(&mut respond, error),
+        Err(error) => return crate::rpc::reply_error(&mut respond, &error),
     };
     let (cancel, _guard) = hub.live_shares.attach(&row);
     let response = Response::builder().status(StatusCode::OK).body(()).expect("static response");

@@ -120,9 +120,9 @@ pub(crate) async fn events(
         Ok(session) if session.meta.owner == member.id => session,
         Ok(_) => {
             let error = ErrorBody::new(ErrorCode::NotFound, "only the exposing agent feeds a debug session");
-            return crate::forward::reply_error(&mut respond, error);
+            return crate::rpc::reply_error(&mut respond, &error);
         }
-        Err(error) => return crate::forward::reply_error(&mut respond, error),
+        Err(error) => return crate::rpc::reply_error(&mut respond, &error),
     };
     let (generation, attached) = session.attach();
     let Ok(mut send) = respond.send_response(ok_response("application/x-ndjson"), false) else { return };
@@ -179,7 +179,7 @@ fn apply(session: &Session, line: &[u8]) {
 pub(crate) async fn tail(hub: &Hub, member: &Member, id: &str, mut respond: SendResponse<Bytes>) {
     let session = match owned(hub, member, id) {
         Ok(session) => session,
-        Err(error) => return crate::forward::reply_error(&mut respond, error),
+        Err(error) => return crate::rpc::reply_error(&mut respond, &error),
     };
     let Ok(mut send) = respond.send_response(ok_response("application/x-ndjson"), false) else { return };
     let mut changes = session.watch();
