@@ -6,7 +6,13 @@
 //! that FIFO. Async messages (notices, notifications, parameter status) never take a slot. After an
 //! error in the extended protocol the server skips to the next Sync, and so does the queue. Everything
 //! kept is capped; large messages are counted, not buffered.
+//!
+//! This file is the state machine; beside it: `wire.rs` (framing, header checks, primitive readers),
+//! `messages.rs` (the bodies decoded), `exchange.rs` (an exchange being assembled, and the
+//! [`Exchange`] it becomes), `sql.rs` (SQL text kept, secrets masked).
 
+mod exchange;
+mod messages;
 mod sql;
 #[cfg(test)]
 mod tests;
@@ -16,37 +22,24 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use crate::redact::{MASK, is_secret_name};
-use crate::{Detail, Direction, Exchange, Micros, PgError, PgExchange, Protocol, ROW_SAMPLE, TEXT_CAP};
-use wire::{ELLIPSIS, Frame, Framer, Framing, MAX_BUFFERED, OVERSIZE_PREFIX, Progress, Reader, hex, text};
+use crate::{Direction, Exchange, Micros, PgError, TEXT_CAP};
+use exchange::Open;
+use messages::{
+    NAME_CAP, NOTICE_CAP, VALUE_CAP, read_error, read_formats, read_params, read_params_with, read_row,
+    read_row_description,
+};
+use wire::{Frame, Framer, Framing, MAX_BUFFERED, OVERSIZE_PREFIX, Progress, Reader, body_len, text};
 
 const SSL_REQUEST: i32 = 80_877_103;
 const GSSENC_REQUEST: i32 = 80_877_104;
 const CANCEL_REQUEST: i32 = 80_877_102;
-/// The server rejects longer startup packets.
-const MAX_STARTUP_LEN: usize = 10_000;
-/// Longest message other than DataRow/CopyData a sane peer sends (PostgreSQL's MaxAllocSize).
-const MAX_MESSAGE_LEN: usize = 1 << 30;
 /// Requests awaiting a response before the parser gives up.
 const MAX_PENDING: usize = 8192;
 /// Prepared statements and portals remembered per connection.
 const MAX_NAMES: usize = 1024;
-/// Longest parameter / column value / notice kept.
-const VALUE_CAP: usize = 1024;
-const NOTICE_CAP: usize = 2048;
-const NAME_CAP: usize = 256;
-const PARAMS_KEPT: usize = 256;
-const SAMPLE_COLUMNS: usize = 64;
-const COLUMNS_KEPT: usize = 1664;
-const NOTICES_KEPT: usize = 32;
-const TAGS_KEPT: usize = 64;
 const STARTUP_PARAMS_KEPT: usize = 64;
 /// Error attached to pipelined requests the server skipped after an earlier error.
 const SKIPPED: &str = "skipped after error";
-
-/// Message types a client sends after startup.
-const CLIENT_TAGS: &[u8] = b"QPBDECSHXdcfpF";
-/// Message types a server sends.
-const SERVER_TAGS: &[u8] = b"RKSZTDCIENA123tnsGHWdcVv";
 
 /// Passive parser of one PostgreSQL connection; see the module docs.
 #[derive(Debug)]
@@ -146,114 +139,6 @@ enum Pending {
     Sync {
         held: Option<Box<Open>>,
     },
-}
-
-/// An exchange being assembled.
-#[derive(Debug)]
-struct Open {
-    kind: &'static str,
-    started_at: Micros,
-    finished_at: Option<Micros>,
-    sql: Option<Arc<str>>,
-    params: Vec<Option<String>>,
-    /// Execute: the portal it runs (SQL, params, result formats) and its name (for Describe columns).
-    bound: Option<Arc<Portal>>,
-    portal_name: String,
-    columns_resolved: bool,
-    columns: Vec<String>,
-    formats: Vec<i16>,
-    /// RowDescriptions seen (only the first result set is sampled).
-    descriptions: u32,
-    tags: Vec<String>,
-    rows: u64,
-    sample_rows: Vec<Vec<Option<String>>>,
-    error: Option<PgError>,
-    notices: Vec<String>,
-    tx_status: Option<char>,
-    startup: Vec<(String, String)>,
-    /// COPY bytes (to the server, to the client).
-    copy: Option<(u64, u64)>,
-}
-
-impl Open {
-    fn new(kind: &'static str, started_at: Micros) -> Self {
-        Self {
-            kind,
-            started_at,
-            finished_at: None,
-            sql: None,
-            params: Vec::new(),
-            bound: None,
-            portal_name: String::new(),
-            columns_resolved: true,
-            columns: Vec::new(),
-            formats: Vec::new(),
-            descriptions: 0,
-            tags: Vec::new(),
-            rows: 0,
-            sample_rows: Vec::new(),
-            error: None,
-            notices: Vec::new(),
-            tx_status: None,
-            startup: Vec::new(),
-            copy: None,
-        }
-    }
-
-    /// Whether the next DataRow should be decoded for the sample.
-    fn wants_sample(&self) -> bool {
-        let first_result = match self.bound {
-            Some(_) => true,
-            None => self.descriptions <= 1,
-        };
-        first_result && self.sample_rows.len() < ROW_SAMPLE
-    }
-
-    fn notice(&mut self, message: String) {
-        if self.notices.len() < NOTICES_KEPT {
-            self.notices.push(message);
-        }
-    }
-
-    fn into_exchange(self, seq: u64) -> Exchange {
-        let (sql, params) = match self.bound {
-            Some(portal) => (portal.sql.clone().or(self.sql), portal.params.clone()),
-            None => (self.sql, self.params),
-        };
-        let mut rows = self.rows;
-        let mut command_tag = (!self.tags.is_empty()).then(|| self.tags.join("; "));
-        if let Some((to_server, to_client)) = self.copy {
-            if rows == 0 {
-                let last = self.tags.last().map(String::as_str).unwrap_or_default();
-                rows = last.strip_prefix("COPY ").and_then(|n| n.parse().ok()).unwrap_or(0);
-            }
-            let bytes = match (to_server, to_client) {
-                (n, 0) if n > 0 => format!("{n} bytes in"),
-                (0, n) => format!("{n} bytes out"),
-                (i, o) => format!("{i} bytes in, {o} bytes out"),
-            };
-            command_tag = Some(format!("{} ({bytes})", command_tag.as_deref().unwrap_or("COPY")));
-        }
-        Exchange {
-            seq,
-            protocol: Protocol::Postgres,
-            started_at: self.started_at,
-            finished_at: self.finished_at,
-            detail: Detail::Postgres(PgExchange {
-                kind: self.kind.to_string(),
-                sql: sql.map(|s| s.to_string()),
-                params,
-                command_tag,
-                rows,
-                columns: self.columns,
-                sample_rows: self.sample_rows,
-                error: self.error,
-                notices: self.notices,
-                tx_status: self.tx_status,
-                startup: self.startup,
-            }),
-        }
-    }
 }
 
 impl Default for PostgresParser {
@@ -491,12 +376,12 @@ impl PostgresParser {
             0 => self.on_startup_packet(r, started_at, out),
             b'Q' => {
                 let mut open = Open::new("query", started_at);
-                open.sql = r.cstr().map(|q| prepare_sql(q).0);
+                open.sql = r.cstr().map(|q| sql::prepare(q).0);
                 self.push(Pending::Simple(Box::new(open)), out);
             }
             b'P' => {
                 let name = text(r.cstr().unwrap_or_default(), NAME_CAP);
-                let (sql, secret_params) = prepare_sql(r.cstr().unwrap_or_default());
+                let (sql, secret_params) = sql::prepare(r.cstr().unwrap_or_default());
                 let statement = Arc::new(Statement { sql: sql.clone(), secret_params });
                 insert_capped(&mut self.statements, name.clone(), statement);
                 self.group_started.get_or_insert(started_at);
@@ -878,14 +763,6 @@ impl PostgresParser {
     }
 }
 
-impl Open {
-    fn command_tag_from(&mut self, tag: String) {
-        if self.tags.len() < TAGS_KEPT {
-            self.tags.push(tag);
-        }
-    }
-}
-
 /// The exchange for a failed Parse/Bind/Describe/Close that no Execute followed.
 fn failed_request(pending: Pending) -> Option<Box<Open>> {
     let (started_at, sql, bound) = match pending {
@@ -901,44 +778,6 @@ fn failed_request(pending: Pending) -> Option<Box<Open>> {
     Some(Box::new(open))
 }
 
-/// Validates a header; returns the body length.
-fn body_len(dir: Direction, framing: Framing, tag: u8, len: i32) -> Option<usize> {
-    let len = usize::try_from(len).ok().filter(|&l| l >= 4)?;
-    let body = len - 4;
-    if framing == Framing::Untyped {
-        return (8..=MAX_STARTUP_LEN).contains(&len).then_some(body);
-    }
-    let (known, fixed): (&[u8], Option<usize>) = match dir {
-        Direction::ToService => (CLIENT_TAGS, matches!(tag, b'S' | b'H' | b'X' | b'c').then_some(0)),
-        Direction::ToClient => (
-            SERVER_TAGS,
-            match tag {
-                b'Z' => Some(1),
-                b'1' | b'2' | b'3' | b'n' | b's' | b'I' | b'c' => Some(0),
-                _ => None,
-            },
-        ),
-    };
-    if !known.contains(&tag) || fixed.is_some_and(|f| f != body) {
-        return None;
-    }
-    let large = tag == b'd' || (dir == Direction::ToClient && tag == b'D');
-    (large || body <= MAX_MESSAGE_LEN).then_some(body)
-}
-
-/// SQL text: capped, secret literals masked, and which `$n` look secret.
-fn prepare_sql(raw: &[u8]) -> (Arc<str>, Vec<u32>) {
-    let capped = raw.len() > TEXT_CAP;
-    let sql = text(&raw[..raw.len().min(TEXT_CAP + 4)], TEXT_CAP);
-    let body = if capped { sql.strip_suffix(ELLIPSIS).unwrap_or(&sql) } else { &sql };
-    let secrets = sql::scan(body);
-    let mut redacted = secrets.redact(body);
-    if capped {
-        redacted.push_str(ELLIPSIS);
-    }
-    (Arc::from(redacted), secrets.params)
-}
-
 fn insert_capped<V>(map: &mut HashMap<String, V>, key: String, value: V) {
     if map.len() >= MAX_NAMES
         && !map.contains_key(&key)
@@ -947,124 +786,4 @@ fn insert_capped<V>(map: &mut HashMap<String, V>, key: String, value: V) {
         map.remove(&evict);
     }
     map.insert(key, value);
-}
-
-/// Format codes: an int16 count, then the codes.
-fn read_formats(r: &mut Reader<'_>) -> Vec<i16> {
-    let n = r.i16().unwrap_or(0).max(0) as usize;
-    (0..n).map_while(|_| r.i16()).collect()
-}
-
-/// Format of column / parameter `i` given Bind-style codes (none: text; one: all; else per index).
-fn format_of(formats: &[i16], i: usize) -> i16 {
-    match formats {
-        [] => 0,
-        [one] => *one,
-        many => many.get(i).copied().unwrap_or(0),
-    }
-}
-
-/// Bind's parameter formats and values.
-fn read_params(r: &mut Reader<'_>, secret: impl Fn(usize) -> bool) -> Vec<Option<String>> {
-    let formats = read_formats(r);
-    read_params_with(r, &formats, secret)
-}
-
-fn read_params_with(r: &mut Reader<'_>, formats: &[i16], secret: impl Fn(usize) -> bool) -> Vec<Option<String>> {
-    let n = r.i16().unwrap_or(0).max(0) as usize;
-    let mut params = Vec::with_capacity(n.min(PARAMS_KEPT + 1));
-    for i in 0..n {
-        let Some(len) = r.i32() else { break };
-        let value = usize::try_from(len).ok().map(|len| {
-            let bytes = r.take_up_to(len);
-            if secret(i) {
-                MASK.to_string()
-            } else if format_of(formats, i) == 1 {
-                hex(bytes, VALUE_CAP)
-            } else {
-                text(bytes, VALUE_CAP)
-            }
-        });
-        if i < PARAMS_KEPT {
-            params.push(value);
-        } else if i == n - 1 {
-            params.push(Some(format!("{ELLIPSIS} {} more", n - PARAMS_KEPT)));
-        }
-    }
-    params
-}
-
-fn read_row_description(mut r: Reader<'_>) -> (Vec<String>, Vec<i16>) {
-    let n = r.i16().unwrap_or(0).max(0) as usize;
-    let (mut names, mut formats) = (Vec::new(), Vec::new());
-    for _ in 0..n.min(COLUMNS_KEPT) {
-        let Some(name) = r.cstr() else { break };
-        // Table OID, attribute number, type OID, type size, type modifier, then the format code.
-        let format = r.take(16).and_then(|_| r.i16()).unwrap_or(0);
-        names.push(text(name, NAME_CAP));
-        formats.push(format);
-    }
-    (names, formats)
-}
-
-/// One DataRow for the sample: text columns as text, binary as hex, secret-looking columns masked.
-fn read_row(mut r: Reader<'_>, columns: &[String], formats: &[i16]) -> Vec<Option<String>> {
-    let n = r.i16().unwrap_or(0).max(0) as usize;
-    let mut row = Vec::new();
-    for i in 0..n.min(SAMPLE_COLUMNS) {
-        let Some(len) = r.i32() else {
-            row.push(Some(ELLIPSIS.to_string()));
-            break;
-        };
-        let Ok(len) = usize::try_from(len) else {
-            row.push(None);
-            continue;
-        };
-        let bytes = r.take_up_to(len.min(VALUE_CAP + 4));
-        let cut = len > bytes.len();
-        let value = if columns.get(i).is_some_and(|c| is_secret_name(c)) {
-            MASK.to_string()
-        } else if format_of(formats, i) == 1 {
-            hex(bytes, VALUE_CAP)
-        } else {
-            text(bytes, VALUE_CAP)
-        };
-        row.push(Some(value));
-        if cut {
-            // The rest of this value (maybe unbuffered) precedes the next column.
-            let skipped = r.take_up_to(len - bytes.len()).len();
-            if skipped < len - bytes.len() {
-                if let Some(Some(last)) = row.last_mut()
-                    && last != MASK
-                    && !last.ends_with(ELLIPSIS)
-                {
-                    last.push_str(ELLIPSIS);
-                }
-                break;
-            }
-        }
-    }
-    row
-}
-
-/// ErrorResponse / NoticeResponse fields.
-fn read_error(mut r: Reader<'_>) -> PgError {
-    let mut error =
-        PgError { severity: String::new(), sqlstate: String::new(), message: String::new(), position: None };
-    let mut localized = String::new();
-    while let Some(code) = r.u8().filter(|&c| c != 0) {
-        let Some(value) = r.cstr() else { break };
-        match code {
-            b'S' => localized = text(value, 32),
-            b'V' => error.severity = text(value, 32),
-            b'C' => error.sqlstate = text(value, 16),
-            b'M' => error.message = text(value, NOTICE_CAP),
-            b'P' => error.position = std::str::from_utf8(value).ok().and_then(|p| p.parse().ok()),
-            _ => {}
-        }
-    }
-    if error.severity.is_empty() {
-        error.severity = localized;
-    }
-    error
 }

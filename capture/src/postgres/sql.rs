@@ -1,9 +1,13 @@
 //! Just enough SQL lexing to find values bound to secret-looking columns: `password = $1`,
 //! `api_key = 'literal'`, `PASSWORD 'x'`, `crypt($1, ...)` compared to a secret column, and the
 //! positions of `INSERT INTO t (cols) VALUES (...)`. A heuristic: it errs towards masking.
+//! [`prepare`] gives the SQL text the parser keeps: capped, secret literals masked.
 
 use std::ops::Range;
+use std::sync::Arc;
 
+use super::wire::{ELLIPSIS, text};
+use crate::TEXT_CAP;
 use crate::redact::{MASK, is_secret_name};
 
 /// Tokens lexed per statement text before giving up (texts are capped anyway).
@@ -307,6 +311,19 @@ fn dollar_quote(b: &[u8], i: usize) -> Option<usize> {
 fn find(haystack: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
     let rest = haystack.get(from..)?;
     rest.windows(needle.len()).position(|w| w == needle).map(|p| from + p)
+}
+
+/// SQL text: capped, secret literals masked, and which `$n` look secret.
+pub(super) fn prepare(raw: &[u8]) -> (Arc<str>, Vec<u32>) {
+    let capped = raw.len() > TEXT_CAP;
+    let sql = text(&raw[..raw.len().min(TEXT_CAP + 4)], TEXT_CAP);
+    let body = if capped { sql.strip_suffix(ELLIPSIS).unwrap_or(&sql) } else { &sql };
+    let secrets = scan(body);
+    let mut redacted = secrets.redact(body);
+    if capped {
+        redacted.push_str(ELLIPSIS);
+    }
+    (Arc::from(redacted), secrets.params)
 }
 
 #[cfg(test)]

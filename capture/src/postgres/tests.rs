@@ -2,7 +2,9 @@
 
 use proptest::prelude::*;
 
+use super::wire::ELLIPSIS;
 use super::*;
+use crate::{Detail, PgExchange, ROW_SAMPLE};
 use Direction::{ToClient as S, ToService as C};
 
 // ---- builders ----

@@ -1,12 +1,22 @@
 //! Framing of the PostgreSQL v3 wire protocol (a type byte and an int32 length, or a bare length
-//! for the client's first packets) plus bounds-checked readers and text helpers for message bodies.
+//! for the client's first packets), the check of each header (known type, sane length), plus
+//! bounds-checked readers (integers, cstrings) and text helpers for message bodies.
 
-use crate::Micros;
+use crate::{Direction, Micros};
 
 /// Body bytes a message may have and still be buffered whole.
 pub(super) const MAX_BUFFERED: usize = 16 << 20;
 /// Prefix kept of a message larger than [`MAX_BUFFERED`]; the rest is only counted.
 pub(super) const OVERSIZE_PREFIX: usize = 64 << 10;
+/// The server rejects longer startup packets.
+const MAX_STARTUP_LEN: usize = 10_000;
+/// Longest message other than DataRow/CopyData a sane peer sends (PostgreSQL's MaxAllocSize).
+const MAX_MESSAGE_LEN: usize = 1 << 30;
+
+/// Message types a client sends after startup.
+const CLIENT_TAGS: &[u8] = b"QPBDECSHXdcfpF";
+/// Message types a server sends.
+const SERVER_TAGS: &[u8] = b"RKSZTDCIENA123tnsGHWdcVv";
 
 /// How the next message of a direction is framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,6 +132,31 @@ impl Framer {
         self.body = Vec::with_capacity(self.keep.min(OVERSIZE_PREFIX));
         self.in_body = true;
     }
+}
+
+/// Validates a header; returns the body length.
+pub(super) fn body_len(dir: Direction, framing: Framing, tag: u8, len: i32) -> Option<usize> {
+    let len = usize::try_from(len).ok().filter(|&l| l >= 4)?;
+    let body = len - 4;
+    if framing == Framing::Untyped {
+        return (8..=MAX_STARTUP_LEN).contains(&len).then_some(body);
+    }
+    let (known, fixed): (&[u8], Option<usize>) = match dir {
+        Direction::ToService => (CLIENT_TAGS, matches!(tag, b'S' | b'H' | b'X' | b'c').then_some(0)),
+        Direction::ToClient => (
+            SERVER_TAGS,
+            match tag {
+                b'Z' => Some(1),
+                b'1' | b'2' | b'3' | b'n' | b's' | b'I' | b'c' => Some(0),
+                _ => None,
+            },
+        ),
+    };
+    if !known.contains(&tag) || fixed.is_some_and(|f| f != body) {
+        return None;
+    }
+    let large = tag == b'd' || (dir == Direction::ToClient && tag == b'D');
+    (large || body <= MAX_MESSAGE_LEN).then_some(body)
 }
 
 /// Bounds-checked big-endian reader over a (possibly truncated) message body.

@@ -4,7 +4,13 @@
 //! reads it from disk and derives the schema published at [`SCHEMA_ID`] (committed as
 //! `schemas/pconnect.schema.json`, kept current by `pconnect/tests/project_files.rs`).
 
+mod find;
+mod interpolate;
 pub mod load;
+mod locate;
+mod problem;
+mod suggest;
+mod yaml;
 
 pub use load::{LoadError, Loaded, Problem, find, load, parse};
 pub use pconnect_proto::project::ProjectSpec;
