@@ -1,28 +1,27 @@
 //! pconnect-hub: the relay a team runs. Agents dial it over TLS + HTTP/2; it authenticates them,
 //! keeps the routing table of live services, and relays tunnel streams between agents.
 //!
+//! The folders say what it is: [`conn`] (agent port, forward and reverse links, routing),
+//! [`features`] (shares, links, debug sessions, members) behind the RPC layer (`rpc`), the public
+//! HTTP `ingress`, and the [`store`].
+//!
 //! `run(config, listeners, shutdown)` is the whole server; listeners are injected so tests (and the
 //! agent's embedded local hub) bind port 0 and run many hubs side by side.
 
-pub mod admin;
-pub mod admission;
-mod agent_conn;
 pub mod audit;
 pub mod auth;
-mod debug;
-mod forward;
+pub mod cli;
+pub mod conn;
+pub mod features;
 mod ingress;
-mod join_limiter;
-mod links;
-mod live_shares;
-mod reverse;
-mod routes;
 mod rpc;
-mod shares;
 mod state;
 pub mod store;
 pub mod tls;
 pub mod ui;
+
+pub use conn::admission;
+pub use features::members;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -142,8 +141,8 @@ pub async fn prepare(config: HubConfig, listeners: Listeners) -> Result<Prepared
         fingerprint: identity.fingerprint(),
     };
     let link_base = match https {
-        Some(addr) => links::LinkBase { scheme: "https", domain: config.domain.clone(), port: addr.port() },
-        None => links::LinkBase { scheme: "http", domain: config.domain.clone(), port: info.http.port() },
+        Some(addr) => features::links::LinkBase { scheme: "https", domain: config.domain.clone(), port: addr.port() },
+        None => features::links::LinkBase { scheme: "http", domain: config.domain.clone(), port: info.http.port() },
     };
     let ingress_tls = identity.ingress_config()?;
     let hub = Hub::new(config, store, identity.server_config()?, link_base);
@@ -159,11 +158,11 @@ impl Prepared {
         let hub = self.hub;
         let grace = hub.config.grace;
         let deadline = CancellationToken::new();
-        let stop = agent_conn::Stop { drain: shutdown.clone(), cut: deadline.clone() };
-        tasks.spawn(agent_conn::accept_loop(hub.clone(), self.listeners.agents, stop.clone(), tasks.clone()));
+        let stop = conn::agent_port::Stop { drain: shutdown.clone(), cut: deadline.clone() };
+        tasks.spawn(conn::agent_port::accept_loop(hub.clone(), self.listeners.agents, stop.clone(), tasks.clone()));
         let https = self.listeners.https.map(|l| (l, tokio_rustls::TlsAcceptor::from(self.ingress_tls)));
         tasks.spawn(ingress::serve(hub.clone(), self.listeners.http, https, stop, tasks.clone()));
-        tasks.spawn(admin::listen(hub.clone(), shutdown.clone()));
+        tasks.spawn(members::listen(hub.clone(), shutdown.clone()));
         tasks.spawn(state::recheck_members_periodically(hub.clone(), shutdown.clone()));
         shutdown.cancelled().await;
         // Debug sessions' streams never end by themselves: end the sessions so the drain can finish.

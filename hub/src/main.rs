@@ -1,111 +1,10 @@
-//! `pconnect-hub`: parse arguments, set up logging, call the library. No decisions here.
+//! `pconnect-hub`: parse arguments, set up logging, raise the open-files limit, run, map the outcome
+//! to an exit code. The command line itself is `pconnect_hub::cli`.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use pconnect_hub::admission::Caps;
-use pconnect_hub::{HubConfig, Listeners};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-
-#[derive(Parser)]
-#[command(name = "pconnect-hub", version, about = "The pconnect relay a team runs")]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run the hub.
-    Serve(Box<ServeArgs>),
-    /// Manage the members of a workspace (`default` unless --workspace says otherwise).
-    Member {
-        #[command(subcommand)]
-        command: MemberCommand,
-    },
-}
-
-#[derive(clap::Args)]
-struct ServeArgs {
-    /// Directory for the store, certificate and admin socket.
-    #[arg(long, env = "PCONNECT_HUB_DATA")]
-    data: PathBuf,
-    /// TLS address agents dial (port 0 picks a free port).
-    #[arg(long, default_value = "0.0.0.0:7779")]
-    listen: SocketAddr,
-    /// Plain HTTP address (`/healthz`, public links).
-    #[arg(long, default_value = "0.0.0.0:7780")]
-    http: SocketAddr,
-    /// HTTPS address for public links (HTTP/2 by ALPN; uses --cert/--key or the self-signed one).
-    #[arg(long)]
-    https: Option<SocketAddr>,
-    /// Domain public links live under: <sub>.<domain>.
-    #[arg(long, default_value = "localhost")]
-    domain: String,
-    /// Time a public-link client has to send a request head (e.g. 10s).
-    #[arg(long, default_value = "10s", value_parser = parse_timeout)]
-    header_timeout: std::time::Duration,
-    /// On SIGTERM/SIGINT, how long streams in flight may finish before they are cut (a second
-    /// signal exits at once).
-    #[arg(long, default_value = "10s", value_parser = parse_timeout)]
-    grace: std::time::Duration,
-    /// An ingress connection with no request in flight is closed after this (e.g. 60s).
-    #[arg(long, default_value = "60s", value_parser = parse_timeout)]
-    idle_timeout: std::time::Duration,
-    /// Most connections the public ingress holds at once (default: half the open-files limit).
-    #[arg(long)]
-    max_connections: Option<usize>,
-    /// Most ingress connections one client address holds at once (default: 256, at most half
-    /// of --max-connections).
-    #[arg(long)]
-    max_connections_per_ip: Option<usize>,
-    /// A proxy in front of the ingress (CIDR, repeatable) whose X-Forwarded-For is believed.
-    #[arg(long = "trust-proxy", value_name = "CIDR", value_parser = parse_cidr)]
-    trust_proxy: Vec<pconnect_proto::link::Cidr>,
-    /// PEM certificate to present instead of the generated self-signed one.
-    #[arg(long, requires = "key")]
-    cert: Option<PathBuf>,
-    /// PEM private key of --cert.
-    #[arg(long, requires = "cert")]
-    key: Option<PathBuf>,
-}
-
-#[derive(Subcommand)]
-enum MemberCommand {
-    /// Add a member and print their token (once).
-    Add {
-        name: String,
-        #[arg(long, env = "PCONNECT_HUB_DATA")]
-        data: PathBuf,
-        /// Make the member a workspace admin.
-        #[arg(long)]
-        admin: bool,
-        /// Workspace to add the member to (created when new).
-        #[arg(long, default_value = "default")]
-        workspace: String,
-    },
-    /// List members.
-    List {
-        #[arg(long, env = "PCONNECT_HUB_DATA")]
-        data: PathBuf,
-        /// Workspace whose members to list.
-        #[arg(long, default_value = "default")]
-        workspace: String,
-    },
-    /// Remove a member: their token stops working, and a running hub ends their agents' links,
-    /// public links, shares, debug sessions and tunnels at once.
-    Remove {
-        name: String,
-        #[arg(long, env = "PCONNECT_HUB_DATA")]
-        data: PathBuf,
-        /// Workspace the member belongs to.
-        #[arg(long, default_value = "default")]
-        workspace: String,
-    },
-}
+use clap::Parser;
+use pconnect_hub::cli::{self, Cli};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -115,91 +14,11 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     pconnect_hub::admission::raise_open_files_limit();
-    match run(cli).await {
+    match cli::run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             pconnect_hub::ui::error(&e);
             ExitCode::FAILURE
         }
     }
-}
-
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    use pconnect_hub::{admin, ui};
-    match cli.command {
-        Command::Serve(args) => {
-            let ServeArgs {
-                data,
-                listen,
-                http,
-                https,
-                domain,
-                header_timeout,
-                grace,
-                idle_timeout,
-                max_connections,
-                max_connections_per_ip,
-                trust_proxy,
-                cert,
-                key,
-            } = *args;
-            let https = match https {
-                Some(addr) => Some(bind(addr, "HTTPS").await?),
-                None => None,
-            };
-            let listeners = Listeners { agents: bind(listen, "agent").await?, http: bind(http, "HTTP").await?, https };
-            let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-            let defaults = HubConfig::new(data);
-            let total = max_connections.unwrap_or(defaults.ingress_caps.total).max(1);
-            let per_ip = max_connections_per_ip.unwrap_or(pconnect_hub::DEFAULT_INGRESS_PER_IP.min(total / 2));
-            let ingress_caps = Caps { total, per_ip: per_ip.clamp(1, total) };
-            let config = HubConfig {
-                domain,
-                cert: cert.zip(key),
-                header_timeout,
-                grace,
-                idle_timeout,
-                ingress_caps,
-                trusted_proxies: trust_proxy,
-                ..defaults
-            };
-            let prepared = pconnect_hub::prepare(config, listeners).await?;
-            ui::serving(&prepared.info);
-            let shutdown = CancellationToken::new();
-            tokio::spawn(pconnect_hub::shutdown_on_signals(shutdown.clone()));
-            prepared.serve(shutdown).await
-        }
-        Command::Member { command: MemberCommand::Add { name, data, admin: is_admin, workspace } } => {
-            let (member, token) = admin::add_member(&data, &workspace, &name, is_admin).await?;
-            ui::member_added(&member, &token);
-            Ok(())
-        }
-        Command::Member { command: MemberCommand::List { data, workspace } } => {
-            ui::members(&admin::list_members(&data, &workspace).await?);
-            Ok(())
-        }
-        Command::Member { command: MemberCommand::Remove { name, data, workspace } } => {
-            let live = admin::remove_member(&data, &workspace, &name).await?;
-            ui::member_removed(&name, live);
-            Ok(())
-        }
-    }
-}
-
-fn parse_cidr(text: &str) -> Result<pconnect_proto::link::Cidr, String> {
-    text.parse()
-}
-
-fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
-    pconnect_proto::duration::parse_allowing_zero(text, 3600)
-        .map(std::time::Duration::from_secs)
-        .map_err(|e| e.to_string())
-}
-
-async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr).await.map_err(|e| {
-        anyhow::anyhow!(
-            "cannot listen for {what} connections on {addr}: {e}. Pick another address or stop what uses it"
-        )
-    })
 }

@@ -12,10 +12,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::HubConfig;
 use crate::audit::AuditAction;
-use crate::join_limiter::JoinLimiter;
-use crate::links::{LinkBase, LinkCache};
-use crate::live_shares::LiveShares;
-use crate::routes::Routes;
+use crate::conn::routes::Routes;
+use crate::features::links::{LinkBase, LinkCache};
+use crate::features::shares::join_limiter::JoinLimiter;
+use crate::features::shares::live::LiveShares;
 use crate::store::{MemberId, Store, StoreError, WorkspaceId};
 
 /// How often live connections are checked against the member list, besides admin pokes.
@@ -32,7 +32,7 @@ pub struct Hub {
     pub(crate) link_base: LinkBase,
     pub(crate) join_limiter: JoinLimiter,
     /// Live debug sessions (memory only).
-    pub(crate) debug: crate::debug::Registry,
+    pub(crate) debug: crate::features::debug::Registry,
     share_key: tokio::sync::OnceCell<ring::hmac::Key>,
     connections: LiveConnections,
 }
@@ -53,7 +53,7 @@ impl Hub {
             links: LinkCache::default(),
             link_base,
             join_limiter: JoinLimiter::default(),
-            debug: crate::debug::Registry::default(),
+            debug: crate::features::debug::Registry::default(),
             share_key: tokio::sync::OnceCell::new(),
             connections: LiveConnections::default(),
         })

@@ -30,9 +30,9 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::admission::{self, Admission, LogLimiter, Slot};
-use crate::agent_conn::Stop;
-use crate::links::LiveLink;
+use crate::conn::admission::{self, Admission, LogLimiter, Slot};
+use crate::conn::agent_port::Stop;
+use crate::features::links::LiveLink;
 use crate::state::Hub;
 use host::Target;
 use idle::Activity;
@@ -224,8 +224,8 @@ async fn handle(
             ok.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
             Ok(ok)
         }
-        Target::App | Target::Hub if crate::debug::http::is_debug_path(req.uri().path()) => {
-            Ok(crate::debug::http::handle(&ingress.hub, req).await.map(Either::Right))
+        Target::App | Target::Hub if crate::features::debug::http::is_debug_path(req.uri().path()) => {
+            Ok(crate::features::debug::http::handle(&ingress.hub, req).await.map(Either::Right))
         }
         Target::Hub | Target::App => page(
             StatusCode::NOT_FOUND,

@@ -16,7 +16,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use pconnect_proto::control::{ErrorBody, ErrorCode};
 
-use crate::reverse;
+use crate::conn::reverse;
 use crate::state::Hub;
 use crate::store::{MemberId, WorkspaceId};
 use pconnect_link::h2io::H2Io;

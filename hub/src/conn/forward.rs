@@ -15,11 +15,12 @@ use pconnect_proto::wire::{self, HEADER_EXPECT_OWNER, HEADER_JOIN, HEADER_SERVIC
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::agent_conn::AgentStream;
+use super::reverse;
+use crate::conn::agent_port::AgentStream;
+use crate::features::{links, shares};
 use crate::rpc::{reply, reply_error, store_error};
 use crate::state::Hub;
 use crate::store::Member;
-use crate::{links, reverse, shares};
 use pconnect_link::{heartbeat, pump, tuning};
 
 /// Most streams one forward link may open in a second. An agent opens a stream per tunnel or RPC and
@@ -93,9 +94,9 @@ async fn handle(hub: Arc<Hub>, member: Arc<Member>, request: Request<RecvStream>
         let id = id.to_string();
         match (request.method() == Method::POST, stream) {
             (true, wire::DebugStream::Events) => {
-                crate::debug::rpc::events(hub.clone(), &member, &id, request.into_body(), respond).await
+                crate::features::debug::rpc::events(hub.clone(), &member, &id, request.into_body(), respond).await
             }
-            (false, wire::DebugStream::Tail) => crate::debug::rpc::tail(&hub, &member, &id, respond).await,
+            (false, wire::DebugStream::Tail) => crate::features::debug::rpc::tail(&hub, &member, &id, respond).await,
             _ => reply_error(&mut respond, &ErrorBody::new(ErrorCode::NotFound, format!("no such call: {path}"))),
         }
         return;
@@ -160,9 +161,9 @@ async fn rpc(hub: &Arc<Hub>, member: &Member, request: Request<RecvStream>) -> R
         rpc::ListLinks => |()| links::list(hub, member).await;
         rpc::RevokeLinkCall => |body| links::revoke(hub, member, &body.subdomain).await;
         rpc::UpdateLinkCall => |body| links::update(hub, member, body).await;
-        rpc::StartDebugCall => |body| crate::debug::rpc::start(hub, member, body).await;
-        rpc::ListDebug => |()| Ok(crate::debug::rpc::list(hub, member));
-        rpc::StopDebugCall => |body| crate::debug::rpc::stop(hub, member, &body.id).await;
+        rpc::StartDebugCall => |body| crate::features::debug::rpc::start(hub, member, body).await;
+        rpc::ListDebug => |()| Ok(crate::features::debug::rpc::list(hub, member));
+        rpc::StopDebugCall => |body| crate::features::debug::rpc::stop(hub, member, &body.id).await;
     }
     Err(ErrorBody::new(ErrorCode::NotFound, format!("no such call: {method} {path}")))
 }

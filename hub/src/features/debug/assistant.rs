@@ -10,7 +10,7 @@ use pconnect_proto::wire;
 use super::limits::Busy;
 use super::session::Session;
 use super::{insights, summary};
-use crate::reverse;
+use crate::conn::reverse;
 use crate::state::Hub;
 
 /// Longest question accepted.

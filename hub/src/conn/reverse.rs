@@ -12,8 +12,8 @@ use pconnect_proto::handshake::Hello;
 use pconnect_proto::wire::{self, LINK_AUTHORITY, TUNNEL_PROTOCOL};
 use tokio_util::sync::CancellationToken;
 
-use crate::agent_conn::AgentStream;
-use crate::routes::ReverseConn;
+use crate::conn::agent_port::AgentStream;
+use crate::conn::routes::ReverseConn;
 use crate::state::Hub;
 use crate::store::Member;
 use pconnect_link::barrier::{self, ClientLink};

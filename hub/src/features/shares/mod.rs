@@ -1,6 +1,9 @@
 //! Environment share RPCs: create, list, revoke, join, attach, and the check a tunnel through a
 //! share passes. Codes live only as HMAC(hub key, workspace, code); join tokens only as SHA-256.
 
+pub(crate) mod join_limiter;
+pub(crate) mod live;
+
 use std::sync::Arc;
 
 use bytes::Bytes;

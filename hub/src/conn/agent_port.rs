@@ -13,10 +13,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::admission::{self, Admission, LogLimiter, Slot};
+use super::{forward, reverse};
+use crate::auth;
+use crate::conn::admission::{self, Admission, LogLimiter, Slot};
 use crate::state::Hub;
 use crate::store::{Member, StoreError};
-use crate::{auth, forward, reverse};
 use pconnect_link::frames::{ReadFrameError, read_frame, write_frame};
 use pconnect_link::tuning::HANDSHAKE_TIMEOUT;
 

@@ -12,8 +12,8 @@ use pconnect_proto::wire;
 
 use super::limits::Busy;
 use super::session::Session;
-use crate::reverse;
-use crate::routes::ReverseConn;
+use crate::conn::reverse;
+use crate::conn::routes::ReverseConn;
 use crate::state::Hub;
 
 /// Headers never copied into a replay: framing and hop-by-hop ones (the hub sets its own).

@@ -1,0 +1,7 @@
+//! What the hub offers members, each behind the RPC layer ([`crate::rpc`]): environment shares,
+//! public links, debug sessions, and membership (the admin verbs and socket).
+
+pub(crate) mod debug;
+pub(crate) mod links;
+pub mod members;
+pub(crate) mod shares;
