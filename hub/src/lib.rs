@@ -109,13 +109,14 @@ pub struct HubInfo {
 }
 
 /// Opens the store in `data_dir` (creating the dir, 0700) with the default workspace present.
-pub async fn open_store(data_dir: &Path) -> Result<Arc<SqliteStore>> {
+pub async fn open_store(data_dir: &Path) -> Result<Arc<dyn Store>> {
     pconnect_link::fsutil::create_private_dir(data_dir)?;
-    let store = SqliteStore::open(&data_dir.join(STORE_FILE))
+    let sqlite = SqliteStore::open(&data_dir.join(STORE_FILE))
         .await
         .with_context(|| format!("cannot open the hub store in {}", data_dir.display()))?;
+    let store: Arc<dyn Store> = Arc::new(sqlite);
     store.ensure_workspace(store::DEFAULT_WORKSPACE).await?;
-    Ok(Arc::new(store))
+    Ok(store)
 }
 
 /// A hub ready to serve: store open, identity loaded. `serve` runs it until `shutdown`.

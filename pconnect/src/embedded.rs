@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use pconnect_hub::store::{DEFAULT_WORKSPACE, Store};
+use pconnect_hub::store::DEFAULT_WORKSPACE;
 use pconnect_hub::{HubConfig, Listeners, auth, members as admin};
 use pconnect_link::fsutil;
 use serde::{Deserialize, Serialize};

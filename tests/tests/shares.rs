@@ -219,7 +219,7 @@ fn ten_thousand_wrong_codes_get_zero_successes_a_rate_limit_and_audit_rows() {
     assert_clean_failure(&bob.run(["join", &real]), "too many wrong share codes");
 
     let audit = runtime.block_on(async {
-        use pconnect_hub::store::Store;
+        use pconnect_hub::store::AuditStore;
         let store = pconnect_hub::store::SqliteStore::open(&hub.data_dir().join("hub.db")).await.unwrap();
         store.recent_audit(1000).await.unwrap()
     });

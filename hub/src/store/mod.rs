@@ -1,17 +1,14 @@
 //! The hub's durable state behind the [`Store`] trait: workspaces, members, hashed tokens, services,
-//! the audit log and the hub's secret key. Everything that must survive a restart lives here.
+//! shares, public links, the audit log and the hub's secret key. Everything that must survive a
+//! restart lives here.
 //!
 //! Live routing (which connection serves a service) is not here: it is rebuilt as agents reconnect.
 
 mod sqlite;
 
-use std::future::Future;
-use std::pin::Pin;
+use async_trait::async_trait;
 
 pub use sqlite::SqliteStore;
-
-/// A boxed future returned by store methods (keeps [`Store`] usable as `dyn Store`).
-pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
 /// Row id of a workspace.
 pub type WorkspaceId = i64;
@@ -160,145 +157,170 @@ pub enum StoreError {
     Database(String),
 }
 
-/// The hub's persistence. Every write is durable when its future resolves.
-pub trait Store: Send + Sync + 'static {
+/// The hub's persistence: every entity's store in one. Every write is durable when its future
+/// resolves. A store implements the entity traits below (one file each in its module) and gets
+/// `Store` from the blanket impl; the hub holds it as `Arc<dyn Store>`.
+pub trait Store: MemberStore + ServiceStore + ShareStore + LinkStore + AuditStore + SecretStore {}
+
+impl<T: MemberStore + ServiceStore + ShareStore + LinkStore + AuditStore + SecretStore> Store for T {}
+
+/// Workspaces, their members and the members' token hashes.
+#[async_trait]
+pub trait MemberStore: Send + Sync + 'static {
     /// Returns the id of the workspace with this name, creating it when missing.
-    fn ensure_workspace<'a>(&'a self, name: &'a str) -> StoreFuture<'a, WorkspaceId>;
+    async fn ensure_workspace(&self, name: &str) -> Result<WorkspaceId, StoreError>;
 
     /// The id of the workspace with this name, if it exists.
-    fn find_workspace<'a>(&'a self, name: &'a str) -> StoreFuture<'a, Option<WorkspaceId>>;
+    async fn find_workspace(&self, name: &str) -> Result<Option<WorkspaceId>, StoreError>;
 
     /// Adds a member with the SHA-256 of their token. Fails with `AlreadyExists` for a taken name.
-    fn add_member<'a>(
-        &'a self,
+    async fn add_member(
+        &self,
         workspace: WorkspaceId,
-        name: &'a str,
-        token_hash: &'a [u8; 32],
+        name: &str,
+        token_hash: &[u8; 32],
         is_admin: bool,
-    ) -> StoreFuture<'a, Member>;
+    ) -> Result<Member, StoreError>;
 
     /// Replaces a member's token hash, creating the member when missing (embedded hub login).
-    fn set_member_token<'a>(
-        &'a self,
+    async fn set_member_token(
+        &self,
         workspace: WorkspaceId,
-        name: &'a str,
-        token_hash: &'a [u8; 32],
+        name: &str,
+        token_hash: &[u8; 32],
         is_admin: bool,
-    ) -> StoreFuture<'a, Member>;
+    ) -> Result<Member, StoreError>;
 
     /// Members of a workspace, by name.
-    fn list_members(&self, workspace: WorkspaceId) -> StoreFuture<'_, Vec<Member>>;
+    async fn list_members(&self, workspace: WorkspaceId) -> Result<Vec<Member>, StoreError>;
 
     /// Removes a member and everything they own (their token stops working). `NotFound` if absent.
-    fn remove_member<'a>(&'a self, workspace: WorkspaceId, name: &'a str) -> StoreFuture<'a, Member>;
+    async fn remove_member(&self, workspace: WorkspaceId, name: &str) -> Result<Member, StoreError>;
 
     /// The member holding a token, by the token's SHA-256.
-    fn member_by_token<'a>(&'a self, token_hash: &'a [u8; 32]) -> StoreFuture<'a, Option<Member>>;
+    async fn member_by_token(&self, token_hash: &[u8; 32]) -> Result<Option<Member>, StoreError>;
 
     /// The member with this id, if they still exist.
-    fn member_by_id(&self, id: MemberId) -> StoreFuture<'_, Option<Member>>;
+    async fn member_by_id(&self, id: MemberId) -> Result<Option<Member>, StoreError>;
+}
 
+/// Services registered by members, one owner per name in a workspace.
+#[async_trait]
+pub trait ServiceStore: Send + Sync + 'static {
     /// Registers (or re-registers) a service for `owner`. `ServiceOwned` when another member owns
     /// the name; the same owner may re-register with another port.
-    fn upsert_service<'a>(&'a self, owner: &'a Member, name: &'a str, port: u16) -> StoreFuture<'a, ServiceRow>;
+    async fn upsert_service(&self, owner: &Member, name: &str, port: u16) -> Result<ServiceRow, StoreError>;
 
     /// Forgets services of `owner` by name; names they do not own are ignored. Returns how many went.
-    fn remove_services<'a>(&'a self, owner: &'a Member, names: &'a [String]) -> StoreFuture<'a, u64>;
+    async fn remove_services(&self, owner: &Member, names: &[String]) -> Result<u64, StoreError>;
 
     /// All services of a workspace, by name.
-    fn list_services(&self, workspace: WorkspaceId) -> StoreFuture<'_, Vec<ServiceRow>>;
+    async fn list_services(&self, workspace: WorkspaceId) -> Result<Vec<ServiceRow>, StoreError>;
 
     /// One service of a workspace.
-    fn service<'a>(&'a self, workspace: WorkspaceId, name: &'a str) -> StoreFuture<'a, Option<ServiceRow>>;
+    async fn service(&self, workspace: WorkspaceId, name: &str) -> Result<Option<ServiceRow>, StoreError>;
+}
 
-    /// Appends to the audit log.
-    fn audit<'a>(
-        &'a self,
-        workspace: Option<WorkspaceId>,
-        member: Option<&'a str>,
-        action: &'a str,
-        detail: &'a str,
-    ) -> StoreFuture<'a, ()>;
-
-    /// The newest `limit` audit entries, newest first.
-    fn recent_audit(&self, limit: u32) -> StoreFuture<'_, Vec<AuditEntry>>;
-
-    /// The hub's 32-byte secret key (for keyed hashes of short codes); created on first use.
-    fn secret_key(&self) -> StoreFuture<'_, [u8; 32]>;
-
+/// Environment shares, their routes, and the members admitted to them.
+#[async_trait]
+pub trait ShareStore: Send + Sync + 'static {
     /// Creates a share. `AlreadyExists` when a share (live or dead) already has this code hash,
     /// so the caller draws another code.
-    fn create_share<'a>(
-        &'a self,
-        creator: &'a Member,
-        code_hash: &'a [u8; 32],
-        name: Option<&'a str>,
+    async fn create_share(
+        &self,
+        creator: &Member,
+        code_hash: &[u8; 32],
+        name: Option<&str>,
         expires_at: i64,
-        routes: &'a [ShareRoute],
-        project: Option<&'a str>,
-    ) -> StoreFuture<'a, ShareRow>;
+        routes: &[ShareRoute],
+        project: Option<&str>,
+    ) -> Result<ShareRow, StoreError>;
 
     /// Moves a share's expiry (it keeps its code and its joiners). `NotFound` if absent.
-    fn set_share_expiry(&self, id: ShareId, expires_at: i64) -> StoreFuture<'_, ()>;
+    async fn set_share_expiry(&self, id: ShareId, expires_at: i64) -> Result<(), StoreError>;
 
     /// The share of a workspace with this code hash (live or not; the caller checks).
-    fn share_by_code<'a>(
-        &'a self,
-        workspace: WorkspaceId,
-        code_hash: &'a [u8; 32],
-    ) -> StoreFuture<'a, Option<ShareRow>>;
+    async fn share_by_code(&self, workspace: WorkspaceId, code_hash: &[u8; 32])
+    -> Result<Option<ShareRow>, StoreError>;
 
     /// A share by id.
-    fn share_by_id(&self, id: ShareId) -> StoreFuture<'_, Option<ShareRow>>;
+    async fn share_by_id(&self, id: ShareId) -> Result<Option<ShareRow>, StoreError>;
 
     /// Shares created by `creator` that are neither revoked nor expired at `now`, newest first.
-    fn active_shares_of(&self, creator: MemberId, now: i64) -> StoreFuture<'_, Vec<ShareRow>>;
+    async fn active_shares_of(&self, creator: MemberId, now: i64) -> Result<Vec<ShareRow>, StoreError>;
 
     /// Every share, in any workspace, neither revoked nor expired at `now` (expiry timers at start).
-    fn active_shares(&self, now: i64) -> StoreFuture<'_, Vec<ShareRow>>;
+    async fn active_shares(&self, now: i64) -> Result<Vec<ShareRow>, StoreError>;
 
     /// Marks a share revoked at `now`; false when it already was (or does not exist).
-    fn revoke_share(&self, id: ShareId, now: i64) -> StoreFuture<'_, bool>;
+    async fn revoke_share(&self, id: ShareId, now: i64) -> Result<bool, StoreError>;
 
     /// Admits a member to a share under a join token's hash.
-    fn add_join<'a>(&'a self, share: ShareId, member: MemberId, token_hash: &'a [u8; 32]) -> StoreFuture<'a, JoinRow>;
+    async fn add_join(&self, share: ShareId, member: MemberId, token_hash: &[u8; 32]) -> Result<JoinRow, StoreError>;
 
     /// The admission holding a join token, with its share.
-    fn join_by_token<'a>(&'a self, token_hash: &'a [u8; 32]) -> StoreFuture<'a, Option<(JoinRow, ShareRow)>>;
+    async fn join_by_token(&self, token_hash: &[u8; 32]) -> Result<Option<(JoinRow, ShareRow)>, StoreError>;
+}
 
+/// Public links, the tombstones of their released subdomains, and their request counters.
+#[async_trait]
+pub trait LinkStore: Send + Sync + 'static {
     /// Creates a link. `AlreadyExists` when the subdomain was ever used (live, expired or revoked),
     /// so released names are never handed out again.
-    fn create_link<'a>(&'a self, owner: &'a Member, link: &'a NewLink<'a>) -> StoreFuture<'a, LinkRow>;
+    async fn create_link(&self, owner: &Member, link: &NewLink<'_>) -> Result<LinkRow, StoreError>;
 
     /// The link with this subdomain (any state; the caller checks expiry and revocation).
-    fn link_by_subdomain<'a>(&'a self, subdomain: &'a str) -> StoreFuture<'a, Option<LinkRow>>;
+    async fn link_by_subdomain(&self, subdomain: &str) -> Result<Option<LinkRow>, StoreError>;
 
     /// The owner's persistent, unrevoked link for a service, if any.
-    fn persistent_link<'a>(&'a self, owner: MemberId, service: &'a str) -> StoreFuture<'a, Option<LinkRow>>;
+    async fn persistent_link(&self, owner: MemberId, service: &str) -> Result<Option<LinkRow>, StoreError>;
 
     /// Replaces a link's policy and project (re-exposing a persistent link with other flags, or a
     /// project adopting it).
-    fn set_link_policy<'a>(&'a self, id: LinkId, policy: &'a str, project: Option<&'a str>) -> StoreFuture<'a, ()>;
+    async fn set_link_policy(&self, id: LinkId, policy: &str, project: Option<&str>) -> Result<(), StoreError>;
 
     /// Changes a link in place (it keeps its subdomain): expiry and policy. `NotFound` if absent.
-    fn update_link<'a>(&'a self, id: LinkId, expires_at: Option<i64>, policy: &'a str) -> StoreFuture<'a, ()>;
+    async fn update_link(&self, id: LinkId, expires_at: Option<i64>, policy: &str) -> Result<(), StoreError>;
 
     /// Links of `owner` not revoked and not expired at `now`, newest first.
-    fn active_links_of(&self, owner: MemberId, now: i64) -> StoreFuture<'_, Vec<LinkRow>>;
+    async fn active_links_of(&self, owner: MemberId, now: i64) -> Result<Vec<LinkRow>, StoreError>;
 
     /// Marks a link revoked at `now`; false when it already was (or does not exist).
-    fn revoke_link(&self, id: LinkId, now: i64) -> StoreFuture<'_, bool>;
+    async fn revoke_link(&self, id: LinkId, now: i64) -> Result<bool, StoreError>;
 
     /// Adds to links' request counters (flushed in batches by the ingress).
-    fn add_link_requests<'a>(&'a self, counts: &'a [(LinkId, i64)]) -> StoreFuture<'a, ()>;
+    async fn add_link_requests(&self, counts: &[(LinkId, i64)]) -> Result<(), StoreError>;
+}
+
+/// The audit log.
+#[async_trait]
+pub trait AuditStore: Send + Sync + 'static {
+    /// Appends to the audit log.
+    async fn audit(
+        &self,
+        workspace: Option<WorkspaceId>,
+        member: Option<&str>,
+        action: &str,
+        detail: &str,
+    ) -> Result<(), StoreError>;
+
+    /// The newest `limit` audit entries, newest first.
+    async fn recent_audit(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError>;
 
     /// Times (unix seconds, ascending) of audit entries of `member` in `workspace` with `action`
     /// at or after `since` (the join rate limiter counts failures with it).
-    fn audit_times<'a>(
-        &'a self,
+    async fn audit_times(
+        &self,
         workspace: WorkspaceId,
-        member: &'a str,
-        action: &'a str,
+        member: &str,
+        action: &str,
         since: i64,
-    ) -> StoreFuture<'a, Vec<i64>>;
+    ) -> Result<Vec<i64>, StoreError>;
+}
+
+/// The hub's secret key.
+#[async_trait]
+pub trait SecretStore: Send + Sync + 'static {
+    /// The hub's 32-byte secret key (for keyed hashes of short codes); created on first use.
+    async fn secret_key(&self) -> Result<[u8; 32], StoreError>;
 }

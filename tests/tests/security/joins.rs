@@ -89,7 +89,7 @@ fn wrong_code(i: usize, real: &str) -> String {
 
 fn failed_audits(hub: &Hub, runtime: &tokio::runtime::Runtime, member: &str) -> usize {
     runtime.block_on(async {
-        use pconnect_hub::store::Store;
+        use pconnect_hub::store::AuditStore;
         let store = pconnect_hub::store::SqliteStore::open(&hub.data_dir().join("hub.db")).await.unwrap();
         let audit = store.recent_audit(10_000).await.unwrap();
         audit.iter().filter(|a| a.action == "share.join_failed" && a.member.as_deref() == Some(member)).count()

@@ -1,0 +1,72 @@
+//! [`AuditStore`] on SQLite: the audit log.
+
+use async_trait::async_trait;
+use pconnect_proto::clock::now;
+
+use super::{SqliteStore, db};
+use crate::store::{AuditEntry, AuditStore, StoreError, WorkspaceId};
+
+/// id, at, workspace_id, member, action, detail.
+type AuditRecord = (i64, i64, Option<i64>, Option<String>, String, String);
+
+#[async_trait]
+impl AuditStore for SqliteStore {
+    async fn audit(
+        &self,
+        workspace: Option<WorkspaceId>,
+        member: Option<&str>,
+        action: &str,
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO audit (at, workspace_id, member, action, detail) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(now())
+        .bind(workspace)
+        .bind(member)
+        .bind(action)
+        .bind(detail)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn recent_audit(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows: Vec<AuditRecord> = sqlx::query_as(
+            "SELECT id, at, workspace_id, member, action, detail \
+             FROM audit ORDER BY id DESC LIMIT ?",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(rows.into_iter().map(audit_from).collect())
+    }
+
+    async fn audit_times(
+        &self,
+        workspace: WorkspaceId,
+        member: &str,
+        action: &str,
+        since: i64,
+    ) -> Result<Vec<i64>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT at FROM audit \
+             WHERE workspace_id = ? AND member = ? AND action = ? AND at >= ? \
+             ORDER BY at",
+        )
+        .bind(workspace)
+        .bind(member)
+        .bind(action)
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)
+    }
+}
+
+fn audit_from((id, at, workspace_id, member, action, detail): AuditRecord) -> AuditEntry {
+    AuditEntry { id, at, workspace_id, member, action, detail }
+}
