@@ -114,16 +114,20 @@ impl SqliteStore {
 
     async fn migrate(&self) -> Result<(), StoreError> {
         let migrator = migrator();
-        if let Err(first) = migrator.run(&self.pool).await {
-            // Another process opening the same new file may have applied the migration between
-            // our check and our write; a second run sees it applied and only validates it.
-            tracing::debug!(error = %first, "store migration failed once, retrying");
-            migrator
-                .run(&self.pool)
-                .await
-                .map_err(|e| StoreError::Database(format!("cannot migrate the store: {e}")))?;
+        // Another process opening the same new file may apply a migration between our check and
+        // our write; each such collision means that migration is now applied, so one more run per
+        // migration always gets past the other process.
+        let mut attempts_left = MIGRATIONS.len() + 1;
+        loop {
+            match migrator.run(&self.pool).await {
+                Ok(()) => return Ok(()),
+                Err(e) if attempts_left > 1 => {
+                    attempts_left -= 1;
+                    tracing::debug!(error = %e, "store migration collided with another opener, retrying");
+                }
+                Err(e) => return Err(StoreError::Database(format!("cannot migrate the store: {e}"))),
+            }
         }
-        Ok(())
     }
 
     /// Starts a write transaction (see [`BEGIN_WRITE`]); dropping it uncommitted rolls it back.
