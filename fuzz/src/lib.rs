@@ -53,7 +53,7 @@ pub fn control_frames(data: &[u8]) {
         if let Ok(code) = share::parse_code(text) {
             assert_eq!(share::parse_code(&code).as_ref(), Ok(&code), "a parsed code parses to itself");
         }
-        let _ = share::parse_duration(text, 7 * 86400);
+        let _ = pconnect_proto::duration::parse(text, 7 * 86400);
         let _ = link::parse_rate(text);
         let _ = link::parse_methods(text);
         let _ = link::parse_path_pattern(text);
