@@ -1,5 +1,29 @@
 //! What the audit log records: one typed action per kind of event, written as the dotted name the
-//! store keeps (`share.join_failed`) and `pconnect-hub audit` shows.
+//! store keeps (`share.join_failed`) and `pconnect-hub audit` shows, and the recorder features use.
+
+use std::sync::Arc;
+
+use crate::store::{Member, Store};
+
+/// Appends to the audit log on behalf of a feature.
+#[derive(Clone)]
+pub(crate) struct Audit {
+    store: Arc<dyn Store>,
+}
+
+impl Audit {
+    pub(crate) fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+
+    /// Records `action` by `member`; a failed write is logged, never fatal to the request.
+    pub(crate) async fn record(&self, member: &Member, action: AuditAction, detail: &str) {
+        let name = action.as_str();
+        if let Err(e) = self.store.audit(Some(member.workspace_id), Some(&member.name), name, detail).await {
+            tracing::error!(error = %e, action = name, "audit write failed");
+        }
+    }
+}
 
 /// An audited action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,12 +11,12 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::HubConfig;
-use crate::audit::AuditAction;
 use crate::conn::routes::Routes;
-use crate::features::links::{LinkBase, LinkCache};
-use crate::features::shares::join_limiter::JoinLimiter;
-use crate::features::shares::live::LiveShares;
-use crate::store::{MemberId, Store, StoreError, WorkspaceId};
+use crate::features::debug::DebugSessions;
+use crate::features::links::{LinkBase, Links};
+use crate::features::shares::Shares;
+use crate::store::{MemberId, Store};
+use crate::sync::lock;
 
 /// How often live connections are checked against the member list, besides admin pokes.
 const MEMBER_RECHECK: Duration = Duration::from_secs(5);
@@ -27,13 +27,10 @@ pub struct Hub {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) tls: TlsAcceptor,
     pub(crate) routes: Routes,
-    pub(crate) live_shares: Arc<LiveShares>,
-    pub(crate) links: LinkCache,
-    pub(crate) link_base: LinkBase,
-    pub(crate) join_limiter: JoinLimiter,
+    pub(crate) shares: Shares,
+    pub(crate) links: Links,
     /// Live debug sessions (memory only).
-    pub(crate) debug: crate::features::debug::Registry,
-    share_key: tokio::sync::OnceCell<ring::hmac::Key>,
+    pub(crate) debug: Arc<DebugSessions>,
     connections: LiveConnections,
 }
 
@@ -44,42 +41,17 @@ impl Hub {
         tls: Arc<ServerConfig>,
         link_base: LinkBase,
     ) -> Arc<Self> {
+        let routes = Routes::default();
         Arc::new(Self {
             config,
-            store,
             tls: TlsAcceptor::from(tls),
-            routes: Routes::default(),
-            live_shares: Arc::default(),
-            links: LinkCache::default(),
-            link_base,
-            join_limiter: JoinLimiter::default(),
-            debug: crate::features::debug::Registry::default(),
-            share_key: tokio::sync::OnceCell::new(),
+            shares: Shares::new(store.clone(), routes.clone()),
+            links: Links::new(store.clone(), link_base.clone()),
+            debug: Arc::new(DebugSessions::new(store.clone(), routes.clone(), link_base)),
+            routes,
+            store,
             connections: LiveConnections::default(),
         })
-    }
-
-    /// Appends to the audit log; a failed write is logged, never fatal to the request.
-    pub(crate) async fn audit(&self, member: &crate::store::Member, action: AuditAction, detail: &str) {
-        let name = action.as_str();
-        if let Err(e) = self.store.audit(Some(member.workspace_id), Some(&member.name), name, detail).await {
-            tracing::error!(error = %e, action = name, "audit write failed");
-        }
-    }
-
-    /// The keyed hash a share code is stored and looked up by: HMAC-SHA256(hub key, workspace, code).
-    pub(crate) async fn code_hash(&self, workspace: WorkspaceId, code: &str) -> Result<[u8; 32], StoreError> {
-        let key = self
-            .share_key
-            .get_or_try_init(|| async {
-                let secret = self.store.secret_key().await?;
-                Ok::<_, StoreError>(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret))
-            })
-            .await?;
-        let mut ctx = ring::hmac::Context::with_key(key);
-        ctx.update(&workspace.to_be_bytes());
-        ctx.update(code.as_bytes());
-        Ok(ctx.sign().as_ref().try_into().expect("HMAC-SHA256 is 32 bytes"))
     }
 
     /// Records a live agent connection of `member`; dropping the guard forgets it.
@@ -96,9 +68,9 @@ impl Hub {
     pub(crate) async fn purge_removed_members(&self) {
         let mut members: BTreeSet<MemberId> = lock(&self.connections.by_member).keys().copied().collect();
         members.extend(self.routes.owners());
-        members.extend(self.links.owners());
-        members.extend(self.live_shares.creators());
-        members.extend(self.debug.owners());
+        members.extend(self.links.cache.owners());
+        members.extend(self.shares.live.creators());
+        members.extend(self.debug.registry.owners());
         for member in members {
             match self.store.member_by_id(member).await {
                 Ok(Some(_)) => {}
@@ -110,9 +82,9 @@ impl Hub {
 
     fn purge_member(&self, member: MemberId) {
         self.routes.remove_owner(member);
-        self.links.forget_owner(member);
-        self.live_shares.end_of_creator(member);
-        self.debug.end_of_owner(member);
+        self.links.cache.forget_owner(member);
+        self.shares.live.end_of_creator(member);
+        self.debug.registry.end_of_owner(member);
         self.disconnect_member(member);
     }
 
@@ -161,10 +133,4 @@ pub(crate) async fn recheck_members_periodically(hub: Arc<Hub>, shutdown: Cancel
             _ = interval.tick() => hub.purge_removed_members().await,
         }
     }
-}
-
-/// Locks a mutex, recovering the data if a panicking thread poisoned it (the maps stay consistent:
-/// every critical section is a single insert or remove).
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

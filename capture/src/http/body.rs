@@ -3,6 +3,7 @@
 
 use std::io::Read;
 
+use super::media::Media;
 use crate::{BODY_CAP, Body, redact};
 
 /// Most decoded bytes produced from one captured prefix.
@@ -35,31 +36,6 @@ impl Capture {
     /// Whether the prefix holds the whole body.
     fn whole(&self) -> bool {
         self.complete && !self.capped
-    }
-}
-
-/// Media type facts from a `Content-Type` value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Media {
-    Json,
-    Form,
-    Graphql,
-    Other,
-}
-
-impl Media {
-    pub(super) fn of(content_type: Option<&str>) -> Media {
-        let Some(value) = content_type else { return Media::Other };
-        let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-        if essence == "application/graphql" {
-            Media::Graphql
-        } else if essence.ends_with("/json") || essence.ends_with("+json") {
-            Media::Json
-        } else if essence == "application/x-www-form-urlencoded" {
-            Media::Form
-        } else {
-            Media::Other
-        }
     }
 }
 

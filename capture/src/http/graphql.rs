@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::body::Media;
+use super::media::Media;
 use crate::{GraphqlOperation, HEADER_VALUE_CAP, TEXT_CAP, redact};
 
 /// Most operations reported per request (batch entries).

@@ -8,13 +8,15 @@
 mod body;
 mod chunked;
 mod graphql;
+mod media;
 #[cfg(test)]
 mod tests;
 
 use std::collections::VecDeque;
 
-use body::{Capture, Media};
+use body::Capture;
 use chunked::{Chunked, Step};
+use media::Media;
 
 use crate::{Body, Detail, Direction, Exchange, HEADER_VALUE_CAP, Header, HttpExchange, Micros, Protocol, redact};
 

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::state::lock;
+use crate::sync::lock;
 
 /// Descriptors kept free of every listener's cap: the store, listeners, log files, agent logins.
 const RESERVED_FDS: u64 = 64;

@@ -8,20 +8,17 @@ use pconnect_proto::control::MAX_SERVICES;
 use pconnect_proto::handshake::{Hello, Refusal, RefusalCode, Reply, Role, Welcome};
 use pconnect_proto::wire::{ALPN_FORWARD, ALPN_REVERSE, PROTOCOL_VERSION};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use super::{forward, reverse};
+use super::{AgentStream, forward, reverse};
 use crate::auth;
 use crate::conn::admission::{self, Admission, LogLimiter, Slot};
 use crate::state::Hub;
 use crate::store::{Member, StoreError};
 use pconnect_link::frames::{ReadFrameError, read_frame, write_frame};
 use pconnect_link::tuning::HANDSHAKE_TIMEOUT;
-
-pub(crate) type AgentStream = TlsStream<TcpStream>;
 
 /// The two stages of a hub stop, as every agent connection sees them.
 #[derive(Clone)]
@@ -68,7 +65,7 @@ async fn handle(hub: Arc<Hub>, tcp: TcpStream, peer: SocketAddr, stop: Stop, slo
     tracing::debug!(member = %member.name, role = ?hello.role, "agent connected");
     let result = match hello.role {
         Role::Forward => forward::serve(hub, member, stream, stop.drain, cancel).await,
-        Role::Reverse => reverse::serve(hub, member, hello, stream, stop.drain, cancel).await,
+        Role::Reverse => reverse::serve(&hub.routes, member, hello, stream, stop.drain, cancel).await,
     };
     if let Err(e) = result {
         tracing::debug!(error = %e, "agent link ended");

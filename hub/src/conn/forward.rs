@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::reverse;
-use crate::conn::agent_port::AgentStream;
+use crate::conn::AgentStream;
 use crate::features::{links, shares};
 use crate::rpc::{reply, reply_error, store_error};
 use crate::state::Hub;
@@ -94,16 +94,18 @@ async fn handle(hub: Arc<Hub>, member: Arc<Member>, request: Request<RecvStream>
         let id = id.to_string();
         match (request.method() == Method::POST, stream) {
             (true, wire::DebugStream::Events) => {
-                crate::features::debug::rpc::events(hub.clone(), &member, &id, request.into_body(), respond).await
+                crate::features::debug::rpc::events(hub.debug.clone(), &member, &id, request.into_body(), respond).await
             }
-            (false, wire::DebugStream::Tail) => crate::features::debug::rpc::tail(&hub, &member, &id, respond).await,
+            (false, wire::DebugStream::Tail) => {
+                crate::features::debug::rpc::tail(&hub.debug, &member, &id, respond).await
+            }
             _ => reply_error(&mut respond, &ErrorBody::new(ErrorCode::NotFound, format!("no such call: {path}"))),
         }
         return;
     }
     if request.uri().path() == wire::SHARE_ATTACH_PATH {
         let token = join_header(&request).unwrap_or_default();
-        shares::attach(hub.clone(), &member, &token, request.into_body(), respond).await;
+        shares::attach(&hub.shares, &member, &token, request.into_body(), respond).await;
         return;
     }
     let result = if is_tunnel {
@@ -151,19 +153,19 @@ async fn rpc(hub: &Arc<Hub>, member: &Member, request: Request<RecvStream>) -> R
             hub.routes.remove_services(member.workspace_id, member.id, &body.names);
             Ok(())
         };
-        rpc::CreateShareCall => |body| shares::create(hub, member, body).await;
-        rpc::ListShares => |()| shares::list(hub, member).await;
-        rpc::RevokeShareByCode => |body| shares::revoke(hub, member, &body.code).await;
-        rpc::RevokeShareById => |body| shares::revoke_id(hub, member, body.id).await;
-        rpc::UpdateShareCall => |body| shares::update(hub, member, body).await;
-        rpc::JoinShare => |body| shares::join(hub, member, &body.code).await;
-        rpc::CreateLinkCall => |body| links::create(hub, member, body).await;
-        rpc::ListLinks => |()| links::list(hub, member).await;
-        rpc::RevokeLinkCall => |body| links::revoke(hub, member, &body.subdomain).await;
-        rpc::UpdateLinkCall => |body| links::update(hub, member, body).await;
-        rpc::StartDebugCall => |body| crate::features::debug::rpc::start(hub, member, body).await;
-        rpc::ListDebug => |()| Ok(crate::features::debug::rpc::list(hub, member));
-        rpc::StopDebugCall => |body| crate::features::debug::rpc::stop(hub, member, &body.id).await;
+        rpc::CreateShareCall => |body| shares::create(&hub.shares, member, body).await;
+        rpc::ListShares => |()| shares::list(&hub.shares, member).await;
+        rpc::RevokeShareByCode => |body| shares::revoke(&hub.shares, member, &body.code).await;
+        rpc::RevokeShareById => |body| shares::revoke_id(&hub.shares, member, body.id).await;
+        rpc::UpdateShareCall => |body| shares::update(&hub.shares, member, body).await;
+        rpc::JoinShare => |body| shares::join(&hub.shares, member, &body.code).await;
+        rpc::CreateLinkCall => |body| links::create(&hub.links, member, body).await;
+        rpc::ListLinks => |()| links::list(&hub.links, member).await;
+        rpc::RevokeLinkCall => |body| links::revoke(&hub.links, member, &body.subdomain).await;
+        rpc::UpdateLinkCall => |body| links::update(&hub.links, member, body).await;
+        rpc::StartDebugCall => |body| crate::features::debug::rpc::start(&hub.debug, member, body).await;
+        rpc::ListDebug => |()| Ok(crate::features::debug::rpc::list(&hub.debug, member));
+        rpc::StopDebugCall => |body| crate::features::debug::rpc::stop(&hub.debug, member, &body.id).await;
     }
     Err(ErrorBody::new(ErrorCode::NotFound, format!("no such call: {method} {path}")))
 }
@@ -199,7 +201,7 @@ async fn tunnel(
     // Through a share: the tunnel lives only as long as the share does, and reaches only the
     // share creator's service.
     let (share_cut, owner) = match join_header(&request) {
-        Some(token) => match shares::authorize_tunnel(hub, member, &token, service).await {
+        Some(token) => match shares::authorize_tunnel(&hub.shares, member, &token, service).await {
             Ok((cancel, creator)) => (Some(cancel), Some(creator)),
             Err(error) => {
                 reply_error(&mut respond, &error);

@@ -8,3 +8,6 @@ pub(crate) mod agent_port;
 pub(crate) mod forward;
 pub(crate) mod reverse;
 pub(crate) mod routes;
+
+/// An authenticated agent connection, as forward and reverse links run on it.
+pub(crate) type AgentStream = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;

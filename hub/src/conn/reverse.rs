@@ -12,9 +12,8 @@ use pconnect_proto::handshake::Hello;
 use pconnect_proto::wire::{self, LINK_AUTHORITY, TUNNEL_PROTOCOL};
 use tokio_util::sync::CancellationToken;
 
-use crate::conn::agent_port::AgentStream;
-use crate::conn::routes::ReverseConn;
-use crate::state::Hub;
+use crate::conn::AgentStream;
+use crate::conn::routes::{ReverseConn, Routes};
 use crate::store::Member;
 use pconnect_link::barrier::{self, ClientLink};
 use pconnect_link::load::Load;
@@ -25,7 +24,7 @@ static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 /// Serves one reverse link: routes its services to it while it lives. On `drain` it stops routing
 /// to it; the link then ends (GOAWAY) once its streams in flight are done.
 pub(crate) async fn serve(
-    hub: Arc<Hub>,
+    routes: &Routes,
     member: Member,
     hello: Hello,
     io: AgentStream,
@@ -46,7 +45,7 @@ pub(crate) async fn serve(
         sender,
         load: Load::default(),
     };
-    hub.routes.add(member.workspace_id, &names, &route);
+    routes.add(member.workspace_id, &names, &route);
     tracing::info!(member = %member.name, services = ?names, "services online");
     // Tell the agent it is routable now, so "accessible" is never printed before it is true.
     if let Err(e) = notify_routed(route.sender.clone()).await {
@@ -63,12 +62,12 @@ pub(crate) async fn serve(
             reason = &mut heartbeat => break Err(anyhow::anyhow!("reverse link of {} is dead: {reason}", member.name)),
             _ = drain.cancelled(), if !draining => {
                 draining = true;
-                hub.routes.remove_conn(route_id);
+                routes.remove_conn(route_id);
             }
             _ = cancel.cancelled() => break Ok(()),
         }
     };
-    hub.routes.remove_conn(route_id);
+    routes.remove_conn(route_id);
     tracing::info!(member = %member.name, services = ?names, "reverse link closed");
     result
 }

@@ -12,8 +12,8 @@ use bytes::Bytes;
 use pconnect_link::load::Load;
 use pconnect_proto::control::ServiceSpec;
 
-use crate::state::lock;
 use crate::store::{MemberId, WorkspaceId};
+use crate::sync::lock;
 
 /// One reverse connection of an agent, able to open tunnel streams to its services.
 #[derive(Clone)]
@@ -31,9 +31,10 @@ pub(crate) struct ReverseConn {
 
 type Key = (WorkspaceId, String);
 
-#[derive(Default)]
+/// The live routing table; clones share it (the hub and the features that route hold one each).
+#[derive(Default, Clone)]
 pub(crate) struct Routes {
-    by_service: Mutex<HashMap<Key, Vec<ReverseConn>>>,
+    by_service: Arc<Mutex<HashMap<Key, Vec<ReverseConn>>>>,
 }
 
 impl Routes {

@@ -14,10 +14,10 @@ use pconnect_proto::link::{
 };
 use ring::rand::{SecureRandom, SystemRandom};
 
-use crate::audit::AuditAction;
+use crate::audit::{Audit, AuditAction};
 use crate::rpc::store_error;
-use crate::state::{Hub, lock};
-use crate::store::{LinkId, LinkRow, Member, MemberId, NewLink, StoreError};
+use crate::store::{LinkId, LinkRow, Member, MemberId, NewLink, Store, StoreError};
+use crate::sync::lock;
 use pconnect_proto::clock;
 
 /// Characters of random subdomains.
@@ -76,14 +76,14 @@ pub(crate) struct LinkCache {
 
 impl LinkCache {
     /// The link for a subdomain (cached, including "no such link").
-    pub(crate) async fn get(&self, hub: &Hub, subdomain: &str) -> Result<Option<Arc<LiveLink>>, StoreError> {
+    pub(crate) async fn get(&self, store: &dyn Store, subdomain: &str) -> Result<Option<Arc<LiveLink>>, StoreError> {
         if let Some(hit) = lock(&self.by_subdomain).get(subdomain)
             && hit.loaded.elapsed() < CACHE_TTL
         {
             return Ok(hit.link.clone());
         }
         let loaded = Instant::now();
-        let row = hub.store.link_by_subdomain(subdomain).await?;
+        let row = store.link_by_subdomain(subdomain).await?;
         let live = row.map(|row| {
             let policy = match serde_json::from_str(&row.policy) {
                 Ok(policy) => Some(policy),
@@ -119,7 +119,7 @@ impl LinkCache {
     }
 
     /// Moves unflushed request counts to the store.
-    pub(crate) async fn flush_counts(&self, hub: &Hub) {
+    pub(crate) async fn flush_counts(&self, store: &dyn Store) {
         let counts: Vec<(LinkId, i64)> = {
             let mut counters = lock(&self.counters);
             let counts =
@@ -129,7 +129,7 @@ impl LinkCache {
             counts
         };
         if !counts.is_empty()
-            && let Err(e) = hub.store.add_link_requests(&counts).await
+            && let Err(e) = store.add_link_requests(&counts).await
         {
             tracing::warn!(error = %e, "could not save link request counts");
         }
@@ -140,9 +140,33 @@ impl LinkCache {
     }
 }
 
+/// Public links: the RPCs, and the cache the ingress serves them from.
+pub(crate) struct Links {
+    store: Arc<dyn Store>,
+    pub(crate) cache: LinkCache,
+    base: LinkBase,
+    audit: Audit,
+}
+
+impl Links {
+    pub(crate) fn new(store: Arc<dyn Store>, base: LinkBase) -> Self {
+        Self { audit: Audit::new(store.clone()), store, cache: LinkCache::default(), base }
+    }
+
+    /// The live link served at `subdomain`, through the cache.
+    pub(crate) async fn live(&self, subdomain: &str) -> Result<Option<Arc<LiveLink>>, StoreError> {
+        self.cache.get(self.store.as_ref(), subdomain).await
+    }
+
+    /// Writes the request counts gathered since the last flush.
+    pub(crate) async fn flush_counts(&self) {
+        self.cache.flush_counts(self.store.as_ref()).await;
+    }
+}
+
 /// `POST /v1/links`: a temporary or persistent link to one of the caller's services.
-pub(crate) async fn create(hub: &Hub, member: &Member, body: CreateLink) -> Result<LinkInfo, ErrorBody> {
-    let service = hub.store.service(member.workspace_id, &body.service).await.map_err(store_error)?;
+pub(crate) async fn create(links: &Links, member: &Member, body: CreateLink) -> Result<LinkInfo, ErrorBody> {
+    let service = links.store.service(member.workspace_id, &body.service).await.map_err(store_error)?;
     if service.as_ref().is_none_or(|s| s.owner_id != member.id) {
         return Err(ErrorBody::new(
             ErrorCode::NotFound,
@@ -156,16 +180,16 @@ pub(crate) async fn create(hub: &Hub, member: &Member, body: CreateLink) -> Resu
     let policy =
         serde_json::to_string(&body.policy).map_err(|e| ErrorBody::new(ErrorCode::BadRequest, e.to_string()))?;
     let existing = match body.persistent {
-        true => hub.store.persistent_link(member.id, &body.service).await.map_err(store_error)?,
+        true => links.store.persistent_link(member.id, &body.service).await.map_err(store_error)?,
         false => None,
     };
     if let Some(row) = existing {
         // One persistent link per member and service: asking again keeps its URL (and a project
         // asking for it adopts it).
         let project = body.project.clone().or(row.project.clone());
-        hub.store.set_link_policy(row.id, &policy, project.as_deref()).await.map_err(store_error)?;
-        hub.links.forget(&row.subdomain);
-        return Ok(info(hub, &LinkRow { policy, project, ..row }));
+        links.store.set_link_policy(row.id, &policy, project.as_deref()).await.map_err(store_error)?;
+        links.cache.forget(&row.subdomain);
+        return Ok(info(links, &LinkRow { policy, project, ..row }));
     }
     let expires_at = match body.persistent {
         true => None,
@@ -181,11 +205,11 @@ pub(crate) async fn create(hub: &Hub, member: &Member, body: CreateLink) -> Resu
             policy: &policy,
             project: body.project.as_deref(),
         };
-        match hub.store.create_link(member, &new).await {
+        match links.store.create_link(member, &new).await {
             Ok(row) => {
-                hub.links.forget(&subdomain);
-                hub.audit(member, AuditAction::LinkCreate, &row.subdomain).await;
-                return Ok(info(hub, &row));
+                links.cache.forget(&subdomain);
+                links.audit.record(member, AuditAction::LinkCreate, &row.subdomain).await;
+                return Ok(info(links, &row));
             }
             Err(StoreError::AlreadyExists(_)) => continue,
             Err(e) => return Err(store_error(e)),
@@ -205,14 +229,14 @@ fn lifetime(secs: Option<u64>) -> Result<u64, ErrorBody> {
 
 /// `POST /v1/links/update`: changes one of the caller's live links in place: the URL stays, the
 /// policy and a temporary link's lifetime (counted from its creation) change at once.
-pub(crate) async fn update(hub: &Hub, member: &Member, body: UpdateLink) -> Result<LinkInfo, ErrorBody> {
+pub(crate) async fn update(links: &Links, member: &Member, body: UpdateLink) -> Result<LinkInfo, ErrorBody> {
     body.policy.check().map_err(|e| ErrorBody::new(ErrorCode::BadRequest, e))?;
     let subdomain = body.subdomain.trim().to_ascii_lowercase();
     let not_found = || {
         ErrorBody::new(ErrorCode::NotFound, format!("you have no active link '{subdomain}'"))
             .with_hint("connect links lists them")
     };
-    let row = hub.store.link_by_subdomain(&subdomain).await.map_err(store_error)?.ok_or_else(not_found)?;
+    let row = links.store.link_by_subdomain(&subdomain).await.map_err(store_error)?.ok_or_else(not_found)?;
     let expired = row.expires_at.is_some_and(|at| at <= clock::now());
     if row.owner_id != member.id || row.revoked_at.is_some() || expired {
         return Err(not_found());
@@ -223,45 +247,45 @@ pub(crate) async fn update(hub: &Hub, member: &Member, body: UpdateLink) -> Resu
     };
     let policy =
         serde_json::to_string(&body.policy).map_err(|e| ErrorBody::new(ErrorCode::BadRequest, e.to_string()))?;
-    hub.store.update_link(row.id, expires_at, &policy).await.map_err(store_error)?;
-    hub.links.forget(&subdomain);
-    hub.audit(member, AuditAction::LinkUpdate, &subdomain).await;
-    Ok(info(hub, &LinkRow { expires_at, policy, ..row }))
+    links.store.update_link(row.id, expires_at, &policy).await.map_err(store_error)?;
+    links.cache.forget(&subdomain);
+    links.audit.record(member, AuditAction::LinkUpdate, &subdomain).await;
+    Ok(info(links, &LinkRow { expires_at, policy, ..row }))
 }
 
 /// `GET /v1/links`: the caller's active links.
-pub(crate) async fn list(hub: &Hub, member: &Member) -> Result<LinkListing, ErrorBody> {
-    let rows = hub.store.active_links_of(member.id, clock::now()).await.map_err(store_error)?;
-    Ok(LinkListing { links: rows.iter().map(|row| info(hub, row)).collect() })
+pub(crate) async fn list(links: &Links, member: &Member) -> Result<LinkListing, ErrorBody> {
+    let rows = links.store.active_links_of(member.id, clock::now()).await.map_err(store_error)?;
+    Ok(LinkListing { links: rows.iter().map(|row| info(links, row)).collect() })
 }
 
 /// `POST /v1/links/revoke`: ends a link of the caller's (or any, for an admin) at once.
-pub(crate) async fn revoke(hub: &Hub, member: &Member, subdomain: &str) -> Result<(), ErrorBody> {
+pub(crate) async fn revoke(links: &Links, member: &Member, subdomain: &str) -> Result<(), ErrorBody> {
     let subdomain = subdomain.trim().to_ascii_lowercase();
     let not_found = || {
         ErrorBody::new(ErrorCode::NotFound, format!("you have no active link '{subdomain}'"))
             .with_hint("connect links lists them")
     };
-    let row = hub.store.link_by_subdomain(&subdomain).await.map_err(store_error)?.ok_or_else(not_found)?;
+    let row = links.store.link_by_subdomain(&subdomain).await.map_err(store_error)?.ok_or_else(not_found)?;
     let allowed = row.owner_id == member.id || (member.is_admin && row.workspace_id == member.workspace_id);
     if !allowed || row.revoked_at.is_some() {
         return Err(not_found());
     }
-    hub.store.revoke_link(row.id, clock::now()).await.map_err(store_error)?;
-    hub.links.forget(&subdomain);
-    hub.audit(member, AuditAction::LinkRevoke, &subdomain).await;
+    links.store.revoke_link(row.id, clock::now()).await.map_err(store_error)?;
+    links.cache.forget(&subdomain);
+    links.audit.record(member, AuditAction::LinkRevoke, &subdomain).await;
     Ok(())
 }
 
-fn info(hub: &Hub, row: &LinkRow) -> LinkInfo {
+fn info(links: &Links, row: &LinkRow) -> LinkInfo {
     LinkInfo {
         subdomain: row.subdomain.clone(),
-        url: hub.link_base.url(&row.subdomain),
+        url: links.base.url(&row.subdomain),
         service: row.service.clone(),
         persistent: row.persistent,
         created_at: row.created_at,
         expires_at: row.expires_at,
-        requests: row.requests + hub.links.unflushed(row.id),
+        requests: row.requests + links.cache.unflushed(row.id),
         policy: serde_json::from_str(&row.policy).unwrap_or_default(),
         project: row.project.clone(),
     }

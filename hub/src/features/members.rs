@@ -3,26 +3,13 @@
 //! removed member's agents are cut off at once.
 
 use std::path::Path;
-use std::sync::Arc;
 
-use anyhow::{Context, Result};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{UnixListener, UnixStream};
-use tokio_util::sync::CancellationToken;
+use anyhow::Result;
 
+use crate::admin_socket::{PING, RECHECK, SHUTDOWN, poke};
 use crate::audit::AuditAction;
-use crate::state::Hub;
-use crate::store::{DEFAULT_WORKSPACE, Member, Store};
-use crate::{ADMIN_SOCKET, auth, open_store};
-
-/// Admin socket commands.
-const RECHECK: &str = "recheck-members";
-const PING: &str = "ping";
-const SHUTDOWN: &str = "shutdown";
-/// Longest admin command line (commands are single words).
-const MAX_LINE: u64 = 256;
-/// How long one admin exchange may take.
-const ADMIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+use crate::auth;
+use crate::store::{DEFAULT_WORKSPACE, Member, Store, open_store};
 
 /// Adds a member to `workspace` (created when new); returns them and their new token (shown once).
 pub async fn add_member(data_dir: &Path, workspace: &str, name: &str, is_admin: bool) -> Result<(Member, String)> {
@@ -96,63 +83,4 @@ fn check_member_name(name: &str) -> Result<()> {
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
     anyhow::ensure!(ok, "member name '{name}' may only hold letters, digits, '-', '_' and '.' (1-64 characters)");
     Ok(())
-}
-
-/// Sends one command to a running hub and returns its one-line answer.
-async fn poke(data_dir: &Path, command: &str) -> Result<String> {
-    let exchange = async {
-        let mut stream =
-            UnixStream::connect(data_dir.join(ADMIN_SOCKET)).await.context("no hub is running on this data dir")?;
-        stream.write_all(format!("{command}\n").as_bytes()).await?;
-        let mut answer = String::new();
-        BufReader::new(stream).take(MAX_LINE).read_line(&mut answer).await?;
-        Ok(answer.trim().to_string())
-    };
-    tokio::time::timeout(ADMIN_TIMEOUT, exchange).await.context("the running hub did not answer its admin socket")?
-}
-
-/// Serves the admin socket of a running hub.
-pub(crate) async fn listen(hub: Arc<Hub>, shutdown: CancellationToken) {
-    let path = hub.config.data_dir.join(ADMIN_SOCKET);
-    let _ = std::fs::remove_file(&path);
-    let listener = match UnixListener::bind(&path) {
-        Ok(listener) => listener,
-        Err(e) => {
-            return tracing::warn!(error = %e, path = %path.display(), "admin socket unavailable");
-        }
-    };
-    loop {
-        let stream = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(_) => continue,
-            },
-        };
-        let (hub, shutdown) = (hub.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            // One short line, soon: the socket is private (0600 dir), but a stuck or runaway
-            // client must not hold memory or a task.
-            let mut reader = BufReader::new(stream);
-            let mut line = String::new();
-            let read = tokio::time::timeout(ADMIN_TIMEOUT, (&mut reader).take(MAX_LINE).read_line(&mut line)).await;
-            if !matches!(read, Ok(Ok(_))) || !line.ends_with('\n') {
-                let _ = reader.get_mut().write_all(b"line too long or too slow\n").await;
-                return;
-            }
-            let answer = match line.trim() {
-                RECHECK => {
-                    hub.purge_removed_members().await;
-                    "ok"
-                }
-                PING => "pong",
-                SHUTDOWN => {
-                    shutdown.cancel();
-                    "ok"
-                }
-                _ => "unknown command",
-            };
-            let _ = reader.get_mut().write_all(format!("{answer}\n").as_bytes()).await;
-        });
-    }
 }

@@ -14,8 +14,8 @@ use pconnect_proto::link::{self, LinkPolicy};
 use tokio::sync::Semaphore;
 
 use super::policy::{Refusal, constant_time_eq, refuse, sha256_hex};
-use crate::state::lock;
 use crate::store::LinkId;
+use crate::sync::lock;
 
 /// Failed attempts one address gets for free in a window, then waits.
 const FREE_PER_IP: u32 = 5;

@@ -16,6 +16,15 @@ pub(crate) enum Target {
 /// The reserved label of the hub's own pages: `app.<domain>` is never a link subdomain.
 pub(crate) const APP_LABEL: &str = "app";
 
+/// The host a request names: its `Host` header, or the URI's authority (HTTP/2).
+pub(crate) fn of_request<B>(req: &http::Request<B>) -> Option<String> {
+    req.headers()
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+}
+
 /// Lowercases, drops the port and a trailing dot, and maps the host to a target under `domain`.
 pub(crate) fn classify(host: &str, domain: &str) -> Target {
     let host = strip_port(host.trim()).trim_end_matches('.').to_ascii_lowercase();

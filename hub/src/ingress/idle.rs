@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::state::lock;
+use crate::sync::lock;
 
 /// Requests in flight on one connection, and when the count last changed.
 pub(crate) struct Activity {

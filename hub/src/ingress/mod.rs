@@ -217,7 +217,7 @@ async fn handle(
         .is_some_and(|v| v.contains("application/json") && !v.contains("text/html"));
     let page =
         |status, title: &str, detail: &str| Ok(pages::page(status, title, detail, wants_json).map(Either::Right));
-    let host = request_host(&req).unwrap_or_default();
+    let host = host::of_request(&req).unwrap_or_default();
     match host::classify(&host, &ingress.hub.config.domain) {
         Target::Hub if req.uri().path() == "/healthz" => {
             let mut ok = Response::new(Either::Right(Full::new(Bytes::from_static(b"{\"status\":\"ok\"}\n"))));
@@ -225,7 +225,7 @@ async fn handle(
             Ok(ok)
         }
         Target::App | Target::Hub if crate::features::debug::http::is_debug_path(req.uri().path()) => {
-            Ok(crate::features::debug::http::handle(&ingress.hub, req).await.map(Either::Right))
+            Ok(crate::features::debug::http::handle(&ingress.hub.debug, req).await.map(Either::Right))
         }
         Target::Hub | Target::App => page(
             StatusCode::NOT_FOUND,
@@ -245,7 +245,7 @@ async fn handle(
                     "Open this address in its own connection.",
                 );
             }
-            let link = match ingress.hub.links.get(&ingress.hub, &subdomain).await {
+            let link = match ingress.hub.links.live(&subdomain).await {
                 Ok(Some(link)) => link,
                 Ok(None) => {
                     return page(StatusCode::NOT_FOUND, "No such link", "Nothing is published at this address.");
@@ -353,14 +353,6 @@ async fn proxy(
     response.map(Either::Left)
 }
 
-fn request_host<B>(req: &Request<B>) -> Option<String> {
-    req.headers()
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| req.uri().authority().map(|a| a.to_string()))
-}
-
 fn upstream_failed(error: &hyper_util::client::legacy::Error, wants_json: bool) -> Response<Body> {
     if upstream::client_body_failed(error) {
         let detail = "The request body was malformed or cut short.";
@@ -383,10 +375,10 @@ async fn flush_counts(hub: Arc<Hub>, shutdown: CancellationToken) {
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => {
-                hub.links.flush_counts(&hub).await;
+                hub.links.flush_counts().await;
                 return;
             }
-            _ = interval.tick() => hub.links.flush_counts(&hub).await,
+            _ = interval.tick() => hub.links.flush_counts().await,
         }
     }
 }

@@ -11,8 +11,8 @@ use http::{Request, StatusCode, header};
 use pconnect_proto::link::LinkPolicy;
 
 use super::host::{self, Target};
-use crate::state::lock;
 use crate::store::LinkId;
+use crate::sync::lock;
 
 /// Why a request is refused, with the status it gets.
 pub(crate) struct Refusal {
@@ -109,7 +109,7 @@ pub fn decide_head(
     client: IpAddr,
 ) -> Result<String, StatusCode> {
     let request = parse_head(head).ok_or(StatusCode::BAD_REQUEST)?;
-    let host = super::request_host(&request).unwrap_or_default();
+    let host = host::of_request(&request).unwrap_or_default();
     let Target::Link(subdomain) = host::classify(&host, domain) else {
         return Err(StatusCode::NOT_FOUND);
     };

@@ -324,3 +324,18 @@ pub trait SecretStore: Send + Sync + 'static {
     /// The hub's 32-byte secret key (for keyed hashes of short codes); created on first use.
     async fn secret_key(&self) -> Result<[u8; 32], StoreError>;
 }
+
+/// Name of the store file inside the data dir.
+pub const STORE_FILE: &str = "hub.db";
+
+/// Opens the store in `data_dir` (creating the dir, 0700) with the default workspace present.
+pub async fn open_store(data_dir: &std::path::Path) -> anyhow::Result<std::sync::Arc<dyn Store>> {
+    use anyhow::Context;
+    pconnect_link::fsutil::create_private_dir(data_dir)?;
+    let sqlite = SqliteStore::open(&data_dir.join(STORE_FILE))
+        .await
+        .with_context(|| format!("cannot open the hub store in {}", data_dir.display()))?;
+    let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(sqlite);
+    store.ensure_workspace(DEFAULT_WORKSPACE).await?;
+    Ok(store)
+}

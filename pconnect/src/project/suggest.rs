@@ -77,7 +77,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 // ---- The schema, as the source of key lists and expected types ----
 
 fn schema_value() -> &'static Value {
-    static SCHEMA: LazyLock<Value> = LazyLock::new(|| super::schema().to_value());
+    static SCHEMA: LazyLock<Value> = LazyLock::new(|| super::schema::schema().to_value());
     &SCHEMA
 }
 

@@ -7,23 +7,23 @@ use std::sync::Arc;
 use pconnect_proto::debug::{Answer, AnswerSource, AskCall, AskReply, Insight, cited_ids};
 use pconnect_proto::wire;
 
+use super::DebugSessions;
 use super::limits::Busy;
 use super::session::Session;
 use super::{insights, summary};
 use crate::conn::reverse;
-use crate::state::Hub;
 
 /// Longest question accepted.
 const QUESTION_CAP: usize = 2 * 1024;
 
 /// Answers a viewer's question about `session`, within the session's question limits (`Err` when
 /// over them: each question may spend the owner's model key).
-pub(crate) async fn ask(hub: &Hub, session: &Session, question: &str) -> Result<Answer, Busy> {
+pub(crate) async fn ask(debug: &DebugSessions, session: &Session, question: &str) -> Result<Answer, Busy> {
     let _running = session.calls.start_ask()?;
-    Ok(answer(hub, session, question).await)
+    Ok(answer(debug, session, question).await)
 }
 
-async fn answer(hub: &Hub, session: &Session, question: &str) -> Answer {
+async fn answer(debug: &DebugSessions, session: &Session, question: &str) -> Answer {
     let question: String = question.trim().chars().take(QUESTION_CAP).collect();
     let exchanges = session.all();
     let found = insights::compute(&exchanges);
@@ -32,7 +32,7 @@ async fn answer(hub: &Hub, session: &Session, question: &str) -> Answer {
         question: question.clone(),
         summary: summary::build(session, &exchanges, &found),
     };
-    let model = match super::replay::agent_conn(hub, session) {
+    let model = match super::replay::agent_conn(debug, session) {
         Ok(conn) => match serde_json::to_vec(&call) {
             Ok(body) => reverse::call(&conn, wire::DEBUG_ASK_PATH, body.into()).await.ok(),
             Err(_) => None,

@@ -11,9 +11,9 @@ use hyper::body::Incoming;
 use pconnect_proto::debug::{Captured, RING_CAPACITY, ReplayRequest};
 use serde::Serialize;
 
+use super::DebugSessions;
 use super::session::Session;
 use super::{assistant, exports, insights, replay, viewer, ws};
-use crate::state::Hub;
 
 const INDEX_HTML: &str = include_str!("viewer/index.html");
 const VIEWER_JS: &str = include_str!("viewer/viewer.js");
@@ -31,17 +31,17 @@ pub(crate) fn is_debug_path(path: &str) -> bool {
 }
 
 /// Serves one request under `/debug/`.
-pub(crate) async fn handle(hub: &Arc<Hub>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+pub(crate) async fn handle(debug: &Arc<DebugSessions>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
     let rest = path.strip_prefix("/debug/").unwrap_or_default();
     let (token, route) = rest.split_once('/').unwrap_or((rest, ""));
-    let Some(session) = hub.debug.by_token(token) else { return not_found() };
+    let Some(session) = debug.registry.by_token(token) else { return not_found() };
     let method = req.method().clone();
     match (method, route) {
         (Method::GET, "") => page(INDEX_HTML.replace("{{token}}", token), "text/html; charset=utf-8"),
         (Method::GET, "viewer.js") => page(VIEWER_JS.to_string(), "text/javascript; charset=utf-8"),
         (Method::GET, "viewer.css") => page(VIEWER_CSS.to_string(), "text/css; charset=utf-8"),
-        (Method::GET, "ws") => upgrade(hub, session, req),
+        (Method::GET, "ws") => upgrade(debug, session, req),
         (Method::GET, "api/session") => json(StatusCode::OK, &session.info()),
         (Method::GET, "api/exchanges") => {
             let (after, limit) = paging(req.uri().query().unwrap_or(""));
@@ -49,14 +49,14 @@ pub(crate) async fn handle(hub: &Arc<Hub>, req: Request<Incoming>) -> Response<F
         }
         (Method::GET, "api/insights") => json(StatusCode::OK, &insights::compute(&session.all())),
         (Method::POST, "api/replay") => match read_json::<ReplayRequest>(req).await {
-            Ok(request) => match replay::replay(hub, &session, &request).await {
+            Ok(request) => match replay::replay(debug, &session, &request).await {
                 Ok(result) => json(StatusCode::OK, &result),
                 Err(busy) => too_many(&busy),
             },
             Err(response) => response,
         },
         (Method::POST, "api/ask") if session.meta.ai => match read_json::<Question>(req).await {
-            Ok(q) => match assistant::ask(hub, &session, &q.question).await {
+            Ok(q) => match assistant::ask(debug, &session, &q.question).await {
                 Ok(answer) => json(StatusCode::OK, &answer),
                 Err(busy) => too_many(&busy),
             },
@@ -97,7 +97,7 @@ fn paging(query: &str) -> (u64, usize) {
 }
 
 /// Answers a WebSocket handshake and hands the upgraded connection to the viewer loop.
-fn upgrade(hub: &Arc<Hub>, session: Arc<Session>, mut req: Request<Incoming>) -> Response<Full<Bytes>> {
+fn upgrade(debug: &Arc<DebugSessions>, session: Arc<Session>, mut req: Request<Incoming>) -> Response<Full<Bytes>> {
     let Some(accept) = ws::accept_key(req.headers()) else {
         return plain(StatusCode::BAD_REQUEST, "expected a WebSocket upgrade");
     };
@@ -110,10 +110,10 @@ fn upgrade(hub: &Arc<Hub>, session: Arc<Session>, mut req: Request<Incoming>) ->
         }
     }
     let on_upgrade = hyper::upgrade::on(&mut req);
-    let hub = hub.clone();
+    let debug = debug.clone();
     tokio::spawn(async move {
         if let Ok(upgraded) = on_upgrade.await {
-            viewer::serve(hub, session, upgraded).await;
+            viewer::serve(debug, session, upgraded).await;
         }
     });
     let mut response = Response::new(Full::new(Bytes::new()));

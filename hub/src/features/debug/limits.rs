@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::state::lock;
+use crate::sync::lock;
 
 /// Replays running at once in one session.
 const REPLAY_CONCURRENCY: usize = 4;

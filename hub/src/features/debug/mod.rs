@@ -25,11 +25,29 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use session::Session;
 
-use crate::state::lock;
-use crate::store::MemberId;
+use crate::audit::Audit;
+use crate::conn::routes::Routes;
+use crate::features::links::LinkBase;
+use crate::store::{MemberId, Store};
+use crate::sync::lock;
 
 /// Sessions one member may run at once.
 const MAX_SESSIONS_PER_MEMBER: usize = 16;
+
+/// Debug sessions: the registry and what sessions need from the rest of the hub (the routing table
+/// to reach the capturing agent, where the hub's pages are served, the audit log).
+pub(crate) struct DebugSessions {
+    pub(crate) registry: Registry,
+    routes: Routes,
+    link_base: LinkBase,
+    audit: Audit,
+}
+
+impl DebugSessions {
+    pub(crate) fn new(store: Arc<dyn Store>, routes: Routes, link_base: LinkBase) -> Self {
+        Self { registry: Registry::default(), routes, link_base, audit: Audit::new(store) }
+    }
+}
 
 /// Live debug sessions, by id and by token hash.
 #[derive(Default)]

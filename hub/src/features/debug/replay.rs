@@ -1,4 +1,4 @@
-//! Replay: the hub rebuilds a raw HTTP/1.1 request from a captured exchange plus the viewer's edits
+//! Replay: the debug rebuilds a raw HTTP/1.1 request from a captured exchange plus the viewer's edits
 //! and asks the exposing agent (over its reverse link) to send it to its own target. The answer is
 //! captured by the agent's parsers and stored here like any other exchange, with `replay_of` set.
 //!
@@ -10,13 +10,13 @@ use pconnect_proto::debug::{ReplayCall, ReplayReply, ReplayRequest, ReplayResult
 use pconnect_proto::exchange::{Detail, HttpExchange};
 use pconnect_proto::wire;
 
+use super::DebugSessions;
 use super::limits::Busy;
 use super::session::Session;
 use crate::conn::reverse;
 use crate::conn::routes::ReverseConn;
-use crate::state::Hub;
 
-/// Headers never copied into a replay: framing and hop-by-hop ones (the hub sets its own).
+/// Headers never copied into a replay: framing and hop-by-hop ones (the debug sets its own).
 const DROPPED_HEADERS: &[&str] = &[
     "content-length",
     "transfer-encoding",
@@ -30,22 +30,26 @@ const DROPPED_HEADERS: &[&str] = &[
 
 /// Replays exchange `request.id` of `session` with the edits in `request`, within the session's
 /// replay limits (`Err` when over them).
-pub(crate) async fn replay(hub: &Hub, session: &Session, request: &ReplayRequest) -> Result<ReplayResult, Busy> {
+pub(crate) async fn replay(
+    debug: &DebugSessions,
+    session: &Session,
+    request: &ReplayRequest,
+) -> Result<ReplayResult, Busy> {
     let _running = session.calls.start_replay()?;
-    Ok(match run(hub, session, request).await {
+    Ok(match run(debug, session, request).await {
         Ok(id) => ReplayResult { ok: true, captured: Some(id), error: None },
         Err(error) => ReplayResult { ok: false, captured: None, error: Some(error) },
     })
 }
 
-async fn run(hub: &Hub, session: &Session, request: &ReplayRequest) -> Result<u64, String> {
+async fn run(debug: &DebugSessions, session: &Session, request: &ReplayRequest) -> Result<u64, String> {
     let original =
         session.get(request.id).ok_or_else(|| format!("exchange #{} is no longer in the capture", request.id))?;
     let Detail::Http(http) = &original.exchange.detail else {
         return Err(format!("exchange #{} is not HTTP: only HTTP requests can be replayed", request.id));
     };
     let raw = build(http, request)?;
-    let conn = agent_conn(hub, session).map_err(|e| e.message)?;
+    let conn = agent_conn(debug, session).map_err(|e| e.message)?;
     let call = ReplayCall {
         session: session.meta.id.clone(),
         replay_of: request.id,
@@ -65,8 +69,9 @@ async fn run(hub: &Hub, session: &Session, request: &ReplayRequest) -> Result<u6
 }
 
 /// The reverse connection of the agent that runs `session`.
-pub(crate) fn agent_conn(hub: &Hub, session: &Session) -> Result<ReverseConn, ErrorBody> {
-    hub.routes
+pub(crate) fn agent_conn(debug: &DebugSessions, session: &Session) -> Result<ReverseConn, ErrorBody> {
+    debug
+        .routes
         .pick(session.meta.workspace, &session.meta.service)
         .filter(|conn| conn.owner == session.meta.owner)
         .ok_or_else(|| ErrorBody::new(ErrorCode::Offline, "the agent that captured this session is offline"))

@@ -12,10 +12,10 @@ use http::{Response, StatusCode};
 use pconnect_proto::control::{ErrorBody, ErrorCode, check_project_tag};
 use pconnect_proto::debug::{AgentEvent, DebugStarted, DebugSummary, StartDebug};
 
+use super::DebugSessions;
 use super::session::{Meta, Session};
 use super::{MAX_SESSIONS_PER_MEMBER, token};
 use crate::audit::AuditAction;
-use crate::state::Hub;
 use crate::store::Member;
 use pconnect_link::pump;
 use pconnect_proto::clock::now_ms;
@@ -29,8 +29,12 @@ const LINE_CAP: usize = 4 * 1024 * 1024;
 const TAIL_BACKLOG: usize = 20;
 
 /// `POST /v1/debug/start`: a session for one of the caller's online services.
-pub(crate) async fn start(hub: &Arc<Hub>, member: &Member, body: StartDebug) -> Result<DebugStarted, ErrorBody> {
-    let online = hub.routes.pick(member.workspace_id, &body.service).is_some_and(|c| c.owner == member.id);
+pub(crate) async fn start(
+    debug: &Arc<DebugSessions>,
+    member: &Member,
+    body: StartDebug,
+) -> Result<DebugStarted, ErrorBody> {
+    let online = debug.routes.pick(member.workspace_id, &body.service).is_some_and(|c| c.owner == member.id);
     if !online {
         return Err(ErrorBody::new(
             ErrorCode::NotFound,
@@ -38,7 +42,7 @@ pub(crate) async fn start(hub: &Arc<Hub>, member: &Member, body: StartDebug) -> 
         )
         .with_hint("start `connect expose ... --debug` for it"));
     }
-    if hub.debug.of_member(member.id).len() >= MAX_SESSIONS_PER_MEMBER {
+    if debug.registry.of_member(member.id).len() >= MAX_SESSIONS_PER_MEMBER {
         return Err(ErrorBody::new(
             ErrorCode::BadRequest,
             format!("you already run {MAX_SESSIONS_PER_MEMBER} debug sessions"),
@@ -46,8 +50,8 @@ pub(crate) async fn start(hub: &Arc<Hub>, member: &Member, body: StartDebug) -> 
         .with_hint("stop one with `connect debug stop <id>`"));
     }
     let token = token::generate();
-    let id = hub.debug.next_id();
-    let url = format!("{}/debug/{token}", hub.link_base.url("app"));
+    let id = debug.registry.next_id();
+    let url = format!("{}/debug/{token}", debug.link_base.url("app"));
     let started_unix_ms = now_ms();
     let meta = Meta {
         id: id.clone(),
@@ -63,30 +67,31 @@ pub(crate) async fn start(hub: &Arc<Hub>, member: &Member, body: StartDebug) -> 
         started_unix_ms,
     };
     let session = Arc::new(Session::new(meta));
-    hub.debug.insert(token::hash(&token).expect("a generated token is well-formed"), session.clone());
+    debug.registry.insert(token::hash(&token).expect("a generated token is well-formed"), session.clone());
     // The agent attaches its events stream right away; a session nobody feeds does not linger.
     let (generation, _) = session.attach();
-    tokio::spawn(end_unless_attached(hub.clone(), session, generation));
-    hub.audit(member, AuditAction::DebugStart, &format!("{id} {}", body.service)).await;
+    tokio::spawn(end_unless_attached(debug.clone(), session, generation));
+    debug.audit.record(member, AuditAction::DebugStart, &format!("{id} {}", body.service)).await;
     tracing::info!(session = %id, service = %body.service, member = %member.name, "debug session started");
     Ok(DebugStarted { id, token, url })
 }
 
 /// `GET /v1/debug`: the caller's sessions.
-pub(crate) fn list(hub: &Hub, member: &Member) -> Vec<DebugSummary> {
-    hub.debug.of_member(member.id).iter().map(|s| s.summary()).collect()
+pub(crate) fn list(debug: &DebugSessions, member: &Member) -> Vec<DebugSummary> {
+    debug.registry.of_member(member.id).iter().map(|s| s.summary()).collect()
 }
 
 /// `POST /v1/debug/stop`: ends one of the caller's sessions (or any of the workspace, for an admin).
-pub(crate) async fn stop(hub: &Hub, member: &Member, id: &str) -> Result<(), ErrorBody> {
-    let session = owned(hub, member, id)?;
-    hub.debug.end(&session);
-    hub.audit(member, AuditAction::DebugStop, id).await;
+pub(crate) async fn stop(debug: &DebugSessions, member: &Member, id: &str) -> Result<(), ErrorBody> {
+    let session = owned(debug, member, id)?;
+    debug.registry.end(&session);
+    debug.audit.record(member, AuditAction::DebugStop, id).await;
     Ok(())
 }
 
-fn owned(hub: &Hub, member: &Member, id: &str) -> Result<Arc<Session>, ErrorBody> {
-    hub.debug
+fn owned(debug: &DebugSessions, member: &Member, id: &str) -> Result<Arc<Session>, ErrorBody> {
+    debug
+        .registry
         .by_id(id)
         .filter(|s| s.meta.owner == member.id || (member.is_admin && s.meta.workspace == member.workspace_id))
         .ok_or_else(|| {
@@ -96,12 +101,12 @@ fn owned(hub: &Hub, member: &Member, id: &str) -> Result<Arc<Session>, ErrorBody
 }
 
 /// Ends the session if the events stream of `generation` is still the latest after the grace period.
-async fn end_unless_attached(hub: Arc<Hub>, session: Arc<Session>, generation: u64) {
+async fn end_unless_attached(debug: Arc<DebugSessions>, session: Arc<Session>, generation: u64) {
     tokio::select! {
         _ = session.ended.cancelled() => {}
         _ = tokio::time::sleep(ATTACH_GRACE) => {
             if session.is_attached(generation) {
-                hub.debug.end(&session);
+                debug.registry.end(&session);
             }
         }
     }
@@ -110,13 +115,13 @@ async fn end_unless_attached(hub: Arc<Hub>, session: Arc<Session>, generation: u
 /// `POST /v1/debug/<id>/events`: the exposing agent's capture, until it ends the body (session
 /// over), the stream breaks (grace period to re-attach) or the session is stopped.
 pub(crate) async fn events(
-    hub: Arc<Hub>,
+    debug: Arc<DebugSessions>,
     member: &Member,
     id: &str,
     mut body: RecvStream,
     mut respond: SendResponse<Bytes>,
 ) {
-    let session = match owned(&hub, member, id) {
+    let session = match owned(&debug, member, id) {
         Ok(session) if session.meta.owner == member.id => session,
         Ok(_) => {
             let error = ErrorBody::new(ErrorCode::NotFound, "only the exposing agent feeds a debug session");
@@ -153,11 +158,11 @@ pub(crate) async fn events(
         let _ = pump::send_all(&mut send, Bytes::from_static(b"{\"type\":\"ended\"}\n")).await;
         let _ = send.send_data(Bytes::new(), true);
     } else if clean_end {
-        hub.debug.end(&session);
+        debug.registry.end(&session);
         let _ = send.send_data(Bytes::new(), true);
     } else if session.is_attached(generation) {
         tracing::debug!(session = %session.meta.id, "events stream broke; waiting for the agent to re-attach");
-        tokio::spawn(end_unless_attached(hub.clone(), session, generation));
+        tokio::spawn(end_unless_attached(debug.clone(), session, generation));
     }
 }
 
@@ -176,8 +181,8 @@ fn apply(session: &Session, line: &[u8]) {
 }
 
 /// `GET /v1/debug/<id>/tail`: the last few exchanges, then every new one, until the session ends.
-pub(crate) async fn tail(hub: &Hub, member: &Member, id: &str, mut respond: SendResponse<Bytes>) {
-    let session = match owned(hub, member, id) {
+pub(crate) async fn tail(debug: &DebugSessions, member: &Member, id: &str, mut respond: SendResponse<Bytes>) {
+    let session = match owned(debug, member, id) {
         Ok(session) => session,
         Err(error) => return crate::rpc::reply_error(&mut respond, &error),
     };

@@ -10,8 +10,8 @@ use pconnect_proto::exchange::Exchange;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::state::lock;
 use crate::store::{MemberId, WorkspaceId};
+use crate::sync::lock;
 
 /// What a session is about; fixed at start.
 #[derive(Debug, Clone)]

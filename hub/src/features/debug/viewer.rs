@@ -14,10 +14,10 @@ use serde_json::json;
 use tokio::io::{AsyncWrite, WriteHalf};
 use tokio::sync::mpsc;
 
+use super::DebugSessions;
 use super::session::Session;
 use super::ws::{self, Incoming};
 use super::{assistant, replay};
-use crate::state::Hub;
 
 /// How long a viewer has to send `join`.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -59,7 +59,7 @@ enum Call {
 type Writer = WriteHalf<TokioIo<Upgraded>>;
 
 /// Serves one viewer until it leaves, goes silent, or the session ends.
-pub(crate) async fn serve(hub: Arc<Hub>, session: Arc<Session>, upgraded: Upgraded) {
+pub(crate) async fn serve(debug: Arc<DebugSessions>, session: Arc<Session>, upgraded: Upgraded) {
     let (mut reader, mut writer) = tokio::io::split(TokioIo::new(upgraded));
     let (incoming_tx, mut incoming) = mpsc::channel::<Incoming>(16);
     let reader_task = tokio::spawn(async move {
@@ -75,7 +75,7 @@ pub(crate) async fn serve(hub: Arc<Hub>, session: Arc<Session>, upgraded: Upgrad
     if let Ok(Some(name)) = joined {
         let you = session.join(&display_name(&name));
         tracing::debug!(session = %session.meta.id, viewer = you.id, "viewer joined");
-        let _ = live(&hub, &session, &you, &mut incoming, &mut writer).await;
+        let _ = live(&debug, &session, &you, &mut incoming, &mut writer).await;
         session.leave(you.id);
     }
     let _ = ws::send_close(&mut writer).await;
@@ -109,7 +109,7 @@ fn display_name(name: &str) -> String {
 }
 
 async fn live(
-    hub: &Arc<Hub>,
+    debug: &Arc<DebugSessions>,
     session: &Arc<Session>,
     you: &Viewer,
     incoming: &mut mpsc::Receiver<Incoming>,
@@ -185,9 +185,9 @@ async fn live(
                             continue;
                         }
                         in_flight += 1;
-                        let (hub, session, results_tx) = (hub.clone(), session.clone(), results_tx.clone());
+                        let (debug, session, results_tx) = (debug.clone(), session.clone(), results_tx.clone());
                         tokio::spawn(async move {
-                            let result = answer(&hub, &session, call).await;
+                            let result = answer(&debug, &session, call).await;
                             let _ = results_tx.send(result).await;
                         });
                     }
@@ -198,13 +198,13 @@ async fn live(
 }
 
 /// Runs a replay or a question and builds the message for the asker.
-async fn answer(hub: &Hub, session: &Session, call: Call) -> serde_json::Value {
+async fn answer(debug: &DebugSessions, session: &Session, call: Call) -> serde_json::Value {
     match call {
-        Call::Replay(replay) => match replay::replay(hub, session, &replay).await {
+        Call::Replay(replay) => match replay::replay(debug, session, &replay).await {
             Ok(result) => json!({"type": "replayed", "result": result}),
             Err(busy) => json!({"type": "replayed", "result": {"ok": false, "captured": null, "error": busy.message}}),
         },
-        Call::Ask(question) if session.meta.ai => match assistant::ask(hub, session, &question).await {
+        Call::Ask(question) if session.meta.ai => match assistant::ask(debug, session, &question).await {
             Ok(answer) => json!({"type": "answer", "answer": answer}),
             Err(busy) => json!({"type": "answer", "answer": {"text": busy.message, "cites": [], "source": "insights"}}),
         },

@@ -10,8 +10,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use crate::audit::AuditAction;
-use crate::state::lock;
 use crate::store::{Member, MemberId, Store};
+use crate::sync::lock;
 
 /// Failed joins allowed per window.
 pub(crate) const MAX_FAILURES: usize = 10;

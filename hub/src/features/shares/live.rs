@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use pconnect_proto::share::ShareEvent;
 use tokio_util::sync::CancellationToken;
 
-use crate::state::lock;
 use crate::store::{MemberId, ShareId, ShareRow};
+use crate::sync::lock;
 use pconnect_proto::clock;
 
 #[derive(Default)]

@@ -1,7 +1,8 @@
 //! Environment share RPCs: create, list, revoke, join, attach, and the check a tunnel through a
-//! share passes. Codes live only as HMAC(hub key, workspace, code); join tokens only as SHA-256.
+//! share passes. Codes live only as HMAC(shares key, workspace, code); join tokens only as SHA-256.
 
 pub(crate) mod join_limiter;
+mod key;
 pub(crate) mod live;
 
 use std::sync::Arc;
@@ -18,18 +19,44 @@ use pconnect_proto::share::{
 use ring::rand::{SecureRandom, SystemRandom};
 use tokio_util::sync::CancellationToken;
 
-use crate::audit::AuditAction;
+use crate::audit::{Audit, AuditAction};
 use crate::auth;
+use crate::conn::routes::Routes;
 use crate::rpc::store_error;
-use crate::state::Hub;
-use crate::store::{Member, MemberId, ShareRoute, ShareRow, StoreError};
+use crate::store::{Member, MemberId, ShareRoute, ShareRow, Store, StoreError};
+use join_limiter::JoinLimiter;
+use key::ShareKey;
+use live::LiveShares;
 use pconnect_proto::clock;
 
 /// Codes drawn before giving up on collisions (each has a 1 in 8.9e8 chance per live share).
 const CODE_ATTEMPTS: usize = 16;
 
+/// Environment shares: the RPCs and what they keep in memory (live shares, the join limiter).
+pub(crate) struct Shares {
+    store: Arc<dyn Store>,
+    pub(crate) live: Arc<LiveShares>,
+    join_limiter: JoinLimiter,
+    key: ShareKey,
+    routes: Routes,
+    audit: Audit,
+}
+
+impl Shares {
+    pub(crate) fn new(store: Arc<dyn Store>, routes: Routes) -> Self {
+        Self {
+            live: Arc::default(),
+            join_limiter: JoinLimiter::default(),
+            key: ShareKey::new(store.clone()),
+            routes,
+            audit: Audit::new(store.clone()),
+            store,
+        }
+    }
+}
+
 /// `POST /v1/shares`: a share of every service `member` exposes that is online now.
-pub(crate) async fn create(hub: &Hub, member: &Member, body: CreateShare) -> Result<ShareCreated, ErrorBody> {
+pub(crate) async fn create(shares: &Shares, member: &Member, body: CreateShare) -> Result<ShareCreated, ErrorBody> {
     if body.expires_in_secs == 0 || body.expires_in_secs > MAX_SHARE_SECS {
         return Err(ErrorBody::new(ErrorCode::BadRequest, "a share lasts at most 7 days"));
     }
@@ -42,13 +69,13 @@ pub(crate) async fn create(hub: &Hub, member: &Member, body: CreateShare) -> Res
     if let Some(project) = &body.project {
         check_project_tag(project).map_err(|e| ErrorBody::new(ErrorCode::BadRequest, e))?;
     }
-    let routes: Vec<ShareRoute> = hub
+    let routes: Vec<ShareRoute> = shares
         .store
         .list_services(member.workspace_id)
         .await
         .map_err(store_error)?
         .into_iter()
-        .filter(|s| s.owner_id == member.id && hub.routes.is_online(member.workspace_id, &s.name))
+        .filter(|s| s.owner_id == member.id && shares.routes.is_online(member.workspace_id, &s.name))
         .filter(|s| body.services.as_ref().is_none_or(|only| only.contains(&s.name)))
         .map(|s| ShareRoute { service: s.name, port: s.port })
         .collect();
@@ -62,14 +89,20 @@ pub(crate) async fn create(hub: &Hub, member: &Member, body: CreateShare) -> Res
     let expires_at = clock::now() + body.expires_in_secs as i64;
     for _ in 0..CODE_ATTEMPTS {
         let code = share::code_from(random_byte);
-        let hash = hub.code_hash(member.workspace_id, &code).await.map_err(store_error)?;
-        let created =
-            hub.store.create_share(member, &hash, body.name.as_deref(), expires_at, &routes, body.project.as_deref());
+        let hash = shares.key.code_hash(member.workspace_id, &code).await.map_err(store_error)?;
+        let created = shares.store.create_share(
+            member,
+            &hash,
+            body.name.as_deref(),
+            expires_at,
+            &routes,
+            body.project.as_deref(),
+        );
         match created.await {
             Ok(row) => {
                 let detail = format!("share {} with {} route(s)", row.id, row.routes.len());
-                hub.audit(member, AuditAction::ShareCreate, &detail).await;
-                return Ok(ShareCreated { code, share: info(hub, &row) });
+                shares.audit.record(member, AuditAction::ShareCreate, &detail).await;
+                return Ok(ShareCreated { code, share: info(shares, &row) });
             }
             Err(StoreError::AlreadyExists(_)) => continue,
             Err(e) => return Err(store_error(e)),
@@ -80,76 +113,76 @@ pub(crate) async fn create(hub: &Hub, member: &Member, body: CreateShare) -> Res
 
 /// `POST /v1/shares/update`: moves the expiry of one of the caller's live shares (counted from its
 /// creation); it keeps its code, its joiners and their tunnels.
-pub(crate) async fn update(hub: &Hub, member: &Member, body: UpdateShare) -> Result<ShareInfo, ErrorBody> {
+pub(crate) async fn update(shares: &Shares, member: &Member, body: UpdateShare) -> Result<ShareInfo, ErrorBody> {
     if body.expires_in_secs == 0 || body.expires_in_secs > MAX_SHARE_SECS {
         return Err(ErrorBody::new(ErrorCode::BadRequest, "a share lasts at most 7 days"));
     }
     let not_found = || ErrorBody::new(ErrorCode::NotFound, format!("you have no active share {}", body.id));
-    let row = hub.store.share_by_id(body.id).await.map_err(store_error)?.ok_or_else(not_found)?;
+    let row = shares.store.share_by_id(body.id).await.map_err(store_error)?.ok_or_else(not_found)?;
     if row.creator_id != member.id {
         return Err(not_found());
     }
-    live(hub, &row, "")?;
+    live(shares, &row, "")?;
     let expires_at = row.created_at + body.expires_in_secs as i64;
-    hub.store.set_share_expiry(row.id, expires_at).await.map_err(store_error)?;
-    hub.live_shares.set_expiry(row.id, expires_at);
-    hub.audit(member, AuditAction::ShareUpdate, &format!("share {} expires at {expires_at}", row.id)).await;
-    Ok(info(hub, &ShareRow { expires_at, ..row }))
+    shares.store.set_share_expiry(row.id, expires_at).await.map_err(store_error)?;
+    shares.live.set_expiry(row.id, expires_at);
+    shares.audit.record(member, AuditAction::ShareUpdate, &format!("share {} expires at {expires_at}", row.id)).await;
+    Ok(info(shares, &ShareRow { expires_at, ..row }))
 }
 
 /// `GET /v1/shares`: the caller's active shares.
-pub(crate) async fn list(hub: &Hub, member: &Member) -> Result<ShareListing, ErrorBody> {
-    let rows = hub.store.active_shares_of(member.id, clock::now()).await.map_err(store_error)?;
-    let shares = rows.iter().filter(|row| hub.live_shares.ended(row.id).is_none()).map(|row| info(hub, row)).collect();
-    Ok(ShareListing { shares })
+pub(crate) async fn list(shares: &Shares, member: &Member) -> Result<ShareListing, ErrorBody> {
+    let rows = shares.store.active_shares_of(member.id, clock::now()).await.map_err(store_error)?;
+    let listed = rows.iter().filter(|row| shares.live.ended(row.id).is_none()).map(|row| info(shares, row)).collect();
+    Ok(ShareListing { shares: listed })
 }
 
 /// `POST /v1/shares/revoke`: only the creator or a workspace admin; closes every tunnel through it.
-pub(crate) async fn revoke(hub: &Hub, member: &Member, code: &str) -> Result<(), ErrorBody> {
+pub(crate) async fn revoke(shares: &Shares, member: &Member, code: &str) -> Result<(), ErrorBody> {
     let code = share::parse_code(code).map_err(|e| ErrorBody::new(ErrorCode::BadRequest, e.to_string()))?;
-    let row = find(hub, member, &code).await?;
+    let row = find(shares, member, &code).await?;
     if row.creator_id != member.id && !member.is_admin {
         return Err(ErrorBody::new(
             ErrorCode::Forbidden,
             format!("only {} (who created share {code}) or a workspace admin can revoke it", row.creator),
         ));
     }
-    end_share(hub, member, &row, &code).await
+    end_share(shares, member, &row, &code).await
 }
 
 /// `POST /v1/shares/revoke-id`: the creator revokes one of their shares by id (project mode).
-pub(crate) async fn revoke_id(hub: &Hub, member: &Member, id: i64) -> Result<(), ErrorBody> {
-    let row = hub.store.share_by_id(id).await.map_err(store_error)?;
+pub(crate) async fn revoke_id(shares: &Shares, member: &Member, id: i64) -> Result<(), ErrorBody> {
+    let row = shares.store.share_by_id(id).await.map_err(store_error)?;
     let Some(row) = row.filter(|row| row.creator_id == member.id) else {
         return Err(ErrorBody::new(ErrorCode::NotFound, format!("you have no share #{id}")));
     };
-    end_share(hub, member, &row, "").await
+    end_share(shares, member, &row, "").await
 }
 
-async fn end_share(hub: &Hub, member: &Member, row: &ShareRow, code: &str) -> Result<(), ErrorBody> {
-    live(hub, row, code)?;
-    hub.store.revoke_share(row.id, clock::now()).await.map_err(store_error)?;
-    hub.live_shares.end(row.id, ShareEvent::Revoked);
-    hub.audit(member, AuditAction::ShareRevoke, &format!("share {}", row.id)).await;
+async fn end_share(shares: &Shares, member: &Member, row: &ShareRow, code: &str) -> Result<(), ErrorBody> {
+    live(shares, row, code)?;
+    shares.store.revoke_share(row.id, clock::now()).await.map_err(store_error)?;
+    shares.live.end(row.id, ShareEvent::Revoked);
+    shares.audit.record(member, AuditAction::ShareRevoke, &format!("share {}", row.id)).await;
     Ok(())
 }
 
 /// `POST /v1/shares/join`: admits a member of the share's workspace. Failures count against the
 /// member's rate limit; a code of another workspace fails exactly like a code that does not exist.
-pub(crate) async fn join(hub: &Hub, member: &Member, code: &str) -> Result<Joined, ErrorBody> {
+pub(crate) async fn join(shares: &Shares, member: &Member, code: &str) -> Result<Joined, ErrorBody> {
     // One attempt per member at a time: concurrent guesses cannot all pass the check before the
     // first failure is counted.
-    let _turn = hub.join_limiter.turn(member.id).await;
+    let _turn = shares.join_limiter.turn(member.id).await;
     let now = clock::now();
-    if let Err(wait) = hub.join_limiter.check(hub.store.as_ref(), member, now).await {
+    if let Err(wait) = shares.join_limiter.check(shares.store.as_ref(), member, now).await {
         return Err(rate_limited(wait));
     }
-    let outcome = admit(hub, member, code).await;
+    let outcome = admit(shares, member, code).await;
     match &outcome {
-        Ok(joined) => hub.audit(member, AuditAction::ShareJoin, &format!("share {}", joined.share.id)).await,
+        Ok(joined) => shares.audit.record(member, AuditAction::ShareJoin, &format!("share {}", joined.share.id)).await,
         Err(error) if error.code != ErrorCode::Internal => {
-            hub.join_limiter.failed(member.id, now);
-            hub.audit(member, AuditAction::ShareJoinFailed, failure_detail(error.code)).await;
+            shares.join_limiter.failed(member.id, now);
+            shares.audit.record(member, AuditAction::ShareJoinFailed, failure_detail(error.code)).await;
         }
         Err(_) => {}
     }
@@ -167,36 +200,36 @@ fn failure_detail(code: ErrorCode) -> &'static str {
     }
 }
 
-async fn admit(hub: &Hub, member: &Member, code: &str) -> Result<Joined, ErrorBody> {
+async fn admit(shares: &Shares, member: &Member, code: &str) -> Result<Joined, ErrorBody> {
     let code = share::parse_code(code).map_err(|e| ErrorBody::new(ErrorCode::BadRequest, e.to_string()))?;
-    let row = find(hub, member, &code).await?;
-    live(hub, &row, &code)?;
+    let row = find(shares, member, &code).await?;
+    live(shares, &row, &code)?;
     let join_token = format!("pj_{}", pconnect_link::random::hex(32));
-    hub.store.add_join(row.id, member.id, &auth::token_hash(&join_token)).await.map_err(store_error)?;
-    Ok(Joined { share: info(hub, &row), join_token })
+    shares.store.add_join(row.id, member.id, &auth::token_hash(&join_token)).await.map_err(store_error)?;
+    Ok(Joined { share: info(shares, &row), join_token })
 }
 
 /// `POST /v1/shares/attach`: holds a joiner's stream open while they are joined; sends
 /// [`ShareEvent`] lines; ends when the share does.
 pub(crate) async fn attach(
-    hub: Arc<Hub>,
+    shares: &Shares,
     member: &Member,
     token: &str,
     request_body: RecvStream,
     mut respond: SendResponse<Bytes>,
 ) {
-    let row = match authorize_join(&hub, member, token).await {
+    let row = match authorize_join(shares, member, token).await {
         Ok(row) => row,
         Err(error) => return crate::rpc::reply_error(&mut respond, &error),
     };
-    let (cancel, _guard) = hub.live_shares.attach(&row);
+    let (cancel, _guard) = shares.live.attach(&row);
     let response = Response::builder().status(StatusCode::OK).body(()).expect("static response");
     let Ok(mut events) = respond.send_response(response, false) else { return };
     let _ = events.send_data(event_line(&ShareEvent::Attached), false);
     let mut request_body = request_body;
     tokio::select! {
         _ = cancel.cancelled() => {
-            let why = hub.live_shares.ended(row.id).unwrap_or(ShareEvent::Revoked);
+            let why = shares.live.ended(row.id).unwrap_or(ShareEvent::Revoked);
             let _ = events.send_data(event_line(&why), true);
         }
         // The joiner left (its stream ended or was reset).
@@ -208,41 +241,44 @@ pub(crate) async fn attach(
 /// includes `service`. Returns the token the tunnel is cut with and the share's creator: a share
 /// reaches only its creator's services, never another member's service of the same name.
 pub(crate) async fn authorize_tunnel(
-    hub: &Hub,
+    shares: &Shares,
     member: &Member,
     token: &str,
     service: &str,
 ) -> Result<(CancellationToken, MemberId), ErrorBody> {
-    let row = authorize_join(hub, member, token).await?;
+    let row = authorize_join(shares, member, token).await?;
     if !row.routes.iter().any(|r| r.service == service) {
         return Err(ErrorBody::new(ErrorCode::NotFound, format!("'{service}' is not part of this share")));
     }
-    Ok((hub.live_shares.token(&row), row.creator_id))
+    Ok((shares.live.token(&row), row.creator_id))
 }
 
-async fn authorize_join(hub: &Hub, member: &Member, token: &str) -> Result<ShareRow, ErrorBody> {
-    let found = hub.store.join_by_token(&auth::token_hash(token)).await.map_err(store_error)?;
+async fn authorize_join(shares: &Shares, member: &Member, token: &str) -> Result<ShareRow, ErrorBody> {
+    let found = shares.store.join_by_token(&auth::token_hash(token)).await.map_err(store_error)?;
     let Some((join, row)) = found.filter(|(join, _)| join.member_id == member.id) else {
-        return Err(ErrorBody::new(ErrorCode::NotFound, "this join is not known to the hub; run connect join again"));
+        return Err(ErrorBody::new(
+            ErrorCode::NotFound,
+            "this join is not known to the shares; run connect join again",
+        ));
     };
     let _ = join;
-    live(hub, &row, "")?;
+    live(shares, &row, "")?;
     Ok(row)
 }
 
 /// The share of the caller's workspace with this code.
-async fn find(hub: &Hub, member: &Member, code: &str) -> Result<ShareRow, ErrorBody> {
-    let hash = hub.code_hash(member.workspace_id, code).await.map_err(store_error)?;
-    hub.store.share_by_code(member.workspace_id, &hash).await.map_err(store_error)?.ok_or_else(|| {
+async fn find(shares: &Shares, member: &Member, code: &str) -> Result<ShareRow, ErrorBody> {
+    let hash = shares.key.code_hash(member.workspace_id, code).await.map_err(store_error)?;
+    shares.store.share_by_code(member.workspace_id, &hash).await.map_err(store_error)?.ok_or_else(|| {
         ErrorBody::new(ErrorCode::NotFound, format!("no share with code {code} in this workspace"))
             .with_hint("check the code with the person who shared it")
     })
 }
 
-/// Refuses a share that was revoked or is past its expiry (checked on every use, by the hub's clock).
-fn live(hub: &Hub, row: &ShareRow, code: &str) -> Result<(), ErrorBody> {
+/// Refuses a share that was revoked or is past its expiry (checked on every use, by the shares's clock).
+fn live(shares: &Shares, row: &ShareRow, code: &str) -> Result<(), ErrorBody> {
     let label = if code.is_empty() { "this share".to_string() } else { format!("share {code}") };
-    let ended = hub.live_shares.ended(row.id);
+    let ended = shares.live.ended(row.id);
     if row.revoked_at.is_some() || ended == Some(ShareEvent::Revoked) {
         return Err(ErrorBody::new(ErrorCode::Gone, format!("{label} was revoked by its creator"))
             .with_hint("ask for a new share code"));
@@ -255,7 +291,7 @@ fn live(hub: &Hub, row: &ShareRow, code: &str) -> Result<(), ErrorBody> {
     Ok(())
 }
 
-fn info(hub: &Hub, row: &ShareRow) -> ShareInfo {
+fn info(shares: &Shares, row: &ShareRow) -> ShareInfo {
     ShareInfo {
         id: row.id,
         name: row.name.clone(),
@@ -263,7 +299,7 @@ fn info(hub: &Hub, row: &ShareRow) -> ShareInfo {
         routes: row.routes.iter().map(|r| ShareRouteInfo { service: r.service.clone(), port: r.port }).collect(),
         created_at: row.created_at,
         expires_at: row.expires_at,
-        joined: hub.live_shares.joined(row.id),
+        joined: shares.live.joined(row.id),
         project: row.project.clone(),
     }
 }

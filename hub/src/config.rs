@@ -1,0 +1,76 @@
+//! What a hub is started with (settings, listeners) and what it reports once started.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use tokio::net::TcpListener;
+
+use crate::conn::admission;
+
+/// Ingress connections one client address may hold at once (unless the open-files limit is lower).
+pub const DEFAULT_INGRESS_PER_IP: usize = 256;
+/// Agent-port connections one address may have in their handshake at once.
+pub const DEFAULT_HANDSHAKES_PER_IP: usize = 256;
+/// How long a stopping hub lets streams in flight finish.
+pub const DEFAULT_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Resolved hub settings.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    pub data_dir: PathBuf,
+    /// Public links live under this domain (`<sub>.<domain>`); `localhost` for an embedded hub.
+    pub domain: String,
+    /// PEM certificate and key to present instead of the generated self-signed one.
+    pub cert: Option<(PathBuf, PathBuf)>,
+    /// A public-link client must send a request head within this time.
+    pub header_timeout: std::time::Duration,
+    /// After a stop is requested, how long streams in flight may still run before they are cut.
+    pub grace: std::time::Duration,
+    /// An ingress connection with no request in flight is closed after this long.
+    pub idle_timeout: std::time::Duration,
+    /// Connections the public ingress holds (both listeners together), in total and per client.
+    pub ingress_caps: admission::Caps,
+    /// Connections still in their TLS handshake and hello on the agent port, in total and per
+    /// address (an authenticated agent's connections are not counted).
+    pub handshake_caps: admission::Caps,
+    /// Proxies in front of the ingress whose `X-Forwarded-For` is believed (CIDR); from anyone
+    /// else the hub drops client-sent forwarding headers and writes its own.
+    pub trusted_proxies: Vec<pconnect_proto::link::Cidr>,
+}
+
+impl HubConfig {
+    /// Defaults for everything but the data dir.
+    pub fn new(data_dir: PathBuf) -> Self {
+        let open_files = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft);
+        Self {
+            data_dir,
+            domain: "localhost".into(),
+            cert: None,
+            header_timeout: std::time::Duration::from_secs(10),
+            grace: DEFAULT_GRACE,
+            idle_timeout: std::time::Duration::from_secs(60),
+            ingress_caps: admission::Caps::from_open_files(open_files, 0.5, DEFAULT_INGRESS_PER_IP),
+            handshake_caps: admission::Caps::from_open_files(open_files, 0.25, DEFAULT_HANDSHAKES_PER_IP),
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+/// Sockets the hub serves, bound by the caller.
+pub struct Listeners {
+    /// TLS port for agents.
+    pub agents: TcpListener,
+    /// Plain HTTP port: public links and `/healthz`.
+    pub http: TcpListener,
+    /// HTTPS port for public links (HTTP/2 by ALPN), with the hub's certificate.
+    pub https: Option<TcpListener>,
+}
+
+/// What a started hub reports about itself.
+#[derive(Debug, Clone)]
+pub struct HubInfo {
+    pub agents: SocketAddr,
+    pub http: SocketAddr,
+    pub https: Option<SocketAddr>,
+    pub fingerprint: String,
+}
