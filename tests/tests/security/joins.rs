@@ -17,7 +17,7 @@ use super::routing::member_of;
 use super::share_code;
 use super::support::expose;
 
-/// The limiter's budget (hub/src/join_limiter.rs).
+/// The limiter's budget (hub/src/features/shares/join_limiter.rs).
 const MAX_FAILURES: usize = 10;
 
 /// How one redemption ended.
