@@ -1,6 +1,6 @@
 //! One typed description per control call on a forward link: its method, path, request body and
 //! reply body. The agent's client (`ForwardLink::call::<C>`) and the hub's router
-//! (`hub/src/conn/rpc_router.rs`) both use these, so a call whose two ends disagree does not
+//! (`hub/src/conn/forward.rs`) both use these, so a call whose two ends disagree does not
 //! compile, and a reader can follow `connect share` to `shares::create` by the type's name.
 //!
 //! Calls without a request body take `()`; calls answered with `204 No Content` reply `()`.
