@@ -17,14 +17,15 @@ pub(crate) use pconnect_link::reply::{reply, reply_error};
 const MAX_BODY: usize = 64 * 1024;
 
 /// Runs call `C`: reads its request, runs `handler`, encodes its reply (`()` is `204 No Content`).
-pub(crate) async fn serve<C, F, Fut>(body: RecvStream, handler: F) -> Result<(StatusCode, Bytes), ErrorBody>
+pub(crate) async fn serve<C, F, Fut, E>(body: RecvStream, handler: F) -> Result<(StatusCode, Bytes), ErrorBody>
 where
     C: Call,
     F: FnOnce(C::Request) -> Fut,
-    Fut: Future<Output = Result<C::Reply, ErrorBody>>,
+    Fut: Future<Output = Result<C::Reply, E>>,
+    E: Into<ErrorBody>,
 {
     let request: C::Request = read(body).await?;
-    let reply = handler(request).await?;
+    let reply = handler(request).await.map_err(Into::into)?;
     let json = serde_json::to_vec(&reply).map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))?;
     Ok(match json.as_slice() {
         b"null" => (StatusCode::NO_CONTENT, Bytes::new()),

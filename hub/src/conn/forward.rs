@@ -105,7 +105,10 @@ async fn handle(hub: Arc<Hub>, member: Arc<Member>, request: Request<RecvStream>
     }
     if request.uri().path() == wire::SHARE_ATTACH_PATH {
         let token = join_header(&request).unwrap_or_default();
-        shares::attach(&hub.shares, &member, &token, request.into_body(), respond).await;
+        match shares::authorize_join(&hub.shares, &member, &token).await {
+            Ok(row) => shares::attach(&hub.shares, row, request.into_body(), respond).await,
+            Err(error) => reply_error(&mut respond, &error.into()),
+        }
         return;
     }
     let result = if is_tunnel {
@@ -140,18 +143,18 @@ async fn rpc(hub: &Arc<Hub>, member: &Member, request: Request<RecvStream>) -> R
         ($($call:ty => |$req:pat_param| $handler:expr;)*) => {
             $(
                 if rpc::is::<$call>(&method, &path) {
-                    return crate::rpc::serve::<$call, _, _>(body, |$req| async move { $handler }).await;
+                    return crate::rpc::serve::<$call, _, _, _>(body, |$req| async move { $handler }).await;
                 }
             )*
         };
     }
     route! {
-        rpc::WhoAmICall => |()| Ok(WhoAmI { member: member.name.clone(), workspace: member.workspace.clone() });
+        rpc::WhoAmICall => |()| Ok::<_, ErrorBody>(WhoAmI { member: member.name.clone(), workspace: member.workspace.clone() });
         rpc::ListServices => |()| list_services(hub, member).await;
         rpc::UnregisterServices => |body| {
             hub.store.remove_services(member, &body.names).await.map_err(store_error)?;
             hub.routes.remove_services(member.workspace_id, member.id, &body.names);
-            Ok(())
+            Ok::<_, ErrorBody>(())
         };
         rpc::CreateShareCall => |body| shares::create(&hub.shares, member, body).await;
         rpc::ListShares => |()| shares::list(&hub.shares, member).await;
@@ -164,7 +167,7 @@ async fn rpc(hub: &Arc<Hub>, member: &Member, request: Request<RecvStream>) -> R
         rpc::RevokeLinkCall => |body| links::revoke(&hub.links, member, &body.subdomain).await;
         rpc::UpdateLinkCall => |body| links::update(&hub.links, member, body).await;
         rpc::StartDebugCall => |body| crate::features::debug::rpc::start(&hub.debug, member, body).await;
-        rpc::ListDebug => |()| Ok(crate::features::debug::rpc::list(&hub.debug, member));
+        rpc::ListDebug => |()| Ok::<_, ErrorBody>(crate::features::debug::rpc::list(&hub.debug, member));
         rpc::StopDebugCall => |body| crate::features::debug::rpc::stop(&hub.debug, member, &body.id).await;
     }
     Err(ErrorBody::new(ErrorCode::NotFound, format!("no such call: {method} {path}")))
@@ -204,7 +207,7 @@ async fn tunnel(
         Some(token) => match shares::authorize_tunnel(&hub.shares, member, &token, service).await {
             Ok((cancel, creator)) => (Some(cancel), Some(creator)),
             Err(error) => {
-                reply_error(&mut respond, &error);
+                reply_error(&mut respond, &error.into());
                 return Ok(());
             }
         },

@@ -8,6 +8,7 @@ pub(crate) mod agent_port;
 pub(crate) mod forward;
 pub(crate) mod reverse;
 pub(crate) mod routes;
+mod wire_errors;
 
 /// An authenticated agent connection, as forward and reverse links run on it.
 pub(crate) type AgentStream = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;

@@ -1,4 +1,4 @@
-//! Replay: the debug rebuilds a raw HTTP/1.1 request from a captured exchange plus the viewer's edits
+//! Replay: the hub rebuilds a raw HTTP/1.1 request from a captured exchange plus the viewer's edits
 //! and asks the exposing agent (over its reverse link) to send it to its own target. The answer is
 //! captured by the agent's parsers and stored here like any other exchange, with `replay_of` set.
 //!
@@ -16,7 +16,7 @@ use super::session::Session;
 use crate::conn::reverse;
 use crate::conn::routes::ReverseConn;
 
-/// Headers never copied into a replay: framing and hop-by-hop ones (the debug sets its own).
+/// Headers never copied into a replay: framing and hop-by-hop ones (the hub sets its own).
 const DROPPED_HEADERS: &[&str] = &[
     "content-length",
     "transfer-encoding",

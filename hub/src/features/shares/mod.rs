@@ -1,6 +1,7 @@
 //! Environment share RPCs: create, list, revoke, join, attach, and the check a tunnel through a
-//! share passes. Codes live only as HMAC(shares key, workspace, code); join tokens only as SHA-256.
+//! share passes. Codes live only as HMAC(hub key, workspace, code); join tokens only as SHA-256.
 
+mod error;
 pub(crate) mod join_limiter;
 mod key;
 pub(crate) mod live;
@@ -11,7 +12,7 @@ use bytes::Bytes;
 use h2::RecvStream;
 use h2::server::SendResponse;
 use http::{Response, StatusCode};
-use pconnect_proto::control::{ErrorBody, ErrorCode, check_project_tag};
+use pconnect_proto::control::check_project_tag;
 use pconnect_proto::share::{
     self, CreateShare, Joined, MAX_SHARE_SECS, ShareCreated, ShareEvent, ShareInfo, ShareListing, ShareRouteInfo,
     UpdateShare,
@@ -22,8 +23,8 @@ use tokio_util::sync::CancellationToken;
 use crate::audit::{Audit, AuditAction};
 use crate::auth;
 use crate::conn::routes::Routes;
-use crate::rpc::store_error;
 use crate::store::{Member, MemberId, ShareRoute, ShareRow, Store, StoreError};
+pub(crate) use error::ShareError;
 use join_limiter::JoinLimiter;
 use key::ShareKey;
 use live::LiveShares;
@@ -56,40 +57,32 @@ impl Shares {
 }
 
 /// `POST /v1/shares`: a share of every service `member` exposes that is online now.
-pub(crate) async fn create(shares: &Shares, member: &Member, body: CreateShare) -> Result<ShareCreated, ErrorBody> {
+pub(crate) async fn create(shares: &Shares, member: &Member, body: CreateShare) -> Result<ShareCreated, ShareError> {
     if body.expires_in_secs == 0 || body.expires_in_secs > MAX_SHARE_SECS {
-        return Err(ErrorBody::new(ErrorCode::BadRequest, "a share lasts at most 7 days"));
+        return Err(ShareError::BadLifetime);
     }
     if body.name.as_ref().is_some_and(|n| n.chars().count() > 100 || n.chars().any(char::is_control)) {
-        return Err(ErrorBody::new(
-            ErrorCode::BadRequest,
-            "a share name is at most 100 characters, without control characters",
-        ));
+        return Err(ShareError::BadName);
     }
     if let Some(project) = &body.project {
-        check_project_tag(project).map_err(|e| ErrorBody::new(ErrorCode::BadRequest, e))?;
+        check_project_tag(project).map_err(ShareError::BadProject)?;
     }
     let routes: Vec<ShareRoute> = shares
         .store
         .list_services(member.workspace_id)
-        .await
-        .map_err(store_error)?
+        .await?
         .into_iter()
         .filter(|s| s.owner_id == member.id && shares.routes.is_online(member.workspace_id, &s.name))
         .filter(|s| body.services.as_ref().is_none_or(|only| only.contains(&s.name)))
         .map(|s| ShareRoute { service: s.name, port: s.port })
         .collect();
     if routes.is_empty() {
-        return Err(ErrorBody::new(
-            ErrorCode::BadRequest,
-            "none of your services is online, so there is nothing to share",
-        )
-        .with_hint("expose one first (connect expose <port>), then run connect share again"));
+        return Err(ShareError::NothingOnline);
     }
     let expires_at = clock::now() + body.expires_in_secs as i64;
     for _ in 0..CODE_ATTEMPTS {
         let code = share::code_from(random_byte);
-        let hash = shares.key.code_hash(member.workspace_id, &code).await.map_err(store_error)?;
+        let hash = shares.key.code_hash(member.workspace_id, &code).await?;
         let created = shares.store.create_share(
             member,
             &hash,
@@ -105,63 +98,59 @@ pub(crate) async fn create(shares: &Shares, member: &Member, body: CreateShare) 
                 return Ok(ShareCreated { code, share: info(shares, &row) });
             }
             Err(StoreError::AlreadyExists(_)) => continue,
-            Err(e) => return Err(store_error(e)),
+            Err(e) => return Err(e.into()),
         }
     }
-    Err(ErrorBody::new(ErrorCode::Internal, "could not draw a free share code; try again"))
+    Err(ShareError::NoFreeCode)
 }
 
 /// `POST /v1/shares/update`: moves the expiry of one of the caller's live shares (counted from its
 /// creation); it keeps its code, its joiners and their tunnels.
-pub(crate) async fn update(shares: &Shares, member: &Member, body: UpdateShare) -> Result<ShareInfo, ErrorBody> {
+pub(crate) async fn update(shares: &Shares, member: &Member, body: UpdateShare) -> Result<ShareInfo, ShareError> {
     if body.expires_in_secs == 0 || body.expires_in_secs > MAX_SHARE_SECS {
-        return Err(ErrorBody::new(ErrorCode::BadRequest, "a share lasts at most 7 days"));
+        return Err(ShareError::BadLifetime);
     }
-    let not_found = || ErrorBody::new(ErrorCode::NotFound, format!("you have no active share {}", body.id));
-    let row = shares.store.share_by_id(body.id).await.map_err(store_error)?.ok_or_else(not_found)?;
-    if row.creator_id != member.id {
-        return Err(not_found());
-    }
+    let row = shares.store.share_by_id(body.id).await?;
+    let Some(row) = row.filter(|row| row.creator_id == member.id) else {
+        return Err(ShareError::NotYours(body.id));
+    };
     live(shares, &row, "")?;
     let expires_at = row.created_at + body.expires_in_secs as i64;
-    shares.store.set_share_expiry(row.id, expires_at).await.map_err(store_error)?;
+    shares.store.set_share_expiry(row.id, expires_at).await?;
     shares.live.set_expiry(row.id, expires_at);
     shares.audit.record(member, AuditAction::ShareUpdate, &format!("share {} expires at {expires_at}", row.id)).await;
     Ok(info(shares, &ShareRow { expires_at, ..row }))
 }
 
 /// `GET /v1/shares`: the caller's active shares.
-pub(crate) async fn list(shares: &Shares, member: &Member) -> Result<ShareListing, ErrorBody> {
-    let rows = shares.store.active_shares_of(member.id, clock::now()).await.map_err(store_error)?;
+pub(crate) async fn list(shares: &Shares, member: &Member) -> Result<ShareListing, ShareError> {
+    let rows = shares.store.active_shares_of(member.id, clock::now()).await?;
     let listed = rows.iter().filter(|row| shares.live.ended(row.id).is_none()).map(|row| info(shares, row)).collect();
     Ok(ShareListing { shares: listed })
 }
 
 /// `POST /v1/shares/revoke`: only the creator or a workspace admin; closes every tunnel through it.
-pub(crate) async fn revoke(shares: &Shares, member: &Member, code: &str) -> Result<(), ErrorBody> {
-    let code = share::parse_code(code).map_err(|e| ErrorBody::new(ErrorCode::BadRequest, e.to_string()))?;
+pub(crate) async fn revoke(shares: &Shares, member: &Member, code: &str) -> Result<(), ShareError> {
+    let code = share::parse_code(code).map_err(|e| ShareError::BadCode(e.to_string()))?;
     let row = find(shares, member, &code).await?;
     if row.creator_id != member.id && !member.is_admin {
-        return Err(ErrorBody::new(
-            ErrorCode::Forbidden,
-            format!("only {} (who created share {code}) or a workspace admin can revoke it", row.creator),
-        ));
+        return Err(ShareError::NotCreator { code, creator: row.creator });
     }
     end_share(shares, member, &row, &code).await
 }
 
 /// `POST /v1/shares/revoke-id`: the creator revokes one of their shares by id (project mode).
-pub(crate) async fn revoke_id(shares: &Shares, member: &Member, id: i64) -> Result<(), ErrorBody> {
-    let row = shares.store.share_by_id(id).await.map_err(store_error)?;
+pub(crate) async fn revoke_id(shares: &Shares, member: &Member, id: i64) -> Result<(), ShareError> {
+    let row = shares.store.share_by_id(id).await?;
     let Some(row) = row.filter(|row| row.creator_id == member.id) else {
-        return Err(ErrorBody::new(ErrorCode::NotFound, format!("you have no share #{id}")));
+        return Err(ShareError::NotYours(id));
     };
     end_share(shares, member, &row, "").await
 }
 
-async fn end_share(shares: &Shares, member: &Member, row: &ShareRow, code: &str) -> Result<(), ErrorBody> {
+async fn end_share(shares: &Shares, member: &Member, row: &ShareRow, code: &str) -> Result<(), ShareError> {
     live(shares, row, code)?;
-    shares.store.revoke_share(row.id, clock::now()).await.map_err(store_error)?;
+    shares.store.revoke_share(row.id, clock::now()).await?;
     shares.live.end(row.id, ShareEvent::Revoked);
     shares.audit.record(member, AuditAction::ShareRevoke, &format!("share {}", row.id)).await;
     Ok(())
@@ -169,59 +158,39 @@ async fn end_share(shares: &Shares, member: &Member, row: &ShareRow, code: &str)
 
 /// `POST /v1/shares/join`: admits a member of the share's workspace. Failures count against the
 /// member's rate limit; a code of another workspace fails exactly like a code that does not exist.
-pub(crate) async fn join(shares: &Shares, member: &Member, code: &str) -> Result<Joined, ErrorBody> {
+pub(crate) async fn join(shares: &Shares, member: &Member, code: &str) -> Result<Joined, ShareError> {
     // One attempt per member at a time: concurrent guesses cannot all pass the check before the
     // first failure is counted.
     let _turn = shares.join_limiter.turn(member.id).await;
     let now = clock::now();
-    if let Err(wait) = shares.join_limiter.check(shares.store.as_ref(), member, now).await {
-        return Err(rate_limited(wait));
+    if let Err(wait_secs) = shares.join_limiter.check(shares.store.as_ref(), member, now).await {
+        return Err(ShareError::RateLimited { wait_secs });
     }
     let outcome = admit(shares, member, code).await;
     match &outcome {
         Ok(joined) => shares.audit.record(member, AuditAction::ShareJoin, &format!("share {}", joined.share.id)).await,
-        Err(error) if error.code != ErrorCode::Internal => {
-            shares.join_limiter.failed(member.id, now);
-            shares.audit.record(member, AuditAction::ShareJoinFailed, failure_detail(error.code)).await;
+        Err(error) => {
+            if let Some(detail) = error.failed_join() {
+                shares.join_limiter.failed(member.id, now);
+                shares.audit.record(member, AuditAction::ShareJoinFailed, detail).await;
+            }
         }
-        Err(_) => {}
     }
     outcome
 }
 
-/// What the audit log says about a failed join: never the code tried (it may be another
-/// workspace's live code, and the store keeps no plaintext code).
-fn failure_detail(code: ErrorCode) -> &'static str {
-    match code {
-        ErrorCode::NotFound => "no share with that code in this workspace",
-        ErrorCode::Gone => "the share was revoked or has expired",
-        ErrorCode::BadRequest => "not a share code",
-        _ => "refused",
-    }
-}
-
-async fn admit(shares: &Shares, member: &Member, code: &str) -> Result<Joined, ErrorBody> {
-    let code = share::parse_code(code).map_err(|e| ErrorBody::new(ErrorCode::BadRequest, e.to_string()))?;
+async fn admit(shares: &Shares, member: &Member, code: &str) -> Result<Joined, ShareError> {
+    let code = share::parse_code(code).map_err(|e| ShareError::BadCode(e.to_string()))?;
     let row = find(shares, member, &code).await?;
     live(shares, &row, &code)?;
     let join_token = format!("pj_{}", pconnect_link::random::hex(32));
-    shares.store.add_join(row.id, member.id, &auth::token_hash(&join_token)).await.map_err(store_error)?;
+    shares.store.add_join(row.id, member.id, &auth::token_hash(&join_token)).await?;
     Ok(Joined { share: info(shares, &row), join_token })
 }
 
-/// `POST /v1/shares/attach`: holds a joiner's stream open while they are joined; sends
-/// [`ShareEvent`] lines; ends when the share does.
-pub(crate) async fn attach(
-    shares: &Shares,
-    member: &Member,
-    token: &str,
-    request_body: RecvStream,
-    mut respond: SendResponse<Bytes>,
-) {
-    let row = match authorize_join(shares, member, token).await {
-        Ok(row) => row,
-        Err(error) => return crate::rpc::reply_error(&mut respond, &error),
-    };
+/// `POST /v1/shares/attach`, once [`authorize_join`] passed: holds a joiner's stream open while
+/// they are joined; sends [`ShareEvent`] lines; ends when the share does.
+pub(crate) async fn attach(shares: &Shares, row: ShareRow, request_body: RecvStream, mut respond: SendResponse<Bytes>) {
     let (cancel, _guard) = shares.live.attach(&row);
     let response = Response::builder().status(StatusCode::OK).body(()).expect("static response");
     let Ok(mut events) = respond.send_response(response, false) else { return };
@@ -245,21 +214,19 @@ pub(crate) async fn authorize_tunnel(
     member: &Member,
     token: &str,
     service: &str,
-) -> Result<(CancellationToken, MemberId), ErrorBody> {
+) -> Result<(CancellationToken, MemberId), ShareError> {
     let row = authorize_join(shares, member, token).await?;
     if !row.routes.iter().any(|r| r.service == service) {
-        return Err(ErrorBody::new(ErrorCode::NotFound, format!("'{service}' is not part of this share")));
+        return Err(ShareError::NotInShare(service.to_string()));
     }
     Ok((shares.live.token(&row), row.creator_id))
 }
 
-async fn authorize_join(shares: &Shares, member: &Member, token: &str) -> Result<ShareRow, ErrorBody> {
-    let found = shares.store.join_by_token(&auth::token_hash(token)).await.map_err(store_error)?;
+/// The share a join token admits `member` to, if it is theirs and the share is live.
+pub(crate) async fn authorize_join(shares: &Shares, member: &Member, token: &str) -> Result<ShareRow, ShareError> {
+    let found = shares.store.join_by_token(&auth::token_hash(token)).await?;
     let Some((join, row)) = found.filter(|(join, _)| join.member_id == member.id) else {
-        return Err(ErrorBody::new(
-            ErrorCode::NotFound,
-            "this join is not known to the shares; run connect join again",
-        ));
+        return Err(ShareError::UnknownJoin);
     };
     let _ = join;
     live(shares, &row, "")?;
@@ -267,26 +234,20 @@ async fn authorize_join(shares: &Shares, member: &Member, token: &str) -> Result
 }
 
 /// The share of the caller's workspace with this code.
-async fn find(shares: &Shares, member: &Member, code: &str) -> Result<ShareRow, ErrorBody> {
-    let hash = shares.key.code_hash(member.workspace_id, code).await.map_err(store_error)?;
-    shares.store.share_by_code(member.workspace_id, &hash).await.map_err(store_error)?.ok_or_else(|| {
-        ErrorBody::new(ErrorCode::NotFound, format!("no share with code {code} in this workspace"))
-            .with_hint("check the code with the person who shared it")
-    })
+async fn find(shares: &Shares, member: &Member, code: &str) -> Result<ShareRow, ShareError> {
+    let hash = shares.key.code_hash(member.workspace_id, code).await?;
+    shares.store.share_by_code(member.workspace_id, &hash).await?.ok_or_else(|| ShareError::UnknownCode(code.into()))
 }
 
-/// Refuses a share that was revoked or is past its expiry (checked on every use, by the shares's clock).
-fn live(shares: &Shares, row: &ShareRow, code: &str) -> Result<(), ErrorBody> {
-    let label = if code.is_empty() { "this share".to_string() } else { format!("share {code}") };
+/// Refuses a share that was revoked or is past its expiry (checked on every use, by the hub's clock).
+fn live(shares: &Shares, row: &ShareRow, code: &str) -> Result<(), ShareError> {
+    let code = (!code.is_empty()).then(|| code.to_string());
     let ended = shares.live.ended(row.id);
     if row.revoked_at.is_some() || ended == Some(ShareEvent::Revoked) {
-        return Err(ErrorBody::new(ErrorCode::Gone, format!("{label} was revoked by its creator"))
-            .with_hint("ask for a new share code"));
+        return Err(ShareError::Revoked { code });
     }
     if row.expires_at <= clock::now() || ended == Some(ShareEvent::Expired) {
-        return Err(
-            ErrorBody::new(ErrorCode::Gone, format!("{label} has expired")).with_hint("ask for a new share code")
-        );
+        return Err(ShareError::Expired { code });
     }
     Ok(())
 }
@@ -308,14 +269,6 @@ fn event_line(event: &ShareEvent) -> Bytes {
     let mut line = serde_json::to_vec(event).unwrap_or_default();
     line.push(b'\n');
     Bytes::from(line)
-}
-
-fn rate_limited(wait_secs: u64) -> ErrorBody {
-    let minutes = wait_secs / 60;
-    let when = if minutes > 0 { format!("{minutes}m {}s", wait_secs % 60) } else { format!("{wait_secs}s") };
-    let mut error = ErrorBody::new(ErrorCode::RateLimited, format!("too many wrong share codes: try again in {when}"));
-    error.retry_after_secs = Some(wait_secs);
-    error
 }
 
 fn random_byte() -> u8 {
