@@ -75,6 +75,7 @@ async fn handle(hub: Arc<Hub>, tcp: TcpStream, peer: SocketAddr, stop: Stop, slo
 /// TLS + hello. `Ok(None)` when the hello was refused (the refusal was sent).
 async fn handshake(hub: &Hub, tcp: TcpStream) -> anyhow::Result<Option<(AgentStream, Hello, Member)>> {
     let mut stream = hub.tls.accept(tcp).await?;
+    stream.get_mut().1.set_buffer_limit(Some(pconnect_link::tuning::TLS_SEND_BUFFER));
     let alpn_role = match stream.get_ref().1.alpn_protocol() {
         Some(ALPN_FORWARD) => Some(Role::Forward),
         Some(ALPN_REVERSE) => Some(Role::Reverse),

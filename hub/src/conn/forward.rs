@@ -2,6 +2,7 @@
 //! tunnels (reach) to the reverse link of the agent that owns the service.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use std::time::{Duration, Instant};
 
@@ -27,6 +28,11 @@ use pconnect_link::{heartbeat, pump, tuning};
 /// spreads them over its links (a busy agent: ~2000/s per link); a flood of opened-then-reset
 /// streams (HTTP/2 rapid reset) is well above it, and is cut off with GOAWAY ENHANCE_YOUR_CALM.
 const MAX_STREAMS_PER_SEC: u32 = 5000;
+/// Control calls the agent may abandon (reset before the answer) per [`ABANDON_WINDOW`]. An agent
+/// gives up a call only when its own command stops; HTTP/2 rapid reset abandons every one, at
+/// whatever pace the attacker manages, so this catches it where the stream rate alone may not.
+const MAX_ABANDONED_CALLS: u32 = 200;
+const ABANDON_WINDOW: Duration = Duration::from_secs(10);
 /// How long a cut-off link gets to flush its GOAWAY.
 const GOAWAY_FLUSH: Duration = Duration::from_secs(1);
 
@@ -45,20 +51,23 @@ pub(crate) async fn serve(
     let member = Arc::new(member);
     let mut draining = false;
     let mut window = (Instant::now(), 0u32);
+    let abandoned = Arc::new(Abandoned::default());
     loop {
         tokio::select! {
             next = conn.accept() => match next {
-                Some(Ok(_)) if too_many_streams(&mut window) => {
+                Some(Ok(_)) if too_many_streams(&mut window) || abandoned.too_many() => {
                     conn.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
                     let _ = tokio::time::timeout(GOAWAY_FLUSH, async { while conn.accept().await.is_some() {} }).await;
                     anyhow::bail!(
-                        "forward link of {} opened more than {MAX_STREAMS_PER_SEC} streams in a second: cut off",
+                        "forward link of {} opened more than {MAX_STREAMS_PER_SEC} streams in a second, or \
+                         abandoned more than {MAX_ABANDONED_CALLS} calls: cut off",
                         member.name
                     );
                 }
                 Some(Ok((request, respond))) => {
                     let span = tracing::debug_span!("rpc", path = %request.uri().path());
-                    tokio::spawn(handle(hub.clone(), member.clone(), request, respond).instrument(span));
+                    let abandoned = abandoned.clone();
+                    tokio::spawn(handle(hub.clone(), member.clone(), request, respond, abandoned).instrument(span));
                 }
                 Some(Err(e)) => return Err(e.into()),
                 None => return Ok(()),
@@ -86,7 +95,40 @@ fn too_many_streams(window: &mut (Instant, u32)) -> bool {
     window.1 > MAX_STREAMS_PER_SEC
 }
 
-async fn handle(hub: Arc<Hub>, member: Arc<Member>, request: Request<RecvStream>, mut respond: SendResponse<Bytes>) {
+/// Control calls of one link that the agent reset before their answer, in the current window.
+struct Abandoned {
+    since: std::sync::Mutex<Instant>,
+    count: AtomicU32,
+}
+
+impl Default for Abandoned {
+    fn default() -> Self {
+        Self { since: std::sync::Mutex::new(Instant::now()), count: AtomicU32::new(0) }
+    }
+}
+
+impl Abandoned {
+    fn record(&self) {
+        let mut since = crate::sync::lock(&self.since);
+        if since.elapsed() >= ABANDON_WINDOW {
+            *since = Instant::now();
+            self.count.store(0, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn too_many(&self) -> bool {
+        self.count.load(Ordering::Relaxed) > MAX_ABANDONED_CALLS
+    }
+}
+
+async fn handle(
+    hub: Arc<Hub>,
+    member: Arc<Member>,
+    request: Request<RecvStream>,
+    mut respond: SendResponse<Bytes>,
+    abandoned: Arc<Abandoned>,
+) {
     let path = request.uri().path().to_string();
     let is_tunnel = request.method() == Method::CONNECT
         && request.extensions().get::<h2::ext::Protocol>().map(|p| p.as_str()) == Some(TUNNEL_PROTOCOL);
@@ -99,7 +141,9 @@ async fn handle(hub: Arc<Hub>, member: Arc<Member>, request: Request<RecvStream>
             (false, wire::DebugStream::Tail) => {
                 crate::features::debug::rpc::tail(&hub.debug, &member, &id, respond).await
             }
-            _ => reply_error(&mut respond, &ErrorBody::new(ErrorCode::NotFound, format!("no such call: {path}"))),
+            _ => {
+                reply_error(&mut respond, &ErrorBody::new(ErrorCode::NotFound, format!("no such call: {path}")));
+            }
         }
         return;
     }
@@ -107,7 +151,9 @@ async fn handle(hub: Arc<Hub>, member: Arc<Member>, request: Request<RecvStream>
         let token = join_header(&request).unwrap_or_default();
         match shares::authorize_join(&hub.shares, &member, &token).await {
             Ok(row) => shares::attach(&hub.shares, row, request.into_body(), respond).await,
-            Err(error) => reply_error(&mut respond, &error.into()),
+            Err(error) => {
+                reply_error(&mut respond, &error.into());
+            }
         }
         return;
     }
@@ -120,9 +166,12 @@ async fn handle(hub: Arc<Hub>, member: Arc<Member>, request: Request<RecvStream>
             }
         }
     } else {
-        match rpc(&hub, &member, request).await {
+        let answered = match rpc(&hub, &member, request).await {
             Ok((status, body)) => reply(&mut respond, status, body),
             Err(error) => reply_error(&mut respond, &error),
+        };
+        if !answered {
+            abandoned.record();
         }
         return;
     };

@@ -123,6 +123,7 @@ async fn dial_inner(creds: &Credentials, hello: &Hello, url: &str) -> Result<(Hu
         Ok(stream) => stream,
         Err(e) => return Err(tls_error(creds, url, &seen, e)),
     };
+    stream.get_mut().1.set_buffer_limit(Some(pconnect_link::tuning::TLS_SEND_BUFFER));
     write_frame(&mut stream, hello).await.map_err(|e| unreachable(e.to_string()))?;
     match read_frame::<_, Reply>(&mut stream).await {
         Ok(Reply::Welcome(welcome)) => Ok((stream, welcome)),

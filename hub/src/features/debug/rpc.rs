@@ -125,9 +125,13 @@ pub(crate) async fn events(
         Ok(session) if session.meta.owner == member.id => session,
         Ok(_) => {
             let error = ErrorBody::new(ErrorCode::NotFound, "only the exposing agent feeds a debug session");
-            return crate::rpc::reply_error(&mut respond, &error);
+            crate::rpc::reply_error(&mut respond, &error);
+            return;
         }
-        Err(error) => return crate::rpc::reply_error(&mut respond, &error),
+        Err(error) => {
+            crate::rpc::reply_error(&mut respond, &error);
+            return;
+        }
     };
     let (generation, attached) = session.attach();
     let Ok(mut send) = respond.send_response(ok_response("application/x-ndjson"), false) else { return };
@@ -184,7 +188,10 @@ fn apply(session: &Session, line: &[u8]) {
 pub(crate) async fn tail(debug: &DebugSessions, member: &Member, id: &str, mut respond: SendResponse<Bytes>) {
     let session = match owned(debug, member, id) {
         Ok(session) => session,
-        Err(error) => return crate::rpc::reply_error(&mut respond, &error),
+        Err(error) => {
+            crate::rpc::reply_error(&mut respond, &error);
+            return;
+        }
     };
     let Ok(mut send) = respond.send_response(ok_response("application/x-ndjson"), false) else { return };
     let mut changes = session.watch();
