@@ -15,7 +15,7 @@ pub(crate) fn usage() {
     println!(
         "pconnect-bench: tunnel vs direct loopback, measured in the same run
 
-Usage: pconnect-bench [--bulk-mib N] [--seconds N] [--rounds N] [--warmup N] [--conns N] [--json FILE]
+Usage: pconnect-bench [--bulk-mib N] [--seconds N] [--rounds N] [--warmup N] [--conns N] [--json FILE] [--peers]
 
   --bulk-mib N   bytes uploaded per bulk run, in MiB (default 1024)
   --seconds N    duration of each new-connections and HTTP run (default 5)
@@ -23,6 +23,8 @@ Usage: pconnect-bench [--bulk-mib N] [--seconds N] [--rounds N] [--warmup N] [--
   --warmup N     unmeasured round trips before them (default 1000)
   --conns N      tunnels held open for the memory measurement (default 1000)
   --json FILE    also write the results as JSON
+  --peers        also measure rathole (tcp, noise) and bore side by side with pconnect; installs them
+                 once with `cargo install` next to this binary (as root: in a private network namespace)
 
 Needs the release binaries: {BUILD_COMMAND}"
     );
