@@ -63,11 +63,14 @@ fn dir() -> PathBuf {
 
 fn locate_or_install(peer: &Peer, dir: &Path, may_install: bool) -> Result<PathBuf, String> {
     let bin = dir.join("bin").join(peer.bin);
+    // Why the last install failed, for the process re-executed in the namespace to report.
+    let failure = dir.join(format!("{}.install-failed", peer.bin));
     if bin.is_file() {
         return Ok(bin);
     }
     if !may_install {
-        return Err(format!("not installed in {} (the install before entering the namespace failed)", dir.display()));
+        let why = std::fs::read_to_string(&failure).unwrap_or_else(|_| "not installed".to_owned());
+        return Err(why.trim().to_owned());
     }
     report::progress(&format!(
         "{}: installing into {} (cargo install {}; takes minutes, once)",
@@ -77,16 +80,15 @@ fn locate_or_install(peer: &Peer, dir: &Path, may_install: bool) -> Result<PathB
     ));
     // `--locked` first; the lock file of an older release can pin a dependency today's compiler
     // rejects (rathole 0.5.0 pins `time` 0.3.29), so then once more with fresh dependencies.
-    let locked = install(peer, dir, true);
-    let outcome = match locked {
-        Ok(()) => Ok(()),
-        Err(_) => install(peer, dir, false),
+    let outcome = install(peer, dir, true).or_else(|_| install(peer, dir, false));
+    let outcome = match outcome {
+        Ok(()) if bin.is_file() => return Ok(bin),
+        Ok(()) => format!("could not install ({} is missing after cargo install)", bin.display()),
+        Err(why) => format!("could not install ({why})"),
     };
-    match outcome {
-        Ok(()) if bin.is_file() => Ok(bin),
-        Ok(()) => Err(format!("could not install ({} is missing after cargo install)", bin.display())),
-        Err(why) => Err(format!("could not install ({why})")),
-    }
+    // Best effort: without it the namespace's process only says "not installed".
+    let _ = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&failure, &outcome));
+    Err(outcome)
 }
 
 fn install(peer: &Peer, dir: &Path, locked: bool) -> Result<(), String> {

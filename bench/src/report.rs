@@ -168,8 +168,8 @@ fn print_side_by_side(s: &SideBySide, r: &Results) {
     for path in PATHS {
         print!(" {path:>13}");
     }
-    println!(" {:>10} {:>12}", "pc/direct", "pc/rathole");
-    println!("{}", "-".repeat(31 + 14 * PATHS.len() + 24));
+    println!(" {:>10} {:>15}", "pc/direct", "pc/rathole-tcp");
+    println!("{}", "-".repeat(31 + 14 * PATHS.len() + 27));
     for l in &s.lines {
         print!("{:<31}", l.label);
         for (cell, ran) in l.cells.iter().zip(s.ran) {
@@ -177,10 +177,10 @@ fn print_side_by_side(s: &SideBySide, r: &Results) {
             print!(" {text:>13}");
         }
         let ratio = |to| l.ratio(to).map_or_else(|| "-".to_owned(), |x| format!("{x:.2}x"));
-        println!(" {:>10} {:>12}", ratio(DIRECT), ratio(RATHOLE_TCP));
+        println!(" {:>10} {:>15}", ratio(DIRECT), ratio(RATHOLE_TCP));
     }
     println!();
-    println!("pc/direct and pc/rathole: pconnect's figure divided by direct's and by rathole-tcp's.");
+    println!("pc/direct, pc/rathole-tcp: pconnect's figure divided by direct's, by rathole-tcp's.");
     for note in &s.notes {
         println!("Note: {note}");
     }
