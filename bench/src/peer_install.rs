@@ -28,6 +28,8 @@ pub(crate) struct PeerBins {
     pub(crate) dir: PathBuf,
     pub(crate) rathole: Option<PathBuf>,
     pub(crate) bore: Option<PathBuf>,
+    /// `<crate> <version>` of each installed peer, as cargo recorded it.
+    pub(crate) versions: Vec<String>,
     /// One line per peer that is missing, saying why.
     pub(crate) skipped: Vec<String>,
 }
@@ -50,7 +52,22 @@ pub(crate) fn ensure(may_install: bool) -> PeerBins {
     };
     let rathole = find(&RATHOLE);
     let bore = find(&BORE);
-    PeerBins { dir, rathole, bore, skipped }
+    let record = std::fs::read_to_string(dir.join(".crates.toml")).unwrap_or_default();
+    let installed = [(&RATHOLE, &rathole), (&BORE, &bore)];
+    let versions = installed
+        .into_iter()
+        .filter(|(_, bin)| bin.is_some())
+        .map(|(peer, _)| version(&record, peer.krate).unwrap_or_else(|| peer.krate.to_owned()))
+        .collect();
+    PeerBins { dir, rathole, bore, versions, skipped }
+}
+
+/// `<crate> <version>` from cargo's install record (`"rathole 0.5.0 (registry+…)" = ["rathole"]`).
+fn version(crates_toml: &str, krate: &str) -> Option<String> {
+    crates_toml.lines().find_map(|line| {
+        let rest = line.strip_prefix('"')?.strip_prefix(krate)?.strip_prefix(' ')?;
+        Some(format!("{krate} {}", rest.split_whitespace().next()?))
+    })
 }
 
 /// `<target>/bench-peers`: this executable lives in `<target>/release`.
@@ -120,7 +137,16 @@ fn failure_reason(stderr: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::failure_reason;
+    use super::{failure_reason, version};
+
+    #[test]
+    fn reads_installed_versions() {
+        let record = "[v1]\n\"bore-cli 0.6.0 (registry+https://github.com/rust-lang/crates.io-index)\" = [\"bore\"]\n\
+                      \"rathole 0.5.0 (registry+https://github.com/rust-lang/crates.io-index)\" = [\"rathole\"]\n";
+        assert_eq!(version(record, "rathole").as_deref(), Some("rathole 0.5.0"));
+        assert_eq!(version(record, "bore-cli").as_deref(), Some("bore-cli 0.6.0"));
+        assert_eq!(version(record, "bore"), None);
+    }
 
     #[test]
     fn keeps_the_first_error_line() {

@@ -83,6 +83,7 @@ pub(crate) async fn run(args: &Args, prepared: &Prepared, servers: &Servers, top
     Ok(SideBySide {
         network: prepared.network.clone(),
         peers_dir: prepared.bins.dir.clone(),
+        peer_versions: prepared.bins.versions.clone(),
         ran: paths.each_ref().map(Option::is_some),
         lines: m.lines(),
         notes,

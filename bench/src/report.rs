@@ -149,7 +149,8 @@ fn print_side_by_side(s: &SideBySide, r: &Results) {
     println!("  bore:       client -> bore server -> bore local -> target (plain TCP; a new TCP connection to");
     println!("              the server's control port for each tunneled connection)");
     println!("  Network:    {}", s.network.describe());
-    println!("  Peers:      {}", s.peers_dir.join("bin").display());
+    let versions = if s.peer_versions.is_empty() { "none".to_owned() } else { s.peer_versions.join(", ") };
+    println!("  Peers:      {versions} in {}", s.peers_dir.join("bin").display());
     println!(
         "  Settings:   bulk {} MiB over 1 stream, CPU-seconds per GiB from /proc/<pid>/stat (utime+stime) of",
         a.bulk_mib

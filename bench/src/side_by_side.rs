@@ -47,8 +47,9 @@ impl Line {
 #[derive(Debug, Clone)]
 pub(crate) struct SideBySide {
     pub(crate) network: Network,
-    /// Where the peers are installed.
+    /// Where the peers are installed, and their versions.
     pub(crate) peers_dir: PathBuf,
+    pub(crate) peer_versions: Vec<String>,
     /// Which paths ran (the others were skipped).
     pub(crate) ran: [bool; PATHS.len()],
     pub(crate) lines: Vec<Line>,
@@ -63,6 +64,7 @@ impl SideBySide {
         json!({
             "network": self.network.describe(),
             "peers_dir": self.peers_dir,
+            "peer_versions": self.peer_versions,
             "paths": ran,
             "rows": lines,
             "notes": self.notes,
