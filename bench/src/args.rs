@@ -19,11 +19,13 @@ pub(crate) struct Args {
     pub(crate) conns: usize,
     /// Where to write the results as JSON.
     pub(crate) json: Option<PathBuf>,
+    /// Also measure rathole (tcp and noise) and bore side by side with pconnect.
+    pub(crate) peers: bool,
 }
 
 impl Default for Args {
     fn default() -> Self {
-        Args { bulk_mib: 1024, seconds: 5, rounds: 20_000, warmup: 1_000, conns: 1_000, json: None }
+        Args { bulk_mib: 1024, seconds: 5, rounds: 20_000, warmup: 1_000, conns: 1_000, json: None, peers: false }
     }
 }
 
@@ -51,6 +53,13 @@ pub(crate) fn parse(mut argv: impl Iterator<Item = String>) -> Result<Parsed> {
         };
         if name == "--help" || name == "-h" {
             return Ok(Parsed::Help);
+        }
+        if name == "--peers" {
+            if inline.is_some() {
+                bail!("--peers takes no value (see --help)");
+            }
+            args.peers = true;
+            continue;
         }
         let mut value =
             || inline.clone().or_else(|| argv.next()).with_context(|| format!("{name} needs a value (see --help)"));
@@ -101,5 +110,14 @@ mod tests {
         assert!(run(&["--bogus"]).is_err());
         assert!(run(&["--seconds"]).is_err());
         assert!(matches!(parse(["--help".to_owned()].into_iter()), Ok(Parsed::Help)));
+    }
+
+    #[test]
+    fn peers_is_a_switch() {
+        assert!(!run(&[]).unwrap().peers);
+        let args = run(&["--peers", "--bulk-mib", "8"]).unwrap();
+        assert!(args.peers);
+        assert_eq!(args.bulk_mib, 8);
+        assert!(run(&["--peers=yes"]).is_err());
     }
 }

@@ -1,6 +1,7 @@
 //! Request/response latency: 1 KiB round trips to the echo server over one kept connection per
-//! side. Direct and tunnel are measured in alternating blocks, so both see the same conditions
-//! (on a small VM the cost of a wake-up drifts with where the scheduler puts the threads).
+//! side. Direct and tunnel (or several paths) are measured in alternating blocks, so all see the
+//! same conditions (on a small VM the cost of a wake-up drifts with where the scheduler puts the
+//! threads).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -31,17 +32,27 @@ pub(crate) async fn compare(
     rounds: usize,
     warmup: usize,
 ) -> Result<(Latency, Latency)> {
+    let both = alternate(&[direct, tunnel], rounds, warmup).await?;
+    Ok((both[0], both[1]))
+}
+
+/// The same over any number of paths, alternating between them in [`BLOCKS`] blocks; returns one
+/// result per address, in order.
+pub(crate) async fn alternate(addrs: &[SocketAddr], rounds: usize, warmup: usize) -> Result<Vec<Latency>> {
     tokio::time::timeout(LIMIT, async {
-        let mut direct = Side::connect(direct).await.context("direct")?;
-        let mut tunnel = Side::connect(tunnel).await.context("tunnel")?;
-        direct.run(warmup, false).await.context("direct warm-up")?;
-        tunnel.run(warmup, false).await.context("tunnel warm-up")?;
+        let mut sides = Vec::with_capacity(addrs.len());
+        for addr in addrs {
+            let mut side = Side::connect(*addr).await.with_context(|| format!("via {addr}"))?;
+            side.run(warmup, false).await.with_context(|| format!("warm-up via {addr}"))?;
+            sides.push(side);
+        }
         for block in 0..BLOCKS {
             let n = rounds / BLOCKS + usize::from(block < rounds % BLOCKS);
-            direct.run(n, true).await.context("direct")?;
-            tunnel.run(n, true).await.context("tunnel")?;
+            for (side, addr) in sides.iter_mut().zip(addrs) {
+                side.run(n, true).await.with_context(|| format!("via {addr}"))?;
+            }
         }
-        Ok((direct.stats(), tunnel.stats()))
+        Ok(sides.into_iter().map(Side::stats).collect())
     })
     .await
     .with_context(|| format!("the latency run did not finish within {LIMIT:?}"))?

@@ -8,14 +8,16 @@ use crate::measure_bulk::WRITE_SIZE;
 use crate::measure_connrate::{PAYLOAD, WORKERS};
 use crate::measure_http::WORKERS as HTTP_WORKERS;
 use crate::measure_latency::BLOCKS;
+use crate::measure_ttfb::{CONNECTIONS as TTFB_CONNECTIONS, REQUEST as TTFB_REQUEST};
 use crate::results::{Results, Row};
+use crate::side_by_side::{DIRECT, PATHS, RATHOLE_TCP, SideBySide};
 
 /// The `--help` text.
 pub(crate) fn usage() {
     println!(
         "pconnect-bench: tunnel vs direct loopback, measured in the same run
 
-Usage: pconnect-bench [--bulk-mib N] [--seconds N] [--rounds N] [--warmup N] [--conns N] [--json FILE]
+Usage: pconnect-bench [--bulk-mib N] [--seconds N] [--rounds N] [--warmup N] [--conns N] [--json FILE] [--peers]
 
   --bulk-mib N   bytes uploaded per bulk run, in MiB (default 1024)
   --seconds N    duration of each new-connections and HTTP run (default 5)
@@ -23,6 +25,8 @@ Usage: pconnect-bench [--bulk-mib N] [--seconds N] [--rounds N] [--warmup N] [--
   --warmup N     unmeasured round trips before them (default 1000)
   --conns N      tunnels held open for the memory measurement (default 1000)
   --json FILE    also write the results as JSON
+  --peers        also measure rathole (tcp, noise) and bore side by side with pconnect; installs them
+                 once with `cargo install` next to this binary (as root: in a private network namespace)
 
 Needs the release binaries: {BUILD_COMMAND}"
     );
@@ -31,6 +35,11 @@ Needs the release binaries: {BUILD_COMMAND}"
 /// A progress line while the run goes on.
 pub(crate) fn progress(what: &str) {
     eprintln!("... {what}");
+}
+
+/// A line of its own while the run goes on (e.g. a peer that is skipped, and why).
+pub(crate) fn line(what: &str) {
+    eprintln!("{what}");
 }
 
 /// The run failed.
@@ -125,6 +134,57 @@ pub(crate) fn print(r: &Results) {
     }
     let (met, checked) = r.score();
     println!("Targets met: {met} of {checked}");
+    if let Some(side) = &r.side_by_side {
+        print_side_by_side(side, r);
+    }
+}
+
+/// The `--peers` table: every path through the same workloads.
+fn print_side_by_side(s: &SideBySide, r: &Results) {
+    let a = &r.args;
+    println!();
+    println!("Relays side by side: the same targets through each path, same run");
+    println!("  pconnect:   client -> reach agent -> hub (TLS + HTTP/2) -> expose agent -> target");
+    println!("  rathole:    client -> rathole server -> rathole client -> target (tcp, and noise: encrypted)");
+    println!("  bore:       client -> bore server -> bore local -> target (plain TCP; a new TCP connection to");
+    println!("              the server's control port for each tunneled connection)");
+    println!("  Network:    {}", s.network.describe());
+    let versions = if s.peer_versions.is_empty() { "none".to_owned() } else { s.peer_versions.join(", ") };
+    println!("  Peers:      {versions} in {}", s.peers_dir.join("bin").display());
+    println!(
+        "  Settings:   bulk {} MiB over 1 stream, CPU-seconds per GiB from /proc/<pid>/stat (utime+stime) of",
+        a.bulk_mib
+    );
+    println!("              each relay process before and after it; new conns {} s x {WORKERS} workers;", a.seconds);
+    println!(
+        "              latency {} x 1 KiB round trips per path after {} warm-up; first byte: {TTFB_CONNECTIONS} new",
+        a.rounds, a.warmup
+    );
+    println!(
+        "              connections per path, connect + {TTFB_REQUEST} B echo request until the first answer byte;"
+    );
+    println!("              latency and first byte alternate between all paths in {BLOCKS} blocks");
+    println!();
+    print!("{:<31}", "Measurement");
+    for path in PATHS {
+        print!(" {path:>13}");
+    }
+    println!(" {:>10} {:>15}", "pc/direct", "pc/rathole-tcp");
+    println!("{}", "-".repeat(31 + 14 * PATHS.len() + 27));
+    for l in &s.lines {
+        print!("{:<31}", l.label);
+        for (cell, ran) in l.cells.iter().zip(s.ran) {
+            let text = if ran { value(*cell, l.decimals) } else { "skipped".to_owned() };
+            print!(" {text:>13}");
+        }
+        let ratio = |to| l.ratio(to).map_or_else(|| "-".to_owned(), |x| format!("{x:.2}x"));
+        println!(" {:>10} {:>15}", ratio(DIRECT), ratio(RATHOLE_TCP));
+    }
+    println!();
+    println!("pc/direct, pc/rathole-tcp: pconnect's figure divided by direct's, by rathole-tcp's.");
+    for note in &s.notes {
+        println!("Note: {note}");
+    }
 }
 
 fn value(v: Option<f64>, decimals: usize) -> String {

@@ -9,6 +9,7 @@ use crate::args::Args;
 use crate::bins::Bins;
 use crate::fdlimit::FdLimit;
 use crate::machine::Machine;
+use crate::side_by_side::SideBySide;
 use crate::targets::Target;
 
 /// One measured quantity: direct (when it has a direct counterpart) and through the tunnel.
@@ -77,6 +78,8 @@ pub(crate) struct Results {
     pub(crate) memory: Vec<Row>,
     /// Extra facts worth reading (e.g. the first connection error).
     pub(crate) notes: Vec<String>,
+    /// pconnect next to rathole and bore (`--peers`).
+    pub(crate) side_by_side: Option<SideBySide>,
 }
 
 impl Results {
@@ -97,6 +100,7 @@ impl Results {
                 "rounds": self.args.rounds,
                 "warmup": self.args.warmup,
                 "conns": self.args.conns,
+                "peers": self.args.peers,
             },
             "open_files": {"before": self.fds.before, "after": self.fds.after},
             "binaries": {"hub": self.bins.hub, "connect": self.bins.connect},
@@ -104,6 +108,7 @@ impl Results {
             "memory_mib": rows(&self.memory),
             "notes": self.notes,
             "targets": {"met": met, "checked": checked},
+            "relays_side_by_side": self.side_by_side.as_ref().map(SideBySide::to_json),
         })
     }
 }

@@ -16,13 +16,14 @@ use crate::report::progress;
 use crate::results::{Results, Row};
 use crate::rss::{PeakSampler, rss_kib};
 use crate::targets::{self, Target};
-use crate::{bins, machine, servers, topology};
+use crate::{bins, machine, peers, servers, topology};
 
 /// Pause after setup before the idle memory sample.
 const SETTLE: Duration = Duration::from_secs(1);
 
-/// Runs every measurement; the product's processes are killed before this returns (or fails).
-pub(crate) async fn run(args: &Args, fds: FdLimit) -> Result<Results> {
+/// Runs every measurement (and, with `peers`, the relays side by side); the product's processes
+/// are killed before this returns (or fails).
+pub(crate) async fn run(args: &Args, fds: FdLimit, peers: Option<&peers::Prepared>) -> Result<Results> {
     let machine = machine::facts();
     let bins = bins::locate()?;
     let servers = servers::start()?;
@@ -47,6 +48,10 @@ pub(crate) async fn run(args: &Args, fds: FdLimit) -> Result<Results> {
 
     progress(&format!("memory with {} open tunnels", args.conns));
     let loaded = with_open_tunnels(topo.echo.addr(), args.conns, pids).await?;
+    let side_by_side = match peers {
+        Some(prepared) => Some(peers::run(args, prepared, &servers, &topo).await?),
+        None => None,
+    };
     drop(topo);
 
     let n = args.conns;
@@ -72,7 +77,7 @@ pub(crate) async fn run(args: &Args, fds: FdLimit) -> Result<Results> {
             Target::None,
         ),
     ];
-    Ok(Results { machine, args: args.clone(), fds, bins, compared, memory, notes })
+    Ok(Results { machine, args: args.clone(), fds, bins, compared, memory, notes, side_by_side })
 }
 
 /// Bulk upload, 1 and 8 streams.
