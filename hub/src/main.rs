@@ -6,6 +6,11 @@ use std::process::ExitCode;
 use clap::Parser;
 use pconnect_hub::cli::{self, Cli};
 
+/// mimalloc: frame buffers are reused from its segments instead of mapped and faulted in afresh
+/// (see `bench/`: glibc's malloc spent a fifth of the data path's CPU in page faults).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();

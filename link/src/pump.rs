@@ -137,16 +137,16 @@ async fn socket_to_stream(
     tap: Option<&TapSender>,
 ) -> Result<u64, PumpError> {
     let mut total = 0u64;
-    let mut buf = BytesMut::new();
     loop {
-        // Allocate only once data is waiting, so idle tunnels hold no buffer.
+        // Allocate only once data is waiting, and keep nothing between reads (not even the unused
+        // rest of a short read's buffer), so idle tunnels hold no buffer.
         read.readable().await?;
-        buf.reserve(READ_CHUNK);
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
         match read.try_read_buf(&mut buf) {
             Ok(0) => break,
             Ok(n) => {
                 total += n as u64;
-                let chunk = buf.split().freeze();
+                let chunk = buf.freeze();
                 if let Some(tap) = tap {
                     tap.offer(TapDirection::ToClient, &chunk);
                 }

@@ -11,6 +11,11 @@ use pconnect::ui::Ui;
 /// process exits anyway.
 const FORCED_EXIT_AFTER: std::time::Duration = std::time::Duration::from_millis(1500);
 
+/// mimalloc: frame buffers are reused from its segments instead of mapped and faulted in afresh
+/// (see `bench/`: glibc's malloc spent a fifth of the data path's CPU in page faults).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
