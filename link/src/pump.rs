@@ -9,7 +9,7 @@
 //! a `Bytes` clone (a reference count) through a bounded queue with `try_send`. A full queue drops
 //! the chunk and counts it; the data path never waits for the tap.
 
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
@@ -35,6 +35,16 @@ pub enum PumpError {
     Io(#[from] std::io::Error),
     #[error("tunnel closed: the agent is shutting down")]
     Stopped,
+    #[error("tunnel refused")]
+    Refused,
+}
+
+/// How an early splice ([`splice_early`]) ended badly: the other side refused the tunnel (its
+/// answer, as the caller's type), or the data path failed.
+#[derive(Debug)]
+pub enum EarlyError<E> {
+    Refused(E),
+    Pump(PumpError),
 }
 
 /// Sends `data` on `send`, waiting for flow-control capacity so nothing piles up unbounded.
@@ -55,8 +65,9 @@ pub async fn send_all(send: &mut SendStream<Bytes>, mut data: Bytes) -> Result<(
     Ok(())
 }
 
-/// Forwards one direction between two HTTP/2 streams, frame by frame, then half-closes.
-async fn stream_to_stream(mut from: RecvStream, mut to: SendStream<Bytes>) -> Result<u64, PumpError> {
+/// Forwards one direction between two HTTP/2 streams, frame by frame, then half-closes. Returns the
+/// bytes moved. The hub runs one per direction of every tunnel ([`relay`]).
+pub async fn stream_to_stream(mut from: RecvStream, mut to: SendStream<Bytes>) -> Result<u64, PumpError> {
     let mut total = 0u64;
     while let Some(chunk) = from.data().await {
         let chunk = chunk?;
@@ -210,18 +221,51 @@ pub async fn splice_tapped(
     splice_inner(socket, recv, send, Some(tap), None).await
 }
 
+/// [`splice_until`] for a tunnel whose answer is still on its way (early data): the socket's first
+/// bytes leave with the request instead of a round trip later; the stream's side is written to the
+/// socket once `answer` resolves. A refused answer fails the splice (RST on the socket) and comes
+/// back as [`EarlyError::Refused`].
+pub async fn splice_early<E>(
+    socket: TcpStream,
+    answer: impl Future<Output = Result<RecvStream, E>>,
+    send: SendStream<Bytes>,
+    stop: &CancellationToken,
+) -> Result<(u64, u64), EarlyError<E>> {
+    splice_answered(socket, answer, send, None, Some(stop)).await
+}
+
 async fn splice_inner(
-    mut socket: TcpStream,
-    mut recv: RecvStream,
-    mut send: SendStream<Bytes>,
+    socket: TcpStream,
+    recv: RecvStream,
+    send: SendStream<Bytes>,
     tap: Option<&TapSender>,
     stop: Option<&CancellationToken>,
 ) -> Result<(u64, u64), PumpError> {
+    let answer = std::future::ready(Ok::<_, std::convert::Infallible>(recv));
+    splice_answered(socket, answer, send, tap, stop).await.map_err(|e| match e {
+        EarlyError::Pump(e) => e,
+        EarlyError::Refused(never) => match never {},
+    })
+}
+
+async fn splice_answered<E>(
+    mut socket: TcpStream,
+    answer: impl Future<Output = Result<RecvStream, E>>,
+    mut send: SendStream<Bytes>,
+    tap: Option<&TapSender>,
+    stop: Option<&CancellationToken>,
+) -> Result<(u64, u64), EarlyError<E>> {
+    let mut refused = None;
     let result = {
         let (mut read, mut write) = socket.split();
-        let both = async {
-            tokio::try_join!(socket_to_stream(&mut read, &mut send, tap), stream_to_socket(&mut recv, &mut write, tap))
+        let inbound = async {
+            let mut recv = answer.await.map_err(|e| {
+                refused = Some(e);
+                PumpError::Refused
+            })?;
+            stream_to_socket(&mut recv, &mut write, tap).await
         };
+        let both = async { tokio::try_join!(socket_to_stream(&mut read, &mut send, tap), inbound) };
         match stop {
             Some(stop) => tokio::select! {
                 result = both => result,
@@ -234,7 +278,10 @@ async fn splice_inner(
         abort_socket(&socket);
         send.send_reset(h2::Reason::CANCEL);
     }
-    result
+    match (result, refused) {
+        (_, Some(e)) => Err(EarlyError::Refused(e)),
+        (result, None) => result.map_err(EarlyError::Pump),
+    }
 }
 
 /// Makes the coming close of `socket` an RST instead of a FIN.

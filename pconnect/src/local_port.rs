@@ -3,12 +3,12 @@
 use std::net::{IpAddr, SocketAddr};
 
 use anyhow::{Context, Result};
-use pconnect_link::pump;
+use pconnect_link::pump::{self, EarlyError};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::Instrument;
 
 use crate::drain::Drain;
-use crate::link::forward::{ForwardLink, Via};
+use crate::link::forward::{ForwardLink, Tunnel, Via};
 use crate::link::{LinkError, describe};
 use crate::ui::Ui;
 
@@ -57,19 +57,22 @@ async fn tunnel(ui: Ui, link: &ForwardLink, service: &str, via: &Via, socket: Tc
         return;
     }
     let _held = drain.hold();
+    let reason = |e: &LinkError| match e {
+        LinkError::Hub(body) => describe(body),
+        other => other.to_string(),
+    };
     match link.open_tunnel(service, via).await {
         Ok(tunnel) => {
             let _load = tunnel.load;
-            if let Err(e) = pump::splice_until(socket, tunnel.recv, tunnel.send, drain.deadline()).await {
-                tracing::debug!(error = %e, "tunnel ended with an error");
+            let answer = Tunnel::accepted(tunnel.answer);
+            match pump::splice_early(socket, answer, tunnel.send, drain.deadline()).await {
+                Ok(_) => {}
+                Err(EarlyError::Refused(e)) => ui.tunnel_failed(service, &reason(&e)),
+                Err(EarlyError::Pump(e)) => tracing::debug!(error = %e, "tunnel ended with an error"),
             }
         }
         Err(e) => {
-            let reason = match &e {
-                LinkError::Hub(body) => describe(body),
-                other => other.to_string(),
-            };
-            ui.tunnel_failed(service, &reason);
+            ui.tunnel_failed(service, &reason(&e));
             pump::abort_socket(&socket);
         }
     }

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::reverse;
+use super::routes::ReverseConn;
 use crate::conn::AgentStream;
 use crate::features::{links, shares};
 use crate::rpc::{reply, reply_error, store_error};
@@ -282,11 +283,52 @@ async fn tunnel(
         return Ok(());
     }
     let _load = conn.load.hold();
-    let agent_side = match reverse::open_tunnel(&conn, service).await {
-        Ok(streams) => streams,
+    let relayed = relay_early(&conn, service, request.into_body(), respond);
+    match share_cut {
+        // Dropping the relay resets both streams: the joiner sees the tunnel cut, not a clean end.
+        Some(cancel) => tokio::select! {
+            result = relayed => result,
+            _ = cancel.cancelled() => Ok(()),
+        },
+        None => relayed.await,
+    }
+}
+
+/// Relays a tunnel with early data: the client's bytes go to the agent as soon as its stream
+/// exists, while the agent is still dialing its target; the agent's answer (200, or its error)
+/// goes back to the client when it comes, and then the other direction flows.
+async fn relay_early(
+    conn: &ReverseConn,
+    service: &str,
+    client_recv: RecvStream,
+    mut respond: SendResponse<Bytes>,
+) -> anyhow::Result<()> {
+    let (answer, agent_send) = match reverse::start_tunnel(conn, service).await {
+        Ok(started) => started,
         Err(error) => {
             reply_error(&mut respond, &error);
             return Ok(());
+        }
+    };
+    let upstream = pump::stream_to_stream(client_recv, agent_send);
+    tokio::pin!(upstream);
+    let answer = reverse::tunnel_answer(answer, service);
+    tokio::pin!(answer);
+    let mut upstream_done = false;
+    let agent_recv = loop {
+        tokio::select! {
+            answer = &mut answer => match answer {
+                Ok(recv) => break recv,
+                Err(error) => {
+                    reply_error(&mut respond, &error);
+                    return Ok(());
+                }
+            },
+            // The client may send everything (and half-close) before the agent answers.
+            done = &mut upstream, if !upstream_done => {
+                done?;
+                upstream_done = true;
+            }
         }
     };
     let response = Response::builder()
@@ -295,16 +337,11 @@ async fn tunnel(
         .body(())
         .expect("static response");
     let client_send = respond.send_response(response, false)?;
-    let client_side = (request.into_body(), client_send);
-    match share_cut {
-        // Dropping the relay resets both streams: the joiner sees the tunnel cut, not a clean end.
-        Some(cancel) => tokio::select! {
-            result = pump::relay(client_side, agent_side) => { result?; }
-            _ = cancel.cancelled() => {}
-        },
-        None => {
-            pump::relay(client_side, agent_side).await?;
-        }
+    let downstream = pump::stream_to_stream(agent_recv, client_send);
+    if upstream_done {
+        downstream.await?;
+    } else {
+        tokio::try_join!(upstream, downstream)?;
     }
     Ok(())
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
+use h2::client::ResponseFuture;
 use h2::{RecvStream, SendStream};
 use http::{Method, Request, StatusCode};
 use pconnect_proto::control::{ErrorBody, ErrorCode};
@@ -92,19 +93,36 @@ pub(crate) async fn open_tunnel(
     conn: &ReverseConn,
     service: &str,
 ) -> Result<(RecvStream, SendStream<Bytes>), ErrorBody> {
-    let offline = |e: h2::Error| {
-        ErrorBody::new(ErrorCode::Offline, format!("'{service}' is offline: the agent serving it dropped off ({e})"))
-            .with_hint("try again in a moment")
-    };
-    let mut sender = conn.sender.clone().ready().await.map_err(offline)?;
+    let (answer, send) = start_tunnel(conn, service).await?;
+    Ok((tunnel_answer(answer, service).await?, send))
+}
+
+/// Sends the tunnel request to the agent and returns at once: bytes may follow on the send half
+/// before the agent answers (early data); [`tunnel_answer`] awaits the answer.
+pub(crate) async fn start_tunnel(
+    conn: &ReverseConn,
+    service: &str,
+) -> Result<(ResponseFuture, SendStream<Bytes>), ErrorBody> {
+    let mut sender = conn.sender.clone().ready().await.map_err(|e| dropped_off(service, e))?;
     let mut request = Request::builder()
         .method(Method::CONNECT)
         .uri(format!("https://{LINK_AUTHORITY}{}", wire::tunnel_path(service)))
         .body(())
         .expect("static request");
     request.extensions_mut().insert(h2::ext::Protocol::from_static(TUNNEL_PROTOCOL));
-    let (response, send) = sender.send_request(request, false).map_err(offline)?;
-    let response = tokio::time::timeout(tuning::HANDSHAKE_TIMEOUT, response)
+    sender.send_request(request, false).map_err(|e| dropped_off(service, e))
+}
+
+fn dropped_off(service: &str, e: h2::Error) -> ErrorBody {
+    ErrorBody::new(ErrorCode::Offline, format!("'{service}' is offline: the agent serving it dropped off ({e})"))
+        .with_hint("try again in a moment")
+}
+
+/// The agent's answer to a tunnel request: its stream once it reached the target, its error
+/// otherwise (or offline, if it does not answer within the handshake deadline).
+pub(crate) async fn tunnel_answer(answer: ResponseFuture, service: &str) -> Result<RecvStream, ErrorBody> {
+    let offline = |e: h2::Error| dropped_off(service, e);
+    let response = tokio::time::timeout(tuning::HANDSHAKE_TIMEOUT, answer)
         .await
         .map_err(|_| {
             ErrorBody::new(
@@ -115,7 +133,7 @@ pub(crate) async fn open_tunnel(
         .map_err(offline)?;
     let status = response.status();
     if status == StatusCode::OK {
-        return Ok((response.into_body(), send));
+        return Ok(response.into_body());
     }
     Err(h2io::read_error(response.into_body(), status, "the agent").await)
 }

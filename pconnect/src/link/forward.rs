@@ -16,9 +16,7 @@ use pconnect_link::load::{Load, LoadGuard};
 use pconnect_link::{h2io, tuning};
 use pconnect_proto::handshake::{Hello, Role, Welcome};
 use pconnect_proto::rpc::{Call, Verb};
-use pconnect_proto::wire::{
-    self, HEADER_EXPECT_OWNER, HEADER_JOIN, HEADER_SERVICE_OWNER, LINK_AUTHORITY, PROTOCOL_VERSION, TUNNEL_PROTOCOL,
-};
+use pconnect_proto::wire::{self, HEADER_EXPECT_OWNER, HEADER_JOIN, LINK_AUTHORITY, PROTOCOL_VERSION, TUNNEL_PROTOCOL};
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -56,12 +54,19 @@ pub struct ForwardLink {
 
 /// An open outbound tunnel stream.
 pub struct Tunnel {
-    pub recv: RecvStream,
+    /// The hub's answer, still on its way: the tunnel's receive side once it accepted
+    /// ([`Tunnel::accepted`]). Bytes may be sent before it arrives (early data).
+    pub answer: h2::client::ResponseFuture,
     pub send: SendStream<Bytes>,
-    /// The member whose agent serves the service.
-    pub owner: String,
     /// Counts this tunnel in its connection's load until dropped.
     pub load: LoadGuard,
+}
+
+impl Tunnel {
+    /// The receive side once the hub accepted; its error (offline, not found, ...) otherwise.
+    pub async fn accepted(answer: h2::client::ResponseFuture) -> Result<RecvStream, LinkError> {
+        Ok(accepted(answer).await?.into_body())
+    }
 }
 
 impl ForwardLink {
@@ -132,8 +137,10 @@ impl ForwardLink {
         read_body(response.into_body()).await
     }
 
-    /// Opens a tunnel to `service`. The hub answers only once the owning agent reached its target,
-    /// so an offline service or a dead target is an error here, before any byte is relayed.
+    /// Opens a tunnel to `service` and returns without waiting for the answer, so the caller can send
+    /// the client's first bytes at once. The hub answers only once the owning agent reached its
+    /// target, so an offline service or a dead target is an error in [`Tunnel::accepted`], before
+    /// any byte reaches the client.
     /// `via` says whose service it must be: whoever serves the name, the creator of a share (the
     /// tunnel is cut when the share ends), or one teammate.
     pub async fn open_tunnel(&self, service: &str, via: &Via) -> Result<Tunnel, LinkError> {
@@ -219,11 +226,8 @@ async fn open_on(live: &Live, service: &str, via: &Via, load: LoadGuard) -> Resu
     }
     let mut request = request.body(()).map_err(|e| LinkError::Decode(e.to_string()))?;
     request.extensions_mut().insert(h2::ext::Protocol::from_static(TUNNEL_PROTOCOL));
-    let (response, send) = sender.send_request(request, false)?;
-    let response = accepted(response).await?;
-    let owner =
-        response.headers().get(HEADER_SERVICE_OWNER).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-    Ok(Tunnel { recv: response.into_body(), send, owner, load })
+    let (answer, send) = sender.send_request(request, false)?;
+    Ok(Tunnel { answer, send, load })
 }
 
 /// Awaits a reply; a non-2xx one becomes the hub's error (its JSON body read in full).
