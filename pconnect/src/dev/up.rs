@@ -90,7 +90,8 @@ async fn keep(
 ) -> Stop {
     let mut last_text = std::fs::read_to_string(path).unwrap_or_default();
     let mut watch = tokio::time::interval(WATCH_EVERY);
-    let mut drift = tokio::time::interval(DRIFT_EVERY);
+    // The first apply just ran: the first drift check is one period away, not at once.
+    let mut drift = tokio::time::interval_at(tokio::time::Instant::now() + DRIFT_EVERY, DRIFT_EVERY);
     loop {
         let tick = tokio::select! {
             _ = fg.stop_requested() => return Stop::Requested,
@@ -110,7 +111,12 @@ async fn keep(
                         reload(engine, path, current).await;
                     }
                 }
-                Tick::Drift => reconcile_or_warn(engine, current).await,
+                // A drift check gives way to a changed file (it may hang on an unreachable hub; the
+                // file's apply must not wait behind it): the next tick applies the file.
+                Tick::Drift => tokio::select! {
+                    _ = reconcile_or_warn(engine, current) => {}
+                    _ = file_changes(path, &last_text) => {}
+                },
             }
         };
         tokio::select! {
@@ -120,6 +126,16 @@ async fn keep(
                 Some(down) => return Stop::Down(down),
                 None => return Stop::Requested,
             },
+        }
+    }
+}
+
+/// Resolves once the file's text is no longer `last`.
+async fn file_changes(path: &Path, last: &str) {
+    loop {
+        tokio::time::sleep(WATCH_EVERY).await;
+        if std::fs::read_to_string(path).unwrap_or_default() != last {
+            return;
         }
     }
 }
