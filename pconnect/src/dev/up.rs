@@ -35,6 +35,9 @@ enum Stop {
 /// Runs `connect up` for the project file `path` until it is stopped.
 pub(crate) async fn up(ui: Ui, path: &Path, shutdown: &Shutdown) -> Result<()> {
     let fg = Foreground::new(shutdown);
+    // The text the first apply is made from, read before it: an edit saved at any moment after
+    // this (even while the first apply runs) differs from it and is applied by the loop.
+    let applied_text = std::fs::read_to_string(path).unwrap_or_default();
     let loaded = load::load(path)?;
     let tag = desired::tag(&loaded.spec, path);
     let project = desired::project(&loaded.spec, &tag)?;
@@ -64,7 +67,7 @@ pub(crate) async fn up(ui: Ui, path: &Path, shutdown: &Shutdown) -> Result<()> {
         Ok(Some(stop)) => stop,
         Ok(None) => {
             ui.up_watching(path);
-            keep(&mut engine, &fg, &mut control, path, &mut current).await
+            keep(&mut engine, &fg, &mut control, path, &mut current, applied_text).await
         }
     };
     engine.teardown().await;
@@ -87,8 +90,8 @@ async fn keep(
     control: &mut Control,
     path: &Path,
     current: &mut (Loaded, Project),
+    mut last_text: String,
 ) -> Stop {
-    let mut last_text = std::fs::read_to_string(path).unwrap_or_default();
     let mut watch = tokio::time::interval(WATCH_EVERY);
     // The first apply just ran: the first drift check is one period away, not at once.
     let mut drift = tokio::time::interval_at(tokio::time::Instant::now() + DRIFT_EVERY, DRIFT_EVERY);
