@@ -112,6 +112,12 @@ pub(crate) async fn expose(ui: Ui, args: ExposeArgs, shutdown: &Shutdown) -> Res
         fg.drain_tunnels(ui, grace).await;
     }
     serving.cancel();
+    // Every reverse link ends first (its status sender goes with it): a reconnect whose hello was
+    // already on its way would otherwise register the name again after the unregister.
+    let _ = tokio::time::timeout(pconnect_link::tuning::HANDSHAKE_TIMEOUT, async {
+        while status.changed().await.is_ok() {}
+    })
+    .await;
     if outcome.is_ok() {
         let unregistered = unregister(&fg, &session, &name).await.is_ok();
         ui.unexposed(&name, unregistered);
