@@ -37,16 +37,19 @@ pub(crate) async fn poke(data_dir: &Path, command: &str) -> Result<String> {
     tokio::time::timeout(ADMIN_TIMEOUT, exchange).await.context("the running hub did not answer its admin socket")?
 }
 
-/// Serves the admin socket of a running hub.
-pub(crate) async fn listen(hub: Arc<Hub>, shutdown: CancellationToken) {
-    let path = hub.config.data_dir.join(ADMIN_SOCKET);
+/// Binds the admin socket in `data_dir` (replacing a stale one) before the hub says it is ready,
+/// so an admin command run right after finds it. `None` (logged) when it cannot be bound.
+pub(crate) fn bind(data_dir: &Path) -> Option<UnixListener> {
+    let path = data_dir.join(ADMIN_SOCKET);
     let _ = std::fs::remove_file(&path);
-    let listener = match UnixListener::bind(&path) {
-        Ok(listener) => listener,
-        Err(e) => {
-            return tracing::warn!(error = %e, path = %path.display(), "admin socket unavailable");
-        }
-    };
+    UnixListener::bind(&path)
+        .inspect_err(|e| tracing::warn!(error = %e, path = %path.display(), "admin socket unavailable"))
+        .ok()
+}
+
+/// Serves the admin socket of a running hub.
+pub(crate) async fn listen(listener: Option<UnixListener>, hub: Arc<Hub>, shutdown: CancellationToken) {
+    let Some(listener) = listener else { return };
     loop {
         let stream = tokio::select! {
             _ = shutdown.cancelled() => return,

@@ -43,6 +43,7 @@ pub use store::{STORE_FILE, open_store};
 pub struct Prepared {
     hub: Arc<Hub>,
     listeners: Listeners,
+    admin: Option<tokio::net::UnixListener>,
     ingress_tls: Arc<rustls::ServerConfig>,
     pub info: HubInfo,
 }
@@ -66,8 +67,9 @@ pub async fn prepare(config: HubConfig, listeners: Listeners) -> Result<Prepared
         None => features::links::LinkBase { scheme: "http", domain: config.domain.clone(), port: info.http.port() },
     };
     let ingress_tls = identity.ingress_config()?;
+    let admin = admin_socket::bind(&config.data_dir);
     let hub = Hub::new(config, store, identity.server_config()?, link_base);
-    Ok(Prepared { hub, listeners, info, ingress_tls })
+    Ok(Prepared { hub, listeners, admin, info, ingress_tls })
 }
 
 impl Prepared {
@@ -83,7 +85,7 @@ impl Prepared {
         tasks.spawn(conn::agent_port::accept_loop(hub.clone(), self.listeners.agents, stop.clone(), tasks.clone()));
         let https = self.listeners.https.map(|l| (l, tokio_rustls::TlsAcceptor::from(self.ingress_tls)));
         tasks.spawn(ingress::serve(hub.clone(), self.listeners.http, https, stop, tasks.clone()));
-        tasks.spawn(admin_socket::listen(hub.clone(), shutdown.clone()));
+        tasks.spawn(admin_socket::listen(self.admin, hub.clone(), shutdown.clone()));
         tasks.spawn(state::recheck_members_periodically(hub.clone(), shutdown.clone()));
         shutdown.cancelled().await;
         // Debug sessions' streams never end by themselves: end the sessions so the drain can finish.
