@@ -66,7 +66,7 @@ pub async fn send_all(send: &mut SendStream<Bytes>, mut data: Bytes) -> Result<(
 }
 
 /// Forwards one direction between two HTTP/2 streams, frame by frame, then half-closes. Returns the
-/// bytes moved. The hub runs one per direction of every tunnel ([`relay`]).
+/// bytes moved. The hub runs one per direction of every tunnel (`conn/forward.rs::relay_early`).
 pub async fn stream_to_stream(mut from: RecvStream, mut to: SendStream<Bytes>) -> Result<u64, PumpError> {
     let mut total = 0u64;
     while let Some(chunk) = from.data().await {
@@ -80,17 +80,6 @@ pub async fn stream_to_stream(mut from: RecvStream, mut to: SendStream<Bytes>) -
     }
     to.send_data(Bytes::new(), true)?;
     Ok(total)
-}
-
-/// Relays two HTTP/2 streams into each other (the hub's half of every tunnel). Returns the bytes
-/// moved each way. On failure both streams are dropped, which resets them at both peers.
-pub async fn relay(
-    a: (RecvStream, SendStream<Bytes>),
-    b: (RecvStream, SendStream<Bytes>),
-) -> Result<(u64, u64), PumpError> {
-    let (a_recv, a_send) = a;
-    let (b_recv, b_send) = b;
-    tokio::try_join!(stream_to_stream(a_recv, b_send), stream_to_stream(b_recv, a_send))
 }
 
 /// Which way a tapped chunk went.
