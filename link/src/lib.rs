@@ -9,10 +9,12 @@
 //! - [`load`]: counting streams on a connection (new ones go to the least loaded).
 //! - [`pump`]: the tunnel data path: relay (hub) and splice (agent), with the debug tap.
 //! - [`h2io`]: HTTP/2 streams as byte streams, and capped body reading.
+//! - [`h2body`]: HTTP messages as one HTTP/2 stream each (public-link requests).
 //! - [`fsutil`], [`random`]: private files and directories, random hex.
 
 pub mod barrier;
 pub mod frames;
+pub mod h2body;
 pub mod fsutil;
 pub mod h2io;
 pub mod heartbeat;

@@ -115,7 +115,7 @@ impl TapSender {
         Self { tx, dropped, gap: AtomicBool::new(false) }
     }
 
-    fn offer(&self, dir: TapDirection, bytes: &Bytes) {
+    pub fn offer(&self, dir: TapDirection, bytes: &Bytes) {
         let gap = self.gap.load(Ordering::Relaxed);
         match self.tx.try_send(TapChunk { dir, bytes: bytes.clone(), at: Instant::now(), gap }) {
             Ok(()) if gap => self.gap.store(false, Ordering::Relaxed),

@@ -108,6 +108,29 @@ pub const HEADER_EXPECT_OWNER: &str = "pconnect-expect-owner";
 /// Response header naming the member that owns the service a tunnel reached.
 pub const HEADER_SERVICE_OWNER: &str = "pconnect-owner";
 
+/// Path prefix of public-link requests on a reverse link: `<method> /v1/http/<service>` carries one
+/// HTTP request for `service` (its own method, headers and body; its target in
+/// [`HEADER_HTTP_TARGET`]).
+pub const HTTP_PATH_PREFIX: &str = "/v1/http/";
+
+/// Header of a public-link request on a reverse link: the request target (`/path?query`) the
+/// service is asked for.
+pub const HEADER_HTTP_TARGET: &str = "pconnect-target";
+
+/// Header of an agent's answer to a public-link request that is the agent's own error (an
+/// [`crate::control::ErrorBody`]), not the service's response.
+pub const HEADER_AGENT_ERROR: &str = "pconnect-agent-error";
+
+/// The public-link request path for a service.
+pub fn http_path(service: &str) -> String {
+    format!("{HTTP_PATH_PREFIX}{service}")
+}
+
+/// The service named by a public-link request path, if the path is one.
+pub fn service_from_http_path(path: &str) -> Option<&str> {
+    path.strip_prefix(HTTP_PATH_PREFIX).filter(|name| !name.is_empty() && !name.contains('/'))
+}
+
 /// The tunnel path for a service.
 pub fn tunnel_path(service: &str) -> String {
     format!("{TUNNEL_PATH_PREFIX}{service}")
@@ -128,6 +151,9 @@ mod tests {
         assert_eq!(service_from_tunnel_path("/v1/tunnel/"), None);
         assert_eq!(service_from_tunnel_path("/v1/tunnel/a/b"), None);
         assert_eq!(service_from_tunnel_path("/v1/services"), None);
+        assert_eq!(service_from_http_path(&http_path("web")), Some("web"));
+        assert_eq!(service_from_http_path("/v1/http/a/b"), None);
+        assert_eq!(service_from_http_path(&tunnel_path("web")), None);
     }
 
     #[test]

@@ -113,7 +113,8 @@ pub(crate) async fn start_tunnel(
     sender.send_request(request, false).map_err(|e| dropped_off(service, e))
 }
 
-fn dropped_off(service: &str, e: h2::Error) -> ErrorBody {
+/// The error of a request to an agent whose link failed under it.
+pub(crate) fn dropped_off(service: &str, e: h2::Error) -> ErrorBody {
     ErrorBody::new(ErrorCode::Offline, format!("'{service}' is offline: the agent serving it dropped off ({e})"))
         .with_hint("try again in a moment")
 }

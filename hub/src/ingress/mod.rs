@@ -18,12 +18,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode, Uri, header};
+use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use pconnect_proto::control::ErrorCode;
+use pconnect_link::h2body::H2Body;
 use pconnect_proto::link::LinkPolicy;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
@@ -38,9 +38,9 @@ use host::Target;
 use idle::Activity;
 use pconnect_proto::clock;
 use policy::RateLimits;
-use upstream::Upstream;
 
-type Body = Either<Incoming, Full<Bytes>>;
+/// A response body: the service's (per-request stream, or a WebSocket handshake's), or the hub's page.
+type Body = Either<Either<H2Body, Incoming>, Full<Bytes>>;
 
 /// HTTP/2 connections get a PING this often when quiet, and are closed when it goes unanswered.
 const H2_KEEPALIVE: Duration = Duration::from_secs(20);
@@ -48,7 +48,6 @@ const H2_KEEPALIVE: Duration = Duration::from_secs(20);
 /// Shared by every ingress connection.
 struct Ingress {
     hub: Arc<Hub>,
-    upstream: Upstream,
     limits: RateLimits,
     auth: auth::LinkAuth,
     /// Connection slots of both ingress listeners together.
@@ -75,7 +74,6 @@ pub(crate) async fn serve(
     let shutdown = stop.drain.clone();
     let admission = Admission::new("ingress", hub.config.ingress_caps);
     let ingress = Arc::new(Ingress {
-        upstream: upstream::client(hub.clone()),
         hub,
         limits: RateLimits::default(),
         auth: auth::LinkAuth::default(),
@@ -313,10 +311,6 @@ async fn proxy(
     mut req: Request<Incoming>,
     wants_json: bool,
 ) -> Response<Body> {
-    let path = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
-    let authority = upstream::authority(link.row.workspace_id, link.row.owner_id, &link.row.service);
-    *req.uri_mut() = Uri::try_from(format!("http://{authority}{path}")).unwrap_or_else(|_| Uri::from_static("/"));
-    *req.version_mut() = http::Version::HTTP_11;
     let websocket = forwarded::wants_websocket(&req);
     forwarded::prepare(req.headers_mut(), websocket, forwarded, trusted_peer);
     if let Ok(host) = HeaderValue::from_str(forwarded.host) {
@@ -331,17 +325,32 @@ async fn proxy(
     if policy.basic_auth.is_some() || policy.basic_auth_sha256.is_some() {
         req.headers_mut().remove(header::AUTHORIZATION);
     }
-    let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
-    let mut response = match ingress.upstream.request(req).await {
+    let owner = upstream::Owner {
+        workspace: link.row.workspace_id,
+        member: link.row.owner_id,
+        service: &link.row.service,
+    };
+    let routes = &ingress.hub.routes;
+    let failed = |error: upstream::UpstreamError| {
+        let (status, title, detail) = upstream::failure_page(&error);
+        pages::page(status, title, &detail, wants_json).map(Either::Right)
+    };
+    if !websocket {
+        return match upstream::forward(routes, owner, req).await {
+            Ok(response) => response.map(|body| Either::Left(Either::Left(body))),
+            Err(error) => failed(error),
+        };
+    }
+    let client_upgrade = hyper::upgrade::on(&mut req);
+    let mut response = match upstream::websocket(routes, owner, req).await {
         Ok(response) => response,
-        Err(e) => return upstream_failed(&e, wants_json),
+        Err(error) => return failed(error),
     };
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-        let Some(client_upgrade) = client_upgrade.filter(|_| forwarded::switches_to_websocket(response.headers()))
-        else {
+        if !forwarded::switches_to_websocket(response.headers()) {
             let detail = "The service switched to a protocol this link does not carry (only WebSocket is).";
             return pages::page(StatusCode::BAD_GATEWAY, "Bad gateway", detail, wants_json).map(Either::Right);
-        };
+        }
         let service_upgrade = hyper::upgrade::on(&mut response);
         tokio::spawn(async move {
             if let (Ok(client), Ok(service)) = (client_upgrade.await, service_upgrade.await) {
@@ -350,23 +359,7 @@ async fn proxy(
             }
         });
     }
-    response.map(Either::Left)
-}
-
-fn upstream_failed(error: &hyper_util::client::legacy::Error, wants_json: bool) -> Response<Body> {
-    if upstream::client_body_failed(error) {
-        let detail = "The request body was malformed or cut short.";
-        return pages::page(StatusCode::BAD_REQUEST, "Bad request", detail, wants_json).map(Either::Right);
-    }
-    let (title, detail) = match upstream::cause(error) {
-        Some(body) if body.code == ErrorCode::Offline => (
-            "Service offline",
-            "The agent that serves this link is not connected right now. Try again later.".to_string(),
-        ),
-        Some(body) => ("Service unavailable", body.message),
-        None => ("Bad gateway", "The service behind this link did not answer properly.".to_string()),
-    };
-    pages::page(StatusCode::BAD_GATEWAY, title, &detail, wants_json).map(Either::Right)
+    response.map(|body| Either::Left(Either::Right(body)))
 }
 
 /// Saves link request counters every few seconds.

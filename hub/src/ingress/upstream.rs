@@ -1,155 +1,147 @@
-//! The ingress's HTTP/1.1 client to services: a pooled hyper client whose "connections" are tunnel
-//! streams opened on the owning agent's reverse link. The pool key (URI authority) names the
-//! workspace, the link's owner and the service, so kept-alive upstream connections are reused
-//! across client requests, and never across owners: a link reaches only its owner's service.
+//! The ingress's way to a link's service: each request is one HTTP/2 stream on the owning agent's
+//! reverse link, multiplexed with its tunnels, and the agent's HTTP client answers it
+//! (`pconnect/src/link/http_forward.rs`). A WebSocket upgrade is the one exception: an HTTP/1.1
+//! exchange over a tunnel stream, so the bytes after the service's 101 can be spliced.
+//!
+//! Routing is by (workspace, owner, service): a link reaches only its owner's service.
 
-use std::error::Error as _;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use http::Uri;
-use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use hyper::body::{Body as _, Incoming};
+use hyper_util::rt::TokioIo;
+use pconnect_link::h2body::{H2Body, SendBodyError, send_body, strip_connection_headers};
+use pconnect_link::h2io::{self, H2Io};
 use pconnect_proto::control::{ErrorBody, ErrorCode};
+use pconnect_proto::wire::{self, HEADER_AGENT_ERROR, HEADER_HTTP_TARGET, LINK_AUTHORITY};
 
 use crate::conn::reverse;
-use crate::state::Hub;
+use crate::conn::routes::{ReverseConn, Routes};
 use crate::store::{MemberId, WorkspaceId};
-use pconnect_link::h2io::H2Io;
 
-/// Suffix of pool-key authorities; never resolved, only parsed back by the connector.
-const TUNNEL_HOST_SUFFIX: &str = ".tunnel.pconnect";
-
-pub(crate) type Upstream = Client<TunnelConnector, Incoming>;
-
-/// The pooled client.
-pub(crate) fn client(hub: Arc<Hub>) -> Upstream {
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .pool_max_idle_per_host(64)
-        .set_host(false)
-        .http1_preserve_header_case(true)
-        .build(TunnelConnector { hub })
+/// Why a request did not get the service's response.
+#[derive(Debug)]
+pub(crate) enum UpstreamError {
+    /// The hub or the agent could not serve it (offline, target unreachable), as they said.
+    Agent(ErrorBody),
+    /// The service answered with something that is not HTTP/1.1.
+    BadResponse,
+    /// The client's own request body was malformed or cut short: the client's error (400).
+    ClientBody,
 }
 
-/// The URI authority that makes the pool (and the connector) pick `owner`'s `service` of
-/// `workspace`.
-pub(crate) fn authority(workspace: WorkspaceId, owner: MemberId, service: &str) -> String {
-    format!("w{workspace}.o{owner}.{service}{TUNNEL_HOST_SUFFIX}")
+/// Whose service a request is for.
+#[derive(Clone, Copy)]
+pub(crate) struct Owner<'a> {
+    pub(crate) workspace: WorkspaceId,
+    pub(crate) member: MemberId,
+    pub(crate) service: &'a str,
 }
 
-fn parse_authority(host: &str) -> Option<(WorkspaceId, MemberId, &str)> {
-    let rest = host.strip_suffix(TUNNEL_HOST_SUFFIX)?.strip_prefix('w')?;
-    let (workspace, rest) = rest.split_once('.')?;
-    let (owner, service) = rest.strip_prefix('o')?.split_once('.')?;
-    Some((workspace.parse().ok()?, owner.parse().ok()?, service))
-}
-
-/// Opens a tunnel stream to the service an authority names.
-#[derive(Clone)]
-pub(crate) struct TunnelConnector {
-    hub: Arc<Hub>,
-}
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-impl tower_service::Service<Uri> for TunnelConnector {
-    type Response = TokioIo<TunnelIo>;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let hub = self.hub.clone();
-        Box::pin(async move {
-            let host = uri.host().unwrap_or_default();
-            let (workspace, owner, service) = parse_authority(host).ok_or("bad upstream authority")?;
-            let conn = hub.routes.pick_owned(workspace, service, owner).ok_or_else(|| {
-                ErrorBody::new(ErrorCode::Offline, format!("the agent serving '{service}' is not connected"))
-            })?;
-            let (recv, send) = reverse::open_tunnel(&conn, service).await?;
-            Ok(TokioIo::new(TunnelIo(H2Io::new(recv, send))))
+impl Owner<'_> {
+    fn conn(&self, routes: &Routes) -> Result<ReverseConn, UpstreamError> {
+        routes.pick_owned(self.workspace, self.service, self.member).ok_or_else(|| {
+            UpstreamError::Agent(ErrorBody::new(
+                ErrorCode::Offline,
+                format!("the agent serving '{}' is not connected", self.service),
+            ))
         })
     }
 }
 
-/// A tunnel stream as one of the pooled client's connections.
-pub(crate) struct TunnelIo(H2Io);
-
-impl tokio::io::AsyncRead for TunnelIo {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
+/// Sends one request (headers already prepared for the service) to the owner's agent as an HTTP/2
+/// stream and returns the service's response, its body streaming from the agent.
+pub(crate) async fn forward(
+    routes: &Routes,
+    owner: Owner<'_>,
+    req: Request<Incoming>,
+) -> Result<Response<H2Body>, UpstreamError> {
+    let conn = owner.conn(routes)?;
+    let (mut parts, body) = req.into_parts();
+    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let target = HeaderValue::from_str(target).unwrap_or(HeaderValue::from_static("/"));
+    // The client's framing ends here: a chunked upload arrives as a plain body, and a
+    // Content-Length it sent beside the chunking was never the length (RFC 9112 6.3).
+    if parts.headers.contains_key(header::TRANSFER_ENCODING) {
+        parts.headers.remove(header::CONTENT_LENGTH);
     }
+    strip_connection_headers(&mut parts.headers);
+    parts.headers.insert(HEADER_HTTP_TARGET, target);
+    let mut request = Request::builder()
+        .method(parts.method)
+        .uri(format!("https://{LINK_AUTHORITY}{}", wire::http_path(owner.service)))
+        .body(())
+        .expect("a service name is a valid path");
+    *request.headers_mut() = parts.headers;
+
+    let dropped = |e: h2::Error| UpstreamError::Agent(reverse::dropped_off(owner.service, e));
+    let mut sender = conn.sender.clone().ready().await.map_err(dropped)?;
+    let end = body.is_end_stream();
+    let (answer, mut send) = sender.send_request(request, end).map_err(dropped)?;
+    let client_body_failed = Arc::new(AtomicBool::new(false));
+    if !end {
+        let failed = client_body_failed.clone();
+        tokio::spawn(async move {
+            if let Err(e) = send_body(body, &mut send).await {
+                // Noted before the reset, so the answer's failure is read as the client's.
+                failed.store(matches!(e, SendBodyError::Body(_)), Ordering::Release);
+                send.send_reset(h2::Reason::CANCEL);
+            }
+        });
+    }
+    let response = match answer.await {
+        Ok(response) => response,
+        Err(_) if client_body_failed.load(Ordering::Acquire) => return Err(UpstreamError::ClientBody),
+        Err(e) => return Err(dropped(e)),
+    };
+    if response.headers().contains_key(HEADER_AGENT_ERROR) {
+        let status = response.status();
+        return Err(UpstreamError::Agent(h2io::read_error(response.into_body(), status, "the agent").await));
+    }
+    let (mut parts, recv) = response.into_parts();
+    strip_connection_headers(&mut parts.headers);
+    parts.version = http::Version::HTTP_11;
+    Ok(Response::from_parts(parts, H2Body::new(recv)))
 }
 
-impl tokio::io::AsyncWrite for TunnelIo {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, data)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
-    }
+/// Sends a WebSocket upgrade request as HTTP/1.1 over a tunnel stream; the response's upgrade (on
+/// a 101) is that tunnel, ready to splice.
+pub(crate) async fn websocket(
+    routes: &Routes,
+    owner: Owner<'_>,
+    mut req: Request<Incoming>,
+) -> Result<Response<Incoming>, UpstreamError> {
+    let conn = owner.conn(routes)?;
+    let (recv, send) = reverse::open_tunnel(&conn, owner.service).await.map_err(UpstreamError::Agent)?;
+    let io = TokioIo::new(H2Io::new(recv, send));
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(io).await.map_err(|_| UpstreamError::BadResponse)?;
+    tokio::spawn(async move {
+        let _ = connection.with_upgrades().await;
+    });
+    let target = req.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
+    *req.uri_mut() = target.parse().unwrap_or_else(|_| http::Uri::from_static("/"));
+    *req.version_mut() = http::Version::HTTP_11;
+    sender.send_request(req).await.map_err(|_| UpstreamError::BadResponse)
 }
 
-impl hyper_util::client::legacy::connect::Connection for TunnelIo {
-    fn connected(&self) -> hyper_util::client::legacy::connect::Connected {
-        hyper_util::client::legacy::connect::Connected::new()
-    }
-}
-
-/// The hub error behind a failed upstream request, if the connector produced one.
-pub(crate) fn cause(error: &hyper_util::client::legacy::Error) -> Option<ErrorBody> {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
-    while let Some(e) = source {
-        if let Some(body) = e.downcast_ref::<ErrorBody>() {
-            return Some(body.clone());
+/// The status and sentences a public client sees for a failed request.
+pub(crate) fn failure_page(error: &UpstreamError) -> (StatusCode, &'static str, String) {
+    match error {
+        UpstreamError::ClientBody => {
+            (StatusCode::BAD_REQUEST, "Bad request", "The request body was malformed or cut short.".into())
         }
-        source = e.source();
-    }
-    None
-}
-
-/// Whether a failed upstream request failed because the client's own request body was
-/// malformed (a bad chunk size, a body cut short): that is the client's error (400), not the
-/// service's (502).
-pub(crate) fn client_body_failed(error: &hyper_util::client::legacy::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
-    while let Some(e) = source {
-        if let Some(h) = e.downcast_ref::<hyper::Error>()
-            && h.is_user()
-            && h.source().is_some_and(|inner| inner.downcast_ref::<hyper::Error>().is_some())
-        {
-            return true;
+        UpstreamError::Agent(body) if body.code == ErrorCode::Offline => (
+            StatusCode::BAD_GATEWAY,
+            "Service offline",
+            "The agent that serves this link is not connected right now. Try again later.".into(),
+        ),
+        UpstreamError::Agent(body) if body.code == ErrorCode::TargetUnreachable => {
+            (StatusCode::BAD_GATEWAY, "Service unavailable", body.message.clone())
         }
-        source = e.source();
-    }
-    false
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn authorities_round_trip() {
-        let a = authority(7, 42, "my-app");
-        assert_eq!(parse_authority(&a), Some((7, 42, "my-app")));
-        assert_eq!(parse_authority("example.com"), None);
+        UpstreamError::Agent(_) | UpstreamError::BadResponse => {
+            (StatusCode::BAD_GATEWAY, "Bad gateway", "The service behind this link did not answer properly.".into())
+        }
     }
 }

@@ -8,7 +8,7 @@
 mod ask;
 pub(crate) mod conn;
 mod replay;
-mod tap;
+pub(crate) mod tap;
 mod uplink;
 
 use std::collections::HashMap;

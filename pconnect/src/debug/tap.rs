@@ -1,10 +1,14 @@
 //! Capture of one debug-enabled service: every tunnel to it is spliced with a tap, and a task per
-//! connection runs the `pconnect-capture` parsers on the chunks and queues finished exchanges for
+//! connection (a tunnel, or a connection that carries public-link requests) runs the
+//! `pconnect-capture` parsers on the chunks and queues finished exchanges for
 //! the uplink. Both queues are bounded and never waited on: what does not fit is dropped and
 //! counted, so the data path runs at full speed whatever the capture does.
 
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -14,6 +18,7 @@ use pconnect_link::pump::{self, PumpError, TapChunk, TapDirection, TapSender};
 use pconnect_proto::debug::AgentEvent;
 use pconnect_proto::exchange::{Direction, Exchange, Micros, Protocol};
 use pconnect_proto::project::ServiceKind;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tracing::Instrument;
@@ -73,12 +78,23 @@ impl ServiceCapture {
         recv: RecvStream,
         send: SendStream<Bytes>,
     ) -> Result<(u64, u64), PumpError> {
+        let tap = self.start_tap();
+        pump::splice_tapped(socket, recv, send, &tap).await
+    }
+
+    /// A connection to the service whose bytes, both ways, feed a capture task as a tunnel's
+    /// would (public-link requests, which reach the service through an HTTP client).
+    pub(crate) fn tapped(self: &Arc<Self>, socket: TcpStream) -> TappedStream {
+        TappedStream { socket, tap: self.start_tap() }
+    }
+
+    /// A new connection's tap, with its capture task running until the tap is dropped.
+    fn start_tap(self: &Arc<Self>) -> TapSender {
         let (tx, rx) = mpsc::channel(TAP_QUEUE);
-        let tap = TapSender::new(tx, self.dropped_chunks.clone());
         let conn = self.next_conn();
         let span = tracing::debug_span!("capture", session = %self.session, conn);
         tokio::spawn(self.clone().capture(conn, rx).instrument(span));
-        pump::splice_tapped(socket, recv, send, &tap).await
+        TapSender::new(tx, self.dropped_chunks.clone())
     }
 
     /// A new connection number (replays get one too).
@@ -133,6 +149,43 @@ impl ServiceCapture {
                 self.dropped_events.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+}
+
+/// A socket to the service that offers what it reads and writes to a capture. Copies each chunk
+/// for the tap: it only runs while a debug session captures the service.
+pub(crate) struct TappedStream {
+    socket: TcpStream,
+    tap: TapSender,
+}
+
+impl AsyncRead for TappedStream {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut self.socket).poll_read(cx, buf))?;
+        let read = &buf.filled()[before..];
+        if !read.is_empty() {
+            self.tap.offer(TapDirection::ToClient, &Bytes::copy_from_slice(read));
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for TappedStream {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        let written = ready!(Pin::new(&mut self.socket).poll_write(cx, data))?;
+        if written > 0 {
+            self.tap.offer(TapDirection::ToService, &Bytes::copy_from_slice(&data[..written]));
+        }
+        Poll::Ready(Ok(written))
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.socket).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.socket).poll_shutdown(cx)
     }
 }
 

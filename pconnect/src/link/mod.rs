@@ -1,10 +1,11 @@
 //! The agent's side of the link to the hub: dialing ([`dial`]), the pool of forward connections
 //! for RPCs and outbound tunnels ([`forward`]), and the reverse connections that serve exposed
-//! services ([`reverse`]).
+//! services ([`reverse`]), public-link requests among them ([`http_forward`]).
 
 pub mod backoff;
 pub mod dial;
 pub mod forward;
+pub(crate) mod http_forward;
 pub mod reverse;
 
 use pconnect_proto::control::ErrorBody;

@@ -1,11 +1,11 @@
 //! Reverse connections (agent = HTTP/2 server): the hub opens one stream per inbound tunnel to a
-//! service this agent exposes; the agent dials its own registered target and splices.
+//! service this agent exposes (the agent dials its own registered target and splices), and one per
+//! public-link request ([`super::http_forward`]).
 //!
 //! The hello of every reverse connection lists the services, so a reconnect re-registers them.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use bytes::Bytes;
 use h2::RecvStream;
@@ -23,12 +23,10 @@ use tracing::Instrument;
 
 use super::backoff::Backoff;
 use super::dial::{Credentials, DialError, HubStream, dial};
+use super::http_forward::{self, HttpForwarder, TARGET_CONNECT_TIMEOUT};
 use crate::debug::{self, Captures};
 use crate::drain::Drain;
 use crate::target::Target;
-
-/// How long the agent tries to reach its own target for one tunnel.
-const TARGET_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A service this agent serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +60,8 @@ struct Inner {
     captures: Arc<Captures>,
     /// Open tunnels, for a graceful stop.
     drain: Drain,
+    /// The HTTP client that answers public-link requests.
+    http: HttpForwarder,
 }
 
 /// Registers `services` with the hub (the first dial reports conflicts and auth errors at once) and
@@ -105,7 +105,7 @@ pub async fn serve_with_captures(
     };
     let (stream, welcome) = dial(&creds, &hello).await?;
     let (status, status_rx) = watch::channel(LinkStatus::default());
-    let inner = Arc::new(Inner { creds, hello, services, status, cancel, captures, drain });
+    let inner = Arc::new(Inner { creds, hello, services, status, cancel, captures, drain, http: HttpForwarder::new() });
     let mut first = Some(stream);
     for slot in 0..connections.max(1) {
         let span = tracing::info_span!("reverse", slot);
@@ -195,19 +195,35 @@ async fn handle(inner: Arc<Inner>, request: Request<RecvStream>, mut respond: Se
     }
     let is_tunnel = request.method() == Method::CONNECT
         && request.extensions().get::<h2::ext::Protocol>().map(|p| p.as_str()) == Some(TUNNEL_PROTOCOL);
-    let service = wire::service_from_tunnel_path(request.uri().path()).filter(|_| is_tunnel);
+    let path = request.uri().path();
+    let (service, is_http) = match wire::service_from_tunnel_path(path).filter(|_| is_tunnel) {
+        Some(name) => (Some(name), false),
+        None => (wire::service_from_http_path(path).filter(|_| request.method() != Method::CONNECT), true),
+    };
+    let refuse = |respond: &mut SendResponse<Bytes>, error: &ErrorBody| {
+        if is_http {
+            http_forward::agent_error(respond, error);
+        } else {
+            reply_error(respond, error);
+        }
+    };
     // Only services this agent registered itself: the hub never picks an address to dial.
     let Some(exposed) = service.and_then(|name| inner.services.iter().find(|s| s.name == name)) else {
-        reply_error(&mut respond, &ErrorBody::new(ErrorCode::NotFound, "this agent does not serve that"));
+        refuse(&mut respond, &ErrorBody::new(ErrorCode::NotFound, "this agent does not serve that"));
         return;
     };
     if inner.drain.is_stopping() {
         let error =
             ErrorBody::new(ErrorCode::Offline, format!("'{}' is stopping: its agent is shutting down", exposed.name));
-        reply_error(&mut respond, &error);
+        refuse(&mut respond, &error);
         return;
     }
     let _held = inner.drain.hold();
+    let capture = inner.captures.for_service(&exposed.name);
+    if is_http {
+        inner.http.serve(exposed, capture, request, respond).await;
+        return;
+    }
     let target = exposed.target.clone();
     let socket = match connect_target(&target).await {
         Ok(socket) => socket,
@@ -224,7 +240,7 @@ async fn handle(inner: Arc<Inner>, request: Request<RecvStream>, mut respond: Se
     let Ok(send) = respond.send_response(Response::new(()), false) else {
         return;
     };
-    let result = match inner.captures.for_service(&exposed.name) {
+    let result = match capture {
         Some(capture) => capture.splice(socket, request.into_body(), send).await,
         None => pump::splice_until(socket, request.into_body(), send, inner.drain.deadline()).await,
     };
