@@ -112,8 +112,11 @@ fn to_service_request(exposed: &Exposed, request: Request<RecvStream>) -> Result
 async fn send_tapped(
     exposed: &Exposed,
     capture: &Arc<ServiceCapture>,
-    request: Request<H2Body>,
+    mut request: Request<H2Body>,
 ) -> Result<Response<Incoming>, ErrorBody> {
+    // A connection of its own speaks origin-form (`/path`); only the pool wants the authority.
+    let origin = request.uri().path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+    *request.uri_mut() = Uri::from(origin);
     let target = &exposed.target;
     let connect = tokio::net::TcpStream::connect((target.host.as_str(), target.port));
     let socket = match tokio::time::timeout(TARGET_CONNECT_TIMEOUT, connect).await {
