@@ -14,8 +14,8 @@
 
 pub mod barrier;
 pub mod frames;
-pub mod h2body;
 pub mod fsutil;
+pub mod h2body;
 pub mod h2io;
 pub mod heartbeat;
 pub mod load;

@@ -173,6 +173,7 @@ async fn route(state: Arc<ServerState>, req: Request<Incoming>) -> Result<Respon
         (Method::POST, "/webhooks/stripe") => webhook_route(&state, req).await,
         (Method::GET, "/headers") => headers_route(&req),
         (Method::GET, "/ws") => ws_route(req),
+        (Method::GET, "/status") => status_route(&req),
         _ => text(StatusCode::OK, format!("hello from {path}")),
     };
     response.headers_mut().insert("x-server-port", header::HeaderValue::from(state.port));
@@ -228,6 +229,23 @@ async fn webhook_route(state: &ServerState, req: Request<Incoming>) -> Response<
             ring::hmac::verify(&key, &body, &tag).is_ok()
         });
     if valid { text(StatusCode::OK, "verified") } else { text(StatusCode::BAD_REQUEST, "bad signature") }
+}
+
+/// `?code=N`: answers with that status; a body `status N` unless the status has none, where
+/// `?len=L` sets the Content-Length a cached or bodiless answer announces.
+fn status_route(req: &Request<Incoming>) -> Response<ServerBody> {
+    let code = query_param(req, "code").and_then(|v| v.parse::<u16>().ok()).and_then(|c| StatusCode::from_u16(c).ok());
+    let Some(code) = code else {
+        return text(StatusCode::BAD_REQUEST, "status needs ?code=N");
+    };
+    if code == StatusCode::NO_CONTENT || code == StatusCode::NOT_MODIFIED {
+        let mut response = full(code, "text/plain", Bytes::new());
+        if let Some(len) = query_param(req, "len").and_then(|v| v.parse::<u64>().ok()) {
+            response.headers_mut().insert(header::CONTENT_LENGTH, header::HeaderValue::from(len));
+        }
+        return response;
+    }
+    text(code, format!("status {}", code.as_u16()))
 }
 
 fn headers_route(req: &Request<Incoming>) -> Response<ServerBody> {

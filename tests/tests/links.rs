@@ -107,6 +107,33 @@ fn an_8_mib_download_and_a_100_mib_upload_are_byte_exact_on_one_keep_alive_conne
 }
 
 #[test]
+fn bodiless_and_error_answers_keep_their_status_headers_and_framing_through_a_link() {
+    let app = HttpServer::start();
+    let hub = Hub::start().unwrap();
+    let alice = Agent::login(&hub, "alice").unwrap();
+    let link = publish(&alice, app.port(), "api", &["--link"]);
+    let mut client = HttpClient::connect(&ingress(&hub)).unwrap();
+
+    // HEAD announces the length of the body it does not send.
+    let head = client.send("HEAD", &link.host, "/page", &[], &[]).unwrap();
+    assert_status(&head, 200);
+    assert_eq!((head.header("content-length"), head.body.len()), (Some("16"), 0), "{head:?}");
+    let no_content = client.get(&link.host, "/status?code=204").unwrap();
+    assert_eq!((no_content.status, no_content.body.len()), (204, 0), "{no_content:?}");
+    let not_modified = client.get(&link.host, "/status?code=304&len=10").unwrap();
+    assert_eq!((not_modified.status, not_modified.body.len()), (304, 0), "{not_modified:?}");
+    // The service's own errors are its answers, not the hub's pages.
+    for code in [404, 500, 503] {
+        let r = client.get(&link.host, &format!("/status?code={code}")).unwrap();
+        assert_eq!((r.status, r.text()), (code, format!("status {code}")), "{r:?}");
+        assert!(r.header("x-server-port").is_some(), "{r:?}");
+    }
+    // The connection's framing survived all of it.
+    let after = client.get(&link.host, "/page").unwrap();
+    assert_eq!((after.status, after.text().as_str()), (200, "hello from /page"));
+}
+
+#[test]
 fn a_websocket_echoes_through_a_link() {
     let app = HttpServer::start();
     let hub = Hub::start().unwrap();

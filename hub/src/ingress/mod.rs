@@ -73,12 +73,7 @@ pub(crate) async fn serve(
 ) {
     let shutdown = stop.drain.clone();
     let admission = Admission::new("ingress", hub.config.ingress_caps);
-    let ingress = Arc::new(Ingress {
-        hub,
-        limits: RateLimits::default(),
-        auth: auth::LinkAuth::default(),
-        admission,
-    });
+    let ingress = Arc::new(Ingress { hub, limits: RateLimits::default(), auth: auth::LinkAuth::default(), admission });
     tasks.spawn(flush_counts(ingress.hub.clone(), shutdown.clone()));
     if let Some((listener, tls)) = https {
         tasks.spawn(accept_loop(ingress.clone(), listener, Some(tls), stop.clone(), tasks.clone()));
@@ -325,11 +320,8 @@ async fn proxy(
     if policy.basic_auth.is_some() || policy.basic_auth_sha256.is_some() {
         req.headers_mut().remove(header::AUTHORIZATION);
     }
-    let owner = upstream::Owner {
-        workspace: link.row.workspace_id,
-        member: link.row.owner_id,
-        service: &link.row.service,
-    };
+    let owner =
+        upstream::Owner { workspace: link.row.workspace_id, member: link.row.owner_id, service: &link.row.service };
     let routes = &ingress.hub.routes;
     let failed = |error: upstream::UpstreamError| {
         let (status, title, detail) = upstream::failure_page(&error);
