@@ -1,9 +1,12 @@
 //! What the audit log records: one typed action per kind of event, written as the dotted name the
 //! store keeps (`share.join_failed`) and `pconnect-hub audit` shows, and the recorder features use.
 
+use std::path::Path;
 use std::sync::Arc;
 
-use crate::store::{Member, Store};
+use anyhow::{Context, Result};
+
+use crate::store::{AuditEntry, Member, STORE_FILE, Store, open_store};
 
 /// Appends to the audit log on behalf of a feature.
 #[derive(Clone)]
@@ -23,6 +26,18 @@ impl Audit {
             tracing::error!(error = %e, action = name, "audit write failed");
         }
     }
+}
+
+/// `pconnect-hub audit`: the entries of the store in `data_dir` at or after `since` (Unix
+/// seconds), oldest first, at most the last `limit`. Refuses a directory that holds no hub.
+pub async fn read(data_dir: &Path, since: i64, limit: u32) -> Result<Vec<AuditEntry>> {
+    anyhow::ensure!(
+        data_dir.join(STORE_FILE).is_file(),
+        "{} holds no hub store: pass the --data directory the hub runs with",
+        data_dir.display()
+    );
+    let store = open_store(data_dir).await?;
+    store.audit_since(since, limit).await.context("cannot read the audit log")
 }
 
 /// An audited action.

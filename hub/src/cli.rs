@@ -4,16 +4,27 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::admission::Caps;
-use crate::{HubConfig, Listeners, members, ui};
+use crate::ui::Ui;
+use crate::{HubConfig, Listeners, members};
 
 #[derive(Parser)]
 #[command(name = "pconnect-hub", version, about = "The pconnect relay a team runs")]
 pub struct Cli {
+    /// Print machine-readable JSON (snake_case keys) instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Log filter: error, warn (default), info (adds one access line per public-link request),
+    /// debug, trace, or a full filter such as `warn,pconnect_hub::access=info`. Overrides PCONNECT_LOG.
+    #[arg(long, global = true, value_name = "LEVEL", value_parser = pconnect_link::logging::parse_filter)]
+    pub log_level: Option<String>,
+    /// Log lines as `text` (colour only on a terminal without NO_COLOR) or `json` (one object per line).
+    #[arg(long, global = true, value_name = "FORMAT", default_value = "text", env = "PCONNECT_LOG_FORMAT")]
+    pub log_format: pconnect_link::logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -26,6 +37,28 @@ pub enum Command {
     Member {
         #[command(subcommand)]
         command: MemberCommand,
+    },
+    /// Read the audit log: logins, shares, joins (and failed ones), links, debug sessions, members.
+    Audit {
+        #[arg(long, env = "PCONNECT_HUB_DATA")]
+        data: PathBuf,
+        /// Only entries from this long ago on, e.g. 1h, 90m, 7d (default 24h; 0 means all).
+        #[arg(long, default_value = "24h", value_parser = parse_since, value_name = "DUR")]
+        since: u64,
+        /// At most this many entries (the latest).
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+    },
+    /// Print a shell completion script: `pconnect-hub completion bash`.
+    Completion {
+        #[arg(value_enum)]
+        shell: pconnect_link::cli_docs::Shell,
+    },
+    /// Print the man page, or write one per command into a directory.
+    Man {
+        /// Write `pconnect-hub.1`, `pconnect-hub-serve.1`, ... here instead of printing one page.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
     },
 }
 
@@ -43,6 +76,10 @@ pub struct ServeArgs {
     /// HTTPS address for public links (HTTP/2 by ALPN; uses --cert/--key or the self-signed one).
     #[arg(long)]
     https: Option<SocketAddr>,
+    /// Plain HTTP address for operators: Prometheus `/metrics`, `/healthz`, `/readyz` (off unless
+    /// given; keep it off the public internet).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
     /// Domain public links live under: <sub>.<domain>.
     #[arg(long, default_value = "localhost")]
     domain: String,
@@ -110,6 +147,7 @@ pub enum MemberCommand {
 
 /// Runs one command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let ui = Ui { json: cli.json };
     match cli.command {
         Command::Serve(args) => {
             let ServeArgs {
@@ -117,6 +155,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 listen,
                 http,
                 https,
+                metrics,
                 domain,
                 header_timeout,
                 grace,
@@ -131,7 +170,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(addr) => Some(bind(addr, "HTTPS").await?),
                 None => None,
             };
-            let listeners = Listeners { agents: bind(listen, "agent").await?, http: bind(http, "HTTP").await?, https };
+            let metrics = match metrics {
+                Some(addr) => Some(bind(addr, "metrics").await?),
+                None => None,
+            };
+            let listeners =
+                Listeners { agents: bind(listen, "agent").await?, http: bind(http, "HTTP").await?, https, metrics };
             let domain = domain.trim_end_matches('.').to_ascii_lowercase();
             let defaults = HubConfig::new(data);
             let total = max_connections.unwrap_or(defaults.ingress_caps.total).max(1);
@@ -148,26 +192,48 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 ..defaults
             };
             let prepared = crate::prepare(config, listeners).await?;
-            ui::serving(&prepared.info);
+            ui.serving(&prepared.info);
             let shutdown = CancellationToken::new();
             tokio::spawn(crate::shutdown_on_signals(shutdown.clone()));
             prepared.serve(shutdown).await
         }
         Command::Member { command: MemberCommand::Add { name, data, admin: is_admin, workspace } } => {
             let (member, token) = members::add_member(&data, &workspace, &name, is_admin).await?;
-            ui::member_added(&member, &token);
+            ui.member_added(&member, &token);
             Ok(())
         }
         Command::Member { command: MemberCommand::List { data, workspace } } => {
-            ui::members(&members::list_members(&data, &workspace).await?);
+            ui.members(&workspace, &members::list_members(&data, &workspace).await?);
             Ok(())
         }
         Command::Member { command: MemberCommand::Remove { name, data, workspace } } => {
             let live = members::remove_member(&data, &workspace, &name).await?;
-            ui::member_removed(&name, live);
+            ui.member_removed(&name, &workspace, live);
+            Ok(())
+        }
+        Command::Completion { shell } => {
+            pconnect_link::cli_docs::completion(Cli::command(), shell, &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man { out_dir: Some(dir) } => {
+            ui.files_written(&pconnect_link::cli_docs::man_pages(Cli::command(), &dir)?);
+            Ok(())
+        }
+        Command::Man { out_dir: None } => pconnect_link::cli_docs::man_page(Cli::command(), &mut std::io::stdout()),
+        Command::Audit { data, since, limit } => {
+            let since = match since {
+                0 => 0,
+                secs => pconnect_proto::clock::now().saturating_sub(i64::try_from(secs).unwrap_or(i64::MAX)),
+            };
+            ui.audit(&crate::audit::read(&data, since, limit).await?);
             Ok(())
         }
     }
+}
+
+/// How far back `audit --since` reads: any duration up to ten years, `0` for everything.
+fn parse_since(text: &str) -> Result<u64, String> {
+    pconnect_proto::duration::parse_allowing_zero(text, 3650 * 86400).map_err(|e| e.to_string())
 }
 
 fn parse_cidr(text: &str) -> Result<pconnect_proto::link::Cidr, String> {

@@ -64,6 +64,8 @@ pub struct Listeners {
     pub http: TcpListener,
     /// HTTPS port for public links (HTTP/2 by ALPN), with the hub's certificate.
     pub https: Option<TcpListener>,
+    /// Plain HTTP port for operators: `/metrics`, `/healthz`, `/readyz`.
+    pub metrics: Option<TcpListener>,
 }
 
 /// What a started hub reports about itself.
@@ -72,5 +74,6 @@ pub struct HubInfo {
     pub agents: SocketAddr,
     pub http: SocketAddr,
     pub https: Option<SocketAddr>,
+    pub metrics: Option<SocketAddr>,
     pub fingerprint: String,
 }

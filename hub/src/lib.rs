@@ -16,6 +16,7 @@ mod config;
 pub mod conn;
 pub mod features;
 mod ingress;
+mod metrics;
 mod rpc;
 mod state;
 pub mod store;
@@ -60,6 +61,7 @@ pub async fn prepare(config: HubConfig, listeners: Listeners) -> Result<Prepared
         agents: listeners.agents.local_addr()?,
         http: listeners.http.local_addr()?,
         https,
+        metrics: listeners.metrics.as_ref().map(TcpListener::local_addr).transpose()?,
         fingerprint: identity.fingerprint(),
     };
     let link_base = match https {
@@ -87,7 +89,15 @@ impl Prepared {
         tasks.spawn(ingress::serve(hub.clone(), self.listeners.http, https, stop, tasks.clone()));
         tasks.spawn(admin_socket::listen(self.admin, hub.clone(), shutdown.clone()));
         tasks.spawn(state::recheck_members_periodically(hub.clone(), shutdown.clone()));
+        // The metrics listener outlives the drain, so `/readyz` says "shutting down" through it.
+        let observed = CancellationToken::new();
+        if let Some(listener) = self.listeners.metrics {
+            let observe = Arc::new(metrics::Observed(hub.clone()));
+            tokio::spawn(pconnect_link::metrics::serve(listener, observe, observed.clone()));
+        }
+        let _stop_observing = observed.drop_guard();
         shutdown.cancelled().await;
+        hub.metrics.drain();
         // Debug sessions' streams never end by themselves: end the sessions so the drain can finish.
         hub.debug.registry.end_all();
         tasks.close();
@@ -120,7 +130,7 @@ pub async fn shutdown_on_signals(shutdown: CancellationToken) {
         if round == 0 {
             shutdown.cancel();
         } else {
-            std::process::exit(130);
+            std::process::exit(i32::from(pconnect_proto::exit::INTERRUPTED));
         }
     }
 }

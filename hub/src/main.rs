@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use pconnect_hub::cli::{self, Cli};
+use pconnect_proto::exit;
 
 /// mimalloc: frame buffers are reused from its segments instead of mapped and faulted in afresh
 /// (see `bench/`: glibc's malloc spent a fifth of the data path's CPU in page faults).
@@ -13,17 +14,22 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PCONNECT_LOG").unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
-    pconnect_hub::admission::raise_open_files_limit();
-    match cli::run(cli).await {
-        Ok(()) => ExitCode::SUCCESS,
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // Help and version are not errors; a wrong command line has its own code.
         Err(e) => {
-            pconnect_hub::ui::error(&e);
-            ExitCode::FAILURE
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { exit::USAGE } else { exit::SUCCESS });
+        }
+    };
+    pconnect_link::logging::init(cli.log_level.as_deref(), cli.log_format, "warn");
+    pconnect_hub::admission::raise_open_files_limit();
+    let ui = pconnect_hub::ui::Ui { json: cli.json };
+    match cli::run(cli).await {
+        Ok(()) => ExitCode::from(exit::SUCCESS),
+        Err(e) => {
+            ui.error(&e);
+            ExitCode::from(exit::FAILURE)
         }
     }
 }

@@ -11,10 +11,12 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::HubConfig;
+use crate::conn::admission::LogLimiter;
 use crate::conn::routes::Routes;
 use crate::features::debug::DebugSessions;
 use crate::features::links::{LinkBase, Links};
 use crate::features::shares::Shares;
+use crate::metrics::HubMetrics;
 use crate::store::{MemberId, Store};
 use crate::sync::lock;
 
@@ -31,6 +33,10 @@ pub struct Hub {
     pub(crate) links: Links,
     /// Live debug sessions (memory only).
     pub(crate) debug: Arc<DebugSessions>,
+    /// Event counters for `/metrics`.
+    pub(crate) metrics: Arc<HubMetrics>,
+    /// Refused agent logins are logged at warn, at most one line a second.
+    pub(crate) login_log: LogLimiter,
     connections: LiveConnections,
 }
 
@@ -50,8 +56,16 @@ impl Hub {
             debug: Arc::new(DebugSessions::new(store.clone(), routes.clone(), link_base)),
             routes,
             store,
+            metrics: Arc::default(),
+            login_log: LogLimiter::default(),
             connections: LiveConnections::default(),
         })
+    }
+
+    /// Live agent connections, and the members they belong to.
+    pub(crate) fn connection_counts(&self) -> (usize, usize) {
+        let by_member = lock(&self.connections.by_member);
+        (by_member.values().map(HashMap::len).sum(), by_member.len())
     }
 
     /// Records a live agent connection of `member`; dropping the guard forgets it.

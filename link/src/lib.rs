@@ -10,15 +10,21 @@
 //! - [`pump`]: the tunnel data path: relay (hub) and splice (agent), with the debug tap.
 //! - [`h2io`]: HTTP/2 streams as byte streams, and capped body reading.
 //! - [`h2body`]: HTTP messages as one HTTP/2 stream each (public-link requests).
+//! - [`logging`]: the log subscriber both binaries install (level, text or JSON, colour).
+//! - [`metrics`]: Prometheus text and the `/metrics`, `/healthz`, `/readyz` listener.
+//! - [`cli_docs`]: shell completions and man pages from either binary's clap definition.
 //! - [`fsutil`], [`random`]: private files and directories, random hex.
 
 pub mod barrier;
+pub mod cli_docs;
 pub mod frames;
 pub mod fsutil;
 pub mod h2body;
 pub mod h2io;
 pub mod heartbeat;
 pub mod load;
+pub mod logging;
+pub mod metrics;
 pub mod pump;
 pub mod random;
 pub mod reply;

@@ -66,13 +66,20 @@ pub async fn send_all(send: &mut SendStream<Bytes>, mut data: Bytes) -> Result<(
 }
 
 /// Forwards one direction between two HTTP/2 streams, frame by frame, then half-closes. Returns the
-/// bytes moved. The hub runs one per direction of every tunnel (`conn/forward.rs::relay_early`).
-pub async fn stream_to_stream(mut from: RecvStream, mut to: SendStream<Bytes>) -> Result<u64, PumpError> {
+/// bytes moved, and adds each frame's length to `relayed` as it goes (one relaxed add per frame,
+/// so an operator's counter moves during a long transfer). The hub runs one per direction of
+/// every tunnel (`conn/forward.rs::relay_early`).
+pub async fn stream_to_stream(
+    mut from: RecvStream,
+    mut to: SendStream<Bytes>,
+    relayed: &AtomicU64,
+) -> Result<u64, PumpError> {
     let mut total = 0u64;
     while let Some(chunk) = from.data().await {
         let chunk = chunk?;
         let len = chunk.len();
         total += len as u64;
+        relayed.fetch_add(len as u64, Ordering::Relaxed);
         send_all(&mut to, chunk).await?;
         // Released only once the bytes are queued on the other stream: the far peer's window is
         // the backpressure.

@@ -1,6 +1,6 @@
 //! Raw command-line input, as the user typed it. Resolution into settings happens in the commands.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -11,6 +11,17 @@ pub struct Cli {
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Log filter on stderr: off (default), error, warn, info, debug, trace, or a full filter such
+    /// as `pconnect=debug`. Overrides PCONNECT_LOG.
+    #[arg(long, global = true, value_name = "LEVEL", value_parser = pconnect_link::logging::parse_filter)]
+    pub log_level: Option<String>,
+    /// Log lines as `text` (colour only on a terminal without NO_COLOR) or `json` (one object per line).
+    #[arg(long, global = true, value_name = "FORMAT", default_value = "text", env = "PCONNECT_LOG_FORMAT")]
+    pub log_format: pconnect_link::logging::LogFormat,
+    /// Serve Prometheus `/metrics`, `/healthz` and `/readyz` on this address (e.g. 127.0.0.1:9465)
+    /// while a long-running command (expose, reach, join, clone, up) runs.
+    #[arg(long, global = true, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -29,9 +40,9 @@ pub enum Command {
     Reach(ReachArgs),
     /// List the workspace's services.
     Services,
-    /// Share everything you expose with a short code (or list / revoke your shares).
+    /// Share everything you expose with a short code: `share create|list|revoke`.
     Share(ShareArgs),
-    /// List your public links (or revoke one).
+    /// Your public links: `links list|revoke`.
     Links {
         #[command(subcommand)]
         command: Option<LinksCommand>,
@@ -63,12 +74,23 @@ pub enum Command {
     },
     /// Write a starter pconnect.yml from the services answering on common local ports.
     Init(InitArgs),
-    /// Debug sessions: list yours (default), stop one, or follow one live.
+    /// Debug sessions: `debug list|stop|tail` (list by default).
     Debug(DebugArgs),
     /// Manage the embedded local hub.
     Hub {
         #[command(subcommand)]
         command: HubCommand,
+    },
+    /// Print a shell completion script: `connect completion bash > /etc/bash_completion.d/connect`.
+    Completion {
+        #[arg(value_enum)]
+        shell: pconnect_link::cli_docs::Shell,
+    },
+    /// Print the man page, or write one per command into a directory.
+    Man {
+        /// Write `connect.1`, `connect-expose.1`, ... here instead of printing `connect.1`.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
     },
 }
 
@@ -179,6 +201,8 @@ pub struct DebugArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum DebugCommand {
+    /// List your debug sessions (what `connect debug` does).
+    List,
     /// End a debug session: its viewers are told and its link stops working.
     Stop { id: String },
     /// Print each captured exchange as one line, live, until Ctrl+C or the session ends.
@@ -221,8 +245,22 @@ pub struct ShareArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ShareCommand {
+    /// Create a share of everything you expose and print its code (what `connect share` does).
+    Create(ShareCreateArgs),
+    /// List your active shares (same as `connect share --list`).
+    List,
     /// Revoke a share: new joins are refused and live tunnels close.
     Revoke { code: String },
+}
+
+#[derive(Debug, Args)]
+pub struct ShareCreateArgs {
+    /// A descriptive name for the share.
+    #[arg(long, short)]
+    pub name: Option<String>,
+    /// How long the code works: 1h, 4h, 24h (default), 7d, or any like 90s, 15m, 36h (at most 7d).
+    #[arg(long, short)]
+    pub expires: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -249,6 +287,8 @@ pub struct CloneArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum LinksCommand {
+    /// List your public links (what `connect links` does).
+    List,
     /// End a link now: its URL answers 410 from then on.
     Revoke { subdomain: String },
 }

@@ -116,6 +116,7 @@ pub async fn run(dir: PathBuf) -> Result<()> {
         agents: bind_preferred(PREFERRED_AGENT_PORT).await?,
         http: bind_preferred(PREFERRED_HTTP_PORT).await?,
         https: None,
+        metrics: None,
     };
     let config = HubConfig::new(dir.clone());
     let prepared = pconnect_hub::prepare(config, listeners).await?;

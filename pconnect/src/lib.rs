@@ -11,6 +11,7 @@ pub mod home;
 pub mod link;
 mod link_auth;
 mod local_port;
+mod metrics;
 pub mod probe;
 pub mod project;
 pub mod session;
@@ -21,6 +22,7 @@ pub use pconnect_proto::timefmt;
 pub mod tls;
 pub mod ui;
 
+use clap::CommandFactory;
 use cli::{Cli, Command, HubCommand};
 use shutdown::Shutdown;
 use ui::Ui;
@@ -29,6 +31,9 @@ use ui::Ui;
 /// (already shaped for the user) is printed by the caller.
 pub async fn run(cli: Cli, shutdown: Shutdown) -> anyhow::Result<u8> {
     let ui = Ui { json: cli.json };
+    if let Some(addr) = cli.metrics {
+        serve_metrics(ui, addr).await?;
+    }
     match cli.command {
         Command::Plan { file } => {
             let changes = commands::plan::plan_command(ui, file, &shutdown).await?;
@@ -38,6 +43,18 @@ pub async fn run(cli: Cli, shutdown: Shutdown) -> anyhow::Result<u8> {
         Command::Status { file } => Ok(if commands::detach::status(ui, file).await? { 0 } else { 1 }),
         command => run_command(ui, command, &shutdown).await.map(|()| 0),
     }
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on `addr` for as long as the command runs.
+async fn serve_metrics(ui: Ui, addr: std::net::SocketAddr) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        anyhow::anyhow!("cannot listen for metrics on {addr}: {e}. Pick another --metrics address or stop what uses it")
+    })?;
+    ui.metrics_serving(listener.local_addr()?);
+    let observe = std::sync::Arc::new(metrics::Observed);
+    // Until the process exits with the command.
+    tokio::spawn(pconnect_link::metrics::serve(listener, observe, tokio_util::sync::CancellationToken::new()));
+    Ok(())
 }
 
 async fn run_command(ui: Ui, command: Command, shutdown: &Shutdown) -> anyhow::Result<()> {
@@ -58,6 +75,15 @@ async fn run_command(ui: Ui, command: Command, shutdown: &Shutdown) -> anyhow::R
         Command::Share(args) => commands::share::share(ui, args, shutdown).await,
         Command::Join(args) => commands::join::join(ui, args, shutdown).await,
         Command::Links { command } => commands::links::links(ui, command, shutdown).await,
+        Command::Completion { shell } => {
+            pconnect_link::cli_docs::completion(Cli::command(), shell, &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man { out_dir: Some(dir) } => {
+            ui.files_written(&pconnect_link::cli_docs::man_pages(Cli::command(), &dir)?);
+            Ok(())
+        }
+        Command::Man { out_dir: None } => pconnect_link::cli_docs::man_page(Cli::command(), &mut std::io::stdout()),
         Command::Hub { command: HubCommand::Status } => {
             let (dir, running) = embedded::status().await?;
             ui.hub_status(&dir, running.as_ref());

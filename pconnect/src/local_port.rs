@@ -10,6 +10,7 @@ use tracing::Instrument;
 use crate::drain::Drain;
 use crate::link::forward::{ForwardLink, Tunnel, Via};
 use crate::link::{LinkError, describe};
+use crate::metrics::{METRICS, Side};
 use crate::ui::Ui;
 
 /// Binds `bind:<explicit>` (an error when taken), or `bind:<wanted>` with a free port as fallback.
@@ -61,17 +62,22 @@ async fn tunnel(ui: Ui, link: &ForwardLink, service: &str, via: &Via, socket: Tc
         LinkError::Hub(body) => describe(body),
         other => other.to_string(),
     };
+    let _open = METRICS.tunnel(Side::Reach);
     match link.open_tunnel(service, via).await {
         Ok(tunnel) => {
             let _load = tunnel.load;
             let answer = Tunnel::accepted(tunnel.answer);
             match pump::splice_early(socket, answer, tunnel.send, drain.deadline()).await {
-                Ok(_) => {}
-                Err(EarlyError::Refused(e)) => ui.tunnel_failed(service, &reason(&e)),
+                Ok(moved) => METRICS.tunnel_bytes(Side::Reach, moved),
+                Err(EarlyError::Refused(e)) => {
+                    METRICS.tunnel_failed(Side::Reach);
+                    ui.tunnel_failed(service, &reason(&e));
+                }
                 Err(EarlyError::Pump(e)) => tracing::debug!(error = %e, "tunnel ended with an error"),
             }
         }
         Err(e) => {
+            METRICS.tunnel_failed(Side::Reach);
             ui.tunnel_failed(service, &reason(&e));
             pump::abort_socket(&socket);
         }

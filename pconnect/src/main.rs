@@ -6,6 +6,7 @@ use clap::Parser;
 use pconnect::cli::Cli;
 use pconnect::shutdown::Shutdown;
 use pconnect::ui::Ui;
+use pconnect_proto::exit;
 
 /// After a forced stop the command gets this long to cut its tunnels (with resets) before the
 /// process exits anyway.
@@ -21,24 +22,28 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Measured with `pconnect-bench --peers`: less CPU per GiB and shorter first bytes.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("PCONNECT_LOG").unwrap_or_else(|_| "off".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // Help and version are not errors; a wrong command line has its own code.
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { exit::USAGE } else { exit::SUCCESS });
+        }
+    };
+    pconnect_link::logging::init(cli.log_level.as_deref(), cli.log_format, "off");
     let ui = Ui { json: cli.json };
     let shutdown = Shutdown::new();
     tokio::spawn(pconnect::shutdown::on_signals(shutdown.clone()));
     let outcome = tokio::select! {
         outcome = pconnect::run(cli, shutdown.clone()) => outcome,
         // A second signal: whatever the command was still doing, stop now.
-        _ = async { shutdown.forced().await; tokio::time::sleep(FORCED_EXIT_AFTER).await } => Ok(130),
+        _ = async { shutdown.forced().await; tokio::time::sleep(FORCED_EXIT_AFTER).await } => Ok(exit::INTERRUPTED),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
             ui.error(&error);
-            ExitCode::FAILURE
+            ExitCode::from(exit::FAILURE)
         }
     }
 }

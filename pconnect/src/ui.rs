@@ -20,6 +20,8 @@ use crate::state::{Login, ShareCodes};
 use crate::target::Target;
 use crate::timefmt;
 
+pub(crate) use pconnect_proto::text::terminal_safe;
+
 /// Output mode chosen by `--json`.
 #[derive(Debug, Clone, Copy)]
 pub struct Ui {
@@ -49,6 +51,27 @@ impl Ui {
             self.emit(&json!({"event": "warning", "message": text}));
         } else {
             self.line(&format!("[!] {text}"));
+        }
+    }
+
+    /// Files a command wrote (man pages).
+    pub fn files_written(&self, files: &[std::path::PathBuf]) {
+        if self.json {
+            let files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+            return self.emit(&json!({"files": files}));
+        }
+        for file in files {
+            self.line(&format!("[ok] wrote {}", file.display()));
+        }
+    }
+
+    /// Where `--metrics` serves.
+    pub fn metrics_serving(&self, addr: SocketAddr) {
+        let url = format!("http://{addr}/metrics");
+        if self.json {
+            self.emit(&json!({"event": "metrics", "url": url}));
+        } else {
+            self.line(&format!("Metrics: {url}"));
         }
     }
 
@@ -417,26 +440,5 @@ impl Ui {
             return self.emit(&json!({"error": format!("{error:#}")}));
         }
         eprintln!("[!] {}", terminal_safe(&format!("{error:#}")));
-    }
-}
-
-/// `text` with every control character but newline and tab replaced by `?`.
-pub(crate) fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-        return std::borrow::Cow::Borrowed(text);
-    }
-    std::borrow::Cow::Owned(
-        text.chars().map(|c| if c.is_control() && c != '\n' && c != '\t' { '?' } else { c }).collect(),
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::terminal_safe;
-
-    #[test]
-    fn nothing_printed_can_drive_the_terminal() {
-        assert_eq!(terminal_safe("plain\nline\tx"), "plain\nline\tx");
-        assert_eq!(terminal_safe("a\u{1b}]0;owned\u{7}b\rc\u{9b}2J"), "a?]0;owned?b?c?2J");
     }
 }

@@ -12,6 +12,8 @@
 //! - [`share`]: environment share codes, expiry durations and share RPC bodies.
 //! - [`exchange`]: captured traffic (exchanges, protocols) and its one-line descriptions.
 //! - [`debug`]: debug sessions (viewer and agent <-> hub bodies).
+//! - [`exit`]: the exit codes of both binaries.
+//! - [`text`]: the one control-character filter for everything printed to a terminal.
 
 pub mod clock;
 pub mod control;
@@ -19,6 +21,7 @@ pub mod debug;
 pub mod duration;
 pub mod envvar;
 pub mod exchange;
+pub mod exit;
 pub mod handshake;
 pub mod link;
 pub mod names;
@@ -27,5 +30,6 @@ pub mod project;
 pub mod rpc;
 pub mod share;
 pub mod target;
+pub mod text;
 pub mod timefmt;
 pub mod wire;

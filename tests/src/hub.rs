@@ -26,12 +26,15 @@ pub struct HubInfo {
     pub http_url: String,
     /// Certificate fingerprint, e.g. `SHA256:AB:CD:...`.
     pub fingerprint: String,
+    /// Operator endpoint (`http://127.0.0.1:41002/metrics`), when started with `--metrics`.
+    pub metrics_url: Option<String>,
 }
 
 impl HubInfo {
-    /// Parses the banner lines (`Agents:`, `HTTP:`, `Fingerprint:`; last whitespace token each).
+    /// Parses the banner lines (`Agents:`, `HTTP:`, `Fingerprint:`, `Metrics:`; last whitespace
+    /// token each).
     pub fn parse<'a>(lines: impl IntoIterator<Item = &'a str>) -> Result<HubInfo> {
-        let (mut url, mut http_url, mut fingerprint) = (None, None, None);
+        let (mut url, mut http_url, mut fingerprint, mut metrics_url) = (None, None, None, None);
         for line in lines {
             let last = || line.split_whitespace().last().map(str::to_owned);
             if line.contains("Agents:") {
@@ -40,12 +43,15 @@ impl HubInfo {
                 http_url = http_url.or_else(last);
             } else if line.contains("Fingerprint:") {
                 fingerprint = fingerprint.or_else(last);
+            } else if line.contains("Metrics:") {
+                metrics_url = metrics_url.or_else(last);
             }
         }
         Ok(HubInfo {
             url: url.context("no `Agents:` line in the hub banner")?,
             http_url: http_url.context("no `HTTP:` line in the hub banner")?,
             fingerprint: fingerprint.context("no `Fingerprint:` line in the hub banner")?,
+            metrics_url,
         })
     }
 

@@ -34,13 +34,17 @@ pub(crate) struct Stop {
 pub(crate) async fn accept_loop(hub: Arc<Hub>, listener: TcpListener, stop: Stop, tasks: TaskTracker) {
     let handshakes = Admission::new("agent handshakes", hub.config.handshake_caps);
     let log = LogLimiter::default();
+    let _accepting = hub.metrics.accepting();
     loop {
         let (tcp, peer) = tokio::select! {
             _ = stop.drain.cancelled() => return,
             accepted = admission::accept(&listener, &log, "agents") => accepted,
         };
         // Strangers can hold a connection only for its handshake, and only so many at once.
-        let Some(slot) = handshakes.admit(peer.ip()) else { continue };
+        let Some(slot) = handshakes.admit(peer.ip()) else {
+            hub.metrics.limited(crate::metrics::Limit::Connections);
+            continue;
+        };
         let span = tracing::info_span!("agent", %peer);
         tasks.spawn(handle(hub.clone(), tcp, peer, stop.clone(), slot).instrument(span));
     }
@@ -49,7 +53,7 @@ pub(crate) async fn accept_loop(hub: Arc<Hub>, listener: TcpListener, stop: Stop
 async fn handle(hub: Arc<Hub>, tcp: TcpStream, peer: SocketAddr, stop: Stop, slot: Slot) {
     let _ = tcp.set_nodelay(true);
     let accepted = tokio::select! {
-        accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&hub, tcp)) => accepted,
+        accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&hub, tcp, peer)) => accepted,
         _ = stop.drain.cancelled() => return,
     };
     drop(slot);
@@ -73,7 +77,11 @@ async fn handle(hub: Arc<Hub>, tcp: TcpStream, peer: SocketAddr, stop: Stop, slo
 }
 
 /// TLS + hello. `Ok(None)` when the hello was refused (the refusal was sent).
-async fn handshake(hub: &Hub, tcp: TcpStream) -> anyhow::Result<Option<(AgentStream, Hello, Member)>> {
+async fn handshake(
+    hub: &Hub,
+    tcp: TcpStream,
+    peer: SocketAddr,
+) -> anyhow::Result<Option<(AgentStream, Hello, Member)>> {
     let mut stream = hub.tls.accept(tcp).await?;
     stream.get_mut().1.set_buffer_limit(Some(pconnect_link::tuning::TLS_SEND_BUFFER));
     let alpn_role = match stream.get_ref().1.alpn_protocol() {
@@ -85,7 +93,10 @@ async fn handshake(hub: &Hub, tcp: TcpStream) -> anyhow::Result<Option<(AgentStr
         Ok(hello) => hello,
         Err(ReadFrameError::Frame(e)) => {
             let refusal = Refusal::new(RefusalCode::BadRequest, format!("the hello does not parse: {e}"));
-            tracing::info!(reason = %refusal.message, "hello refused");
+            hub.metrics.login_refused();
+            hub.login_log.warn(|suppressed| {
+                tracing::warn!(%peer, reason = %refusal.message, suppressed, "agent login refused");
+            });
             write_frame(&mut stream, &Reply::Refusal(refusal)).await?;
             return Ok(None);
         }
@@ -98,7 +109,10 @@ async fn handshake(hub: &Hub, tcp: TcpStream) -> anyhow::Result<Option<(AgentStr
             Ok(Some((stream, hello, member)))
         }
         Err(refusal) => {
-            tracing::info!(code = ?refusal.code, reason = %refusal.message, "hello refused");
+            hub.metrics.login_refused();
+            hub.login_log.warn(|suppressed| {
+                tracing::warn!(%peer, code = ?refusal.code, reason = %refusal.message, suppressed, "agent login refused");
+            });
             write_frame(&mut stream, &Reply::Refusal(refusal)).await?;
             Ok(None)
         }

@@ -211,7 +211,13 @@ async fn rpc(hub: &Arc<Hub>, member: &Member, request: Request<RecvStream>) -> R
         rpc::RevokeShareByCode => |body| shares::revoke(&hub.shares, member, &body.code).await;
         rpc::RevokeShareById => |body| shares::revoke_id(&hub.shares, member, body.id).await;
         rpc::UpdateShareCall => |body| shares::update(&hub.shares, member, body).await;
-        rpc::JoinShare => |body| shares::join(&hub.shares, member, &body.code).await;
+        rpc::JoinShare => |body| {
+            let joined = shares::join(&hub.shares, member, &body.code).await;
+            if let Err(error) = &joined {
+                hub.metrics.join_refused(error);
+            }
+            joined
+        };
         rpc::CreateLinkCall => |body| links::create(&hub.links, member, body).await;
         rpc::ListLinks => |()| links::list(&hub.links, member).await;
         rpc::RevokeLinkCall => |body| links::revoke(&hub.links, member, &body.subdomain).await;
@@ -283,7 +289,8 @@ async fn tunnel(
         return Ok(());
     }
     let _load = conn.load.hold();
-    let relayed = relay_early(&conn, service, request.into_body(), respond);
+    let _counted = hub.metrics.tunnel();
+    let relayed = relay_early(hub, &conn, service, request.into_body(), respond);
     match share_cut {
         // Dropping the relay resets both streams: the joiner sees the tunnel cut, not a clean end.
         Some(cancel) => tokio::select! {
@@ -298,6 +305,7 @@ async fn tunnel(
 /// exists, while the agent is still dialing its target; the agent's answer (200, or its error)
 /// goes back to the client when it comes, and then the other direction flows.
 async fn relay_early(
+    hub: &Hub,
     conn: &ReverseConn,
     service: &str,
     client_recv: RecvStream,
@@ -310,7 +318,7 @@ async fn relay_early(
             return Ok(());
         }
     };
-    let upstream = pump::stream_to_stream(client_recv, agent_send);
+    let upstream = pump::stream_to_stream(client_recv, agent_send, &hub.metrics.bytes_to_service);
     tokio::pin!(upstream);
     let answer = reverse::tunnel_answer(answer, service);
     tokio::pin!(answer);
@@ -337,7 +345,7 @@ async fn relay_early(
         .body(())
         .expect("static response");
     let client_send = respond.send_response(response, false)?;
-    let downstream = pump::stream_to_stream(agent_recv, client_send);
+    let downstream = pump::stream_to_stream(agent_recv, client_send, &hub.metrics.bytes_to_client);
     if upstream_done {
         downstream.await?;
     } else {

@@ -49,6 +49,11 @@ impl Routes {
         }
     }
 
+    /// Services with at least one live connection.
+    pub(crate) fn online_count(&self) -> usize {
+        lock(&self.by_service).len()
+    }
+
     /// Forgets a closed connection everywhere; services left without one go offline.
     pub(crate) fn remove_conn(&self, conn_id: u64) {
         lock(&self.by_service).retain(|_, conns| {

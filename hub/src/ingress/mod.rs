@@ -2,6 +2,7 @@
 //! per connection), streamed both ways, upgrades (WebSocket) spliced after a real 101. Plain HTTP
 //! on `--http`, and HTTPS with HTTP/2 by ALPN on `--https`.
 
+mod access;
 mod auth;
 mod forwarded;
 mod host;
@@ -33,6 +34,7 @@ use tokio_util::task::TaskTracker;
 use crate::conn::admission::{self, Admission, LogLimiter, Slot};
 use crate::conn::agent_port::Stop;
 use crate::features::links::LiveLink;
+use crate::metrics::Limit;
 use crate::state::Hub;
 use host::Target;
 use idle::Activity;
@@ -78,6 +80,7 @@ pub(crate) async fn serve(
     if let Some((listener, tls)) = https {
         tasks.spawn(accept_loop(ingress.clone(), listener, Some(tls), stop.clone(), tasks.clone()));
     }
+    let _accepting = ingress.hub.metrics.accepting();
     accept_loop(ingress, http, None, stop, tasks).await;
 }
 
@@ -95,7 +98,10 @@ async fn accept_loop(
             accepted = admission::accept(&listener, &log, "ingress") => accepted,
         };
         // Over a cap the connection is closed at once: its descriptor comes straight back.
-        let Some(slot) = ingress.admission.admit(peer.ip()) else { continue };
+        let Some(slot) = ingress.admission.admit(peer.ip()) else {
+            ingress.hub.metrics.limited(Limit::Connections);
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let (ingress, tls, stop) = (ingress.clone(), tls.clone(), stop.clone());
         tasks.spawn(async move {
@@ -178,7 +184,7 @@ async fn connection(
 }
 
 /// A boxed response future of the per-connection service.
-type Responding = std::pin::Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+type Responding = std::pin::Pin<Box<dyn Future<Output = Result<Response<access::Logged<Body>>, Infallible>> + Send>>;
 
 /// The per-request service of one connection: counts the request in flight while it is handled.
 fn handler(
@@ -190,9 +196,9 @@ fn handler(
     move |req| {
         let (ingress, sni, guard) = (ingress.clone(), sni.clone(), activity.request());
         Box::pin(async move {
-            let response = handle(ingress, conn, sni, req).await;
+            let Ok(response) = handle(ingress.clone(), conn, sni, req).await;
             drop(guard);
-            response
+            Ok(access::observe(response, &ingress.hub.metrics))
         })
     }
 }
@@ -227,72 +233,98 @@ async fn handle(
         ),
         Target::Unknown => page(StatusCode::NOT_FOUND, "No such link", "Nothing is published at this address."),
         Target::Link(subdomain) => {
-            // Browsers reuse TLS connections across names that share a certificate: a request for
-            // another name than the handshake's goes back to the client, never to another link.
-            if let Some(sni) = &sni
-                && host::misdirected(&host, sni)
-            {
-                return page(
-                    StatusCode::MISDIRECTED_REQUEST,
-                    "Misdirected request",
-                    "Open this address in its own connection.",
-                );
-            }
-            let link = match ingress.hub.links.live(&subdomain).await {
-                Ok(Some(link)) => link,
-                Ok(None) => {
-                    return page(StatusCode::NOT_FOUND, "No such link", "Nothing is published at this address.");
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "link lookup failed");
-                    return page(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "Unavailable",
-                        "The hub could not look this link up; try again.",
-                    );
-                }
-            };
-            if link.row.revoked_at.is_some() {
-                return page(StatusCode::GONE, "Link revoked", "Its owner ended this link.");
-            }
-            if link.row.expires_at.is_some_and(|at| at <= clock::now()) {
-                return page(
-                    StatusCode::GONE,
-                    "Link expired",
-                    "This temporary link has expired. Ask its owner for a new one.",
-                );
-            }
-            let Some(policy) = &link.policy else {
-                return page(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Unavailable",
-                    "This link's settings cannot be read by this hub. Ask its owner to create it again.",
-                );
-            };
             let trusted = &ingress.hub.config.trusted_proxies;
             let client = forwarded::client_ip(conn.peer.ip(), req.headers(), trusted);
-            let checked = match policy::screen(policy, link.row.id, client, &ingress.limits) {
-                Ok(()) => match ingress.auth.check(link.row.id, policy, req.headers(), client).await {
-                    Ok(()) => policy::scope(policy, &req),
-                    Err(refusal) => Err(refusal),
-                },
-                Err(refusal) => Err(refusal),
-            };
-            if let Err(refusal) = checked {
-                let mut response = pages::page(refusal.status, refusal.title, &refusal.detail, wants_json);
-                if let Some((name, value)) = refusal.extra
-                    && let Ok(value) = HeaderValue::from_str(&value)
-                {
-                    response.headers_mut().insert(name, value);
-                }
-                return Ok(response.map(Either::Right));
-            }
-            link.unflushed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let trusted_peer = trusted.iter().any(|c| c.contains(conn.peer.ip()));
-            let forwarded = forwarded::Forwarded { peer: conn.peer.ip(), client, https: conn.https, host: &host };
-            Ok(proxy(&ingress, &link, policy, &forwarded, trusted_peer, req, wants_json).await)
+            let entry = access::Entry::start(&req, &host, client);
+            let mut response = link_request(&ingress, conn, sni, &entry, &subdomain, req, wants_json).await;
+            response.extensions_mut().insert(entry);
+            Ok(response)
         }
     }
+}
+
+/// One request to a public link: the link's state, its policy, then the owner's service.
+async fn link_request(
+    ingress: &Ingress,
+    conn: Conn,
+    sni: Option<String>,
+    entry: &access::Entry,
+    subdomain: &str,
+    req: Request<Incoming>,
+    wants_json: bool,
+) -> Response<Body> {
+    let (host, client) = (entry.host(), entry.client());
+    let page = |status, title: &str, detail: &str| pages::page(status, title, detail, wants_json).map(Either::Right);
+    // Browsers reuse TLS connections across names that share a certificate: a request for
+    // another name than the handshake's goes back to the client, never to another link.
+    if let Some(sni) = &sni
+        && host::misdirected(host, sni)
+    {
+        return page(
+            StatusCode::MISDIRECTED_REQUEST,
+            "Misdirected request",
+            "Open this address in its own connection.",
+        );
+    }
+    let link = match ingress.hub.links.live(subdomain).await {
+        Ok(Some(link)) => link,
+        Ok(None) => {
+            return page(StatusCode::NOT_FOUND, "No such link", "Nothing is published at this address.");
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "link lookup failed");
+            return page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Unavailable",
+                "The hub could not look this link up; try again.",
+            );
+        }
+    };
+    if link.row.revoked_at.is_some() {
+        return page(StatusCode::GONE, "Link revoked", "Its owner ended this link.");
+    }
+    if link.row.expires_at.is_some_and(|at| at <= clock::now()) {
+        return page(StatusCode::GONE, "Link expired", "This temporary link has expired. Ask its owner for a new one.");
+    }
+    let Some(policy) = &link.policy else {
+        return page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Unavailable",
+            "This link's settings cannot be read by this hub. Ask its owner to create it again.",
+        );
+    };
+    let trusted = &ingress.hub.config.trusted_proxies;
+    let metrics = &ingress.hub.metrics;
+    let checked = match policy::screen(policy, link.row.id, client, &ingress.limits) {
+        Ok(()) => match ingress.auth.check(link.row.id, policy, req.headers(), client).await {
+            Ok(()) => policy::scope(policy, &req),
+            Err(refusal) => {
+                if refusal.status == StatusCode::TOO_MANY_REQUESTS {
+                    metrics.limited(Limit::LinkAuth);
+                }
+                Err(refusal)
+            }
+        },
+        Err(refusal) => {
+            if refusal.status == StatusCode::TOO_MANY_REQUESTS {
+                metrics.limited(Limit::LinkRate);
+            }
+            Err(refusal)
+        }
+    };
+    if let Err(refusal) = checked {
+        let mut response = pages::page(refusal.status, refusal.title, &refusal.detail, wants_json);
+        if let Some((name, value)) = refusal.extra
+            && let Ok(value) = HeaderValue::from_str(&value)
+        {
+            response.headers_mut().insert(name, value);
+        }
+        return response.map(Either::Right);
+    }
+    link.unflushed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let trusted_peer = trusted.iter().any(|c| c.contains(conn.peer.ip()));
+    let forwarded = forwarded::Forwarded { peer: conn.peer.ip(), client, https: conn.https, host };
+    proxy(ingress, &link, policy, &forwarded, trusted_peer, req, wants_json).await
 }
 
 /// Forwards one request to the link's owner's service and streams the response back; a WebSocket

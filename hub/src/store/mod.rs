@@ -160,9 +160,9 @@ pub enum StoreError {
 /// The hub's persistence: every entity's store in one. Every write is durable when its future
 /// resolves. A store implements the entity traits below (one file each in its module) and gets
 /// `Store` from the blanket impl; the hub holds it as `Arc<dyn Store>`.
-pub trait Store: MemberStore + ServiceStore + ShareStore + LinkStore + AuditStore + SecretStore {}
+pub trait Store: MemberStore + ServiceStore + ShareStore + LinkStore + AuditStore + SecretStore + StatsStore {}
 
-impl<T: MemberStore + ServiceStore + ShareStore + LinkStore + AuditStore + SecretStore> Store for T {}
+impl<T: MemberStore + ServiceStore + ShareStore + LinkStore + AuditStore + SecretStore + StatsStore> Store for T {}
 
 /// Workspaces, their members and the members' token hashes.
 #[async_trait]
@@ -307,6 +307,9 @@ pub trait AuditStore: Send + Sync + 'static {
     /// The newest `limit` audit entries, newest first.
     async fn recent_audit(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError>;
 
+    /// Entries at or after `since` (Unix seconds), oldest first: the last `limit` of them.
+    async fn audit_since(&self, since: i64, limit: u32) -> Result<Vec<AuditEntry>, StoreError>;
+
     /// Times (unix seconds, ascending) of audit entries of `member` in `workspace` with `action`
     /// at or after `since` (the join rate limiter counts failures with it).
     async fn audit_times(
@@ -323,6 +326,23 @@ pub trait AuditStore: Send + Sync + 'static {
 pub trait SecretStore: Send + Sync + 'static {
     /// The hub's 32-byte secret key (for keyed hashes of short codes); created on first use.
     async fn secret_key(&self) -> Result<[u8; 32], StoreError>;
+}
+
+/// How many of each thing the store holds (metrics, readiness).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreCounts {
+    pub members: u64,
+    /// Links neither revoked nor expired at `now`.
+    pub active_links: u64,
+    /// Shares neither revoked nor expired at `now`.
+    pub active_shares: u64,
+}
+
+/// Counts for operators; answering at all is the store's readiness check.
+#[async_trait]
+pub trait StatsStore: Send + Sync + 'static {
+    /// Counts at `now` (Unix seconds), in one read.
+    async fn counts(&self, now: i64) -> Result<StoreCounts, StoreError>;
 }
 
 /// Name of the store file inside the data dir.

@@ -24,7 +24,7 @@ pub(crate) async fn debug(ui: Ui, args: DebugArgs, shutdown: &Shutdown) -> Resul
     let fg = Foreground::new(shutdown);
     let session = session::resolve().await?;
     match args.command {
-        None => list(ui, &fg, &session).await,
+        None | Some(DebugCommand::List) => list(ui, &fg, &session).await,
         Some(DebugCommand::Stop { id }) => stop(ui, &fg, &session, &id).await,
         Some(DebugCommand::Tail { id }) => tail(ui, &fg, &session, &id).await,
     }

@@ -22,7 +22,7 @@ pub(crate) async fn links(ui: Ui, command: Option<LinksCommand>, shutdown: &Shut
             ui.link_revoked(subdomain);
             Ok(())
         }
-        None => {
+        None | Some(LinksCommand::List) => {
             let listing: LinkListing = link.call::<rpc::ListLinks>(&()).await?;
             ui.links(&listing);
             Ok(())

@@ -15,7 +15,7 @@ use crate::shutdown::Shutdown;
 use crate::ui::Ui;
 
 /// Exit code of `connect plan` when there is something to apply.
-pub(crate) const CHANGES_EXIT: u8 = 2;
+pub(crate) const CHANGES_EXIT: u8 = pconnect_proto::exit::CHANGES_PENDING;
 
 /// The project file: `--file`, else `pconnect.yml` here or in a parent directory.
 pub(crate) fn project_file(file: Option<PathBuf>) -> Result<PathBuf> {

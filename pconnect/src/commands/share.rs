@@ -15,12 +15,15 @@ use crate::ui::Ui;
 use crate::{home, session};
 
 pub(crate) async fn share(ui: Ui, args: ShareArgs, shutdown: &Shutdown) -> Result<()> {
-    let revoke = match args.command {
-        Some(ShareCommand::Revoke { code }) => Some(code),
-        None => args.revoke,
+    // The verbs (`share create|list|revoke`) and the older flags say the same things.
+    let (name, expires, list, revoke) = match args.command {
+        Some(ShareCommand::Create(create)) => (create.name, create.expires, false, None),
+        Some(ShareCommand::List) => (None, None, true, None),
+        Some(ShareCommand::Revoke { code }) => (None, None, false, Some(code)),
+        None => (args.name, args.expires, args.list, args.revoke),
     };
     // Check input before touching the network: nothing is half-created on bad input.
-    let expires_in_secs = match &args.expires {
+    let expires_in_secs = match &expires {
         Some(text) => pconnect_proto::duration::parse(text, MAX_SHARE_SECS)?,
         None => DEFAULT_SHARE_SECS,
     };
@@ -30,7 +33,7 @@ pub(crate) async fn share(ui: Ui, args: ShareArgs, shutdown: &Shutdown) -> Resul
     let (link, _) = ForwardLink::connect(session.creds, session.id, 1, fg.links()).await?;
     let home = home::agent_home()?;
     let hub = session.login.hub.clone();
-    match (revoke, args.list) {
+    match (revoke, list) {
         (Some(code), _) => {
             link.call::<rpc::RevokeShareByCode>(&ShareCode { code: code.clone() }).await?;
             let _ = ShareCodes::forget(&home, &code);
@@ -44,7 +47,7 @@ pub(crate) async fn share(ui: Ui, args: ShareArgs, shutdown: &Shutdown) -> Resul
         }
         (None, false) => {
             ui.share_creating();
-            let body = CreateShare { name: args.name, expires_in_secs, services: None, project: None };
+            let body = CreateShare { name, expires_in_secs, services: None, project: None };
             let created: ShareCreated = link.call::<rpc::CreateShareCall>(&body).await?;
             ShareCodes::remember(&home, &hub, created.share.id, &created.code)?;
             ui.share_created(&created, expires_in_secs);

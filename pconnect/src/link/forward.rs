@@ -15,6 +15,8 @@ use pconnect_link::barrier::{self, ClientLink};
 use pconnect_link::load::{Load, LoadGuard};
 use pconnect_link::{h2io, tuning};
 use pconnect_proto::handshake::{Hello, Role, Welcome};
+
+use crate::metrics::METRICS;
 use pconnect_proto::rpc::{Call, Verb};
 use pconnect_proto::wire::{self, HEADER_EXPECT_OWNER, HEADER_JOIN, LINK_AUTHORITY, PROTOCOL_VERSION, TUNNEL_PROTOCOL};
 use tokio::sync::{Notify, watch};
@@ -295,6 +297,7 @@ async fn run_connection(inner: &Inner, index: usize, stream: HubStream, backoff:
     *inner.slots[index].lock().unwrap_or_else(|p| p.into_inner()) = Some(Live { sender, load: Load::default() });
     backoff.connected();
     inner.changed.notify_waiters();
+    let _up = METRICS.hub_connection();
     tokio::select! {
         result = &mut conn => result.map_err(Into::into),
         reason = &mut heartbeat => Err(anyhow::anyhow!("{reason}")),

@@ -26,6 +26,7 @@ use super::dial::{Credentials, DialError, HubStream, dial};
 use super::http_forward::{self, HttpForwarder, TARGET_CONNECT_TIMEOUT};
 use crate::debug::{self, Captures};
 use crate::drain::Drain;
+use crate::metrics::{METRICS, Side};
 use crate::target::Target;
 
 /// A service this agent serves.
@@ -157,6 +158,7 @@ async fn maintain(inner: Arc<Inner>, mut first: Option<HubStream>) {
 /// Serves one reverse connection until it closes, dies, or the agent stops.
 async fn serve_connection(inner: &Arc<Inner>, stream: HubStream, routed: &Arc<AtomicBool>) -> anyhow::Result<()> {
     let mut conn = tuning::server_builder().handshake(stream).await?;
+    let _up = METRICS.hub_connection();
     let heartbeat = heartbeat::until_dead(conn.ping_pong().expect("ping_pong is taken once"));
     tokio::pin!(heartbeat);
     loop {
@@ -221,13 +223,16 @@ async fn handle(inner: Arc<Inner>, request: Request<RecvStream>, mut respond: Se
     let _held = inner.drain.hold();
     let capture = inner.captures.for_service(&exposed.name);
     if is_http {
+        METRICS.link_request();
         inner.http.serve(exposed, capture, request, respond).await;
         return;
     }
+    let _open = METRICS.tunnel(Side::Expose);
     let target = exposed.target.clone();
     let socket = match connect_target(&target).await {
         Ok(socket) => socket,
         Err(cause) => {
+            METRICS.tunnel_failed(Side::Expose);
             let error = ErrorBody::new(
                 ErrorCode::TargetUnreachable,
                 format!("'{}' is exposed, but its target {target} does not answer ({cause})", exposed.name),
@@ -244,8 +249,9 @@ async fn handle(inner: Arc<Inner>, request: Request<RecvStream>, mut respond: Se
         Some(capture) => capture.splice(socket, request.into_body(), send).await,
         None => pump::splice_until(socket, request.into_body(), send, inner.drain.deadline()).await,
     };
-    if let Err(e) = result {
-        tracing::debug!(service = %exposed.name, error = %e, "tunnel ended with an error");
+    match result {
+        Ok(moved) => METRICS.tunnel_bytes(Side::Expose, moved),
+        Err(e) => tracing::debug!(service = %exposed.name, error = %e, "tunnel ended with an error"),
     }
 }
 

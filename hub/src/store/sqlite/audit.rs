@@ -45,6 +45,19 @@ impl AuditStore for SqliteStore {
         Ok(rows.into_iter().map(audit_from).collect())
     }
 
+    async fn audit_since(&self, since: i64, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows: Vec<AuditRecord> = sqlx::query_as(
+            "SELECT id, at, workspace_id, member, action, detail \
+             FROM audit WHERE at >= ? ORDER BY id DESC LIMIT ?",
+        )
+        .bind(since)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(rows.into_iter().rev().map(audit_from).collect())
+    }
+
     async fn audit_times(
         &self,
         workspace: WorkspaceId,

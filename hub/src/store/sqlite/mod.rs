@@ -11,6 +11,7 @@ mod members;
 mod secret;
 mod services;
 mod shares;
+mod stats;
 #[cfg(test)]
 mod tests;
 
