@@ -117,8 +117,7 @@ impl Conn {
             self.fill().await?;
         };
         let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
-        let status = head.lines().next().unwrap_or_default();
-        ensure!(status.starts_with("HTTP/1.1 200 "), "response status is `{status}`, not 200");
+        let status = head.lines().next().unwrap_or_default().to_owned();
         let length: usize = head
             .lines()
             .skip(1)
@@ -130,6 +129,12 @@ impl Conn {
         let total = end + 4 + length;
         while self.buf.len() < total {
             self.fill().await?;
+        }
+        if !status.starts_with("HTTP/1.1 200 ") {
+            // The body of an error page says what went wrong (the hub's pages name the cause).
+            let body = String::from_utf8_lossy(&self.buf[end + 4..total]);
+            let text: String = body.split(['<', '>']).step_by(2).collect::<Vec<_>>().join(" ");
+            bail!("response status is `{status}`, not 200: {}", text.split_whitespace().collect::<Vec<_>>().join(" "));
         }
         ensure!(&self.buf[end + 4..total] == BODY, "unexpected response body");
         self.buf.drain(..total);

@@ -22,6 +22,8 @@ pub(crate) fn command(program: &Path, home: Option<&Path>) -> Command {
     if let Some(home) = home {
         cmd.env("PCONNECT_HOME", home);
     }
+    // Warnings are collected, and shown when a measurement had failures.
+    cmd.env("PCONNECT_LOG", "warn");
     cmd.stdin(Stdio::null()).kill_on_drop(true);
     cmd
 }
@@ -65,6 +67,18 @@ impl Proc {
     /// The process id (for reading its memory in `/proc`).
     pub(crate) fn pid(&self) -> Result<u32> {
         self.child.id().with_context(|| format!("{} has already exited", self.what))
+    }
+
+    /// The warnings and errors it logged since the last call (what explains a failed request).
+    pub(crate) fn warnings(&mut self) -> Vec<String> {
+        let mut found = Vec::new();
+        while let Ok(line) = self.lines.try_recv() {
+            if line.contains(" WARN ") || line.contains(" ERROR ") {
+                found.push(line.clone());
+            }
+            self.seen.push(line);
+        }
+        found
     }
 
     /// Waits until the process prints a line containing `needle` and returns that line.

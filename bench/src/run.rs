@@ -28,7 +28,7 @@ pub(crate) async fn run(args: &Args, fds: FdLimit, peers: Option<&peers::Prepare
     let bins = bins::locate()?;
     let servers = servers::start()?;
     progress("starting the hub, logging in alice and bob, exposing echo and sink, and http as a link");
-    let topo = topology::start(&bins, servers.echo, servers.sink, servers.http).await?;
+    let mut topo = topology::start(&bins, servers.echo, servers.sink, servers.http).await?;
     let pids = Pids { hub: topo.hub.pid()?, bob: topo.echo.reach.pid()?, alice: topo.echo.expose.pid()? };
     tokio::time::sleep(SETTLE).await;
     let idle = [rss_kib(pids.hub)?, rss_kib(pids.bob)?, rss_kib(pids.alice)?];
@@ -41,7 +41,7 @@ pub(crate) async fn run(args: &Args, fds: FdLimit, peers: Option<&peers::Prepare
     let (rows, notes) = connections(args, servers.echo, topo.echo.addr()).await?;
     compared.extend(rows);
     compared.extend(latency(args, servers.echo, topo.echo.addr()).await?);
-    let (rows, http_notes) = http(args, servers.http, &topo.link).await?;
+    let (rows, http_notes) = http(args, servers.http, &mut topo).await?;
     compared.extend(rows);
     let notes = notes.into_iter().chain(http_notes).chain([debug_note]).collect();
     let hub_peak = peak.finish();
@@ -161,7 +161,8 @@ async fn latency(args: &Args, direct: SocketAddr, tunnel: SocketAddr) -> Result<
 
 /// HTTP requests per second (keep-alive and new connection per request), direct and through the
 /// public link, with the keep-alive run's latency and the failures of all four runs.
-async fn http(args: &Args, direct: SocketAddr, link: &topology::Link) -> Result<(Vec<Row>, Vec<String>)> {
+async fn http(args: &Args, direct: SocketAddr, topo: &mut topology::Topology) -> Result<(Vec<Row>, Vec<String>)> {
+    let link = &topo.link;
     let seconds = Duration::from_secs(args.seconds);
     let host = direct.to_string();
     let mut runs = Vec::new();
@@ -199,7 +200,13 @@ async fn http(args: &Args, direct: SocketAddr, link: &topology::Link) -> Result<
             format!("HTTP {mode}, {side}: {} of {} requests failed; first: {e}", run.failures, run.failures + run.ok)
         })
     };
-    let notes =
+    let mut notes: Vec<String> =
         runs.iter().flat_map(|(mode, d, t)| [note("direct", mode, d), note("link", mode, t)]).flatten().collect();
+    if failures.1 > 0.0 {
+        let logged = [("hub", topo.hub.warnings()), ("alice's link agent", topo.link.expose.warnings())];
+        for (who, lines) in logged {
+            notes.extend(lines.iter().take(3).map(|line| format!("{who} logged: {line}")));
+        }
+    }
     Ok((rows, notes))
 }

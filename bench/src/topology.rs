@@ -36,7 +36,7 @@ pub(crate) struct Link {
     /// The `Host` header requests must carry (`<sub>.localhost:<port>`).
     pub(crate) host: String,
     /// Alice's `connect expose --link`, kept running (and killed on drop).
-    _expose: Proc,
+    pub(crate) expose: Proc,
 }
 
 /// The running product. Field order matters: processes are killed before the directory goes.
@@ -97,7 +97,7 @@ async fn link(bins: &Bins, alice: &Path, service: &str, target: SocketAddr, ingr
     let mut expose = Proc::spawn(&format!("connect expose {service} --link (alice)"), cmd)?;
     let line = expose.wait_for("Public URL:", READY).await?;
     let host = parse_host(&line).with_context(|| format!("no host in `{line}`"))?;
-    Ok(Link { ingress, host, _expose: expose })
+    Ok(Link { ingress, host, expose })
 }
 
 /// The host in `🔗 Public URL: http://<sub>.localhost:<port>`.

@@ -4,11 +4,12 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::admission::Caps;
+use crate::config_file::{self, HubFile};
 use crate::ui::Ui;
 use crate::{HubConfig, Listeners, members};
 
@@ -64,51 +65,112 @@ pub enum Command {
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
+    /// Settings file (YAML; keys are these flags in snake_case). A flag beats its PCONNECT_HUB_*
+    /// variable, which beats the file, which beats the default.
+    #[arg(long, env = "PCONNECT_HUB_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Directory for the store, certificate and admin socket.
     #[arg(long, env = "PCONNECT_HUB_DATA")]
-    data: PathBuf,
+    data: Option<PathBuf>,
     /// TLS address agents dial (port 0 picks a free port).
-    #[arg(long, default_value = "0.0.0.0:7779")]
+    #[arg(long, env = "PCONNECT_HUB_LISTEN", default_value = "0.0.0.0:7779")]
     listen: SocketAddr,
     /// Plain HTTP address (`/healthz`, public links).
-    #[arg(long, default_value = "0.0.0.0:7780")]
+    #[arg(long, env = "PCONNECT_HUB_HTTP", default_value = "0.0.0.0:7780")]
     http: SocketAddr,
     /// HTTPS address for public links (HTTP/2 by ALPN; uses --cert/--key or the self-signed one).
-    #[arg(long)]
+    #[arg(long, env = "PCONNECT_HUB_HTTPS")]
     https: Option<SocketAddr>,
     /// Plain HTTP address for operators: Prometheus `/metrics`, `/healthz`, `/readyz` (off unless
     /// given; keep it off the public internet).
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, env = "PCONNECT_HUB_METRICS", value_name = "ADDR")]
     metrics: Option<SocketAddr>,
     /// Domain public links live under: <sub>.<domain>.
-    #[arg(long, default_value = "localhost")]
+    #[arg(long, env = "PCONNECT_HUB_DOMAIN", default_value = "localhost")]
     domain: String,
     /// Time a public-link client has to send a request head (e.g. 10s).
-    #[arg(long, default_value = "10s", value_parser = parse_timeout)]
+    #[arg(long, env = "PCONNECT_HUB_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_timeout)]
     header_timeout: std::time::Duration,
     /// On SIGTERM/SIGINT, how long streams in flight may finish before they are cut (a second
-    /// signal exits at once).
-    #[arg(long, default_value = "10s", value_parser = parse_timeout)]
+    /// signal exits at once; 0 cuts at once).
+    #[arg(long, env = "PCONNECT_HUB_GRACE", default_value = "10s", value_parser = parse_timeout)]
     grace: std::time::Duration,
     /// An ingress connection with no request in flight is closed after this (e.g. 60s).
-    #[arg(long, default_value = "60s", value_parser = parse_timeout)]
+    #[arg(long, env = "PCONNECT_HUB_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_timeout)]
     idle_timeout: std::time::Duration,
     /// Most connections the public ingress holds at once (default: half the open-files limit).
-    #[arg(long)]
+    #[arg(long, env = "PCONNECT_HUB_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
     /// Most ingress connections one client address holds at once (default: 256, at most half
     /// of --max-connections).
-    #[arg(long)]
+    #[arg(long, env = "PCONNECT_HUB_MAX_CONNECTIONS_PER_IP")]
     max_connections_per_ip: Option<usize>,
-    /// A proxy in front of the ingress (CIDR, repeatable) whose X-Forwarded-For is believed.
-    #[arg(long = "trust-proxy", value_name = "CIDR", value_parser = parse_cidr)]
+    /// A proxy in front of the ingress (CIDR, repeatable; comma-separated in the variable) whose
+    /// X-Forwarded-For is believed.
+    #[arg(long = "trust-proxy", env = "PCONNECT_HUB_TRUST_PROXY", value_delimiter = ',', value_name = "CIDR", value_parser = parse_cidr)]
     trust_proxy: Vec<pconnect_proto::link::Cidr>,
     /// PEM certificate to present instead of the generated self-signed one.
-    #[arg(long, requires = "key")]
+    #[arg(long, env = "PCONNECT_HUB_CERT")]
     cert: Option<PathBuf>,
     /// PEM private key of --cert.
-    #[arg(long, requires = "cert")]
+    #[arg(long, env = "PCONNECT_HUB_KEY")]
     key: Option<PathBuf>,
+}
+
+impl ServeArgs {
+    /// Fills what neither a flag nor a variable set from `--config`'s file.
+    fn with_file(mut self, matches: Option<&ArgMatches>) -> anyhow::Result<Self> {
+        let Some(path) = &self.config else { return Ok(self) };
+        let file = HubFile::load(path)?;
+        let unset = |id: &str| !config_file::set_explicitly(matches, id);
+        let timeout =
+            |text: &str, key: &str| parse_timeout(text).map_err(|e| anyhow::anyhow!("{}: {key}: {e}", path.display()));
+        macro_rules! take {
+            ($($field:ident),*) => {$(
+                if unset(stringify!($field)) && let Some(value) = file.$field {
+                    self.$field = value.into();
+                }
+            )*};
+        }
+        take!(listen, http);
+        macro_rules! take_optional {
+            ($($field:ident),*) => {$(
+                if unset(stringify!($field)) && file.$field.is_some() {
+                    self.$field = file.$field;
+                }
+            )*};
+        }
+        take_optional!(data, https, metrics, max_connections, max_connections_per_ip, cert, key);
+        if unset("domain")
+            && let Some(domain) = file.domain
+        {
+            self.domain = domain;
+        }
+        for (id, text, slot) in [
+            ("header_timeout", file.header_timeout, &mut self.header_timeout),
+            ("grace", file.grace, &mut self.grace),
+            ("idle_timeout", file.idle_timeout, &mut self.idle_timeout),
+        ] {
+            if unset(id)
+                && let Some(text) = text
+            {
+                *slot = timeout(&text, id)?;
+            }
+        }
+        if unset("trust_proxy")
+            && let Some(cidrs) = file.trust_proxy
+        {
+            self.trust_proxy = cidrs
+                .iter()
+                .map(|c| parse_cidr(c).map_err(|e| anyhow::anyhow!("{}: trust_proxy: {e}", path.display())))
+                .collect::<anyhow::Result<_>>()?;
+        }
+        anyhow::ensure!(
+            self.cert.is_some() == self.key.is_some(),
+            "a certificate needs its key: give both --cert and --key (or cert: and key: in the file), or neither"
+        );
+        Ok(self)
+    }
 }
 
 #[derive(Subcommand)]
@@ -145,12 +207,22 @@ pub enum MemberCommand {
     },
 }
 
+/// Parses the process's command line, keeping clap's matches (they say which settings came from a
+/// flag or a variable, so a config file fills only the rest).
+pub fn parse() -> Result<(Cli, ArgMatches), clap::Error> {
+    let matches = Cli::command().try_get_matches()?;
+    let cli = Cli::from_arg_matches(&matches)?;
+    Ok((cli, matches))
+}
+
 /// Runs one command line.
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
+pub async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
     let ui = Ui { json: cli.json };
     match cli.command {
         Command::Serve(args) => {
+            let args = (*args).with_file(matches.subcommand_matches("serve"))?;
             let ServeArgs {
+                config: _,
                 data,
                 listen,
                 http,
@@ -165,7 +237,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 trust_proxy,
                 cert,
                 key,
-            } = *args;
+            } = args;
             let https = match https {
                 Some(addr) => Some(bind(addr, "HTTPS").await?),
                 None => None,
@@ -177,6 +249,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let listeners =
                 Listeners { agents: bind(listen, "agent").await?, http: bind(http, "HTTP").await?, https, metrics };
             let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+            let data = data.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no data directory: pass --data <dir>, set PCONNECT_HUB_DATA, or put `data:` in the --config file"
+                )
+            })?;
             let defaults = HubConfig::new(data);
             let total = max_connections.unwrap_or(defaults.ingress_caps.total).max(1);
             let per_ip = max_connections_per_ip.unwrap_or(crate::DEFAULT_INGRESS_PER_IP.min(total / 2));

@@ -13,6 +13,7 @@ pub mod audit;
 pub mod auth;
 pub mod cli;
 mod config;
+mod config_file;
 pub mod conn;
 pub mod features;
 mod ingress;

@@ -3,8 +3,7 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use pconnect_hub::cli::{self, Cli};
+use pconnect_hub::cli;
 use pconnect_proto::exit;
 
 /// mimalloc: frame buffers are reused from its segments instead of mapped and faulted in afresh
@@ -14,8 +13,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let (cli, matches) = match cli::parse() {
+        Ok(parsed) => parsed,
         // Help and version are not errors; a wrong command line has its own code.
         Err(e) => {
             let _ = e.print();
@@ -25,7 +24,7 @@ async fn main() -> ExitCode {
     pconnect_link::logging::init(cli.log_level.as_deref(), cli.log_format, "warn");
     pconnect_hub::admission::raise_open_files_limit();
     let ui = pconnect_hub::ui::Ui { json: cli.json };
-    match cli::run(cli).await {
+    match cli::run(cli, &matches).await {
         Ok(()) => ExitCode::from(exit::SUCCESS),
         Err(e) => {
             ui.error(&e);

@@ -21,7 +21,10 @@ pub(crate) async fn resolve() -> Result<Session> {
     let home = home::agent_home()?;
     let login = match Login::load(&home)? {
         Some(login) if !login.embedded => login,
-        previous => embedded::ensure_login(&home, previous).await?,
+        previous => {
+            crate::ui::progress::while_waiting("Starting the local hub…", embedded::ensure_login(&home, previous))
+                .await?
+        }
     };
     let creds = credentials(&login)?;
     Ok(Session { login, creds, id: random_hex(16) })

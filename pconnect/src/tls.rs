@@ -75,16 +75,23 @@ fn ca_roots(path: &Path) -> Result<RootCertStore> {
     Ok(roots)
 }
 
-/// The system's trust store (loaded once), as a verifier; `None` when the system has none.
-fn system_verifier(provider: &Arc<CryptoProvider>) -> Option<Arc<WebPkiServerVerifier>> {
+/// The platform's trust store (loaded once: the OS store, or `SSL_CERT_FILE`/`SSL_CERT_DIR`);
+/// `None` when it holds nothing.
+pub(crate) fn system_roots() -> Option<Arc<RootCertStore>> {
     static ROOTS: OnceLock<Option<Arc<RootCertStore>>> = OnceLock::new();
-    let roots = ROOTS.get_or_init(|| {
-        let found = rustls_native_certs::load_native_certs();
-        let mut roots = RootCertStore::empty();
-        roots.add_parsable_certificates(found.certs);
-        (!roots.is_empty()).then(|| Arc::new(roots))
-    });
-    WebPkiServerVerifier::builder_with_provider(roots.clone()?, provider.clone()).build().ok()
+    ROOTS
+        .get_or_init(|| {
+            let found = rustls_native_certs::load_native_certs();
+            let mut roots = RootCertStore::empty();
+            roots.add_parsable_certificates(found.certs);
+            (!roots.is_empty()).then(|| Arc::new(roots))
+        })
+        .clone()
+}
+
+/// The system's trust store as a verifier; `None` when the system has none.
+fn system_verifier(provider: &Arc<CryptoProvider>) -> Option<Arc<WebPkiServerVerifier>> {
+    WebPkiServerVerifier::builder_with_provider(system_roots()?, provider.clone()).build().ok()
 }
 
 #[derive(Debug)]

@@ -4,6 +4,7 @@
 
 mod debug;
 mod drain;
+pub(crate) mod progress;
 mod up;
 
 use std::io::Write;

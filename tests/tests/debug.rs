@@ -415,10 +415,11 @@ fn http_exchanges_stream_live_replay_through_the_agent_and_export_as_har() {
     assert_eq!(d.get("export.jsonl").text(), "");
 
     let listing: Value = serde_json::from_str(&d.alice.run_ok(["debug", "--list", "--json"]).unwrap()).unwrap();
-    assert_eq!(listing[0]["id"], "d1");
-    assert_eq!(listing[0]["service"], "web");
-    assert!(listing[0]["exchanges"].as_u64().unwrap() >= 3, "{listing}");
-    assert_eq!(listing[0]["viewers"], 1);
+    let first = &listing["sessions"][0];
+    assert_eq!(first["id"], "d1");
+    assert_eq!(first["service"], "web");
+    assert!(first["exchanges"].as_u64().unwrap() >= 3, "{listing}");
+    assert_eq!(first["viewers"], 1);
 }
 
 /// A tiny HTTP server that sets a cookie and answers JSON with a secret field.
@@ -842,7 +843,7 @@ fn wrong_and_stopped_tokens_get_404_and_stop_ends_the_viewers() {
     assert_eq!((gone.status, gone.body), (404, never.body));
     d.expose.wait_for_line("Debug session d1 was stopped", READY).unwrap();
     let listing: Value = serde_json::from_str(&d.alice.run_ok(["debug", "--list", "--json"]).unwrap()).unwrap();
-    assert_eq!(listing, json!([]));
+    assert_eq!(listing, json!({"sessions": []}));
     // Still exposed, no longer captured.
     let mut client = HttpClient::connect(&format!("127.0.0.1:{}", d.port)).unwrap();
     assert_eq!(client.get("web.test", "/still-here").unwrap().text(), "hello from /still-here");

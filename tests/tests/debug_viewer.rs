@@ -542,7 +542,7 @@ fn the_page_says_ended_when_alice_stops_the_debug_session() {
     wait_for_row(&mut ann, "GET /before-the-end");
 
     let list: Value = serde_json::from_str(&scene.alice.run_ok(["debug", "--list", "--json"]).unwrap()).unwrap();
-    let sessions = list.as_array().unwrap();
+    let sessions = list["sessions"].as_array().unwrap();
     assert_eq!(sessions.len(), 1, "{list}");
     assert_eq!(sessions[0]["url"], scene.viewer_url.as_str());
     assert_eq!(sessions[0]["viewers"], 1, "{list}");

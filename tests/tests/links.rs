@@ -133,6 +133,43 @@ fn bodiless_and_error_answers_keep_their_status_headers_and_framing_through_a_li
     assert_eq!((after.status, after.text().as_str()), (200, "hello from /page"));
 }
 
+/// Eight clients at once, kept alive and with a new connection per request (`Connection: close`):
+/// every request is answered by the service, none by a hub error page.
+#[test]
+fn concurrent_keep_alive_and_closing_clients_all_get_the_service_answer() {
+    let app = HttpServer::start();
+    let hub = Hub::start().unwrap();
+    let alice = Agent::login(&hub, "alice").unwrap();
+    let link = publish(&alice, app.port(), "api", &["--link"]);
+    let ingress = ingress(&hub);
+    let workers: Vec<_> = (0..8)
+        .map(|worker| {
+            let (ingress, host) = (ingress.clone(), link.host.clone());
+            std::thread::spawn(move || -> Vec<String> {
+                let mut failures = Vec::new();
+                let mut kept = HttpClient::connect(&ingress).unwrap();
+                for i in 0..150 {
+                    let path = format!("/w{worker}/{i}");
+                    let (response, closing) = if i % 3 == 0 {
+                        let mut fresh = HttpClient::connect(&ingress).unwrap();
+                        (fresh.send("GET", &host, &path, &[("Connection", "close")], &[]), true)
+                    } else {
+                        (kept.get(&host, &path), false)
+                    };
+                    match response {
+                        Ok(r) if r.status == 200 && r.text() == format!("hello from {path}") => {}
+                        Ok(r) => failures.push(format!("{path} (close: {closing}): {} {}", r.status, r.text())),
+                        Err(e) => failures.push(format!("{path} (close: {closing}): {e:#}")),
+                    }
+                }
+                failures
+            })
+        })
+        .collect();
+    let failures: Vec<String> = workers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+    assert!(failures.is_empty(), "{} of 1200 failed; first: {:?}", failures.len(), &failures[..failures.len().min(3)]);
+}
+
 #[test]
 fn a_websocket_echoes_through_a_link() {
     let app = HttpServer::start();

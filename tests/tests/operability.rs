@@ -211,3 +211,181 @@ fn unknown_methods_and_paths_on_the_metrics_port_are_refused() {
     assert_eq!(post.status, 405);
     assert_eq!(get(&metrics, "/v1/whoami").status, 404);
 }
+
+/// Every key of `value`, recursively, with where it was found.
+fn keys(value: &serde_json::Value, at: &str, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, inner) in map {
+                out.push(format!("{at}.{key}"));
+                keys(inner, &format!("{at}.{key}"), out);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|item| keys(item, &format!("{at}[]"), out)),
+        _ => {}
+    }
+}
+
+fn is_snake_case(key: &str) -> bool {
+    !key.is_empty() && key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// Every stdout line of a `--json` command is one JSON object whose keys are all snake_case.
+fn check_json(what: &str, stdout: &str, bad: &mut Vec<String>) -> usize {
+    let mut objects = 0;
+    for line in stdout.lines().filter(|l| !l.trim().is_empty()) {
+        let value: serde_json::Value = match serde_json::from_str(line) {
+            Ok(value) => value,
+            Err(e) => {
+                bad.push(format!("{what}: not JSON ({e}): {line:?}"));
+                continue;
+            }
+        };
+        if !value.is_object() {
+            bad.push(format!("{what}: not an object: {line}"));
+        }
+        objects += 1;
+        let mut found = Vec::new();
+        keys(&value, what, &mut found);
+        bad.extend(found.into_iter().filter(|k| !is_snake_case(k.rsplit('.').next().unwrap_or_default())));
+    }
+    objects
+}
+
+#[test]
+fn every_command_of_both_binaries_speaks_snake_case_json() {
+    let mut bad = Vec::new();
+    let hub = Hub::start().unwrap();
+    let echo = EchoServer::start();
+    let app = HttpServer::start();
+    let alice = Agent::login(&hub, "alice").unwrap();
+    let bob = Agent::login(&hub, "bob").unwrap();
+    // Long-running commands: their first events.
+    let mut exposing =
+        alice.spawn(["--json", "expose", &format!("127.0.0.1:{}", echo.port()), "--name", "echo"]).unwrap();
+    let line = exposing.wait_for_line("\"event\":\"exposed\"", READY).unwrap();
+    check_json("expose", &line, &mut bad);
+    let mut linked =
+        alice.spawn(["--json", "expose", &format!("127.0.0.1:{}", app.port()), "--name", "web", "--link"]).unwrap();
+    let line = linked.wait_for_line("\"event\":\"exposed\"", READY).unwrap();
+    check_json("expose --link", &line, &mut bad);
+    let mut reaching = bob.spawn(["--json", "reach", "echo", "--port", "0"]).unwrap();
+    let line = reaching.wait_for_line("\"event\":\"listening\"", READY).unwrap();
+    check_json("reach", &line, &mut bad);
+
+    let project = tempfile::tempdir().unwrap();
+    let file = project.path().join("pconnect.yml");
+    let agent_commands: Vec<(&Agent, Vec<String>)> = vec![
+        (&alice, vec!["whoami".into()]),
+        (&alice, vec!["services".into()]),
+        (&alice, vec!["share".into(), "create".into(), "--name".into(), "demo".into()]),
+        (&alice, vec!["share".into(), "list".into()]),
+        (&alice, vec!["links".into(), "list".into()]),
+        (&alice, vec!["debug".into(), "list".into()]),
+        (&bob, vec!["clone".into(), "--list".into()]),
+        (
+            &alice,
+            vec!["init".into(), "--file".into(), file.display().to_string(), "--port".into(), echo.port().to_string()],
+        ),
+        (&alice, vec!["plan".into(), "--file".into(), file.display().to_string()]),
+        (&alice, vec!["status".into(), "--file".into(), file.display().to_string()]),
+        (&alice, vec!["hub".into(), "status".into()]),
+        (&alice, vec!["share".into(), "revoke".into(), "ZZZZ-ZZZZ".into()]),
+    ];
+    for (agent, args) in &agent_commands {
+        let mut full = vec!["--json".to_owned()];
+        full.extend(args.iter().cloned());
+        let out = agent.run(&full);
+        let what = format!("connect {}", args.join(" "));
+        let objects = check_json(&what, &String::from_utf8_lossy(&out.stdout), &mut bad);
+        assert!(objects > 0, "{what} printed no JSON: {}", pconnect_e2e::describe_output(&out));
+    }
+
+    // `admin_command` adds `--data <the hub's dir>`.
+    let hub_commands: Vec<Vec<&str>> = vec![
+        vec!["member", "add", "carol"],
+        vec!["member", "list"],
+        vec!["member", "remove", "carol"],
+        vec!["audit", "--since", "0"],
+    ];
+    for args in hub_commands {
+        let mut cmd = hub.admin_command(std::iter::once("--json").chain(args.iter().copied()));
+        let out = pconnect_e2e::output_with_timeout(&mut cmd, READY).unwrap();
+        let what = format!("pconnect-hub {}", args.join(" "));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            check_json(&what, &stdout, &mut bad) > 0,
+            "{what} printed no JSON: {}",
+            pconnect_e2e::describe_output(&out)
+        );
+        if args[..2] == ["member", "add"] {
+            let added: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+            assert!(added["token"].as_str().is_some_and(|t| t.len() > 20), "{added}");
+        }
+    }
+    let mut missing = std::process::Command::new(pconnect_e2e::bin(pconnect_e2e::HUB));
+    missing.args(["--json", "audit", "--data", "/nonexistent/pconnect"]);
+    let out = pconnect_e2e::output_with_timeout(&mut missing, READY).unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(check_json("pconnect-hub audit (no store)", &String::from_utf8_lossy(&out.stdout), &mut bad) > 0);
+    assert!(bad.is_empty(), "not snake_case or not JSON:\n{}", bad.join("\n"));
+}
+
+#[test]
+fn usage_errors_and_pending_changes_never_share_an_exit_code() {
+    let hub = Hub::start().unwrap();
+    let alice = Agent::login(&hub, "alice").unwrap();
+    let usage = alice.run(["expose", "--no-such-flag"]);
+    assert_eq!(usage.status.code(), Some(64), "{}", pconnect_e2e::describe_output(&usage));
+    let help = alice.run(["--help"]);
+    assert_eq!(help.status.code(), Some(0));
+    let mut hub_usage = hub.admin_command(["member", "add"]);
+    let out = pconnect_e2e::output_with_timeout(&mut hub_usage, READY).unwrap();
+    assert_eq!(out.status.code(), Some(64), "{}", pconnect_e2e::describe_output(&out));
+    let failed = alice.run(["reach", "nothing-here", "--port", "0"]);
+    assert_eq!(failed.status.code(), Some(1), "{}", pconnect_e2e::describe_output(&failed));
+    let bad_duration = alice.run(["share", "create", "--expires", "1x"]);
+    assert_eq!(bad_duration.status.code(), Some(1), "{}", pconnect_e2e::describe_output(&bad_duration));
+    assert!(
+        String::from_utf8_lossy(&bad_duration.stderr).contains("1h30m"),
+        "{}",
+        pconnect_e2e::describe_output(&bad_duration)
+    );
+}
+
+#[test]
+fn completions_and_man_pages_come_from_the_real_flags() {
+    let alice = Agent::fresh("alice").unwrap();
+    let bash = alice.run(["completion", "bash"]);
+    let script = String::from_utf8_lossy(&bash.stdout);
+    assert!(bash.status.success() && script.contains("--link-expires") && script.contains("complete -F"), "{script}");
+    let zsh = alice.run(["completion", "zsh"]);
+    assert!(String::from_utf8_lossy(&zsh.stdout).starts_with("#compdef connect"));
+    let dir = tempfile::tempdir().unwrap();
+    let out = alice.run(["man", "--out-dir", &dir.path().display().to_string()]);
+    assert!(out.status.success(), "{}", pconnect_e2e::describe_output(&out));
+    let page = std::fs::read_to_string(dir.path().join("connect-share-create.1")).unwrap();
+    assert!(page.contains(".TH") && page.contains("expires"), "{page}");
+    let hub_page = std::process::Command::new(pconnect_e2e::bin(pconnect_e2e::HUB)).args(["man"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&hub_page.stdout).contains("pconnect\\-hub"), "hub man page");
+}
+
+#[test]
+fn a_config_file_fills_what_flags_leave_unset_and_unknown_keys_are_refused_with_their_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hub.yml");
+    // The file's listen address cannot be bound here: the harness's --listen flag must win.
+    std::fs::write(&config, "listen: 192.0.2.1:7779\nmetrics: 127.0.0.1:0\ngrace: 45m\n").unwrap();
+    let hub = Hub::start_with(&["--config", &config.display().to_string()]).unwrap();
+    assert!(hub.url().starts_with("https://127.0.0.1:"), "the flag beats the file: {}", hub.url());
+    let metrics = authority(hub.info().metrics_url.as_deref().expect("metrics came from the file"));
+    assert_eq!(get(&metrics, "/readyz").status, 200);
+
+    let bad = dir.path().join("bad.yml");
+    std::fs::write(&bad, "metrics: 127.0.0.1:0\nlisen: 127.0.0.1:1\n").unwrap();
+    let mut cmd = hub.admin_command(["serve", "--config", &bad.display().to_string()]);
+    let out = pconnect_e2e::output_with_timeout(&mut cmd, READY).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{}", pconnect_e2e::describe_output(&out));
+    assert!(stderr.contains("lisen") && stderr.contains("line 2"), "{stderr}");
+}

@@ -54,6 +54,8 @@ struct Ingress {
     auth: auth::LinkAuth,
     /// Connection slots of both ingress listeners together.
     admission: Arc<Admission>,
+    /// Requests the service did not answer are logged at warn, at most one line a second.
+    upstream_log: LogLimiter,
 }
 
 /// How a connection reached the ingress.
@@ -75,7 +77,13 @@ pub(crate) async fn serve(
 ) {
     let shutdown = stop.drain.clone();
     let admission = Admission::new("ingress", hub.config.ingress_caps);
-    let ingress = Arc::new(Ingress { hub, limits: RateLimits::default(), auth: auth::LinkAuth::default(), admission });
+    let ingress = Arc::new(Ingress {
+        hub,
+        limits: RateLimits::default(),
+        auth: auth::LinkAuth::default(),
+        admission,
+        upstream_log: LogLimiter::default(),
+    });
     tasks.spawn(flush_counts(ingress.hub.clone(), shutdown.clone()));
     if let Some((listener, tls)) = https {
         tasks.spawn(accept_loop(ingress.clone(), listener, Some(tls), stop.clone(), tasks.clone()));
@@ -357,6 +365,9 @@ async fn proxy(
     let routes = &ingress.hub.routes;
     let failed = |error: upstream::UpstreamError| {
         let (status, title, detail) = upstream::failure_page(&error);
+        ingress.upstream_log.warn(|suppressed| {
+            tracing::warn!(service = %link.row.service, ?error, suppressed, "link request not answered by the service");
+        });
         pages::page(status, title, &detail, wants_json).map(Either::Right)
     };
     if !websocket {

@@ -34,22 +34,30 @@ pub(crate) async fn detach(ui: Ui, path: &Path) -> Result<()> {
     load::load(path)?;
     let log = socket.with_extension("log");
     let mut child = spawn(path, &log)?;
+    let status =
+        crate::ui::progress::while_waiting("Bringing the project up…", wait_until_up(&mut child, &socket, &log))
+            .await?;
+    ui.up_detached(&status);
+    Ok(())
+}
+
+/// Polls the background `connect up` until it has applied the file (or failed, or timed out).
+async fn wait_until_up(child: &mut std::process::Child, socket: &Path, log: &Path) -> Result<control::UpStatus> {
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
         if let Some(exit) = child.try_wait()? {
-            anyhow::bail!("`connect up` stopped before it was up ({exit}):\n{}", tail(&log));
+            anyhow::bail!("`connect up` stopped before it was up ({exit}):\n{}", tail(log));
         }
-        if let Some(status) = control::status(&socket).await.ok().flatten()
+        if let Some(status) = control::status(socket).await.ok().flatten()
             && status.ready
             && status.pid == child.id()
         {
-            ui.up_detached(&status);
-            return Ok(());
+            return Ok(status);
         }
         if Instant::now() >= deadline {
-            let _ = control::down(&socket).await;
+            let _ = control::down(socket).await;
             let _ = child.kill();
-            anyhow::bail!("`connect up` was not up after {}s:\n{}", READY_TIMEOUT.as_secs(), tail(&log));
+            anyhow::bail!("`connect up` was not up after {}s:\n{}", READY_TIMEOUT.as_secs(), tail(log));
         }
         tokio::time::sleep(POLL_EVERY).await;
     }

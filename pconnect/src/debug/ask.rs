@@ -94,7 +94,7 @@ async fn complete(config: &ModelConfig, call: &AskCall) -> Result<String, String
         request = request.header(header::AUTHORIZATION, format!("Bearer {key}"));
     }
     let request = request.body(Full::new(Bytes::from(body))).map_err(|e| e.to_string())?;
-    let tcp = TcpStream::connect((host.as_str(), port))
+    let tcp = super::proxy::dial(&host, port, https)
         .await
         .map_err(|e| format!("could not reach the model at {}: {e}", config.url))?;
     let reply = if https { send(tls(tcp, &host).await?, request).await? } else { send(tcp, request).await? };
@@ -129,16 +129,11 @@ where
     Ok(body)
 }
 
-/// TLS to the model with the system's trusted roots (`SSL_CERT_FILE` or the Debian bundle).
+/// TLS to the model with the platform's trust store (`SSL_CERT_FILE`/`SSL_CERT_DIR` when set).
 async fn tls(tcp: TcpStream, host: &str) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, ServerName};
-    let bundle = std::env::var("SSL_CERT_FILE").unwrap_or_else(|_| "/etc/ssl/certs/ca-certificates.crt".into());
-    let mut roots = rustls::RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(&bundle).map_err(|e| format!("cannot read CA bundle {bundle}: {e}"))?;
-    for cert in certs.flatten() {
-        let _ = roots.add(cert);
-    }
+    use rustls::pki_types::ServerName;
+    let roots = crate::tls::system_roots()
+        .ok_or("this system has no trusted certificates: install them (ca-certificates) or set SSL_CERT_FILE")?;
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?

@@ -7,6 +7,7 @@
 
 mod ask;
 pub(crate) mod conn;
+mod proxy;
 mod replay;
 pub(crate) mod tap;
 mod uplink;

@@ -32,7 +32,7 @@ impl Ui {
 
     pub fn debug_list(&self, sessions: &[DebugSummary]) {
         if self.json {
-            return self.emit(&sessions);
+            return self.emit(&json!({"sessions": sessions}));
         }
         if sessions.is_empty() {
             self.line("No debug sessions. Start one with: connect expose <port> --debug");
