@@ -15,7 +15,7 @@ use h2::{RecvStream, SendStream};
 use http::{HeaderMap, HeaderName, header};
 use http_body::{Body, Frame};
 
-use crate::pump::{PumpError, send_all};
+use crate::pump::{PumpError, send_all_then};
 
 /// A received HTTP/2 stream as a body: its DATA frames, then its trailers.
 pub struct H2Body {
@@ -90,7 +90,14 @@ where
         match frame.into_data() {
             Ok(data) => {
                 total += data.len() as u64;
-                send_all(send, data).await?;
+                // A body that knows its length ends with its last bytes (END_STREAM on that
+                // frame): the receiver's HTTP/1.1 side stops reading at the length, and a separate
+                // empty frame would reach a stream it already dropped (a reset on each request).
+                let end = body.is_end_stream();
+                send_all_then(send, data, end).await?;
+                if end {
+                    return Ok(total);
+                }
             }
             Err(frame) => {
                 if let Ok(trailers) = frame.into_trailers() {

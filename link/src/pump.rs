@@ -48,7 +48,19 @@ pub enum EarlyError<E> {
 }
 
 /// Sends `data` on `send`, waiting for flow-control capacity so nothing piles up unbounded.
-pub async fn send_all(send: &mut SendStream<Bytes>, mut data: Bytes) -> Result<(), PumpError> {
+pub async fn send_all(send: &mut SendStream<Bytes>, data: Bytes) -> Result<(), PumpError> {
+    send_all_then(send, data, false).await
+}
+
+/// [`send_all`], with END_STREAM on the last piece when `end`: the peer learns the stream is done
+/// with its last bytes, never in a frame of its own that may arrive after it stopped listening.
+pub async fn send_all_then(send: &mut SendStream<Bytes>, mut data: Bytes, end: bool) -> Result<(), PumpError> {
+    if data.is_empty() {
+        if end {
+            send.send_data(data, true)?;
+        }
+        return Ok(());
+    }
     while !data.is_empty() {
         send.reserve_capacity(data.len());
         let granted = match poll_fn(|cx| send.poll_capacity(cx)).await {
@@ -60,7 +72,7 @@ pub async fn send_all(send: &mut SendStream<Bytes>, mut data: Bytes) -> Result<(
             continue;
         }
         let chunk = data.split_to(granted.min(data.len()));
-        send.send_data(chunk, false)?;
+        send.send_data(chunk, end && data.is_empty())?;
     }
     Ok(())
 }

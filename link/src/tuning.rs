@@ -37,6 +37,12 @@ pub const PING_TIMEOUT: Duration = Duration::from_secs(15);
 /// Deadline for TCP connect + TLS + hello.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Streams this side reset (a public client gave up on a response) whose late frames are still
+/// recognised and ignored. h2 keeps 10 by default: past that, a frame still in flight for an
+/// older reset stream counts as a protocol error, and 1024 of those (`max_local_error_reset_streams`)
+/// close the whole link — so clients cancelling downloads in bulk could cut an agent off.
+const RESET_STREAMS_REMEMBERED: usize = 4096;
+
 /// Builder for the side that is the HTTP/2 server (hub on forward links, agent on reverse links).
 pub fn server_builder() -> h2::server::Builder {
     let mut b = h2::server::Builder::new();
@@ -47,6 +53,7 @@ pub fn server_builder() -> h2::server::Builder {
         .max_concurrent_streams(MAX_STREAMS)
         .max_header_list_size(MAX_HEADER_LIST)
         .max_pending_accept_reset_streams(256)
+        .max_concurrent_reset_streams(RESET_STREAMS_REMEMBERED)
         .max_local_error_reset_streams(Some(1024))
         .enable_connect_protocol();
     b
@@ -62,6 +69,7 @@ pub fn client_builder() -> h2::client::Builder {
         .max_concurrent_streams(MAX_STREAMS)
         .max_header_list_size(MAX_HEADER_LIST)
         .max_pending_accept_reset_streams(256)
+        .max_concurrent_reset_streams(RESET_STREAMS_REMEMBERED)
         .max_local_error_reset_streams(Some(1024))
         .enable_push(false);
     b

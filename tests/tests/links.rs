@@ -170,6 +170,46 @@ fn concurrent_keep_alive_and_closing_clients_all_get_the_service_answer() {
     assert!(failures.is_empty(), "{} of 1200 failed; first: {:?}", failures.len(), &failures[..failures.len().min(3)]);
 }
 
+/// Public clients that give up on downloads mid-body, 1,200 times from 8 threads: each gets the
+/// service's 200 head (never a hub error page), and the agent's links survive (HTTP/2 resets on
+/// cancelled streams are not protocol errors that could close the link every tunnel shares).
+#[test]
+fn clients_abandoning_downloads_in_bulk_do_not_cut_the_agent_off() {
+    let app = HttpServer::start();
+    let hub = Hub::start().unwrap();
+    let alice = Agent::login(&hub, "alice").unwrap();
+    let link = publish(&alice, app.port(), "api", &["--link"]);
+    let ingress = ingress(&hub);
+    let workers: Vec<_> = (0..8)
+        .map(|worker| {
+            let (ingress, host) = (ingress.clone(), link.host.clone());
+            std::thread::spawn(move || -> Vec<String> {
+                let mut failures = Vec::new();
+                for i in 0..150 {
+                    let mut tcp = TcpStream::connect(&ingress).unwrap();
+                    let request = format!("GET /blob?len=4000000&seed={worker}{i} HTTP/1.1\r\nHost: {host}\r\n\r\n");
+                    tcp.write_all(request.as_bytes()).unwrap();
+                    let mut head = [0u8; 12];
+                    match tcp.read_exact(&mut head) {
+                        Ok(()) if &head == b"HTTP/1.1 200" => {}
+                        Ok(()) => failures.push(String::from_utf8_lossy(&head).into_owned()),
+                        Err(e) => failures.push(e.to_string()),
+                    }
+                    // Gone mid-body: the hub cancels the stream while the agent is still sending.
+                    drop(tcp);
+                }
+                failures
+            })
+        })
+        .collect();
+    let failures: Vec<String> = workers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+    assert!(failures.is_empty(), "{} of 1200 failed; first: {:?}", failures.len(), &failures[..failures.len().min(3)]);
+    let after = HttpClient::connect(&ingress).unwrap().get(&link.host, "/after").unwrap();
+    assert_eq!((after.status, after.text().as_str()), (200, "hello from /after"));
+    assert!(!link.proc.has_line("reconnect"), "the agent lost its links:\n{}", link.proc.output_so_far());
+    assert!(!hub.output_so_far().contains("reached limit"), "the hub closed a link:\n{}", hub.output_so_far());
+}
+
 #[test]
 fn a_websocket_echoes_through_a_link() {
     let app = HttpServer::start();
