@@ -18,6 +18,7 @@ pub mod conn;
 pub mod features;
 mod ingress;
 mod metrics;
+mod observe;
 mod rpc;
 mod state;
 pub mod store;
@@ -93,7 +94,7 @@ impl Prepared {
         // The metrics listener outlives the drain, so `/readyz` says "shutting down" through it.
         let observed = CancellationToken::new();
         if let Some(listener) = self.listeners.metrics {
-            let observe = Arc::new(metrics::Observed(hub.clone()));
+            let observe = Arc::new(observe::Observed(hub.clone()));
             tokio::spawn(pconnect_link::metrics::serve(listener, observe, observed.clone()));
         }
         let _stop_observing = observed.drop_guard();

@@ -43,6 +43,12 @@ const REVIEWED: &[(&str, &str, &str)] = &[
         "Command::new(",
         "re-runs the agent's own binary with the user's own arguments",
     ),
+    ("pconnect/src/home.rs", "fs::write(", "only its unit test, writing a fake old login into a temporary HOME"),
+    (
+        "link/src/cli_docs.rs",
+        "fs::write(",
+        "man pages rendered from the binary's own clap definition, into the directory the user names",
+    ),
     ("pconnect/src/state.rs", "write_private(", "the agent's own state (login, share codes), serialized JSON"),
     ("pconnect/src/embedded.rs", "write_private(", "the local hub's addresses, serialized JSON"),
     ("hub/src/tls.rs", "write_private(", "the hub's generated key and certificate"),

@@ -22,7 +22,7 @@ use pconnect_link::h2body::{H2Body, send_body, strip_connection_headers};
 use pconnect_proto::control::{ErrorBody, ErrorCode};
 use pconnect_proto::wire::{HEADER_AGENT_ERROR, HEADER_HTTP_TARGET};
 
-use super::reverse::Exposed;
+use super::exposed::Exposed;
 use crate::debug::tap::ServiceCapture;
 
 /// How long the agent tries to reach its own target for one connection.

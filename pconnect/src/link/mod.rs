@@ -4,6 +4,7 @@
 
 pub mod backoff;
 pub mod dial;
+pub mod exposed;
 pub mod forward;
 pub(crate) mod http_forward;
 pub mod reverse;

@@ -23,24 +23,12 @@ use tracing::Instrument;
 
 use super::backoff::Backoff;
 use super::dial::{Credentials, DialError, HubStream, dial};
+pub use super::exposed::Exposed;
 use super::http_forward::{self, HttpForwarder, TARGET_CONNECT_TIMEOUT};
 use crate::debug::{self, Captures};
 use crate::drain::Drain;
 use crate::metrics::{METRICS, Side};
 use crate::target::Target;
-
-/// A service this agent serves.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Exposed {
-    pub name: String,
-    pub target: Target,
-    /// Declared protocol, shared with teammates (for their env files).
-    pub kind: Option<pconnect_proto::project::ServiceKind>,
-    /// Declared variables, shared with teammates.
-    pub env: std::collections::BTreeMap<String, String>,
-    /// The project (`connect up`) serving it, if any.
-    pub project: Option<String>,
-}
 
 /// What the expose command watches.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
