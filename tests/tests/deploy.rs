@@ -318,7 +318,7 @@ fn the_systemd_unit_verifies_and_its_command_starts_a_hub() {
     let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     let about_ours: Vec<&str> = said.lines().filter(|l| l.contains("pconnect-hub.service")).collect();
     assert!(out.status.success() && about_ours.is_empty(), "systemd-analyze verify\n{}", describe_output(&out));
-    // Exposure 1.5 today (0 best, 10 worst); --threshold fails above 2.0.
+    // Exposure 1.4 today (0 best, 10 worst); --threshold fails above 2.0.
     let out =
         run(Command::new(&analyze).args(["security", "--offline=yes", "--threshold=20", "--no-pager"]).arg(&copy));
     assert!(out.status.success(), "systemd-analyze security\n{}", describe_output(&out));
