@@ -24,11 +24,14 @@ COPY deploy/healthcheck /usr/local/bin/pconnect-hub-healthcheck
 USER pconnect:pconnect
 # Store, certificate, key and admin socket. A new named volume starts owned by `pconnect`.
 VOLUME /data
-# 7779: agents (TLS). 7780: plain HTTP (/healthz, public links). Add --https for 443.
+# Settings are PCONNECT_HUB_* variables (-e PCONNECT_HUB_DOMAIN=hub.example.com) or a file named by
+# PCONNECT_HUB_CONFIG; `pconnect-hub member add alice` finds the data through this one.
+ENV PCONNECT_HUB_DATA=/data
+# The hub's defaults: 7779 agents (TLS), 7780 plain HTTP (/healthz, public links).
 EXPOSE 7779 7780
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
     CMD ["pconnect-hub-healthcheck", "7780"]
-# SIGTERM drains for --grace (10 s): give `docker stop` more than that (`-t 30`, compose does).
+# SIGTERM drains for the grace period (10 s by default): give `docker stop` longer (compose does).
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["pconnect-hub"]
-CMD ["serve", "--data", "/data", "--listen", "0.0.0.0:7779", "--http", "0.0.0.0:7780"]
+CMD ["serve"]

@@ -1,9 +1,9 @@
 //! Issue 15, install and deploy: an operator runs a hub from the repo's Dockerfile, from
 //! deploy/compose.yml or with deploy/pconnect-hub.service, and release binaries ship stripped with
 //! their debug info beside them. No container runtime or running systemd is needed: each file is
-//! read, the command it would run starts a real hub on loopback (addresses and data directory
-//! swapped), the image's healthcheck is pointed at it, and `systemd-analyze` and `docker compose
-//! config` check the files too when they are installed (the test says SKIPPED for each one missing).
+//! read, the hub starts on loopback with that file's arguments and variables (addresses and data
+//! directory swapped), the image's healthcheck is pointed at it, and `systemd-analyze` and
+//! `docker compose config` check the files too when installed (the test says SKIPPED otherwise).
 
 #[path = "deploy/files.rs"]
 mod files;
@@ -13,17 +13,20 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use files::{Stage, exec_form, flag, port_of, seconds};
-use pconnect_e2e::{HUB, HubInfo, Proc, bin, describe_output, free_port, output_with_timeout, which, workspace_root};
+use files::{Stage, exec_form, port_of, seconds};
+use pconnect_e2e::{
+    HUB, HubInfo, Proc, bin, describe_output, free_port, http_get, listen_port, output_with_timeout, which,
+    workspace_root,
+};
 use tempfile::TempDir;
 
 const READY: Duration = Duration::from_secs(30);
 /// systemd-analyze, docker compose, objcopy on a debug build: each well under this.
 const TOOL: Duration = Duration::from_secs(120);
-/// The hub's drain on SIGTERM when `--grace` is not given.
-const DEFAULT_GRACE_SECS: u64 = 10;
 /// Open files a deployment should allow at least (each link, tunnel and ingress connection is one).
 const MIN_NOFILE: u64 = 65_536;
+/// Listen flags: a test run binds them all to `127.0.0.1:0`.
+const ADDRESSES: [&str; 4] = ["--listen", "--http", "--https", "--metrics"];
 
 fn read(rel: &str) -> String {
     std::fs::read_to_string(workspace_root().join(rel)).unwrap_or_else(|e| panic!("reading {rel}: {e}"))
@@ -38,33 +41,125 @@ fn run(cmd: &mut Command) -> Output {
     output_with_timeout(cmd, TOOL).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
-/// A hub started from a deployment file's command line, on loopback, with a temporary data dir.
+/// `pconnect-hub` with no PCONNECT_* variable of the test's own environment.
+fn hub_command() -> Command {
+    let mut cmd = Command::new(bin(HUB));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("PCONNECT_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.env("NO_COLOR", "1");
+    cmd
+}
+
+/// What `pconnect-hub serve --help` says of each flag: its variable and its default.
+struct Flags(BTreeMap<String, (Option<String>, Option<String>)>);
+
+impl Flags {
+    fn read() -> Flags {
+        let out = run(hub_command().args(["serve", "--help"]));
+        assert!(out.status.success(), "{}", describe_output(&out));
+        let help = String::from_utf8_lossy(&out.stdout).into_owned();
+        let bracket = |text: &str, tag: &str| {
+            let start = text.find(tag)? + tag.len();
+            Some(text[start..].split(']').next()?.trim_end_matches('=').to_owned())
+        };
+        let mut flags = BTreeMap::new();
+        let mut current: Option<(String, String)> = None;
+        // A flag's line starts with `-`; the lines below it, up to the next flag, describe it.
+        for line in help.lines().chain(["--end"]) {
+            let trimmed = line.trim_start();
+            if trimmed.starts_with('-') {
+                if let Some((name, text)) = current.take() {
+                    flags.insert(name, (bracket(&text, "[env: "), bracket(&text, "[default: ")));
+                }
+                let flag = trimmed.split_whitespace().find(|w| w.starts_with("--"));
+                current = flag.map(|f| (f.trim_end_matches(',').to_owned(), trimmed.to_owned()));
+            } else if let Some((_, text)) = &mut current {
+                text.push(' ');
+                text.push_str(trimmed);
+            }
+        }
+        Flags(flags)
+    }
+
+    /// The variable of `flag` (every `serve` flag has one).
+    fn var(&self, flag: &str) -> &str {
+        self.0.get(flag).and_then(|(var, _)| var.as_deref()).unwrap_or_else(|| panic!("`serve {flag}` has no variable"))
+    }
+}
+
+/// How a deployment file starts the hub: the arguments after the program, and its variables.
+struct Launch {
+    what: &'static str,
+    args: Vec<String>,
+    env: BTreeMap<String, String>,
+}
+
+impl Launch {
+    /// A `serve` setting as the hub resolves it here: the flag, else its variable, else the
+    /// default (none of the files names a config file).
+    fn setting(&self, flags: &Flags, flag: &str) -> Option<String> {
+        files::flag(&self.args, flag)
+            .map(str::to_owned)
+            .or_else(|| self.env.get(flags.var(flag)).cloned())
+            .or_else(|| flags.0.get(flag).and_then(|(_, default)| default.clone()))
+    }
+
+    fn port(&self, flags: &Flags, flag: &str) -> u16 {
+        port_of(&self.setting(flags, flag).unwrap_or_else(|| panic!("{}: no {flag}", self.what)))
+    }
+
+    /// Starts the hub as the file would, on loopback: every address `127.0.0.1:0`, `--data` a
+    /// temporary directory. Variables the hub does not know fail the test (it would ignore them).
+    fn start(&self, flags: &Flags) -> Started {
+        let known: Vec<&str> = flags.0.values().filter_map(|(var, _)| var.as_deref()).collect();
+        for name in self.env.keys().filter(|n| n.starts_with("PCONNECT_")) {
+            assert!(
+                known.contains(&name.as_str()),
+                "{} sets {name}, which `pconnect-hub serve` does not read",
+                self.what
+            );
+        }
+        let data = tempfile::Builder::new().prefix("pconnect-e2e-deploy-").tempdir().unwrap();
+        let temp = data.path().display().to_string();
+        let mut args = self.args.clone();
+        for i in 1..args.len() {
+            match args[i - 1].as_str() {
+                flag if ADDRESSES.contains(&flag) => args[i] = "127.0.0.1:0".into(),
+                "--data" => args[i].clone_from(&temp),
+                _ => {}
+            }
+        }
+        let mut env = self.env.clone();
+        for flag in ADDRESSES {
+            let var = flags.var(flag);
+            if env.contains_key(var) || self.setting(flags, flag).is_some() {
+                env.insert(var.to_owned(), "127.0.0.1:0".into());
+            }
+        }
+        if let Some(dir) = env.get_mut(flags.var("--data")) {
+            dir.clone_from(&temp);
+        }
+        let mut cmd = hub_command();
+        cmd.args(&args).envs(&env);
+        let mut proc = Proc::spawn(cmd).unwrap();
+        proc.wait_for_line("Hub ready", READY).unwrap_or_else(|e| panic!("{}: {e:#}", self.what));
+        let lines = proc.lines();
+        let info = HubInfo::parse(lines.iter().map(|l| l.text.as_str())).unwrap();
+        let metrics = lines.iter().find(|l| l.text.contains("Metrics:")).and_then(|l| listen_port(&l.text));
+        Started { _proc: proc, http: port_of(&info.http_url), metrics, _data: data }
+    }
+}
+
+/// A hub started from a deployment file, with a temporary data directory.
 struct Started {
     // The process is dropped (killed) before its data directory is removed.
     _proc: Proc,
-    info: HubInfo,
+    http: u16,
+    metrics: Option<u16>,
     _data: TempDir,
-}
-
-/// Runs `pconnect-hub <args>` with every listen address replaced by `127.0.0.1:0` and `--data`
-/// by a temporary directory, and waits until it is ready.
-fn start_like(args: &[String]) -> Started {
-    let data = tempfile::Builder::new().prefix("pconnect-e2e-deploy-").tempdir().unwrap();
-    let mut args = args.to_vec();
-    for i in 1..args.len() {
-        match args[i - 1].as_str() {
-            "--listen" | "--http" | "--https" => args[i] = "127.0.0.1:0".into(),
-            "--data" => args[i] = data.path().display().to_string(),
-            _ => {}
-        }
-    }
-    let mut cmd = Command::new(bin(HUB));
-    cmd.args(&args).env("NO_COLOR", "1");
-    let mut proc = Proc::spawn(cmd).unwrap();
-    proc.wait_for_line("Hub ready", READY).unwrap_or_else(|e| panic!("`pconnect-hub {}`: {e:#}", args.join(" ")));
-    let lines = proc.lines();
-    let info = HubInfo::parse(lines.iter().map(|l| l.text.as_str())).unwrap();
-    Started { _proc: proc, info, _data: data }
 }
 
 /// deploy/healthcheck, the image's HEALTHCHECK, run as Docker runs it (exec, no shell).
@@ -72,18 +167,24 @@ fn healthcheck(port: u16) -> Output {
     run(Command::new(workspace_root().join("deploy/healthcheck")).arg(port.to_string()))
 }
 
+fn assert_healthy(port: u16) {
+    let out = healthcheck(port);
+    assert!(out.status.success(), "healthcheck failed against a ready hub\n{}", describe_output(&out));
+}
+
 fn dockerfile() -> Vec<Stage> {
     files::dockerfile(&read("Dockerfile"))
 }
 
-/// The runtime stage's ENTRYPOINT + CMD, and its HEALTHCHECK CMD.
-fn image_command(runtime: &Stage) -> (Vec<String>, Vec<String>) {
+/// How the image starts the hub (ENTRYPOINT + CMD, ENV), and its HEALTHCHECK CMD.
+fn image_launch(runtime: &Stage) -> (Launch, Vec<String>) {
     let entrypoint = exec_form(runtime.last("ENTRYPOINT").expect("ENTRYPOINT"));
-    assert_eq!(entrypoint, [HUB], "the image runs the hub binary");
-    let cmd = exec_form(runtime.last("CMD").expect("CMD"));
+    assert_eq!(entrypoint.first().map(String::as_str), Some(HUB), "the image runs the hub binary");
+    let args = [&entrypoint[1..], &exec_form(runtime.last("CMD").expect("CMD"))[..]].concat();
+    let env = runtime.all("ENV").into_iter().flat_map(files::env).collect();
     let check = runtime.last("HEALTHCHECK").expect("HEALTHCHECK");
     let (_, check) = check.split_once("CMD ").expect("HEALTHCHECK ... CMD [...]");
-    (cmd, exec_form(check))
+    (Launch { what: "the Dockerfile", args, env }, exec_form(check))
 }
 
 #[test]
@@ -95,10 +196,7 @@ fn the_image_runs_as_a_user_from_files_the_build_context_has() {
     }
     for stage in &stages {
         for copy in stage.all("COPY").into_iter().map(files::copy).filter(|c| c.from.is_none()) {
-            for source in &copy.sources {
-                if source == "." {
-                    continue;
-                }
+            for source in copy.sources.iter().filter(|s| *s != ".") {
                 assert!(workspace_root().join(source).exists(), "COPY {source}: no such file in the build context");
                 assert!(!files::ignored(&ignore, source), "COPY {source}: .dockerignore leaves it out");
             }
@@ -141,15 +239,16 @@ fn the_image_runs_as_a_user_from_files_the_build_context_has() {
     assert!(!["root", "0"].contains(&name), "the hub runs as root");
     assert!(runtime.all("RUN").iter().any(|r| r.contains("useradd") && r.contains(name)), "no useradd for {name}");
 
-    // The command keeps its state in the volume and listens on the exposed ports.
-    let (cmd, _) = image_command(runtime);
-    assert_eq!(cmd.first().map(String::as_str), Some("serve"));
-    assert_eq!(runtime.last("VOLUME"), flag(&cmd, "--data"), "--data is not the VOLUME");
+    // State in the volume, and the ports the hub listens on are exposed.
+    let flags = Flags::read();
+    let (launch, _) = image_launch(runtime);
+    assert_eq!(launch.args.first().map(String::as_str), Some("serve"));
+    assert_eq!(runtime.last("VOLUME").map(str::to_owned), launch.setting(&flags, "--data"), "--data is not the VOLUME");
     let exposed: Vec<u16> =
         runtime.all("EXPOSE").iter().flat_map(|e| e.split_whitespace()).map(|p| p.parse().unwrap()).collect();
-    for listen in ["--listen", "--http"] {
-        let port = port_of(flag(&cmd, listen).unwrap_or_else(|| panic!("CMD sets no {listen}")));
-        assert!(exposed.contains(&port), "{listen} port {port} is not EXPOSEd ({exposed:?})");
+    for flag in ["--listen", "--http"] {
+        let port = launch.port(&flags, flag);
+        assert!(exposed.contains(&port), "{flag} port {port} is not EXPOSEd ({exposed:?})");
     }
 }
 
@@ -157,7 +256,8 @@ fn the_image_runs_as_a_user_from_files_the_build_context_has() {
 fn the_images_command_starts_a_hub_its_healthcheck_sees() {
     let stages = dockerfile();
     let runtime = stages.last().unwrap();
-    let (cmd, check) = image_command(runtime);
+    let (launch, check) = image_launch(runtime);
+    let flags = Flags::read();
     // The healthcheck program is deploy/healthcheck, copied under the name HEALTHCHECK runs, and
     // it asks the port the hub serves /healthz on.
     let copied = runtime
@@ -167,18 +267,14 @@ fn the_images_command_starts_a_hub_its_healthcheck_sees() {
         .find(|c| c.sources == ["deploy/healthcheck"])
         .expect("the runtime stage copies deploy/healthcheck");
     assert_eq!(Path::new(&copied.dest).file_name().unwrap().to_str(), check.first().map(String::as_str));
-    assert_eq!(check.get(1).map(|p| p.parse::<u16>().unwrap()), Some(port_of(flag(&cmd, "--http").unwrap())));
+    assert_eq!(check.get(1).map(|p| p.parse::<u16>().unwrap()), Some(launch.port(&flags, "--http")));
 
-    let hub = start_like(&cmd);
-    let port = port_of(&hub.info.http_url);
-    let out = healthcheck(port);
-    assert!(out.status.success(), "healthcheck failed against a ready hub\n{}", describe_output(&out));
-
+    let hub = launch.start(&flags);
+    assert_healthy(hub.http);
     let nothing = free_port();
     let out = healthcheck(nothing);
     assert!(!out.status.success(), "healthcheck passed with nothing on port {nothing}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("unhealthy"), "{}", describe_output(&out));
-    drop(hub);
 }
 
 #[test]
@@ -195,48 +291,71 @@ fn compose_runs_the_image_with_a_volume_its_ports_and_the_healthcheck() {
     assert!(context.join(dockerfile).is_file(), "build.dockerfile {dockerfile} does not exist");
     assert!(hub["image"].as_str().is_some_and(|i| i.starts_with("pconnect-hub")), "image: {}", hub["image"]);
 
+    // The image's command and variables, with compose's on top (a variable unset outside takes
+    // its `${NAME:-default}`).
+    let stages = files::dockerfile(&std::fs::read_to_string(context.join(dockerfile)).unwrap());
+    let runtime = stages.last().unwrap();
+    let (image, image_check) = image_launch(runtime);
     let strings = |v: &serde_json::Value| -> Vec<String> {
-        v.as_array()
-            .unwrap_or_else(|| panic!("{v} is not a list"))
-            .iter()
-            .map(|s| s.as_str().unwrap().to_owned())
-            .collect()
+        let list = v.as_array().unwrap_or_else(|| panic!("{v} is not a list"));
+        list.iter().map(|s| files::interpolate(s.as_str().unwrap(), &BTreeMap::new())).collect()
     };
-    let command: Vec<String> =
-        strings(&hub["command"]).iter().map(|a| files::interpolate(a, &BTreeMap::new())).collect();
-    assert_eq!(command.first().map(String::as_str), Some("serve"));
+    let mut launch = Launch { what: "deploy/compose.yml", ..image };
+    if !hub["command"].is_null() {
+        launch.args = strings(&hub["command"]);
+    }
+    match &hub["environment"] {
+        serde_json::Value::Object(vars) => launch.env.extend(vars.iter().map(|(k, v)| {
+            let value = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+            (k.clone(), files::interpolate(&value, &BTreeMap::new()))
+        })),
+        serde_json::Value::Null => {}
+        list => launch
+            .env
+            .extend(strings(list).iter().map(|kv| kv.split_once('=').map(|(k, v)| (k.into(), v.into())).unwrap())),
+    }
+    let flags = Flags::read();
 
     // State in a named volume mounted at --data.
-    let data = flag(&command, "--data").expect("--data");
+    let data = launch.setting(&flags, "--data").expect("--data");
     assert!(strings(&hub["volumes"]).contains(&format!("data:{data}")), "no `data:{data}` volume");
     assert!(compose["volumes"].get("data").is_some(), "top-level `volumes:` does not declare `data`");
 
-    // Both ports published, and they are the ones the command listens on and the image exposes.
+    // The hub's ports published on every address; metrics, when on, for this host only.
     let ports = strings(&hub["ports"]);
-    let image_ports = files::dockerfile(&read("Dockerfile")).last().unwrap().all("EXPOSE").join(" ");
-    for listen in ["--listen", "--http"] {
-        let port = port_of(flag(&command, listen).unwrap_or_else(|| panic!("command sets no {listen}")));
-        assert!(ports.contains(&format!("{port}:{port}")), "{listen} port {port} not published ({ports:?})");
-        assert!(image_ports.split_whitespace().any(|p| p == port.to_string()), "{port} not EXPOSEd");
+    for flag in ["--listen", "--http"] {
+        let port = launch.port(&flags, flag);
+        assert!(ports.contains(&format!("{port}:{port}")), "{flag} port {port} not published ({ports:?})");
+    }
+    if launch.setting(&flags, "--metrics").is_some() {
+        let port = launch.port(&flags, "--metrics");
+        let published: Vec<&String> = ports.iter().filter(|p| p.ends_with(&format!(":{port}"))).collect();
+        assert!(!published.is_empty(), "metrics port {port} not published");
+        assert!(
+            published.iter().all(|p| p.starts_with("127.0.0.1:")),
+            "metrics published beyond this host: {published:?}"
+        );
     }
 
     assert!(["always", "unless-stopped", "on-failure"].contains(&hub["restart"].as_str().unwrap_or("no")), "restart");
-    let grace = flag(&command, "--grace").map_or(DEFAULT_GRACE_SECS, seconds);
+    let grace = seconds(&launch.setting(&flags, "--grace").expect("--grace has a default"));
     let stop = hub["stop_grace_period"].as_str().map_or(10, seconds);
-    assert!(stop > grace, "stop_grace_period {stop}s does not outlast the hub's --grace {grace}s");
+    assert!(stop > grace, "stop_grace_period {stop}s does not outlast the hub's grace {grace}s");
     let nofile = hub["ulimits"]["nofile"]["soft"].as_u64().expect("ulimits.nofile.soft");
     assert!(nofile >= MIN_NOFILE, "ulimits.nofile.soft {nofile}");
 
     // The healthcheck is the image's.
-    let (_, image_check) = image_command(files::dockerfile(&read("Dockerfile")).last().unwrap());
     let test = strings(&hub["healthcheck"]["test"]);
     assert_eq!(test.first().map(String::as_str), Some("CMD"));
     assert_eq!(test[1..], image_check[..], "compose's healthcheck is not the image's");
 
-    // The command starts a hub, and the healthcheck sees it.
-    let started = start_like(&command);
-    let out = healthcheck(port_of(&started.info.http_url));
-    assert!(out.status.success(), "{}", describe_output(&out));
+    // It starts a hub the healthcheck sees, ready on its metrics port too.
+    let started = launch.start(&flags);
+    assert_healthy(started.http);
+    if let Some(metrics) = started.metrics {
+        let ready = http_get(&format!("127.0.0.1:{metrics}"), "localhost", "/readyz").unwrap();
+        assert_eq!(ready.status, 200, "/readyz: {}", String::from_utf8_lossy(&ready.body));
+    }
     drop(started);
 
     // Compose's own reading, when it is installed (the plugin, or Debian's `docker-compose`).
@@ -270,20 +389,24 @@ fn the_systemd_unit_verifies_and_its_command_starts_a_hub() {
     };
     assert_eq!(unit["Install"]["WantedBy"], ["multi-user.target"]);
 
-    // Its own user (or a dynamic one), its own state directory, which is the hub's --data.
-    assert!(
-        service.get("DynamicUser").is_some_and(|v| v == &["yes"]) || !["", "root", "0"].contains(&one("User")),
-        "the hub runs as root"
-    );
-    let vars: BTreeMap<String, String> = service
+    let env: BTreeMap<String, String> = service
         .get("Environment")
         .into_iter()
         .flatten()
         .map(|e| e.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())).expect("Environment=KEY=VALUE"))
         .collect();
-    let exec: Vec<String> = files::interpolate(one("ExecStart"), &vars).split_whitespace().map(str::to_owned).collect();
+    let exec: Vec<String> = files::interpolate(one("ExecStart"), &env).split_whitespace().map(str::to_owned).collect();
     assert_eq!(exec.first().map(String::as_str), Some("/usr/local/bin/pconnect-hub"), "ExecStart program");
-    assert_eq!(flag(&exec, "--data"), Some(format!("/var/lib/{}", one("StateDirectory")).as_str()), "--data");
+    let launch = Launch { what: "deploy/pconnect-hub.service", args: exec[1..].to_vec(), env };
+    let flags = Flags::read();
+
+    // Its own user (or a dynamic one), its own state directory, which is the hub's data.
+    assert!(
+        service.get("DynamicUser").is_some_and(|v| v == &["yes"]) || !["", "root", "0"].contains(&one("User")),
+        "the hub runs as root"
+    );
+    let state = format!("/var/lib/{}", one("StateDirectory"));
+    assert_eq!(launch.setting(&flags, "--data"), Some(state), "the data directory is not the StateDirectory");
 
     let nofile: u64 = one("LimitNOFILE").parse().expect("LimitNOFILE is a number");
     assert!(nofile >= MIN_NOFILE, "LimitNOFILE={nofile}");
@@ -296,18 +419,16 @@ fn the_systemd_unit_verifies_and_its_command_starts_a_hub() {
     ] {
         assert_eq!(one(key), want, "{key}=");
     }
-    let grace = flag(&exec, "--grace").map_or(DEFAULT_GRACE_SECS, seconds);
+    let grace = seconds(&launch.setting(&flags, "--grace").expect("--grace has a default"));
     let stop = seconds(one("TimeoutStopSec"));
-    assert!(stop > grace, "TimeoutStopSec={stop}s does not outlast the hub's --grace {grace}s");
+    assert!(stop > grace, "TimeoutStopSec={stop}s does not outlast the hub's grace {grace}s");
 
-    // The command line is one the hub accepts.
-    let started = start_like(&exec[1..]);
-    let out = healthcheck(port_of(&started.info.http_url));
-    assert!(out.status.success(), "{}", describe_output(&out));
+    let started = launch.start(&flags);
+    assert_healthy(started.http);
     drop(started);
 
     // systemd's own reading: `verify` (ExecStart must exist, so a copy points at the built hub)
-    // and `security`, which fails when the hardening score drops below what it is today.
+    // and `security`, which fails when the hardening gets weaker than it is today.
     let Some(analyze) = which("systemd-analyze") else {
         skipped("systemd-analyze verify", "systemd-analyze is not installed (apt-get install systemd)");
         return;

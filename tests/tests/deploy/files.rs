@@ -78,6 +78,21 @@ pub(crate) fn exec_form(args: &str) -> Vec<String> {
     serde_json::from_str(args).unwrap_or_else(|e| panic!("`{args}` is not the exec (JSON array) form: {e}"))
 }
 
+/// The variables of an ENV instruction: `K=V K2="V2"` (values without spaces), or `K V`.
+pub(crate) fn env(args: &str) -> Vec<(String, String)> {
+    let Some(first) = args.split_whitespace().next() else { return Vec::new() };
+    if !first.contains('=') {
+        let value = args[first.len()..].trim();
+        return vec![(first.to_owned(), value.to_owned())];
+    }
+    args.split_whitespace()
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or_else(|| panic!("ENV {args}: `{pair}` is not K=V"));
+            (key.to_owned(), value.trim_matches('"').to_owned())
+        })
+        .collect()
+}
+
 /// A COPY or ADD instruction: its `--from` stage, its sources and its destination.
 #[derive(Debug)]
 pub(crate) struct Copy {
@@ -236,6 +251,9 @@ mod tests {
         assert!(!ignored(&ignore, "deploy/healthcheck") && !ignored(&ignore, "targets") && !ignored(&ignore, "."));
         let u = unit("[Service]\nExecStart=/x a \\\n  b\nLimitNOFILE=9\n");
         assert_eq!(u["Service"]["ExecStart"], ["/x a b"]);
+        let pairs = |v: &[(&str, &str)]| v.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<Vec<_>>();
+        assert_eq!(env("A=1 B=\"2\""), pairs(&[("A", "1"), ("B", "2")]));
+        assert_eq!(env("A 1 2"), pairs(&[("A", "1 2")]));
         let vars = BTreeMap::from([("D".to_owned(), "d".to_owned())]);
         assert_eq!(interpolate("--domain ${D} ${X:-localhost}", &vars), "--domain d localhost");
         assert_eq!((seconds("30s"), seconds("10"), seconds("1m30s"), seconds("2min")), (30, 10, 90, 120));
