@@ -94,12 +94,11 @@ impl Prepared {
         // The metrics listener outlives the drain, so `/readyz` says "shutting down" through it.
         let observed = CancellationToken::new();
         if let Some(listener) = self.listeners.metrics {
-            let observe = Arc::new(observe::Observed(hub.clone()));
+            let observe = Arc::new(observe::Observed { hub: hub.clone(), draining: shutdown.clone() });
             tokio::spawn(pconnect_link::metrics::serve(listener, observe, observed.clone()));
         }
         let _stop_observing = observed.drop_guard();
         shutdown.cancelled().await;
-        hub.metrics.drain();
         // Debug sessions' streams never end by themselves: end the sessions so the drain can finish.
         hub.debug.registry.end_all();
         tasks.close();

@@ -3,7 +3,7 @@
 //! the hub already knows, into `/metrics` and `/readyz`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use crate::features::shares::ShareError;
@@ -47,7 +47,6 @@ pub(crate) struct HubMetrics {
     pub(crate) rate_limited: [AtomicU64; LIMITS.len()],
     /// Accept loops running (agent port and ingress); readiness wants both.
     pub(crate) accepting: AtomicUsize,
-    pub(crate) draining: AtomicBool,
 }
 
 impl Default for HubMetrics {
@@ -63,7 +62,6 @@ impl Default for HubMetrics {
             logins_refused: AtomicU64::new(0),
             rate_limited: std::array::from_fn(|_| AtomicU64::new(0)),
             accepting: AtomicUsize::new(0),
-            draining: AtomicBool::new(false),
         }
     }
 }
@@ -108,11 +106,6 @@ impl HubMetrics {
     pub(crate) fn accepting(self: &Arc<Self>) -> AcceptGuard {
         self.accepting.fetch_add(1, Ordering::Relaxed);
         AcceptGuard(self.clone())
-    }
-
-    /// The hub stopped taking new work: `/readyz` says so from now on.
-    pub(crate) fn drain(&self) {
-        self.draining.store(true, Ordering::Relaxed);
     }
 }
 

@@ -9,27 +9,32 @@ use std::time::Instant;
 
 use pconnect_link::metrics::{Exposition, Kind, Observe, Readiness};
 use pconnect_proto::clock;
+use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{ACCEPT_LOOPS, LIMITS};
 use crate::state::Hub;
 
-/// The hub as its metrics listener sees it.
-pub(crate) struct Observed(pub(crate) std::sync::Arc<Hub>);
+/// The hub as its metrics listener sees it, with the token whose cancellation starts its drain
+/// (cancelled before any listener stops, so `/readyz` never reports a half-closed hub as broken).
+pub(crate) struct Observed {
+    pub(crate) hub: std::sync::Arc<Hub>,
+    pub(crate) draining: CancellationToken,
+}
 
 impl Observe for Observed {
     fn metrics(&self) -> Pin<Box<dyn Future<Output = String> + Send + '_>> {
-        Box::pin(render(&self.0))
+        Box::pin(render(&self.hub))
     }
 
     fn ready(&self) -> Pin<Box<dyn Future<Output = Readiness> + Send + '_>> {
-        Box::pin(ready(&self.0))
+        Box::pin(ready(&self.hub, &self.draining))
     }
 }
 
 /// Ready when the hub is not draining, both accept loops run, and the store answers.
-async fn ready(hub: &Hub) -> Readiness {
+async fn ready(hub: &Hub, draining: &CancellationToken) -> Readiness {
     let m = &hub.metrics;
-    if m.draining.load(Ordering::Relaxed) {
+    if draining.is_cancelled() {
         return Err("the hub is shutting down".into());
     }
     let accepting = m.accepting.load(Ordering::Relaxed);

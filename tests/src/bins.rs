@@ -85,6 +85,19 @@ fn build_bins() -> Result<(), String> {
     }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into());
     let mut cmd = Command::new(cargo);
+    // Cargo sets these for the test binary (its own package); passed on, build scripts that watch
+    // them (ring's) would see a different environment than `cargo test` gave them and rerun, and
+    // every test binary would rebuild half the graph. The nested build gets the outer environment.
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        let per_package =
+            ["CARGO_MANIFEST_", "CARGO_PKG_", "CARGO_CRATE_", "CARGO_BIN_", "CARGO_PRIMARY_", "CARGO_TARGET_TMPDIR"]
+                .iter()
+                .any(|prefix| name.starts_with(prefix));
+        if per_package || name == "OUT_DIR" {
+            cmd.env_remove(name);
+        }
+    }
     cmd.current_dir(workspace_root())
         .args([
             // The same units `cargo test --workspace` builds, so features unify identically and
