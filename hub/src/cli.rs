@@ -19,13 +19,8 @@ pub struct Cli {
     /// Print machine-readable JSON (snake_case keys) instead of text.
     #[arg(long, global = true)]
     pub json: bool,
-    /// Log filter: error, warn (default), info (adds one access line per public-link request),
-    /// debug, trace, or a full filter such as `warn,pconnect_hub::access=info`. Overrides PCONNECT_LOG.
-    #[arg(long, global = true, value_name = "LEVEL", value_parser = pconnect_link::logging::parse_filter)]
-    pub log_level: Option<String>,
-    /// Log lines as `text` (colour only on a terminal without NO_COLOR) or `json` (one object per line).
-    #[arg(long, global = true, value_name = "FORMAT", default_value = "text", env = "PCONNECT_LOG_FORMAT")]
-    pub log_format: pconnect_link::logging::LogFormat,
+    #[command(flatten)]
+    pub log: pconnect_link::logging::LogArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -50,17 +45,8 @@ pub enum Command {
         #[arg(long, default_value_t = 1000)]
         limit: u32,
     },
-    /// Print a shell completion script: `pconnect-hub completion bash`.
-    Completion {
-        #[arg(value_enum)]
-        shell: pconnect_link::cli_docs::Shell,
-    },
-    /// Print the man page, or write one per command into a directory.
-    Man {
-        /// Write `pconnect-hub.1`, `pconnect-hub-serve.1`, ... here instead of printing one page.
-        #[arg(long, value_name = "DIR")]
-        out_dir: Option<PathBuf>,
-    },
+    #[command(flatten)]
+    Docs(pconnect_link::cli_docs::DocsCommand),
 }
 
 #[derive(clap::Args)]
@@ -288,15 +274,10 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
             ui.member_removed(&name, &workspace, live);
             Ok(())
         }
-        Command::Completion { shell } => {
-            pconnect_link::cli_docs::completion(Cli::command(), shell, &mut std::io::stdout());
+        Command::Docs(docs) => {
+            ui.files_written(&docs.run(Cli::command())?);
             Ok(())
         }
-        Command::Man { out_dir: Some(dir) } => {
-            ui.files_written(&pconnect_link::cli_docs::man_pages(Cli::command(), &dir)?);
-            Ok(())
-        }
-        Command::Man { out_dir: None } => pconnect_link::cli_docs::man_page(Cli::command(), &mut std::io::stdout()),
         Command::Audit { data, since, limit } => {
             let since = match since {
                 0 => 0,

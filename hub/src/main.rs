@@ -21,7 +21,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { exit::USAGE } else { exit::SUCCESS });
         }
     };
-    pconnect_link::logging::init(cli.log_level.as_deref(), cli.log_format, "warn");
+    cli.log.init("warn");
     pconnect_hub::admission::raise_open_files_limit();
     let ui = pconnect_hub::ui::Ui { json: cli.json };
     match cli::run(cli, &matches).await {

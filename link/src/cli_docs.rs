@@ -7,6 +7,37 @@ use std::path::Path;
 use anyhow::{Context, Result};
 pub use clap_complete::Shell;
 
+/// The documentation commands both binaries have (`completion`, `man`), flattened into each
+/// one's subcommands.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum DocsCommand {
+    /// Print a shell completion script, e.g. `completion bash > /etc/bash_completion.d/<binary>`.
+    Completion {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print the man page, or write one per command into a directory.
+    Man {
+        /// Write `<binary>.1`, `<binary>-<command>.1`, ... here instead of printing the top page.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<std::path::PathBuf>,
+    },
+}
+
+impl DocsCommand {
+    /// Runs it for the binary `command` describes; returns the files written (none when the
+    /// output went to stdout).
+    pub fn run(self, command: clap::Command) -> Result<Vec<std::path::PathBuf>> {
+        let mut stdout = std::io::stdout().lock();
+        match self {
+            Self::Completion { shell } => completion(command, shell, &mut stdout),
+            Self::Man { out_dir: Some(dir) } => return man_pages(command, &dir),
+            Self::Man { out_dir: None } => man_page(command, &mut stdout)?,
+        }
+        Ok(Vec::new())
+    }
+}
+
 /// Writes the completion script for `shell` to `out`.
 pub fn completion(mut command: clap::Command, shell: Shell, out: &mut dyn Write) {
     let name = command.get_name().to_owned();

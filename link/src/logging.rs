@@ -27,6 +27,27 @@ impl std::str::FromStr for LogFormat {
     }
 }
 
+/// The log flags both binaries take (global, so they go before or after the subcommand).
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogArgs {
+    /// Log filter on stderr: error, warn, info, debug, trace, off, or a full filter such as
+    /// `warn,pconnect_hub::access=info` (the hub's access lines are at info). Overrides PCONNECT_LOG.
+    /// Default: warn on the hub, off for the agent.
+    #[arg(long, global = true, value_name = "LEVEL", value_parser = parse_filter)]
+    pub log_level: Option<String>,
+    /// Log lines as `text` (colour only on a terminal without NO_COLOR) or `json` (one object per line).
+    #[arg(long, global = true, value_name = "FORMAT", default_value = "text", env = "PCONNECT_LOG_FORMAT")]
+    pub log_format: LogFormat,
+}
+
+impl LogArgs {
+    /// Installs the subscriber these flags describe, `default` when neither they nor
+    /// `PCONNECT_LOG` say a level.
+    pub fn init(&self, default: &str) {
+        init(self.log_level.as_deref(), self.log_format, default);
+    }
+}
+
 /// Parses a `--log-level` value: a level (`error`, `warn`, `info`, `debug`, `trace`, `off`) or
 /// a full filter such as `warn,pconnect_hub::access=info`.
 pub fn parse_filter(text: &str) -> Result<String, String> {

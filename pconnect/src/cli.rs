@@ -11,13 +11,8 @@ pub struct Cli {
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
-    /// Log filter on stderr: off (default), error, warn, info, debug, trace, or a full filter such
-    /// as `pconnect=debug`. Overrides PCONNECT_LOG.
-    #[arg(long, global = true, value_name = "LEVEL", value_parser = pconnect_link::logging::parse_filter)]
-    pub log_level: Option<String>,
-    /// Log lines as `text` (colour only on a terminal without NO_COLOR) or `json` (one object per line).
-    #[arg(long, global = true, value_name = "FORMAT", default_value = "text", env = "PCONNECT_LOG_FORMAT")]
-    pub log_format: pconnect_link::logging::LogFormat,
+    #[command(flatten)]
+    pub log: pconnect_link::logging::LogArgs,
     /// Serve Prometheus `/metrics`, `/healthz` and `/readyz` on this address (e.g. 127.0.0.1:9465)
     /// while a long-running command (expose, reach, join, clone, up) runs.
     #[arg(long, global = true, value_name = "ADDR")]
@@ -81,17 +76,8 @@ pub enum Command {
         #[command(subcommand)]
         command: HubCommand,
     },
-    /// Print a shell completion script: `connect completion bash > /etc/bash_completion.d/connect`.
-    Completion {
-        #[arg(value_enum)]
-        shell: pconnect_link::cli_docs::Shell,
-    },
-    /// Print the man page, or write one per command into a directory.
-    Man {
-        /// Write `connect.1`, `connect-expose.1`, ... here instead of printing `connect.1`.
-        #[arg(long, value_name = "DIR")]
-        out_dir: Option<PathBuf>,
-    },
+    #[command(flatten)]
+    Docs(pconnect_link::cli_docs::DocsCommand),
 }
 
 #[derive(Debug, Args)]

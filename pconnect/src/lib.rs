@@ -75,15 +75,10 @@ async fn run_command(ui: Ui, command: Command, shutdown: &Shutdown) -> anyhow::R
         Command::Share(args) => commands::share::share(ui, args, shutdown).await,
         Command::Join(args) => commands::join::join(ui, args, shutdown).await,
         Command::Links { command } => commands::links::links(ui, command, shutdown).await,
-        Command::Completion { shell } => {
-            pconnect_link::cli_docs::completion(Cli::command(), shell, &mut std::io::stdout());
+        Command::Docs(docs) => {
+            ui.files_written(&docs.run(Cli::command())?);
             Ok(())
         }
-        Command::Man { out_dir: Some(dir) } => {
-            ui.files_written(&pconnect_link::cli_docs::man_pages(Cli::command(), &dir)?);
-            Ok(())
-        }
-        Command::Man { out_dir: None } => pconnect_link::cli_docs::man_page(Cli::command(), &mut std::io::stdout()),
         Command::Hub { command: HubCommand::Status } => {
             let (dir, running) = embedded::status().await?;
             ui.hub_status(&dir, running.as_ref());

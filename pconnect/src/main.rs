@@ -30,7 +30,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { exit::USAGE } else { exit::SUCCESS });
         }
     };
-    pconnect_link::logging::init(cli.log_level.as_deref(), cli.log_format, "off");
+    cli.log.init("off");
     let ui = Ui { json: cli.json };
     let shutdown = Shutdown::new();
     tokio::spawn(pconnect::shutdown::on_signals(shutdown.clone()));

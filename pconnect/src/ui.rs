@@ -55,8 +55,11 @@ impl Ui {
         }
     }
 
-    /// Files a command wrote (man pages).
+    /// Files a command wrote (man pages); nothing when it wrote to stdout instead.
     pub fn files_written(&self, files: &[std::path::PathBuf]) {
+        if files.is_empty() {
+            return;
+        }
         if self.json {
             let files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
             return self.emit(&json!({"files": files}));

@@ -133,6 +133,25 @@ fn bodiless_and_error_answers_keep_their_status_headers_and_framing_through_a_li
     assert_eq!((after.status, after.text().as_str()), (200, "hello from /page"));
 }
 
+/// One client's request `i`: `(its state, worker, i, ingress, host)`; `Err` is a failure.
+type ClientRequest<S> = fn(&mut S, usize, usize, &str, &str) -> Result<(), String>;
+
+/// Runs 150 requests on each of 8 threads against the link (each thread with its own state, e.g.
+/// a kept-alive connection); the test fails with the first few failures.
+fn from_eight_clients<S: Default + 'static>(ingress: &str, host: &str, request: ClientRequest<S>) {
+    let workers: Vec<_> = (0..8)
+        .map(|worker| {
+            let (ingress, host) = (ingress.to_owned(), host.to_owned());
+            std::thread::spawn(move || -> Vec<String> {
+                let mut state = S::default();
+                (0..150).filter_map(|i| request(&mut state, worker, i, &ingress, &host).err()).collect()
+            })
+        })
+        .collect();
+    let failures: Vec<String> = workers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+    assert!(failures.is_empty(), "{} of 1200 failed; first: {:?}", failures.len(), &failures[..failures.len().min(3)]);
+}
+
 /// Eight clients at once, kept alive and with a new connection per request (`Connection: close`):
 /// every request is answered by the service, none by a hub error page.
 #[test]
@@ -141,33 +160,24 @@ fn concurrent_keep_alive_and_closing_clients_all_get_the_service_answer() {
     let hub = Hub::start().unwrap();
     let alice = Agent::login(&hub, "alice").unwrap();
     let link = publish(&alice, app.port(), "api", &["--link"]);
-    let ingress = ingress(&hub);
-    let workers: Vec<_> = (0..8)
-        .map(|worker| {
-            let (ingress, host) = (ingress.clone(), link.host.clone());
-            std::thread::spawn(move || -> Vec<String> {
-                let mut failures = Vec::new();
-                let mut kept = HttpClient::connect(&ingress).unwrap();
-                for i in 0..150 {
-                    let path = format!("/w{worker}/{i}");
-                    let (response, closing) = if i % 3 == 0 {
-                        let mut fresh = HttpClient::connect(&ingress).unwrap();
-                        (fresh.send("GET", &host, &path, &[("Connection", "close")], &[]), true)
-                    } else {
-                        (kept.get(&host, &path), false)
-                    };
-                    match response {
-                        Ok(r) if r.status == 200 && r.text() == format!("hello from {path}") => {}
-                        Ok(r) => failures.push(format!("{path} (close: {closing}): {} {}", r.status, r.text())),
-                        Err(e) => failures.push(format!("{path} (close: {closing}): {e:#}")),
-                    }
-                }
-                failures
-            })
-        })
-        .collect();
-    let failures: Vec<String> = workers.into_iter().flat_map(|w| w.join().unwrap()).collect();
-    assert!(failures.is_empty(), "{} of 1200 failed; first: {:?}", failures.len(), &failures[..failures.len().min(3)]);
+    from_eight_clients(&ingress(&hub), &link.host, |kept: &mut Option<HttpClient>, worker, i, ingress, host| {
+        let path = format!("/w{worker}/{i}");
+        let closing = i % 3 == 0;
+        let response = if closing {
+            HttpClient::connect(ingress)
+                .and_then(|mut fresh| fresh.send("GET", host, &path, &[("Connection", "close")], &[]))
+        } else {
+            match kept {
+                Some(client) => client.get(host, &path),
+                None => HttpClient::connect(ingress).and_then(|client| kept.insert(client).get(host, &path)),
+            }
+        };
+        match response {
+            Ok(r) if r.status == 200 && r.text() == format!("hello from {path}") => Ok(()),
+            Ok(r) => Err(format!("{path} (close: {closing}): {} {}", r.status, r.text())),
+            Err(e) => Err(format!("{path} (close: {closing}): {e:#}")),
+        }
+    });
 }
 
 /// Public clients that give up on downloads mid-body, 1,200 times from 8 threads: each gets the
@@ -180,30 +190,15 @@ fn clients_abandoning_downloads_in_bulk_do_not_cut_the_agent_off() {
     let alice = Agent::login(&hub, "alice").unwrap();
     let link = publish(&alice, app.port(), "api", &["--link"]);
     let ingress = ingress(&hub);
-    let workers: Vec<_> = (0..8)
-        .map(|worker| {
-            let (ingress, host) = (ingress.clone(), link.host.clone());
-            std::thread::spawn(move || -> Vec<String> {
-                let mut failures = Vec::new();
-                for i in 0..150 {
-                    let mut tcp = TcpStream::connect(&ingress).unwrap();
-                    let request = format!("GET /blob?len=4000000&seed={worker}{i} HTTP/1.1\r\nHost: {host}\r\n\r\n");
-                    tcp.write_all(request.as_bytes()).unwrap();
-                    let mut head = [0u8; 12];
-                    match tcp.read_exact(&mut head) {
-                        Ok(()) if &head == b"HTTP/1.1 200" => {}
-                        Ok(()) => failures.push(String::from_utf8_lossy(&head).into_owned()),
-                        Err(e) => failures.push(e.to_string()),
-                    }
-                    // Gone mid-body: the hub cancels the stream while the agent is still sending.
-                    drop(tcp);
-                }
-                failures
-            })
-        })
-        .collect();
-    let failures: Vec<String> = workers.into_iter().flat_map(|w| w.join().unwrap()).collect();
-    assert!(failures.is_empty(), "{} of 1200 failed; first: {:?}", failures.len(), &failures[..failures.len().min(3)]);
+    from_eight_clients(&ingress, &link.host, |_: &mut (), worker, i, ingress, host| {
+        let mut tcp = TcpStream::connect(ingress).map_err(|e| e.to_string())?;
+        let request = format!("GET /blob?len=4000000&seed={worker}{i} HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        tcp.write_all(request.as_bytes()).map_err(|e| e.to_string())?;
+        let mut head = [0u8; 12];
+        tcp.read_exact(&mut head).map_err(|e| e.to_string())?;
+        // Gone mid-body (dropped on return): the hub cancels the stream while the agent still sends.
+        if &head == b"HTTP/1.1 200" { Ok(()) } else { Err(String::from_utf8_lossy(&head).into_owned()) }
+    });
     let after = HttpClient::connect(&ingress).unwrap().get(&link.host, "/after").unwrap();
     assert_eq!((after.status, after.text().as_str()), (200, "hello from /after"));
     assert!(!link.proc.has_line("reconnect"), "the agent lost its links:\n{}", link.proc.output_so_far());
