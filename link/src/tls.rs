@@ -4,12 +4,20 @@
 
 use std::sync::Arc;
 
+use rustls::CipherSuite;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::CertificateDer;
 
-/// The crypto provider every TLS config of pconnect uses.
+/// The crypto provider every TLS config of pconnect uses: ring's suites with AES-128-GCM first.
+///
+/// Every relayed byte is decrypted and encrypted again at the hub, so the suite is most of the
+/// per-byte cost: AES-128-GCM runs about a third faster than ring's default first choice,
+/// AES-256-GCM, with the same 128-bit security level against everything but a quantum search.
+/// Clients list it first and rustls servers follow the client's order, so both links pick it.
 pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    let mut provider = rustls::crypto::ring::default_provider();
+    provider.cipher_suites.sort_by_key(|suite| suite.suite() != CipherSuite::TLS13_AES_128_GCM_SHA256);
+    Arc::new(provider)
 }
 
 /// `SHA256:` followed by the colon-separated upper-case hex of the whole certificate's SHA-256
@@ -51,6 +59,18 @@ fn format_sha256(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn aes_128_gcm_comes_first_and_nothing_is_dropped() {
+        let ours = provider();
+        let ring = rustls::crypto::ring::default_provider();
+        assert_eq!(ours.cipher_suites[0].suite(), CipherSuite::TLS13_AES_128_GCM_SHA256);
+        let mut ours: Vec<_> = ours.cipher_suites.iter().map(|suite| suite.suite()).collect();
+        let mut ring: Vec<_> = ring.cipher_suites.iter().map(|suite| suite.suite()).collect();
+        ours.sort_by_key(|suite| u16::from(*suite));
+        ring.sort_by_key(|suite| u16::from(*suite));
+        assert_eq!(ours, ring);
+    }
 
     #[test]
     fn typed_fingerprints_are_normalised() {

@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use pconnect_link::frames::{read_frame, write_frame};
+use pconnect_link::read_ahead::ReadAhead;
 use pconnect_link::tuning::HANDSHAKE_TIMEOUT;
 use pconnect_proto::handshake::{Hello, Refusal, Reply, Role, Welcome};
 use pconnect_proto::wire::{ALPN_FORWARD, ALPN_REVERSE};
@@ -95,7 +96,7 @@ impl DialError {
 }
 
 /// A TLS connection to the hub whose hello was accepted.
-pub type HubStream = TlsStream<TcpStream>;
+pub type HubStream = TlsStream<ReadAhead<TcpStream>>;
 
 /// Dials the hub and exchanges the hello.
 pub async fn dial(creds: &Credentials, hello: &Hello) -> Result<(HubStream, Welcome), DialError> {
@@ -119,7 +120,7 @@ async fn dial_inner(creds: &Credentials, hello: &Hello, url: &str) -> Result<(Hu
         .map_err(|e| DialError::Tls { url: url.to_string(), cause: e.to_string() })?;
     let name = ServerName::try_from(creds.hub.host.clone())
         .map_err(|e| DialError::Tls { url: url.to_string(), cause: e.to_string() })?;
-    let mut stream = match TlsConnector::from(config).connect(name, tcp).await {
+    let mut stream = match TlsConnector::from(config).connect(name, ReadAhead::new(tcp)).await {
         Ok(stream) => stream,
         Err(e) => return Err(tls_error(creds, url, &seen, e)),
     };
