@@ -12,6 +12,7 @@ mod admin_socket;
 pub mod audit;
 pub mod auth;
 pub mod cli;
+pub(crate) mod cluster;
 mod config;
 mod config_file;
 pub mod conn;

@@ -231,21 +231,19 @@ async fn rpc(hub: &Arc<Hub>, member: &Member, request: Request<RecvStream>) -> R
 
 async fn list_services(hub: &Hub, member: &Member) -> Result<ServiceList, ErrorBody> {
     let rows = hub.store.list_services(member.workspace_id).await.map_err(store_error)?;
-    let services = rows
-        .into_iter()
-        .map(|row| {
-            let spec = hub.routes.spec(member.workspace_id, &row.name);
-            ServiceInfo {
-                online: spec.is_some(),
-                kind: spec.as_ref().and_then(|s| s.kind),
-                project: spec.as_ref().and_then(|s| s.project.clone()),
-                env: spec.map(|s| s.env).unwrap_or_default(),
-                name: row.name,
-                owner: row.owner,
-                port: row.port,
-            }
-        })
-        .collect();
+    let mut services = Vec::with_capacity(rows.len());
+    for row in rows {
+        let spec = hub.routes.find_spec(member.workspace_id, &row.name).await;
+        services.push(ServiceInfo {
+            online: spec.is_some(),
+            kind: spec.as_ref().and_then(|s| s.kind),
+            project: spec.as_ref().and_then(|s| s.project.clone()),
+            env: spec.map(|s| s.env).unwrap_or_default(),
+            name: row.name,
+            owner: row.owner,
+            port: row.port,
+        });
+    }
     Ok(ServiceList { services })
 }
 
@@ -270,10 +268,7 @@ async fn tunnel(
         None => (None, None),
     };
     // Fast path: a live route needs no store read. The store is consulted only to explain a miss.
-    let route = match owner {
-        Some(owner) => hub.routes.pick_owned(member.workspace_id, service, owner),
-        None => hub.routes.pick(member.workspace_id, service),
-    };
+    let route = hub.routes.find(member.workspace_id, service, owner).await;
     let Some(conn) = route else {
         reply_error(&mut respond, &unroutable(hub, member, service).await);
         return Ok(());

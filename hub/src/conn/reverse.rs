@@ -45,6 +45,7 @@ pub(crate) async fn serve(
         specs: Arc::from(hello.services.clone()),
         sender,
         load: Load::default(),
+        via_peer: None,
     };
     routes.add(member.workspace_id, &names, &route);
     tracing::info!(member = %member.name, services = ?names, "services online");
@@ -110,6 +111,7 @@ pub(crate) async fn start_tunnel(
         .body(())
         .expect("static request");
     request.extensions_mut().insert(h2::ext::Protocol::from_static(TUNNEL_PROTOCOL));
+    conn.address(&mut request, service);
     sender.send_request(request, false).map_err(|e| dropped_off(service, e))
 }
 

@@ -2,12 +2,13 @@
 //!
 //! Rebuilt from agents' hellos after every reconnect; never persisted. A service with no connection
 //! is offline. A newer process of the same member registering a name takes the route over (the old
-//! one is presumed dead but not yet detected).
+//! one is presumed dead but not yet detected). In a cluster, a service held by another replica is
+//! found through [`RemoteRoutes`] (the cluster's registry), as a connection to that replica.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 
+use async_trait::async_trait;
 use bytes::Bytes;
 use pconnect_link::load::Load;
 use pconnect_proto::control::ServiceSpec;
@@ -27,6 +28,61 @@ pub(crate) struct ReverseConn {
     pub(crate) sender: h2::client::SendRequest<Bytes>,
     /// Streams open on this connection; new streams go to the least loaded connection.
     pub(crate) load: Load,
+    /// Set when this is a connection to the replica that holds the agent, not to the agent:
+    /// requests on it name the service's workspace and owner for that replica.
+    pub(crate) via_peer: Option<PeerAddressing>,
+}
+
+/// What a replica needs to pass a request on to the agent it holds.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PeerAddressing {
+    pub(crate) workspace: WorkspaceId,
+    pub(crate) owner: MemberId,
+}
+
+/// Request headers carrying a [`PeerAddressing`] and the service between replicas. Only the peer
+/// port reads them; it strips them before the request goes on to the agent.
+const HEADER_WORKSPACE: &str = "pconnect-peer-workspace";
+const HEADER_OWNER: &str = "pconnect-peer-owner";
+const HEADER_SERVICE: &str = "pconnect-peer-service";
+
+impl PeerAddressing {
+    fn insert(&self, headers: &mut http::HeaderMap, service: &str) {
+        headers.insert(HEADER_WORKSPACE, http::HeaderValue::from(self.workspace));
+        headers.insert(HEADER_OWNER, http::HeaderValue::from(self.owner));
+        if let Ok(service) = http::HeaderValue::from_str(service) {
+            headers.insert(HEADER_SERVICE, service);
+        }
+    }
+
+    /// Takes the addressing and the service out of a request that came from another replica.
+    pub(crate) fn take(headers: &mut http::HeaderMap) -> Option<(PeerAddressing, String)> {
+        let number = |value: Option<http::HeaderValue>| value?.to_str().ok()?.parse::<i64>().ok();
+        let workspace = number(headers.remove(HEADER_WORKSPACE));
+        let owner = number(headers.remove(HEADER_OWNER));
+        let service = headers.remove(HEADER_SERVICE).and_then(|v| v.to_str().ok().map(str::to_string));
+        Some((PeerAddressing { workspace: workspace?, owner: owner? }, service?))
+    }
+}
+
+impl ReverseConn {
+    /// Adds what the holding replica needs to a request bound for `service` (nothing when this is
+    /// the agent's own connection).
+    pub(crate) fn address<T>(&self, request: &mut http::Request<T>, service: &str) {
+        if let Some(peer) = self.via_peer {
+            peer.insert(request.headers_mut(), service);
+        }
+    }
+}
+
+/// Services held by other replicas of a cluster.
+#[async_trait]
+pub(crate) trait RemoteRoutes: Send + Sync {
+    /// A connection to the replica holding `service` (of `owner`, when given), if one does.
+    async fn find(&self, workspace: WorkspaceId, service: &str, owner: Option<MemberId>) -> Option<ReverseConn>;
+
+    /// What the holding agent declared about `service`, if another replica holds it.
+    async fn spec(&self, workspace: WorkspaceId, service: &str) -> Option<ServiceSpec>;
 }
 
 type Key = (WorkspaceId, String);
@@ -35,9 +91,80 @@ type Key = (WorkspaceId, String);
 #[derive(Default, Clone)]
 pub(crate) struct Routes {
     by_service: Arc<Mutex<HashMap<Key, Vec<ReverseConn>>>>,
+    /// The cluster's registry, on a hub that is one replica of several.
+    remote: Arc<OnceLock<Arc<dyn RemoteRoutes>>>,
+    /// Woken on every change, so the cluster's registry learns it at once.
+    changed: Arc<tokio::sync::Notify>,
+}
+
+/// One route as the cluster registry stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LocalRoute {
+    pub(crate) workspace: WorkspaceId,
+    pub(crate) service: String,
+    pub(crate) owner: MemberId,
+    pub(crate) owner_name: String,
+    pub(crate) spec: Option<ServiceSpec>,
 }
 
 impl Routes {
+    /// Makes services held by other replicas routable (once, when the hub joins a cluster).
+    pub(crate) fn set_remote(&self, remote: Arc<dyn RemoteRoutes>) {
+        let _ = self.remote.set(remote);
+    }
+
+    /// Resolves when the table changed since the last call.
+    pub(crate) async fn changed(&self) {
+        self.changed.notified().await;
+    }
+
+    /// Every route, one per (service, owner): what this replica tells the cluster it holds.
+    pub(crate) fn snapshot(&self) -> Vec<LocalRoute> {
+        let table = lock(&self.by_service);
+        let mut routes: Vec<LocalRoute> = Vec::new();
+        for ((workspace, service), conns) in table.iter() {
+            for conn in conns {
+                if routes.iter().any(|r| r.workspace == *workspace && r.service == *service && r.owner == conn.owner) {
+                    continue;
+                }
+                routes.push(LocalRoute {
+                    workspace: *workspace,
+                    service: service.clone(),
+                    owner: conn.owner,
+                    owner_name: conn.owner_name.to_string(),
+                    spec: conn.specs.iter().find(|s| s.name == *service).cloned(),
+                });
+            }
+        }
+        routes
+    }
+
+    /// A connection serving `service` (of `owner`, when given): this replica's own first, then
+    /// through the replica that holds it.
+    pub(crate) async fn find(
+        &self,
+        workspace: WorkspaceId,
+        service: &str,
+        owner: Option<MemberId>,
+    ) -> Option<ReverseConn> {
+        let local = match owner {
+            Some(owner) => self.pick_owned(workspace, service, owner),
+            None => self.pick(workspace, service),
+        };
+        if local.is_some() {
+            return local;
+        }
+        self.remote.get()?.find(workspace, service, owner).await
+    }
+
+    /// What the serving agent declared about `service`, wherever it is held.
+    pub(crate) async fn find_spec(&self, workspace: WorkspaceId, name: &str) -> Option<ServiceSpec> {
+        if let Some(spec) = self.spec(workspace, name) {
+            return Some(spec);
+        }
+        self.remote.get()?.spec(workspace, name).await
+    }
+
     /// Routes `services` of a workspace to `conn`.
     pub(crate) fn add(&self, workspace: WorkspaceId, services: &[String], conn: &ReverseConn) {
         let mut table = lock(&self.by_service);
@@ -47,6 +174,7 @@ impl Routes {
             conns.retain(|c| c.session == conn.session);
             conns.push(conn.clone());
         }
+        self.changed.notify_one();
     }
 
     /// Services with at least one live connection.
@@ -60,6 +188,7 @@ impl Routes {
             conns.retain(|c| c.id != conn_id);
             !conns.is_empty()
         });
+        self.changed.notify_one();
     }
 
     /// Stops routing services of `owner` (unregistered by the agent).
@@ -71,6 +200,7 @@ impl Routes {
                 table.remove(&key);
             }
         }
+        self.changed.notify_one();
     }
 
     /// The least loaded connection serving a service, if it is online (whoever serves the name:
@@ -104,6 +234,7 @@ impl Routes {
             conns.retain(|c| c.owner != owner);
             !conns.is_empty()
         });
+        self.changed.notify_one();
     }
 
     /// What the serving agent declared about a service, while it is online.

@@ -40,8 +40,8 @@ pub(crate) struct Owner<'a> {
 }
 
 impl Owner<'_> {
-    fn conn(&self, routes: &Routes) -> Result<ReverseConn, UpstreamError> {
-        routes.pick_owned(self.workspace, self.service, self.member).ok_or_else(|| {
+    async fn conn(&self, routes: &Routes) -> Result<ReverseConn, UpstreamError> {
+        routes.find(self.workspace, self.service, Some(self.member)).await.ok_or_else(|| {
             UpstreamError::Agent(ErrorBody::new(
                 ErrorCode::Offline,
                 format!("the agent serving '{}' is not connected", self.service),
@@ -57,7 +57,7 @@ pub(crate) async fn forward(
     owner: Owner<'_>,
     req: Request<Incoming>,
 ) -> Result<Response<H2Body>, UpstreamError> {
-    let conn = owner.conn(routes)?;
+    let conn = owner.conn(routes).await?;
     let (mut parts, body) = req.into_parts();
     let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let target = HeaderValue::from_str(target).unwrap_or(HeaderValue::from_static("/"));
@@ -74,6 +74,7 @@ pub(crate) async fn forward(
         .body(())
         .expect("a service name is a valid path");
     *request.headers_mut() = parts.headers;
+    conn.address(&mut request, owner.service);
 
     let dropped = |e: h2::Error| UpstreamError::Agent(reverse::dropped_off(owner.service, e));
     let mut sender = conn.sender.clone().ready().await.map_err(dropped)?;
@@ -112,7 +113,7 @@ pub(crate) async fn websocket(
     owner: Owner<'_>,
     mut req: Request<Incoming>,
 ) -> Result<Response<Incoming>, UpstreamError> {
-    let conn = owner.conn(routes)?;
+    let conn = owner.conn(routes).await?;
     let (recv, send) = reverse::open_tunnel(&conn, owner.service).await.map_err(UpstreamError::Agent)?;
     let io = TokioIo::new(H2Io::new(recv, send));
     let (mut sender, connection) =

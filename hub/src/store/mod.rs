@@ -4,10 +4,12 @@
 //!
 //! Live routing (which connection serves a service) is not here: it is rebuilt as agents reconnect.
 
+mod cluster;
 mod sqlite;
 
 use async_trait::async_trait;
 
+pub use cluster::{ClusterStore, HeldRoute, RemoteRoute};
 pub use sqlite::SqliteStore;
 
 /// Row id of a workspace.

@@ -1,0 +1,103 @@
+//! Hub cluster: several replicas sharing one PostgreSQL store behind a TCP load balancer.
+//!
+//! Each replica publishes a lease and the routes it holds ([`registry`]); a tunnel or request for
+//! an agent held elsewhere goes to that replica over its peer port ([`peer_port`]), as one stream
+//! on a mutual-TLS HTTP/2 link ([`peers`], [`credential`]) — never more than one extra hop.
+//! A single hub (SQLite, or PostgreSQL without `--peer-listen`) has none of this.
+
+pub(crate) mod credential;
+pub(crate) mod peer_port;
+mod peers;
+pub(crate) mod registry;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pconnect_link::load::Load;
+use pconnect_proto::control::ServiceSpec;
+use rustls::ServerConfig;
+use tokio_util::sync::CancellationToken;
+
+use crate::conn::routes::{PeerAddressing, RemoteRoutes, ReverseConn};
+use crate::store::{ClusterStore, MemberId, RemoteRoute, WorkspaceId};
+use credential::ClusterCredential;
+use peers::PeerPool;
+
+/// The settings key of the cluster credential in the store.
+const CREDENTIAL_KEY: &str = "cluster_credential";
+
+/// This replica's place in the cluster.
+pub(crate) struct Cluster {
+    /// This replica's id: random per process, so a restarted replica never inherits routes.
+    pub(crate) replica: String,
+    /// Where peers reach this replica's peer port.
+    pub(crate) advertise: String,
+    store: Arc<dyn ClusterStore>,
+    peers: Arc<PeerPool>,
+}
+
+impl Cluster {
+    /// Joins the cluster kept in `store`: reads (or makes) the cluster credential and returns this
+    /// replica with the TLS config of its peer port.
+    pub(crate) async fn join(
+        store: Arc<dyn ClusterStore>,
+        advertise: String,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<(Arc<Cluster>, Arc<ServerConfig>)> {
+        let fresh = ClusterCredential::generate_pem()?;
+        let pem = store.shared_value(CREDENTIAL_KEY, &fresh).await?;
+        let credential = ClusterCredential::from_pem(&pem)?;
+        let replica = pconnect_link::random::hex(8);
+        let peers = Arc::new(PeerPool::new(credential.client_config()?, shutdown));
+        let cluster = Arc::new(Cluster { replica, advertise, store, peers });
+        Ok((cluster, credential.server_config()?))
+    }
+
+    async fn remote(&self, workspace: WorkspaceId, service: &str) -> Vec<RemoteRoute> {
+        match self.store.remote_routes(workspace, service, &self.replica).await {
+            Ok(routes) => routes,
+            Err(e) => {
+                tracing::warn!(error = %e, service, "cluster registry unavailable");
+                Vec::new()
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl RemoteRoutes for Cluster {
+    async fn find(&self, workspace: WorkspaceId, service: &str, owner: Option<MemberId>) -> Option<ReverseConn> {
+        let held = self.remote(workspace, service).await;
+        for remote in held.into_iter().filter(|r| owner.is_none_or(|owner| r.route.owner_id == owner)) {
+            match self.peers.link(&remote.replica, &remote.peer_addr).await {
+                Ok(sender) => {
+                    let specs: Vec<ServiceSpec> = parse_spec(&remote).into_iter().collect();
+                    return Some(ReverseConn {
+                        id: 0,
+                        session: Arc::from(remote.replica.as_str()),
+                        owner: remote.route.owner_id,
+                        owner_name: Arc::from(remote.route.owner.as_str()),
+                        specs: Arc::from(specs),
+                        sender,
+                        load: Load::default(),
+                        via_peer: Some(PeerAddressing { workspace, owner: remote.route.owner_id }),
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(replica = %remote.replica, addr = %remote.peer_addr, error = %e, "peer unreachable")
+                }
+            }
+        }
+        None
+    }
+
+    async fn spec(&self, workspace: WorkspaceId, service: &str) -> Option<ServiceSpec> {
+        self.remote(workspace, service).await.iter().find_map(parse_spec)
+    }
+}
+
+/// The declaration another replica stored for a route, checked again here like any agent's.
+fn parse_spec(remote: &RemoteRoute) -> Option<ServiceSpec> {
+    let spec: ServiceSpec = serde_json::from_str(&remote.route.spec).ok()?;
+    (spec.name == remote.route.service && spec.check().is_ok()).then_some(spec)
+}
