@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use rustls::ServerConfig;
@@ -11,6 +11,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::HubConfig;
+use crate::cluster::Cluster;
 use crate::conn::admission::LogLimiter;
 use crate::conn::routes::Routes;
 use crate::features::debug::DebugSessions;
@@ -38,6 +39,8 @@ pub struct Hub {
     /// Refused agent logins are logged at warn, at most one line a second.
     pub(crate) login_log: LogLimiter,
     connections: LiveConnections,
+    /// This hub's place in a cluster, when it is one replica of several.
+    cluster: OnceLock<Arc<Cluster>>,
 }
 
 impl Hub {
@@ -59,7 +62,19 @@ impl Hub {
             metrics: Arc::default(),
             login_log: LogLimiter::default(),
             connections: LiveConnections::default(),
+            cluster: OnceLock::new(),
         })
+    }
+
+    /// Makes this hub a replica of `cluster`: services held by other replicas become routable.
+    pub(crate) fn join_cluster(&self, cluster: Arc<Cluster>) {
+        self.routes.set_remote(cluster.clone());
+        let _ = self.cluster.set(cluster);
+    }
+
+    /// This hub's place in a cluster, if it is a replica.
+    pub(crate) fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.get()
     }
 
     /// Live agent connections, and the members they belong to.

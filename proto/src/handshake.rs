@@ -61,6 +61,19 @@ pub enum Reply {
 pub struct Welcome {
     pub member: String,
     pub workspace: String,
+    /// On a hub cluster: which replica answered, and how many are alive. An agent spreads its
+    /// reverse links over distinct replicas, so losing one never takes its services offline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica: Option<ReplicaInfo>,
+}
+
+/// The replica that answered a hello, in a hub cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaInfo {
+    /// The replica's id (random per replica process).
+    pub id: String,
+    /// Replicas alive in the cluster, this one included.
+    pub alive: u32,
 }
 
 /// The hello was refused; the hub closes the connection after this frame.

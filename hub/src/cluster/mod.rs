@@ -11,10 +11,12 @@ mod peers;
 pub(crate) mod registry;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use async_trait::async_trait;
 use pconnect_link::load::Load;
 use pconnect_proto::control::ServiceSpec;
+use pconnect_proto::handshake::ReplicaInfo;
 use rustls::ServerConfig;
 use tokio_util::sync::CancellationToken;
 
@@ -34,6 +36,8 @@ pub(crate) struct Cluster {
     pub(crate) advertise: String,
     store: Arc<dyn ClusterStore>,
     peers: Arc<PeerPool>,
+    /// Replicas with a live lease, as of the last renewal.
+    alive: AtomicU32,
 }
 
 impl Cluster {
@@ -49,8 +53,13 @@ impl Cluster {
         let credential = ClusterCredential::from_pem(&pem)?;
         let replica = pconnect_link::random::hex(8);
         let peers = Arc::new(PeerPool::new(credential.client_config()?, shutdown));
-        let cluster = Arc::new(Cluster { replica, advertise, store, peers });
+        let cluster = Arc::new(Cluster { replica, advertise, store, peers, alive: AtomicU32::new(1) });
         Ok((cluster, credential.server_config()?))
+    }
+
+    /// What a welcome tells agents about this replica.
+    pub(crate) fn replica_info(&self) -> ReplicaInfo {
+        ReplicaInfo { id: self.replica.clone(), alive: self.alive.load(Ordering::Relaxed).max(1) }
     }
 
     async fn remote(&self, workspace: WorkspaceId, service: &str) -> Vec<RemoteRoute> {

@@ -3,6 +3,7 @@
 //! stop counting [`LEASE`] after its last renewal; a replica that stops cleanly withdraws them.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -23,6 +24,9 @@ pub(crate) async fn publish(cluster: Arc<Cluster>, routes: Routes, shutdown: Can
         let held: Vec<HeldRoute> = routes.snapshot().into_iter().map(held).collect();
         if let Err(e) = cluster.store.publish(&cluster.replica, &cluster.advertise, lease, &held).await {
             tracing::warn!(error = %e, "could not renew this replica's lease; retrying");
+        }
+        if let Ok(alive) = cluster.store.live_replicas().await {
+            cluster.alive.store(alive, Ordering::Relaxed);
         }
         tokio::select! {
             _ = shutdown.cancelled() => break,

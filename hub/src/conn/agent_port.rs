@@ -105,7 +105,11 @@ async fn handshake(
     };
     match check_hello(hub, &hello, alpn_role).await {
         Ok(member) => {
-            let welcome = Welcome { member: member.name.clone(), workspace: member.workspace.clone() };
+            let welcome = Welcome {
+                member: member.name.clone(),
+                workspace: member.workspace.clone(),
+                replica: hub.cluster().map(|cluster| cluster.replica_info()),
+            };
             write_frame(&mut stream, &Reply::Welcome(welcome)).await?;
             Ok(Some((stream, hello, member)))
         }

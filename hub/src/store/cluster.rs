@@ -43,6 +43,9 @@ pub trait ClusterStore: Send + Sync + 'static {
     /// Removes `replica` and its routes (a clean shutdown; a crash leaves them to expire).
     async fn withdraw(&self, replica: &str) -> Result<(), StoreError>;
 
+    /// How many replicas hold a live lease.
+    async fn live_replicas(&self) -> Result<u32, StoreError>;
+
     /// Routes of `service` held by live replicas other than `except`.
     async fn remote_routes(
         &self,
