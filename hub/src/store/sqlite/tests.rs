@@ -1,18 +1,37 @@
-//! What only a SQLite file has: the integrity check, upgrades from older schema versions, a
-//! damaged file, and two stores opening one new file at once.
+//! What only a SQLite file has: the integrity check, the migrations' checksums, upgrades from
+//! older schema versions, a damaged file, and two stores opening one new file at once. (The
+//! [`Store`](crate::store::Store) contract is checked for both stores in `store/tests/`.)
 
 use pconnect_proto::clock::now;
 use sqlx::SqlitePool;
 use sqlx::sqlite::SqliteConnectOptions;
 
-use super::{Fixture, POLICY, hash, new_link, open, route};
-use crate::store::sqlite::{SqliteStore, migrator};
+use super::{MIGRATIONS, SqliteStore, migrator};
+use crate::store::tests::{POLICY, hash, new_link, open_sqlite as open, route};
 use crate::store::{DEFAULT_WORKSPACE, LinkStore, MemberStore, SecretStore, ShareStore, StoreError};
 
 #[tokio::test]
 async fn integrity_check_is_ok() {
-    let fixture = Fixture::new().await;
-    assert_eq!(fixture.sqlite.integrity_check().await.unwrap(), "ok");
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    store.ensure_workspace(DEFAULT_WORKSPACE).await.unwrap();
+    assert_eq!(store.integrity_check().await.unwrap(), "ok");
+}
+
+/// Existing stores check each applied migration's checksum: the SQL of versions 1-4 must never
+/// change, whatever file it is kept in (SHA-384 of each file, as sqlx computes it).
+#[test]
+fn applied_migrations_keep_their_checksums() {
+    const SHA384_PREFIXES: [(i64, &str); 4] =
+        [(1, "c149c324e1977c27"), (2, "5a1c106efdf724b5"), (3, "d02afebc9c4248af"), (4, "4510bcc936fb6dfe")];
+    let migrator = migrator();
+    let found: Vec<(i64, String)> = migrator
+        .iter()
+        .map(|m| (m.version, m.checksum.iter().take(8).map(|b| format!("{b:02x}")).collect()))
+        .collect();
+    let expected: Vec<(i64, String)> = SHA384_PREFIXES.iter().map(|&(v, c)| (v, c.to_owned())).collect();
+    assert_eq!(found, expected);
+    assert_eq!(MIGRATIONS.len(), 4);
 }
 
 #[tokio::test]
