@@ -15,6 +15,8 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub(crate) struct HubFile {
     pub(crate) data: Option<PathBuf>,
+    /// A `postgres://` URL (its password is better kept in PGPASSWORD or ~/.pgpass).
+    pub(crate) store: Option<String>,
     pub(crate) listen: Option<SocketAddr>,
     pub(crate) http: Option<SocketAddr>,
     pub(crate) https: Option<SocketAddr>,
