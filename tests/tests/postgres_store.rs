@@ -10,8 +10,8 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use pconnect_e2e::{
-    Agent, EchoServer, HUB, HttpServer, Hub, Postgres, Proc, bin, free_port, http_get, listen_port, output_with_timeout,
-    roundtrip,
+    Agent, EchoServer, HUB, HttpServer, Hub, Postgres, Proc, bin, free_port, http_get, listen_port,
+    output_with_timeout, roundtrip,
 };
 use support::{READY, assert_clean_failure, echo_works_within, expose};
 
@@ -121,9 +121,7 @@ fn a_hub_moved_to_postgres_keeps_its_tokens_share_codes_and_link_urls() {
 
     // The same token logs in (carol never logged in before the move).
     let carol = Agent::fresh("carol").unwrap();
-    carol
-        .run_ok(["login", "--hub", hub.url(), "--token", &carol_token, "--fingerprint", hub.fingerprint()])
-        .unwrap();
+    carol.run_ok(["login", "--hub", hub.url(), "--token", &carol_token, "--fingerprint", hub.fingerprint()]).unwrap();
     let whoami: serde_json::Value = serde_json::from_str(&carol.run_ok(["whoami", "--json"]).unwrap()).unwrap();
     assert_eq!((whoami["member"].as_str(), whoami["online"].as_bool()), (Some("carol"), Some(true)), "{whoami}");
 

@@ -24,7 +24,12 @@ pub enum HubNotice {
 }
 
 /// Adds a member to `workspace` (created when new); returns them and their new token (shown once).
-pub async fn add_member(store: &StoreLocation, workspace: &str, name: &str, is_admin: bool) -> Result<(Member, String)> {
+pub async fn add_member(
+    store: &StoreLocation,
+    workspace: &str,
+    name: &str,
+    is_admin: bool,
+) -> Result<(Member, String)> {
     check_member_name(name)?;
     check_member_name(workspace)
         .map_err(|_| anyhow::anyhow!("workspace name '{workspace}' may only hold letters, digits, '-', '_' and '.'"))?;

@@ -95,14 +95,19 @@ async fn write_rows(tx: &mut PgConnection, s: &Snapshot) -> Result<(), StoreErro
         b.push_bind(r.id).push_bind(&r.name).push_bind(r.created_at);
     })
     .await?;
-    insert(tx, "INSERT INTO members (id, workspace_id, name, token_hash, is_admin, created_at) ", &s.members, |b, r| {
-        b.push_bind(r.id)
-            .push_bind(r.workspace_id)
-            .push_bind(&r.name)
-            .push_bind(&r.token_hash)
-            .push_bind(r.is_admin)
-            .push_bind(r.created_at);
-    })
+    insert(
+        tx,
+        "INSERT INTO members (id, workspace_id, name, token_hash, is_admin, created_at) ",
+        &s.members,
+        |b, r| {
+            b.push_bind(r.id)
+                .push_bind(r.workspace_id)
+                .push_bind(&r.name)
+                .push_bind(&r.token_hash)
+                .push_bind(r.is_admin)
+                .push_bind(r.created_at);
+        },
+    )
     .await?;
     insert(tx, "INSERT INTO services (workspace_id, name, owner_id, port, updated_at) ", &s.services, |b, r| {
         b.push_bind(r.workspace_id).push_bind(&r.name).push_bind(r.owner_id).push_bind(r.port).push_bind(r.updated_at);

@@ -35,7 +35,8 @@ pub use url::PostgresUrl;
 use super::StoreError;
 
 /// Embedded migrations: (version, description, SQL), in the layout `sqlx migrate` uses.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "initial", include_str!("../../../migrations/postgres/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "initial", include_str!("../../../migrations/postgres/0001_initial.sql"))];
 
 /// Connections one hub keeps to the database.
 const MAX_CONNECTIONS: u32 = 8;

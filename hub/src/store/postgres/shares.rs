@@ -96,13 +96,12 @@ impl ShareStore for PostgresStore {
         workspace: WorkspaceId,
         code_hash: &[u8; 32],
     ) -> Result<Option<ShareRow>, StoreError> {
-        let rows: Vec<ShareRecord> =
-            sqlx::query_as(select_shares!("s.workspace_id = $1 AND s.code_hash = $2", "s.id"))
-                .bind(workspace)
-                .bind(&code_hash[..])
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db)?;
+        let rows: Vec<ShareRecord> = sqlx::query_as(select_shares!("s.workspace_id = $1 AND s.code_hash = $2", "s.id"))
+            .bind(workspace)
+            .bind(&code_hash[..])
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
         Ok(shares_from(rows)?.into_iter().next())
     }
 

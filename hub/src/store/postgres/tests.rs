@@ -90,7 +90,9 @@ async fn a_server_that_is_down_is_named_without_its_password() {
     let url = PostgresUrl::parse(&format!("postgres://hub:s3cret@127.0.0.1:{port}/pconnect")).unwrap();
     let err = PostgresStore::open(&url).await.unwrap_err().to_string();
     assert!(
-        err.starts_with(&format!("hub store failed: cannot connect to the PostgreSQL store at postgres://hub:***@127.0.0.1:{port}/pconnect: ")),
+        err.starts_with(&format!(
+            "hub store failed: cannot connect to the PostgreSQL store at postgres://hub:***@127.0.0.1:{port}/pconnect: "
+        )),
         "{err}"
     );
     assert!(err.contains("Check that the server runs") && err.contains("--store"), "{err}");

@@ -112,7 +112,9 @@ mod tests {
 
     #[test]
     fn other_schemes_and_bad_urls_are_refused_without_the_password() {
-        for bad in ["mysql://root:s3cret@db/x", "s3cret", "sqlite:///var/lib/hub.db", "postgres://u:s3cret@db:99999999/x"] {
+        for bad in
+            ["mysql://root:s3cret@db/x", "s3cret", "sqlite:///var/lib/hub.db", "postgres://u:s3cret@db:99999999/x"]
+        {
             let error = PostgresUrl::parse(bad).unwrap_err();
             assert!(!error.contains("s3cret"), "{error}");
         }

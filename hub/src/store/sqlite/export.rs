@@ -12,6 +12,7 @@ use crate::store::snapshot::{
 
 type LinkRow = (i64, i64, i64, String, String, bool, i64, Option<i64>, Option<i64>, String, i64, Option<String>);
 type ShareRow = (i64, i64, i64, Vec<u8>, Option<String>, i64, i64, Option<i64>, Option<String>);
+type AuditRow = (i64, i64, Option<i64>, Option<String>, String, String);
 
 impl SqliteStore {
     /// Every row of the store, ids and hashes as stored.
@@ -49,11 +50,14 @@ async fn read_all(c: &mut SqliteConnection) -> Result<Snapshot, StoreError> {
     .await?;
     let tombstones: Vec<(String, i64)> =
         rows(c, "SELECT subdomain, released_at FROM subdomain_tombstones ORDER BY subdomain").await?;
-    let audit: Vec<(i64, i64, Option<i64>, Option<String>, String, String)> =
+    let audit: Vec<AuditRow> =
         rows(c, "SELECT id, at, workspace_id, member, action, detail FROM audit ORDER BY id").await?;
     let settings: Vec<(String, Vec<u8>)> = rows(c, "SELECT key, value FROM settings ORDER BY key").await?;
     Ok(Snapshot {
-        workspaces: workspaces.into_iter().map(|(id, name, created_at)| WorkspaceRecord { id, name, created_at }).collect(),
+        workspaces: workspaces
+            .into_iter()
+            .map(|(id, name, created_at)| WorkspaceRecord { id, name, created_at })
+            .collect(),
         members: members
             .into_iter()
             .map(|(id, workspace_id, name, token_hash, is_admin, created_at)| MemberRecord {
@@ -78,7 +82,17 @@ async fn read_all(c: &mut SqliteConnection) -> Result<Snapshot, StoreError> {
         shares: shares
             .into_iter()
             .map(|(id, workspace_id, creator_id, code_hash, name, created_at, expires_at, revoked_at, project)| {
-                ShareRecord { id, workspace_id, creator_id, code_hash, name, created_at, expires_at, revoked_at, project }
+                ShareRecord {
+                    id,
+                    workspace_id,
+                    creator_id,
+                    code_hash,
+                    name,
+                    created_at,
+                    expires_at,
+                    revoked_at,
+                    project,
+                }
             })
             .collect(),
         share_routes: share_routes
@@ -124,8 +138,20 @@ where
 }
 
 fn link_from(row: LinkRow) -> LinkRecord {
-    let (id, workspace_id, owner_id, service, subdomain, persistent, created_at, expires_at, revoked_at, policy, requests, project) =
-        row;
+    let (
+        id,
+        workspace_id,
+        owner_id,
+        service,
+        subdomain,
+        persistent,
+        created_at,
+        expires_at,
+        revoked_at,
+        policy,
+        requests,
+        project,
+    ) = row;
     LinkRecord {
         id,
         workspace_id,

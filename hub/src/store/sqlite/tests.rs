@@ -25,10 +25,8 @@ fn applied_migrations_keep_their_checksums() {
     const SHA384_PREFIXES: [(i64, &str); 4] =
         [(1, "c149c324e1977c27"), (2, "5a1c106efdf724b5"), (3, "d02afebc9c4248af"), (4, "4510bcc936fb6dfe")];
     let migrator = migrator();
-    let found: Vec<(i64, String)> = migrator
-        .iter()
-        .map(|m| (m.version, m.checksum.iter().take(8).map(|b| format!("{b:02x}")).collect()))
-        .collect();
+    let found: Vec<(i64, String)> =
+        migrator.iter().map(|m| (m.version, m.checksum.iter().take(8).map(|b| format!("{b:02x}")).collect())).collect();
     let expected: Vec<(i64, String)> = SHA384_PREFIXES.iter().map(|&(v, c)| (v, c.to_owned())).collect();
     assert_eq!(found, expected);
     assert_eq!(MIGRATIONS.len(), 4);

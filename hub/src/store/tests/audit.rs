@@ -47,7 +47,4 @@ async fn audit_times_filters_and_sorts(fixture: Fixture) {
     assert!(times[0] >= before && times[0] <= now());
 }
 
-on_both_stores!(
-    audit_round_trip_newest_first,
-    audit_times_filters_and_sorts,
-);
+on_both_stores!(audit_round_trip_newest_first, audit_times_filters_and_sorts,);

@@ -12,6 +12,4 @@ async fn secret_key_is_stable_across_reopen(fixture: Fixture) {
     assert_eq!(reopened.store().secret_key().await.unwrap(), key);
 }
 
-on_both_stores!(
-    secret_key_is_stable_across_reopen,
-);
+on_both_stores!(secret_key_is_stable_across_reopen,);
