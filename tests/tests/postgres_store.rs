@@ -180,3 +180,49 @@ fn a_hub_whose_postgres_is_down_says_so_and_exits_1() {
     let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(!all.contains("s3cret"), "the password never shows: {all}");
 }
+
+/// A hub started by [`serve`]: the process, whether it became ready, its data dir.
+type Served = (Proc, bool, tempfile::TempDir);
+
+/// `pconnect-hub serve <args>` on free ports with `env` (and no inherited `PCONNECT_HUB_STORE`),
+/// waited until ready or exited.
+fn serve(args: &[&str], env: &[(&str, &str)]) -> Served {
+    let data = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(bin(HUB));
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--data"])
+        .arg(data.path())
+        .args(args)
+        .env_remove("PCONNECT_HUB_STORE")
+        .envs(env.iter().copied());
+    let mut proc = Proc::spawn(cmd).unwrap();
+    let ready = proc.wait_for_line("Hub ready", READY).is_ok();
+    (proc, ready, data)
+}
+
+#[test]
+fn the_store_setting_follows_flag_then_variable_then_file() {
+    let (_pg, live) = postgres_with_database();
+    let dead = format!("postgres://hub@127.0.0.1:{}/pconnect", free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let file = |url: &str| {
+        let path = dir.path().join("hub.yml");
+        std::fs::write(&path, format!("store: {url}\n")).unwrap();
+        path.display().to_string()
+    };
+    let on_postgres = |proc: &Proc| proc.output_so_far().contains(&format!("Store:       PostgreSQL {live}"));
+
+    // The file alone.
+    let (proc, ready, _data) = serve(&["--config", &file(&live)], &[]);
+    assert!(ready && on_postgres(&proc), "{}", proc.output_so_far());
+    // The variable beats the file.
+    let (mut proc, ready, _data) = serve(&["--config", &file(&live)], &[("PCONNECT_HUB_STORE", &dead)]);
+    assert!(!ready, "{}", proc.output_so_far());
+    assert_eq!(proc.wait_exit(READY).unwrap().code(), Some(1));
+    assert!(proc.output_so_far().contains(&format!("cannot connect to the PostgreSQL store at {dead}")));
+    // The flag beats the variable.
+    let (proc, ready, _data) = serve(&["--config", &file(&dead), "--store", &live], &[("PCONNECT_HUB_STORE", &dead)]);
+    assert!(ready && on_postgres(&proc), "{}", proc.output_so_far());
+    // Without any, SQLite in --data.
+    let (proc, ready, _data) = serve(&[], &[]);
+    assert!(ready && proc.output_so_far().contains("Store:       SQLite "), "{}", proc.output_so_far());
+}

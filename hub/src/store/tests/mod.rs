@@ -2,7 +2,7 @@
 //! behaviour, taking a [`Fixture`] and going through `&dyn Store`; `on_both_stores!` runs each
 //! against SQLite (`<file>::sqlite::<test>`) and PostgreSQL (`<file>::postgres::<test>`).
 //! [`Fixture`] is the one place that knows which store it is. What only one store has lives
-//! beside it (`sqlite/tests.rs`, `postgres/tests.rs`); `snapshot.rs` moves a store from one to the
+//! beside it (`sqlite/tests/`, `postgres/tests/`); `snapshot.rs` moves a store from one to the
 //! other.
 //!
 //! PostgreSQL runs as one throwaway cluster per test binary (`pconnect_testkit::Postgres::shared`,
