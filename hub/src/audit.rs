@@ -1,12 +1,11 @@
 //! What the audit log records: one typed action per kind of event, written as the dotted name the
 //! store keeps (`share.join_failed`) and `pconnect-hub audit` shows, and the recorder features use.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
-use crate::store::{AuditEntry, Member, STORE_FILE, Store, open_store};
+use crate::store::{AuditEntry, Member, STORE_FILE, Store, StoreLocation};
 
 /// Appends to the audit log on behalf of a feature.
 #[derive(Clone)]
@@ -28,15 +27,17 @@ impl Audit {
     }
 }
 
-/// `pconnect-hub audit`: the entries of the store in `data_dir` at or after `since` (Unix
-/// seconds), oldest first, at most the last `limit`. Refuses a directory that holds no hub.
-pub async fn read(data_dir: &Path, since: i64, limit: u32) -> Result<Vec<AuditEntry>> {
-    anyhow::ensure!(
-        data_dir.join(STORE_FILE).is_file(),
-        "{} holds no hub store: pass the --data directory the hub runs with",
-        data_dir.display()
-    );
-    let store = open_store(data_dir).await?;
+/// `pconnect-hub audit`: the entries of `store` at or after `since` (Unix seconds), oldest first,
+/// at most the last `limit`. Refuses a data directory that holds no hub.
+pub async fn read(store: &StoreLocation, since: i64, limit: u32) -> Result<Vec<AuditEntry>> {
+    if let StoreLocation::Sqlite { data_dir } = store {
+        anyhow::ensure!(
+            data_dir.join(STORE_FILE).is_file(),
+            "{} holds no hub store: pass the --data directory the hub runs with (or --store for a PostgreSQL store)",
+            data_dir.display()
+        );
+    }
+    let store = store.open().await?;
     store.audit_since(since, limit).await.context("cannot read the audit log")
 }
 

@@ -2,7 +2,7 @@
 //! calls the library. `main.rs` only parses, sets up logging and maps the outcome to an exit code.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use tokio::net::TcpListener;
@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admission::Caps;
 use crate::config_file::{self, HubFile};
+use crate::store::{PostgresUrl, StoreLocation};
 use crate::ui::Ui;
 use crate::{HubConfig, Listeners, members};
 
@@ -36,8 +37,8 @@ pub enum Command {
     },
     /// Read the audit log: logins, shares, joins (and failed ones), links, debug sessions, members.
     Audit {
-        #[arg(long, env = "PCONNECT_HUB_DATA")]
-        data: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
         /// Only entries from this long ago on, e.g. 1h, 90m, 7d (default 24h; 0 means all).
         #[arg(long, default_value = "24h", value_parser = parse_since, value_name = "DUR")]
         since: u64,
@@ -45,8 +46,44 @@ pub enum Command {
         #[arg(long, default_value_t = 1000)]
         limit: u32,
     },
+    /// Move a hub's SQLite store into PostgreSQL (stop the hub first), then start hubs with
+    /// `--store`: the same tokens, share codes and link URLs keep working.
+    Migrate {
+        /// The data directory of the hub to move (its `hub.db`).
+        #[arg(long, value_name = "DIR")]
+        from: PathBuf,
+        /// The PostgreSQL database to move into, e.g. postgres://pconnect@db:5432/pconnect (keep the
+        /// password in PGPASSWORD or ~/.pgpass); it must hold no data.
+        #[arg(long, env = "PCONNECT_HUB_STORE", hide_env_values = true, value_name = "URL")]
+        to: String,
+        /// Replace whatever the database holds (its members, links, shares, audit log and key are
+        /// deleted in the same transaction).
+        #[arg(long)]
+        force: bool,
+    },
     #[command(flatten)]
     Docs(pconnect_link::cli_docs::DocsCommand),
+}
+
+/// Which store an admin command opens: `--store` when given, else SQLite in `--data`.
+#[derive(clap::Args)]
+pub struct StoreArgs {
+    /// The hub's data directory: its SQLite store, and the admin socket of a hub running on it.
+    #[arg(long, env = "PCONNECT_HUB_DATA")]
+    data: Option<PathBuf>,
+    /// A PostgreSQL store (postgres://user@host:5432/db) instead of the SQLite one in --data.
+    #[arg(long, env = "PCONNECT_HUB_STORE", hide_env_values = true, value_name = "URL")]
+    store: Option<String>,
+}
+
+impl StoreArgs {
+    fn location(&self) -> anyhow::Result<StoreLocation> {
+        StoreLocation::resolve(self.data.as_deref(), self.store.as_deref())
+    }
+
+    fn data_dir(&self) -> Option<&Path> {
+        self.data.as_deref()
+    }
 }
 
 #[derive(clap::Args)]
@@ -55,9 +92,14 @@ pub struct ServeArgs {
     /// variable, which beats the file, which beats the default.
     #[arg(long, env = "PCONNECT_HUB_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Directory for the store, certificate and admin socket.
+    /// Directory for the certificate, the admin socket and (unless --store) the SQLite store.
     #[arg(long, env = "PCONNECT_HUB_DATA")]
     data: Option<PathBuf>,
+    /// Keep the hub's state in PostgreSQL instead of SQLite in --data, e.g.
+    /// postgres://pconnect@db:5432/pconnect (keep the password in PGPASSWORD or ~/.pgpass).
+    /// Several hubs may share one database.
+    #[arg(long, env = "PCONNECT_HUB_STORE", hide_env_values = true, value_name = "URL")]
+    store: Option<String>,
     /// TLS address agents dial (port 0 picks a free port).
     #[arg(long, env = "PCONNECT_HUB_LISTEN", default_value = "0.0.0.0:7779")]
     listen: SocketAddr,
@@ -126,7 +168,7 @@ impl ServeArgs {
                 }
             )*};
         }
-        take_optional!(data, https, metrics, max_connections, max_connections_per_ip, cert, key);
+        take_optional!(data, store, https, metrics, max_connections, max_connections_per_ip, cert, key);
         if unset("domain")
             && let Some(domain) = file.domain
         {
@@ -164,8 +206,8 @@ pub enum MemberCommand {
     /// Add a member and print their token (once).
     Add {
         name: String,
-        #[arg(long, env = "PCONNECT_HUB_DATA")]
-        data: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
         /// Make the member a workspace admin.
         #[arg(long)]
         admin: bool,
@@ -175,8 +217,8 @@ pub enum MemberCommand {
     },
     /// List members.
     List {
-        #[arg(long, env = "PCONNECT_HUB_DATA")]
-        data: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
         /// Workspace whose members to list.
         #[arg(long, default_value = "default")]
         workspace: String,
@@ -185,8 +227,8 @@ pub enum MemberCommand {
     /// public links, shares, debug sessions and tunnels at once.
     Remove {
         name: String,
-        #[arg(long, env = "PCONNECT_HUB_DATA")]
-        data: PathBuf,
+        #[command(flatten)]
+        store: StoreArgs,
         /// Workspace the member belongs to.
         #[arg(long, default_value = "default")]
         workspace: String,
@@ -210,6 +252,7 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
             let ServeArgs {
                 config: _,
                 data,
+                store,
                 listen,
                 http,
                 https,
@@ -241,10 +284,15 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
                 )
             })?;
             let defaults = HubConfig::new(data);
+            let store = match store {
+                Some(url) => StoreLocation::Postgres(PostgresUrl::parse(&url).map_err(anyhow::Error::msg)?),
+                None => defaults.store.clone(),
+            };
             let total = max_connections.unwrap_or(defaults.ingress_caps.total).max(1);
             let per_ip = max_connections_per_ip.unwrap_or(crate::DEFAULT_INGRESS_PER_IP.min(total / 2));
             let ingress_caps = Caps { total, per_ip: per_ip.clamp(1, total) };
             let config = HubConfig {
+                store,
                 domain,
                 cert: cert.zip(key),
                 header_timeout,
@@ -260,30 +308,35 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
             tokio::spawn(crate::shutdown_on_signals(shutdown.clone()));
             prepared.serve(shutdown).await
         }
-        Command::Member { command: MemberCommand::Add { name, data, admin: is_admin, workspace } } => {
-            let (member, token) = members::add_member(&data, &workspace, &name, is_admin).await?;
+        Command::Member { command: MemberCommand::Add { name, store, admin: is_admin, workspace } } => {
+            let (member, token) = members::add_member(&store.location()?, &workspace, &name, is_admin).await?;
             ui.member_added(&member, &token);
             Ok(())
         }
-        Command::Member { command: MemberCommand::List { data, workspace } } => {
-            ui.members(&workspace, &members::list_members(&data, &workspace).await?);
+        Command::Member { command: MemberCommand::List { store, workspace } } => {
+            ui.members(&workspace, &members::list_members(&store.location()?, &workspace).await?);
             Ok(())
         }
-        Command::Member { command: MemberCommand::Remove { name, data, workspace } } => {
-            let live = members::remove_member(&data, &workspace, &name).await?;
-            ui.member_removed(&name, &workspace, live);
+        Command::Member { command: MemberCommand::Remove { name, store, workspace } } => {
+            let notice = members::remove_member(&store.location()?, store.data_dir(), &workspace, &name).await?;
+            ui.member_removed(&name, &workspace, notice);
             Ok(())
         }
         Command::Docs(docs) => {
             ui.files_written(&docs.run(Cli::command())?);
             Ok(())
         }
-        Command::Audit { data, since, limit } => {
+        Command::Audit { store, since, limit } => {
             let since = match since {
                 0 => 0,
                 secs => pconnect_proto::clock::now().saturating_sub(i64::try_from(secs).unwrap_or(i64::MAX)),
             };
-            ui.audit(&crate::audit::read(&data, since, limit).await?);
+            ui.audit(&crate::audit::read(&store.location()?, since, limit).await?);
+            Ok(())
+        }
+        Command::Migrate { from, to, force } => {
+            let to = PostgresUrl::parse(&to).map_err(anyhow::Error::msg)?;
+            ui.migrated(&crate::migrate::migrate(&from, &to, force).await?);
             Ok(())
         }
     }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use tokio::net::TcpListener;
 
 use crate::conn::admission;
+use crate::store::StoreLocation;
 
 /// Ingress connections one client address may hold at once (unless the open-files limit is lower).
 pub const DEFAULT_INGRESS_PER_IP: usize = 256;
@@ -17,7 +18,10 @@ pub const DEFAULT_GRACE: std::time::Duration = std::time::Duration::from_secs(10
 /// Resolved hub settings.
 #[derive(Debug, Clone)]
 pub struct HubConfig {
+    /// The certificate (when self-signed), the admin socket, and the SQLite store by default.
     pub data_dir: PathBuf,
+    /// Where the durable state lives: SQLite in `data_dir` unless `--store` names PostgreSQL.
+    pub store: StoreLocation,
     /// Public links live under this domain (`<sub>.<domain>`); `localhost` for an embedded hub.
     pub domain: String,
     /// PEM certificate and key to present instead of the generated self-signed one.
@@ -39,10 +43,11 @@ pub struct HubConfig {
 }
 
 impl HubConfig {
-    /// Defaults for everything but the data dir.
+    /// Defaults for everything but the data dir (the store: SQLite in it).
     pub fn new(data_dir: PathBuf) -> Self {
         let open_files = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft);
         Self {
+            store: StoreLocation::Sqlite { data_dir: data_dir.clone() },
             data_dir,
             domain: "localhost".into(),
             cert: None,
@@ -76,4 +81,6 @@ pub struct HubInfo {
     pub https: Option<SocketAddr>,
     pub metrics: Option<SocketAddr>,
     pub fingerprint: String,
+    /// The store it opened, for people (a URL's password masked).
+    pub store: String,
 }

@@ -15,6 +15,8 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub(crate) struct HubFile {
     pub(crate) data: Option<PathBuf>,
+    /// A `postgres://` URL (its password is better kept in PGPASSWORD or ~/.pgpass).
+    pub(crate) store: Option<String>,
     pub(crate) listen: Option<SocketAddr>,
     pub(crate) http: Option<SocketAddr>,
     pub(crate) https: Option<SocketAddr>,
@@ -62,10 +64,12 @@ mod tests {
         let good = dir.path().join("hub.yml");
         std::fs::write(
             &good,
-            "data: /var/lib/pconnect-hub\nlisten: 0.0.0.0:7779\ngrace: 30s\ntrust_proxy: [10.0.0.0/8]\n",
+            "data: /var/lib/pconnect-hub\nlisten: 0.0.0.0:7779\ngrace: 30s\ntrust_proxy: [10.0.0.0/8]\n\
+             store: postgres://pconnect@db:5432/pconnect\n",
         )
         .unwrap();
         let file = HubFile::load(&good).unwrap();
+        assert_eq!(file.store.as_deref(), Some("postgres://pconnect@db:5432/pconnect"));
         assert_eq!(file.listen, Some("0.0.0.0:7779".parse().unwrap()));
         assert_eq!(file.grace.as_deref(), Some("30s"));
         let bad = dir.path().join("bad.yml");

@@ -19,6 +19,7 @@ pub mod conn;
 pub mod features;
 mod ingress;
 mod metrics;
+pub mod migrate;
 mod observe;
 mod rpc;
 mod state;
@@ -41,7 +42,7 @@ pub use admin_socket::ADMIN_SOCKET;
 pub use config::{DEFAULT_GRACE, DEFAULT_HANDSHAKES_PER_IP, DEFAULT_INGRESS_PER_IP, HubConfig, HubInfo, Listeners};
 pub use ingress::decide_head;
 pub use state::Hub;
-pub use store::{STORE_FILE, open_store};
+pub use store::{STORE_FILE, StoreLocation, open_store};
 
 /// A hub ready to serve: store open, identity loaded. `serve` runs it until `shutdown`.
 pub struct Prepared {
@@ -52,9 +53,11 @@ pub struct Prepared {
     pub info: HubInfo,
 }
 
-/// Opens the store and TLS identity and checks the listeners; nothing is served yet.
+/// Opens the store (`config.store`) and TLS identity and checks the listeners; nothing is served yet.
 pub async fn prepare(config: HubConfig, listeners: Listeners) -> Result<Prepared> {
-    let store = open_store(&config.data_dir).await?;
+    // The data dir holds the certificate and the admin socket whichever store is used.
+    pconnect_link::fsutil::create_private_dir(&config.data_dir)?;
+    let store = config.store.open().await?;
     let identity = match &config.cert {
         Some((cert, key)) => tls::Identity::from_pem_files(cert, key)?,
         None => tls::Identity::self_signed(&config.data_dir, &config.domain)?,
@@ -66,6 +69,7 @@ pub async fn prepare(config: HubConfig, listeners: Listeners) -> Result<Prepared
         https,
         metrics: listeners.metrics.as_ref().map(TcpListener::local_addr).transpose()?,
         fingerprint: identity.fingerprint(),
+        store: config.store.to_string(),
     };
     let link_base = match https {
         Some(addr) => features::links::LinkBase { scheme: "https", domain: config.domain.clone(), port: addr.port() },

@@ -7,6 +7,8 @@ use pconnect_proto::timefmt;
 use serde_json::{Value, json};
 
 use crate::HubInfo;
+use crate::members::HubNotice;
+use crate::migrate::Migrated;
 use crate::store::{AuditEntry, Member};
 
 /// How the command's output is written.
@@ -36,6 +38,7 @@ impl Ui {
                 "https": info.https.map(|a| format!("https://{a}")),
                 "metrics": info.metrics.map(|a| format!("http://{a}/metrics")),
                 "fingerprint": info.fingerprint,
+                "store": info.store,
             }));
             return self.emit(&json!({"event": "ready"}));
         }
@@ -49,6 +52,7 @@ impl Ui {
             self.line(&format!("  Metrics:     http://{metrics}/metrics"));
         }
         self.line(&format!("  Fingerprint: {}", info.fingerprint));
+        self.line(&format!("  Store:       {}", info.store));
         self.line("[ok] Hub ready");
     }
 
@@ -82,15 +86,60 @@ impl Ui {
         }
     }
 
-    /// `hub_confirmed`: a running hub on this data dir cut the member's connections at once.
-    pub fn member_removed(&self, name: &str, workspace: &str, hub_confirmed: bool) {
+    /// `notice`: whether a running hub on the data dir cut the member's connections at once.
+    pub fn member_removed(&self, name: &str, workspace: &str, notice: HubNotice) {
         if self.json {
-            return self.emit(&json!({"removed": name, "workspace": workspace, "running_hub_notified": hub_confirmed}));
+            let notified = notice == HubNotice::Confirmed;
+            return self.emit(&json!({"removed": name, "workspace": workspace, "running_hub_notified": notified}));
         }
         self.line(&format!("[ok] Member {name} removed; their token no longer works."));
-        if !hub_confirmed {
-            self.line("(No running hub answered on this data dir; agents are refused when they next connect.)");
+        match notice {
+            HubNotice::Confirmed => {}
+            HubNotice::NoAnswer => {
+                self.line("(No running hub answered on this data dir; agents are refused when they next connect.)");
+            }
+            HubNotice::NotAsked => self.line(
+                "(Running hubs on this store cut their connections within 5 s; pass --data <dir> of a hub to have it do so at once.)",
+            ),
         }
+    }
+
+    /// What `migrate` copied.
+    pub fn migrated(&self, done: &Migrated) {
+        let c = &done.counts;
+        if self.json {
+            return self.emit(&json!({
+                "from": done.from.display().to_string(),
+                "to": done.to,
+                "force": done.force,
+                "copied": {
+                    "workspaces": c.workspaces,
+                    "members": c.members,
+                    "services": c.services,
+                    "shares": c.shares,
+                    "share_joins": c.share_joins,
+                    "links": c.links,
+                    "released_subdomains": c.tombstones,
+                    "audit_entries": c.audit,
+                    "hub_key": c.secret_key,
+                },
+            }));
+        }
+        self.line(&format!("[ok] Moved the hub store {} into PostgreSQL {}:", done.from.display(), done.to));
+        self.line(&format!(
+            "  {} workspaces, {} members (token hashes), {} services, {} shares ({} joins), {} links, \
+             {} released subdomains, {} audit entries{}",
+            c.workspaces,
+            c.members,
+            c.services,
+            c.shares,
+            c.share_joins,
+            c.links,
+            c.tombstones,
+            c.audit,
+            if c.secret_key { ", the hub key" } else { "" },
+        ));
+        self.line("Start the hub with --store <the same URL> (and the same --data, for its certificate).");
     }
 
     /// Files a command wrote (man pages); nothing when it wrote to stdout instead.

@@ -179,6 +179,13 @@ impl Hub {
         bail!("restarting the hub on port {} failed:\n{}", self.port, errors.join("\n"))
     }
 
+    /// Like [`Hub::restart`], with `extra` replacing the extra `serve` arguments from now on (e.g.
+    /// `--store postgres://...` once the data dir's store was migrated).
+    pub fn restart_with<S: AsRef<str>>(&mut self, extra: &[S]) -> Result<()> {
+        self.extra_args = extra.iter().map(|s| s.as_ref().to_owned()).collect();
+        self.restart()
+    }
+
     /// A `pconnect-hub <args> --data <data dir>` command (`NO_COLOR=1`).
     pub fn admin_command<I, S>(&self, args: I) -> Command
     where

@@ -34,8 +34,10 @@ mod echo;
 mod http;
 mod hub;
 mod net;
-mod proc;
 mod services;
+
+/// The process plumbing lives in `pconnect-testkit`; `crate::proc` keeps naming it here.
+pub(crate) use pconnect_testkit::proc;
 
 pub use agent::Agent;
 pub use bins::{CONNECT, HUB, bin, target_dir, workspace_root};

@@ -1,27 +1,12 @@
-//! Loopback networking helpers: free ports, port parsing, readiness polling, echo round trips.
+//! Loopback networking helpers: port parsing, readiness polling, echo round trips (free ports come
+//! from `pconnect-testkit`).
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-
-/// A currently free TCP port on 127.0.0.1 (bind port 0, read it, release it).
-///
-/// # Panics
-/// If binding fails.
-pub fn free_port() -> u16 {
-    free_port_on("127.0.0.1")
-}
-
-/// A currently free TCP port on `ip` (e.g. `127.0.0.2`).
-///
-/// # Panics
-/// If binding fails.
-pub fn free_port_on(ip: &str) -> u16 {
-    let listener = TcpListener::bind((ip, 0)).unwrap_or_else(|e| panic!("cannot bind {ip}:0 to find a free port: {e}"));
-    listener.local_addr().unwrap_or_else(|e| panic!("cannot read local address of {ip}:0 listener: {e}")).port()
-}
+pub use pconnect_testkit::{free_port, free_port_on};
 
 /// A blocking TCP connection to `addr` from the loopback address `source` (e.g. `127.0.0.2`), so a
 /// test can play a client with its own address (per-address limits, allow lists).
@@ -127,12 +112,5 @@ mod tests {
         assert_eq!(listen_port("[ok] Listening on [::1]:8080"), Some(8080));
         assert_eq!(listen_port("no port here:"), None);
         assert_eq!(listen_port("too big :99999"), None);
-    }
-
-    #[test]
-    fn free_ports_are_bindable() {
-        let p = free_port();
-        assert_ne!(p, 0);
-        TcpListener::bind(("127.0.0.1", p)).expect("free port is bindable");
     }
 }

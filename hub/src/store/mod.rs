@@ -2,14 +2,25 @@
 //! shares, public links, the audit log and the hub's secret key. Everything that must survive a
 //! restart lives here.
 //!
+//! Two implementations, one contract: [`SqliteStore`] (one file in the data dir, the default) and
+//! [`PostgresStore`] (a database several hubs may share); [`StoreLocation`] says which one a
+//! command opens. The contract's tests (`tests/`) run against both.
+//!
 //! Live routing (which connection serves a service) is not here: it is rebuilt as agents reconnect.
 
 mod cluster;
+mod location;
+mod postgres;
+pub mod snapshot;
 mod sqlite;
+#[cfg(test)]
+mod tests;
 
 use async_trait::async_trait;
 
 pub use cluster::{ClusterStore, HeldRoute, RemoteRoute};
+pub use location::{StoreLocation, open_store};
+pub use postgres::{ImportError, PostgresStore, PostgresUrl};
 pub use sqlite::SqliteStore;
 
 /// Row id of a workspace.
@@ -349,15 +360,3 @@ pub trait StatsStore: Send + Sync + 'static {
 
 /// Name of the store file inside the data dir.
 pub const STORE_FILE: &str = "hub.db";
-
-/// Opens the store in `data_dir` (creating the dir, 0700) with the default workspace present.
-pub async fn open_store(data_dir: &std::path::Path) -> anyhow::Result<std::sync::Arc<dyn Store>> {
-    use anyhow::Context;
-    pconnect_link::fsutil::create_private_dir(data_dir)?;
-    let sqlite = SqliteStore::open(&data_dir.join(STORE_FILE))
-        .await
-        .with_context(|| format!("cannot open the hub store in {}", data_dir.display()))?;
-    let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(sqlite);
-    store.ensure_workspace(DEFAULT_WORKSPACE).await?;
-    Ok(store)
-}

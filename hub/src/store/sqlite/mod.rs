@@ -1,11 +1,12 @@
 //! [`SqliteStore`]: the [`Store`](super::Store) kept in one SQLite file (WAL, `synchronous = FULL`),
-//! with the schema migrations from `hub/migrations/` embedded in the binary. This file opens,
+//! with the schema migrations from `hub/migrations/sqlite/` embedded in the binary. This file opens,
 //! checks and migrates it; each entity's store is implemented in its own file beside it.
 //!
 //! A hub and an admin CLI may open the same file at once: WAL plus a busy timeout let them share
 //! it, and every write is one short `BEGIN IMMEDIATE` transaction or a single statement.
 
 mod audit;
+mod export;
 mod links;
 mod members;
 mod secret;
@@ -29,10 +30,10 @@ use super::StoreError;
 
 /// Embedded migrations: (version, description, SQL), in the layout `sqlx migrate` uses.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (1, "initial", include_str!("../../../migrations/0001_initial.sql")),
-    (2, "shares", include_str!("../../../migrations/0002_shares.sql")),
-    (3, "links", include_str!("../../../migrations/0003_links.sql")),
-    (4, "projects", include_str!("../../../migrations/0004_projects.sql")),
+    (1, "initial", include_str!("../../../migrations/sqlite/0001_initial.sql")),
+    (2, "shares", include_str!("../../../migrations/sqlite/0002_shares.sql")),
+    (3, "links", include_str!("../../../migrations/sqlite/0003_links.sql")),
+    (4, "projects", include_str!("../../../migrations/sqlite/0004_projects.sql")),
 ];
 
 const MAX_CONNECTIONS: u32 = 4;
@@ -43,7 +44,7 @@ const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 
 /// The hub's [`Store`](super::Store) on a SQLite file.
 pub struct SqliteStore {
-    pool: SqlitePool,
+    pub(in crate::store) pool: SqlitePool,
     /// The secret key once read (it never changes after creation).
     secret: OnceCell<[u8; 32]>,
 }

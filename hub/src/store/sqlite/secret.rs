@@ -4,10 +4,8 @@ use async_trait::async_trait;
 use ring::rand::{SecureRandom, SystemRandom};
 
 use super::{SqliteStore, db};
+use crate::store::snapshot::SECRET_KEY_SETTING as SECRET_KEY;
 use crate::store::{SecretStore, StoreError};
-
-/// The `settings` key holding the hub's secret key.
-const SECRET_KEY: &str = "secret_key";
 
 #[async_trait]
 impl SecretStore for SqliteStore {

@@ -1,110 +1,108 @@
-//! Tests of [`SqliteStore`]. The entity files check the [`Store`] contract through a `&dyn Store`,
-//! so they can run against another store too; [`Fixture`] is the one place that knows the store
-//! is SQLite. `file.rs` checks what only a SQLite file has: migrations, damage, concurrent opens.
+//! What only a SQLite file has: the integrity check, the migrations' checksums, upgrades from
+//! older schema versions, a damaged file, and two stores opening one new file at once. (The
+//! [`Store`](crate::store::Store) contract is checked for both stores in `store/tests/`.)
 
-mod audit;
-mod file;
-mod links;
-mod members;
-mod secret;
-mod services;
-mod shares;
+use pconnect_proto::clock::now;
+use sqlx::SqlitePool;
+use sqlx::sqlite::SqliteConnectOptions;
 
-use tempfile::TempDir;
+use super::{MIGRATIONS, SqliteStore, migrator};
+use crate::store::tests::{POLICY, hash, new_link, open_sqlite as open, route};
+use crate::store::{DEFAULT_WORKSPACE, LinkStore, MemberStore, SecretStore, ShareStore, StoreError};
 
-use super::SqliteStore;
-use crate::store::{DEFAULT_WORKSPACE, MemberStore, NewLink, ShareRoute, Store, WorkspaceId};
-
-/// A store of its own in a temporary directory, with the default workspace.
-struct Fixture {
-    // Dropped before the directory it lives in.
-    sqlite: SqliteStore,
-    dir: TempDir,
-    /// The default workspace.
-    workspace: WorkspaceId,
+#[tokio::test]
+async fn integrity_check_is_ok() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    store.ensure_workspace(DEFAULT_WORKSPACE).await.unwrap();
+    assert_eq!(store.integrity_check().await.unwrap(), "ok");
 }
 
-impl Fixture {
-    async fn new() -> Fixture {
-        Fixture::open(tempfile::tempdir().expect("tempdir")).await
+/// Existing stores check each applied migration's checksum: the SQL of versions 1-4 must never
+/// change, whatever file it is kept in (SHA-384 of each file, as sqlx computes it).
+#[test]
+fn applied_migrations_keep_their_checksums() {
+    const SHA384_PREFIXES: [(i64, &str); 4] =
+        [(1, "c149c324e1977c27"), (2, "5a1c106efdf724b5"), (3, "d02afebc9c4248af"), (4, "4510bcc936fb6dfe")];
+    let migrator = migrator();
+    let found: Vec<(i64, String)> =
+        migrator.iter().map(|m| (m.version, m.checksum.iter().take(8).map(|b| format!("{b:02x}")).collect())).collect();
+    let expected: Vec<(i64, String)> = SHA384_PREFIXES.iter().map(|&(v, c)| (v, c.to_owned())).collect();
+    assert_eq!(found, expected);
+    assert_eq!(MIGRATIONS.len(), 4);
+}
+
+#[tokio::test]
+async fn concurrent_stores_agree_on_secret_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = tokio::join!(open(&dir), open(&dir));
+    let (ka, kb) = tokio::join!(a.secret_key(), b.secret_key());
+    assert_eq!(ka.unwrap(), kb.unwrap());
+}
+
+#[tokio::test]
+async fn version_1_store_is_upgraded_keeping_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hub.db");
+    {
+        let options = SqliteConnectOptions::new().filename(&path).create_if_missing(true).foreign_keys(true);
+        let pool = SqlitePool::connect_with(options).await.unwrap();
+        migrator().run_to(1, &pool).await.unwrap();
+        sqlx::query("INSERT INTO workspaces (name, created_at) VALUES ('default', 1)").execute(&pool).await.unwrap();
+        pool.close().await;
     }
 
-    async fn open(dir: TempDir) -> Fixture {
-        let sqlite = open(&dir).await;
-        let workspace = sqlite.ensure_workspace(DEFAULT_WORKSPACE).await.expect("workspace");
-        Fixture { sqlite, dir, workspace }
-    }
+    let store = SqliteStore::open(&path).await.unwrap();
+    let ws = store.ensure_workspace(DEFAULT_WORKSPACE).await.unwrap();
+    let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
+    let share = store.create_share(&alice, &hash(10), None, now() + 60, &[route("web", 80)], None).await.unwrap();
+    assert_eq!(store.share_by_id(share.id).await.unwrap(), Some(share));
+    assert_eq!(store.integrity_check().await.unwrap(), "ok");
+}
 
-    /// The store under test, as the hub holds it.
-    fn store(&self) -> &dyn Store {
-        &self.sqlite
-    }
-
-    /// Closes the store and opens it again on the same data, as a hub restart does.
-    async fn reopen(self) -> Fixture {
-        self.sqlite.close().await;
-        Fixture::open(self.dir).await
-    }
-
-    /// How many rows `table` holds.
-    async fn count(&self, table: &str) -> i64 {
-        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}")))
-            .fetch_one(&self.sqlite.pool)
-            .await
-            .unwrap()
-    }
-
-    /// Appends an audit entry dated `at` (the store dates the entries it writes now).
-    async fn audit_at(&self, at: i64, workspace: Option<WorkspaceId>, member: Option<&str>, action: &str) {
+#[tokio::test]
+async fn version_2_store_is_upgraded_keeping_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hub.db");
+    {
+        let options = SqliteConnectOptions::new().filename(&path).create_if_missing(true).foreign_keys(true);
+        let pool = SqlitePool::connect_with(options).await.unwrap();
+        migrator().run_to(2, &pool).await.unwrap();
+        sqlx::query("INSERT INTO workspaces (name, created_at) VALUES ('default', 1)").execute(&pool).await.unwrap();
         sqlx::query(
-            "INSERT INTO audit (at, workspace_id, member, action, detail) \
-             VALUES (?, ?, ?, ?, '')",
+            "INSERT INTO members (workspace_id, name, token_hash, is_admin, created_at) \
+             VALUES (1, 'alice', ?, 0, 1)",
         )
-        .bind(at)
-        .bind(workspace)
-        .bind(member)
-        .bind(action)
-        .execute(&self.sqlite.pool)
+        .bind(&hash(1)[..])
+        .execute(&pool)
         .await
         .unwrap();
+        sqlx::query(
+            "INSERT INTO shares (workspace_id, creator_id, code_hash, created_at, expires_at) \
+             VALUES (1, 1, ?, 1, 9999999999)",
+        )
+        .bind(&hash(10)[..])
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
     }
 
-    /// Deletes a workspace with everything in it (the store has no operation for it).
-    async fn delete_workspace(&self, id: WorkspaceId) {
-        sqlx::query("DELETE FROM workspaces WHERE id = ?").bind(id).execute(&self.sqlite.pool).await.unwrap();
-    }
-
-    /// When the tombstone of a released subdomain was laid, in unix seconds.
-    async fn tombstone_released_at(&self, subdomain: &str) -> i64 {
-        sqlx::query_scalar("SELECT released_at FROM subdomain_tombstones WHERE subdomain = ?")
-            .bind(subdomain)
-            .fetch_one(&self.sqlite.pool)
-            .await
-            .unwrap()
-    }
+    let store = SqliteStore::open(&path).await.unwrap();
+    let ws = store.ensure_workspace(DEFAULT_WORKSPACE).await.unwrap();
+    let alice = store.member_by_token(&hash(1)).await.unwrap().expect("alice kept");
+    assert_eq!((alice.workspace_id, alice.name.as_str()), (ws, "alice"));
+    assert_eq!(store.share_by_code(ws, &hash(10)).await.unwrap().unwrap().creator, "alice");
+    let link = store.create_link(&alice, &new_link("web", "brave-otter", true, None, POLICY)).await.unwrap();
+    assert_eq!(store.link_by_subdomain("brave-otter").await.unwrap(), Some(link));
+    assert_eq!(store.integrity_check().await.unwrap(), "ok");
 }
 
-/// Opens (creating if missing) the store file in `dir`.
-async fn open(dir: &TempDir) -> SqliteStore {
-    SqliteStore::open(&dir.path().join("hub.db")).await.expect("open store")
-}
-
-fn hash(n: u8) -> [u8; 32] {
-    [n; 32]
-}
-
-fn route(service: &str, port: u16) -> ShareRoute {
-    ShareRoute { service: service.to_owned(), port }
-}
-
-const POLICY: &str = r#"{"auth":"none"}"#;
-
-fn new_link<'a>(
-    service: &'a str,
-    subdomain: &'a str,
-    persistent: bool,
-    expires_at: Option<i64>,
-    policy: &'a str,
-) -> NewLink<'a> {
-    NewLink { service, subdomain, persistent, expires_at, policy, project: None }
+#[tokio::test]
+async fn garbage_file_fails_to_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hub.db");
+    std::fs::write(&path, [0x5a; 4096]).unwrap();
+    let err = SqliteStore::open(&path).await.unwrap_err();
+    assert!(matches!(err, StoreError::Database(_)), "{err:?}");
 }

@@ -5,9 +5,7 @@ use pconnect_proto::clock::now;
 use super::{Fixture, POLICY, hash, new_link};
 use crate::store::{LinkRow, StoreError};
 
-#[tokio::test]
-async fn link_create_and_lookup_by_subdomain() {
-    let fixture = Fixture::new().await;
+async fn link_create_and_lookup_by_subdomain(fixture: Fixture) {
     let (store, ws) = (fixture.store(), fixture.workspace);
     let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
     let expires = now() + 3600;
@@ -27,9 +25,7 @@ async fn link_create_and_lookup_by_subdomain() {
     assert_eq!(store.link_by_subdomain("calm-heron").await.unwrap(), Some(kept));
 }
 
-#[tokio::test]
-async fn duplicate_subdomain_is_already_exists_and_writes_nothing() {
-    let fixture = Fixture::new().await;
+async fn duplicate_subdomain_is_already_exists_and_writes_nothing(fixture: Fixture) {
     let (store, ws) = (fixture.store(), fixture.workspace);
     let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
     let bob = store.add_member(ws, "bob", &hash(2), false).await.unwrap();
@@ -48,9 +44,7 @@ async fn duplicate_subdomain_is_already_exists_and_writes_nothing() {
     assert_eq!(store.link_by_subdomain("brave-otter").await.unwrap(), Some(first));
 }
 
-#[tokio::test]
-async fn subdomain_of_revoked_or_expired_link_is_refused() {
-    let fixture = Fixture::new().await;
+async fn subdomain_of_revoked_or_expired_link_is_refused(fixture: Fixture) {
     let (store, ws) = (fixture.store(), fixture.workspace);
     let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
     let revoked =
@@ -66,9 +60,7 @@ async fn subdomain_of_revoked_or_expired_link_is_refused() {
     assert_eq!(fixture.count("links").await, 2);
 }
 
-#[tokio::test]
-async fn subdomain_stays_taken_after_owner_or_workspace_is_deleted() {
-    let fixture = Fixture::new().await;
+async fn subdomain_stays_taken_after_owner_or_workspace_is_deleted(fixture: Fixture) {
     let (store, ws) = (fixture.store(), fixture.workspace);
     let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
     let bob = store.add_member(ws, "bob", &hash(2), false).await.unwrap();
@@ -102,9 +94,7 @@ async fn subdomain_stays_taken_after_owner_or_workspace_is_deleted() {
     assert!(matches!(err, StoreError::AlreadyExists(_)), "{err:?}");
 }
 
-#[tokio::test]
-async fn link_of_removed_owner_is_not_found() {
-    let fixture = Fixture::new().await;
+async fn link_of_removed_owner_is_not_found(fixture: Fixture) {
     let (store, ws) = (fixture.store(), fixture.workspace);
     let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
     store.remove_member(ws, "alice").await.unwrap();
@@ -114,9 +104,7 @@ async fn link_of_removed_owner_is_not_found() {
     assert_eq!(fixture.count("subdomain_tombstones").await, 0);
 }
 
-#[tokio::test]
-async fn persistent_link_lookup() {
-    let fixture = Fixture::new().await;
+async fn persistent_link_lookup(fixture: Fixture) {
     let (store, ws) = (fixture.store(), fixture.workspace);
     let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
     let bob = store.add_member(ws, "bob", &hash(2), false).await.unwrap();
@@ -140,9 +128,7 @@ async fn persistent_link_lookup() {
     assert_eq!(store.persistent_link(bob.id, "web").await.unwrap().unwrap().subdomain, "bob-web");
 }
 
-#[tokio::test]
-async fn active_links_filter_expiry_and_revocation() {
-    let fixture = Fixture::new().await;
+async fn active_links_filter_expiry_and_revocation(fixture: Fixture) {
     let (store, ws) = (fixture.store(), fixture.workspace);
     let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
     let bob = store.add_member(ws, "bob", &hash(2), false).await.unwrap();
@@ -164,9 +150,7 @@ async fn active_links_filter_expiry_and_revocation() {
     assert_eq!(store.active_links_of(bob.id, t + 100).await.unwrap(), []);
 }
 
-#[tokio::test]
-async fn revoke_link_twice_is_true_then_false() {
-    let fixture = Fixture::new().await;
+async fn revoke_link_twice_is_true_then_false(fixture: Fixture) {
     let (store, ws) = (fixture.store(), fixture.workspace);
     let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
     let link = store.create_link(&alice, &new_link("web", "brave-otter", true, None, POLICY)).await.unwrap();
@@ -177,9 +161,7 @@ async fn revoke_link_twice_is_true_then_false() {
     assert_eq!(revoked.revoked_at, Some(500));
 }
 
-#[tokio::test]
-async fn add_link_requests_accumulates() {
-    let fixture = Fixture::new().await;
+async fn add_link_requests_accumulates(fixture: Fixture) {
     let (store, ws) = (fixture.store(), fixture.workspace);
     let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
     let a = store.create_link(&alice, &new_link("a", "link-a", true, None, POLICY)).await.unwrap();
@@ -200,9 +182,7 @@ async fn add_link_requests_accumulates() {
     assert_eq!(requests("link-b").await, 3);
 }
 
-#[tokio::test]
-async fn set_link_policy_replaces_or_is_not_found() {
-    let fixture = Fixture::new().await;
+async fn set_link_policy_replaces_or_is_not_found(fixture: Fixture) {
     let (store, ws) = (fixture.store(), fixture.workspace);
     let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
     let link = store.create_link(&alice, &new_link("web", "brave-otter", true, None, POLICY)).await.unwrap();
@@ -217,9 +197,7 @@ async fn set_link_policy_replaces_or_is_not_found() {
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
 }
 
-#[tokio::test]
-async fn links_and_tombstones_survive_close_and_reopen() {
-    let fixture = Fixture::new().await;
+async fn links_and_tombstones_survive_close_and_reopen(fixture: Fixture) {
     let (store, ws) = (fixture.store(), fixture.workspace);
     let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
     let bob = store.add_member(ws, "bob", &hash(2), false).await.unwrap();
@@ -237,3 +215,17 @@ async fn links_and_tombstones_survive_close_and_reopen() {
     let err = store.create_link(&alice, &new_link("db", "calm-heron", false, None, POLICY)).await.unwrap_err();
     assert!(matches!(err, StoreError::AlreadyExists(_)), "{err:?}");
 }
+
+on_both_stores!(
+    link_create_and_lookup_by_subdomain,
+    duplicate_subdomain_is_already_exists_and_writes_nothing,
+    subdomain_of_revoked_or_expired_link_is_refused,
+    subdomain_stays_taken_after_owner_or_workspace_is_deleted,
+    link_of_removed_owner_is_not_found,
+    persistent_link_lookup,
+    active_links_filter_expiry_and_revocation,
+    revoke_link_twice_is_true_then_false,
+    add_link_requests_accumulates,
+    set_link_policy_replaces_or_is_not_found,
+    links_and_tombstones_survive_close_and_reopen,
+);

@@ -3,17 +3,13 @@
 use super::{Fixture, hash};
 use crate::store::{DEFAULT_WORKSPACE, StoreError};
 
-#[tokio::test]
-async fn ensure_workspace_is_idempotent() {
-    let fixture = Fixture::new().await;
+async fn ensure_workspace_is_idempotent(fixture: Fixture) {
     let (store, ws) = (fixture.store(), fixture.workspace);
     assert_eq!(store.ensure_workspace(DEFAULT_WORKSPACE).await.unwrap(), ws);
     assert_ne!(store.ensure_workspace("other").await.unwrap(), ws);
 }
 
-#[tokio::test]
-async fn members_add_list_lookup_remove() {
-    let fixture = Fixture::new().await;
+async fn members_add_list_lookup_remove(fixture: Fixture) {
     let (store, ws) = (fixture.store(), fixture.workspace);
     let bob = store.add_member(ws, "bob", &hash(2), false).await.unwrap();
     let alice = store.add_member(ws, "alice", &hash(1), true).await.unwrap();
@@ -32,9 +28,7 @@ async fn members_add_list_lookup_remove() {
     assert_eq!(store.list_members(ws).await.unwrap(), [alice]);
 }
 
-#[tokio::test]
-async fn duplicate_member_name_is_already_exists() {
-    let fixture = Fixture::new().await;
+async fn duplicate_member_name_is_already_exists(fixture: Fixture) {
     let (store, ws) = (fixture.store(), fixture.workspace);
     store.add_member(ws, "alice", &hash(1), false).await.unwrap();
     let err = store.add_member(ws, "alice", &hash(2), false).await.unwrap_err();
@@ -44,27 +38,21 @@ async fn duplicate_member_name_is_already_exists() {
     store.add_member(other, "alice", &hash(3), false).await.unwrap();
 }
 
-#[tokio::test]
-async fn reused_token_hash_is_already_exists() {
-    let fixture = Fixture::new().await;
+async fn reused_token_hash_is_already_exists(fixture: Fixture) {
     let (store, ws) = (fixture.store(), fixture.workspace);
     store.add_member(ws, "alice", &hash(1), false).await.unwrap();
     let err = store.add_member(ws, "bob", &hash(1), false).await.unwrap_err();
     assert!(matches!(err, StoreError::AlreadyExists(_)), "{err:?}");
 }
 
-#[tokio::test]
-async fn remove_missing_member_is_not_found() {
-    let fixture = Fixture::new().await;
+async fn remove_missing_member_is_not_found(fixture: Fixture) {
     let (store, ws) = (fixture.store(), fixture.workspace);
     let err = store.remove_member(ws, "ghost").await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
     assert_eq!(err.to_string(), "no member named ghost in workspace default");
 }
 
-#[tokio::test]
-async fn set_member_token_creates_then_replaces() {
-    let fixture = Fixture::new().await;
+async fn set_member_token_creates_then_replaces(fixture: Fixture) {
     let (store, ws) = (fixture.store(), fixture.workspace);
     let first = store.set_member_token(ws, "me", &hash(1), true).await.unwrap();
     let second = store.set_member_token(ws, "me", &hash(2), true).await.unwrap();
@@ -73,9 +61,7 @@ async fn set_member_token_creates_then_replaces() {
     assert_eq!(store.member_by_token(&hash(2)).await.unwrap(), Some(second));
 }
 
-#[tokio::test]
-async fn data_survives_close_and_reopen() {
-    let fixture = Fixture::new().await;
+async fn data_survives_close_and_reopen(fixture: Fixture) {
     let (store, ws) = (fixture.store(), fixture.workspace);
     let alice = store.add_member(ws, "alice", &hash(1), true).await.unwrap();
     let web = store.upsert_service(&alice, "web", 8080).await.unwrap();
@@ -86,3 +72,13 @@ async fn data_survives_close_and_reopen() {
     assert_eq!(store.member_by_token(&hash(1)).await.unwrap(), Some(alice));
     assert_eq!(store.list_services(ws).await.unwrap(), [web]);
 }
+
+on_both_stores!(
+    ensure_workspace_is_idempotent,
+    members_add_list_lookup_remove,
+    duplicate_member_name_is_already_exists,
+    reused_token_hash_is_already_exists,
+    remove_missing_member_is_not_found,
+    set_member_token_creates_then_replaces,
+    data_survives_close_and_reopen,
+);

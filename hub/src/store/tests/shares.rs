@@ -5,9 +5,7 @@ use pconnect_proto::clock::now;
 use super::{Fixture, hash, route};
 use crate::store::StoreError;
 
-#[tokio::test]
-async fn share_create_and_lookup_by_code_and_id() {
-    let fixture = Fixture::new().await;
+async fn share_create_and_lookup_by_code_and_id(fixture: Fixture) {
     let (store, ws) = (fixture.store(), fixture.workspace);
     let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
     let routes = [route("web", 8080), route("db", 5432), route("api", 3000)];
@@ -33,9 +31,7 @@ async fn share_create_and_lookup_by_code_and_id() {
     assert_eq!((bare.name, bare.routes), (None, vec![]));
 }
 
-#[tokio::test]
-async fn share_code_collision_is_already_exists_and_writes_nothing() {
-    let fixture = Fixture::new().await;
+async fn share_code_collision_is_already_exists_and_writes_nothing(fixture: Fixture) {
     let (store, ws) = (fixture.store(), fixture.workspace);
     let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
     let bob = store.add_member(ws, "bob", &hash(2), false).await.unwrap();
@@ -54,9 +50,7 @@ async fn share_code_collision_is_already_exists_and_writes_nothing() {
     assert_eq!(store.share_by_code(ws, &hash(10)).await.unwrap().unwrap().routes, [route("web", 80)]);
 }
 
-#[tokio::test]
-async fn share_of_removed_creator_is_not_found() {
-    let fixture = Fixture::new().await;
+async fn share_of_removed_creator_is_not_found(fixture: Fixture) {
     let (store, ws) = (fixture.store(), fixture.workspace);
     let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
     store.remove_member(ws, "alice").await.unwrap();
@@ -66,9 +60,7 @@ async fn share_of_removed_creator_is_not_found() {
     assert_eq!(fixture.count("share_routes").await, 0);
 }
 
-#[tokio::test]
-async fn active_shares_filter_expiry_and_revocation() {
-    let fixture = Fixture::new().await;
+async fn active_shares_filter_expiry_and_revocation(fixture: Fixture) {
     let (store, ws) = (fixture.store(), fixture.workspace);
     let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
     let bob = store.add_member(ws, "bob", &hash(2), false).await.unwrap();
@@ -92,9 +84,7 @@ async fn active_shares_filter_expiry_and_revocation() {
     assert!(store.active_shares(t + 100).await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn revoke_share_twice_is_true_then_false() {
-    let fixture = Fixture::new().await;
+async fn revoke_share_twice_is_true_then_false(fixture: Fixture) {
     let (store, ws) = (fixture.store(), fixture.workspace);
     let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
     let share = store.create_share(&alice, &hash(10), None, now() + 60, &[], None).await.unwrap();
@@ -105,9 +95,7 @@ async fn revoke_share_twice_is_true_then_false() {
     assert_eq!(revoked.revoked_at, Some(500));
 }
 
-#[tokio::test]
-async fn join_round_trip_via_token() {
-    let fixture = Fixture::new().await;
+async fn join_round_trip_via_token(fixture: Fixture) {
     let (store, ws) = (fixture.store(), fixture.workspace);
     let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
     let bob = store.add_member(ws, "bob", &hash(2), false).await.unwrap();
@@ -128,9 +116,7 @@ async fn join_round_trip_via_token() {
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
 }
 
-#[tokio::test]
-async fn removing_creator_cascades_to_shares_routes_and_joins() {
-    let fixture = Fixture::new().await;
+async fn removing_creator_cascades_to_shares_routes_and_joins(fixture: Fixture) {
     let (store, ws) = (fixture.store(), fixture.workspace);
     let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
     let bob = store.add_member(ws, "bob", &hash(2), false).await.unwrap();
@@ -152,9 +138,7 @@ async fn removing_creator_cascades_to_shares_routes_and_joins() {
     assert_eq!(fixture.count("share_joins").await, 1);
 }
 
-#[tokio::test]
-async fn shares_and_joins_survive_close_and_reopen() {
-    let fixture = Fixture::new().await;
+async fn shares_and_joins_survive_close_and_reopen(fixture: Fixture) {
     let (store, ws) = (fixture.store(), fixture.workspace);
     let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
     let bob = store.add_member(ws, "bob", &hash(2), false).await.unwrap();
@@ -170,3 +154,14 @@ async fn shares_and_joins_survive_close_and_reopen() {
     assert_eq!(store.join_by_token(&hash(20)).await.unwrap(), Some((join, share.clone())));
     assert_eq!(store.active_shares(now()).await.unwrap(), [share]);
 }
+
+on_both_stores!(
+    share_create_and_lookup_by_code_and_id,
+    share_code_collision_is_already_exists_and_writes_nothing,
+    share_of_removed_creator_is_not_found,
+    active_shares_filter_expiry_and_revocation,
+    revoke_share_twice_is_true_then_false,
+    join_round_trip_via_token,
+    removing_creator_cascades_to_shares_routes_and_joins,
+    shares_and_joins_survive_close_and_reopen,
+);

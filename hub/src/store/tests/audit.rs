@@ -4,9 +4,7 @@ use pconnect_proto::clock::now;
 
 use super::Fixture;
 
-#[tokio::test]
-async fn audit_round_trip_newest_first() {
-    let fixture = Fixture::new().await;
+async fn audit_round_trip_newest_first(fixture: Fixture) {
     let (store, ws) = (fixture.store(), fixture.workspace);
     store.audit(Some(ws), Some("alice"), "member.add", "bob").await.unwrap();
     store.audit(None, None, "share.join_failed", "bad code").await.unwrap();
@@ -22,9 +20,7 @@ async fn audit_round_trip_newest_first() {
     assert_eq!(store.recent_audit(1).await.unwrap(), entries[..1]);
 }
 
-#[tokio::test]
-async fn audit_times_filters_and_sorts() {
-    let fixture = Fixture::new().await;
+async fn audit_times_filters_and_sorts(fixture: Fixture) {
     let (store, ws) = (fixture.store(), fixture.workspace);
     let other = store.ensure_workspace("other").await.unwrap();
     let rows: [(i64, Option<i64>, Option<&str>, &str); 8] = [
@@ -50,3 +46,5 @@ async fn audit_times_filters_and_sorts() {
     assert_eq!(times.len(), 1);
     assert!(times[0] >= before && times[0] <= now());
 }
+
+on_both_stores!(audit_round_trip_newest_first, audit_times_filters_and_sorts,);

@@ -2,9 +2,7 @@
 
 use super::Fixture;
 
-#[tokio::test]
-async fn secret_key_is_stable_across_reopen() {
-    let fixture = Fixture::new().await;
+async fn secret_key_is_stable_across_reopen(fixture: Fixture) {
     let store = fixture.store();
     let key = store.secret_key().await.unwrap();
     assert_ne!(key, [0; 32]);
@@ -13,3 +11,5 @@ async fn secret_key_is_stable_across_reopen() {
     let reopened = fixture.reopen().await;
     assert_eq!(reopened.store().secret_key().await.unwrap(), key);
 }
+
+on_both_stores!(secret_key_is_stable_across_reopen,);

@@ -3,9 +3,7 @@
 use super::{Fixture, hash};
 use crate::store::StoreError;
 
-#[tokio::test]
-async fn service_ownership_conflict_and_same_owner_reregister() {
-    let fixture = Fixture::new().await;
+async fn service_ownership_conflict_and_same_owner_reregister(fixture: Fixture) {
     let (store, ws) = (fixture.store(), fixture.workspace);
     let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
     let bob = store.add_member(ws, "bob", &hash(2), false).await.unwrap();
@@ -23,9 +21,7 @@ async fn service_ownership_conflict_and_same_owner_reregister() {
     assert_eq!(store.list_services(ws).await.unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn remove_services_ignores_names_of_others() {
-    let fixture = Fixture::new().await;
+async fn remove_services_ignores_names_of_others(fixture: Fixture) {
     let (store, ws) = (fixture.store(), fixture.workspace);
     let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
     let bob = store.add_member(ws, "bob", &hash(2), false).await.unwrap();
@@ -38,9 +34,7 @@ async fn remove_services_ignores_names_of_others() {
     assert_eq!(left, ["b"]);
 }
 
-#[tokio::test]
-async fn removing_member_cascades_to_services() {
-    let fixture = Fixture::new().await;
+async fn removing_member_cascades_to_services(fixture: Fixture) {
     let (store, ws) = (fixture.store(), fixture.workspace);
     let alice = store.add_member(ws, "alice", &hash(1), false).await.unwrap();
     let bob = store.add_member(ws, "bob", &hash(2), false).await.unwrap();
@@ -55,3 +49,9 @@ async fn removing_member_cascades_to_services() {
     let err = store.upsert_service(&alice, "mail", 25).await.unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
 }
+
+on_both_stores!(
+    service_ownership_conflict_and_same_owner_reregister,
+    remove_services_ignores_names_of_others,
+    removing_member_cascades_to_services,
+);
