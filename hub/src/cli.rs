@@ -113,6 +113,15 @@ pub struct ServeArgs {
     /// given; keep it off the public internet).
     #[arg(long, env = "PCONNECT_HUB_METRICS", value_name = "ADDR")]
     metrics: Option<SocketAddr>,
+    /// Make this hub one replica of a cluster sharing the --store database: the address other
+    /// replicas reach it on (mutual TLS with a credential kept in the store; keep it on the
+    /// replicas' private network).
+    #[arg(long, env = "PCONNECT_HUB_PEER_LISTEN", value_name = "ADDR", requires = "store")]
+    peer_listen: Option<SocketAddr>,
+    /// host:port the other replicas dial for --peer-listen (default: its address, when it is not
+    /// 0.0.0.0 or ::).
+    #[arg(long, env = "PCONNECT_HUB_ADVERTISE", value_name = "HOST:PORT")]
+    advertise: Option<String>,
     /// Domain public links live under: <sub>.<domain>.
     #[arg(long, env = "PCONNECT_HUB_DOMAIN", default_value = "localhost")]
     domain: String,
@@ -168,7 +177,18 @@ impl ServeArgs {
                 }
             )*};
         }
-        take_optional!(data, store, https, metrics, max_connections, max_connections_per_ip, cert, key);
+        take_optional!(
+            data,
+            store,
+            https,
+            metrics,
+            peer_listen,
+            advertise,
+            max_connections,
+            max_connections_per_ip,
+            cert,
+            key
+        );
         if unset("domain")
             && let Some(domain) = file.domain
         {
@@ -193,6 +213,11 @@ impl ServeArgs {
                 .map(|c| parse_cidr(c).map_err(|e| anyhow::anyhow!("{}: trust_proxy: {e}", path.display())))
                 .collect::<anyhow::Result<_>>()?;
         }
+        anyhow::ensure!(
+            self.peer_listen.is_none() || self.store.is_some(),
+            "a cluster replica needs the shared store: give --store postgres://... (or store: in the file) with \
+             --peer-listen"
+        );
         anyhow::ensure!(
             self.cert.is_some() == self.key.is_some(),
             "a certificate needs its key: give both --cert and --key (or cert: and key: in the file), or neither"
@@ -257,6 +282,8 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
                 http,
                 https,
                 metrics,
+                peer_listen,
+                advertise,
                 domain,
                 header_timeout,
                 grace,
@@ -275,8 +302,22 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
                 Some(addr) => Some(bind(addr, "metrics").await?),
                 None => None,
             };
-            let listeners =
-                Listeners { agents: bind(listen, "agent").await?, http: bind(http, "HTTP").await?, https, metrics };
+            let peer = match peer_listen {
+                Some(addr) => Some(bind(addr, "peer").await?),
+                None => None,
+            };
+            let advertise = match (&peer, advertise) {
+                (_, Some(advertise)) => Some(advertise),
+                (Some(peer), None) => Some(advertised(peer.local_addr()?)?),
+                (None, None) => None,
+            };
+            let listeners = Listeners {
+                agents: bind(listen, "agent").await?,
+                http: bind(http, "HTTP").await?,
+                https,
+                metrics,
+                peer,
+            };
             let domain = domain.trim_end_matches('.').to_ascii_lowercase();
             let data = data.ok_or_else(|| {
                 anyhow::anyhow!(
@@ -300,6 +341,7 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
                 idle_timeout,
                 ingress_caps,
                 trusted_proxies: trust_proxy,
+                advertise,
                 ..defaults
             };
             let prepared = crate::prepare(config, listeners).await?;
@@ -363,4 +405,15 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
             "cannot listen for {what} connections on {addr}: {e}. Pick another address or stop what uses it"
         )
     })
+}
+
+/// The peer address to advertise for a peer listener bound to `addr`: itself, unless it is the
+/// unspecified address (then only the operator knows which address peers can reach).
+fn advertised(addr: SocketAddr) -> anyhow::Result<String> {
+    anyhow::ensure!(
+        !addr.ip().is_unspecified(),
+        "--peer-listen {addr} listens on every interface: say which address the other replicas dial with \
+         --advertise host:port"
+    );
+    Ok(addr.to_string())
 }

@@ -40,6 +40,9 @@ pub struct HubConfig {
     /// Proxies in front of the ingress whose `X-Forwarded-For` is believed (CIDR); from anyone
     /// else the hub drops client-sent forwarding headers and writes its own.
     pub trusted_proxies: Vec<pconnect_proto::link::Cidr>,
+    /// Where the other replicas of a cluster reach this one's peer port (`host:port`); only with
+    /// a peer listener.
+    pub advertise: Option<String>,
 }
 
 impl HubConfig {
@@ -57,6 +60,7 @@ impl HubConfig {
             ingress_caps: admission::Caps::from_open_files(open_files, 0.5, DEFAULT_INGRESS_PER_IP),
             handshake_caps: admission::Caps::from_open_files(open_files, 0.25, DEFAULT_HANDSHAKES_PER_IP),
             trusted_proxies: Vec::new(),
+            advertise: None,
         }
     }
 }
@@ -71,6 +75,8 @@ pub struct Listeners {
     pub https: Option<TcpListener>,
     /// Plain HTTP port for operators: `/metrics`, `/healthz`, `/readyz`.
     pub metrics: Option<TcpListener>,
+    /// Mutual-TLS port for the other replicas of a cluster (PostgreSQL store only).
+    pub peer: Option<TcpListener>,
 }
 
 /// What a started hub reports about itself.
@@ -80,6 +86,8 @@ pub struct HubInfo {
     pub http: SocketAddr,
     pub https: Option<SocketAddr>,
     pub metrics: Option<SocketAddr>,
+    /// This replica's peer port and id, in a cluster.
+    pub peer: Option<(SocketAddr, String)>,
     pub fingerprint: String,
     /// The store it opened, for people (a URL's password masked).
     pub store: String,

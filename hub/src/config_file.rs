@@ -21,6 +21,8 @@ pub(crate) struct HubFile {
     pub(crate) http: Option<SocketAddr>,
     pub(crate) https: Option<SocketAddr>,
     pub(crate) metrics: Option<SocketAddr>,
+    pub(crate) peer_listen: Option<SocketAddr>,
+    pub(crate) advertise: Option<String>,
     pub(crate) domain: Option<String>,
     pub(crate) header_timeout: Option<String>,
     pub(crate) grace: Option<String>,

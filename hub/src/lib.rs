@@ -50,6 +50,8 @@ pub struct Prepared {
     listeners: Listeners,
     admin: Option<tokio::net::UnixListener>,
     ingress_tls: Arc<rustls::ServerConfig>,
+    /// The peer port's TLS (mutual, the cluster credential), on a cluster replica.
+    peer_tls: Option<Arc<rustls::ServerConfig>>,
     pub info: HubInfo,
 }
 
@@ -57,10 +59,31 @@ pub struct Prepared {
 pub async fn prepare(config: HubConfig, listeners: Listeners) -> Result<Prepared> {
     // The data dir holds the certificate and the admin socket whichever store is used.
     pconnect_link::fsutil::create_private_dir(&config.data_dir)?;
-    let store = config.store.open().await?;
-    let identity = match &config.cert {
-        Some((cert, key)) => tls::Identity::from_pem_files(cert, key)?,
-        None => tls::Identity::self_signed(&config.data_dir, &config.domain)?,
+    let (store, shared) = config.store.open_shared().await?;
+    let shared = match (&listeners.peer, shared) {
+        (Some(_), Some(shared)) => Some(shared),
+        (Some(_), None) => anyhow::bail!(
+            "a cluster replica (--peer-listen) shares its state through PostgreSQL: give --store postgres://..."
+        ),
+        (None, _) => None,
+    };
+    let identity = match (&config.cert, &shared) {
+        (Some((cert, key)), _) => tls::Identity::from_pem_files(cert, key)?,
+        (None, Some(shared)) => tls::Identity::shared(shared.as_ref(), &config.data_dir, &config.domain).await?,
+        (None, None) => tls::Identity::self_signed(&config.data_dir, &config.domain)?,
+    };
+    let joined = match shared {
+        Some(shared) => {
+            let advertise = config.advertise.clone().ok_or_else(|| {
+                anyhow::anyhow!("a cluster replica needs the address its peers dial: pass --advertise host:port")
+            })?;
+            Some(cluster::Cluster::join(shared, advertise).await?)
+        }
+        None => None,
+    };
+    let peer = match (&listeners.peer, &joined) {
+        (Some(listener), Some((cluster, _))) => Some((listener.local_addr()?, cluster.replica.clone())),
+        _ => None,
     };
     let https = listeners.https.as_ref().map(TcpListener::local_addr).transpose()?;
     let info = HubInfo {
@@ -68,6 +91,7 @@ pub async fn prepare(config: HubConfig, listeners: Listeners) -> Result<Prepared
         http: listeners.http.local_addr()?,
         https,
         metrics: listeners.metrics.as_ref().map(TcpListener::local_addr).transpose()?,
+        peer,
         fingerprint: identity.fingerprint(),
         store: config.store.to_string(),
     };
@@ -78,7 +102,11 @@ pub async fn prepare(config: HubConfig, listeners: Listeners) -> Result<Prepared
     let ingress_tls = identity.ingress_config()?;
     let admin = admin_socket::bind(&config.data_dir);
     let hub = Hub::new(config, store, identity.server_config()?, link_base);
-    Ok(Prepared { hub, listeners, admin, info, ingress_tls })
+    let peer_tls = joined.map(|(cluster, peer_tls)| {
+        hub.join_cluster(cluster);
+        peer_tls
+    });
+    Ok(Prepared { hub, listeners, admin, info, ingress_tls, peer_tls })
 }
 
 impl Prepared {
@@ -93,9 +121,14 @@ impl Prepared {
         let stop = conn::agent_port::Stop { drain: shutdown.clone(), cut: deadline.clone() };
         tasks.spawn(conn::agent_port::accept_loop(hub.clone(), self.listeners.agents, stop.clone(), tasks.clone()));
         let https = self.listeners.https.map(|l| (l, tokio_rustls::TlsAcceptor::from(self.ingress_tls)));
-        tasks.spawn(ingress::serve(hub.clone(), self.listeners.http, https, stop, tasks.clone()));
+        tasks.spawn(ingress::serve(hub.clone(), self.listeners.http, https, stop.clone(), tasks.clone()));
         tasks.spawn(admin_socket::listen(self.admin, hub.clone(), shutdown.clone()));
         tasks.spawn(state::recheck_members_periodically(hub.clone(), shutdown.clone()));
+        if let (Some(cluster), Some(listener), Some(tls)) = (hub.cluster(), self.listeners.peer, self.peer_tls) {
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+            tasks.spawn(cluster::peer_port::accept_loop(hub.clone(), listener, acceptor, stop.clone(), tasks.clone()));
+            tasks.spawn(cluster::registry::publish(cluster.clone(), hub.routes.clone(), shutdown.clone()));
+        }
         // The metrics listener outlives the drain, so `/readyz` says "shutting down" through it.
         let observed = CancellationToken::new();
         if let Some(listener) = self.listeners.metrics {
@@ -111,6 +144,9 @@ impl Prepared {
             tracing::warn!(grace_secs = grace.as_secs_f64(), "grace period over: cutting the streams still open");
             deadline.cancel();
             tasks.wait().await;
+        }
+        if let Some(cluster) = hub.cluster() {
+            cluster.leave();
         }
         let _ = std::fs::remove_file(hub.config.data_dir.join(ADMIN_SOCKET));
         Ok(())

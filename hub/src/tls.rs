@@ -33,6 +33,31 @@ impl Identity {
         Ok(Self { chain, key })
     }
 
+    /// Reads a PEM certificate chain followed by its key from one text (`what` names it in errors).
+    pub fn from_pem_text(pem: &str, what: &str) -> Result<Self> {
+        let chain = CertificateDer::pem_slice_iter(pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .with_context(|| format!("{what}: the certificate does not parse"))?;
+        anyhow::ensure!(!chain.is_empty(), "{what}: no certificate found");
+        let key = PrivateKeyDer::from_pem_slice(pem.as_bytes()).with_context(|| format!("{what}: the key does not parse"))?;
+        Ok(Self { chain, key })
+    }
+
+    /// The self-signed identity of a cluster: the one kept in the store, or — when this replica
+    /// is the first — the one in `data_dir` (a hub moved in from SQLite keeps the key its agents
+    /// pinned), else a new one. Every replica then presents the same certificate.
+    pub async fn shared(store: &dyn crate::store::ClusterStore, data_dir: &Path, domain: &str) -> Result<Self> {
+        let (cert_path, key_path) = self_signed_paths(data_dir);
+        let fresh = if cert_path.exists() && key_path.exists() {
+            format!("{}{}", std::fs::read_to_string(&cert_path)?, std::fs::read_to_string(&key_path)?)
+        } else {
+            let (cert, key) = generate_pem(domain)?;
+            format!("{cert}{key}")
+        };
+        let pem = store.shared_value(SHARED_IDENTITY, &fresh).await?;
+        Self::from_pem_text(&pem, "the cluster's hub certificate in the store")
+    }
+
     /// Loads the hub's self-signed certificate from `data_dir`, generating it on first start.
     pub fn self_signed(data_dir: &Path, domain: &str) -> Result<Self> {
         let (cert_path, key_path) = self_signed_paths(data_dir);
@@ -77,16 +102,25 @@ fn self_signed_paths(data_dir: &Path) -> (PathBuf, PathBuf) {
     (data_dir.join("hub-cert.pem"), data_dir.join("hub-key.pem"))
 }
 
+/// The store setting holding a cluster's self-signed certificate and key (PEM).
+const SHARED_IDENTITY: &str = "hub_identity";
+
 fn generate(cert_path: &Path, key_path: &Path, domain: &str) -> Result<()> {
+    let (cert, key) = generate_pem(domain)?;
+    fsutil::write_private(key_path, key.as_bytes())?;
+    fsutil::write_private(cert_path, cert.as_bytes())?;
+    Ok(())
+}
+
+/// A new self-signed certificate for the hub's names, and its key, as PEM.
+fn generate_pem(domain: &str) -> Result<(String, String)> {
     let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
     if domain != "localhost" {
         names.push(domain.to_string());
         names.push(format!("*.{domain}"));
     }
     let certified = rcgen::generate_simple_self_signed(names).context("cannot generate the hub certificate")?;
-    fsutil::write_private(key_path, certified.signing_key.serialize_pem().as_bytes())?;
-    fsutil::write_private(cert_path, certified.cert.pem().as_bytes())?;
-    Ok(())
+    Ok((certified.cert.pem(), certified.signing_key.serialize_pem()))
 }
 
 #[cfg(test)]

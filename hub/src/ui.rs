@@ -39,6 +39,8 @@ impl Ui {
                 "metrics": info.metrics.map(|a| format!("http://{a}/metrics")),
                 "fingerprint": info.fingerprint,
                 "store": info.store,
+                "peer": info.peer.as_ref().map(|(addr, _)| addr.to_string()),
+                "replica": info.peer.as_ref().map(|(_, replica)| replica),
             }));
             return self.emit(&json!({"event": "ready"}));
         }
@@ -50,6 +52,9 @@ impl Ui {
         }
         if let Some(metrics) = info.metrics {
             self.line(&format!("  Metrics:     http://{metrics}/metrics"));
+        }
+        if let Some((addr, replica)) = &info.peer {
+            self.line(&format!("  Peers:       {addr} (replica {replica})"));
         }
         self.line(&format!("  Fingerprint: {}", info.fingerprint));
         self.line(&format!("  Store:       {}", info.store));

@@ -117,6 +117,7 @@ pub async fn run(dir: PathBuf) -> Result<()> {
         http: bind_preferred(PREFERRED_HTTP_PORT).await?,
         https: None,
         metrics: None,
+        peer: None,
     };
     let config = HubConfig::new(dir.clone());
     let prepared = pconnect_hub::prepare(config, listeners).await?;

@@ -46,15 +46,19 @@ impl Cluster {
     pub(crate) async fn join(
         store: Arc<dyn ClusterStore>,
         advertise: String,
-        shutdown: CancellationToken,
     ) -> anyhow::Result<(Arc<Cluster>, Arc<ServerConfig>)> {
         let fresh = ClusterCredential::generate_pem()?;
         let pem = store.shared_value(CREDENTIAL_KEY, &fresh).await?;
         let credential = ClusterCredential::from_pem(&pem)?;
         let replica = pconnect_link::random::hex(8);
-        let peers = Arc::new(PeerPool::new(credential.client_config()?, shutdown));
+        let peers = Arc::new(PeerPool::new(credential.client_config()?, CancellationToken::new()));
         let cluster = Arc::new(Cluster { replica, advertise, store, peers, alive: AtomicU32::new(1) });
         Ok((cluster, credential.server_config()?))
+    }
+
+    /// Closes the links to peers (the hub stopped).
+    pub(crate) fn leave(&self) {
+        self.peers.close();
     }
 
     /// What a welcome tells agents about this replica.

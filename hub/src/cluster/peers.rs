@@ -48,6 +48,12 @@ impl PeerPool {
         Ok(sender)
     }
 
+    /// Ends every link.
+    pub(crate) fn close(&self) {
+        self.shutdown.cancel();
+        lock(&self.links).clear();
+    }
+
     fn forget(&self, replica: &str) {
         lock(&self.links).remove(replica);
     }

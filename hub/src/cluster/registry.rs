@@ -20,10 +20,16 @@ const RENEW: Duration = Duration::from_secs(2);
 /// Publishes `routes` until `shutdown`, then withdraws this replica.
 pub(crate) async fn publish(cluster: Arc<Cluster>, routes: Routes, shutdown: CancellationToken) {
     let lease = i64::try_from(LEASE.as_secs()).unwrap_or(i64::MAX);
+    // What the store holds for this replica; `None` until a publish succeeded.
+    let mut published: Option<Vec<HeldRoute>> = None;
     loop {
-        let held: Vec<HeldRoute> = routes.snapshot().into_iter().map(held).collect();
-        if let Err(e) = cluster.store.publish(&cluster.replica, &cluster.advertise, lease, &held).await {
-            tracing::warn!(error = %e, "could not renew this replica's lease; retrying");
+        let mut held: Vec<HeldRoute> = routes.snapshot().into_iter().map(held).collect();
+        held.sort_by(|a, b| (a.workspace_id, &a.service, a.owner_id).cmp(&(b.workspace_id, &b.service, b.owner_id)));
+        let changed = published.as_ref() != Some(&held);
+        let routes_to_write = changed.then_some(held.as_slice());
+        match cluster.store.publish(&cluster.replica, &cluster.advertise, lease, routes_to_write).await {
+            Ok(()) => published = Some(held),
+            Err(e) => tracing::warn!(error = %e, "could not renew this replica's lease; retrying"),
         }
         if let Ok(alive) = cluster.store.live_replicas().await {
             cluster.alive.store(alive, Ordering::Relaxed);

@@ -30,14 +30,14 @@ pub struct RemoteRoute {
 /// State that replicas of a cluster share through the store.
 #[async_trait]
 pub trait ClusterStore: Send + Sync + 'static {
-    /// Renews `replica`'s lease for `lease_secs` from now (creating it, with its peer address) and
-    /// replaces the routes it holds, in one transaction.
+    /// Renews `replica`'s lease for `lease_secs` from now (creating it, with its peer address) and,
+    /// when given, replaces the routes it holds, in one transaction.
     async fn publish(
         &self,
         replica: &str,
         peer_addr: &str,
         lease_secs: i64,
-        routes: &[HeldRoute],
+        routes: Option<&[HeldRoute]>,
     ) -> Result<(), StoreError>;
 
     /// Removes `replica` and its routes (a clean shutdown; a crash leaves them to expire).

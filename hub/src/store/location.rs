@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use super::{DEFAULT_WORKSPACE, PostgresStore, PostgresUrl, STORE_FILE, SqliteStore, Store};
+use super::{ClusterStore, DEFAULT_WORKSPACE, PostgresStore, PostgresUrl, STORE_FILE, SqliteStore, Store};
 
 /// Where a hub's durable state lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +36,12 @@ impl StoreLocation {
     /// Opens the store (creating the data dir, 0700, for SQLite) with the default workspace
     /// present.
     pub async fn open(&self) -> anyhow::Result<Arc<dyn Store>> {
+        Ok(self.open_shared().await?.0)
+    }
+
+    /// [`open`](Self::open), and the cluster's shared state when the store can hold it (PostgreSQL).
+    pub async fn open_shared(&self) -> anyhow::Result<(Arc<dyn Store>, Option<Arc<dyn ClusterStore>>)> {
+        let mut shared: Option<Arc<dyn ClusterStore>> = None;
         let store: Arc<dyn Store> = match self {
             StoreLocation::Sqlite { data_dir } => {
                 pconnect_link::fsutil::create_private_dir(data_dir)?;
@@ -44,10 +50,14 @@ impl StoreLocation {
                     .with_context(|| format!("cannot open the hub store in {}", data_dir.display()))?;
                 Arc::new(sqlite)
             }
-            StoreLocation::Postgres(url) => Arc::new(PostgresStore::open(url).await?),
+            StoreLocation::Postgres(url) => {
+                let postgres = Arc::new(PostgresStore::open(url).await?);
+                shared = Some(postgres.clone());
+                postgres
+            }
         };
         store.ensure_workspace(DEFAULT_WORKSPACE).await?;
-        Ok(store)
+        Ok((store, shared))
     }
 }
 

@@ -9,6 +9,7 @@
 //! each migration once.
 
 mod audit;
+mod cluster;
 mod import;
 mod links;
 mod members;
@@ -35,8 +36,10 @@ pub use url::PostgresUrl;
 use super::StoreError;
 
 /// Embedded migrations: (version, description, SQL), in the layout `sqlx migrate` uses.
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "initial", include_str!("../../../migrations/postgres/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "initial", include_str!("../../../migrations/postgres/0001_initial.sql")),
+    (2, "cluster", include_str!("../../../migrations/postgres/0002_cluster.sql")),
+];
 
 /// Connections one hub keeps to the database.
 const MAX_CONNECTIONS: u32 = 8;
