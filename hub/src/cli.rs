@@ -324,11 +324,8 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
                     "no data directory: pass --data <dir>, set PCONNECT_HUB_DATA, or put `data:` in the --config file"
                 )
             })?;
+            let store = StoreLocation::resolve(Some(&data), store.as_deref())?;
             let defaults = HubConfig::new(data);
-            let store = match store {
-                Some(url) => StoreLocation::Postgres(PostgresUrl::parse(&url).map_err(anyhow::Error::msg)?),
-                None => defaults.store.clone(),
-            };
             let total = max_connections.unwrap_or(defaults.ingress_caps.total).max(1);
             let per_ip = max_connections_per_ip.unwrap_or(crate::DEFAULT_INGRESS_PER_IP.min(total / 2));
             let ingress_caps = Caps { total, per_ip: per_ip.clamp(1, total) };

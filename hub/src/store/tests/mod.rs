@@ -38,6 +38,7 @@ mod secret;
 mod services;
 mod shares;
 mod snapshot;
+mod stats;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
