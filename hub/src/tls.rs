@@ -39,7 +39,8 @@ impl Identity {
             .collect::<Result<Vec<_>, _>>()
             .with_context(|| format!("{what}: the certificate does not parse"))?;
         anyhow::ensure!(!chain.is_empty(), "{what}: no certificate found");
-        let key = PrivateKeyDer::from_pem_slice(pem.as_bytes()).with_context(|| format!("{what}: the key does not parse"))?;
+        let key =
+            PrivateKeyDer::from_pem_slice(pem.as_bytes()).with_context(|| format!("{what}: the key does not parse"))?;
         Ok(Self { chain, key })
     }
 

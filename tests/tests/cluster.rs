@@ -38,8 +38,7 @@ impl Cluster {
         let url = pg.url("pconnect");
         let replicas: Vec<Hub> = (0..3)
             .map(|_| {
-                Hub::start_with(&["--store", &url, "--peer-listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"])
-                    .unwrap()
+                Hub::start_with(&["--store", &url, "--peer-listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"]).unwrap()
             })
             .collect();
         let (agents_port, http_port) = (free_port(), free_port());
@@ -176,7 +175,8 @@ fn every_path_works_whichever_replica_each_side_lands_on() {
     assert_eq!(roundtrip(&joined_addr, b"joined far away", Duration::from_secs(5)).unwrap(), b"joined far away");
 
     // A public link of alice's serves through the far replica's ingress, and through the balancer.
-    let mut public = alice.spawn(["expose", &format!("127.0.0.1:{}", app.port()), "--name", "web", "--public"]).unwrap();
+    let mut public =
+        alice.spawn(["expose", &format!("127.0.0.1:{}", app.port()), "--name", "web", "--public"]).unwrap();
     let line = public.wait_for_line("Public URL:", READY).unwrap();
     let url = line.split("Public URL:").nth(1).unwrap().trim().to_string();
     let host = url.strip_prefix("http://").unwrap().to_string();

@@ -243,8 +243,4 @@ impl Routes {
         let conn = table.get(&(workspace, name.to_string()))?.first()?;
         conn.specs.iter().find(|s| s.name == name).cloned()
     }
-
-    pub(crate) fn is_online(&self, workspace: WorkspaceId, name: &str) -> bool {
-        lock(&self.by_service).contains_key(&(workspace, name.to_string()))
-    }
 }

@@ -67,15 +67,13 @@ pub(crate) async fn create(shares: &Shares, member: &Member, body: CreateShare) 
     if let Some(project) = &body.project {
         check_project_tag(project).map_err(ShareError::BadProject)?;
     }
-    let routes: Vec<ShareRoute> = shares
-        .store
-        .list_services(member.workspace_id)
-        .await?
-        .into_iter()
-        .filter(|s| s.owner_id == member.id && shares.routes.is_online(member.workspace_id, &s.name))
-        .filter(|s| body.services.as_ref().is_none_or(|only| only.contains(&s.name)))
-        .map(|s| ShareRoute { service: s.name, port: s.port })
-        .collect();
+    let mut routes: Vec<ShareRoute> = Vec::new();
+    for s in shares.store.list_services(member.workspace_id).await? {
+        let wanted = s.owner_id == member.id && body.services.as_ref().is_none_or(|only| only.contains(&s.name));
+        if wanted && shares.routes.find_spec(member.workspace_id, &s.name).await.is_some() {
+            routes.push(ShareRoute { service: s.name, port: s.port });
+        }
+    }
     if routes.is_empty() {
         return Err(ShareError::NothingOnline);
     }

@@ -31,7 +31,11 @@ impl ClusterStore for PostgresStore {
         .await
         .map_err(db)?;
         if let Some(routes) = routes {
-            sqlx::query("DELETE FROM replica_routes WHERE replica_id = $1").bind(replica).execute(&mut *tx).await.map_err(db)?;
+            sqlx::query("DELETE FROM replica_routes WHERE replica_id = $1")
+                .bind(replica)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
             for route in routes {
                 sqlx::query(
                     "INSERT INTO replica_routes (replica_id, workspace_id, service, owner_id, owner_name, spec) \
