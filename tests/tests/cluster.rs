@@ -6,8 +6,12 @@
 
 mod support;
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pconnect_e2e::{
@@ -110,7 +114,7 @@ fn haproxy_config(replicas: &[Hub], agents_port: u16, http_port: u16) -> String 
     };
     format!(
         "global\n  maxconn 4096\n\
-         defaults\n  mode tcp\n  timeout connect 2s\n  timeout client 1h\n  timeout server 1h\n\
+         defaults\n  mode tcp\n  retries 3\n  option redispatch\n  timeout connect 2s\n  timeout client 1h\n  timeout server 1h\n\
          frontend agents\n  bind 127.0.0.1:{agents_port}\n  default_backend agents\n\
          backend agents\n  balance roundrobin\n{}\
          frontend http\n  bind 127.0.0.1:{http_port}\n  default_backend http\n\
@@ -190,4 +194,140 @@ fn every_path_works_whichever_replica_each_side_lands_on() {
     }
     drop((reach, joined, public, exposed));
     let _ = &cluster.balancer;
+}
+
+/// What one load client saw: when each attempt ended, and whether it worked.
+type Outcomes = Arc<Mutex<Vec<(Instant, Result<(), String>)>>>;
+
+/// A new tunnel per attempt: connect, 32 bytes out, the same 32 back.
+fn tunnel_once(addr: &str, seed: u8) -> Result<(), String> {
+    let sent: Vec<u8> = (0..32u8).map(|i| i.wrapping_mul(seed)).collect();
+    let back = roundtrip(addr, &sent, Duration::from_secs(5)).map_err(|e| format!("{e:#}"))?;
+    if back == sent { Ok(()) } else { Err(format!("{} bytes came back wrong", back.len())) }
+}
+
+/// How a long transfer through a dying replica ended.
+#[derive(Debug, PartialEq)]
+enum Transfer {
+    Complete,
+    Failed,
+    /// A clean end of stream before every byte came back: the one thing a relay must never do.
+    Truncated(usize),
+}
+
+/// Streams `len` bytes through the echo at `addr` and reads them back.
+fn long_transfer(addr: &str, len: usize, seed: u64) -> Transfer {
+    let Ok(mut stream) = TcpStream::connect(addr) else { return Transfer::Failed };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(20)));
+    let sent = payload(len, seed);
+    let mut writer = stream.try_clone().unwrap();
+    let to_write = sent.clone();
+    let pacing = std::thread::spawn(move || {
+        for chunk in to_write.chunks(16 * 1024) {
+            if writer.write_all(chunk).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    });
+    let mut got = Vec::with_capacity(len);
+    let mut buf = vec![0u8; 64 * 1024];
+    let outcome = loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break if got.len() == len { Transfer::Complete } else { Transfer::Truncated(got.len()) },
+            Ok(n) => {
+                got.extend_from_slice(&buf[..n]);
+                if got.len() >= len {
+                    break if got[..len] == sent[..] { Transfer::Complete } else { Transfer::Failed };
+                }
+            }
+            Err(_) => break Transfer::Failed,
+        }
+    };
+    let _ = pacing.join();
+    outcome
+}
+
+#[test]
+fn killing_a_replica_under_load_costs_nothing_after_five_seconds() {
+    let mut cluster = Cluster::start();
+    let echo = EchoServer::start();
+    let app = HttpServer::start();
+    let alice = cluster.login("alice", &cluster.lb_url());
+    let _exposed = expose(&alice, echo.port(), "echo").unwrap();
+    let without = cluster.wait_for_routes_on(2);
+    let mut public = alice.spawn(["expose", &format!("127.0.0.1:{}", app.port()), "--name", "web", "--public"]).unwrap();
+    let line = public.wait_for_line("Public URL:", READY).unwrap();
+    let host = line.split("Public URL:").nth(1).unwrap().trim().strip_prefix("http://").unwrap().to_string();
+    let bob = cluster.login("bob", &cluster.lb_url());
+    let (_reach, reach_port) = reach(&bob, "echo").unwrap();
+    let addr = format!("127.0.0.1:{reach_port}");
+    let balanced = format!("127.0.0.1:{}", cluster.http_port);
+
+    // 40 clients opening tunnels and 10 making link requests, continuously.
+    let stop = Arc::new(AtomicBool::new(false));
+    let tunnels: Outcomes = Arc::default();
+    let links: Outcomes = Arc::default();
+    let mut clients = Vec::new();
+    for i in 0..50u8 {
+        let (stop, addr, balanced, host) = (stop.clone(), addr.clone(), balanced.clone(), host.clone());
+        let outcomes = if i < 40 { tunnels.clone() } else { links.clone() };
+        clients.push(std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let result = if i < 40 {
+                    tunnel_once(&addr, i | 1)
+                } else {
+                    match http_get(&balanced, &host, &format!("/c{i}")) {
+                        Ok(r) if r.status == 200 && r.text() == format!("hello from /c{i}") => Ok(()),
+                        Ok(r) => Err(format!("{} {}", r.status, r.text())),
+                        Err(e) => Err(format!("{e:#}")),
+                    }
+                };
+                outcomes.lock().unwrap().push((Instant::now(), result));
+            }
+        }));
+    }
+    // Streams in flight when the replica dies.
+    let transfers: Vec<_> = (0..6u64)
+        .map(|seed| {
+            let addr = addr.clone();
+            std::thread::spawn(move || long_transfer(&addr, 4 << 20, seed + 1))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(2));
+
+    // kill -9 a replica that holds one of alice's links.
+    let victim = (0..3).find(|i| !without.contains(i)).unwrap();
+    cluster.replicas[victim].kill9();
+    let killed = Instant::now();
+    std::thread::sleep(Duration::from_secs(12));
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.join().unwrap();
+    }
+
+    for (kind, outcomes) in [("tunnel", &tunnels), ("link request", &links)] {
+        let outcomes = outcomes.lock().unwrap();
+        let settled = killed + Duration::from_secs(5);
+        let before = outcomes.iter().filter(|(at, r)| *at < killed && r.is_ok()).count();
+        let late: Vec<_> = outcomes.iter().filter(|(at, _)| *at > settled).collect();
+        let late_failures: Vec<_> = late.iter().filter_map(|(at, r)| r.as_ref().err().map(|e| (at.duration_since(killed), e))).collect();
+        let early_failures = outcomes.iter().filter(|(at, r)| *at >= killed && *at <= settled && r.is_err()).count();
+        eprintln!(
+            "{kind}s: {before} ok before the kill, {early_failures} failed in the 5 s after it, {} after that ({} failed)",
+            late.len(),
+            late_failures.len()
+        );
+        assert!(before > 0, "no {kind} worked before the kill");
+        assert!(late.len() > 50, "only {} {kind}s in the 7 s after the first 5 s", late.len());
+        assert!(late_failures.is_empty(), "{kind}s failed more than 5 s after the kill: {late_failures:?}");
+    }
+    for transfer in transfers {
+        let outcome = transfer.join().unwrap();
+        assert_ne!(std::mem::discriminant(&outcome), std::mem::discriminant(&Transfer::Truncated(0)), "{outcome:?}");
+    }
+    let services = bob.run_ok(["services"]).unwrap();
+    assert!(services.lines().any(|l| l.contains("echo") && l.contains("online")), "{services}");
+    assert!(services.lines().any(|l| l.contains("web") && l.contains("online")), "{services}");
+    let _ = public.is_running();
 }

@@ -4,12 +4,12 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use h2::client::SendRequest;
 use pconnect_link::barrier::{self, ClientLink};
 use pconnect_link::read_ahead::ReadAhead;
-use pconnect_link::tuning::HANDSHAKE_TIMEOUT;
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
@@ -19,17 +19,25 @@ use tokio_util::sync::CancellationToken;
 use super::credential::PEER_NAME;
 use crate::sync::lock;
 
+/// How long dialing a peer (TCP, TLS, HTTP/2 barrier) may take: replicas share a private network.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(2);
+/// A peer that could not be dialed is not tried again for this long (a dead replica's routes
+/// outlive it until its lease expires; requests go to the other holders meanwhile).
+const RETRY_AFTER: Duration = Duration::from_secs(3);
+
 /// Live links to peers, by replica id.
 pub(crate) struct PeerPool {
     tls: TlsConnector,
     links: Mutex<HashMap<String, SendRequest<Bytes>>>,
+    /// When dialing a replica last failed.
+    failed: Mutex<HashMap<String, Instant>>,
     /// Ends every link (hub shutdown).
     shutdown: CancellationToken,
 }
 
 impl PeerPool {
     pub(crate) fn new(tls: Arc<ClientConfig>, shutdown: CancellationToken) -> PeerPool {
-        PeerPool { tls: TlsConnector::from(tls), links: Mutex::default(), shutdown }
+        PeerPool { tls: TlsConnector::from(tls), links: Mutex::default(), failed: Mutex::default(), shutdown }
     }
 
     /// A ready link to `replica` at `addr`: the live one, or a new one.
@@ -41,11 +49,23 @@ impl PeerPool {
                 Err(_) => self.forget(replica),
             }
         }
-        let sender = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.dial(replica, addr)).await.map_err(|_| {
-            anyhow::anyhow!("replica {replica} at {addr} did not answer within {HANDSHAKE_TIMEOUT:?}")
-        })??;
-        lock(&self.links).insert(replica.to_string(), sender.clone());
-        Ok(sender)
+        if lock(&self.failed).get(replica).is_some_and(|at| at.elapsed() < RETRY_AFTER) {
+            anyhow::bail!("replica {replica} at {addr} was unreachable moments ago");
+        }
+        let dialed = tokio::time::timeout(DIAL_TIMEOUT, self.dial(replica, addr))
+            .await
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("replica {replica} at {addr} did not answer within {DIAL_TIMEOUT:?}")));
+        match dialed {
+            Ok(sender) => {
+                lock(&self.failed).remove(replica);
+                lock(&self.links).insert(replica.to_string(), sender.clone());
+                Ok(sender)
+            }
+            Err(e) => {
+                lock(&self.failed).insert(replica.to_string(), Instant::now());
+                Err(e)
+            }
+        }
     }
 
     /// Ends every link.

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::LinkError;
 use super::backoff::Backoff;
+use super::spread::{self, Spread};
 use super::dial::{Credentials, DialError, HubStream, dial};
 
 /// How long a new stream waits for a live connection before failing.
@@ -46,6 +47,8 @@ struct Inner {
     /// Set when the hub refuses us for good (token revoked, certificate changed).
     fatal: watch::Sender<Option<String>>,
     cancel: CancellationToken,
+    /// The hub-cluster replica each slot is on.
+    spread: Spread,
 }
 
 /// Forward connections to the hub. Cloning shares the pool.
@@ -86,12 +89,13 @@ impl ForwardLink {
             creds,
             session,
             slots: (0..connections.max(1)).map(|_| Mutex::new(None)).collect(),
+            spread: Spread::new(connections.max(1)),
             changed: Notify::new(),
             fatal: watch::channel(None).0,
             cancel,
         });
         let link = Self { inner };
-        let mut first = Some(stream);
+        let mut first = Some((stream, welcome.clone()));
         for slot in 0..link.inner.slots.len() {
             tokio::spawn(maintain(link.inner.clone(), slot, first.take()));
         }
@@ -252,14 +256,15 @@ async fn read_body(body: RecvStream) -> Result<Bytes, LinkError> {
 }
 
 /// Keeps slot `index` connected until cancelled or refused for good.
-async fn maintain(inner: Arc<Inner>, index: usize, mut first: Option<HubStream>) {
+async fn maintain(inner: Arc<Inner>, index: usize, mut first: Option<(HubStream, Welcome)>) {
     let mut backoff = Backoff::new();
     let hello = hello(&inner.creds, &inner.session);
+    let mut spread_tries = 0;
     loop {
-        let stream = match first.take() {
-            Some(stream) => Some(stream),
+        let dialed = match first.take() {
+            Some(dialed) => Some(dialed),
             None => match dial(&inner.creds, &hello).await {
-                Ok((stream, _)) => Some(stream),
+                Ok(dialed) => Some(dialed),
                 Err(e) if !e.is_retryable() => {
                     tracing::warn!(error = %e, "hub refused this agent");
                     inner.fatal.send_replace(Some(e.to_string()));
@@ -272,10 +277,22 @@ async fn maintain(inner: Arc<Inner>, index: usize, mut first: Option<HubStream>)
                 }
             },
         };
-        if let Some(stream) = stream
-            && let Err(e) = run_connection(&inner, index, stream, &mut backoff).await
-        {
-            tracing::debug!(slot = index, error = %e, "forward link ended");
+        if let Some((stream, welcome)) = dialed {
+            // On a hub cluster, another replica: losing one then never cuts every link.
+            if inner.spread.taken(index, &welcome) && spread_tries < spread::TRIES {
+                spread_tries += 1;
+                drop(stream);
+                tokio::select! {
+                    _ = inner.cancel.cancelled() => return,
+                    _ = tokio::time::sleep(spread::DELAY) => continue,
+                }
+            }
+            spread_tries = 0;
+            inner.spread.set(index, Some(&welcome));
+            if let Err(e) = run_connection(&inner, index, stream, &mut backoff).await {
+                tracing::debug!(slot = index, error = %e, "forward link ended");
+            }
+            inner.spread.set(index, None);
         }
         *inner.slots[index].lock().unwrap_or_else(|p| p.into_inner()) = None;
         inner.changed.notify_waiters();

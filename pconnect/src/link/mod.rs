@@ -1,6 +1,7 @@
 //! The agent's side of the link to the hub: dialing ([`dial`]), the pool of forward connections
 //! for RPCs and outbound tunnels ([`forward`]), and the reverse connections that serve exposed
-//! services ([`reverse`]), public-link requests among them ([`http_forward`]).
+//! services ([`reverse`]), public-link requests among them ([`http_forward`]); on a hub cluster
+//! both kinds spread over distinct replicas ([`spread`]).
 
 pub mod backoff;
 pub mod dial;
@@ -8,6 +9,7 @@ pub mod exposed;
 pub mod forward;
 pub(crate) mod http_forward;
 pub mod reverse;
+mod spread;
 
 use pconnect_proto::control::ErrorBody;
 

@@ -25,6 +25,7 @@ use super::backoff::Backoff;
 use super::dial::{Credentials, DialError, HubStream, dial};
 pub use super::exposed::Exposed;
 use super::http_forward::{self, HttpForwarder, TARGET_CONNECT_TIMEOUT};
+use super::spread::{self, Spread};
 use crate::debug::{self, Captures};
 use crate::drain::Drain;
 use crate::metrics::{METRICS, Side};
@@ -51,30 +52,8 @@ struct Inner {
     drain: Drain,
     /// The HTTP client that answers public-link requests.
     http: HttpForwarder,
-    /// The hub-cluster replica each reverse connection is on, by slot (`None`: a single hub).
-    replicas: std::sync::Mutex<Vec<Option<String>>>,
-}
-
-/// Redials through the load balancer when a connection lands on a replica another one of this
-/// agent's connections is already on, at most this many times in a row, this far apart.
-const SPREAD_TRIES: u32 = 8;
-const SPREAD_DELAY: std::time::Duration = std::time::Duration::from_millis(50);
-
-impl Inner {
-    /// Whether a connection of another slot is on the replica that answered `welcome`, in a
-    /// cluster with more than one replica alive.
-    fn replica_taken(&self, slot: usize, welcome: &Welcome) -> bool {
-        let Some(replica) = welcome.replica.as_ref().filter(|r| r.alive > 1) else { return false };
-        let replicas = self.replicas.lock().unwrap_or_else(|p| p.into_inner());
-        replicas.iter().enumerate().any(|(other, on)| other != slot && on.as_deref() == Some(replica.id.as_str()))
-    }
-
-    fn set_replica(&self, slot: usize, replica: Option<String>) {
-        let mut replicas = self.replicas.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(on) = replicas.get_mut(slot) {
-            *on = replica;
-        }
-    }
+    /// The hub-cluster replica each reverse connection is on.
+    spread: Spread,
 }
 
 /// Registers `services` with the hub (the first dial reports conflicts and auth errors at once) and
@@ -119,9 +98,9 @@ pub async fn serve_with_captures(
     let (stream, welcome) = dial(&creds, &hello).await?;
     let (status, status_rx) = watch::channel(LinkStatus::default());
     let slots = connections.max(1);
-    let replicas = std::sync::Mutex::new(vec![None; slots]);
+    let spread = Spread::new(slots);
     let http = HttpForwarder::new();
-    let inner = Arc::new(Inner { creds, hello, services, status, cancel, captures, drain, http, replicas });
+    let inner = Arc::new(Inner { creds, hello, services, status, cancel, captures, drain, http, spread });
     let mut first = Some((stream, welcome.clone()));
     for slot in 0..slots {
         let span = tracing::info_span!("reverse", slot);
@@ -156,22 +135,22 @@ async fn maintain(inner: Arc<Inner>, slot: usize, mut first: Option<(HubStream, 
         };
         if let Some((stream, welcome)) = dialed {
             // On a hub cluster, another replica: losing one then never takes the services offline.
-            if inner.replica_taken(slot, &welcome) && spread_tries < SPREAD_TRIES {
+            if inner.spread.taken(slot, &welcome) && spread_tries < spread::TRIES {
                 spread_tries += 1;
                 drop(stream);
                 tokio::select! {
                     _ = inner.cancel.cancelled() => return,
-                    _ = tokio::time::sleep(SPREAD_DELAY) => continue,
+                    _ = tokio::time::sleep(spread::DELAY) => continue,
                 }
             }
             spread_tries = 0;
-            inner.set_replica(slot, welcome.replica.map(|replica| replica.id));
+            inner.spread.set(slot, Some(&welcome));
             backoff.connected();
             let routed = Arc::new(AtomicBool::new(false));
             if let Err(e) = serve_connection(&inner, stream, &routed).await {
                 tracing::debug!(error = %e, "reverse link ended");
             }
-            inner.set_replica(slot, None);
+            inner.spread.set(slot, None);
             if routed.load(Ordering::Relaxed) {
                 inner.status.send_modify(|s| s.connected -= 1);
             }
