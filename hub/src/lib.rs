@@ -128,6 +128,7 @@ impl Prepared {
             let acceptor = tokio_rustls::TlsAcceptor::from(tls);
             tasks.spawn(cluster::peer_port::accept_loop(hub.clone(), listener, acceptor, stop.clone(), tasks.clone()));
             tasks.spawn(cluster::registry::publish(cluster.clone(), hub.routes.clone(), shutdown.clone()));
+            tasks.spawn(cluster::changes::follow(hub.clone(), cluster.store.clone(), shutdown.clone()));
         }
         // The metrics listener outlives the drain, so `/readyz` says "shutting down" through it.
         let observed = CancellationToken::new();

@@ -256,7 +256,8 @@ fn killing_a_replica_under_load_costs_nothing_after_five_seconds() {
     let alice = cluster.login("alice", &cluster.lb_url());
     let _exposed = expose(&alice, echo.port(), "echo").unwrap();
     let without = cluster.wait_for_routes_on(2);
-    let mut public = alice.spawn(["expose", &format!("127.0.0.1:{}", app.port()), "--name", "web", "--public"]).unwrap();
+    let mut public =
+        alice.spawn(["expose", &format!("127.0.0.1:{}", app.port()), "--name", "web", "--public"]).unwrap();
     let line = public.wait_for_line("Public URL:", READY).unwrap();
     let host = line.split("Public URL:").nth(1).unwrap().trim().strip_prefix("http://").unwrap().to_string();
     let bob = cluster.login("bob", &cluster.lb_url());
@@ -311,7 +312,8 @@ fn killing_a_replica_under_load_costs_nothing_after_five_seconds() {
         let settled = killed + Duration::from_secs(5);
         let before = outcomes.iter().filter(|(at, r)| *at < killed && r.is_ok()).count();
         let late: Vec<_> = outcomes.iter().filter(|(at, _)| *at > settled).collect();
-        let late_failures: Vec<_> = late.iter().filter_map(|(at, r)| r.as_ref().err().map(|e| (at.duration_since(killed), e))).collect();
+        let late_failures: Vec<_> =
+            late.iter().filter_map(|(at, r)| r.as_ref().err().map(|e| (at.duration_since(killed), e))).collect();
         let early_failures = outcomes.iter().filter(|(at, r)| *at >= killed && *at <= settled && r.is_err()).count();
         eprintln!(
             "{kind}s: {before} ok before the kill, {early_failures} failed in the 5 s after it, {} after that ({} failed)",
@@ -330,4 +332,88 @@ fn killing_a_replica_under_load_costs_nothing_after_five_seconds() {
     assert!(services.lines().any(|l| l.contains("echo") && l.contains("online")), "{services}");
     assert!(services.lines().any(|l| l.contains("web") && l.contains("online")), "{services}");
     let _ = public.is_running();
+}
+
+/// An open tunnel connection that echoes; `closed_within` says how long it took to be cut.
+fn open_echo(addr: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.write_all(b"hold").unwrap();
+    let mut back = [0u8; 4];
+    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    stream.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"hold");
+    stream
+}
+
+/// Waits until the peer closes `stream` (EOF or reset); how long that took, or `None` after 5 s.
+fn closed_within(mut stream: TcpStream) -> Option<Duration> {
+    let start = Instant::now();
+    stream.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    let mut buf = [0u8; 64];
+    while start.elapsed() < Duration::from_secs(5) {
+        match stream.read(&mut buf) {
+            Ok(0) => return Some(start.elapsed()),
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => return Some(start.elapsed()),
+        }
+    }
+    None
+}
+
+#[test]
+fn revocations_and_removals_reach_every_replica_within_a_second_and_the_join_limit_is_global() {
+    let cluster = Cluster::start();
+    let [a, b, c] = [&cluster.replicas[0], &cluster.replicas[1], &cluster.replicas[2]];
+    let echo = EchoServer::start();
+    // Alice works with replica A only; carol and dave with replica C.
+    let alice = cluster.login("alice", a.url());
+    let _exposed = expose(&alice, echo.port(), "echo").unwrap();
+    let code = share(&alice);
+    let carol = cluster.login("carol", c.url());
+    let mut joined = carol.spawn(["join", &code, "--bind", "127.0.0.1"]).unwrap();
+    let line = joined.wait_for_line("echo →", READY).unwrap();
+    joined.wait_for_line("tunnel(s) active", READY).unwrap();
+    let joined_addr = format!("127.0.0.1:{}", listen_port(&line).unwrap());
+    let held: Vec<TcpStream> = (0..5).map(|_| open_echo(&joined_addr)).collect();
+
+    // Revoked through A: the tunnels held through C close within a second.
+    alice.run_ok(["share", "revoke", &code]).unwrap();
+    for stream in held {
+        let took = closed_within(stream).expect("a tunnel through the revoked share stayed open");
+        assert!(took < Duration::from_secs(1), "closed after {took:?}");
+    }
+
+    // Removing dave (an admin command on the store) cuts his tunnel through C within a second.
+    let dave = cluster.login("dave", c.url());
+    let (_reach, port) = reach(&dave, "echo").unwrap();
+    let open = open_echo(&format!("127.0.0.1:{port}"));
+    let mut cmd = Command::new(bin(HUB));
+    cmd.args(["member", "remove", "dave", "--store", &cluster.url]);
+    let out = output_with_timeout(&mut cmd, ADMIN).unwrap();
+    assert!(out.status.success(), "{}", describe_output(&out));
+    let took = closed_within(open).expect("a removed member's tunnel stayed open");
+    assert!(took < Duration::from_secs(1), "closed after {took:?}");
+
+    // Ten wrong codes in total, spread over the three replicas, then even a good code is refused.
+    let token = cluster.add_member("eve");
+    let eves: Vec<Agent> = [a, b, c]
+        .iter()
+        .map(|hub| {
+            let eve = Agent::fresh("eve").unwrap();
+            eve.run_ok(["login", "--hub", hub.url(), "--token", &token, "--fingerprint", hub.fingerprint()]).unwrap();
+            eve
+        })
+        .collect();
+    for attempt in 0..10 {
+        let out = eves[attempt % 3].run(["join", "zzzzzz"]);
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(!out.status.success() && !stderr.contains("too many"), "attempt {attempt}: {stderr}");
+    }
+    let fresh_code = share(&alice);
+    for eve in &eves {
+        let out = eve.run(["join", &fresh_code]);
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(stderr.contains("too many wrong share codes"), "the 11th try went through a replica: {stderr}");
+    }
 }

@@ -1,10 +1,12 @@
 //! Hub cluster: several replicas sharing one PostgreSQL store behind a TCP load balancer.
 //!
-//! Each replica publishes a lease and the routes it holds ([`registry`]); a tunnel or request for
+//! Each replica publishes a lease and the routes it holds ([`registry`]) and follows the changes
+//! the others announce ([`changes`]); a tunnel or request for
 //! an agent held elsewhere goes to that replica over its peer port ([`peer_port`]), as one stream
 //! on a mutual-TLS HTTP/2 link ([`peers`], [`credential`]) — never more than one extra hop.
 //! A single hub (SQLite, or PostgreSQL without `--peer-listen`) has none of this.
 
+pub(crate) mod changes;
 pub(crate) mod credential;
 pub(crate) mod peer_port;
 mod peers;
@@ -34,7 +36,7 @@ pub(crate) struct Cluster {
     pub(crate) replica: String,
     /// Where peers reach this replica's peer port.
     pub(crate) advertise: String,
-    store: Arc<dyn ClusterStore>,
+    pub(crate) store: Arc<dyn ClusterStore>,
     peers: Arc<PeerPool>,
     /// Replicas with a live lease, as of the last renewal.
     alive: AtomicU32,

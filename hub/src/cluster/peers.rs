@@ -52,9 +52,9 @@ impl PeerPool {
         if lock(&self.failed).get(replica).is_some_and(|at| at.elapsed() < RETRY_AFTER) {
             anyhow::bail!("replica {replica} at {addr} was unreachable moments ago");
         }
-        let dialed = tokio::time::timeout(DIAL_TIMEOUT, self.dial(replica, addr))
-            .await
-            .unwrap_or_else(|_| Err(anyhow::anyhow!("replica {replica} at {addr} did not answer within {DIAL_TIMEOUT:?}")));
+        let dialed = tokio::time::timeout(DIAL_TIMEOUT, self.dial(replica, addr)).await.unwrap_or_else(|_| {
+            Err(anyhow::anyhow!("replica {replica} at {addr} did not answer within {DIAL_TIMEOUT:?}"))
+        });
         match dialed {
             Ok(sender) => {
                 lock(&self.failed).remove(replica);

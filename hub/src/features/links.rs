@@ -15,7 +15,7 @@ use pconnect_proto::link::{
 use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::audit::{Audit, AuditAction};
-use crate::store::{LinkId, LinkRow, Member, MemberId, NewLink, Store, StoreError};
+use crate::store::{Change, LinkId, LinkRow, Member, MemberId, NewLink, Store, StoreError};
 use crate::sync::lock;
 use pconnect_proto::clock;
 
@@ -102,7 +102,7 @@ impl LinkCache {
         Ok(live)
     }
 
-    fn forget(&self, subdomain: &str) {
+    pub(crate) fn forget(&self, subdomain: &str) {
         lock(&self.by_subdomain).remove(subdomain);
     }
 
@@ -110,6 +110,11 @@ impl LinkCache {
     /// their links are gone.
     pub(crate) fn forget_owner(&self, owner: MemberId) {
         lock(&self.by_subdomain).retain(|_, cached| cached.link.as_ref().is_none_or(|l| l.row.owner_id != owner));
+    }
+
+    /// Forgets every cached link (changes may have been missed): the next requests read the store.
+    pub(crate) fn forget_all(&self) {
+        lock(&self.by_subdomain).clear();
     }
 
     /// Owners of the cached links.
@@ -176,6 +181,14 @@ impl Links {
         Self { audit: Audit::new(store.clone()), store, cache: LinkCache::default(), base }
     }
 
+    /// Drops a link that changed from this hub's cache, and tells the other hubs on the store to.
+    async fn changed(&self, subdomain: &str) {
+        self.cache.forget(subdomain);
+        if let Err(e) = self.store.announce(&Change::Link(subdomain.to_string())).await {
+            tracing::warn!(error = %e, subdomain, "could not tell the other hubs that a link changed");
+        }
+    }
+
     /// The live link served at `subdomain`, through the cache.
     pub(crate) async fn live(&self, subdomain: &str) -> Result<Option<Arc<LiveLink>>, StoreError> {
         self.cache.get(self.store.as_ref(), subdomain).await
@@ -207,7 +220,7 @@ pub(crate) async fn create(links: &Links, member: &Member, body: CreateLink) -> 
         // asking for it adopts it).
         let project = body.project.clone().or(row.project.clone());
         links.store.set_link_policy(row.id, &policy, project.as_deref()).await?;
-        links.cache.forget(&row.subdomain);
+        links.changed(&row.subdomain).await;
         return Ok(info(links, &LinkRow { policy, project, ..row }));
     }
     let expires_at = match body.persistent {
@@ -226,7 +239,7 @@ pub(crate) async fn create(links: &Links, member: &Member, body: CreateLink) -> 
         };
         match links.store.create_link(member, &new).await {
             Ok(row) => {
-                links.cache.forget(&subdomain);
+                links.changed(&subdomain).await;
                 links.audit.record(member, AuditAction::LinkCreate, &row.subdomain).await;
                 return Ok(info(links, &row));
             }
@@ -263,7 +276,7 @@ pub(crate) async fn update(links: &Links, member: &Member, body: UpdateLink) -> 
     };
     let policy = serde_json::to_string(&body.policy).map_err(|e| LinkError::BadPolicy(e.to_string()))?;
     links.store.update_link(row.id, expires_at, &policy).await?;
-    links.cache.forget(&subdomain);
+    links.changed(&subdomain).await;
     links.audit.record(member, AuditAction::LinkUpdate, &subdomain).await;
     Ok(info(links, &LinkRow { expires_at, policy, ..row }))
 }
@@ -284,7 +297,7 @@ pub(crate) async fn revoke(links: &Links, member: &Member, subdomain: &str) -> R
         return Err(not_found());
     }
     links.store.revoke_link(row.id, clock::now()).await?;
-    links.cache.forget(&subdomain);
+    links.changed(&subdomain).await;
     links.audit.record(member, AuditAction::LinkRevoke, &subdomain).await;
     Ok(())
 }

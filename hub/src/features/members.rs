@@ -83,6 +83,10 @@ pub async fn remove_member(
         e => e.into(),
     })?;
     store.audit(Some(workspace_id), Some(name), AuditAction::MemberRemove.as_str(), "").await?;
+    // Hubs sharing a PostgreSQL store hear it at once (a SQLite hub is poked below).
+    if let Err(e) = store.announce(&crate::store::Change::Members).await {
+        tracing::warn!(error = %e, "could not announce the removal; hubs notice it within their 5 s recheck");
+    }
     Ok(match admin_dir {
         Some(dir) if poke(&dir, RECHECK).await.is_ok() => HubNotice::Confirmed,
         Some(_) => HubNotice::NoAnswer,

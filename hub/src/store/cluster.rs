@@ -1,12 +1,54 @@
 //! [`ClusterStore`]: what replicas of one hub cluster share besides the hub's own state — leases
 //! (which replicas are alive, and where their peers reach them), the routes each one holds, and
-//! values made once for the whole cluster (the peer credential, the hub's TLS identity).
+//! values made once for the whole cluster (the peer credential, the hub's TLS identity) — and the
+//! [`ChangeFeed`] every store carries: changes that hubs sharing the store must apply at once.
 //!
 //! Liveness is judged by the database's clock, so replicas' clocks never have to agree.
 
 use async_trait::async_trait;
 
-use super::{MemberId, StoreError, WorkspaceId};
+use super::{MemberId, ShareId, StoreError, WorkspaceId};
+
+/// A change every hub sharing the store applies at once (the one that made it already has).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A share was revoked or its expiry moved: its live tunnels follow the stored row.
+    Share(ShareId),
+    /// A public link was revoked or its policy changed: cached copies are dropped.
+    Link(String),
+    /// A member was removed: their connections, routes and live grants end.
+    Members,
+}
+
+impl Change {
+    /// The notification payload.
+    pub fn to_payload(&self) -> String {
+        match self {
+            Change::Share(id) => format!("share:{id}"),
+            Change::Link(subdomain) => format!("link:{subdomain}"),
+            Change::Members => "members".to_string(),
+        }
+    }
+
+    /// Reads a payload back; `None` for anything else (a future version's change).
+    pub fn from_payload(payload: &str) -> Option<Change> {
+        match payload.split_once(':') {
+            Some(("share", id)) => id.parse().ok().map(Change::Share),
+            Some(("link", subdomain)) if !subdomain.is_empty() => Some(Change::Link(subdomain.to_string())),
+            None if payload == "members" => Some(Change::Members),
+            _ => None,
+        }
+    }
+}
+
+/// Announcing changes to the other hubs on the same store. A store only one hub uses (SQLite)
+/// has nobody to tell.
+#[async_trait]
+pub trait ChangeFeed: Send + Sync + 'static {
+    async fn announce(&self, _change: &Change) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
 
 /// A route a replica holds: one service of one member, with what its agent declared about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,7 +96,27 @@ pub trait ClusterStore: Send + Sync + 'static {
         except: &str,
     ) -> Result<Vec<RemoteRoute>, StoreError>;
 
+    /// Changes announced by any hub on this store, as they come. The receiver gets `None` after a
+    /// lost connection to the database (announcements may have been missed: recheck everything),
+    /// and the feed goes on once it is back.
+    async fn listen(&self) -> Result<tokio::sync::mpsc::Receiver<Option<Change>>, StoreError>;
+
     /// The value kept under `key`; `fresh` is stored first when there is none (whoever stores
     /// first wins, and everyone reads the winner's).
     async fn shared_value(&self, key: &str, fresh: &str) -> Result<String, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_survive_their_payload_and_strangers_are_ignored() {
+        for change in [Change::Share(42), Change::Link("quiet-fox-12".into()), Change::Members] {
+            assert_eq!(Change::from_payload(&change.to_payload()), Some(change));
+        }
+        for payload in ["", "share:", "share:x", "link:", "members:now", "route:1"] {
+            assert_eq!(Change::from_payload(payload), None, "{payload}");
+        }
+    }
 }

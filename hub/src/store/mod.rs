@@ -18,7 +18,7 @@ mod tests;
 
 use async_trait::async_trait;
 
-pub use cluster::{ClusterStore, HeldRoute, RemoteRoute};
+pub use cluster::{Change, ChangeFeed, ClusterStore, HeldRoute, RemoteRoute};
 pub use location::{StoreLocation, open_store};
 pub use postgres::{ImportError, PostgresStore, PostgresUrl};
 pub use sqlite::SqliteStore;
@@ -173,9 +173,15 @@ pub enum StoreError {
 /// The hub's persistence: every entity's store in one. Every write is durable when its future
 /// resolves. A store implements the entity traits below (one file each in its module) and gets
 /// `Store` from the blanket impl; the hub holds it as `Arc<dyn Store>`.
-pub trait Store: MemberStore + ServiceStore + ShareStore + LinkStore + AuditStore + SecretStore + StatsStore {}
+pub trait Store:
+    MemberStore + ServiceStore + ShareStore + LinkStore + AuditStore + SecretStore + StatsStore + ChangeFeed
+{
+}
 
-impl<T: MemberStore + ServiceStore + ShareStore + LinkStore + AuditStore + SecretStore + StatsStore> Store for T {}
+impl<T> Store for T where
+    T: MemberStore + ServiceStore + ShareStore + LinkStore + AuditStore + SecretStore + StatsStore + ChangeFeed
+{
+}
 
 /// Workspaces, their members and the members' token hashes.
 #[async_trait]

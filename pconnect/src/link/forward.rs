@@ -24,8 +24,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::LinkError;
 use super::backoff::Backoff;
-use super::spread::{self, Spread};
 use super::dial::{Credentials, DialError, HubStream, dial};
+use super::spread::{self, Spread};
 
 /// How long a new stream waits for a live connection before failing.
 const WAIT_FOR_LINK: Duration = Duration::from_secs(3);

@@ -1,6 +1,7 @@
 //! Rate limit on failed share joins: at most 10 failures per member in any 10 minutes, then
-//! refusals that say when to retry. Failures are audited in the store, and the limiter reloads them
-//! from there, so a hub restart does not reset a member's count.
+//! refusals that say when to retry. Failures are audited in the store, and the limiter reads them
+//! from there before every attempt, so neither a hub restart nor another replica of a cluster
+//! gives a member a fresh count.
 //!
 //! A member's join attempts take turns ([`JoinLimiter::turn`]): the check, the lookup and the
 //! counting of a failure happen as one step, so 100 guesses sent at once are still counted one by
@@ -35,13 +36,18 @@ impl JoinLimiter {
 
     /// `Err(seconds)` when `member` must wait that long before trying again.
     pub(crate) async fn check(&self, store: &dyn Store, member: &Member, now: i64) -> Result<(), u64> {
-        if !lock(&self.failures).contains_key(&member.id) {
-            let since = now - WINDOW_SECS;
-            let past = store
-                .audit_times(member.workspace_id, &member.name, AuditAction::ShareJoinFailed.as_str(), since)
-                .await
-                .unwrap_or_default();
-            lock(&self.failures).entry(member.id).or_insert_with(|| past.into());
+        // Read from the store every time: other hubs on the same store (a cluster's replicas)
+        // count their failures there too. Failures the store does not hold yet (an audit write
+        // that failed) are kept from memory.
+        let since = now - WINDOW_SECS;
+        let stored =
+            store.audit_times(member.workspace_id, &member.name, AuditAction::ShareJoinFailed.as_str(), since).await;
+        if let Ok(stored) = stored {
+            let mut failures = lock(&self.failures);
+            let known = failures.entry(member.id).or_default();
+            if stored.len() >= known.len() {
+                *known = stored.into();
+            }
         }
         let mut failures = lock(&self.failures);
         let times = failures.entry(member.id).or_default();

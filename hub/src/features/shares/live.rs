@@ -90,6 +90,11 @@ impl LiveShares {
         }
     }
 
+    /// Shares in use right now.
+    pub(crate) fn live_ids(&self) -> Vec<ShareId> {
+        lock(&self.by_id).iter().filter(|(_, e)| e.ended.is_none()).map(|(id, _)| *id).collect()
+    }
+
     /// Creators of the shares in use right now.
     pub(crate) fn creators(&self) -> Vec<MemberId> {
         lock(&self.by_id).values().filter(|e| e.ended.is_none()).filter_map(|e| e.creator).collect()

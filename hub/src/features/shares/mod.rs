@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::audit::{Audit, AuditAction};
 use crate::auth;
 use crate::conn::routes::Routes;
-use crate::store::{Member, MemberId, ShareRoute, ShareRow, Store, StoreError};
+use crate::store::{Change, Member, MemberId, ShareRoute, ShareRow, Store, StoreError};
 pub(crate) use error::ShareError;
 use join_limiter::JoinLimiter;
 use key::ShareKey;
@@ -52,6 +52,26 @@ impl Shares {
             routes,
             audit: Audit::new(store.clone()),
             store,
+        }
+    }
+
+    /// Tells the other hubs on the store that share `id` was revoked or moved its expiry.
+    async fn changed(&self, id: i64) {
+        if let Err(e) = self.store.announce(&Change::Share(id)).await {
+            tracing::warn!(error = %e, share = id, "could not tell the other hubs that a share changed");
+        }
+    }
+
+    /// Makes share `id`'s live tunnels follow its stored row (another hub changed it): ended when
+    /// revoked, gone or expired, else lasting until its stored expiry.
+    pub(crate) async fn follow_store(&self, id: i64) {
+        match self.store.share_by_id(id).await {
+            Ok(Some(row)) if row.revoked_at.is_none() && row.expires_at > clock::now() => {
+                self.live.set_expiry(id, row.expires_at);
+            }
+            Ok(Some(row)) if row.revoked_at.is_none() => self.live.end(id, ShareEvent::Expired),
+            Ok(_) => self.live.end(id, ShareEvent::Revoked),
+            Err(e) => tracing::warn!(error = %e, share = id, "could not re-read a share another hub changed"),
         }
     }
 }
@@ -116,6 +136,7 @@ pub(crate) async fn update(shares: &Shares, member: &Member, body: UpdateShare) 
     let expires_at = row.created_at + body.expires_in_secs as i64;
     shares.store.set_share_expiry(row.id, expires_at).await?;
     shares.live.set_expiry(row.id, expires_at);
+    shares.changed(row.id).await;
     shares.audit.record(member, AuditAction::ShareUpdate, &format!("share {} expires at {expires_at}", row.id)).await;
     Ok(info(shares, &ShareRow { expires_at, ..row }))
 }
@@ -150,6 +171,7 @@ async fn end_share(shares: &Shares, member: &Member, row: &ShareRow, code: &str)
     live(shares, row, code)?;
     shares.store.revoke_share(row.id, clock::now()).await?;
     shares.live.end(row.id, ShareEvent::Revoked);
+    shares.changed(row.id).await;
     shares.audit.record(member, AuditAction::ShareRevoke, &format!("share {}", row.id)).await;
     Ok(())
 }

@@ -1,11 +1,32 @@
 //! [`ClusterStore`] on PostgreSQL: replicas' leases and held routes (`replicas`,
-//! `replica_routes`), and values made once for the whole cluster (`settings`).
+//! `replica_routes`), values made once for the whole cluster (`settings`), and changes announced
+//! with NOTIFY on one channel, heard with LISTEN.
 
 use async_trait::async_trait;
 use sqlx::Row;
+use sqlx::postgres::PgListener;
+use tokio::sync::mpsc;
 
 use super::{PostgresStore, db};
-use crate::store::{ClusterStore, HeldRoute, RemoteRoute, StoreError, WorkspaceId};
+use crate::store::{Change, ChangeFeed, ClusterStore, HeldRoute, RemoteRoute, StoreError, WorkspaceId};
+
+/// The NOTIFY channel of pconnect's changes.
+const CHANNEL: &str = "pconnect_changes";
+/// Changes a replica may have heard and not applied yet.
+const BACKLOG: usize = 1024;
+
+#[async_trait]
+impl ChangeFeed for PostgresStore {
+    async fn announce(&self, change: &Change) -> Result<(), StoreError> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANNEL)
+            .bind(change.to_payload())
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+}
 
 /// Leases expired this long ago are deleted by whoever publishes next (their routes go with them).
 const FORGET_AFTER_SECS: i64 = 60;
@@ -106,6 +127,41 @@ impl ClusterStore for PostgresStore {
                 })
             })
             .collect()
+    }
+
+    async fn listen(&self) -> Result<mpsc::Receiver<Option<Change>>, StoreError> {
+        let mut listener = PgListener::connect_with(&self.pool).await.map_err(db)?;
+        listener.listen(CHANNEL).await.map_err(db)?;
+        let (tx, rx) = mpsc::channel(BACKLOG);
+        tokio::spawn(async move {
+            let mut lost = false;
+            loop {
+                // `None`: the connection was lost (and is reconnected on the next call); whatever
+                // was announced meanwhile is lost, so the receiver rechecks everything.
+                let heard = match listener.try_recv().await {
+                    Ok(Some(notification)) => match Change::from_payload(notification.payload()) {
+                        Some(change) => Some(change),
+                        None => continue,
+                    },
+                    Ok(None) => None,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "lost the store's change feed; retrying");
+                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                        None
+                    }
+                };
+                // One "recheck" per outage is enough.
+                let repeat = lost && heard.is_none();
+                lost = heard.is_none();
+                if repeat {
+                    continue;
+                }
+                if tx.send(heard).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(rx)
     }
 
     async fn shared_value(&self, key: &str, fresh: &str) -> Result<String, StoreError> {

@@ -25,3 +25,6 @@ impl StatsStore for SqliteStore {
         })
     }
 }
+
+/// One hub per SQLite file: there is nobody to announce changes to.
+impl crate::store::ChangeFeed for SqliteStore {}
