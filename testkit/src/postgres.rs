@@ -244,6 +244,31 @@ impl Postgres {
     }
 }
 
+impl Postgres {
+    /// Stops the server (fast shutdown: sessions are cut, as in a database failover or restart)
+    /// and starts it again on the same port and data; returns once it accepts connections.
+    pub fn restart(&mut self) -> Result<()> {
+        let run_as = postgres_run_as()?;
+        let _ = self.guardian.kill();
+        let _ = self.guardian.wait();
+        stop(&mut self.proc, "INT", Duration::from_secs(30));
+        let cwd = self.data_dir.parent().context("the data dir has a parent")?.to_path_buf();
+        let mut cmd = pg_command("postgres", run_as, &cwd);
+        cmd.arg("-D")
+            .arg(&self.data_dir)
+            .arg("-p")
+            .arg(self.port.to_string())
+            .arg("-k")
+            .arg(&self.data_dir)
+            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+            .args(["-c", "synchronous_commit=off", "-c", "full_page_writes=off"]);
+        self.proc = Proc::spawn(cmd)?;
+        wait_pg_ready(&mut self.proc, self.port)?;
+        self.guardian = spawn_guardian(self.proc.pid(), &cwd)?;
+        Ok(())
+    }
+}
+
 impl Drop for Postgres {
     fn drop(&mut self) {
         // The guardian goes first: once the server is reaped its pid may be reused.
