@@ -495,3 +495,59 @@ fn release_binaries_keep_their_debug_info_beside_them() {
     let out = run(Command::new(&stripped).arg("--version"));
     assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).starts_with(HUB), "{}", describe_output(&out));
 }
+
+#[test]
+fn the_cluster_compose_runs_three_replicas_on_one_store_behind_haproxy() {
+    let text = read("deploy/cluster/compose.yml");
+    let compose: serde_json::Value = serde_saphyr::from_str(&text).expect("deploy/cluster/compose.yml parses");
+    let services = &compose["services"];
+    assert!(services["postgres"].is_object() && services["haproxy"].is_object(), "{services}");
+    let mut volumes = Vec::new();
+    let mut command = Vec::new();
+    for name in ["hub1", "hub2", "hub3"] {
+        let hub = &services[name];
+        command = hub["command"].as_array().unwrap_or_else(|| panic!("{name} has no command")).clone();
+        let args: Vec<&str> = command.iter().filter_map(|v| v.as_str()).collect();
+        let peer = args.iter().position(|a| *a == "--peer-listen").map(|i| args[i + 1]);
+        let peer_port = peer.and_then(|p| p.rsplit(':').next()).unwrap_or_else(|| panic!("{name}: no --peer-listen"));
+        let env = &hub["environment"];
+        let store = env["PCONNECT_HUB_STORE"].as_str().unwrap_or_else(|| panic!("{name}: no store"));
+        let userinfo = store.strip_prefix("postgres://").and_then(|rest| rest.split('@').next()).unwrap_or_default();
+        assert!(!userinfo.contains(':'), "{name}: a password in the store URL: {store}");
+        assert!(env["PGPASSWORD"].is_string(), "{name}: the store's password is not in PGPASSWORD");
+        assert_eq!(env["PCONNECT_HUB_ADVERTISE"].as_str(), Some(format!("{name}:{peer_port}").as_str()), "{name}");
+        volumes.push(hub["volumes"][0].as_str().unwrap_or_else(|| panic!("{name}: no data volume")).to_string());
+    }
+    volumes.dedup();
+    assert_eq!(volumes.len(), 3, "replicas share a data dir (their admin sockets would collide): {volumes:?}");
+
+    let cfg = read("deploy/cluster/haproxy.cfg");
+    for name in ["hub1", "hub2", "hub3"] {
+        for port in [7779, 7780] {
+            assert!(cfg.contains(&format!("server {name} {name}:{port}")), "haproxy.cfg misses {name}:{port}");
+        }
+    }
+    match which("haproxy").or_else(|| Some(Path::new("/usr/sbin/haproxy").to_path_buf()).filter(|p| p.exists())) {
+        Some(haproxy) => {
+            let out =
+                run(Command::new(haproxy).arg("-c").arg("-f").arg(workspace_root().join("deploy/cluster/haproxy.cfg")));
+            assert!(out.status.success(), "haproxy -c\n{}", describe_output(&out));
+        }
+        None => skipped("haproxy -c", "HAProxy is not installed"),
+    }
+
+    // A replica's command and variables start a real replica (store and addresses swapped).
+    let pg = pconnect_e2e::Postgres::start().unwrap();
+    pg.create_database("pconnect").unwrap();
+    let data = TempDir::new().unwrap();
+    let mut cmd = hub_command();
+    for arg in command.iter().filter_map(|v| v.as_str()) {
+        cmd.arg(if arg.starts_with("0.0.0.0:") { "127.0.0.1:0" } else { arg });
+    }
+    cmd.args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"]).arg("--data").arg(data.path());
+    cmd.env("PCONNECT_HUB_STORE", pg.url("pconnect")).env("PCONNECT_HUB_ADVERTISE", "127.0.0.1:7790");
+    let mut replica = Proc::spawn(cmd).unwrap();
+    replica.wait_for_line("Hub ready", READY).unwrap();
+    let banner = replica.output_so_far();
+    assert!(banner.contains("Peers:") && banner.contains("PostgreSQL"), "{banner}");
+}
