@@ -12,8 +12,10 @@ pub(crate) mod peer_port;
 mod peers;
 pub(crate) mod registry;
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use pconnect_link::load::Load;
@@ -24,11 +26,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::conn::routes::{PeerAddressing, RemoteRoutes, ReverseConn};
 use crate::store::{ClusterStore, MemberId, RemoteRoute, WorkspaceId};
+use crate::sync::lock;
 use credential::ClusterCredential;
 use peers::PeerPool;
 
 /// The settings key of the cluster credential in the store.
 const CREDENTIAL_KEY: &str = "cluster_credential";
+/// How long a lookup of who holds a service is reused: new tunnels to a busy service cost a
+/// store query at most once per this, and a route that moved is found again after it.
+const LOOKUP_TTL: Duration = Duration::from_secs(1);
 
 /// This replica's place in the cluster.
 pub(crate) struct Cluster {
@@ -40,6 +46,8 @@ pub(crate) struct Cluster {
     peers: Arc<PeerPool>,
     /// Replicas with a live lease, as of the last renewal.
     alive: AtomicU32,
+    /// Recent lookups of who holds a service (holders found only).
+    lookups: Mutex<HashMap<(WorkspaceId, String), (Instant, Vec<RemoteRoute>)>>,
 }
 
 impl Cluster {
@@ -54,7 +62,8 @@ impl Cluster {
         let credential = ClusterCredential::from_pem(&pem)?;
         let replica = pconnect_link::random::hex(8);
         let peers = Arc::new(PeerPool::new(credential.client_config()?, CancellationToken::new()));
-        let cluster = Arc::new(Cluster { replica, advertise, store, peers, alive: AtomicU32::new(1) });
+        let cluster =
+            Arc::new(Cluster { replica, advertise, store, peers, alive: AtomicU32::new(1), lookups: Mutex::default() });
         Ok((cluster, credential.server_config()?))
     }
 
@@ -69,8 +78,21 @@ impl Cluster {
     }
 
     async fn remote(&self, workspace: WorkspaceId, service: &str) -> Vec<RemoteRoute> {
+        let key = (workspace, service.to_string());
+        if let Some((at, routes)) = lock(&self.lookups).get(&key)
+            && at.elapsed() < LOOKUP_TTL
+        {
+            return routes.clone();
+        }
         match self.store.remote_routes(workspace, service, &self.replica).await {
-            Ok(routes) => routes,
+            Ok(routes) => {
+                let mut lookups = lock(&self.lookups);
+                lookups.retain(|_, (at, _)| at.elapsed() < LOOKUP_TTL);
+                if !routes.is_empty() {
+                    lookups.insert(key, (Instant::now(), routes.clone()));
+                }
+                routes
+            }
             Err(e) => {
                 tracing::warn!(error = %e, service, "cluster registry unavailable");
                 Vec::new()
