@@ -192,7 +192,17 @@ fn every_path_works_whichever_replica_each_side_lands_on() {
         let reply = http_get(&balanced, &host, &format!("/lb{i}")).unwrap();
         assert_eq!((reply.status, reply.text()), (200, format!("hello from /lb{i}")));
     }
-    drop((reach, joined, public, exposed));
+    // Dave, at the far replica too, clones alice: her services on his 127.0.0.2, an env file.
+    let dave = cluster.login("dave", far.url());
+    let dir = tempfile::tempdir().unwrap();
+    let env = dir.path().join(".env.pconnect");
+    let mut clone = dave.spawn(["clone", "alice", "--bind", "127.0.0.2", "--output", env.to_str().unwrap()]).unwrap();
+    clone.wait_for_line("Run: source", READY).unwrap();
+    assert!(clone.output_so_far().contains("Cloned 2 service(s) from alice"), "{}", clone.output_so_far());
+    assert!(env.exists(), "no env file written");
+    let cloned = format!("127.0.0.2:{}", echo.port());
+    assert_eq!(roundtrip(&cloned, b"cloned far away", Duration::from_secs(5)).unwrap(), b"cloned far away");
+    drop((reach, joined, public, exposed, clone));
     let _ = &cluster.balancer;
 }
 
