@@ -36,6 +36,9 @@ const CREDENTIAL_KEY: &str = "cluster_credential";
 /// store query at most once per this, and a route that moved is found again after it.
 const LOOKUP_TTL: Duration = Duration::from_secs(1);
 
+/// When a lookup was made, and the holders it found.
+type Lookup = (Instant, Vec<RemoteRoute>);
+
 /// This replica's place in the cluster.
 pub(crate) struct Cluster {
     /// This replica's id: random per process, so a restarted replica never inherits routes.
@@ -47,7 +50,7 @@ pub(crate) struct Cluster {
     /// Replicas with a live lease, as of the last renewal.
     alive: AtomicU32,
     /// Recent lookups of who holds a service (holders found only).
-    lookups: Mutex<HashMap<(WorkspaceId, String), (Instant, Vec<RemoteRoute>)>>,
+    lookups: Mutex<HashMap<(WorkspaceId, String), Lookup>>,
 }
 
 impl Cluster {
