@@ -51,6 +51,10 @@ async fn render(hub: &Hub) -> String {
     e.gauge("pconnect_hub_agent_connections", "Authenticated agent connections (links) open.", connections as f64);
     e.gauge("pconnect_hub_members_connected", "Members with at least one agent connection.", members as f64);
     e.gauge("pconnect_hub_services_online", "Services with a live route.", hub.routes.online_count() as f64);
+    if let Some(cluster) = hub.cluster() {
+        let alive = cluster.replica_info().alive;
+        e.gauge("pconnect_hub_cluster_replicas", "Replicas of this hub's cluster with a live lease.", f64::from(alive));
+    }
     e.gauge("pconnect_hub_tunnels_open", "Tunnels being relayed now.", m.tunnels_open.load(Ordering::Relaxed) as f64);
     e.counter("pconnect_hub_tunnels_total", "Tunnels relayed since start.", m.tunnels_total.load(Ordering::Relaxed));
     e.family("pconnect_hub_relayed_bytes_total", "Tunnel bytes relayed, by direction.", Kind::Counter)

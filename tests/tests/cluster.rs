@@ -155,6 +155,11 @@ fn every_path_works_whichever_replica_each_side_lands_on() {
     let without = cluster.wait_for_routes_on(2);
     assert_eq!(without.len(), 1);
     let far = &cluster.replicas[without[0]];
+    let start = Instant::now();
+    while cluster.replicas.iter().any(|hub| metric(hub, "pconnect_hub_cluster_replicas") != 3) {
+        assert!(start.elapsed() < READY, "replicas do not all see three live leases");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     // Bob logs in at the one replica that does not hold alice: every tunnel of his is forwarded.
     let bob = cluster.login("bob", far.url());

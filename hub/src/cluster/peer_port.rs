@@ -19,12 +19,15 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
+use crate::conn::admission::{self, Admission, LogLimiter, Slot};
 use crate::conn::agent_port::Stop;
 use crate::conn::reverse::dropped_off;
 use crate::conn::routes::PeerAddressing;
 use crate::state::Hub;
 
-/// Accepts peer links until the drain starts; each runs in its own task.
+/// Accepts peer links until the drain starts; each runs in its own task. Connections still in
+/// their handshake hold a slot of the same caps as the agent port's, so strangers who reach the
+/// port cannot pile up handshakes.
 pub(crate) async fn accept_loop(
     hub: Arc<Hub>,
     listener: TcpListener,
@@ -32,30 +35,28 @@ pub(crate) async fn accept_loop(
     stop: Stop,
     tasks: TaskTracker,
 ) {
+    let handshakes = Admission::new("peer handshakes", hub.config.handshake_caps);
+    let log = LogLimiter::default();
     loop {
         let (tcp, peer) = tokio::select! {
             _ = stop.drain.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    tracing::warn!(error = %e, "peer port: accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+            accepted = admission::accept(&listener, &log, "peers") => accepted,
         };
+        let Some(slot) = handshakes.admit(peer.ip()) else { continue };
         let span = tracing::info_span!("peer", %peer);
-        tasks.spawn(tracing::Instrument::instrument(serve(hub.clone(), tcp, tls.clone(), stop.clone()), span));
+        tasks.spawn(tracing::Instrument::instrument(serve(hub.clone(), tcp, tls.clone(), stop.clone(), slot), span));
     }
 }
 
-async fn serve(hub: Arc<Hub>, tcp: TcpStream, tls: TlsAcceptor, stop: Stop) {
+async fn serve(hub: Arc<Hub>, tcp: TcpStream, tls: TlsAcceptor, stop: Stop, slot: Slot) {
     let _ = tcp.set_nodelay(true);
     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(ReadAhead::new(tcp))).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => return tracing::warn!(error = %e, "peer refused: not this cluster's credential"),
         Err(_) => return tracing::debug!("peer handshake timed out"),
     };
+    // A replica that proved the credential no longer counts against the handshake caps.
+    drop(slot);
     let mut conn = match tuning::server_builder().handshake::<_, Bytes>(tls).await {
         Ok(conn) => conn,
         Err(e) => return tracing::debug!(error = %e, "peer link failed to start"),

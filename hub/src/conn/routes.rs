@@ -48,6 +48,10 @@ const HEADER_SERVICE: &str = "pconnect-peer-service";
 
 impl PeerAddressing {
     fn insert(&self, headers: &mut http::HeaderMap, service: &str) {
+        // Whatever a client sent under these names never travels on.
+        for name in [HEADER_WORKSPACE, HEADER_OWNER, HEADER_SERVICE] {
+            headers.remove(name);
+        }
         headers.insert(HEADER_WORKSPACE, http::HeaderValue::from(self.workspace));
         headers.insert(HEADER_OWNER, http::HeaderValue::from(self.owner));
         if let Ok(service) = http::HeaderValue::from_str(service) {
@@ -242,5 +246,28 @@ impl Routes {
         let table = lock(&self.by_service);
         let conn = table.get(&(workspace, name.to_string()))?.first()?;
         conn.specs.iter().find(|s| s.name == name).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_addressing_replaces_whatever_a_client_sent_and_needs_all_three_parts() {
+        let mut headers = http::HeaderMap::new();
+        headers.append(HEADER_OWNER, http::HeaderValue::from_static("999"));
+        headers.append(HEADER_OWNER, http::HeaderValue::from_static("998"));
+        headers.insert(HEADER_SERVICE, http::HeaderValue::from_static("admin-db"));
+        PeerAddressing { workspace: 3, owner: 7 }.insert(&mut headers, "web");
+        assert_eq!(headers.get_all(HEADER_OWNER).iter().count(), 1);
+        let (to, service) = PeerAddressing::take(&mut headers).unwrap();
+        assert_eq!((to.workspace, to.owner, service.as_str()), (3, 7, "web"));
+        assert!(headers.is_empty(), "the addressing is taken out before the agent sees the request");
+
+        let mut partial = http::HeaderMap::new();
+        partial.insert(HEADER_WORKSPACE, http::HeaderValue::from_static("3"));
+        partial.insert(HEADER_SERVICE, http::HeaderValue::from_static("web"));
+        assert!(PeerAddressing::take(&mut partial).is_none());
     }
 }
