@@ -248,10 +248,16 @@ impl Postgres {
     /// Stops the server (fast shutdown: sessions are cut, as in a database failover or restart)
     /// and starts it again on the same port and data; returns once it accepts connections.
     pub fn restart(&mut self) -> Result<()> {
+        self.restart_after(Duration::ZERO)
+    }
+
+    /// [`Postgres::restart`] with the server down for `outage` in between.
+    pub fn restart_after(&mut self, outage: Duration) -> Result<()> {
         let run_as = postgres_run_as()?;
         let _ = self.guardian.kill();
         let _ = self.guardian.wait();
         stop(&mut self.proc, "INT", Duration::from_secs(30));
+        std::thread::sleep(outage);
         let cwd = self.data_dir.parent().context("the data dir has a parent")?.to_path_buf();
         let mut cmd = pg_command("postgres", run_as, &cwd);
         cmd.arg("-D")

@@ -465,11 +465,30 @@ fn a_database_restart_keeps_tunnels_flowing_and_loses_no_acknowledged_change() {
             Ok::<u32, String>(echoed)
         })
     };
-    cluster.pg.restart().unwrap();
+    // New tunnels keep opening too, bob's replica (B) carrying them to alice's (A) on what it
+    // last knew of who holds the service.
+    let opener = {
+        let (stop, addr) = (stop.clone(), addr.clone());
+        std::thread::spawn(move || {
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            while !stop.load(Ordering::Relaxed) {
+                match tunnel_once(&addr, 3) {
+                    Ok(()) => ok += 1,
+                    Err(e) => failed.push(e),
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            (ok, failed)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    cluster.pg.restart_after(Duration::from_secs(3)).unwrap();
     std::thread::sleep(Duration::from_secs(2));
     stop.store(true, Ordering::Relaxed);
     let echoed = pinger.join().unwrap().unwrap();
     assert!(echoed > 50, "the open tunnel echoed only {echoed} times across the restart");
+    let (opened, failed) = opener.join().unwrap();
+    assert!(opened > 50 && failed.is_empty(), "{opened} new tunnels, failures: {failed:?}");
 
     // Everything acknowledged before is there; the replicas work with the database again.
     let carol = Agent::fresh("carol").unwrap();

@@ -24,8 +24,9 @@ use pconnect_proto::handshake::ReplicaInfo;
 use rustls::ServerConfig;
 use tokio_util::sync::CancellationToken;
 
+use crate::conn::admission::LogLimiter;
 use crate::conn::routes::{PeerAddressing, RemoteRoutes, ReverseConn};
-use crate::store::{ClusterStore, MemberId, RemoteRoute, WorkspaceId};
+use crate::store::{ClusterStore, MemberId, RemoteRoute, StoreError, WorkspaceId};
 use crate::sync::lock;
 use credential::ClusterCredential;
 use peers::PeerPool;
@@ -35,6 +36,10 @@ const CREDENTIAL_KEY: &str = "cluster_credential";
 /// How long a lookup of who holds a service is reused: new tunnels to a busy service cost a
 /// store query at most once per this, and a route that moved is found again after it.
 const LOOKUP_TTL: Duration = Duration::from_secs(1);
+/// How long a lookup may wait for the store before the last known holders are used instead.
+const LOOKUP_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long the last known holders stand in while the store does not answer.
+const STALE_LIMIT: Duration = Duration::from_secs(60);
 
 /// When a lookup was made, and the holders it found.
 type Lookup = (Instant, Vec<RemoteRoute>);
@@ -51,6 +56,8 @@ pub(crate) struct Cluster {
     alive: AtomicU32,
     /// Recent lookups of who holds a service (holders found only).
     lookups: Mutex<HashMap<(WorkspaceId, String), Lookup>>,
+    /// Registry failures are logged at most once a second.
+    log: LogLimiter,
 }
 
 impl Cluster {
@@ -65,8 +72,15 @@ impl Cluster {
         let credential = ClusterCredential::from_pem(&pem)?;
         let replica = pconnect_link::random::hex(8);
         let peers = Arc::new(PeerPool::new(credential.client_config()?, CancellationToken::new()));
-        let cluster =
-            Arc::new(Cluster { replica, advertise, store, peers, alive: AtomicU32::new(1), lookups: Mutex::default() });
+        let cluster = Arc::new(Cluster {
+            replica,
+            advertise,
+            store,
+            peers,
+            alive: AtomicU32::new(1),
+            lookups: Mutex::default(),
+            log: LogLimiter::default(),
+        });
         Ok((cluster, credential.server_config()?))
     }
 
@@ -87,18 +101,29 @@ impl Cluster {
         {
             return routes.clone();
         }
-        match self.store.remote_routes(workspace, service, &self.replica).await {
+        let looked_up =
+            tokio::time::timeout(LOOKUP_TIMEOUT, self.store.remote_routes(workspace, service, &self.replica))
+                .await
+                .unwrap_or_else(|_| Err(StoreError::Database(format!("no answer within {LOOKUP_TIMEOUT:?}"))));
+        match looked_up {
             Ok(routes) => {
                 let mut lookups = lock(&self.lookups);
-                lookups.retain(|_, (at, _)| at.elapsed() < LOOKUP_TTL);
+                lookups.retain(|_, (at, _)| at.elapsed() < STALE_LIMIT);
                 if !routes.is_empty() {
                     lookups.insert(key, (Instant::now(), routes.clone()));
                 }
                 routes
             }
+            // The database is away (restarting, failing over): the last holders known still serve.
             Err(e) => {
-                tracing::warn!(error = %e, service, "cluster registry unavailable");
-                Vec::new()
+                self.log.warn(|suppressed| {
+                    tracing::warn!(error = %e, service, suppressed, "cluster registry unavailable: using what was known");
+                });
+                lock(&self.lookups)
+                    .get(&key)
+                    .filter(|(at, _)| at.elapsed() < STALE_LIMIT)
+                    .map(|(_, routes)| routes.clone())
+                    .unwrap_or_default()
             }
         }
     }
