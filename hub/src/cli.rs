@@ -116,7 +116,7 @@ pub struct ServeArgs {
     /// Make this hub one replica of a cluster sharing the --store database: the address other
     /// replicas reach it on (mutual TLS with a credential kept in the store; keep it on the
     /// replicas' private network).
-    #[arg(long, env = "PCONNECT_HUB_PEER_LISTEN", value_name = "ADDR", requires = "store")]
+    #[arg(long, env = "PCONNECT_HUB_PEER_LISTEN", value_name = "ADDR")]
     peer_listen: Option<SocketAddr>,
     /// host:port the other replicas dial for --peer-listen (default: its address, when it is not
     /// 0.0.0.0 or ::).
@@ -213,11 +213,6 @@ impl ServeArgs {
                 .map(|c| parse_cidr(c).map_err(|e| anyhow::anyhow!("{}: trust_proxy: {e}", path.display())))
                 .collect::<anyhow::Result<_>>()?;
         }
-        anyhow::ensure!(
-            self.peer_listen.is_none() || self.store.is_some(),
-            "a cluster replica needs the shared store: give --store postgres://... (or store: in the file) with \
-             --peer-listen"
-        );
         anyhow::ensure!(
             self.cert.is_some() == self.key.is_some(),
             "a certificate needs its key: give both --cert and --key (or cert: and key: in the file), or neither"

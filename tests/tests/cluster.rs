@@ -507,3 +507,16 @@ fn a_database_restart_keeps_tunnels_flowing_and_loses_no_acknowledged_change() {
     let took = closed_within(held).expect("a tunnel through the revoked share stayed open after the restart");
     assert!(took < Duration::from_secs(1), "closed after {took:?}");
 }
+
+#[test]
+fn a_replica_without_the_shared_store_is_refused_with_what_to_do() {
+    let data = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(bin(HUB));
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--peer-listen", "127.0.0.1:0", "--data"])
+        .arg(data.path())
+        .env("NO_COLOR", "1");
+    let out = output_with_timeout(&mut cmd, ADMIN).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", describe_output(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("give --store postgres://"), "{stderr}");
+}
