@@ -67,11 +67,13 @@ mod tests {
         std::fs::write(
             &good,
             "data: /var/lib/pconnect-hub\nlisten: 0.0.0.0:7779\ngrace: 30s\ntrust_proxy: [10.0.0.0/8]\n\
-             store: postgres://pconnect@db:5432/pconnect\n",
+             store: postgres://pconnect@db:5432/pconnect\npeer_listen: 10.0.0.5:7790\nadvertise: hub1:7790\n",
         )
         .unwrap();
         let file = HubFile::load(&good).unwrap();
         assert_eq!(file.store.as_deref(), Some("postgres://pconnect@db:5432/pconnect"));
+        assert_eq!(file.peer_listen, Some("10.0.0.5:7790".parse().unwrap()));
+        assert_eq!(file.advertise.as_deref(), Some("hub1:7790"));
         assert_eq!(file.listen, Some("0.0.0.0:7779".parse().unwrap()));
         assert_eq!(file.grace.as_deref(), Some("30s"));
         let bad = dir.path().join("bad.yml");
