@@ -1,10 +1,10 @@
 //! Hub cluster: several replicas sharing one PostgreSQL store behind a TCP load balancer.
 //!
 //! Each replica publishes a lease and the routes it holds ([`registry`]) and follows the changes
-//! the others announce ([`changes`]); a tunnel or request for
-//! an agent held elsewhere goes to that replica over its peer port ([`peer_port`]), as one stream
-//! on a mutual-TLS HTTP/2 link ([`peers`], [`credential`]) — never more than one extra hop.
-//! A single hub (SQLite, or PostgreSQL without `--peer-listen`) has none of this.
+//! the others announce ([`changes`]); a tunnel or request for an agent held elsewhere goes to that
+//! replica over its peer port ([`peer_port`]), as one stream on a mutual-TLS HTTP/2 link
+//! ([`peers`], [`credential`]) — never more than one extra hop. A single hub (SQLite, or
+//! PostgreSQL without `--peer-listen`) has none of this.
 
 pub(crate) mod changes;
 pub(crate) mod credential;
