@@ -68,6 +68,11 @@ impl Identity {
         Self::from_pem_files(&cert_path, &key_path)
     }
 
+    /// The private key of the leaf certificate.
+    pub(crate) fn key(&self) -> &PrivateKeyDer<'static> {
+        &self.key
+    }
+
     /// `SHA256:AB:CD:...` of the leaf certificate's public key (SPKI): what agents pin, so a
     /// renewed certificate with the same key keeps working.
     pub fn fingerprint(&self) -> String {
@@ -120,7 +125,12 @@ fn generate_pem(domain: &str) -> Result<(String, String)> {
         names.push(domain.to_string());
         names.push(format!("*.{domain}"));
     }
-    let certified = rcgen::generate_simple_self_signed(names).context("cannot generate the hub certificate")?;
+    self_signed_pem(names)
+}
+
+/// A new self-signed certificate for `names` and its key, as PEM.
+pub(crate) fn self_signed_pem(names: Vec<String>) -> Result<(String, String)> {
+    let certified = rcgen::generate_simple_self_signed(names).context("cannot generate a self-signed certificate")?;
     Ok((certified.cert.pem(), certified.signing_key.serialize_pem()))
 }
 

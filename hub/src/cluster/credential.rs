@@ -11,10 +11,11 @@ use anyhow::{Context, Result};
 use pconnect_link::tls::provider;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{ClientConfig, DigitallySignedStruct, DistinguishedName, Error, ServerConfig, SignatureScheme};
+
+use crate::tls::{Identity, self_signed_pem};
 
 /// ALPN of the replica-to-replica link.
 pub(crate) const ALPN_PEER: &[u8] = b"pconnect-peer/1";
@@ -30,20 +31,14 @@ pub(crate) struct ClusterCredential {
 impl ClusterCredential {
     /// A fresh credential, as PEM (certificate, then key): what the first replica stores.
     pub(crate) fn generate_pem() -> Result<String> {
-        let certified = rcgen::generate_simple_self_signed(vec![PEER_NAME.to_string()])
-            .context("cannot generate the cluster credential")?;
-        Ok(format!("{}{}", certified.cert.pem(), certified.signing_key.serialize_pem()))
+        let (cert, key) = self_signed_pem(vec![PEER_NAME.to_string()])?;
+        Ok(format!("{cert}{key}"))
     }
 
     /// Reads a stored credential.
     pub(crate) fn from_pem(pem: &str) -> Result<ClusterCredential> {
-        let cert = CertificateDer::pem_slice_iter(pem.as_bytes())
-            .next()
-            .context("the stored cluster credential holds no certificate")?
-            .context("the stored cluster credential's certificate does not parse")?;
-        let key = PrivateKeyDer::from_pem_slice(pem.as_bytes())
-            .context("the stored cluster credential's key does not parse")?;
-        Ok(ClusterCredential { cert, key })
+        let identity = Identity::from_pem_text(pem, "the stored cluster credential")?;
+        Ok(ClusterCredential { cert: identity.chain[0].clone(), key: identity.key().clone_key() })
     }
 
     /// What the peer port serves with: this credential, and only this credential from clients.

@@ -9,11 +9,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use h2::RecvStream;
 use h2::server::SendResponse;
-use http::{Request, Response};
+use http::Request;
 use pconnect_link::read_ahead::ReadAhead;
 use pconnect_link::reply::reply_error;
 use pconnect_link::tuning::HANDSHAKE_TIMEOUT;
-use pconnect_link::{barrier, heartbeat, pump, tuning};
+use pconnect_link::{barrier, heartbeat, tuning};
 use pconnect_proto::control::{ErrorBody, ErrorCode};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
@@ -21,6 +21,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::conn::admission::{self, Admission, LogLimiter, Slot};
 use crate::conn::agent_port::Stop;
+use crate::conn::relay;
 use crate::conn::reverse::dropped_off;
 use crate::conn::routes::PeerAddressing;
 use crate::state::Hub;
@@ -120,42 +121,10 @@ async fn pass_on(hub: Arc<Hub>, mut request: Request<RecvStream>, mut respond: S
             return;
         }
     };
-    // The body goes on at once (early data); the answer comes back when the agent gives it.
-    let upstream =
-        async { if end { Ok(0) } else { pump::stream_to_stream(body, send, &hub.metrics.bytes_to_service).await } };
-    tokio::pin!(upstream);
-    tokio::pin!(answer);
-    let mut upstream_done = false;
-    let response = loop {
-        tokio::select! {
-            answer = &mut answer => match answer {
-                Ok(response) => break response,
-                Err(e) => {
-                    reply_error(&mut respond, &dropped_off(&service, e));
-                    return;
-                }
-            },
-            done = &mut upstream, if !upstream_done => {
-                if done.is_err() {
-                    return;
-                }
-                upstream_done = true;
-            }
-        }
-    };
-    let (parts, recv) = response.into_parts();
-    let end = recv.is_end_stream();
-    let Ok(send_back) = respond.send_response(Response::from_parts(parts, ()), end) else { return };
-    if end {
-        if !upstream_done {
-            let _ = upstream.await;
-        }
-        return;
-    }
-    let downstream = pump::stream_to_stream(recv, send_back, &hub.metrics.bytes_to_client);
-    let result =
-        if upstream_done { downstream.await.map(|_| ()) } else { tokio::try_join!(upstream, downstream).map(|_| ()) };
-    if let Err(e) = result {
+    // The body goes on at once (early data); the answer comes back as the agent gives it.
+    let body = (!end).then_some((body, send));
+    let answer = async { answer.await.map_err(|e| dropped_off(&service, e)) };
+    if let Err(e) = relay::with_early_data(&hub.metrics, body, answer, respond).await {
         tracing::debug!(%service, error = %e, "forwarded stream ended with an error");
     }
 }

@@ -23,8 +23,8 @@ pub(crate) async fn publish(cluster: Arc<Cluster>, routes: Routes, shutdown: Can
     // What the store holds for this replica; `None` until a publish succeeded.
     let mut published: Option<Vec<HeldRoute>> = None;
     loop {
-        let mut held: Vec<HeldRoute> = routes.snapshot().into_iter().map(held).collect();
-        held.sort_by(|a, b| (a.workspace_id, &a.service, a.owner_id).cmp(&(b.workspace_id, &b.service, b.owner_id)));
+        // In a stable order, so an unchanged table compares equal to what was published.
+        let held: Vec<HeldRoute> = routes.snapshot().into_iter().map(held).collect();
         let changed = published.as_ref() != Some(&held);
         let routes_to_write = changed.then_some(held.as_slice());
         match cluster.store.publish(&cluster.replica, &cluster.advertise, lease, routes_to_write).await {

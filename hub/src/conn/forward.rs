@@ -16,14 +16,14 @@ use pconnect_proto::wire::{self, HEADER_EXPECT_OWNER, HEADER_JOIN, HEADER_SERVIC
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::reverse;
 use super::routes::ReverseConn;
+use super::{relay, reverse};
 use crate::conn::AgentStream;
 use crate::features::{links, shares};
 use crate::rpc::{reply, reply_error, store_error};
 use crate::state::Hub;
 use crate::store::Member;
-use pconnect_link::{heartbeat, pump, tuning};
+use pconnect_link::{heartbeat, tuning};
 
 /// Most streams one forward link may open in a second. An agent opens a stream per tunnel or RPC and
 /// spreads them over its links (a busy agent: ~2000/s per link); a flood of opened-then-reset
@@ -313,39 +313,15 @@ async fn relay_early(
             return Ok(());
         }
     };
-    let upstream = pump::stream_to_stream(client_recv, agent_send, &hub.metrics.bytes_to_service);
-    tokio::pin!(upstream);
-    let answer = reverse::tunnel_answer(answer, service);
-    tokio::pin!(answer);
-    let mut upstream_done = false;
-    let agent_recv = loop {
-        tokio::select! {
-            answer = &mut answer => match answer {
-                Ok(recv) => break recv,
-                Err(error) => {
-                    reply_error(&mut respond, &error);
-                    return Ok(());
-                }
-            },
-            // The client may send everything (and half-close) before the agent answers.
-            done = &mut upstream, if !upstream_done => {
-                done?;
-                upstream_done = true;
-            }
-        }
+    let answer = async {
+        let agent_recv = reverse::tunnel_answer(answer, service).await?;
+        Ok(Response::builder()
+            .status(StatusCode::OK)
+            .header(HEADER_SERVICE_OWNER, &*conn.owner_name)
+            .body(agent_recv)
+            .expect("static response"))
     };
-    let response = Response::builder()
-        .status(StatusCode::OK)
-        .header(HEADER_SERVICE_OWNER, &*conn.owner_name)
-        .body(())
-        .expect("static response");
-    let client_send = respond.send_response(response, false)?;
-    let downstream = pump::stream_to_stream(agent_recv, client_send, &hub.metrics.bytes_to_client);
-    if upstream_done {
-        downstream.await?;
-    } else {
-        tokio::try_join!(upstream, downstream)?;
-    }
+    relay::with_early_data(&hub.metrics, Some((client_recv, agent_send)), answer, respond).await?;
     Ok(())
 }
 

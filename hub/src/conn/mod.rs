@@ -1,11 +1,12 @@
 //! Connection handling: who gets a connection slot ([`admission`]), the agent port (TLS, hello,
 //! [`agent_port`]), forward links (the agent's control calls and outbound tunnels, [`forward`]),
-//! reverse links (streams to the agent's services, [`reverse`]) and the live routing table
-//! ([`routes`]).
+//! reverse links (streams to the agent's services, [`reverse`]), relaying a stream with early data
+//! ([`relay`]) and the live routing table ([`routes`]).
 
 pub mod admission;
 pub(crate) mod agent_port;
 pub(crate) mod forward;
+pub(crate) mod relay;
 pub(crate) mod reverse;
 pub(crate) mod routes;
 mod wire_errors;

@@ -5,7 +5,7 @@
 //! one is presumed dead but not yet detected). In a cluster, a service held by another replica is
 //! found through [`RemoteRoutes`] (the cluster's registry), as a connection to that replica.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use async_trait::async_trait;
@@ -122,16 +122,14 @@ impl Routes {
         self.changed.notified().await;
     }
 
-    /// Every route, one per (service, owner): what this replica tells the cluster it holds.
+    /// Every route, one per (service, owner), in that order: what this replica tells the cluster
+    /// it holds.
     pub(crate) fn snapshot(&self) -> Vec<LocalRoute> {
         let table = lock(&self.by_service);
-        let mut routes: Vec<LocalRoute> = Vec::new();
+        let mut routes: BTreeMap<(WorkspaceId, &str, MemberId), LocalRoute> = BTreeMap::new();
         for ((workspace, service), conns) in table.iter() {
             for conn in conns {
-                if routes.iter().any(|r| r.workspace == *workspace && r.service == *service && r.owner == conn.owner) {
-                    continue;
-                }
-                routes.push(LocalRoute {
+                routes.entry((*workspace, service.as_str(), conn.owner)).or_insert_with(|| LocalRoute {
                     workspace: *workspace,
                     service: service.clone(),
                     owner: conn.owner,
@@ -140,7 +138,7 @@ impl Routes {
                 });
             }
         }
-        routes
+        routes.into_values().collect()
     }
 
     /// A connection serving `service` (of `owner`, when given): this replica's own first, then

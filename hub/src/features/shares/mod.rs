@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::audit::{Audit, AuditAction};
 use crate::auth;
 use crate::conn::routes::Routes;
-use crate::store::{Change, Member, MemberId, ShareRoute, ShareRow, Store, StoreError};
+use crate::store::{Change, Member, MemberId, ShareId, ShareRoute, ShareRow, Store, StoreError};
 pub(crate) use error::ShareError;
 use join_limiter::JoinLimiter;
 use key::ShareKey;
@@ -56,7 +56,7 @@ impl Shares {
     }
 
     /// Tells the other hubs on the store that share `id` was revoked or moved its expiry.
-    async fn changed(&self, id: i64) {
+    async fn changed(&self, id: ShareId) {
         if let Err(e) = self.store.announce(&Change::Share(id)).await {
             tracing::warn!(error = %e, share = id, "could not tell the other hubs that a share changed");
         }
@@ -64,7 +64,7 @@ impl Shares {
 
     /// Makes share `id`'s live tunnels follow its stored row (another hub changed it): ended when
     /// revoked, gone or expired, else lasting until its stored expiry.
-    pub(crate) async fn follow_store(&self, id: i64) {
+    pub(crate) async fn follow_store(&self, id: ShareId) {
         match self.store.share_by_id(id).await {
             Ok(Some(row)) if row.revoked_at.is_none() && row.expires_at > clock::now() => {
                 self.live.set_expiry(id, row.expires_at);
