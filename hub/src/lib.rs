@@ -119,9 +119,12 @@ impl Prepared {
         let grace = hub.config.grace;
         let deadline = CancellationToken::new();
         let stop = conn::agent_port::Stop { drain: shutdown.clone(), cut: deadline.clone() };
-        tasks.spawn(conn::agent_port::accept_loop(hub.clone(), self.listeners.agents, stop.clone(), tasks.clone()));
+        // Counted as accepting from here: the listeners are bound, connections queue until the loops run.
+        let accepting = (hub.metrics.accepting(), hub.metrics.accepting());
+        let agents = self.listeners.agents;
+        tasks.spawn(conn::agent_port::accept_loop(hub.clone(), agents, stop.clone(), tasks.clone(), accepting.0));
         let https = self.listeners.https.map(|l| (l, tokio_rustls::TlsAcceptor::from(self.ingress_tls)));
-        tasks.spawn(ingress::serve(hub.clone(), self.listeners.http, https, stop.clone(), tasks.clone()));
+        tasks.spawn(ingress::serve(hub.clone(), self.listeners.http, https, stop.clone(), tasks.clone(), accepting.1));
         tasks.spawn(admin_socket::listen(self.admin, hub.clone(), shutdown.clone()));
         tasks.spawn(state::recheck_members_periodically(hub.clone(), shutdown.clone()));
         if let (Some(cluster), Some(listener), Some(tls)) = (hub.cluster(), self.listeners.peer, self.peer_tls) {

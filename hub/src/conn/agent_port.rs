@@ -15,6 +15,7 @@ use tracing::Instrument;
 use super::{AgentStream, forward, reverse};
 use crate::auth;
 use crate::conn::admission::{self, Admission, LogLimiter, Slot};
+use crate::metrics::AcceptGuard;
 use crate::state::Hub;
 use crate::store::{Member, StoreError};
 use pconnect_link::frames::{ReadFrameError, read_frame, write_frame};
@@ -31,11 +32,17 @@ pub(crate) struct Stop {
 }
 
 /// Accepts agent connections until the drain starts (the listener closes then, so agents see the
-/// hub gone and back off); each connection runs in its own task.
-pub(crate) async fn accept_loop(hub: Arc<Hub>, listener: TcpListener, stop: Stop, tasks: TaskTracker) {
+/// hub gone and back off); each connection runs in its own task. `_accepting` is taken by the
+/// caller before the loop is spawned, so `/readyz` never sees a bound listener as not accepting.
+pub(crate) async fn accept_loop(
+    hub: Arc<Hub>,
+    listener: TcpListener,
+    stop: Stop,
+    tasks: TaskTracker,
+    _accepting: AcceptGuard,
+) {
     let handshakes = Admission::new("agent handshakes", hub.config.handshake_caps);
     let log = LogLimiter::default();
-    let _accepting = hub.metrics.accepting();
     loop {
         let (tcp, peer) = tokio::select! {
             _ = stop.drain.cancelled() => return,

@@ -34,7 +34,7 @@ use tokio_util::task::TaskTracker;
 use crate::conn::admission::{self, Admission, LogLimiter, Slot};
 use crate::conn::agent_port::Stop;
 use crate::features::links::LiveLink;
-use crate::metrics::Limit;
+use crate::metrics::{AcceptGuard, Limit};
 use crate::state::Hub;
 use host::Target;
 use idle::Activity;
@@ -67,13 +67,14 @@ struct Conn {
 
 /// Serves plain HTTP (and HTTPS when given) until the drain starts: then no new connections, idle
 /// keep-alive connections close, requests in flight finish (HTTP/2 clients get GOAWAY) until the
-/// grace period's cut.
+/// grace period's cut. `accepting` counts the HTTP loop as running (taken before the spawn).
 pub(crate) async fn serve(
     hub: Arc<Hub>,
     http: TcpListener,
     https: Option<(TcpListener, TlsAcceptor)>,
     stop: Stop,
     tasks: TaskTracker,
+    accepting: AcceptGuard,
 ) {
     let shutdown = stop.drain.clone();
     let admission = Admission::new("ingress", hub.config.ingress_caps);
@@ -88,8 +89,8 @@ pub(crate) async fn serve(
     if let Some((listener, tls)) = https {
         tasks.spawn(accept_loop(ingress.clone(), listener, Some(tls), stop.clone(), tasks.clone()));
     }
-    let _accepting = ingress.hub.metrics.accepting();
     accept_loop(ingress, http, None, stop, tasks).await;
+    drop(accepting);
 }
 
 async fn accept_loop(
