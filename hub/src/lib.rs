@@ -141,8 +141,9 @@ impl Prepared {
         }
         let _stop_observing = observed.drop_guard();
         shutdown.cancelled().await;
-        // Debug sessions' streams never end by themselves: end the sessions so the drain can finish.
-        hub.debug.registry.end_all();
+        // Debug sessions' streams never end by themselves: let the sessions go so the drain can
+        // finish (they go on wherever their agents re-attach, here after a restart).
+        hub.debug.registry.release_all();
         tasks.close();
         if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
             tracing::warn!(grace_secs = grace.as_secs_f64(), "grace period over: cutting the streams still open");

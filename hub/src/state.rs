@@ -32,7 +32,7 @@ pub struct Hub {
     pub(crate) routes: Routes,
     pub(crate) shares: Shares,
     pub(crate) links: Links,
-    /// Live debug sessions (memory only).
+    /// Debug sessions (records in the store, the live ones this process holds in memory).
     pub(crate) debug: Arc<DebugSessions>,
     /// Event counters for `/metrics`.
     pub(crate) metrics: Arc<HubMetrics>,
@@ -69,6 +69,7 @@ impl Hub {
     /// Makes this hub a replica of `cluster`: services held by other replicas become routable.
     pub(crate) fn join_cluster(&self, cluster: Arc<Cluster>) {
         self.routes.set_remote(cluster.clone());
+        self.debug.hold_as(&cluster.replica);
         let _ = self.cluster.set(cluster);
     }
 

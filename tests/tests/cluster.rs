@@ -1,6 +1,7 @@
 //! Issue 16, the hub cluster: three replicas on one throwaway PostgreSQL, behind a real HAProxy
 //! (Debian's `haproxy`), agents logging in through it. A tunnel, a share join or a public-link
-//! request that lands on a replica without the agent is carried to the replica that holds it.
+//! request that lands on a replica without the agent is carried to the replica that holds it; so is
+//! a debug viewer's, and a debug session outlives the replica holding it.
 
 #![allow(clippy::print_stderr)]
 
@@ -15,9 +16,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pconnect_e2e::{
-    Agent, EchoServer, HUB, HttpServer, Hub, Postgres, Proc, bin, describe_output, free_port, http_get, listen_port,
-    output_with_timeout, roundtrip, wait_for_port, which,
+    Agent, EchoServer, HUB, HttpClient, HttpServer, Hub, Postgres, Proc, WsClient, bin, describe_output, free_port,
+    http_get, listen_port, output_with_timeout, roundtrip, wait_for_port, which,
 };
+use serde_json::{Value, json};
 use support::{READY, expose, payload, reach};
 
 /// How long an admin command may take.
@@ -506,6 +508,152 @@ fn a_database_restart_keeps_tunnels_flowing_and_loses_no_acknowledged_change() {
     alice.run_ok(["share", "revoke", &code]).unwrap();
     let took = closed_within(held).expect("a tunnel through the revoked share stayed open after the restart");
     assert!(took < Duration::from_secs(1), "closed after {took:?}");
+}
+
+#[test]
+fn the_same_debug_viewer_url_shows_new_traffic_after_the_holding_replica_is_killed() {
+    let mut cluster = Cluster::start();
+    let app = HttpServer::start();
+    let alice = cluster.login("alice", &cluster.lb_url());
+    let mut cmd = alice.command(["expose", &format!("127.0.0.1:{}", app.port()), "--name", "web", "--debug"]);
+    cmd.env_remove("PCONNECT_AI_URL");
+    let mut exposed = Proc::spawn(cmd).unwrap();
+    let line = exposed.wait_for_line("Share this link:", READY).unwrap();
+    let token = line.rsplit("/debug/").next().unwrap().trim().to_string();
+    assert_eq!(token.len(), 26, "{line}");
+    let bob = cluster.login("bob", &cluster.lb_url());
+    let (_reach, reach_port) = reach(&bob, "web").unwrap();
+    let tunnel = format!("127.0.0.1:{reach_port}");
+    // Viewers come in through the balancer, so most requests land on a replica without the session.
+    let viewer = Viewer { addr: format!("127.0.0.1:{}", cluster.http_port), token };
+
+    get_through(&tunnel, "/before");
+    let before = viewer.wait_for("/before");
+    let holder = {
+        let start = Instant::now();
+        loop {
+            let held: Vec<usize> =
+                (0..3).filter(|i| metric(&cluster.replicas[*i], "pconnect_hub_debug_sessions") == 1).collect();
+            if let [one] = held[..] {
+                break one;
+            }
+            assert!(start.elapsed() < READY, "debug session held by replicas {held:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    for i in 0..6 {
+        let reply = viewer.get("api/session");
+        assert_eq!(reply.status, 200, "viewer request {i} through the balancer: {}", reply.text());
+    }
+    let (mut ws, _) = viewer.join("ivy");
+    get_through(&tunnel, "/live");
+    next_exchange(&mut ws, "/live");
+
+    // The holder dies: the agent re-attaches to another replica, which takes the session up.
+    cluster.replicas[holder].kill9();
+    let killed = Instant::now();
+    get_through(&tunnel, "/after");
+    let after = viewer.wait_for("/after");
+    eprintln!("the viewer URL showed new traffic {:?} after the holder was killed", killed.elapsed());
+    assert!(after > before, "exchange ids go on above the dead holder's: {after} after {before}");
+    let (mut ws, hello) = viewer.join("ivy");
+    assert_eq!(hello["session"]["service"], "web");
+    get_through(&tunnel, "/live-again");
+    next_exchange(&mut ws, "/live-again");
+    assert!(!exposed.output_so_far().contains("was stopped"), "{}", exposed.output_so_far());
+
+    // Stopping it through whichever replica the CLI reaches ends it everywhere.
+    let stopped = alice.run(["debug", "stop", "d1"]);
+    assert!(stopped.status.success(), "{}", describe_output(&stopped));
+    exposed.wait_for_line("Debug session d1 was stopped", READY).unwrap();
+    let start = Instant::now();
+    while viewer.get("api/session").status != 404 {
+        assert!(start.elapsed() < Duration::from_secs(2), "the stopped session is still served");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A debug viewer using one URL: `/debug/<token>/...` at `addr` (Host `app.localhost`).
+struct Viewer {
+    addr: String,
+    token: String,
+}
+
+impl Viewer {
+    fn get(&self, route: &str) -> pconnect_e2e::HttpResponse {
+        http_get(&self.addr, "app.localhost", &format!("/debug/{}/{route}", self.token)).unwrap()
+    }
+
+    /// Polls `api/exchanges` (as the page does, retrying a 503 while the session moves) until an
+    /// exchange for `path` shows up; its id.
+    fn wait_for(&self, path: &str) -> u64 {
+        let start = Instant::now();
+        loop {
+            let reply = self.get("api/exchanges");
+            if reply.status == 200 {
+                let all: Value = reply.json().unwrap();
+                let found = all.as_array().unwrap().iter().find(|e| e["exchange"]["detail"]["path"] == path);
+                if let Some(exchange) = found {
+                    return exchange["id"].as_u64().unwrap();
+                }
+            } else {
+                assert_eq!(reply.status, 503, "{}", reply.text());
+            }
+            assert!(start.elapsed() < READY, "{path} never showed up on the viewer URL (last: {})", reply.status);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// A WebSocket viewer joined as `name`, and its hello (retried while the session moves).
+    fn join(&self, name: &str) -> (WsClient, Value) {
+        let path = format!("/debug/{}/ws", self.token);
+        let start = Instant::now();
+        let mut ws = loop {
+            match WsClient::connect(&self.addr, "app.localhost", &path) {
+                Ok((_, ws)) => break ws,
+                Err(e) => assert!(start.elapsed() < READY, "viewer socket: {e:#}"),
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        ws.set_read_timeout(READY);
+        ws.send_text(&json!({"type": "join", "name": name}).to_string()).unwrap();
+        let hello = next_message(&mut ws, |m| m["type"] == "hello");
+        (ws, hello)
+    }
+}
+
+fn next_exchange(ws: &mut WsClient, path: &str) {
+    next_message(ws, |m| m["type"] == "exchange" && m["captured"]["exchange"]["detail"]["path"] == path);
+}
+
+fn next_message(ws: &mut WsClient, mut matches: impl FnMut(&Value) -> bool) -> Value {
+    loop {
+        let (opcode, payload) = ws.recv().unwrap();
+        match opcode {
+            0x1 => {
+                let message: Value = serde_json::from_slice(&payload).unwrap();
+                if matches(&message) {
+                    return message;
+                }
+            }
+            0x9 => ws.send(0xA, &payload).unwrap(),
+            0x8 => panic!("the viewer socket closed"),
+            _ => {}
+        }
+    }
+}
+
+/// One GET through a tunnel, retried while agents reconnect (a replica died).
+fn get_through(tunnel: &str, path: &str) {
+    let start = Instant::now();
+    loop {
+        let reply = HttpClient::connect(tunnel).and_then(|mut c| c.get("web.test", path));
+        match reply {
+            Ok(r) if r.text() == format!("hello from {path}") => return,
+            other => assert!(start.elapsed() < READY, "GET {path} through the tunnel: {other:?}"),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]

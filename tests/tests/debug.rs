@@ -886,24 +886,63 @@ fn stopping_the_exposing_agent_ends_the_session_for_viewers_at_once() {
 }
 
 #[test]
-fn a_stopping_hub_ends_debug_sessions_at_the_start_of_its_drain() {
+fn a_restarted_hub_keeps_the_session_and_the_same_viewer_url_shows_new_traffic() {
     let app = HttpServer::start();
     let hub = Hub::start_with(&["--grace", "10s"]).unwrap();
     let mut d = Debugged::start_on(hub, app.port(), "web", &[], &[]);
     let (mut ws, _) = d.viewer("jo");
-    let mut tail = d.alice.spawn(["debug", "tail", "d1"]).unwrap();
-    tail.wait_for_line("Following debug session d1", READY).unwrap();
+    get_through_tunnel(&d, "/before-restart");
+    next_message(&mut ws, |m| m["type"] == "exchange" && detail(&m["captured"])["path"] == "/before-restart");
 
+    // A stopping hub lets the session go without ending it: the viewer is disconnected (no
+    // `ended`), and nothing holds the drain, so the hub exits well before its 10 s grace.
     let stopped = Instant::now();
     d.hub.proc_mut().terminate();
-    let took = time_to_ended(&mut ws);
-    assert!(took < Duration::from_secs(3), "viewers got `ended` {took:?} after SIGTERM to the hub");
-    // No tunnel is open: nothing holds the drain, the hub exits well before its 10 s grace.
+    let mut seen = Vec::new();
+    loop {
+        match ws.recv() {
+            Ok((0x1, text)) => seen.push(String::from_utf8(text).unwrap()),
+            Ok((0x9, payload)) => ws.send(0xA, &payload).unwrap(),
+            Ok((0x8, _)) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    assert!(!seen.iter().any(|m| m.contains("\"ended\"")), "a restart is not the end: {seen:?}");
     d.hub.proc_mut().wait_exit(READY).unwrap();
-    let exited = stopped.elapsed();
-    assert!(exited < Duration::from_secs(6), "the hub exited {exited:?} after SIGTERM (grace 10 s)");
+    assert!(stopped.elapsed() < Duration::from_secs(6), "the hub exited {:?} after SIGTERM", stopped.elapsed());
+
+    // Same ports, same store: the agent re-attaches, and the link it printed still works.
+    d.hub.restart().unwrap();
+    get_through_tunnel(&d, "/after-restart");
+    let after = d.wait_exchanges("/after-restart", |all| {
+        all.iter().find(|e| detail(e)["path"] == "/after-restart").map(|e| e["id"].as_u64().unwrap())
+    });
+    assert!(after > 1 << 32, "exchange ids go on above the first holder's: {after}");
+    let (mut ws, hello) = d.viewer("jo");
+    assert_eq!(hello["session"]["id"], "d1");
+    get_through_tunnel(&d, "/live-again");
+    next_message(&mut ws, |m| m["type"] == "exchange" && detail(&m["captured"])["path"] == "/live-again");
+    assert!(!d.expose.output_so_far().contains("was stopped"), "{}", d.expose.output_so_far());
+
+    // `connect debug stop` still ends it for good.
+    let stopped = d.alice.run(["debug", "stop", "d1"]);
+    assert!(stopped.status.success(), "{}", pconnect_e2e::describe_output(&stopped));
+    next_message(&mut ws, |m| m["type"] == "ended");
+    assert_eq!(d.get("api/session").status, 404);
     d.expose.wait_for_line("Debug session d1 was stopped", READY).unwrap();
-    tail.wait_exit(READY).unwrap();
+}
+
+/// One GET through alice's tunnel, retried while her agents reconnect (a restarted hub).
+fn get_through_tunnel(d: &Debugged, path: &str) {
+    let start = Instant::now();
+    loop {
+        let reply = HttpClient::connect(&d.tunnel()).and_then(|mut c| c.get("web.test", path));
+        match reply {
+            Ok(r) if r.text() == format!("hello from {path}") => return,
+            other => assert!(start.elapsed() < READY, "GET {path} through the tunnel: {other:?}"),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// An HTTP/1.1 server whose every answer takes `delay`; counts requests and the most in flight.

@@ -1,5 +1,6 @@
 //! Following the changes other replicas announce through the store (PostgreSQL LISTEN/NOTIFY):
-//! a revoked or moved share, a changed link, a removed member take effect here at once. After a
+//! a revoked or moved share, a changed link, a removed member, an ended or moved debug session take
+//! effect here at once. After a
 //! lost database connection (announcements may have been missed) and every [`RECHECK`] anyway,
 //! everything live is checked against the store again.
 
@@ -49,6 +50,7 @@ async fn apply(hub: &Hub, change: Change) {
         Change::Share(id) => hub.shares.follow_store(id).await,
         Change::Link(subdomain) => hub.links.cache.forget(&subdomain),
         Change::Members => hub.purge_removed_members().await,
+        Change::Debug(id) => hub.debug.follow_store(id).await,
     }
 }
 
@@ -62,4 +64,5 @@ async fn recheck_shares(hub: &Hub) {
     for id in hub.shares.live.live_ids() {
         hub.shares.follow_store(id).await;
     }
+    hub.debug.recheck().await;
 }

@@ -3,9 +3,11 @@
 //! Each replica publishes a lease and the routes it holds ([`registry`]) and follows the changes
 //! the others announce ([`changes`]); a tunnel or request for an agent held elsewhere goes to that
 //! replica over its peer port ([`peer_port`]), as one stream on a mutual-TLS HTTP/2 link
-//! ([`peers`], [`credential`]) — never more than one extra hop. A single hub (SQLite, or
+//! ([`peers`], [`credential`]) — never more than one extra hop; so does a debug viewer's request for
+//! a session another replica holds ([`carry`]). A single hub (SQLite, or
 //! PostgreSQL without `--peer-listen`) has none of this.
 
+pub(crate) mod carry;
 pub(crate) mod changes;
 pub(crate) mod credential;
 pub(crate) mod peer_port;

@@ -1,6 +1,7 @@
 //! The peer port: other replicas of the cluster (mutual TLS with the cluster credential) hand this
 //! replica requests for agents it holds. Each stream is passed on to the agent's reverse link as it
-//! came — a tunnel, a public-link request — and the agent's answer goes back the same way.
+//! came — a tunnel, a public-link request — and the agent's answer goes back the same way; a debug
+//! viewer's connection is answered by this replica itself ([`carry`]).
 //!
 //! Only this replica's own routes are used: a request is never forwarded a second time.
 
@@ -19,6 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
+use super::carry;
 use crate::conn::admission::{self, Admission, LogLimiter, Slot};
 use crate::conn::agent_port::Stop;
 use crate::conn::relay;
@@ -69,7 +71,12 @@ async fn serve(hub: Arc<Hub>, tcp: TcpStream, tls: TlsAcceptor, stop: Stop, slot
         tokio::select! {
             next = conn.accept() => match next {
                 Some(Ok((request, mut respond))) => {
-                    if !barrier::answer_ready(&request, &mut respond) {
+                    if barrier::answer_ready(&request, &mut respond) {
+                        continue;
+                    }
+                    if carry::is_debug_viewer(&request) {
+                        tokio::spawn(carry::serve_debug_viewer(hub.clone(), request, respond));
+                    } else {
                         tokio::spawn(pass_on(hub.clone(), request, respond));
                     }
                 }

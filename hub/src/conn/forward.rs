@@ -223,7 +223,7 @@ async fn rpc(hub: &Arc<Hub>, member: &Member, request: Request<RecvStream>) -> R
         rpc::RevokeLinkCall => |body| links::revoke(&hub.links, member, &body.subdomain).await;
         rpc::UpdateLinkCall => |body| links::update(&hub.links, member, body).await;
         rpc::StartDebugCall => |body| crate::features::debug::rpc::start(&hub.debug, member, body).await;
-        rpc::ListDebug => |()| Ok::<_, ErrorBody>(crate::features::debug::rpc::list(&hub.debug, member));
+        rpc::ListDebug => |()| crate::features::debug::rpc::list(&hub.debug, member).await;
         rpc::StopDebugCall => |body| crate::features::debug::rpc::stop(&hub.debug, member, &body.id).await;
     }
     Err(ErrorBody::new(ErrorCode::NotFound, format!("no such call: {method} {path}")))

@@ -146,19 +146,21 @@ const AGENT_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(9
 /// Largest answer read from a debug call.
 const AGENT_CALL_REPLY_CAP: usize = 4 * 1024 * 1024;
 
-/// A JSON call to the agent on its reverse link (debug sessions: replay, ask); returns the reply body.
-pub(crate) async fn call(conn: &ReverseConn, path: &str, body: Bytes) -> Result<Bytes, ErrorBody> {
+/// A JSON call to the agent serving `service` on its reverse link (debug sessions: replay, ask);
+/// returns the reply body.
+pub(crate) async fn call(conn: &ReverseConn, service: &str, path: &str, body: Bytes) -> Result<Bytes, ErrorBody> {
     let offline = |e: h2::Error| {
         ErrorBody::new(ErrorCode::Offline, format!("the agent dropped off ({e})")).with_hint("try again in a moment")
     };
     let exchange = async {
         let mut sender = conn.sender.clone().ready().await.map_err(offline)?;
-        let request = Request::builder()
+        let mut request = Request::builder()
             .method(Method::POST)
             .uri(format!("https://{LINK_AUTHORITY}{path}"))
             .header("content-type", "application/json")
             .body(())
             .expect("static request");
+        conn.address(&mut request, service);
         let (response, mut send) = sender.send_request(request, false).map_err(offline)?;
         pconnect_link::pump::send_all(&mut send, body)
             .await

@@ -1,9 +1,11 @@
 //! The hub's public HTTP edge: `<sub>.<domain>` -> link -> owning service, routed per request (never
 //! per connection), streamed both ways, upgrades (WebSocket) spliced after a real 101. Plain HTTP
-//! on `--http`, and HTTPS with HTTP/2 by ALPN on `--https`.
+//! on `--http`, and HTTPS with HTTP/2 by ALPN on `--https`. Debug viewers are served under
+//! `/debug/` on the hub's own names ([`debug`]).
 
 mod access;
 mod auth;
+mod debug;
 mod forwarded;
 mod host;
 mod idle;
@@ -233,7 +235,7 @@ async fn handle(
             Ok(ok)
         }
         Target::App | Target::Hub if crate::features::debug::http::is_debug_path(req.uri().path()) => {
-            Ok(crate::features::debug::http::handle(&ingress.hub.debug, req).await.map(Either::Right))
+            Ok(debug::request(&ingress, req).await)
         }
         Target::Hub | Target::App => page(
             StatusCode::NOT_FOUND,
@@ -387,15 +389,21 @@ async fn proxy(
             let detail = "The service switched to a protocol this link does not carry (only WebSocket is).";
             return pages::page(StatusCode::BAD_GATEWAY, "Bad gateway", detail, wants_json).map(Either::Right);
         }
-        let service_upgrade = hyper::upgrade::on(&mut response);
-        tokio::spawn(async move {
-            if let (Ok(client), Ok(service)) = (client_upgrade.await, service_upgrade.await) {
-                let (mut client, mut service) = (TokioIo::new(client), TokioIo::new(service));
-                let _ = tokio::io::copy_bidirectional(&mut client, &mut service).await;
-            }
-        });
+        splice_upgrade(client_upgrade, &mut response);
     }
     response.map(|body| Either::Left(Either::Right(body)))
+}
+
+/// Once both sides have switched protocols, copies bytes between the client's connection and the
+/// upstream's (a service, or the replica holding a debug session) until either ends.
+fn splice_upgrade(client: hyper::upgrade::OnUpgrade, upstream: &mut Response<Incoming>) {
+    let upstream = hyper::upgrade::on(upstream);
+    tokio::spawn(async move {
+        if let (Ok(client), Ok(upstream)) = (client.await, upstream.await) {
+            let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+        }
+    });
 }
 
 /// Saves link request counters every few seconds.

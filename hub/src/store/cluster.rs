@@ -7,7 +7,7 @@
 
 use async_trait::async_trait;
 
-use super::{MemberId, ShareId, StoreError, WorkspaceId};
+use super::{DebugId, MemberId, ShareId, StoreError, WorkspaceId};
 
 /// A change every hub sharing the store applies at once (the one that made it already has).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +18,8 @@ pub enum Change {
     Link(String),
     /// A member was removed: their connections, routes and live grants end.
     Members,
+    /// A debug session ended or moved to another holder: a replica holding a copy lets it go.
+    Debug(DebugId),
 }
 
 impl Change {
@@ -27,6 +29,7 @@ impl Change {
             Change::Share(id) => format!("share:{id}"),
             Change::Link(subdomain) => format!("link:{subdomain}"),
             Change::Members => "members".to_string(),
+            Change::Debug(id) => format!("debug:{id}"),
         }
     }
 
@@ -35,6 +38,7 @@ impl Change {
         match payload.split_once(':') {
             Some(("share", id)) => id.parse().ok().map(Change::Share),
             Some(("link", subdomain)) if !subdomain.is_empty() => Some(Change::Link(subdomain.to_string())),
+            Some(("debug", id)) => id.parse().ok().map(Change::Debug),
             None if payload == "members" => Some(Change::Members),
             _ => None,
         }
@@ -88,6 +92,9 @@ pub trait ClusterStore: Send + Sync + 'static {
     /// How many replicas hold a live lease.
     async fn live_replicas(&self) -> Result<u32, StoreError>;
 
+    /// Where peers reach `replica`, while its lease is live.
+    async fn peer_of(&self, replica: &str) -> Result<Option<String>, StoreError>;
+
     /// Routes of `service` held by live replicas other than `except`.
     async fn remote_routes(
         &self,
@@ -112,10 +119,10 @@ mod tests {
 
     #[test]
     fn changes_survive_their_payload_and_strangers_are_ignored() {
-        for change in [Change::Share(42), Change::Link("quiet-fox-12".into()), Change::Members] {
+        for change in [Change::Share(42), Change::Link("quiet-fox-12".into()), Change::Members, Change::Debug(7)] {
             assert_eq!(Change::from_payload(&change.to_payload()), Some(change));
         }
-        for payload in ["", "share:", "share:x", "link:", "members:now", "route:1"] {
+        for payload in ["", "share:", "share:x", "link:", "members:now", "route:1", "debug:", "debug:d1"] {
             assert_eq!(Change::from_payload(payload), None, "{payload}");
         }
     }

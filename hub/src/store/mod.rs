@@ -113,6 +113,43 @@ pub struct JoinRow {
 /// Row id of a public link.
 pub type LinkId = i64;
 
+/// Row id of a debug session.
+pub type DebugId = i64;
+
+/// A debug session as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DebugRow {
+    pub id: DebugId,
+    pub workspace_id: WorkspaceId,
+    pub owner_id: MemberId,
+    pub owner: String,
+    pub service: String,
+    /// The service's kind as its wire name, if the agent declared one.
+    pub kind: Option<String>,
+    /// The project (`connect up`) that started it, if any.
+    pub project: Option<String>,
+    pub ai: bool,
+    pub started_unix_ms: i64,
+    /// The hub process (replica id) holding its live state.
+    pub holder: String,
+    /// How often it moved to another holder.
+    pub epoch: i64,
+    /// SHA-256 of the viewer token.
+    pub token_hash: [u8; 32],
+}
+
+/// What a new debug session is recorded with.
+#[derive(Debug, Clone, Copy)]
+pub struct NewDebugSession<'a> {
+    pub token_hash: &'a [u8; 32],
+    pub service: &'a str,
+    pub kind: Option<&'a str>,
+    pub project: Option<&'a str>,
+    pub ai: bool,
+    pub started_unix_ms: i64,
+    pub holder: &'a str,
+}
+
 /// A public link: `<subdomain>.<domain>` served by the hub's HTTP ingress to an owner's service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkRow {
@@ -174,12 +211,20 @@ pub enum StoreError {
 /// resolves. A store implements the entity traits below (one file each in its module) and gets
 /// `Store` from the blanket impl; the hub holds it as `Arc<dyn Store>`.
 pub trait Store:
-    MemberStore + ServiceStore + ShareStore + LinkStore + AuditStore + SecretStore + StatsStore + ChangeFeed
+    MemberStore + ServiceStore + ShareStore + LinkStore + DebugStore + AuditStore + SecretStore + StatsStore + ChangeFeed
 {
 }
 
 impl<T> Store for T where
-    T: MemberStore + ServiceStore + ShareStore + LinkStore + AuditStore + SecretStore + StatsStore + ChangeFeed
+    T: MemberStore
+        + ServiceStore
+        + ShareStore
+        + LinkStore
+        + DebugStore
+        + AuditStore
+        + SecretStore
+        + StatsStore
+        + ChangeFeed
 {
 }
 
@@ -312,6 +357,31 @@ pub trait LinkStore: Send + Sync + 'static {
 }
 
 /// The audit log.
+/// Debug sessions, so they outlive the hub process (replica) holding their live state: the viewer
+/// token's hash, what the session is about, and who holds it. Only sessions not ended are found.
+#[async_trait]
+pub trait DebugStore: Send + Sync + 'static {
+    /// Records a new session of `owner`, held by `holder`.
+    async fn create_debug_session(&self, owner: &Member, new: &NewDebugSession<'_>) -> Result<DebugRow, StoreError>;
+
+    /// A live session by id.
+    async fn debug_session(&self, id: DebugId) -> Result<Option<DebugRow>, StoreError>;
+
+    /// The live session a viewer token opens.
+    async fn debug_session_by_token(&self, token_hash: &[u8; 32]) -> Result<Option<DebugRow>, StoreError>;
+
+    /// The live sessions of `owner`, oldest first.
+    async fn debug_sessions_of(&self, owner: MemberId) -> Result<Vec<DebugRow>, StoreError>;
+
+    /// Makes `holder` the session's holder and counts the move; returns the row as it is now, or
+    /// `None` when the session ended or does not exist.
+    async fn hold_debug_session(&self, id: DebugId, holder: &str) -> Result<Option<DebugRow>, StoreError>;
+
+    /// Ends a live session — only while `holder` still holds it, when given. Returns whether it
+    /// ended now.
+    async fn end_debug_session(&self, id: DebugId, holder: Option<&str>, now: i64) -> Result<bool, StoreError>;
+}
+
 #[async_trait]
 pub trait AuditStore: Send + Sync + 'static {
     /// Appends to the audit log.

@@ -32,9 +32,9 @@ async fn answer(debug: &DebugSessions, session: &Session, question: &str) -> Ans
         question: question.clone(),
         summary: summary::build(session, &exchanges, &found),
     };
-    let model = match super::replay::agent_conn(debug, session) {
+    let model = match super::replay::agent_conn(debug, session).await {
         Ok(conn) => match serde_json::to_vec(&call) {
-            Ok(body) => reverse::call(&conn, wire::DEBUG_ASK_PATH, body.into()).await.ok(),
+            Ok(body) => reverse::call(&conn, &session.meta.service, wire::DEBUG_ASK_PATH, body.into()).await.ok(),
             Err(_) => None,
         },
         Err(_) => None,
@@ -42,8 +42,8 @@ async fn answer(debug: &DebugSessions, session: &Session, question: &str) -> Ans
     let reply: Option<AskReply> = model.and_then(|bytes| serde_json::from_slice(&bytes).ok());
     match reply.and_then(|r| r.text) {
         Some(text) => {
-            let last = session.exchanges();
-            let cites = cited_ids(&text).into_iter().filter(|id| (1..=last).contains(id)).collect();
+            let ids = session.ids();
+            let cites = cited_ids(&text).into_iter().filter(|id| ids.contains(id)).collect();
             Answer { text, cites, source: AnswerSource::Model }
         }
         None => offline(&question, &found, &exchanges),

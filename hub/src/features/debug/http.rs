@@ -1,6 +1,11 @@
 //! The viewer's HTTP routes on the ingress (`app.<domain>` and the bare domain), all under
 //! `/debug/<token>`: the embedded page and assets, the WebSocket, the JSON API and the exports.
 //! Every answer carries the strict CSP; an unknown, malformed or ended token gets the same 404.
+//!
+//! A session held by another replica is not answered here: [`handle`] says which replica holds it
+//! and the ingress carries the request there ([`handle_carried`] answers it on that side); a
+//! session whose holder is gone is taken up here ([`take_over`]). While a session moves, requests
+//! get 503 with `Retry-After` and the page retries.
 
 use std::sync::Arc;
 
@@ -11,8 +16,8 @@ use hyper::body::Incoming;
 use pconnect_proto::debug::{Captured, RING_CAPACITY, ReplayRequest};
 use serde::Serialize;
 
-use super::DebugSessions;
 use super::session::Session;
+use super::{DebugSessions, Located};
 use super::{assistant, exports, insights, replay, viewer, ws};
 
 const INDEX_HTML: &str = include_str!("viewer/index.html");
@@ -30,12 +35,73 @@ pub(crate) fn is_debug_path(path: &str) -> bool {
     path == "/debug" || path.starts_with("/debug/")
 }
 
-/// Serves one request under `/debug/`.
-pub(crate) async fn handle(debug: &Arc<DebugSessions>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+/// What became of a request under `/debug/`.
+pub(crate) enum Routed {
+    Answered(Response<Full<Bytes>>),
+    /// The session is held by replica `holder`: the request goes there.
+    HeldBy {
+        holder: String,
+        req: Request<Incoming>,
+    },
+}
+
+/// Serves one request under `/debug/`, or says which replica holds its session.
+pub(crate) async fn handle(debug: &Arc<DebugSessions>, req: Request<Incoming>) -> Routed {
+    let token = token_of(&req);
+    match debug.locate(&token).await {
+        Located::Elsewhere { holder } => Routed::HeldBy { holder, req },
+        located => Routed::Answered(answer(debug, located, &token, req).await),
+    }
+}
+
+/// Serves a request another replica carried here because the store named this one the holder;
+/// never sends it on again (a session that moved meanwhile gets 503, and the page retries).
+pub(crate) async fn handle_carried(debug: &Arc<DebugSessions>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let token = token_of(&req);
+    let located = debug.locate(&token).await;
+    answer(debug, located, &token, req).await
+}
+
+/// Serves a request whose session's holder is gone, taking the session up here.
+pub(crate) async fn take_over(debug: &Arc<DebugSessions>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let token = token_of(&req);
+    let located = debug.take_over(&token).await;
+    answer(debug, located, &token, req).await
+}
+
+/// 503 for a session that cannot be served right now (moving between replicas, store away).
+pub(crate) fn unavailable() -> Response<Full<Bytes>> {
+    let mut response = plain(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "This debug session is moving to another hub replica; try again in a moment.",
+    );
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+fn token_of(req: &Request<Incoming>) -> String {
+    let rest = req.uri().path().strip_prefix("/debug/").unwrap_or_default();
+    rest.split_once('/').map_or(rest, |(token, _)| token).to_string()
+}
+
+async fn answer(
+    debug: &Arc<DebugSessions>,
+    located: Located,
+    token: &str,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let session = match located {
+        Located::Here(session) => session,
+        Located::Nowhere => return not_found(),
+        Located::Elsewhere { .. } => return unavailable(),
+        Located::Unknown(e) => {
+            tracing::warn!(error = %e, "cannot look up a debug session: the store did not answer");
+            return unavailable();
+        }
+    };
     let path = req.uri().path().to_string();
     let rest = path.strip_prefix("/debug/").unwrap_or_default();
-    let (token, route) = rest.split_once('/').unwrap_or((rest, ""));
-    let Some(session) = debug.registry.by_token(token) else { return not_found() };
+    let route = rest.split_once('/').map_or("", |(_, route)| route);
     let method = req.method().clone();
     match (method, route) {
         (Method::GET, "") => page(INDEX_HTML.replace("{{token}}", token), "text/html; charset=utf-8"),

@@ -49,14 +49,16 @@ async fn run(debug: &DebugSessions, session: &Session, request: &ReplayRequest) 
         return Err(format!("exchange #{} is not HTTP: only HTTP requests can be replayed", request.id));
     };
     let raw = build(http, request)?;
-    let conn = agent_conn(debug, session).map_err(|e| e.message)?;
+    let conn = agent_conn(debug, session).await.map_err(|e| e.message)?;
     let call = ReplayCall {
         session: session.meta.id.clone(),
         replay_of: request.id,
         request: base64::engine::general_purpose::STANDARD.encode(&raw),
     };
     let body = serde_json::to_vec(&call).map_err(|e| e.to_string())?;
-    let reply = reverse::call(&conn, wire::DEBUG_REPLAY_PATH, body.into()).await.map_err(|e| e.message)?;
+    let reply = reverse::call(&conn, &session.meta.service, wire::DEBUG_REPLAY_PATH, body.into())
+        .await
+        .map_err(|e| e.message)?;
     let reply: ReplayReply =
         serde_json::from_slice(&reply).map_err(|e| format!("the agent sent an unreadable replay answer: {e}"))?;
     match (reply.ok, reply.exchange) {
@@ -68,12 +70,13 @@ async fn run(debug: &DebugSessions, session: &Session, request: &ReplayRequest) 
     }
 }
 
-/// The reverse connection of the agent that runs `session`.
-pub(crate) fn agent_conn(debug: &DebugSessions, session: &Session) -> Result<ReverseConn, ErrorBody> {
+/// The reverse connection of the agent that runs `session` (through the replica holding it, in a
+/// cluster).
+pub(crate) async fn agent_conn(debug: &DebugSessions, session: &Session) -> Result<ReverseConn, ErrorBody> {
     debug
         .routes
-        .pick(session.meta.workspace, &session.meta.service)
-        .filter(|conn| conn.owner == session.meta.owner)
+        .find(session.meta.workspace, &session.meta.service, Some(session.meta.owner))
+        .await
         .ok_or_else(|| ErrorBody::new(ErrorCode::Offline, "the agent that captured this session is offline"))
 }
 

@@ -1,6 +1,7 @@
 //! The agent-facing side of debug sessions, on forward links: start / list / stop RPCs, the
-//! exposing agent's events stream (NDJSON in; `{"type":"ended"}` out when the session is stopped)
-//! and the CLI's tail stream (NDJSON `Captured` out).
+//! exposing agent's events stream (NDJSON in; `{"type":"ended"}` out when the session is stopped,
+//! a reset when it goes on at another hub process) and the CLI's tail stream (NDJSON `Captured`
+//! out). The events stream reaching a hub process makes it the session's holder.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,14 +13,13 @@ use http::{Response, StatusCode};
 use pconnect_proto::control::{ErrorBody, ErrorCode, check_project_tag};
 use pconnect_proto::debug::{AgentEvent, DebugStarted, DebugSummary, StartDebug};
 
-use super::DebugSessions;
-use super::session::{Meta, Session};
-use super::{MAX_SESSIONS_PER_MEMBER, token};
+use super::session::Session;
+use super::{DebugSessions, MAX_SESSIONS_PER_MEMBER, session_number, token};
 use crate::audit::AuditAction;
-use crate::store::Member;
+use crate::rpc::store_error;
+use crate::store::{Change, DebugRow, Member, NewDebugSession};
 use pconnect_link::pump;
-use pconnect_proto::clock::now_ms;
-use pconnect_proto::timefmt::rfc3339_ms;
+use pconnect_proto::clock::{self, now_ms};
 
 /// How long a session waits for its agent's events stream (at start, and after it broke).
 const ATTACH_GRACE: Duration = Duration::from_secs(15);
@@ -34,7 +34,7 @@ pub(crate) async fn start(
     member: &Member,
     body: StartDebug,
 ) -> Result<DebugStarted, ErrorBody> {
-    let online = debug.routes.pick(member.workspace_id, &body.service).is_some_and(|c| c.owner == member.id);
+    let online = debug.routes.find(member.workspace_id, &body.service, Some(member.id)).await.is_some();
     if !online {
         return Err(ErrorBody::new(
             ErrorCode::NotFound,
@@ -42,7 +42,7 @@ pub(crate) async fn start(
         )
         .with_hint("start `connect expose ... --debug` for it"));
     }
-    if debug.registry.of_member(member.id).len() >= MAX_SESSIONS_PER_MEMBER {
+    if debug.store.debug_sessions_of(member.id).await.map_err(store_error)?.len() >= MAX_SESSIONS_PER_MEMBER {
         return Err(ErrorBody::new(
             ErrorCode::BadRequest,
             format!("you already run {MAX_SESSIONS_PER_MEMBER} debug sessions"),
@@ -50,63 +50,91 @@ pub(crate) async fn start(
         .with_hint("stop one with `connect debug stop <id>`"));
     }
     let token = token::generate();
-    let id = debug.registry.next_id();
-    let url = format!("{}/debug/{token}", debug.link_base.url("app"));
-    let started_unix_ms = now_ms();
-    let meta = Meta {
-        id: id.clone(),
-        workspace: member.workspace_id,
-        owner: member.id,
-        owner_name: member.name.clone(),
-        service: body.service.clone(),
-        kind: body.kind,
-        project: body.project.filter(|p| check_project_tag(p).is_ok()),
+    let token_hash = token::hash(&token).expect("a generated token is well-formed");
+    let project = body.project.filter(|p| check_project_tag(p).is_ok());
+    let new = NewDebugSession {
+        token_hash: &token_hash,
+        service: &body.service,
+        kind: body.kind.map(|k| k.as_str()),
+        project: project.as_deref(),
         ai: body.ai,
-        url: url.clone(),
-        started_at: rfc3339_ms(started_unix_ms),
-        started_unix_ms,
+        started_unix_ms: now_ms(),
+        holder: debug.me(),
     };
-    let session = Arc::new(Session::new(meta));
-    debug.registry.insert(token::hash(&token).expect("a generated token is well-formed"), session.clone());
+    let row = debug.store.create_debug_session(member, &new).await.map_err(store_error)?;
+    let session = debug.registry.insert(token_hash, Arc::new(Session::new(debug.meta_of(&row, Some(&token)))));
     // The agent attaches its events stream right away; a session nobody feeds does not linger.
     let (generation, _) = session.attach();
-    tokio::spawn(end_unless_attached(debug.clone(), session, generation));
+    tokio::spawn(end_unless_attached(debug.clone(), session.clone(), generation));
+    let id = session.meta.id.clone();
     debug.audit.record(member, AuditAction::DebugStart, &format!("{id} {}", body.service)).await;
     tracing::info!(session = %id, service = %body.service, member = %member.name, "debug session started");
-    Ok(DebugStarted { id, token, url })
+    Ok(DebugStarted { id, token, url: session.meta.url.clone() })
 }
 
-/// `GET /v1/debug`: the caller's sessions.
-pub(crate) fn list(debug: &DebugSessions, member: &Member) -> Vec<DebugSummary> {
-    debug.registry.of_member(member.id).iter().map(|s| s.summary()).collect()
+/// `GET /v1/debug`: the caller's sessions (counters from the ones held by this process; a session
+/// held by another replica shows its record, with no viewer URL: the token is not kept).
+pub(crate) async fn list(debug: &DebugSessions, member: &Member) -> Result<Vec<DebugSummary>, ErrorBody> {
+    let rows = debug.store.debug_sessions_of(member.id).await.map_err(store_error)?;
+    Ok(rows
+        .iter()
+        .map(|row| match debug.registry.by_number(row.id) {
+            Some(held) => held.summary(),
+            None => Session::new(debug.meta_of(row, None)).summary(),
+        })
+        .collect())
 }
 
-/// `POST /v1/debug/stop`: ends one of the caller's sessions (or any of the workspace, for an admin).
+/// `POST /v1/debug/stop`: ends one of the caller's sessions (or any of the workspace, for an admin),
+/// whichever hub process holds it.
 pub(crate) async fn stop(debug: &DebugSessions, member: &Member, id: &str) -> Result<(), ErrorBody> {
-    let session = owned(debug, member, id)?;
-    debug.registry.end(&session);
+    let row = owned(debug, member, id).await?;
+    if let Some(session) = debug.registry.by_number(row.id) {
+        debug.registry.end(&session);
+    }
+    if debug.store.end_debug_session(row.id, None, clock::now()).await.map_err(store_error)? {
+        let _ = debug.store.announce(&Change::Debug(row.id)).await;
+    }
     debug.audit.record(member, AuditAction::DebugStop, id).await;
     Ok(())
 }
 
-fn owned(debug: &DebugSessions, member: &Member, id: &str) -> Result<Arc<Session>, ErrorBody> {
+/// The stored session `id` if `member` may act on it: theirs, or their workspace's for an admin.
+async fn owned(debug: &DebugSessions, member: &Member, id: &str) -> Result<DebugRow, ErrorBody> {
+    let not_found = || {
+        ErrorBody::new(ErrorCode::NotFound, format!("you have no debug session '{id}'"))
+            .with_hint("`connect debug --list` shows them")
+    };
+    let number = session_number(id).ok_or_else(not_found)?;
+    let row = debug.store.debug_session(number).await.map_err(store_error)?.ok_or_else(not_found)?;
+    let allowed = row.owner_id == member.id || (member.is_admin && row.workspace_id == member.workspace_id);
+    if allowed { Ok(row) } else { Err(not_found()) }
+}
+
+/// The session `id` held here for the exposing agent `member`, taken up here when another process
+/// held it (the agent reconnected through another replica, or this hub restarted).
+async fn held_for_agent(debug: &DebugSessions, member: &Member, id: &str) -> Result<Arc<Session>, ErrorBody> {
+    let row = owned(debug, member, id).await?;
+    if row.owner_id != member.id {
+        return Err(ErrorBody::new(ErrorCode::NotFound, "only the exposing agent feeds a debug session"));
+    }
+    if let Some(session) = debug.registry.by_number(row.id) {
+        return Ok(session);
+    }
     debug
-        .registry
-        .by_id(id)
-        .filter(|s| s.meta.owner == member.id || (member.is_admin && s.meta.workspace == member.workspace_id))
-        .ok_or_else(|| {
-            ErrorBody::new(ErrorCode::NotFound, format!("you have no debug session '{id}'"))
-                .with_hint("`connect debug --list` shows them")
-        })
+        .adopt(row, None)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| ErrorBody::new(ErrorCode::NotFound, format!("debug session '{id}' has ended")))
 }
 
 /// Ends the session if the events stream of `generation` is still the latest after the grace period.
-async fn end_unless_attached(debug: Arc<DebugSessions>, session: Arc<Session>, generation: u64) {
+pub(crate) async fn end_unless_attached(debug: Arc<DebugSessions>, session: Arc<Session>, generation: u64) {
     tokio::select! {
         _ = session.ended.cancelled() => {}
         _ = tokio::time::sleep(ATTACH_GRACE) => {
             if session.is_attached(generation) {
-                debug.registry.end(&session);
+                debug.finish(&session).await;
             }
         }
     }
@@ -121,13 +149,8 @@ pub(crate) async fn events(
     mut body: RecvStream,
     mut respond: SendResponse<Bytes>,
 ) {
-    let session = match owned(&debug, member, id) {
-        Ok(session) if session.meta.owner == member.id => session,
-        Ok(_) => {
-            let error = ErrorBody::new(ErrorCode::NotFound, "only the exposing agent feeds a debug session");
-            crate::rpc::reply_error(&mut respond, &error);
-            return;
-        }
+    let session = match held_for_agent(&debug, member, id).await {
+        Ok(session) => session,
         Err(error) => {
             crate::rpc::reply_error(&mut respond, &error);
             return;
@@ -158,11 +181,14 @@ pub(crate) async fn events(
             },
         }
     };
-    if session.ended.is_cancelled() {
+    if session.was_released() {
+        // It goes on at another hub process: the agent re-attaches there.
+        send.send_reset(h2::Reason::REFUSED_STREAM);
+    } else if session.ended.is_cancelled() {
         let _ = pump::send_all(&mut send, Bytes::from_static(b"{\"type\":\"ended\"}\n")).await;
         let _ = send.send_data(Bytes::new(), true);
     } else if clean_end {
-        debug.registry.end(&session);
+        debug.finish(&session).await;
         let _ = send.send_data(Bytes::new(), true);
     } else if session.is_attached(generation) {
         tracing::debug!(session = %session.meta.id, "events stream broke; waiting for the agent to re-attach");
@@ -184,9 +210,15 @@ fn apply(session: &Session, line: &[u8]) {
     }
 }
 
-/// `GET /v1/debug/<id>/tail`: the last few exchanges, then every new one, until the session ends.
+/// `GET /v1/debug/<id>/tail`: the last few exchanges, then every new one, until the session ends
+/// (or moves: tails follow the session held by the process they reached).
 pub(crate) async fn tail(debug: &DebugSessions, member: &Member, id: &str, mut respond: SendResponse<Bytes>) {
-    let session = match owned(debug, member, id) {
+    let session = match owned(debug, member, id).await.and_then(|row| {
+        debug.registry.by_number(row.id).ok_or_else(|| {
+            ErrorBody::new(ErrorCode::Offline, format!("debug session '{id}' is held by another hub replica"))
+                .with_hint("open its viewer URL, or try again: the tail reaches the holder once it moves")
+        })
+    }) {
         Ok(session) => session,
         Err(error) => {
             crate::rpc::reply_error(&mut respond, &error);
@@ -196,7 +228,7 @@ pub(crate) async fn tail(debug: &DebugSessions, member: &Member, id: &str, mut r
     let Ok(mut send) = respond.send_response(ok_response("application/x-ndjson"), false) else { return };
     let mut changes = session.watch();
     let backlog = session.recent(TAIL_BACKLOG);
-    let mut last_id = backlog.first().map_or(session.exchanges(), |c| c.id - 1);
+    let mut last_id = backlog.first().map_or(*session.ids().end(), |c| c.id - 1);
     loop {
         let mut out = Vec::new();
         for captured in session.after(last_id, usize::MAX) {

@@ -3,6 +3,8 @@
 //! anyone else wait and never misses more than what the ring evicted).
 
 use std::collections::{BTreeMap, VecDeque};
+use std::ops::RangeInclusive;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use pconnect_proto::debug::{Captured, DebugSummary, RING_BYTES, RING_CAPACITY, SessionInfo, Viewer};
@@ -10,13 +12,19 @@ use pconnect_proto::exchange::Exchange;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{MemberId, WorkspaceId};
+use crate::store::{DebugId, MemberId, WorkspaceId};
 use crate::sync::lock;
 
 /// What a session is about; fixed at start.
 #[derive(Debug, Clone)]
 pub(crate) struct Meta {
+    /// What users call it (`d7`).
     pub(crate) id: String,
+    /// Its id in the store.
+    pub(crate) number: DebugId,
+    /// How often it moved to another holder before this one: exchange ids here start above
+    /// `epoch << 32`, so they never repeat ids an earlier holder gave out.
+    pub(crate) epoch: u64,
     pub(crate) workspace: WorkspaceId,
     pub(crate) owner: MemberId,
     pub(crate) owner_name: String,
@@ -38,8 +46,10 @@ pub(crate) struct Session {
     state: Mutex<State>,
     /// Bumped on every change (exchange, presence, stats); viewers wait on it.
     changed: watch::Sender<u64>,
-    /// Cancelled when the session ends.
+    /// Cancelled when the session ends here (for good, or released to go on elsewhere).
     pub(crate) ended: CancellationToken,
+    /// Set when it ended here only: it goes on at another holder.
+    released: AtomicBool,
     /// Generation of the attached events stream, and its token (cancelled when replaced).
     attach: Mutex<(u64, CancellationToken)>,
     /// Bounds on the replays and questions viewers make the agent run.
@@ -70,11 +80,13 @@ pub(crate) struct Snapshot {
 
 impl Session {
     pub(crate) fn new(meta: Meta) -> Self {
+        let first = (meta.epoch << 32) + 1;
         Self {
             meta,
-            state: Mutex::new(State { next_id: 1, ..State::default() }),
+            state: Mutex::new(State { next_id: first, ..State::default() }),
             changed: watch::channel(0).0,
             ended: CancellationToken::new(),
+            released: AtomicBool::new(false),
             attach: Mutex::new((0, CancellationToken::new())),
             calls: Default::default(),
         }
@@ -204,15 +216,19 @@ impl Session {
         state.ring.get(at).filter(|c| c.id == id).cloned()
     }
 
-    /// Exchanges seen so far (the last id handed out).
-    pub(crate) fn exchanges(&self) -> u64 {
-        lock(&self.state).next_id - 1
+    /// The ids handed out here so far (empty before the first exchange).
+    pub(crate) fn ids(&self) -> RangeInclusive<u64> {
+        (self.first_id())..=(lock(&self.state).next_id - 1)
     }
 
-    /// (dropped, exchanges).
+    fn first_id(&self) -> u64 {
+        (self.meta.epoch << 32) + 1
+    }
+
+    /// (dropped, exchanges seen by this holder).
     pub(crate) fn stats(&self) -> (u64, u64) {
         let state = lock(&self.state);
-        (state.dropped + state.rejected, state.next_id - 1)
+        (state.dropped + state.rejected, state.next_id - self.first_id())
     }
 
     pub(crate) fn info(&self) -> SessionInfo {
@@ -285,6 +301,17 @@ impl Session {
         self.ended.cancel();
         self.changed.send_modify(|v| *v += 1);
     }
+
+    /// Ends it here only: it goes on at another holder (viewers reconnect, the agent re-attaches).
+    pub(crate) fn release(&self) {
+        self.released.store(true, Ordering::Release);
+        self.end();
+    }
+
+    /// Whether it ended here only and goes on elsewhere.
+    pub(crate) fn was_released(&self) -> bool {
+        self.released.load(Ordering::Acquire)
+    }
 }
 
 /// `name`, or `guest-<id>` when it is empty (ids are never reused, so neither are guest names).
@@ -298,6 +325,8 @@ impl Meta {
     pub(crate) fn sample() -> Self {
         Meta {
             id: "d1".into(),
+            number: 1,
+            epoch: 0,
             workspace: 1,
             owner: 1,
             owner_name: "alice".into(),
@@ -334,7 +363,7 @@ mod tests {
         }
         let all = s.all();
         assert_eq!(all.len(), RING_CAPACITY);
-        assert_eq!((all[0].id, s.exchanges()), (6, RING_CAPACITY as u64 + 5));
+        assert_eq!((all[0].id, *s.ids().end()), (6, RING_CAPACITY as u64 + 5));
         assert_eq!(s.after(RING_CAPACITY as u64 + 3, 10).len(), 2);
         assert!(s.get(1).is_none() && s.get(6).is_some());
         let big = RING_BYTES / 2;
@@ -342,6 +371,19 @@ mod tests {
             s.push(1, None, raw(), big);
         }
         assert_eq!(s.all().len(), 2, "bytes bound: two halves fit, the third pushed out everything older");
+    }
+
+    #[test]
+    fn a_moved_session_numbers_its_exchanges_above_every_earlier_holder() {
+        let s = Session::new(Meta { epoch: 2, ..Meta::sample() });
+        assert!(s.ids().is_empty());
+        assert_eq!(s.stats(), (0, 0));
+        let first = s.push(1, None, raw(), 10);
+        assert_eq!(first, (2 << 32) + 1);
+        assert_eq!((s.ids(), s.stats()), (first..=first, (0, 1)));
+        assert!(!s.was_released());
+        s.release();
+        assert!(s.was_released() && s.ended.is_cancelled());
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! One viewer's WebSocket: `join` first, then `hello` with the last exchanges, then live
 //! `exchange`, `presence` and `stats` messages; `rename` changes the viewer's name in everyone's
-//! presence; `replay` and `ask` answered to the asker only; `ended` when the session ends. The loop pulls what changed from the session's ring, so a slow
-//! viewer only delays itself and never loses more than the ring evicted.
+//! presence; `replay` and `ask` answered to the asker only; `ended` when the session ends (a session that
+//! moved to another hub process just closes the socket, and the page reconnects). The loop pulls
+//! what changed from the session's ring, so a slow viewer only delays itself and never loses more
+//! than the ring evicted.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -130,7 +132,10 @@ async fn live(
     loop {
         tokio::select! {
             _ = session.ended.cancelled() => {
-                send(writer, &json!({"type": "ended"})).await?;
+                // A session that goes on elsewhere just closes: the page reconnects and finds it.
+                if !session.was_released() {
+                    send(writer, &json!({"type": "ended"})).await?;
+                }
                 return Ok(());
             }
             changed = changes.changed() => {

@@ -94,6 +94,14 @@ impl ClusterStore for PostgresStore {
         Ok(u32::try_from(count).unwrap_or(u32::MAX))
     }
 
+    async fn peer_of(&self, replica: &str) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar("SELECT peer_addr FROM replicas WHERE id = $1 AND expires_at > now()")
+            .bind(replica)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)
+    }
+
     async fn remote_routes(
         &self,
         workspace: WorkspaceId,

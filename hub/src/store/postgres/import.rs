@@ -13,9 +13,10 @@ use crate::store::snapshot::{Snapshot, SnapshotCounts};
 const BATCH: usize = 1000;
 
 /// Every table, parents first. `TRUNCATE` fires no row triggers, so emptying `links` lays no
-/// tombstones.
+/// tombstones. Debug sessions are not moved (they live as long as their agent), but go with the
+/// members they reference.
 const TABLES: &str = "workspaces, members, services, settings, audit, shares, share_routes, share_joins, links, \
-                      subdomain_tombstones";
+                      subdomain_tombstones, debug_sessions";
 
 /// Tables whose rows count as data already there (a hub started on an empty database creates the
 /// `default` workspace and nothing else until someone logs in).

@@ -10,6 +10,7 @@
 
 mod audit;
 mod cluster;
+mod debug;
 mod import;
 mod links;
 mod members;
@@ -39,6 +40,7 @@ use super::StoreError;
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "initial", include_str!("../../../migrations/postgres/0001_initial.sql")),
     (2, "cluster", include_str!("../../../migrations/postgres/0002_cluster.sql")),
+    (3, "debug sessions", include_str!("../../../migrations/postgres/0003_debug_sessions.sql")),
 ];
 
 /// Connections one hub keeps to the database.

@@ -6,6 +6,7 @@
 //! it, and every write is one short `BEGIN IMMEDIATE` transaction or a single statement.
 
 mod audit;
+mod debug;
 mod export;
 mod links;
 mod members;
@@ -34,6 +35,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "shares", include_str!("../../../migrations/sqlite/0002_shares.sql")),
     (3, "links", include_str!("../../../migrations/sqlite/0003_links.sql")),
     (4, "projects", include_str!("../../../migrations/sqlite/0004_projects.sql")),
+    (5, "debug sessions", include_str!("../../../migrations/sqlite/0005_debug_sessions.sql")),
 ];
 
 const MAX_CONNECTIONS: u32 = 4;

@@ -32,6 +32,7 @@ macro_rules! on_both_stores {
 }
 
 mod audit;
+mod debug;
 mod links;
 mod members;
 mod secret;

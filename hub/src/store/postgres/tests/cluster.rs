@@ -27,6 +27,8 @@ async fn routes_are_found_on_live_replicas_other_than_the_asker_and_replaced_on_
     store.publish("a", "10.0.0.1:7790", 8, Some(&[held("db", 1), held("web", 1)])).await.unwrap();
     store.publish("b", "10.0.0.2:7790", 8, Some(&[held("db", 1)])).await.unwrap();
     assert_eq!(store.live_replicas().await.unwrap(), 2);
+    assert_eq!(store.peer_of("b").await.unwrap().as_deref(), Some("10.0.0.2:7790"));
+    assert_eq!(store.peer_of("c").await.unwrap(), None);
 
     let from_c = store.remote_routes(1, "db", "c").await.unwrap();
     let mut holders: Vec<(&str, &str)> = from_c.iter().map(|r| (r.replica.as_str(), r.peer_addr.as_str())).collect();
@@ -56,6 +58,7 @@ async fn a_replica_that_stops_renewing_is_gone_when_its_lease_ends() {
     tokio::time::sleep(Duration::from_millis(1300)).await;
     assert!(store.remote_routes(1, "db", "x").await.unwrap().is_empty(), "a dead replica's route still counts");
     assert_eq!(store.live_replicas().await.unwrap(), 0);
+    assert_eq!(store.peer_of("dead").await.unwrap(), None, "a dead replica has no peer address");
 }
 
 #[tokio::test]
