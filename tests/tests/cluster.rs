@@ -545,6 +545,9 @@ fn the_same_debug_viewer_url_shows_new_traffic_after_the_holding_replica_is_kill
         let reply = viewer.get("api/session");
         assert_eq!(reply.status, 200, "viewer request {i} through the balancer: {}", reply.text());
     }
+    let held: Vec<u64> = cluster.replicas.iter().map(|hub| metric(hub, "pconnect_hub_debug_sessions")).collect();
+    assert_eq!(held.iter().sum::<u64>(), 1, "viewers were carried to the holder, never took it over: {held:?}");
+    assert_eq!(held[holder], 1, "{held:?}");
     let (mut ws, _) = viewer.join("ivy");
     get_through(&tunnel, "/live");
     next_exchange(&mut ws, "/live");
