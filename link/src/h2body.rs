@@ -70,6 +70,39 @@ pub enum SendBodyError<E> {
     Stream(#[from] PumpError),
 }
 
+/// A body whose first frame was already read (to see that it is well-formed before anything is
+/// sent on), followed by the rest.
+pub struct Prefetched<B> {
+    first: Option<Frame<Bytes>>,
+    rest: B,
+}
+
+impl<B: Body<Data = Bytes> + Unpin> Prefetched<B> {
+    /// Reads the first frame of `body`: its error when it is malformed (nothing was sent anywhere
+    /// yet), else the body with that frame put back in front.
+    pub async fn read_first(mut body: B) -> Result<Prefetched<B>, B::Error> {
+        let first = poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await.transpose()?;
+        Ok(Prefetched { first, rest: body })
+    }
+}
+
+impl<B: Body<Data = Bytes> + Unpin> Body for Prefetched<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.get_mut();
+        match this.first.take() {
+            Some(frame) => Poll::Ready(Some(Ok(frame))),
+            None => Pin::new(&mut this.rest).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.first.is_none() && self.rest.is_end_stream()
+    }
+}
+
 /// Sends `body` on `send` frame by frame, waiting for flow-control capacity, then ends the stream
 /// (with its trailers, if any). On an error the caller resets the stream (once it has noted why),
 /// so the far side sees an error and never a body that merely ended early.

@@ -2,22 +2,28 @@
 //! carried to the replica that does (its WebSocket spliced after the holder's 101, as a link's is),
 //! or the session taken up here when its holder is gone.
 
-use http_body_util::Either;
+use bytes::Bytes;
+use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
-use super::{Body, Ingress, forwarded, splice_upgrade};
+use super::forwarded;
+use super::upstream::splice_upgrade;
 use crate::cluster::carry;
 use crate::features::debug::http::{self as viewer_http, Routed};
+use crate::state::Hub;
 use ::http::{Request, Response, StatusCode};
 
+/// What a viewer gets: the holder's answer as it streams in, or one made here.
+type Body = Either<Incoming, Full<Bytes>>;
+
 /// Serves one request under `/debug/`.
-pub(super) async fn request(ingress: &Ingress, req: Request<Incoming>) -> Response<Body> {
-    let debug = &ingress.hub.debug;
+pub(super) async fn request(hub: &Hub, req: Request<Incoming>) -> Response<Body> {
+    let debug = &hub.debug;
     let (holder, mut req) = match viewer_http::handle(debug, req).await {
         Routed::Answered(response) => return response.map(Either::Right),
         Routed::HeldBy { holder, req } => (holder, req),
     };
-    let stream = match ingress.hub.cluster() {
+    let stream = match hub.cluster() {
         Some(cluster) => cluster.debug_viewer_stream(&holder).await,
         None => Ok(None),
     };
@@ -37,7 +43,7 @@ pub(super) async fn request(ingress: &Ingress, req: Request<Incoming>) -> Respon
             {
                 splice_upgrade(client, &mut response);
             }
-            response.map(|body| Either::Left(Either::Right(body)))
+            response.map(Either::Left)
         }
         Err(e) => {
             tracing::warn!(replica = %holder, error = %e, "a carried debug viewer request failed");

@@ -235,7 +235,10 @@ async fn handle(
             Ok(ok)
         }
         Target::App | Target::Hub if crate::features::debug::http::is_debug_path(req.uri().path()) => {
-            Ok(debug::request(&ingress, req).await)
+            Ok(debug::request(&ingress.hub, req).await.map(|body| match body {
+                Either::Left(carried) => Either::Left(Either::Right(carried)),
+                Either::Right(here) => Either::Right(here),
+            }))
         }
         Target::Hub | Target::App => page(
             StatusCode::NOT_FOUND,
@@ -389,21 +392,9 @@ async fn proxy(
             let detail = "The service switched to a protocol this link does not carry (only WebSocket is).";
             return pages::page(StatusCode::BAD_GATEWAY, "Bad gateway", detail, wants_json).map(Either::Right);
         }
-        splice_upgrade(client_upgrade, &mut response);
+        upstream::splice_upgrade(client_upgrade, &mut response);
     }
     response.map(|body| Either::Left(Either::Right(body)))
-}
-
-/// Once both sides have switched protocols, copies bytes between the client's connection and the
-/// upstream's (a service, or the replica holding a debug session) until either ends.
-fn splice_upgrade(client: hyper::upgrade::OnUpgrade, upstream: &mut Response<Incoming>) {
-    let upstream = hyper::upgrade::on(upstream);
-    tokio::spawn(async move {
-        if let (Ok(client), Ok(upstream)) = (client.await, upstream.await) {
-            let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
-            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-        }
-    });
 }
 
 /// Saves link request counters every few seconds.

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::{Body as _, Incoming};
 use hyper_util::rt::TokioIo;
-use pconnect_link::h2body::{H2Body, SendBodyError, send_body, strip_connection_headers};
+use pconnect_link::h2body::{H2Body, Prefetched, SendBodyError, send_body, strip_connection_headers};
 use pconnect_link::h2io::{self, H2Io};
 use pconnect_proto::control::{ErrorBody, ErrorCode};
 use pconnect_proto::wire::{self, HEADER_AGENT_ERROR, HEADER_HTTP_TARGET, LINK_AUTHORITY};
@@ -59,6 +59,11 @@ pub(crate) async fn forward(
 ) -> Result<Response<H2Body>, UpstreamError> {
     let conn = owner.conn(routes).await?;
     let (mut parts, body) = req.into_parts();
+    let end = body.is_end_stream();
+    // A body whose first frame is malformed (a chunk size that overflows, not hex) is the client's
+    // error before the service has seen anything of the request.
+    let body = Prefetched::read_first(body).await.map_err(|_| UpstreamError::ClientBody)?;
+    let end = end || body.is_end_stream();
     let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let target = HeaderValue::from_str(target).unwrap_or(HeaderValue::from_static("/"));
     // The client's framing ends here: a chunked upload arrives as a plain body, and a
@@ -78,7 +83,6 @@ pub(crate) async fn forward(
 
     let dropped = |e: h2::Error| UpstreamError::Agent(reverse::dropped_off(owner.service, e));
     let mut sender = conn.sender.clone().ready().await.map_err(dropped)?;
-    let end = body.is_end_stream();
     let (answer, mut send) = sender.send_request(request, end).map_err(dropped)?;
     let client_body_failed = Arc::new(AtomicBool::new(false));
     if !end {
@@ -125,6 +129,18 @@ pub(crate) async fn websocket(
     *req.uri_mut() = target.parse().unwrap_or_else(|_| http::Uri::from_static("/"));
     *req.version_mut() = http::Version::HTTP_11;
     sender.send_request(req).await.map_err(|_| UpstreamError::BadResponse)
+}
+
+/// Once both sides have switched protocols, copies bytes between the client's connection and the
+/// upstream's (a service, or the replica holding a debug session) until either ends.
+pub(crate) fn splice_upgrade(client: hyper::upgrade::OnUpgrade, upstream: &mut Response<Incoming>) {
+    let upstream = hyper::upgrade::on(upstream);
+    tokio::spawn(async move {
+        if let (Ok(client), Ok(upstream)) = (client.await, upstream.await) {
+            let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+            let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+        }
+    });
 }
 
 /// The status and sentences a public client sees for a failed request.

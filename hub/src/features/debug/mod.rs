@@ -27,6 +27,7 @@ mod ws;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use pconnect_proto::clock;
 use pconnect_proto::project::ServiceKind;
@@ -39,6 +40,9 @@ use crate::features::links::LinkBase;
 use crate::store::{Change, DebugId, DebugRow, MemberId, Store, StoreError};
 use crate::sync::lock;
 
+/// How long a session waits for its agent's events stream (at start, after it broke, after it was
+/// taken up here).
+const ATTACH_GRACE: Duration = Duration::from_secs(15);
 /// Sessions one member may run at once.
 const MAX_SESSIONS_PER_MEMBER: usize = 16;
 
@@ -123,7 +127,7 @@ impl DebugSessions {
         match self.adopt(row, Some(token)).await {
             Ok(Some(session)) => {
                 let (generation, _) = session.attach();
-                tokio::spawn(rpc::end_unless_attached(self.clone(), session.clone(), generation));
+                tokio::spawn(self.clone().end_unless_attached(session.clone(), generation));
                 Located::Here(session)
             }
             Ok(None) => Located::Nowhere,
@@ -189,6 +193,19 @@ impl DebugSessions {
             Ok(Some(row)) if row.holder != self.me() => self.registry.release(&session),
             Ok(Some(_)) => {}
             Err(e) => tracing::debug!(session = %session.meta.id, error = %e, "cannot check a debug session yet"),
+        }
+    }
+
+    /// Ends the session if the events stream of `generation` is still the latest after the grace
+    /// period (a session nobody feeds does not linger).
+    async fn end_unless_attached(self: Arc<Self>, session: Arc<Session>, generation: u64) {
+        tokio::select! {
+            _ = session.ended.cancelled() => {}
+            _ = tokio::time::sleep(ATTACH_GRACE) => {
+                if session.is_attached(generation) {
+                    self.finish(&session).await;
+                }
+            }
         }
     }
 

@@ -4,7 +4,6 @@
 //! out). The events stream reaching a hub process makes it the session's holder.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use h2::RecvStream;
@@ -21,8 +20,6 @@ use crate::store::{Change, DebugRow, Member, NewDebugSession};
 use pconnect_link::pump;
 use pconnect_proto::clock::{self, now_ms};
 
-/// How long a session waits for its agent's events stream (at start, and after it broke).
-const ATTACH_GRACE: Duration = Duration::from_secs(15);
 /// Longest events line accepted.
 const LINE_CAP: usize = 4 * 1024 * 1024;
 /// Exchanges a new tail starts with.
@@ -65,7 +62,7 @@ pub(crate) async fn start(
     let session = debug.registry.insert(token_hash, Arc::new(Session::new(debug.meta_of(&row, Some(&token)))));
     // The agent attaches its events stream right away; a session nobody feeds does not linger.
     let (generation, _) = session.attach();
-    tokio::spawn(end_unless_attached(debug.clone(), session.clone(), generation));
+    tokio::spawn(debug.clone().end_unless_attached(session.clone(), generation));
     let id = session.meta.id.clone();
     debug.audit.record(member, AuditAction::DebugStart, &format!("{id} {}", body.service)).await;
     tracing::info!(session = %id, service = %body.service, member = %member.name, "debug session started");
@@ -128,18 +125,6 @@ async fn held_for_agent(debug: &DebugSessions, member: &Member, id: &str) -> Res
         .ok_or_else(|| ErrorBody::new(ErrorCode::NotFound, format!("debug session '{id}' has ended")))
 }
 
-/// Ends the session if the events stream of `generation` is still the latest after the grace period.
-pub(crate) async fn end_unless_attached(debug: Arc<DebugSessions>, session: Arc<Session>, generation: u64) {
-    tokio::select! {
-        _ = session.ended.cancelled() => {}
-        _ = tokio::time::sleep(ATTACH_GRACE) => {
-            if session.is_attached(generation) {
-                debug.finish(&session).await;
-            }
-        }
-    }
-}
-
 /// `POST /v1/debug/<id>/events`: the exposing agent's capture, until it ends the body (session
 /// over), the stream breaks (grace period to re-attach) or the session is stopped.
 pub(crate) async fn events(
@@ -192,7 +177,7 @@ pub(crate) async fn events(
         let _ = send.send_data(Bytes::new(), true);
     } else if session.is_attached(generation) {
         tracing::debug!(session = %session.meta.id, "events stream broke; waiting for the agent to re-attach");
-        tokio::spawn(end_unless_attached(debug.clone(), session, generation));
+        tokio::spawn(debug.clone().end_unless_attached(session, generation));
     }
 }
 
