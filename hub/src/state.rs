@@ -15,6 +15,7 @@ use crate::cluster::Cluster;
 use crate::conn::admission::LogLimiter;
 use crate::conn::routes::Routes;
 use crate::features::debug::DebugSessions;
+use crate::features::direct::Direct;
 use crate::features::links::{LinkBase, Links};
 use crate::features::shares::Shares;
 use crate::metrics::HubMetrics;
@@ -34,6 +35,8 @@ pub struct Hub {
     pub(crate) links: Links,
     /// Debug sessions (records in the store, the live ones this process holds in memory).
     pub(crate) debug: Arc<DebugSessions>,
+    /// The direct path: the workspaces' CAs, tickets, revocations told to exposing agents.
+    pub(crate) direct: Direct,
     /// Event counters for `/metrics`.
     pub(crate) metrics: Arc<HubMetrics>,
     /// Refused agent logins are logged at warn, at most one line a second.
@@ -57,6 +60,7 @@ impl Hub {
             shares: Shares::new(store.clone(), routes.clone()),
             links: Links::new(store.clone(), link_base.clone()),
             debug: Arc::new(DebugSessions::new(store.clone(), routes.clone(), link_base)),
+            direct: Direct::new(store.clone(), routes.clone()),
             routes,
             store,
             metrics: Arc::default(),
@@ -115,6 +119,7 @@ impl Hub {
         self.links.cache.forget_owner(member);
         self.shares.live.end_of_creator(member);
         self.debug.registry.end_of_owner(member);
+        self.direct.revoke_member(member);
         self.disconnect_member(member);
     }
 

@@ -14,6 +14,7 @@
 //! - [`logging`]: the log subscriber both binaries install (level, text or JSON, colour).
 //! - [`metrics`]: Prometheus text and the `/metrics`, `/healthz`, `/readyz` listener.
 //! - [`cli_docs`]: shell completions and man pages from either binary's clap definition.
+//! - [`ticket`]: direct-path tickets, signed by the hub and checked by the exposing agent.
 //! - [`fsutil`], [`random`]: private files and directories, random hex.
 
 pub mod barrier;
@@ -29,6 +30,7 @@ pub mod metrics;
 pub mod pump;
 pub mod random;
 pub mod read_ahead;
+pub mod ticket;
 pub mod reply;
 pub mod tls;
 pub mod tuning;

@@ -34,6 +34,9 @@ pub struct Hello {
     /// Services this reverse connection serves (registered or re-registered on every connect).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<ServiceSpec>,
+    /// Where this (exposing) agent accepts direct connections from teammates' agents.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub direct: Vec<crate::direct::Candidate>,
 }
 
 impl std::fmt::Debug for Hello {
@@ -44,6 +47,7 @@ impl std::fmt::Debug for Hello {
             .field("token", &"<redacted>")
             .field("session", &self.session)
             .field("services", &self.services)
+            .field("direct", &self.direct)
             .finish()
     }
 }
@@ -162,6 +166,7 @@ mod tests {
                 env: Default::default(),
                 project: None,
             }],
+            direct: Vec::new(),
         };
         let bytes = encode(&hello);
         let len = frame_len(bytes[..4].try_into().unwrap()).unwrap();

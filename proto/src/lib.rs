@@ -12,12 +12,14 @@
 //! - [`share`]: environment share codes, expiry durations and share RPC bodies.
 //! - [`exchange`]: captured traffic (exchanges, protocols) and its one-line descriptions.
 //! - [`debug`]: debug sessions (viewer and agent <-> hub bodies).
+//! - [`direct`]: the direct path between agents (certificates, candidates, tickets).
 //! - [`exit`]: the exit codes of both binaries.
 //! - [`text`]: the one control-character filter for everything printed to a terminal.
 
 pub mod clock;
 pub mod control;
 pub mod debug;
+pub mod direct;
 pub mod duration;
 pub mod envvar;
 pub mod exchange;

@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 
 use crate::control::{ServiceList, Unregister, WhoAmI};
 use crate::debug::{DebugStarted, DebugSummary, StartDebug, StopDebug};
+use crate::direct::{DirectCert, DirectCertRequest, DirectRoute, DirectRouteRequest};
 use crate::link::{CreateLink, LinkInfo, LinkListing, RevokeLink, UpdateLink};
 use crate::share::{CreateShare, Joined, ShareCode, ShareCreated, ShareId, ShareInfo, ShareListing, UpdateShare};
 use crate::wire;
@@ -88,6 +89,10 @@ calls! {
     ListDebug: Get wire::DEBUG_PATH, () => Vec<DebugSummary>;
     /// End a debug session.
     StopDebugCall: Post wire::DEBUG_STOP_PATH, StopDebug => ();
+    /// A direct-path certificate for the caller's own key.
+    DirectCertCall: Post crate::direct::DIRECT_CERT_PATH, DirectCertRequest => DirectCert;
+    /// Candidates and a ticket for a direct tunnel.
+    DirectRouteCall: Post crate::direct::DIRECT_ROUTE_PATH, DirectRouteRequest => DirectRoute;
 }
 
 /// Whether a request's method and path are those of `C`.
@@ -118,6 +123,8 @@ mod tests {
             (StartDebugCall::VERB, StartDebugCall::PATH),
             (ListDebug::VERB, ListDebug::PATH),
             (StopDebugCall::VERB, StopDebugCall::PATH),
+            (DirectCertCall::VERB, DirectCertCall::PATH),
+            (DirectRouteCall::VERB, DirectRouteCall::PATH),
         ];
         let unique: std::collections::BTreeSet<(&str, &str)> = all.iter().map(|(v, p)| (v.as_str(), *p)).collect();
         assert_eq!(unique.len(), all.len(), "two calls share a method and path");

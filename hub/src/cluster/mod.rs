@@ -148,6 +148,7 @@ impl RemoteRoutes for Cluster {
                         sender,
                         load: Load::default(),
                         via_peer: Some(PeerAddressing { workspace, owner: remote.route.owner_id }),
+                        direct: Arc::from(Vec::new()),
                     });
                 }
                 Err(e) => {

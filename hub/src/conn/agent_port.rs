@@ -182,6 +182,9 @@ async fn register_services(hub: &Hub, member: &Member, hello: &Hello) -> Result<
     for service in &hello.services {
         service.check().map_err(|e| Refusal::new(RefusalCode::BadRequest, e))?;
     }
+    // Candidates go to teammates' agents, which dial them: only IP:port, and few.
+    let candidates = pconnect_proto::direct::Candidates { candidates: hello.direct.clone() };
+    candidates.check().map_err(|e| Refusal::new(RefusalCode::BadRequest, e))?;
     for service in &hello.services {
         match hub.store.upsert_service(member, &service.name, service.port).await {
             Ok(_) => {}

@@ -225,6 +225,8 @@ async fn rpc(hub: &Arc<Hub>, member: &Member, request: Request<RecvStream>) -> R
         rpc::StartDebugCall => |body| crate::features::debug::rpc::start(&hub.debug, member, body).await;
         rpc::ListDebug => |()| crate::features::debug::rpc::list(&hub.debug, member).await;
         rpc::StopDebugCall => |body| crate::features::debug::rpc::stop(&hub.debug, member, &body.id).await;
+        rpc::DirectCertCall => |body| hub.direct.certificate(member, body).await;
+        rpc::DirectRouteCall => |body| hub.direct.route(&hub.shares, member, body).await;
     }
     Err(ErrorBody::new(ErrorCode::NotFound, format!("no such call: {method} {path}")))
 }

@@ -46,6 +46,7 @@ pub(crate) async fn serve(
         sender,
         load: Load::default(),
         via_peer: None,
+        direct: Arc::from(hello.direct.clone()),
     };
     routes.add(member.workspace_id, &names, &route);
     tracing::info!(member = %member.name, services = ?names, "services online");

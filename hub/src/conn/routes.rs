@@ -31,6 +31,8 @@ pub(crate) struct ReverseConn {
     /// Set when this is a connection to the replica that holds the agent, not to the agent:
     /// requests on it name the service's workspace and owner for that replica.
     pub(crate) via_peer: Option<PeerAddressing>,
+    /// Where the agent accepts direct connections (empty: relay only).
+    pub(crate) direct: Arc<[pconnect_proto::direct::Candidate]>,
 }
 
 /// What a replica needs to pass a request on to the agent it holds.
@@ -120,6 +122,22 @@ impl Routes {
     /// Resolves when the table changed since the last call.
     pub(crate) async fn changed(&self) {
         self.changed.notified().await;
+    }
+
+    /// Each agent connection this hub holds, once, with one service it serves (for calls that
+    /// concern the agent, not a service: revocations).
+    pub(crate) fn local_conns(&self) -> Vec<(ReverseConn, String)> {
+        let table = lock(&self.by_service);
+        let mut seen = std::collections::HashSet::new();
+        let mut conns = Vec::new();
+        for ((_, service), list) in table.iter() {
+            for conn in list.iter().filter(|c| c.via_peer.is_none()) {
+                if seen.insert(conn.id) {
+                    conns.push((conn.clone(), service.clone()));
+                }
+            }
+        }
+        conns
     }
 
     /// Every route, one per (service, owner), in that order: what this replica tells the cluster

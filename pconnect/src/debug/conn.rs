@@ -34,6 +34,7 @@ impl DebugConn {
             token: creds.token.clone(),
             session: session.to_string(),
             services: Vec::new(),
+            direct: Vec::new(),
         };
         let (stream, _) = dial(creds, &hello).await?;
         let (sender, mut conn) = tuning::client_builder().handshake::<_, Bytes>(stream).await?;

@@ -206,6 +206,7 @@ fn hello(creds: &Credentials, session: &str) -> Hello {
         token: creds.token.clone(),
         session: session.to_string(),
         services: Vec::new(),
+        direct: Vec::new(),
     }
 }
 

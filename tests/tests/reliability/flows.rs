@@ -229,6 +229,7 @@ impl ForwardProbe {
             token: creds.token.clone(),
             session: "probe".into(),
             services: Vec::new(),
+            direct: Vec::new(),
         };
         let (stream, _) = dial(&creds, &hello).await?;
         let (sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await?;

@@ -235,11 +235,22 @@ pub(crate) async fn authorize_tunnel(
     token: &str,
     service: &str,
 ) -> Result<(CancellationToken, MemberId), ShareError> {
+    let (cut, creator, _) = authorize_share_route(shares, member, token, service).await?;
+    Ok((cut, creator))
+}
+
+/// [`authorize_tunnel`], with the share's id (a direct-path ticket names it).
+pub(crate) async fn authorize_share_route(
+    shares: &Shares,
+    member: &Member,
+    token: &str,
+    service: &str,
+) -> Result<(CancellationToken, MemberId, ShareId), ShareError> {
     let row = authorize_join(shares, member, token).await?;
     if !row.routes.iter().any(|r| r.service == service) {
         return Err(ShareError::NotInShare(service.to_string()));
     }
-    Ok((shares.live.token(&row), row.creator_id))
+    Ok((shares.live.token(&row), row.creator_id, row.id))
 }
 
 /// The share a join token admits `member` to, if it is theirs and the share is live.

@@ -1,0 +1,161 @@
+//! The direct path, hub side: the hub is each workspace's certificate authority ([`ca`]) and the
+//! one that authorizes tunnels. Agents get certificates for their own keys; a reach agent gets the
+//! exposing agent's candidates and a ticket signed by the CA, after exactly the checks a relayed
+//! tunnel gets (the service's owner, a share's join token and liveness). The hub tells exposing
+//! agents on their reverse links when a share or a member is revoked, so direct tunnels are cut
+//! like relayed ones. The hub sees none of a direct tunnel's bytes.
+
+mod ca;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use pconnect_proto::clock;
+use pconnect_proto::control::{ErrorBody, ErrorCode};
+use pconnect_proto::direct::{
+    CERT_LIFETIME_SECS, DIRECT_REVOKE_PATH, DirectCert, DirectCertRequest, DirectRoute, DirectRouteRequest, Revoked,
+    TICKET_LIFETIME_MS, Ticket,
+};
+
+use crate::conn::reverse;
+use crate::conn::routes::{ReverseConn, Routes};
+use crate::features::shares::{self, Shares};
+use crate::rpc::store_error;
+use crate::store::{Member, MemberId, ShareId, Store, WorkspaceId};
+use crate::sync::lock;
+use ca::WorkspaceCa;
+
+/// The direct path's state in the hub: the workspaces' CAs (derived once each) and the shares
+/// whose end is being watched to tell exposing agents.
+pub(crate) struct Direct {
+    store: Arc<dyn Store>,
+    routes: Routes,
+    cas: Mutex<HashMap<WorkspaceId, Arc<WorkspaceCa>>>,
+    watched: Arc<Mutex<HashSet<ShareId>>>,
+}
+
+impl Direct {
+    pub(crate) fn new(store: Arc<dyn Store>, routes: Routes) -> Self {
+        Self { store, routes, cas: Mutex::default(), watched: Arc::default() }
+    }
+
+    async fn ca(&self, workspace: WorkspaceId) -> Result<Arc<WorkspaceCa>, ErrorBody> {
+        if let Some(ca) = lock(&self.cas).get(&workspace) {
+            return Ok(ca.clone());
+        }
+        let secret = self.store.secret_key().await.map_err(store_error)?;
+        let ca = WorkspaceCa::derive(&secret, workspace)
+            .map_err(|e| ErrorBody::new(ErrorCode::Internal, format!("the workspace CA: {e}")))?;
+        Ok(lock(&self.cas).entry(workspace).or_insert_with(|| Arc::new(ca)).clone())
+    }
+
+    /// `POST /v1/direct/cert`: a certificate for the caller's own Ed25519 key.
+    pub(crate) async fn certificate(&self, member: &Member, request: DirectCertRequest) -> Result<DirectCert, ErrorBody> {
+        let bad = || ErrorBody::new(ErrorCode::BadRequest, "public_key must be an Ed25519 key: 32 bytes, base64");
+        let key = STANDARD.decode(request.public_key.as_bytes()).map_err(|_| bad())?;
+        if key.len() != 32 {
+            return Err(bad());
+        }
+        let ca = self.ca(member.workspace_id).await?;
+        let now = clock::now();
+        let cert_pem = ca
+            .issue(member.id, &key, now)
+            .map_err(|e| ErrorBody::new(ErrorCode::Internal, format!("issuing a certificate: {e}")))?;
+        Ok(DirectCert {
+            cert_pem,
+            ca_pem: ca.cert_pem.clone(),
+            ca_key: STANDARD.encode(ca.public_key()),
+            expires_at: now + CERT_LIFETIME_SECS,
+            workspace_id: member.workspace_id,
+            member_id: member.id,
+        })
+    }
+
+    /// `POST /v1/direct/route`: the exposing agent's candidates and a ticket, after the checks a
+    /// relayed tunnel gets. Not found when the service's agent offers no direct path (or is held by
+    /// another replica of a cluster): the caller relays.
+    pub(crate) async fn route(
+        &self,
+        shares: &Shares,
+        member: &Member,
+        request: DirectRouteRequest,
+    ) -> Result<DirectRoute, ErrorBody> {
+        let service = request.service.as_str();
+        let (share, owner) = match &request.join_token {
+            Some(token) => {
+                let (cut, creator, share) =
+                    shares::authorize_share_route(shares, member, token, service).await.map_err(ErrorBody::from)?;
+                (Some((cut, share)), Some(creator))
+            }
+            None => (None, None),
+        };
+        let no_direct = || ErrorBody::new(ErrorCode::NotFound, format!("'{service}' offers no direct path"));
+        let conn = self.routes.find(member.workspace_id, service, owner).await.ok_or_else(no_direct)?;
+        if request.owner.as_deref().is_some_and(|expected| *conn.owner_name != *expected) || conn.direct.is_empty() {
+            return Err(no_direct());
+        }
+        let ca = self.ca(member.workspace_id).await?;
+        let expires_at = clock::now_ms() + TICKET_LIFETIME_MS;
+        let ticket = Ticket {
+            workspace: member.workspace_id,
+            member: member.id,
+            owner: conn.owner,
+            service: service.to_string(),
+            share: share.as_ref().map(|(_, id)| *id),
+            expires_at,
+        };
+        if let Some((cut, id)) = share {
+            self.watch_share(cut, id, member.workspace_id, &conn, service);
+        }
+        Ok(DirectRoute {
+            candidates: conn.direct.to_vec(),
+            ticket: pconnect_link::ticket::sign(&ticket, ca.ticket_signer()),
+            expires_at,
+            owner_id: conn.owner,
+            owner: conn.owner_name.to_string(),
+        })
+    }
+
+    /// Once per share with direct tickets out: when it ends (revoked, expired, on any replica), the
+    /// exposing agent is told to cut its direct tunnels through it.
+    fn watch_share(
+        &self,
+        cut: tokio_util::sync::CancellationToken,
+        share: ShareId,
+        workspace: WorkspaceId,
+        conn: &ReverseConn,
+        service: &str,
+    ) {
+        if !lock(&self.watched).insert(share) {
+            return;
+        }
+        let (routes, watched, conn, service) = (self.routes.clone(), self.watched.clone(), conn.clone(), service.to_string());
+        tokio::spawn(async move {
+            cut.cancelled().await;
+            lock(&watched).remove(&share);
+            // The agent's connection of now (it may have reconnected since the ticket).
+            let conn = routes.find(workspace, &service, Some(conn.owner)).await.unwrap_or(conn);
+            tell(&conn, &service, &Revoked { member: None, share: Some(share) }).await;
+        });
+    }
+
+    /// A member was removed: every agent this hub holds refuses their tickets and cuts their direct
+    /// tunnels from now on.
+    pub(crate) fn revoke_member(&self, member: MemberId) {
+        for (conn, service) in self.routes.local_conns() {
+            tokio::spawn(async move {
+                tell(&conn, &service, &Revoked { member: Some(member), share: None }).await;
+            });
+        }
+    }
+}
+
+async fn tell(conn: &ReverseConn, service: &str, revoked: &Revoked) {
+    let body = Bytes::from(serde_json::to_vec(revoked).expect("serialises"));
+    if let Err(e) = reverse::call(conn, service, DIRECT_REVOKE_PATH, body).await {
+        tracing::warn!(service, error = %e.message, "could not tell an exposing agent about a revocation");
+    }
+}
