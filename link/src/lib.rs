@@ -30,7 +30,7 @@ pub mod metrics;
 pub mod pump;
 pub mod random;
 pub mod read_ahead;
-pub mod ticket;
 pub mod reply;
+pub mod ticket;
 pub mod tls;
 pub mod tuning;

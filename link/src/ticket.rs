@@ -66,7 +66,10 @@ mod tests {
         assert_eq!(verify(&text, ca.public_key().as_ref(), 999), Ok(ticket(1_000)));
         assert_eq!(verify(&text, ca.public_key().as_ref(), 1_000), Err(TicketError::Expired));
         assert_eq!(verify(&text, stranger.public_key().as_ref(), 0), Err(TicketError::BadSignature));
-        assert_eq!(verify(&sign(&ticket(1_000), &stranger), ca.public_key().as_ref(), 0), Err(TicketError::BadSignature));
+        assert_eq!(
+            verify(&sign(&ticket(1_000), &stranger), ca.public_key().as_ref(), 0),
+            Err(TicketError::BadSignature)
+        );
     }
 
     #[test]

@@ -167,6 +167,13 @@ pub struct ExposeArgs {
     /// Capture the traffic (HTTP, PostgreSQL, Redis) and print a viewer link to share.
     #[arg(long)]
     pub debug: bool,
+    /// Where teammates' agents may connect directly (mutual TLS, tickets from the hub); the hub
+    /// relays when they cannot. Default: every interface, a free port.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:0", env = "PCONNECT_DIRECT_LISTEN")]
+    pub direct_listen: String,
+    /// Never accept direct connections: every tunnel goes through the hub.
+    #[arg(long, env = "PCONNECT_NO_DIRECT")]
+    pub no_direct: bool,
     /// With --debug: turn on the assistant (a model when PCONNECT_AI_URL is set, else offline insights).
     #[arg(long, requires = "debug")]
     pub ai: bool,

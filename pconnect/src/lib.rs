@@ -4,6 +4,7 @@ pub mod cli;
 mod commands;
 pub mod debug;
 pub mod dev;
+mod direct;
 pub mod drain;
 pub mod embedded;
 mod foreground;

@@ -26,6 +26,8 @@ pub(crate) async fn clone(ui: Ui, args: CloneArgs, shutdown: &Shutdown) -> Resul
     let grace = parse_grace(args.grace.as_deref())?;
     let session = session::resolve().await?;
     let (link, _) = ForwardLink::connect(session.creds, session.id, FORWARD_CONNECTIONS, fg.links()).await?;
+    // Tunnels go straight to the exposing agent when it can be reached, through the hub otherwise.
+    crate::direct::dial_first(&link, fg.links());
     let list: ServiceList = link.call::<rpc::ListServices>(&()).await?;
     let me = session.login.member.clone();
     let mut teammates: BTreeMap<String, Vec<ServiceInfo>> = BTreeMap::new();

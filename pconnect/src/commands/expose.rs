@@ -11,6 +11,7 @@ use pconnect_proto::rpc;
 use crate::cli::ExposeArgs;
 use crate::commands::{debug, publish};
 use crate::debug::{Captures, DebugOptions};
+use crate::direct;
 use crate::drain::parse_grace;
 use crate::foreground::Foreground;
 use crate::link::REVERSE_CONNECTIONS;
@@ -51,6 +52,13 @@ pub(crate) async fn expose(ui: Ui, args: ExposeArgs, shutdown: &Shutdown) -> Res
     let services =
         vec![Exposed { name: name.clone(), target: target.clone(), kind, env: Default::default(), project: None }];
     let captures = Captures::new();
+    let direct = match args.no_direct {
+        true => None,
+        false => {
+            let hub = format!("{}:{}", session.creds.hub.host, session.creds.hub.port);
+            Some(direct::offer(&args.direct_listen, &hub).await?)
+        }
+    };
     let (_, mut status) = reverse::serve_with_captures(
         session.creds.clone(),
         session.id.clone(),
@@ -59,8 +67,13 @@ pub(crate) async fn expose(ui: Ui, args: ExposeArgs, shutdown: &Shutdown) -> Res
         serving.clone(),
         captures.clone(),
         fg.drain().clone(),
+        direct.as_ref().map(|(_, offer)| offer.clone()),
     )
     .await?;
+    if let Some((listener, offer)) = direct {
+        let (control, _) = ForwardLink::connect(session.creds.clone(), session.id.clone(), 1, serving.clone()).await?;
+        tokio::spawn(direct::serve(listener, offer, control, serving.clone()));
+    }
     let published = match link_request {
         Some(request) => {
             let (control, _) = ForwardLink::connect(session.creds.clone(), session.id.clone(), 1, fg.links()).await?;

@@ -29,6 +29,8 @@ pub(crate) async fn join(ui: Ui, args: JoinArgs, shutdown: &Shutdown) -> Result<
     let grace = parse_grace(args.grace.as_deref())?;
     let session = session::resolve().await?;
     let (link, _) = ForwardLink::connect(session.creds, session.id, FORWARD_CONNECTIONS, fg.links()).await?;
+    // Tunnels go straight to the exposing agent when it can be reached, through the hub otherwise.
+    crate::direct::dial_first(&link, fg.links());
     ui.joining(&code);
     let joined: Joined = link.call::<rpc::JoinShare>(&ShareCode { code: code.clone() }).await?;
     let token: Arc<str> = Arc::from(joined.join_token.as_str());

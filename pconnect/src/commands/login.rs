@@ -43,6 +43,7 @@ pub(crate) async fn login(ui: Ui, args: LoginArgs) -> Result<()> {
         token: token.clone(),
         session: random_hex(16),
         services: vec![],
+        direct: vec![],
     };
     let (_stream, welcome) = dial(&creds, &hello).await?;
     let login = Login {

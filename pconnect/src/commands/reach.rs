@@ -19,6 +19,8 @@ pub(crate) async fn reach(ui: Ui, args: ReachArgs, shutdown: &Shutdown) -> Resul
     let grace = parse_grace(args.grace.as_deref())?;
     let session = session::resolve().await?;
     let (link, _) = ForwardLink::connect(session.creds, session.id, FORWARD_CONNECTIONS, fg.links()).await?;
+    // Tunnels go straight to the exposing agent when it can be reached, through the hub otherwise.
+    crate::direct::dial_first(&link, fg.links());
     let list: ServiceList = link.call::<rpc::ListServices>(&()).await?;
     let service = find_service(list, &args.service)?;
     let (listener, wanted) = local_port::bind(args.bind, args.port, service.port).await?;

@@ -217,8 +217,18 @@ impl Engine {
             let token = self.links.child_token();
             let (creds, id, captures) = (self.session.creds.clone(), self.session.id.clone(), self.captures.clone());
             let (exposed_now, drain) = (exposed.to_vec(), Drain::new());
-            reverse::serve_with_captures(creds, id, exposed_now, REVERSE_CONNECTIONS, token.clone(), captures, drain)
-                .await?;
+            let direct = None;
+            reverse::serve_with_captures(
+                creds,
+                id,
+                exposed_now,
+                REVERSE_CONNECTIONS,
+                token.clone(),
+                captures,
+                drain,
+                direct,
+            )
+            .await?;
             self.serving = Some(token);
         }
         self.served = exposed.to_vec();

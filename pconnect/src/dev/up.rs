@@ -51,6 +51,8 @@ pub(crate) async fn up(ui: Ui, path: &Path, shutdown: &Shutdown) -> Result<()> {
     let session = session::resolve_for_project(loaded.spec.hub.as_deref()).await?;
     let (link, _) =
         ForwardLink::connect(session.creds.clone(), session.id.clone(), FORWARD_CONNECTIONS, fg.links()).await?;
+    // `reach:` tunnels go straight to the exposing agent when it can be reached.
+    crate::direct::dial_first(&link, fg.links());
     ui.up_starting(path, loaded.spec.project.as_deref());
     let mut engine = Engine::new(ui, session, link, tag, fg.links(), shutdown.clone(), status);
     let mut current = (loaded, project);

@@ -49,6 +49,8 @@ struct Inner {
     cancel: CancellationToken,
     /// The hub-cluster replica each slot is on.
     spread: Spread,
+    /// The direct path, when this agent uses it.
+    bypass: std::sync::OnceLock<Arc<dyn Bypass>>,
 }
 
 /// Forward connections to the hub. Cloning shares the pool.
@@ -59,19 +61,59 @@ pub struct ForwardLink {
 
 /// An open outbound tunnel stream.
 pub struct Tunnel {
-    /// The hub's answer, still on its way: the tunnel's receive side once it accepted
-    /// ([`Tunnel::accepted`]). Bytes may be sent before it arrives (early data).
-    pub answer: h2::client::ResponseFuture,
+    /// The answer: through the relay still on its way (bytes may be sent before it arrives: early
+    /// data), on the direct path already there. [`Tunnel::accepted`] gives the receive side.
+    pub answer: Answer,
     pub send: SendStream<Bytes>,
     /// Counts this tunnel in its connection's load until dropped.
     pub load: LoadGuard,
+    /// Which way it goes.
+    pub path: Path,
+}
+
+/// A tunnel's answer.
+pub enum Answer {
+    Pending(h2::client::ResponseFuture),
+    Accepted(RecvStream),
+}
+
+/// The way a tunnel takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    /// Through the hub.
+    Relay,
+    /// Straight to the exposing agent.
+    Direct,
+}
+
+impl Path {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Path::Relay => "relay",
+            Path::Direct => "direct",
+        }
+    }
 }
 
 impl Tunnel {
-    /// The receive side once the hub accepted; its error (offline, not found, ...) otherwise.
-    pub async fn accepted(answer: h2::client::ResponseFuture) -> Result<RecvStream, LinkError> {
-        Ok(accepted(answer).await?.into_body())
+    /// The receive side once the far end accepted; its error (offline, not found, ...) otherwise.
+    pub async fn accepted(answer: Answer) -> Result<RecvStream, LinkError> {
+        match answer {
+            Answer::Pending(answer) => Ok(accepted(answer).await?.into_body()),
+            Answer::Accepted(recv) => Ok(recv),
+        }
     }
+}
+
+/// A way to a service besides the relay, tried first (the direct path, `crate::direct`): `None`
+/// sends the tunnel through the hub.
+pub(crate) trait Bypass: Send + Sync {
+    fn open<'a>(
+        &'a self,
+        link: &'a ForwardLink,
+        service: &'a str,
+        via: &'a Via,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Tunnel>> + Send + 'a>>;
 }
 
 impl ForwardLink {
@@ -93,6 +135,7 @@ impl ForwardLink {
             changed: Notify::new(),
             fatal: watch::channel(None).0,
             cancel,
+            bypass: std::sync::OnceLock::new(),
         });
         let link = Self { inner };
         let mut first = Some((stream, welcome.clone()));
@@ -150,9 +193,19 @@ impl ForwardLink {
     /// `via` says whose service it must be: whoever serves the name, the creator of a share (the
     /// tunnel is cut when the share ends), or one teammate.
     pub async fn open_tunnel(&self, service: &str, via: &Via) -> Result<Tunnel, LinkError> {
+        if let Some(bypass) = self.inner.bypass.get()
+            && let Some(tunnel) = bypass.open(self, service, via).await
+        {
+            return Ok(tunnel);
+        }
         let live = self.pick_or_wait().await?;
         let load = live.load.hold();
         open_on(&live, service, via, load).await
+    }
+
+    /// Tunnels try `bypass` (the direct path) before the relay from now on.
+    pub(crate) fn use_bypass(&self, bypass: Arc<dyn Bypass>) {
+        let _ = self.inner.bypass.set(bypass);
     }
 
     /// Opens a joiner's attach stream: the hub counts us joined while the returned send half is
@@ -234,7 +287,7 @@ async fn open_on(live: &Live, service: &str, via: &Via, load: LoadGuard) -> Resu
     let mut request = request.body(()).map_err(|e| LinkError::Decode(e.to_string()))?;
     request.extensions_mut().insert(h2::ext::Protocol::from_static(TUNNEL_PROTOCOL));
     let (answer, send) = sender.send_request(request, false)?;
-    Ok(Tunnel { answer, send, load })
+    Ok(Tunnel { answer: Answer::Pending(answer), send, load, path: Path::Relay })
 }
 
 /// Awaits a reply; a non-2xx one becomes the hub's error (its JSON body read in full).

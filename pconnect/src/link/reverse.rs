@@ -27,9 +27,11 @@ pub use super::exposed::Exposed;
 use super::http_forward::{self, HttpForwarder, TARGET_CONNECT_TIMEOUT};
 use super::spread::{self, Spread};
 use crate::debug::{self, Captures};
+use crate::direct::{Offer, StreamHandler};
 use crate::drain::Drain;
 use crate::metrics::{METRICS, Side};
 use crate::target::Target;
+use pconnect_proto::direct::{DIRECT_REVOKE_PATH, Revoked};
 
 /// What the expose command watches.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -54,6 +56,8 @@ struct Inner {
     http: HttpForwarder,
     /// The hub-cluster replica each reverse connection is on.
     spread: Spread,
+    /// The direct path this agent offers, if any (revocations arrive on the reverse links).
+    direct: Option<Offer>,
 }
 
 /// Registers `services` with the hub (the first dial reports conflicts and auth errors at once) and
@@ -65,12 +69,14 @@ pub async fn serve(
     connections: usize,
     cancel: CancellationToken,
 ) -> Result<(Welcome, watch::Receiver<LinkStatus>), DialError> {
-    serve_with_captures(creds, session, services, connections, cancel, Captures::new(), Drain::new()).await
+    serve_with_captures(creds, session, services, connections, cancel, Captures::new(), Drain::new(), None).await
 }
 
 /// [`serve`], with a registry through which debug sessions ([`crate::debug::start`]) capture
-/// services' tunnels and answer the hub's replay and ask calls.
-pub async fn serve_with_captures(
+/// services' tunnels and answer the hub's replay and ask calls, and the direct path this agent
+/// offers (its candidates go in the hello; its streams are served here too).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn serve_with_captures(
     creds: Credentials,
     session: String,
     services: Vec<Exposed>,
@@ -78,6 +84,7 @@ pub async fn serve_with_captures(
     cancel: CancellationToken,
     captures: Arc<Captures>,
     drain: Drain,
+    direct: Option<Offer>,
 ) -> Result<(Welcome, watch::Receiver<LinkStatus>), DialError> {
     let hello = Hello {
         version: PROTOCOL_VERSION,
@@ -94,13 +101,20 @@ pub async fn serve_with_captures(
                 project: s.project.clone(),
             })
             .collect(),
+        direct: direct.as_ref().map(|offer| offer.candidates.clone()).unwrap_or_default(),
     };
     let (stream, welcome) = dial(&creds, &hello).await?;
     let (status, status_rx) = watch::channel(LinkStatus::default());
     let slots = connections.max(1);
     let spread = Spread::new(slots);
     let http = HttpForwarder::new();
-    let inner = Arc::new(Inner { creds, hello, services, status, cancel, captures, drain, http, spread });
+    let inner = Arc::new(Inner { creds, hello, services, status, cancel, captures, drain, http, spread, direct });
+    if let Some(offer) = &inner.direct {
+        let serving = inner.clone();
+        let handler: StreamHandler =
+            Arc::new(move |request, respond| Box::pin(handle(serving.clone(), request, respond)));
+        let _ = offer.handler.set(handler);
+    }
     let mut first = Some((stream, welcome.clone()));
     for slot in 0..slots {
         let span = tracing::info_span!("reverse", slot);
@@ -202,6 +216,10 @@ async fn handle(inner: Arc<Inner>, request: Request<RecvStream>, mut respond: Se
         debug::serve_call(&inner.captures, request, respond).await;
         return;
     }
+    if request.method() == Method::POST && request.uri().path() == DIRECT_REVOKE_PATH {
+        revoked(inner.direct.as_ref(), request, respond).await;
+        return;
+    }
     let is_tunnel = request.method() == Method::CONNECT
         && request.extensions().get::<h2::ext::Protocol>().map(|p| p.as_str()) == Some(TUNNEL_PROTOCOL);
     let path = request.uri().path();
@@ -259,6 +277,22 @@ async fn handle(inner: Arc<Inner>, request: Request<RecvStream>, mut respond: Se
     match result {
         Ok(moved) => METRICS.tunnel_bytes(Side::Expose, moved),
         Err(e) => tracing::debug!(service = %exposed.name, error = %e, "tunnel ended with an error"),
+    }
+}
+
+/// The hub revoked a member or a share: direct tunnels of theirs are cut and refused from now on.
+async fn revoked(offer: Option<&Offer>, request: Request<RecvStream>, mut respond: SendResponse<Bytes>) {
+    let body = pconnect_link::h2io::read_body(request.into_body(), 4096).await.ok();
+    match (offer, body.and_then(|b| serde_json::from_slice::<Revoked>(&b).ok())) {
+        (offer, Some(revoked)) => {
+            if let Some(offer) = offer {
+                offer.revocations.apply(&revoked);
+            }
+            let _ = respond.send_response(Response::new(()), true);
+        }
+        (_, None) => {
+            reply_error(&mut respond, &ErrorBody::new(ErrorCode::BadRequest, "unreadable revocation"));
+        }
     }
 }
 

@@ -25,7 +25,8 @@ macro_rules! time_at {
 }
 
 /// The PKCS#8 v1 header of an Ed25519 private key; the 32-byte seed follows (RFC 8410).
-const ED25519_PKCS8_PREFIX: [u8; 16] = [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+const ED25519_PKCS8_PREFIX: [u8; 16] =
+    [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
 
 /// One workspace's CA.
 pub(crate) struct WorkspaceCa {
@@ -122,7 +123,6 @@ fn ca_params(workspace: WorkspaceId) -> CertificateParams {
     params.serial_number = Some(SerialNumber::from_slice(&workspace.to_be_bytes()));
     params
 }
-
 
 #[cfg(test)]
 mod tests {

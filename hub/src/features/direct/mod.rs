@@ -53,7 +53,11 @@ impl Direct {
     }
 
     /// `POST /v1/direct/cert`: a certificate for the caller's own Ed25519 key.
-    pub(crate) async fn certificate(&self, member: &Member, request: DirectCertRequest) -> Result<DirectCert, ErrorBody> {
+    pub(crate) async fn certificate(
+        &self,
+        member: &Member,
+        request: DirectCertRequest,
+    ) -> Result<DirectCert, ErrorBody> {
         let bad = || ErrorBody::new(ErrorCode::BadRequest, "public_key must be an Ed25519 key: 32 bytes, base64");
         let key = STANDARD.decode(request.public_key.as_bytes()).map_err(|_| bad())?;
         if key.len() != 32 {
@@ -132,7 +136,8 @@ impl Direct {
         if !lock(&self.watched).insert(share) {
             return;
         }
-        let (routes, watched, conn, service) = (self.routes.clone(), self.watched.clone(), conn.clone(), service.to_string());
+        let (routes, watched, conn, service) =
+            (self.routes.clone(), self.watched.clone(), conn.clone(), service.to_string());
         tokio::spawn(async move {
             cut.cancelled().await;
             lock(&watched).remove(&share);

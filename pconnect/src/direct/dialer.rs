@@ -1,0 +1,263 @@
+//! The reach side of the direct path. For a tunnel, the hub is asked for the exposing agent's
+//! candidates and a ticket (cached until shortly before the ticket expires); a direct connection
+//! to the agent is dialed (mutual TLS, the exposing agent's certificate must name the service's
+//! owner) and kept, multiplexing every later tunnel as HTTP/2 streams. Happy eyeballs: a tunnel
+//! waits at most [`RACE_DELAY`] for a direct connection that is still being dialed, then takes the
+//! relay while the dial goes on for the next ones. A failed dial or stream sends tunnels to the
+//! relay (never fails them) and the direct path is tried again after [`RETRY_AFTER`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use h2::client::SendRequest;
+use http::{Method, Request, StatusCode};
+use pconnect_link::load::Load;
+use pconnect_link::tuning;
+use pconnect_proto::control::ErrorCode;
+use pconnect_proto::direct::{Candidate, DirectRoute, DirectRouteRequest, HEADER_TICKET, agent_name};
+use pconnect_proto::rpc;
+use pconnect_proto::wire::{self, LINK_AUTHORITY, TUNNEL_PROTOCOL};
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio::sync::{OnceCell, watch};
+use tokio_rustls::TlsConnector;
+use tokio_util::sync::CancellationToken;
+
+use super::identity::Identity;
+use crate::link::LinkError;
+use crate::link::forward::{Answer, Bypass, ForwardLink, Path, Tunnel, Via};
+
+/// How long a new tunnel waits for a direct connection being dialed before it takes the relay.
+pub(crate) const RACE_DELAY: Duration = Duration::from_millis(250);
+/// How long the relay is used alone after the direct path failed.
+pub(crate) const RETRY_AFTER: Duration = Duration::from_secs(3);
+/// A direct dial (TCP + TLS + HTTP/2) gives up after this.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long the exposing agent may take to answer a tunnel request.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+/// A ticket is asked for again this long before it expires.
+const TICKET_MARGIN_MS: i64 = 10_000;
+
+/// What the hub said about a route, and until when it holds.
+#[derive(Clone)]
+enum RouteEntry {
+    Direct(DirectRoute),
+    /// No direct path (or the hub did not answer): the relay until then.
+    RelayUntil(Instant),
+}
+
+/// A direct connection to one exposing agent.
+#[derive(Clone)]
+enum ConnEntry {
+    Live(SendRequest<Bytes>),
+    /// Being dialed: resolves to the connection, or `None` when the dial failed.
+    Dialing(watch::Receiver<Option<Option<SendRequest<Bytes>>>>),
+    Failed(Instant),
+}
+
+/// The reach agent's direct path (one per forward link pool).
+pub(crate) struct Dialer {
+    identity: OnceCell<Arc<Identity>>,
+    routes: Mutex<HashMap<(String, String), RouteEntry>>,
+    conns: Arc<Mutex<HashMap<String, ConnEntry>>>,
+    cancel: CancellationToken,
+}
+
+impl Dialer {
+    pub(crate) fn new(cancel: CancellationToken) -> Arc<Dialer> {
+        Arc::new(Dialer { identity: OnceCell::new(), routes: Mutex::default(), conns: Arc::default(), cancel })
+    }
+
+    async fn route(&self, link: &ForwardLink, service: &str, via: &Via) -> Option<DirectRoute> {
+        let key = (service.to_string(), format!("{via:?}"));
+        let now_ms = pconnect_proto::clock::now_ms();
+        if let Some(entry) = lock(&self.routes).get(&key).cloned() {
+            match entry {
+                RouteEntry::Direct(route) if route.expires_at - TICKET_MARGIN_MS > now_ms => return Some(route),
+                RouteEntry::RelayUntil(until) if Instant::now() < until => return None,
+                _ => {}
+            }
+        }
+        let request = DirectRouteRequest {
+            service: service.to_string(),
+            join_token: match via {
+                Via::Share(token) => Some(token.to_string()),
+                _ => None,
+            },
+            owner: match via {
+                Via::Owner(member) => Some(member.to_string()),
+                _ => None,
+            },
+        };
+        let (entry, route) = match link.call::<rpc::DirectRouteCall>(&request).await {
+            Ok(route) => (RouteEntry::Direct(route.clone()), Some(route)),
+            Err(LinkError::Hub(e)) if e.code == ErrorCode::NotFound => {
+                (RouteEntry::RelayUntil(Instant::now() + RETRY_AFTER), None)
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, service, "no direct route: relaying");
+                (RouteEntry::RelayUntil(Instant::now() + RETRY_AFTER), None)
+            }
+        };
+        lock(&self.routes).insert(key, entry);
+        route
+    }
+
+    async fn identity(&self, link: &ForwardLink) -> Option<Arc<Identity>> {
+        let cancel = self.cancel.clone();
+        match self.identity.get_or_try_init(|| Identity::obtain(link.clone(), cancel)).await {
+            Ok(identity) => Some(identity.clone()),
+            Err(e) => {
+                tracing::debug!(error = %format!("{e:#}"), "no direct-path certificate: relaying");
+                None
+            }
+        }
+    }
+
+    /// A live connection to the route's agent: the one kept, or a new dial awaited for at most
+    /// [`RACE_DELAY`].
+    async fn conn(&self, route: &DirectRoute, identity: &Arc<Identity>) -> Option<(String, SendRequest<Bytes>)> {
+        let addr = route.candidates.iter().find_map(|c| match c {
+            Candidate::Tcp { addr } => Some(addr.clone()),
+            Candidate::Unknown => None,
+        })?;
+        let key = format!("{}@{addr}", route.owner_id);
+        let entry = lock(&self.conns).get(&key).cloned();
+        let mut dialing = match entry {
+            Some(ConnEntry::Live(sender)) => return Some((key, sender)),
+            Some(ConnEntry::Failed(at)) if at.elapsed() < RETRY_AFTER => return None,
+            Some(ConnEntry::Dialing(rx)) => rx,
+            _ => self.start_dial(&key, &addr, route, identity),
+        };
+        let ready = tokio::time::timeout(RACE_DELAY, dialing.wait_for(Option::is_some)).await;
+        match ready {
+            Ok(Ok(result)) => result.clone().flatten().map(|sender| (key, sender)),
+            _ => None,
+        }
+    }
+
+    fn start_dial(
+        &self,
+        key: &str,
+        addr: &str,
+        route: &DirectRoute,
+        identity: &Arc<Identity>,
+    ) -> watch::Receiver<Option<Option<SendRequest<Bytes>>>> {
+        let (tx, rx) = watch::channel(None);
+        lock(&self.conns).insert(key.to_string(), ConnEntry::Dialing(rx.clone()));
+        let (conns, key, addr) = (self.conns.clone(), key.to_string(), addr.to_string());
+        let (issued, name) = (identity.current(), agent_name(issued_workspace(identity), route.owner_id));
+        let cancel = self.cancel.clone();
+        tokio::spawn(async move {
+            let dialed = tokio::time::timeout(DIAL_TIMEOUT, dial(&addr, issued.client.clone(), name, cancel)).await;
+            let entry = match dialed {
+                Ok(Ok(sender)) => {
+                    tracing::info!(%addr, "direct connection up");
+                    ConnEntry::Live(sender)
+                }
+                Ok(Err(e)) => {
+                    tracing::info!(%addr, error = %e, "direct dial failed: relaying");
+                    ConnEntry::Failed(Instant::now())
+                }
+                Err(_) => {
+                    tracing::info!(%addr, "direct dial timed out: relaying");
+                    ConnEntry::Failed(Instant::now())
+                }
+            };
+            let sender = match &entry {
+                ConnEntry::Live(sender) => Some(sender.clone()),
+                _ => None,
+            };
+            lock(&conns).insert(key, entry);
+            let _ = tx.send(Some(sender));
+        });
+        rx
+    }
+
+    fn forget(&self, key: &str) {
+        lock(&self.conns).insert(key.to_string(), ConnEntry::Failed(Instant::now()));
+    }
+}
+
+fn issued_workspace(identity: &Identity) -> i64 {
+    identity.current().cert.workspace_id
+}
+
+impl Bypass for Dialer {
+    fn open<'a>(
+        &'a self,
+        link: &'a ForwardLink,
+        service: &'a str,
+        via: &'a Via,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Tunnel>> + Send + 'a>> {
+        Box::pin(async move {
+            let route = self.route(link, service, via).await?;
+            let identity = self.identity(link).await?;
+            let (key, sender) = self.conn(&route, &identity).await?;
+            match open_stream(sender, service, &route.ticket).await {
+                Ok(tunnel) => Some(tunnel),
+                Err(e) => {
+                    tracing::info!(service, error = %e, "direct tunnel failed: relaying");
+                    self.forget(&key);
+                    None
+                }
+            }
+        })
+    }
+}
+
+async fn open_stream(sender: SendRequest<Bytes>, service: &str, ticket: &str) -> Result<Tunnel, String> {
+    let mut sender = sender.ready().await.map_err(|e| e.to_string())?;
+    let mut request = Request::builder()
+        .method(Method::CONNECT)
+        .uri(format!("https://{LINK_AUTHORITY}{}", wire::tunnel_path(service)))
+        .header(HEADER_TICKET, ticket)
+        .body(())
+        .map_err(|e| e.to_string())?;
+    request.extensions_mut().insert(h2::ext::Protocol::from_static(TUNNEL_PROTOCOL));
+    let (answer, send) = sender.send_request(request, false).map_err(|e| e.to_string())?;
+    let response = tokio::time::timeout(ANSWER_TIMEOUT, answer)
+        .await
+        .map_err(|_| "the agent did not answer".to_string())?
+        .map_err(|e| e.to_string())?;
+    if response.status() != StatusCode::OK {
+        let status = response.status();
+        let error = pconnect_link::h2io::read_error(response.into_body(), status, "the agent").await;
+        return Err(error.message);
+    }
+    Ok(Tunnel {
+        answer: Answer::Accepted(response.into_body()),
+        send,
+        load: Load::default().hold(),
+        path: Path::Direct,
+    })
+}
+
+async fn dial(
+    addr: &str,
+    config: Arc<rustls::ClientConfig>,
+    name: String,
+    cancel: CancellationToken,
+) -> anyhow::Result<SendRequest<Bytes>> {
+    let tcp = TcpStream::connect(addr).await?;
+    let _ = tcp.set_nodelay(true);
+    let name = ServerName::try_from(name)?;
+    let tls = TlsConnector::from(config).connect(name, tcp).await?;
+    let (sender, mut conn) = tuning::client_builder().handshake::<_, Bytes>(tls).await?;
+    let heartbeat = pconnect_link::heartbeat::until_dead(conn.ping_pong().expect("ping_pong is taken once"));
+    tokio::spawn(async move {
+        tokio::pin!(heartbeat);
+        tokio::select! {
+            _ = &mut conn => {}
+            _ = heartbeat => {}
+            _ = cancel.cancelled() => {}
+        }
+    });
+    Ok(sender)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
