@@ -56,7 +56,15 @@ mod tests {
     }
 
     fn ticket(expires_at: i64) -> Ticket {
-        Ticket { workspace: 1, member: 2, owner: 3, service: "db".into(), share: Some(4), expires_at }
+        Ticket {
+            workspace: 1,
+            member: 2,
+            owner: 3,
+            service: "db".into(),
+            share: Some(4),
+            share_expires_at: None,
+            expires_at,
+        }
     }
 
     #[test]

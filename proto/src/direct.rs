@@ -136,6 +136,10 @@ pub struct Ticket {
     pub service: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub share: Option<i64>,
+    /// When the share ends (unix milliseconds): the exposing agent cuts its tunnels then, by its
+    /// own clock, even when the hub is unreachable at that moment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share_expires_at: Option<i64>,
     pub expires_at: i64,
 }
 

@@ -71,14 +71,29 @@ impl Agent {
         self.home.path()
     }
 
-    /// A `connect <args>` command with `PCONNECT_HOME` set, `NO_COLOR=1` and `RUST_LOG` unset.
+    /// A `connect <args>` command with `PCONNECT_HOME` set, `NO_COLOR=1` and `RUST_LOG` unset, and
+    /// `PCONNECT_NO_DIRECT=1`: the stories about the hub (relaying, revoking, draining, failing)
+    /// watch tunnels go through it. The direct-path stories (`tests/direct.rs`) use
+    /// [`Agent::command_direct`].
     pub fn command<I, S>(&self, args: I) -> Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = self.command_direct(args);
+        cmd.env("PCONNECT_NO_DIRECT", "1");
+        cmd
+    }
+
+    /// [`Agent::command`] as a user runs it: an exposing agent accepts direct connections.
+    pub fn command_direct<I, S>(&self, args: I) -> Command
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
         let mut cmd = Command::new(bin(CONNECT));
         cmd.args(args).env("PCONNECT_HOME", self.home.path()).env("NO_COLOR", "1").env_remove("RUST_LOG");
+        cmd.env_remove("PCONNECT_NO_DIRECT");
         cmd
     }
 

@@ -56,7 +56,7 @@ pub(crate) async fn expose(ui: Ui, args: ExposeArgs, shutdown: &Shutdown) -> Res
         true => None,
         false => {
             let hub = format!("{}:{}", session.creds.hub.host, session.creds.hub.port);
-            Some(direct::offer(&args.direct_listen, &hub).await?)
+            Some(direct::bind(&args.direct_listen, &hub).await?)
         }
     };
     let (_, mut status) = reverse::serve_with_captures(

@@ -36,7 +36,7 @@ pub(crate) const RETRY_AFTER: Duration = Duration::from_secs(3);
 /// A direct dial (TCP + TLS + HTTP/2) gives up after this.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long the exposing agent may take to answer a tunnel request.
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
 /// A ticket is asked for again this long before it expires.
 const TICKET_MARGIN_MS: i64 = 10_000;
 
@@ -208,7 +208,7 @@ impl Bypass for Dialer {
     }
 }
 
-async fn open_stream(sender: SendRequest<Bytes>, service: &str, ticket: &str) -> Result<Tunnel, String> {
+pub(crate) async fn open_stream(sender: SendRequest<Bytes>, service: &str, ticket: &str) -> Result<Tunnel, String> {
     let mut sender = sender.ready().await.map_err(|e| e.to_string())?;
     let mut request = Request::builder()
         .method(Method::CONNECT)
@@ -235,7 +235,7 @@ async fn open_stream(sender: SendRequest<Bytes>, service: &str, ticket: &str) ->
     })
 }
 
-async fn dial(
+pub(crate) async fn dial(
     addr: &str,
     config: Arc<rustls::ClientConfig>,
     name: String,

@@ -50,6 +50,12 @@ impl Identity {
         Ok(identity)
     }
 
+    /// An identity that is never renewed (tests).
+    #[cfg(test)]
+    pub(crate) fn fixed(pkcs8: Vec<u8>, issued: Issued) -> Identity {
+        Identity { pkcs8, current: Mutex::new(Arc::new(issued)) }
+    }
+
     pub(crate) fn current(&self) -> Arc<Issued> {
         self.current.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -77,7 +83,8 @@ async fn certify(link: &ForwardLink, pkcs8: &[u8]) -> Result<Issued> {
     issued(cert, pkcs8)
 }
 
-fn issued(cert: DirectCert, pkcs8: &[u8]) -> Result<Issued> {
+/// The TLS configs of a certificate the hub issued for the key `pkcs8`.
+pub(crate) fn issued(cert: DirectCert, pkcs8: &[u8]) -> Result<Issued> {
     let leaf = CertificateDer::from_pem_slice(cert.cert_pem.as_bytes()).context("the issued certificate")?;
     let ca_der = CertificateDer::from_pem_slice(cert.ca_pem.as_bytes()).context("the workspace CA")?;
     let ca_key = STANDARD.decode(&cert.ca_key).map_err(|e| anyhow::anyhow!("the workspace CA key: {e}"))?;

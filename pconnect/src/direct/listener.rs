@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use h2::RecvStream;
@@ -23,7 +24,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use super::identity::Identity;
-use super::{Offer, Revocations};
+use super::offer::{Offer, Revocations};
 
 /// Serves the direct port until `cancel`.
 pub(crate) async fn serve(listener: TcpListener, identity: Arc<Identity>, offer: Offer, cancel: CancellationToken) {
@@ -124,9 +125,17 @@ async fn stream(
         return;
     };
     let (cut, _forget) = offer.revocations.watch(&ticket);
+    // A share's end is kept by this agent's clock too: the hub may be unreachable at that moment.
+    let share_ends = async {
+        match ticket.share_expires_at {
+            Some(at) => tokio::time::sleep(Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0))).await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         _ = handler(request, respond) => {}
         _ = cut.cancelled() => tracing::info!(%peer, service = %ticket.service, "direct tunnel cut: revoked"),
+        _ = share_ends => tracing::info!(%peer, service = %ticket.service, "direct tunnel cut: the share expired"),
     }
 }
 
@@ -153,6 +162,142 @@ fn admit(
     let name = rustls::pki_types::ServerName::try_from(agent_name(workspace, ticket.member))
         .map_err(|_| "bad member name".to_string())?;
     cert.verify_is_valid_for_subject_name(&name).map_err(|_| "the ticket belongs to another member".to_string())?;
+    if ticket.share_expires_at.is_some_and(|at| at <= now_ms()) {
+        return Err("the share expired".into());
+    }
     revocations.check(&ticket)?;
     Ok(ticket)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The direct port with real TLS on loopback: a workspace CA made here like the hub's, alice
+    //! serving, and clients presenting bob's certificate, a stranger's, and tickets that must fail.
+
+    use std::sync::Arc;
+
+    use pconnect_proto::direct::{DirectCert, Ticket, agent_name};
+    use rcgen::{CertificateParams, IsCa, Issuer, KeyPair, PKCS_ED25519};
+    use ring::rand::SystemRandom;
+    use ring::signature::{Ed25519KeyPair, KeyPair as _};
+
+    use super::super::dialer::{dial, open_stream};
+    use super::super::identity::{Identity, issued};
+    use super::super::{Offer, StreamHandler};
+    use super::*;
+
+    const WS: i64 = 1;
+    const ALICE: i64 = 10;
+    const BOB: i64 = 20;
+
+    struct Ca {
+        issuer: Issuer<'static, KeyPair>,
+        pem: String,
+        signer: Ed25519KeyPair,
+    }
+
+    fn pkcs8() -> Vec<u8> {
+        Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap().as_ref().to_vec()
+    }
+
+    fn ca() -> Ca {
+        let der = pkcs8();
+        let mut params = CertificateParams::default();
+        params.is_ca = IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+        let key = KeyPair::from_pkcs8_der_and_sign_algo(&der.as_slice().into(), &PKCS_ED25519).unwrap();
+        let pem = params.self_signed(&key).unwrap().pem();
+        Ca { issuer: Issuer::new(params, key), pem, signer: Ed25519KeyPair::from_pkcs8(&der).unwrap() }
+    }
+
+    /// `member`'s certificate from `ca` for a fresh key; what the hub would answer, and the key.
+    fn certify(ca: &Ca, member: i64) -> (DirectCert, Vec<u8>) {
+        let der = pkcs8();
+        let key = KeyPair::from_pkcs8_der_and_sign_algo(&der.as_slice().into(), &PKCS_ED25519).unwrap();
+        let params = CertificateParams::new(vec![agent_name(WS, member)]).unwrap();
+        let cert = params.signed_by(&key, &ca.issuer).unwrap();
+        use base64::Engine as _;
+        let ca_key = base64::engine::general_purpose::STANDARD.encode(ca.signer.public_key().as_ref());
+        let direct = DirectCert {
+            cert_pem: cert.pem(),
+            ca_pem: ca.pem.clone(),
+            ca_key,
+            expires_at: i64::MAX,
+            workspace_id: WS,
+            member_id: member,
+        };
+        (direct, der)
+    }
+
+    fn ticket(ca: &Ca, member: i64, service: &str, expires_at: i64) -> String {
+        let t = Ticket {
+            workspace: WS,
+            member,
+            owner: ALICE,
+            service: service.into(),
+            share: None,
+            share_expires_at: None,
+            expires_at,
+        };
+        pconnect_link::ticket::sign(&t, &ca.signer)
+    }
+
+    /// Alice's direct port, answering every admitted stream with 200.
+    async fn alice(ca: &Ca) -> (std::net::SocketAddr, Offer, CancellationToken) {
+        let (cert, key) = certify(ca, ALICE);
+        let identity = Arc::new(Identity::fixed(key.clone(), issued(cert, &key).unwrap()));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let offer = Offer::default();
+        let handler: StreamHandler = Arc::new(|_request, mut respond| {
+            Box::pin(async move {
+                let _ = respond.send_response(http::Response::new(()), true);
+            })
+        });
+        let _ = offer.handler.set(handler);
+        let cancel = CancellationToken::new();
+        tokio::spawn(serve(listener, identity, offer.clone(), cancel.clone()));
+        (addr, offer, cancel)
+    }
+
+    async fn client(ca: &Ca, member: i64) -> Arc<rustls::ClientConfig> {
+        let (cert, key) = certify(ca, member);
+        issued(cert, &key).unwrap().client
+    }
+
+    #[tokio::test]
+    async fn only_a_workspace_certificate_with_its_own_valid_ticket_for_this_service_is_served() {
+        let ca = ca();
+        let (addr, offer, cancel) = alice(&ca).await;
+        let far = pconnect_proto::clock::now_ms() + 60_000;
+        let bob = dial(&addr.to_string(), client(&ca, BOB).await, agent_name(WS, ALICE), cancel.clone()).await.unwrap();
+        assert!(open_stream(bob.clone(), "db", &ticket(&ca, BOB, "db", far)).await.is_ok(), "bob's own ticket");
+
+        let expired = open_stream(bob.clone(), "db", &ticket(&ca, BOB, "db", 1)).await.err().unwrap();
+        assert!(expired.contains("expired"), "{expired}");
+        let other_service = open_stream(bob.clone(), "db", &ticket(&ca, BOB, "web", far)).await.err().unwrap();
+        assert!(other_service.contains("'web'"), "{other_service}");
+        let someone_elses = open_stream(bob.clone(), "db", &ticket(&ca, 30, "db", far)).await.err().unwrap();
+        assert!(someone_elses.contains("another member"), "{someone_elses}");
+        let stranger_signed = open_stream(bob.clone(), "db", &ticket(&ca_stranger(), BOB, "db", far)).await;
+        assert!(stranger_signed.err().unwrap().contains("signature"));
+
+        // A removed member: the hub told alice, and bob's certificate and ticket are refused.
+        offer.revocations.apply(&pconnect_proto::direct::Revoked { member: Some(BOB), share: None });
+        let removed = open_stream(bob, "db", &ticket(&ca, BOB, "db", far)).await.err().unwrap();
+        assert!(removed.contains("removed"), "{removed}");
+
+        // A stranger: a certificate of another CA never gets past TLS.
+        let stranger = ca_stranger();
+        let refused =
+            dial(&addr.to_string(), client(&stranger, BOB).await, agent_name(WS, ALICE), cancel.clone()).await;
+        if let Ok(sender) = refused {
+            // TLS 1.3 reports the client's rejection only on the first read.
+            assert!(open_stream(sender, "db", &ticket(&ca, BOB, "db", far)).await.is_err(), "a stranger was served");
+        }
+        cancel.cancel();
+    }
+
+    fn ca_stranger() -> Ca {
+        ca()
+    }
 }

@@ -1,64 +1,23 @@
 //! The direct path, agent side (the hub side is `hub/src/features/direct/`, the contract
 //! `pconnect_proto::direct`). An exposing agent listens for teammates' agents ([`listener`]) and
-//! tells the hub where ([`Offer`], [`candidates_for`]); a reach agent asks the hub for a ticket and
-//! dials the exposing agent directly, racing the relay ([`dialer`]). Both present a certificate of
-//! the workspace CA ([`identity`]). The hub's revocations reach the exposing agent on its reverse
-//! link and cut direct tunnels at once ([`Revocations`]).
+//! tells the hub where ([`offer`]); a reach agent asks the hub for a ticket and dials the exposing
+//! agent directly, racing the relay ([`dialer`]). Both present a certificate of the workspace CA
+//! ([`identity`]). The hub's revocations reach the exposing agent on its reverse link and cut
+//! direct tunnels at once ([`offer::Revocations`]).
 
 pub(crate) mod dialer;
 pub(crate) mod identity;
 pub(crate) mod listener;
+pub(crate) mod offer;
 
-use std::collections::HashMap;
-use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::pin::Pin;
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
-use bytes::Bytes;
-use h2::RecvStream;
-use h2::server::SendResponse;
-use http::Request;
-use pconnect_proto::direct::{Candidate, Revoked, TICKET_LIFETIME_MS, Ticket};
-use tokio_util::sync::{CancellationToken, DropGuard};
+use offer::candidates_for;
+pub(crate) use offer::{Offer, StreamHandler};
 
-/// Serves one stream as the hub's reverse streams are served (a tunnel or a link request).
-pub(crate) type StreamHandler =
-    Arc<dyn Fn(Request<RecvStream>, SendResponse<Bytes>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
-
-/// What an exposing agent offers on the direct path: where it listens, the revocations the hub told
-/// it, and (once its reverse links serve) how its streams are served.
-#[derive(Clone, Default)]
-pub(crate) struct Offer {
-    pub(crate) candidates: Vec<Candidate>,
-    pub(crate) revocations: Arc<Revocations>,
-    pub(crate) handler: Arc<OnceLock<StreamHandler>>,
-}
-
-/// The addresses teammates may reach a listener bound to `bound` at: the address itself, or (bound
-/// to all interfaces) the address this host reaches the hub from, with the listener's port.
-pub(crate) fn candidates_for(bound: SocketAddr, hub: &str) -> Vec<Candidate> {
-    let ip =
-        if bound.ip().is_unspecified() { route_to(hub).unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)) } else { bound.ip() };
-    vec![Candidate::Tcp { addr: SocketAddr::new(ip, bound.port()).to_string() }]
-}
-
-/// The local address of a UDP socket "connected" to `hub` (no packet is sent): the interface the
-/// host reaches the hub through.
-fn route_to(hub: &str) -> Option<IpAddr> {
-    use std::net::ToSocketAddrs;
-    let target = hub.to_socket_addrs().ok()?.next()?;
-    let bind: SocketAddr = if target.is_ipv4() { "0.0.0.0:0".parse().ok()? } else { "[::]:0".parse().ok()? };
-    let socket = std::net::UdpSocket::bind(bind).ok()?;
-    socket.connect(target).ok()?;
-    Some(socket.local_addr().ok()?.ip())
-}
-
-/// Binds the direct port at `listen` (`0.0.0.0:0`: every interface, a free port) and serves it
-/// once this agent has its certificate (obtained through `control`); returns what the reverse
-/// hello offers. A port that cannot be bound is an error that says so.
-pub(crate) async fn offer(listen: &str, hub: &str) -> anyhow::Result<(tokio::net::TcpListener, Offer)> {
+/// Binds the direct port at `listen` (`0.0.0.0:0`: every interface, a free port); returns it with
+/// what the reverse hello offers. A port that cannot be bound is an error that says what to do.
+pub(crate) async fn bind(listen: &str, hub: &str) -> anyhow::Result<(tokio::net::TcpListener, Offer)> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen for direct connections on {listen}: {e} (pick another with --direct-listen, or turn it off with --no-direct)"))?;
@@ -83,102 +42,4 @@ pub(crate) async fn serve(
 /// Makes `link`'s tunnels try the direct path first (until `cancel`).
 pub(crate) fn dial_first(link: &crate::link::forward::ForwardLink, cancel: CancellationToken) {
     link.use_bypass(dialer::Dialer::new(cancel));
-}
-
-/// How long a revocation is remembered: every ticket issued before it has expired by then.
-const REMEMBER: Duration = Duration::from_millis(TICKET_LIFETIME_MS as u64 * 2);
-
-/// Members and shares the hub revoked, and the live direct tunnels to cut when it does.
-#[derive(Default)]
-pub(crate) struct Revocations {
-    state: Mutex<RevocationState>,
-}
-
-#[derive(Default)]
-struct RevocationState {
-    members: HashMap<i64, Instant>,
-    shares: HashMap<i64, Instant>,
-    /// (member, share) of each live direct tunnel, and its cut.
-    live: Vec<(i64, Option<i64>, CancellationToken)>,
-}
-
-impl Revocations {
-    fn lock(&self) -> std::sync::MutexGuard<'_, RevocationState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Refuses a ticket of a revoked member or share.
-    pub(crate) fn check(&self, ticket: &Ticket) -> Result<(), String> {
-        let state = self.lock();
-        if state.members.contains_key(&ticket.member) {
-            return Err("the member was removed from the workspace".into());
-        }
-        if ticket.share.is_some_and(|share| state.shares.contains_key(&share)) {
-            return Err("the share was revoked".into());
-        }
-        Ok(())
-    }
-
-    /// A cut for a tunnel opened with `ticket`, cancelled when its member or share is revoked;
-    /// the guard forgets it when the tunnel ends.
-    pub(crate) fn watch(&self, ticket: &Ticket) -> (CancellationToken, DropGuard) {
-        let cut = CancellationToken::new();
-        let mut state = self.lock();
-        state.live.retain(|(_, _, c)| !c.is_cancelled());
-        state.live.push((ticket.member, ticket.share, cut.clone()));
-        (cut.clone(), cut.drop_guard())
-    }
-
-    /// The hub revoked a member or a share: its tickets are refused and its tunnels cut now.
-    pub(crate) fn apply(&self, revoked: &Revoked) {
-        let now = Instant::now();
-        let mut state = self.lock();
-        state.members.retain(|_, at| now.duration_since(*at) < REMEMBER);
-        state.shares.retain(|_, at| now.duration_since(*at) < REMEMBER);
-        if let Some(member) = revoked.member {
-            state.members.insert(member, now);
-        }
-        if let Some(share) = revoked.share {
-            state.shares.insert(share, now);
-        }
-        let mut cut = 0;
-        for (member, share, token) in &state.live {
-            if revoked.member == Some(*member) || (revoked.share.is_some() && revoked.share == *share) {
-                token.cancel();
-                cut += 1;
-            }
-        }
-        tracing::info!(?revoked, cut, "direct tunnels revoked by the hub");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ticket(member: i64, share: Option<i64>) -> Ticket {
-        Ticket { workspace: 1, member, owner: 9, service: "db".into(), share, expires_at: i64::MAX }
-    }
-
-    #[test]
-    fn a_revoked_share_or_member_is_refused_and_its_tunnels_cut_and_no_other() {
-        let r = Revocations::default();
-        let (via_share, _g1) = r.watch(&ticket(2, Some(7)));
-        let (plain, _g2) = r.watch(&ticket(2, None));
-        let (other, _g3) = r.watch(&ticket(3, None));
-        r.apply(&Revoked { member: None, share: Some(7) });
-        assert!(via_share.is_cancelled() && !plain.is_cancelled() && !other.is_cancelled());
-        assert!(r.check(&ticket(2, Some(7))).is_err() && r.check(&ticket(2, None)).is_ok());
-        r.apply(&Revoked { member: Some(2), share: None });
-        assert!(plain.is_cancelled() && !other.is_cancelled());
-        assert!(r.check(&ticket(2, None)).is_err() && r.check(&ticket(3, None)).is_ok());
-    }
-
-    #[test]
-    fn an_unspecified_bind_offers_the_route_to_the_hub() {
-        let offered = candidates_for("0.0.0.0:4242".parse().unwrap(), "127.0.0.1:7000");
-        assert_eq!(offered, [Candidate::Tcp { addr: "127.0.0.1:4242".into() }]);
-        let fixed = candidates_for("10.1.2.3:5".parse().unwrap(), "127.0.0.1:7000");
-        assert_eq!(fixed, [Candidate::Tcp { addr: "10.1.2.3:5".into() }]);
-    }
 }

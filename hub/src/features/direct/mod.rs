@@ -90,9 +90,9 @@ impl Direct {
         let service = request.service.as_str();
         let (share, owner) = match &request.join_token {
             Some(token) => {
-                let (cut, creator, share) =
+                let (cut, row) =
                     shares::authorize_share_route(shares, member, token, service).await.map_err(ErrorBody::from)?;
-                (Some((cut, share)), Some(creator))
+                (Some((cut, row.id, row.expires_at)), Some(row.creator_id))
             }
             None => (None, None),
         };
@@ -108,10 +108,11 @@ impl Direct {
             member: member.id,
             owner: conn.owner,
             service: service.to_string(),
-            share: share.as_ref().map(|(_, id)| *id),
+            share: share.as_ref().map(|(_, id, _)| *id),
+            share_expires_at: share.as_ref().map(|(_, _, ends)| ends.saturating_mul(1000)),
             expires_at,
         };
-        if let Some((cut, id)) = share {
+        if let Some((cut, id, _)) = share {
             self.watch_share(cut, id, member.workspace_id, &conn, service);
         }
         Ok(DirectRoute {

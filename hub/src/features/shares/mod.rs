@@ -235,22 +235,22 @@ pub(crate) async fn authorize_tunnel(
     token: &str,
     service: &str,
 ) -> Result<(CancellationToken, MemberId), ShareError> {
-    let (cut, creator, _) = authorize_share_route(shares, member, token, service).await?;
-    Ok((cut, creator))
+    let (cut, row) = authorize_share_route(shares, member, token, service).await?;
+    Ok((cut, row.creator_id))
 }
 
-/// [`authorize_tunnel`], with the share's id (a direct-path ticket names it).
+/// [`authorize_tunnel`], with the share's row (a direct-path ticket names the share and its end).
 pub(crate) async fn authorize_share_route(
     shares: &Shares,
     member: &Member,
     token: &str,
     service: &str,
-) -> Result<(CancellationToken, MemberId, ShareId), ShareError> {
+) -> Result<(CancellationToken, ShareRow), ShareError> {
     let row = authorize_join(shares, member, token).await?;
     if !row.routes.iter().any(|r| r.service == service) {
         return Err(ShareError::NotInShare(service.to_string()));
     }
-    Ok((shares.live.token(&row), row.creator_id, row.id))
+    Ok((shares.live.token(&row), row))
 }
 
 /// The share a join token admits `member` to, if it is theirs and the share is live.

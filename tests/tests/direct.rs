@@ -1,0 +1,263 @@
+//! Issue 17, the direct path: teammates' agents that can reach each other talk directly (mutual
+//! TLS to the workspace CA, tickets from the hub), and the hub relays only when they cannot.
+//!
+//! The network stories put bob in a network namespace the test creates, joined to this host by a
+//! veth pair: the hub is reachable from it (through a forwarder on the host side of the pair), and
+//! so is alice's direct port, until the test blackholes that one address inside bob's namespace.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use pconnect_e2e::{
+    Agent, EchoServer, Hub, Postgres, Proc, describe_output, http_get, listen_port, output_with_timeout,
+};
+use support::READY;
+
+/// A namespace for bob, joined to the host by a veth pair; deleted (with the pair) on drop.
+struct BobNet {
+    ns: String,
+    /// Third octet of 10.79.x.0/24.
+    net: u8,
+}
+
+impl BobNet {
+    fn create() -> BobNet {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        assert!(pconnect_e2e::which("ip").is_some(), "the network stories need `ip` (iproute2) and root");
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let id = (std::process::id() as usize % 997) * 4 + n;
+        let net = BobNet { ns: format!("pcbob{id}"), net: (id % 250) as u8 + 1 };
+        let (host_if, bob_if) = (format!("pch{id}"), format!("pcb{id}"));
+        let (host, alice, bob) = (net.host_ip(), net.alice_ip(), net.bob_ip());
+        for args in [
+            vec!["netns", "add", &net.ns],
+            vec!["link", "add", &host_if, "type", "veth", "peer", "name", &bob_if],
+            vec!["link", "set", &bob_if, "netns", &net.ns],
+            vec!["addr", "add", &format!("{host}/24"), "dev", &host_if],
+            vec!["addr", "add", &format!("{alice}/24"), "dev", &host_if],
+            vec!["link", "set", &host_if, "up"],
+            vec!["-n", &net.ns, "addr", "add", &format!("{bob}/24"), "dev", &bob_if],
+            vec!["-n", &net.ns, "link", "set", &bob_if, "up"],
+            vec!["-n", &net.ns, "link", "set", "lo", "up"],
+        ] {
+            ip(&args);
+        }
+        net
+    }
+
+    /// The host's address bob reaches the hub at.
+    fn host_ip(&self) -> String {
+        format!("10.79.{}.1", self.net)
+    }
+
+    /// Alice's direct port listens here (on the host).
+    fn alice_ip(&self) -> String {
+        format!("10.79.{}.3", self.net)
+    }
+
+    fn bob_ip(&self) -> String {
+        format!("10.79.{}.2", self.net)
+    }
+
+    /// Inside bob's namespace, alice's address goes nowhere (the hub's stays reachable).
+    fn block_alice(&self) {
+        ip(&["-n", &self.ns, "route", "add", "blackhole", &format!("{}/32", self.alice_ip())]);
+    }
+
+    fn unblock_alice(&self) {
+        ip(&["-n", &self.ns, "route", "del", "blackhole", &format!("{}/32", self.alice_ip())]);
+    }
+
+    /// `cmd`, run inside bob's namespace with the same arguments and environment.
+    fn run_in(&self, cmd: &Command) -> Command {
+        let mut inside = Command::new("ip");
+        inside.args(["netns", "exec", &self.ns]).arg(cmd.get_program()).args(cmd.get_args());
+        for (key, value) in cmd.get_envs() {
+            match value {
+                Some(value) => inside.env(key, value),
+                None => inside.env_remove(key),
+            };
+        }
+        inside
+    }
+}
+
+impl Drop for BobNet {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+    }
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("running ip");
+    assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Forwards every connection to `listen` (the host side of bob's pair) to `to`.
+fn forward(listen: &str, to: String) -> u16 {
+    let listener = TcpListener::bind(listen).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(upstream) = TcpStream::connect(&to) else { continue };
+            for (mut from, mut into) in
+                [(client.try_clone().unwrap(), upstream.try_clone().unwrap()), (upstream, client)]
+            {
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from, &mut into);
+                    let _ = into.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        }
+    });
+    port
+}
+
+/// One counter of `hub`'s `/metrics` (summed over its labels).
+fn metric(hub: &Hub, name: &str) -> f64 {
+    let url = hub.info().metrics_url.clone().expect("started with --metrics");
+    let addr = url.strip_prefix("http://").unwrap().strip_suffix("/metrics").unwrap();
+    let page = http_get(addr, addr, "/metrics").unwrap().text();
+    page.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// What the hub relayed so far: (tunnels, bytes).
+fn relayed(hub: &Hub) -> (f64, f64) {
+    (metric(hub, "pconnect_hub_tunnels_total"), metric(hub, "pconnect_hub_relayed_bytes_total"))
+}
+
+/// psql inside bob's namespace against his reach port; stdout bytes.
+fn psql_in(net: &BobNet, port: u16, sql: &str) -> Result<Vec<u8>, String> {
+    let mut cmd = Command::new(pconnect_e2e::which("psql").expect("psql is installed"));
+    cmd.args(["-X", "-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres", "-d", "postgres", "-At"])
+        .args(["-v", "ON_ERROR_STOP=1", "-c", sql])
+        .env("PGCONNECT_TIMEOUT", "15")
+        .env_remove("PGPASSWORD");
+    let out = output_with_timeout(&mut net.run_in(&cmd), Duration::from_secs(120)).map_err(|e| format!("{e:#}"))?;
+    if out.status.success() { Ok(out.stdout) } else { Err(describe_output(&out)) }
+}
+
+#[test]
+fn bob_reaches_alices_postgres_directly_the_hub_relays_nothing_and_a_blocked_route_falls_back() {
+    let pg = Postgres::start().unwrap();
+    let hub = Hub::start_with(&["--metrics", "127.0.0.1:0"]).unwrap();
+    let net = BobNet::create();
+    let hub_port = forward(&format!("{}:0", net.host_ip()), format!("127.0.0.1:{}", hub.port()));
+
+    let alice = Agent::login(&hub, "alice").unwrap();
+    let target = format!("127.0.0.1:{}", pg.port());
+    let direct_listen = format!("{}:0", net.alice_ip());
+    let mut expose =
+        Proc::spawn(alice.command_direct(["expose", &target, "--name", "pg", "--direct-listen", &direct_listen]))
+            .unwrap();
+    expose.wait_for_line("is now accessible through the hub", READY).unwrap();
+
+    let token = hub.add_member("bob").unwrap();
+    let bob = Agent::fresh("bob").unwrap();
+    let hub_url = format!("https://{}:{hub_port}", net.host_ip());
+    let login = bob.command(["login", "--hub", &hub_url, "--token", &token, "--fingerprint", hub.fingerprint()]);
+    let out = output_with_timeout(&mut net.run_in(&login), Duration::from_secs(60)).unwrap();
+    assert!(out.status.success(), "bob's login from his namespace: {}", describe_output(&out));
+    let mut reach = Proc::spawn(net.run_in(&bob.command(["reach", "pg", "--port", "0"]))).unwrap();
+    let line = reach.wait_for_line("Listening on", READY).unwrap();
+    let port = listen_port(&line).unwrap();
+
+    // 64 MiB of rows, byte-exact, and not one byte of it through the hub.
+    let big = "COPY (SELECT repeat(md5(i::text), 32) FROM generate_series(1, 65536) i) TO STDOUT";
+    let before = relayed(&hub);
+    let through = psql_in(&net, port, big).unwrap();
+    let direct = pg.psql(big).unwrap();
+    assert!(through.len() >= 64 << 20, "{} bytes", through.len());
+    assert!(through.trim_ascii_end() == direct.as_bytes(), "the rows differ from a direct psql");
+    assert_eq!(relayed(&hub), before, "the hub relayed part of a direct tunnel");
+    assert_eq!(before, (0.0, 0.0), "nothing went through the hub");
+
+    // The direct route is blocked: new connections take the relay, none fails.
+    net.block_alice();
+    for i in 0..10 {
+        let answer = psql_in(&net, port, &format!("SELECT {i} + 1")).unwrap_or_else(|e| panic!("query {i}: {e}"));
+        assert_eq!(String::from_utf8_lossy(&answer).trim(), (i + 1).to_string());
+    }
+    let (tunnels, _) = relayed(&hub);
+    assert!(tunnels >= 10.0, "the blocked queries were relayed: {tunnels} tunnels through the hub");
+
+    // The route comes back: new connections go direct again.
+    net.unblock_alice();
+    let start = Instant::now();
+    loop {
+        let before = relayed(&hub).0;
+        assert_eq!(String::from_utf8_lossy(&psql_in(&net, port, "SELECT 42").unwrap()).trim(), "42");
+        if relayed(&hub).0 == before {
+            break;
+        }
+        assert!(start.elapsed() < READY, "new connections never went direct again");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop((reach, expose));
+}
+
+/// Opens `n` connections through `port` that each echoed once.
+fn open_echoing(port: u16, n: usize) -> Vec<TcpStream> {
+    (0..n)
+        .map(|i| {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let msg = format!("hello {i}");
+            s.write_all(msg.as_bytes()).unwrap();
+            let mut back = vec![0u8; msg.len()];
+            s.read_exact(&mut back).unwrap();
+            assert_eq!(back, msg.as_bytes());
+            s
+        })
+        .collect()
+}
+
+#[test]
+fn revoking_a_share_cuts_twenty_direct_tunnels_at_the_exposing_agent_within_a_second() {
+    let echo = EchoServer::start();
+    let hub = Hub::start_with(&["--metrics", "127.0.0.1:0"]).unwrap();
+    let alice = Agent::login(&hub, "alice").unwrap();
+    let bob = Agent::login(&hub, "bob").unwrap();
+    let target = format!("127.0.0.1:{}", echo.port());
+    let mut expose =
+        Proc::spawn(alice.command_direct(["--log-level", "info", "expose", &target, "--name", "echo"])).unwrap();
+    expose.wait_for_line("is now accessible through the hub", READY).unwrap();
+    let out = alice.run_ok(["share", "--name", "direct"]).unwrap();
+    let code = out.lines().find(|l| l.contains("Share Code:")).unwrap().split_whitespace().nth(3).unwrap().to_string();
+    let mut joiner = bob.spawn(["join", &code, "--bind", "127.0.0.1"]).unwrap();
+    let line = joiner.wait_for_line("echo →", READY).unwrap();
+    joiner.wait_for_line("tunnel(s) active", READY).unwrap();
+    let port = listen_port(&line).unwrap();
+    let conns = open_echoing(port, 20);
+    assert_eq!(relayed(&hub).0, 0.0, "the twenty tunnels went direct");
+
+    let revoked_at = Instant::now();
+    alice.run_ok(["share", "revoke", &code]).unwrap();
+    let cut = expose.wait_for_line("direct tunnels revoked by the hub", Duration::from_secs(5)).unwrap();
+    assert!(cut.contains("cut=20"), "{cut}");
+    for mut conn in conns {
+        conn.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        let mut buf = [0u8; 16];
+        loop {
+            match conn.read(&mut buf) {
+                Ok(0) => break,
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                    assert!(revoked_at.elapsed() < Duration::from_secs(2), "a direct tunnel is still open");
+                }
+                Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    }
+    let took = revoked_at.elapsed();
+    assert!(took < Duration::from_secs(1), "the direct tunnels were closed {took:?} after the revoke");
+    drop((joiner, expose));
+}
