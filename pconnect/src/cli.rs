@@ -172,7 +172,7 @@ pub struct ExposeArgs {
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:0", env = "PCONNECT_DIRECT_LISTEN")]
     pub direct_listen: String,
     /// Never accept direct connections: every tunnel goes through the hub.
-    #[arg(long, env = "PCONNECT_NO_DIRECT")]
+    #[arg(long, env = "PCONNECT_NO_DIRECT", value_parser = clap::builder::FalseyValueParser::new())]
     pub no_direct: bool,
     /// With --debug: turn on the assistant (a model when PCONNECT_AI_URL is set, else offline insights).
     #[arg(long, requires = "debug")]
