@@ -152,6 +152,10 @@ pub struct ServeArgs {
     /// PEM private key of --cert.
     #[arg(long, env = "PCONNECT_HUB_KEY")]
     key: Option<PathBuf>,
+    /// Forbid direct connections between agents: no certificates, no tickets, every tunnel relayed
+    /// by the hub (for teams that must see every connection pass a relay they run).
+    #[arg(long, env = "PCONNECT_HUB_NO_DIRECT", value_parser = clap::builder::FalseyValueParser::new())]
+    no_direct: bool,
 }
 
 impl ServeArgs {
@@ -204,6 +208,11 @@ impl ServeArgs {
             {
                 *slot = timeout(&text, id)?;
             }
+        }
+        if unset("no_direct")
+            && let Some(direct) = file.direct
+        {
+            self.no_direct = !direct;
         }
         if unset("trust_proxy")
             && let Some(cidrs) = file.trust_proxy
@@ -288,6 +297,7 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
                 trust_proxy,
                 cert,
                 key,
+                no_direct,
             } = args;
             let https = match https {
                 Some(addr) => Some(bind(addr, "HTTPS").await?),
@@ -334,6 +344,7 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
                 ingress_caps,
                 trusted_proxies: trust_proxy,
                 advertise,
+                direct: !no_direct,
                 ..defaults
             };
             let prepared = crate::prepare(config, listeners).await?;

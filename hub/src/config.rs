@@ -43,6 +43,8 @@ pub struct HubConfig {
     /// Where the other replicas of a cluster reach this one's peer port (`host:port`); only with
     /// a peer listener.
     pub advertise: Option<String>,
+    /// Whether agents may connect directly (certificates and tickets are issued).
+    pub direct: bool,
 }
 
 impl HubConfig {
@@ -61,6 +63,7 @@ impl HubConfig {
             handshake_caps: admission::Caps::from_open_files(open_files, 0.25, DEFAULT_HANDSHAKES_PER_IP),
             trusted_proxies: Vec::new(),
             advertise: None,
+            direct: true,
         }
     }
 }

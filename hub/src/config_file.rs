@@ -32,6 +32,8 @@ pub(crate) struct HubFile {
     pub(crate) trust_proxy: Option<Vec<String>>,
     pub(crate) cert: Option<PathBuf>,
     pub(crate) key: Option<PathBuf>,
+    /// `false`: agents never connect directly (`--no-direct`).
+    pub(crate) direct: Option<bool>,
 }
 
 impl HubFile {

@@ -8,7 +8,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tracing::Instrument;
 
 use crate::drain::Drain;
-use crate::link::forward::{ForwardLink, Tunnel, Via};
+use crate::link::forward::{ForwardLink, Path, Tunnel, Via};
 use crate::link::{LinkError, describe};
 use crate::metrics::{METRICS, Side};
 use crate::ui::Ui;
@@ -65,6 +65,8 @@ async fn tunnel(ui: Ui, link: &ForwardLink, service: &str, via: &Via, socket: Tc
     let _open = METRICS.tunnel(Side::Reach);
     match link.open_tunnel(service, via).await {
         Ok(tunnel) => {
+            METRICS.reach_path(tunnel.path == Path::Direct);
+            tracing::debug!(path = tunnel.path.as_str(), "tunnel open");
             let _load = tunnel.load;
             let answer = Tunnel::accepted(tunnel.answer);
             match pump::splice_early(socket, answer, tunnel.send, drain.deadline()).await {

@@ -34,6 +34,10 @@ pub(crate) struct AgentMetrics {
     link_requests: AtomicU64,
     /// Connections to the hub that are up (forward and reverse).
     hub_connections: AtomicU64,
+    /// Tunnels this agent opened, by the way they took: through the hub, direct.
+    reach_paths: [AtomicU64; 2],
+    /// Direct streams from teammates' agents this agent served.
+    direct_served: AtomicU64,
 }
 
 impl AgentMetrics {
@@ -49,7 +53,19 @@ impl AgentMetrics {
             tunnel_failures: pair(),
             link_requests: AtomicU64::new(0),
             hub_connections: AtomicU64::new(0),
+            reach_paths: pair(),
+            direct_served: AtomicU64::new(0),
         }
+    }
+
+    /// A tunnel this agent opened went `direct` (or through the hub).
+    pub(crate) fn reach_path(&self, direct: bool) {
+        self.reach_paths[usize::from(direct)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A teammate's agent opened a direct stream here and its ticket held.
+    pub(crate) fn direct_served(&self) {
+        self.direct_served.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a tunnel as open until the guard drops.
@@ -133,6 +149,14 @@ fn render(m: &AgentMetrics) -> String {
     e.gauge("pconnect_agent_hub_connections", "Connections to the hub that are up.", hub as f64);
     by_side(&mut e, "pconnect_agent_tunnels_open", "Tunnels open now.", Kind::Gauge, &m.tunnels_open);
     by_side(&mut e, "pconnect_agent_tunnels_total", "Tunnels opened since start.", Kind::Counter, &m.tunnels_total);
+    e.family("pconnect_agent_reach_tunnels_by_path_total", "Tunnels this agent opened, by path.", Kind::Counter)
+        .sample(&[("path", "relay")], m.reach_paths[0].load(Ordering::Relaxed) as f64)
+        .sample(&[("path", "direct")], m.reach_paths[1].load(Ordering::Relaxed) as f64);
+    e.counter(
+        "pconnect_agent_direct_streams_served_total",
+        "Direct streams from teammates' agents served (their tickets held).",
+        m.direct_served.load(Ordering::Relaxed),
+    );
     by_side(
         &mut e,
         "pconnect_agent_tunnel_failures_total",

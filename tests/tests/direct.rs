@@ -232,12 +232,17 @@ fn revoking_a_share_cuts_twenty_direct_tunnels_at_the_exposing_agent_within_a_se
     expose.wait_for_line("is now accessible through the hub", READY).unwrap();
     let out = alice.run_ok(["share", "--name", "direct"]).unwrap();
     let code = out.lines().find(|l| l.contains("Share Code:")).unwrap().split_whitespace().nth(3).unwrap().to_string();
-    let mut joiner = bob.spawn(["join", &code, "--bind", "127.0.0.1"]).unwrap();
+    let mut joiner = bob.spawn(["--metrics", "127.0.0.1:0", "join", &code, "--bind", "127.0.0.1"]).unwrap();
+    let metrics_line = joiner.wait_for_line("Metrics: http://", READY).unwrap();
+    let bob_metrics =
+        metrics_line.split("Metrics: http://").nth(1).unwrap().trim().trim_end_matches("/metrics").to_string();
     let line = joiner.wait_for_line("echo →", READY).unwrap();
     joiner.wait_for_line("tunnel(s) active", READY).unwrap();
     let port = listen_port(&line).unwrap();
     let conns = open_echoing(port, 20);
     assert_eq!(relayed(&hub).0, 0.0, "the twenty tunnels went direct");
+    let page = http_get(&bob_metrics, &bob_metrics, "/metrics").unwrap().text();
+    assert!(page.contains("pconnect_agent_reach_tunnels_by_path_total{path=\"direct\"} 20"), "{page}");
 
     let revoked_at = Instant::now();
     alice.run_ok(["share", "revoke", &code]).unwrap();
@@ -260,4 +265,25 @@ fn revoking_a_share_cuts_twenty_direct_tunnels_at_the_exposing_agent_within_a_se
     let took = revoked_at.elapsed();
     assert!(took < Duration::from_secs(1), "the direct tunnels were closed {took:?} after the revoke");
     drop((joiner, expose));
+}
+
+#[test]
+fn a_hub_that_forbids_direct_connections_relays_every_tunnel() {
+    let echo = EchoServer::start();
+    let hub = Hub::start_with(&["--metrics", "127.0.0.1:0", "--no-direct"]).unwrap();
+    let alice = Agent::login(&hub, "alice").unwrap();
+    let bob = Agent::login(&hub, "bob").unwrap();
+    let target = format!("127.0.0.1:{}", echo.port());
+    let mut expose = Proc::spawn(alice.command_direct(["expose", &target, "--name", "echo"])).unwrap();
+    expose.wait_for_line("is now accessible through the hub", READY).unwrap();
+    let (_reach, port) = support::reach(&bob, "echo").unwrap();
+    for i in 0..3u8 {
+        let sent = [b'r', i];
+        assert_eq!(
+            pconnect_e2e::roundtrip(&format!("127.0.0.1:{port}"), &sent, Duration::from_secs(10)).unwrap(),
+            sent
+        );
+    }
+    assert_eq!(relayed(&hub).0, 3.0, "every tunnel went through the hub");
+    drop(expose);
 }

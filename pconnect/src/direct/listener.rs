@@ -5,8 +5,9 @@
 //! certificate must be that member's), and neither that member nor the ticket's share was revoked.
 //! Every refusal is logged with the peer's address.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -75,16 +76,19 @@ async fn connection(
     tracing::debug!(%peer, "direct connection up");
     let dead = heartbeat::until_dead(conn.ping_pong().expect("ping_pong is taken once"));
     tokio::pin!(dead);
-    let leaf = Arc::new(leaf);
+    let ctx = Arc::new(Peer {
+        leaf,
+        ca_key: issued.ca_key.clone(),
+        me: (issued.cert.workspace_id, issued.cert.member_id),
+        addr: peer,
+        admitted: Mutex::default(),
+    });
     loop {
         tokio::select! {
             next = conn.accept() => match next {
                 Some(Ok((request, respond))) => {
-                    let (offer, leaf) = (offer.clone(), leaf.clone());
-                    let (ca_key, ca) = (issued.ca_key.clone(), issued.cert.clone());
-                    tokio::spawn(async move {
-                        stream(&offer, &leaf, &ca_key, (ca.workspace_id, ca.member_id), peer, request, respond).await;
-                    });
+                    let (offer, ctx) = (offer.clone(), ctx.clone());
+                    tokio::spawn(async move { stream(&offer, &ctx, request, respond).await });
                 }
                 Some(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "direct connection ended");
@@ -101,18 +105,25 @@ async fn connection(
     }
 }
 
+/// One direct connection's peer: its certificate, what it is checked against, and the tickets it
+/// already proved (a tunnel per connection would otherwise verify the same signature again).
+struct Peer {
+    leaf: CertificateDer<'static>,
+    ca_key: Vec<u8>,
+    /// (workspace, member) of this agent.
+    me: (i64, i64),
+    addr: SocketAddr,
+    admitted: Mutex<HashMap<String, Ticket>>,
+}
+
+/// Tickets remembered per connection (a reach agent uses one per service for a minute).
+const ADMITTED_CAP: usize = 64;
+
 /// One stream: its ticket checked, then served like a stream from the hub, and cut when its member
 /// or share is revoked.
-async fn stream(
-    offer: &Offer,
-    leaf: &CertificateDer<'static>,
-    ca_key: &[u8],
-    me: (i64, i64),
-    peer: SocketAddr,
-    request: Request<RecvStream>,
-    mut respond: SendResponse<Bytes>,
-) {
-    let ticket = match admit(&offer.revocations, leaf, ca_key, me, &request) {
+async fn stream(offer: &Offer, ctx: &Peer, request: Request<RecvStream>, mut respond: SendResponse<Bytes>) {
+    let peer = ctx.addr;
+    let ticket = match admit(&offer.revocations, ctx, &request) {
         Ok(ticket) => ticket,
         Err(reason) => {
             tracing::warn!(%peer, path = request.uri().path(), %reason, "direct stream refused");
@@ -120,6 +131,7 @@ async fn stream(
             return;
         }
     };
+    crate::metrics::METRICS.direct_served();
     let Some(handler) = offer.handler.get().cloned() else {
         reply_error(&mut respond, &ErrorBody::new(ErrorCode::Offline, "not serving yet"));
         return;
@@ -140,32 +152,49 @@ async fn stream(
 }
 
 /// The ticket of a stream, if everything about it holds.
-fn admit(
-    revocations: &Revocations,
-    leaf: &CertificateDer<'_>,
-    ca_key: &[u8],
-    (workspace, member): (i64, i64),
-    request: &Request<RecvStream>,
-) -> Result<Ticket, String> {
+fn admit(revocations: &Revocations, ctx: &Peer, request: &Request<RecvStream>) -> Result<Ticket, String> {
     let text = request.headers().get(HEADER_TICKET).and_then(|v| v.to_str().ok()).ok_or("no ticket")?;
-    let ticket = ticket::verify(text, ca_key, now_ms()).map_err(|e| e.to_string())?;
-    if ticket.workspace != workspace || ticket.owner != member {
-        return Err("the ticket is for another agent".into());
+    let known = ctx.admitted.lock().unwrap_or_else(|p| p.into_inner()).get(text).cloned();
+    let ticket = match known {
+        Some(ticket) => ticket,
+        None => {
+            let ticket = proven(ctx, text)?;
+            let mut admitted = ctx.admitted.lock().unwrap_or_else(|p| p.into_inner());
+            if admitted.len() >= ADMITTED_CAP {
+                admitted.clear();
+            }
+            admitted.insert(text.to_string(), ticket.clone());
+            ticket
+        }
+    };
+    // What can change while a ticket is remembered: the clock, the path, the revocations.
+    if ticket.expires_at <= now_ms() {
+        return Err(ticket::TicketError::Expired.to_string());
     }
     let path_service = pconnect_proto::wire::service_from_tunnel_path(request.uri().path())
         .or_else(|| pconnect_proto::wire::service_from_http_path(request.uri().path()));
     if path_service != Some(ticket.service.as_str()) {
         return Err(format!("the ticket is for '{}', not this service", ticket.service));
     }
-    // The ticket was issued to the member whose certificate opened this connection.
-    let cert = webpki::EndEntityCert::try_from(leaf).map_err(|e| format!("unreadable certificate: {e}"))?;
-    let name = rustls::pki_types::ServerName::try_from(agent_name(workspace, ticket.member))
-        .map_err(|_| "bad member name".to_string())?;
-    cert.verify_is_valid_for_subject_name(&name).map_err(|_| "the ticket belongs to another member".to_string())?;
     if ticket.share_expires_at.is_some_and(|at| at <= now_ms()) {
         return Err("the share expired".into());
     }
     revocations.check(&ticket)?;
+    Ok(ticket)
+}
+
+/// A ticket signed by the workspace CA for this agent, issued to the member whose certificate
+/// opened the connection.
+fn proven(ctx: &Peer, text: &str) -> Result<Ticket, String> {
+    let (workspace, member) = ctx.me;
+    let ticket = ticket::verify(text, &ctx.ca_key, now_ms()).map_err(|e| e.to_string())?;
+    if ticket.workspace != workspace || ticket.owner != member {
+        return Err("the ticket is for another agent".into());
+    }
+    let cert = webpki::EndEntityCert::try_from(&ctx.leaf).map_err(|e| format!("unreadable certificate: {e}"))?;
+    let name = rustls::pki_types::ServerName::try_from(agent_name(workspace, ticket.member))
+        .map_err(|_| "bad member name".to_string())?;
+    cert.verify_is_valid_for_subject_name(&name).map_err(|_| "the ticket belongs to another member".to_string())?;
     Ok(ticket)
 }
 

@@ -31,6 +31,8 @@ use ca::WorkspaceCa;
 /// The direct path's state in the hub: the workspaces' CAs (derived once each) and the shares
 /// whose end is being watched to tell exposing agents.
 pub(crate) struct Direct {
+    /// Off (`--no-direct`): no certificates, no tickets; every tunnel is relayed.
+    enabled: bool,
     store: Arc<dyn Store>,
     routes: Routes,
     cas: Mutex<HashMap<WorkspaceId, Arc<WorkspaceCa>>>,
@@ -38,8 +40,15 @@ pub(crate) struct Direct {
 }
 
 impl Direct {
-    pub(crate) fn new(store: Arc<dyn Store>, routes: Routes) -> Self {
-        Self { store, routes, cas: Mutex::default(), watched: Arc::default() }
+    pub(crate) fn new(enabled: bool, store: Arc<dyn Store>, routes: Routes) -> Self {
+        Self { enabled, store, routes, cas: Mutex::default(), watched: Arc::default() }
+    }
+
+    fn check_enabled(&self) -> Result<(), ErrorBody> {
+        if self.enabled {
+            return Ok(());
+        }
+        Err(ErrorBody::new(ErrorCode::NotFound, "direct connections are turned off on this hub: tunnels are relayed"))
     }
 
     async fn ca(&self, workspace: WorkspaceId) -> Result<Arc<WorkspaceCa>, ErrorBody> {
@@ -87,6 +96,7 @@ impl Direct {
         member: &Member,
         request: DirectRouteRequest,
     ) -> Result<DirectRoute, ErrorBody> {
+        self.check_enabled()?;
         let service = request.service.as_str();
         let (share, owner) = match &request.join_token {
             Some(token) => {
