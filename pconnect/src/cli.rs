@@ -88,6 +88,21 @@ pub struct UpArgs {
     /// Apply, print what is up, and keep serving in the background (stop with `connect down`).
     #[arg(long)]
     pub detach: bool,
+    #[command(flatten)]
+    pub direct: DirectArgs,
+}
+
+/// The direct path of an exposing agent (`expose`, `up`).
+#[derive(Debug, Clone, Args)]
+pub struct DirectArgs {
+    /// Where teammates' agents may connect directly (mutual TLS, tickets from the hub); the hub
+    /// relays when they cannot. Default: every interface, a free port.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:0", env = "PCONNECT_DIRECT_LISTEN")]
+    pub direct_listen: String,
+    /// Never accept direct connections: every tunnel goes through the hub (`direct: false` in
+    /// pconnect.yml does the same for a project).
+    #[arg(long, env = "PCONNECT_NO_DIRECT", value_parser = clap::builder::FalseyValueParser::new())]
+    pub no_direct: bool,
 }
 
 #[derive(Debug, Args)]
@@ -167,13 +182,8 @@ pub struct ExposeArgs {
     /// Capture the traffic (HTTP, PostgreSQL, Redis) and print a viewer link to share.
     #[arg(long)]
     pub debug: bool,
-    /// Where teammates' agents may connect directly (mutual TLS, tickets from the hub); the hub
-    /// relays when they cannot. Default: every interface, a free port.
-    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:0", env = "PCONNECT_DIRECT_LISTEN")]
-    pub direct_listen: String,
-    /// Never accept direct connections: every tunnel goes through the hub.
-    #[arg(long, env = "PCONNECT_NO_DIRECT", value_parser = clap::builder::FalseyValueParser::new())]
-    pub no_direct: bool,
+    #[command(flatten)]
+    pub direct: DirectArgs,
     /// With --debug: turn on the assistant (a model when PCONNECT_AI_URL is set, else offline insights).
     #[arg(long, requires = "debug")]
     pub ai: bool,

@@ -240,6 +240,19 @@ impl Ui {
         }
     }
 
+    /// A tunnel took another way than the one before it (direct, or through the hub).
+    pub fn tunnel_path(&self, service: &str, path: crate::link::forward::Path) {
+        if self.json {
+            return self.emit(&json!({"event": "tunnel_path", "service": service, "path": path.as_str()}));
+        }
+        match path {
+            crate::link::forward::Path::Direct => {
+                self.line(&format!("  ⚡ {service}: direct to the teammate's agent (the hub relays nothing)"))
+            }
+            crate::link::forward::Path::Relay => self.line(&format!("  ↔ {service}: through the hub")),
+        }
+    }
+
     pub fn tunnel_failed(&self, service: &str, reason: &str) {
         self.warn(&format!("{service}: connection refused: {reason}"));
     }

@@ -40,6 +40,18 @@ pub struct ProjectSpec {
     /// Where and how `.env.pconnect` is written.
     #[serde(default)]
     pub env: EnvDecl,
+    /// Whether teammates' agents may connect to this agent directly (mutual TLS, tickets from the
+    /// hub) instead of through the hub; `false` sends every tunnel through the hub.
+    #[serde(default = "direct_default", skip_serializing_if = "is_true")]
+    pub direct: bool,
+}
+
+fn direct_default() -> bool {
+    true
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
 }
 
 /// One exposed service.

@@ -61,7 +61,14 @@ pub(crate) async fn clone(ui: Ui, args: CloneArgs, shutdown: &Shutdown) -> Resul
             env: service.env.clone(),
         });
         let via = Via::Owner(service.owner.as_str().into());
-        listeners.spawn(local_port::serve(ui, link.clone(), service.name.clone(), via, listener, fg.drain().clone()));
+        listeners.spawn(local_port::serve(
+            ui,
+            link.clone(),
+            service.name.clone(),
+            via,
+            listener,
+            local_port::Tunnels::new(fg.drain().clone()),
+        ));
     }
     let output = args.output.clone().unwrap_or_else(|| ".env.pconnect".into());
     let mut env_file = (!args.no_env).then(|| EnvFileOwner::new(output.clone()));

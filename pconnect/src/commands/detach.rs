@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use tokio::time::Instant;
 
+use crate::cli::DirectArgs;
 use crate::dev::control;
 use crate::project::load;
 use crate::ui::Ui;
@@ -22,7 +23,7 @@ const POLL_EVERY: Duration = Duration::from_millis(100);
 const LOG_TAIL: usize = 15;
 
 /// Starts `connect up` in the background, waits until it has applied the file, prints what is up.
-pub(crate) async fn detach(ui: Ui, path: &Path) -> Result<()> {
+pub(crate) async fn detach(ui: Ui, path: &Path, direct: &DirectArgs) -> Result<()> {
     let socket = control::socket_path(path)?;
     if let Some(running) = control::status(&socket).await? {
         anyhow::bail!(
@@ -33,7 +34,7 @@ pub(crate) async fn detach(ui: Ui, path: &Path) -> Result<()> {
     }
     load::load(path)?;
     let log = socket.with_extension("log");
-    let mut child = spawn(path, &log)?;
+    let mut child = spawn(path, direct, &log)?;
     let status =
         crate::ui::progress::while_waiting("Bringing the project up…", wait_until_up(&mut child, &socket, &log))
             .await?;
@@ -82,7 +83,7 @@ pub(crate) async fn status(ui: Ui, file: Option<PathBuf>) -> Result<bool> {
 
 /// The background `up`: its own process group (a Ctrl+C in this terminal does not reach it), output
 /// to a private log next to its control socket.
-fn spawn(path: &Path, log: &Path) -> Result<Child> {
+fn spawn(path: &Path, direct: &DirectArgs, log: &Path) -> Result<Child> {
     use std::os::unix::process::CommandExt;
     if let Some(dir) = log.parent() {
         pconnect_link::fsutil::create_private_dir(dir)?;
@@ -94,9 +95,12 @@ fn spawn(path: &Path, log: &Path) -> Result<Child> {
         .open(log)
         .with_context(|| format!("cannot write {}", log.display()))?;
     let exe = std::env::current_exe().context("cannot find the connect executable to run in the background")?;
-    std::process::Command::new(exe)
-        .args(["up", "--file"])
-        .arg(path)
+    let mut command = std::process::Command::new(exe);
+    command.args(["up", "--file"]).arg(path).arg("--direct-listen").arg(&direct.direct_listen);
+    if direct.no_direct {
+        command.arg("--no-direct");
+    }
+    command
         .stdin(Stdio::null())
         .stdout(out.try_clone()?)
         .stderr(out)

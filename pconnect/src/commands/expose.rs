@@ -52,11 +52,11 @@ pub(crate) async fn expose(ui: Ui, args: ExposeArgs, shutdown: &Shutdown) -> Res
     let services =
         vec![Exposed { name: name.clone(), target: target.clone(), kind, env: Default::default(), project: None }];
     let captures = Captures::new();
-    let direct = match args.no_direct {
+    let direct = match args.direct.no_direct {
         true => None,
         false => {
             let hub = format!("{}:{}", session.creds.hub.host, session.creds.hub.port);
-            Some(direct::bind(&args.direct_listen, &hub).await?)
+            Some(direct::bind(&args.direct.direct_listen, &hub).await?)
         }
     };
     let (_, mut status) = reverse::serve_with_captures(

@@ -48,7 +48,7 @@ pub(crate) async fn join(ui: Ui, args: JoinArgs, shutdown: &Shutdown) -> Result<
                     service,
                     Via::Share(token.clone()),
                     listener,
-                    fg.drain().clone(),
+                    local_port::Tunnels::new(fg.drain().clone()),
                 );
                 listeners.spawn(serve);
             }

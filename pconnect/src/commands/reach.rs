@@ -31,7 +31,7 @@ pub(crate) async fn reach(ui: Ui, args: ReachArgs, shutdown: &Shutdown) -> Resul
         reason = async { fatal.wait_for(Option::is_some).await.ok().and_then(|r| r.clone()) } => {
             Err(anyhow::anyhow!("{}", reason.unwrap_or_default()))
         }
-        result = local_port::serve(ui, link.clone(), service.name.clone(), Via::Name, listener, fg.drain().clone()) => result,
+        result = local_port::serve(ui, link.clone(), service.name.clone(), Via::Name, listener, local_port::Tunnels::new(fg.drain().clone())) => result,
     };
     // The listener is closed now; open connections get the grace period.
     if result.is_ok() {

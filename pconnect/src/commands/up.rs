@@ -11,7 +11,7 @@ use crate::ui::Ui;
 pub(crate) async fn up(ui: Ui, args: UpArgs, shutdown: &Shutdown) -> Result<()> {
     let path = dev::up::project_path(args.file)?;
     if args.detach {
-        return super::detach::detach(ui, &path).await;
+        return super::detach::detach(ui, &path, &args.direct).await;
     }
-    dev::up::up(ui, &path, shutdown).await
+    dev::up::up(ui, &path, args.direct, shutdown).await
 }

@@ -94,6 +94,16 @@ pub struct ReachUp {
     pub service: String,
     pub owner: String,
     pub address: String,
+    /// Its open tunnels by the way they take.
+    #[serde(default)]
+    pub tunnels: TunnelsUp,
+}
+
+/// Open tunnels of a reach listener: straight to the exposing agent, or through the hub.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TunnelsUp {
+    pub direct: u64,
+    pub relay: u64,
 }
 
 /// The control socket of the `up` serving `project_file`.

@@ -22,6 +22,8 @@ pub struct Project {
     pub exposed: Vec<Exposed>,
     pub kinds: BTreeMap<String, Option<ServiceKind>>,
     pub env: BTreeMap<String, BTreeMap<String, String>>,
+    /// Whether teammates' agents may connect to this one directly (`direct:`, default true).
+    pub direct: bool,
 }
 
 /// The tag a project marks its hub resources with: its `project:` name, or, without one, its
@@ -82,7 +84,7 @@ pub fn project(spec: &ProjectSpec, tag: &str) -> Result<Project> {
     }
     let kinds = spec.services.iter().map(|(n, s)| (n.clone(), s.kind)).collect();
     let env = spec.services.iter().map(|(n, s)| (n.clone(), s.env.clone())).collect();
-    Ok(Project { desired, exposed, kinds, env })
+    Ok(Project { desired, exposed, kinds, env, direct: spec.direct })
 }
 
 /// Resolves a link declaration (from `pconnect.yml` or from flags) into what to ask the hub for;

@@ -22,8 +22,10 @@ use super::control::{DebugUp, LastApply, LinkUp, ServiceUp, ShareUp, UpStatus};
 use super::desired::Project;
 use super::envfile::{self, EnvFileOwner, EnvService};
 use super::reach::Reaching;
+use crate::cli::DirectArgs;
 use crate::commands::debug;
 use crate::debug::{Captures, DebugOptions, DebugSession};
+use crate::direct::{self, Offer};
 use crate::drain::{DEFAULT_GRACE, Drain};
 use crate::home;
 use crate::link::REVERSE_CONNECTIONS;
@@ -53,6 +55,7 @@ pub struct Engine {
     captures: Arc<Captures>,
     debugging: BTreeMap<String, DebugSession>,
     env_file: Option<EnvFileOwner>,
+    direct: DirectPort,
     /// Why the file on disk does not load, while it does not (the last good one stays applied).
     file_problem: Option<String>,
     status: watch::Sender<UpStatus>,
@@ -67,6 +70,7 @@ impl Engine {
         links: CancellationToken,
         shutdown: Shutdown,
         status: watch::Sender<UpStatus>,
+        direct: DirectArgs,
     ) -> Self {
         Self {
             ui,
@@ -81,6 +85,7 @@ impl Engine {
             captures: Captures::new(),
             debugging: BTreeMap::new(),
             env_file: None,
+            direct: DirectPort { args: direct, open: None },
             file_problem: None,
             status,
         }
@@ -157,8 +162,9 @@ impl Engine {
         // The reverse hello registers every served service at once: a changed set (or target)
         // restarts the reverse links with the whole set.
         let targets_changed = project.exposed != self.served;
-        if !service_changes.is_empty() || targets_changed {
-            let result = self.serve(&project.exposed, &service_changes).await.map_err(|e| format!("{e:#}"));
+        let direct_changed = self.direct.wanted(project) != self.direct.open.is_some();
+        if !service_changes.is_empty() || targets_changed || direct_changed {
+            let result = self.serve(project, &service_changes).await.map_err(|e| format!("{e:#}"));
             for change in service_changes {
                 let result = result.clone().map(|()| Outcome::Done);
                 applied.push(Applied { change: change.clone(), result });
@@ -197,8 +203,10 @@ impl Engine {
         applied
     }
 
-    /// (Re)starts the reverse links with `exposed`; unregisters the services the plan removes.
-    async fn serve(&mut self, exposed: &[Exposed], changes: &[&Change]) -> Result<()> {
+    /// (Re)starts the reverse links with the project's services, offering the direct port when the
+    /// project and the flags want it; unregisters the services the plan removes.
+    async fn serve(&mut self, project: &Project, changes: &[&Change]) -> Result<()> {
+        let exposed = &project.exposed[..];
         if let Some(old) = self.serving.take() {
             old.cancel();
         }
@@ -217,7 +225,7 @@ impl Engine {
             let token = self.links.child_token();
             let (creds, id, captures) = (self.session.creds.clone(), self.session.id.clone(), self.captures.clone());
             let (exposed_now, drain) = (exposed.to_vec(), Drain::new());
-            let direct = None;
+            let direct = self.direct.offer(project, &self.session, &self.link, &self.links).await?;
             reverse::serve_with_captures(
                 creds,
                 id,
@@ -230,6 +238,9 @@ impl Engine {
             )
             .await?;
             self.serving = Some(token);
+        }
+        if !self.direct.wanted(project) {
+            self.direct.close();
         }
         self.served = exposed.to_vec();
         Ok(())
@@ -394,6 +405,7 @@ impl Engine {
         if let Some(serving) = self.serving.take() {
             serving.cancel();
         }
+        self.direct.close();
         if !names.is_empty() {
             let _ = self.link.call::<rpc::UnregisterServices>(&Unregister { names }).await;
         }
@@ -402,6 +414,48 @@ impl Engine {
             self.ui.env_file_released(&owner.release());
         }
         self.ui.up_stopped();
+    }
+}
+
+/// This agent's direct port while the project offers one (`direct:` in the file, unless
+/// `--no-direct`), opened with the first served service and kept across reverse-link restarts.
+struct DirectPort {
+    args: DirectArgs,
+    open: Option<(Offer, CancellationToken)>,
+}
+
+impl DirectPort {
+    fn wanted(&self, project: &Project) -> bool {
+        project.direct && !self.args.no_direct && !project.exposed.is_empty()
+    }
+
+    /// The offer for the reverse hello: the open port's, a newly bound one's, or none.
+    async fn offer(
+        &mut self,
+        project: &Project,
+        session: &Session,
+        control: &ForwardLink,
+        links: &CancellationToken,
+    ) -> Result<Option<Offer>> {
+        if !self.wanted(project) {
+            self.close();
+            return Ok(None);
+        }
+        if let Some((offer, _)) = &self.open {
+            return Ok(Some(offer.clone()));
+        }
+        let hub = format!("{}:{}", session.creds.hub.host, session.creds.hub.port);
+        let (listener, offer) = direct::bind(&self.args.direct_listen, &hub).await?;
+        let cancel = links.child_token();
+        tokio::spawn(direct::serve(listener, offer.clone(), control.clone(), cancel.clone()));
+        self.open = Some((offer.clone(), cancel));
+        Ok(Some(offer))
+    }
+
+    fn close(&mut self) {
+        if let Some((_, cancel)) = self.open.take() {
+            cancel.cancel();
+        }
     }
 }
 

@@ -5,17 +5,18 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 
 use pconnect_proto::control::ServiceInfo;
 use pconnect_proto::plan::{self, ReachVia};
 use pconnect_proto::project::ServiceKind;
 use tokio::task::JoinHandle;
 
-use super::control::ReachUp;
+use super::control::{ReachUp, TunnelsUp};
 use super::envfile::EnvService;
 use crate::drain::Drain;
 use crate::link::forward::{ForwardLink, Via};
-use crate::local_port;
+use crate::local_port::{self, Paths, Tunnels};
 use crate::shutdown::Shutdown;
 use crate::ui::Ui;
 
@@ -28,6 +29,7 @@ struct Listening {
     /// Whose service it reaches and the port the file asked for: what the plan compares.
     reaching: plan::Reaching,
     addr: SocketAddr,
+    paths: Arc<Paths>,
     task: JoinHandle<anyhow::Result<()>>,
 }
 
@@ -56,9 +58,11 @@ impl Reaching {
             Ok((listener, fallback)) => {
                 let Ok(addr) = listener.local_addr() else { return };
                 ui.up_reaching(&info, addr, fallback);
-                let serve = local_port::serve(ui, link.clone(), info.name.clone(), via, listener, self.drain.clone());
+                let tunnels = Tunnels::new(self.drain.clone());
+                let paths = tunnels.paths.clone();
+                let serve = local_port::serve(ui, link.clone(), info.name.clone(), via, listener, tunnels);
                 let task = tokio::spawn(serve);
-                self.open.insert(info.name.clone(), Listening { info, reaching, addr, task });
+                self.open.insert(info.name.clone(), Listening { info, reaching, addr, paths, task });
             }
             Err(e) => ui.warn(&format!("reach {}: {e:#}", info.name)),
         }
@@ -93,7 +97,11 @@ impl Reaching {
     pub fn status(&self) -> Vec<ReachUp> {
         self.open
             .values()
-            .map(|l| ReachUp { service: l.info.name.clone(), owner: l.info.owner.clone(), address: l.addr.to_string() })
+            .map(|l| {
+                let (direct, relay) = l.paths.live();
+                let (service, owner, address) = (l.info.name.clone(), l.info.owner.clone(), l.addr.to_string());
+                ReachUp { service, owner, address, tunnels: TunnelsUp { direct, relay } }
+            })
             .collect()
     }
 

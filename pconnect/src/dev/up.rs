@@ -13,6 +13,7 @@ use tokio::sync::watch;
 use super::control::{self, Control, DownRequest, UpStatus};
 use super::desired::{self, Project};
 use super::engine::Engine;
+use crate::cli::DirectArgs;
 use crate::foreground::Foreground;
 use crate::link::FORWARD_CONNECTIONS;
 use crate::link::forward::ForwardLink;
@@ -33,7 +34,7 @@ enum Stop {
 }
 
 /// Runs `connect up` for the project file `path` until it is stopped.
-pub(crate) async fn up(ui: Ui, path: &Path, shutdown: &Shutdown) -> Result<()> {
+pub(crate) async fn up(ui: Ui, path: &Path, direct: DirectArgs, shutdown: &Shutdown) -> Result<()> {
     let fg = Foreground::new(shutdown);
     // The text the first apply is made from, read before it: an edit saved at any moment after
     // this (even while the first apply runs) differs from it and is applied by the loop.
@@ -54,7 +55,7 @@ pub(crate) async fn up(ui: Ui, path: &Path, shutdown: &Shutdown) -> Result<()> {
     // `reach:` tunnels go straight to the exposing agent when it can be reached.
     crate::direct::dial_first(&link, fg.links());
     ui.up_starting(path, loaded.spec.project.as_deref());
-    let mut engine = Engine::new(ui, session, link, tag, fg.links(), shutdown.clone(), status);
+    let mut engine = Engine::new(ui, session, link, tag, fg.links(), shutdown.clone(), status, direct);
     let mut current = (loaded, project);
     let first = tokio::select! {
         result = engine.reconcile(&current.0, &current.1) => result.map(|()| None),

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use h2::client::SendRequest;
-use http::{Method, Request, StatusCode};
+use http::{Method, Request};
 use pconnect_link::load::Load;
 use pconnect_link::tuning;
 use pconnect_proto::control::ErrorCode;
@@ -35,8 +35,6 @@ pub(crate) const RACE_DELAY: Duration = Duration::from_millis(250);
 pub(crate) const RETRY_AFTER: Duration = Duration::from_secs(3);
 /// A direct dial (TCP + TLS + HTTP/2) gives up after this.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(3);
-/// How long the exposing agent may take to answer a tunnel request.
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
 /// A ticket is asked for again this long before it expires.
 const TICKET_MARGIN_MS: i64 = 10_000;
 
@@ -196,7 +194,13 @@ impl Bypass for Dialer {
             let route = self.route(link, service, via).await?;
             let identity = self.identity(link).await?;
             let (key, sender) = self.conn(&route, &identity).await?;
-            match open_stream(sender, service, &route.ticket).await {
+            let conns = self.conns.clone();
+            let broken_key = key.clone();
+            let broken = Box::new(move || {
+                tracing::info!("the direct connection did not answer: relaying");
+                lock(&conns).insert(broken_key, ConnEntry::Failed(Instant::now()));
+            });
+            match open_stream(sender, service, &route.ticket, broken).await {
                 Ok(tunnel) => Some(tunnel),
                 Err(e) => {
                     tracing::info!(service, error = %e, "direct tunnel failed: relaying");
@@ -208,7 +212,14 @@ impl Bypass for Dialer {
     }
 }
 
-pub(crate) async fn open_stream(sender: SendRequest<Bytes>, service: &str, ticket: &str) -> Result<Tunnel, String> {
+/// Opens a tunnel stream on a direct connection, without waiting for the answer (the reach side
+/// sends the client's first bytes at once and keeps them until the agent answers).
+pub(crate) async fn open_stream(
+    sender: SendRequest<Bytes>,
+    service: &str,
+    ticket: &str,
+    broken: Box<dyn FnOnce() + Send>,
+) -> Result<Tunnel, String> {
     let mut sender = sender.ready().await.map_err(|e| e.to_string())?;
     let mut request = Request::builder()
         .method(Method::CONNECT)
@@ -218,21 +229,7 @@ pub(crate) async fn open_stream(sender: SendRequest<Bytes>, service: &str, ticke
         .map_err(|e| e.to_string())?;
     request.extensions_mut().insert(h2::ext::Protocol::from_static(TUNNEL_PROTOCOL));
     let (answer, send) = sender.send_request(request, false).map_err(|e| e.to_string())?;
-    let response = tokio::time::timeout(ANSWER_TIMEOUT, answer)
-        .await
-        .map_err(|_| "the agent did not answer".to_string())?
-        .map_err(|e| e.to_string())?;
-    if response.status() != StatusCode::OK {
-        let status = response.status();
-        let error = pconnect_link::h2io::read_error(response.into_body(), status, "the agent").await;
-        return Err(error.message);
-    }
-    Ok(Tunnel {
-        answer: Answer::Accepted(response.into_body()),
-        send,
-        load: Load::default().hold(),
-        path: Path::Direct,
-    })
+    Ok(Tunnel { answer: Answer::Tentative { answer, broken }, send, load: Load::default().hold(), path: Path::Direct })
 }
 
 pub(crate) async fn dial(

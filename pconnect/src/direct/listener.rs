@@ -132,7 +132,7 @@ async fn stream(offer: &Offer, ctx: &Peer, request: Request<RecvStream>, mut res
         }
     };
     crate::metrics::METRICS.direct_served();
-    let Some(handler) = offer.handler.get().cloned() else {
+    let Some(handler) = offer.handler() else {
         reply_error(&mut respond, &ErrorBody::new(ErrorCode::Offline, "not serving yet"));
         return;
     };
@@ -282,10 +282,24 @@ mod tests {
                 let _ = respond.send_response(http::Response::new(()), true);
             })
         });
-        let _ = offer.handler.set(handler);
+        offer.serve_with(handler);
         let cancel = CancellationToken::new();
         tokio::spawn(serve(listener, identity, offer.clone(), cancel.clone()));
         (addr, offer, cancel)
+    }
+
+    /// Opens a tunnel stream to `service` with `ticket` and waits for alice's answer.
+    async fn answer(bob: h2::client::SendRequest<Bytes>, service: &str, ticket: &str) -> Result<(), String> {
+        let tunnel = open_stream(bob, service, ticket, Box::new(|| {})).await?;
+        let crate::link::forward::Answer::Tentative { answer, .. } = tunnel.answer else {
+            return Err("a direct tunnel's answer is tentative".into());
+        };
+        let response = answer.await.map_err(|e| e.to_string())?;
+        let status = response.status();
+        if status == http::StatusCode::OK {
+            return Ok(());
+        }
+        Err(pconnect_link::h2io::read_error(response.into_body(), status, "the agent").await.message)
     }
 
     async fn client(ca: &Ca, member: i64) -> Arc<rustls::ClientConfig> {
@@ -299,20 +313,20 @@ mod tests {
         let (addr, offer, cancel) = alice(&ca).await;
         let far = pconnect_proto::clock::now_ms() + 60_000;
         let bob = dial(&addr.to_string(), client(&ca, BOB).await, agent_name(WS, ALICE), cancel.clone()).await.unwrap();
-        assert!(open_stream(bob.clone(), "db", &ticket(&ca, BOB, "db", far)).await.is_ok(), "bob's own ticket");
+        assert!(answer(bob.clone(), "db", &ticket(&ca, BOB, "db", far)).await.is_ok(), "bob's own ticket");
 
-        let expired = open_stream(bob.clone(), "db", &ticket(&ca, BOB, "db", 1)).await.err().unwrap();
+        let expired = answer(bob.clone(), "db", &ticket(&ca, BOB, "db", 1)).await.err().unwrap();
         assert!(expired.contains("expired"), "{expired}");
-        let other_service = open_stream(bob.clone(), "db", &ticket(&ca, BOB, "web", far)).await.err().unwrap();
+        let other_service = answer(bob.clone(), "db", &ticket(&ca, BOB, "web", far)).await.err().unwrap();
         assert!(other_service.contains("'web'"), "{other_service}");
-        let someone_elses = open_stream(bob.clone(), "db", &ticket(&ca, 30, "db", far)).await.err().unwrap();
+        let someone_elses = answer(bob.clone(), "db", &ticket(&ca, 30, "db", far)).await.err().unwrap();
         assert!(someone_elses.contains("another member"), "{someone_elses}");
-        let stranger_signed = open_stream(bob.clone(), "db", &ticket(&ca_stranger(), BOB, "db", far)).await;
+        let stranger_signed = answer(bob.clone(), "db", &ticket(&ca_stranger(), BOB, "db", far)).await;
         assert!(stranger_signed.err().unwrap().contains("signature"));
 
         // A removed member: the hub told alice, and bob's certificate and ticket are refused.
         offer.revocations.apply(&pconnect_proto::direct::Revoked { member: Some(BOB), share: None });
-        let removed = open_stream(bob, "db", &ticket(&ca, BOB, "db", far)).await.err().unwrap();
+        let removed = answer(bob, "db", &ticket(&ca, BOB, "db", far)).await.err().unwrap();
         assert!(removed.contains("removed"), "{removed}");
 
         // A stranger: a certificate of another CA never gets past TLS.
@@ -321,7 +335,7 @@ mod tests {
             dial(&addr.to_string(), client(&stranger, BOB).await, agent_name(WS, ALICE), cancel.clone()).await;
         if let Ok(sender) = refused {
             // TLS 1.3 reports the client's rejection only on the first read.
-            assert!(open_stream(sender, "db", &ticket(&ca, BOB, "db", far)).await.is_err(), "a stranger was served");
+            assert!(answer(sender, "db", &ticket(&ca, BOB, "db", far)).await.is_err(), "a stranger was served");
         }
         cancel.cancel();
     }

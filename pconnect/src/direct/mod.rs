@@ -22,7 +22,7 @@ pub(crate) async fn bind(listen: &str, hub: &str) -> anyhow::Result<(tokio::net:
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen for direct connections on {listen}: {e} (pick another with --direct-listen, or turn it off with --no-direct)"))?;
     let bound = listener.local_addr()?;
-    Ok((listener, Offer { candidates: candidates_for(bound, hub), ..Offer::default() }))
+    Ok((listener, Offer::new(candidates_for(bound, hub))))
 }
 
 /// Serves the direct port with a certificate obtained through `control`, until `cancel`. Without a

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -25,7 +25,25 @@ pub(crate) type StreamHandler =
 pub(crate) struct Offer {
     pub(crate) candidates: Vec<Candidate>,
     pub(crate) revocations: Arc<Revocations>,
-    pub(crate) handler: Arc<OnceLock<StreamHandler>>,
+    handler: Arc<RwLock<Option<StreamHandler>>>,
+}
+
+impl Offer {
+    /// An offer of `candidates`, serving nothing until the reverse links say how.
+    pub(crate) fn new(candidates: Vec<Candidate>) -> Offer {
+        Offer { candidates, ..Offer::default() }
+    }
+
+    /// Serves direct streams with `handler` from now on (reverse links restarted with another set
+    /// of services replace the one before).
+    pub(crate) fn serve_with(&self, handler: StreamHandler) {
+        *self.handler.write().unwrap_or_else(|p| p.into_inner()) = Some(handler);
+    }
+
+    /// How streams are served right now; `None` until the reverse links serve.
+    pub(crate) fn handler(&self) -> Option<StreamHandler> {
+        self.handler.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 /// The addresses teammates may reach a listener bound to `bound` at: the address itself, or (bound

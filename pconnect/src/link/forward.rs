@@ -61,8 +61,7 @@ pub struct ForwardLink {
 
 /// An open outbound tunnel stream.
 pub struct Tunnel {
-    /// The answer: through the relay still on its way (bytes may be sent before it arrives: early
-    /// data), on the direct path already there. [`Tunnel::accepted`] gives the receive side.
+    /// The answer, still on its way: bytes may be sent before it arrives (early data).
     pub answer: Answer,
     pub send: SendStream<Bytes>,
     /// Counts this tunnel in its connection's load until dropped.
@@ -73,8 +72,20 @@ pub struct Tunnel {
 
 /// A tunnel's answer.
 pub enum Answer {
+    /// Through the hub: its refusal is final.
     Pending(h2::client::ResponseFuture),
-    Accepted(RecvStream),
+    /// From the exposing agent on the direct path: until it says yes, the tunnel may still go
+    /// through the hub (`broken` marks the direct connection failed when it never answers).
+    Tentative { answer: h2::client::ResponseFuture, broken: Box<dyn FnOnce() + Send> },
+}
+
+impl Answer {
+    /// The answer to await, tentative or not.
+    pub fn into_future(self) -> h2::client::ResponseFuture {
+        match self {
+            Answer::Pending(answer) | Answer::Tentative { answer, .. } => answer,
+        }
+    }
 }
 
 /// The way a tunnel takes.
@@ -95,14 +106,10 @@ impl Path {
     }
 }
 
-impl Tunnel {
-    /// The receive side once the far end accepted; its error (offline, not found, ...) otherwise.
-    pub async fn accepted(answer: Answer) -> Result<RecvStream, LinkError> {
-        match answer {
-            Answer::Pending(answer) => Ok(accepted(answer).await?.into_body()),
-            Answer::Accepted(recv) => Ok(recv),
-        }
-    }
+/// The receive side once the hub (or the agent behind it) accepted; its error (offline, not
+/// found, ...) otherwise.
+pub async fn answered(answer: h2::client::ResponseFuture) -> Result<RecvStream, LinkError> {
+    Ok(accepted(answer).await?.into_body())
 }
 
 /// A way to a service besides the relay, tried first (the direct path, `crate::direct`): `None`
@@ -198,6 +205,11 @@ impl ForwardLink {
         {
             return Ok(tunnel);
         }
+        self.open_relayed(service, via).await
+    }
+
+    /// Opens a tunnel through the hub (the fallback of a direct tunnel that was not answered).
+    pub async fn open_relayed(&self, service: &str, via: &Via) -> Result<Tunnel, LinkError> {
         let live = self.pick_or_wait().await?;
         let load = live.load.hold();
         open_on(&live, service, via, load).await

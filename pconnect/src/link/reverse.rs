@@ -113,7 +113,7 @@ pub(crate) async fn serve_with_captures(
         let serving = inner.clone();
         let handler: StreamHandler =
             Arc::new(move |request, respond| Box::pin(handle(serving.clone(), request, respond)));
-        let _ = offer.handler.set(handler);
+        offer.serve_with(handler);
     }
     let mut first = Some((stream, welcome.clone()));
     for slot in 0..slots {

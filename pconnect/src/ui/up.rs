@@ -7,7 +7,7 @@ use pconnect_proto::plan::{Change, ReachVia};
 use serde_json::json;
 
 use super::Ui;
-use crate::dev::control::UpStatus;
+use crate::dev::control::{TunnelsUp, UpStatus};
 use crate::timefmt;
 
 impl Ui {
@@ -94,7 +94,12 @@ impl Ui {
             self.line(&format!("  🔍 {} debug session {}: {}", debug.service, debug.id, debug.url));
         }
         for reach in &status.reach {
-            self.line(&format!("  ← {} ({}) on {}", reach.service, reach.owner, reach.address));
+            let TunnelsUp { direct, relay } = reach.tunnels;
+            let open = match direct + relay {
+                0 => String::new(),
+                _ => format!(": {direct} direct, {relay} through the hub"),
+            };
+            self.line(&format!("  ← {} ({}) on {}{open}", reach.service, reach.owner, reach.address));
         }
         if let Some(env) = &status.env_file {
             self.line(&format!("  Env: {} (load it with: source {})", env.display(), env.display()));
