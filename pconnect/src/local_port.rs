@@ -272,3 +272,25 @@ async fn answered_directly(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_count_open_tunnels_and_tell_the_first_direct_one_and_every_change_after_it() {
+        let paths = Paths::new();
+        let (relay, told) = paths.open(Path::Relay);
+        assert!(!told, "relay from the start is the default, not news");
+        let (direct, told) = paths.open(Path::Direct);
+        assert!(told);
+        let (again, told) = paths.open(Path::Direct);
+        assert!(!told);
+        assert_eq!(paths.live(), (2, 1));
+        drop((direct, again));
+        let (_back, told) = paths.open(Path::Relay);
+        assert!(told, "falling back to the hub is told");
+        drop(relay);
+        assert_eq!(paths.live(), (0, 1));
+    }
+}

@@ -287,3 +287,65 @@ fn a_hub_that_forbids_direct_connections_relays_every_tunnel() {
     assert_eq!(relayed(&hub).0, 3.0, "every tunnel went through the hub");
     drop(expose);
 }
+
+/// `connect status --json` of the `up` for `file`.
+fn up_status(agent: &Agent, file: &std::path::Path) -> serde_json::Value {
+    let out = agent.run(["status", "--json", "--file", file.to_str().unwrap()]);
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", describe_output(&out)))
+}
+
+#[test]
+fn a_project_offers_the_direct_port_status_counts_tunnels_by_path_and_direct_false_takes_it_back() {
+    let echo = EchoServer::start();
+    let hub = Hub::start_with(&["--metrics", "127.0.0.1:0"]).unwrap();
+    let alice = Agent::login(&hub, "alice").unwrap();
+    let bob = Agent::login(&hub, "bob").unwrap();
+    let (alice_dir, bob_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let alice_file = alice_dir.path().join("pconnect.yml");
+    let services = format!("version: 1\nproject: api\nservices:\n  echo:\n    target: 127.0.0.1:{}\n", echo.port());
+    std::fs::write(&alice_file, &services).unwrap();
+    let mut alice_up = Proc::spawn(alice.command_direct(["up", "--file", alice_file.to_str().unwrap()])).unwrap();
+    alice_up.wait_for_line("Watching", READY).unwrap();
+    let bob_file = bob_dir.path().join("pconnect.yml");
+    std::fs::write(&bob_file, "version: 1\nproject: web\nreach:\n  - service: echo\n").unwrap();
+    let mut bob_up = bob.spawn(["up", "--file", bob_file.to_str().unwrap()]).unwrap();
+    bob_up.wait_for_line("Watching", READY).unwrap();
+    let reach = up_status(&bob, &bob_file)["status"]["reach"][0].clone();
+    let addr = reach["address"].as_str().unwrap_or_else(|| panic!("{reach}")).to_string();
+
+    // `reach:` in project mode goes direct to the project's agent; status counts the tunnel.
+    let mut held = TcpStream::connect(&addr).unwrap();
+    held.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    held.write_all(b"ping").unwrap();
+    let mut back = [0u8; 4];
+    held.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"ping");
+    assert_eq!(relayed(&hub), (0.0, 0.0), "the project's tunnel went through the hub");
+    // The count is refreshed with the file check (every 400 ms).
+    let start = Instant::now();
+    loop {
+        let tunnels = up_status(&bob, &bob_file)["status"]["reach"][0]["tunnels"].clone();
+        if tunnels == serde_json::json!({"direct": 1, "relay": 0}) {
+            break;
+        }
+        assert!(start.elapsed() < READY, "status never counted the direct tunnel: {tunnels}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let shown = bob.run_ok(["status", "--file", bob_file.to_str().unwrap()]).unwrap();
+    assert!(shown.contains("1 direct, 0 through the hub"), "{shown}");
+    drop(held);
+
+    // `direct: false` in alice's file: the port closes and new tunnels go through the hub.
+    std::fs::write(&alice_file, format!("{services}direct: false\n")).unwrap();
+    let start = Instant::now();
+    loop {
+        let sent = b"again";
+        assert_eq!(pconnect_e2e::roundtrip(&addr, sent, Duration::from_secs(10)).unwrap(), sent);
+        if relayed(&hub).0 > 0.0 {
+            break;
+        }
+        assert!(start.elapsed() < READY, "tunnels still went direct after `direct: false`");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop((bob_up, alice_up));
+}

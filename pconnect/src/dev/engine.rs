@@ -70,7 +70,6 @@ impl Engine {
         links: CancellationToken,
         shutdown: Shutdown,
         status: watch::Sender<UpStatus>,
-        direct: DirectArgs,
     ) -> Self {
         Self {
             ui,
@@ -85,10 +84,16 @@ impl Engine {
             captures: Captures::new(),
             debugging: BTreeMap::new(),
             env_file: None,
-            direct: DirectPort { args: direct, open: None },
+            direct: DirectPort { args: None, open: None },
             file_problem: None,
             status,
         }
+    }
+
+    /// Offers the direct port as `args` say (and the file's `direct:`); without this, never.
+    pub(crate) fn with_direct(mut self, args: DirectArgs) -> Self {
+        self.direct.args = Some(args);
+        self
     }
 
     pub fn ui(&self) -> Ui {
@@ -106,6 +111,18 @@ impl Engine {
         self.file_problem = problem;
         let error = self.file_problem.clone().or_else(|| self.status.borrow().error.clone());
         self.record(error);
+    }
+
+    /// Brings the reach listeners' open tunnels (by path) in `connect status` up to date.
+    pub fn refresh_tunnels(&self) {
+        let live = self.reaching.status();
+        self.status.send_if_modified(|status| {
+            let changed = status.reach != live;
+            if changed {
+                status.reach = live;
+            }
+            changed
+        });
     }
 
     /// Makes hub and agent match the file, and records the outcome for `connect status`.
@@ -420,13 +437,15 @@ impl Engine {
 /// This agent's direct port while the project offers one (`direct:` in the file, unless
 /// `--no-direct`), opened with the first served service and kept across reverse-link restarts.
 struct DirectPort {
-    args: DirectArgs,
+    /// The command's flags; `None`: this engine never offers one.
+    args: Option<DirectArgs>,
     open: Option<(Offer, CancellationToken)>,
 }
 
 impl DirectPort {
     fn wanted(&self, project: &Project) -> bool {
-        project.direct && !self.args.no_direct && !project.exposed.is_empty()
+        let allowed = self.args.as_ref().is_some_and(|args| !args.no_direct);
+        allowed && project.direct && !project.exposed.is_empty()
     }
 
     /// The offer for the reverse hello: the open port's, a newly bound one's, or none.
@@ -445,7 +464,8 @@ impl DirectPort {
             return Ok(Some(offer.clone()));
         }
         let hub = format!("{}:{}", session.creds.hub.host, session.creds.hub.port);
-        let (listener, offer) = direct::bind(&self.args.direct_listen, &hub).await?;
+        let listen = self.args.as_ref().map_or("0.0.0.0:0", |args| args.direct_listen.as_str());
+        let (listener, offer) = direct::bind(listen, &hub).await?;
         let cancel = links.child_token();
         tokio::spawn(direct::serve(listener, offer.clone(), control.clone(), cancel.clone()));
         self.open = Some((offer.clone(), cancel));

@@ -55,7 +55,7 @@ pub(crate) async fn up(ui: Ui, path: &Path, direct: DirectArgs, shutdown: &Shutd
     // `reach:` tunnels go straight to the exposing agent when it can be reached.
     crate::direct::dial_first(&link, fg.links());
     ui.up_starting(path, loaded.spec.project.as_deref());
-    let mut engine = Engine::new(ui, session, link, tag, fg.links(), shutdown.clone(), status, direct);
+    let mut engine = Engine::new(ui, session, link, tag, fg.links(), shutdown.clone(), status).with_direct(direct);
     let mut current = (loaded, project);
     let first = tokio::select! {
         result = engine.reconcile(&current.0, &current.1) => result.map(|()| None),
@@ -111,6 +111,7 @@ async fn keep(
         let work = async {
             match tick {
                 Tick::File => {
+                    engine.refresh_tunnels();
                     let text = std::fs::read_to_string(path).unwrap_or_default();
                     if text != last_text {
                         last_text = text;
