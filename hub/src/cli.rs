@@ -12,7 +12,7 @@ use crate::admission::Caps;
 use crate::config_file::{self, HubFile};
 use crate::store::{PostgresUrl, StoreLocation};
 use crate::ui::Ui;
-use crate::{HubConfig, Listeners, members};
+use crate::{DirectPolicy, HubConfig, Listeners, members};
 
 #[derive(Parser)]
 #[command(name = "pconnect-hub", version, about = "The pconnect relay a team runs")]
@@ -156,6 +156,10 @@ pub struct ServeArgs {
     /// by the hub (for teams that must see every connection pass a relay they run).
     #[arg(long, env = "PCONNECT_HUB_NO_DIRECT", value_parser = clap::builder::FalseyValueParser::new())]
     no_direct: bool,
+    /// Forbid direct connections in this workspace only (repeatable; comma-separated in the
+    /// variable): its tunnels are all relayed, other workspaces keep the direct path.
+    #[arg(long = "no-direct-in", env = "PCONNECT_HUB_NO_DIRECT_IN", value_delimiter = ',', value_name = "WORKSPACE")]
+    no_direct_in: Vec<String>,
 }
 
 impl ServeArgs {
@@ -213,6 +217,11 @@ impl ServeArgs {
             && let Some(direct) = file.direct
         {
             self.no_direct = !direct;
+        }
+        if unset("no_direct_in")
+            && let Some(workspaces) = file.no_direct_in
+        {
+            self.no_direct_in = workspaces;
         }
         if unset("trust_proxy")
             && let Some(cidrs) = file.trust_proxy
@@ -298,6 +307,7 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
                 cert,
                 key,
                 no_direct,
+                no_direct_in,
             } = args;
             let https = match https {
                 Some(addr) => Some(bind(addr, "HTTPS").await?),
@@ -344,7 +354,7 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
                 ingress_caps,
                 trusted_proxies: trust_proxy,
                 advertise,
-                direct: !no_direct,
+                direct: DirectPolicy { off: no_direct, off_in: no_direct_in.into_iter().collect() },
                 ..defaults
             };
             let prepared = crate::prepare(config, listeners).await?;

@@ -43,8 +43,23 @@ pub struct HubConfig {
     /// Where the other replicas of a cluster reach this one's peer port (`host:port`); only with
     /// a peer listener.
     pub advertise: Option<String>,
-    /// Whether agents may connect directly (certificates and tickets are issued).
-    pub direct: bool,
+    /// Which workspaces' agents may connect directly (certificates and tickets are issued).
+    pub direct: DirectPolicy,
+}
+
+/// Who may use the direct path: every workspace, unless the hub turns it off for all
+/// (`--no-direct`) or for some (`--no-direct-in <workspace>`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DirectPolicy {
+    pub off: bool,
+    pub off_in: std::collections::BTreeSet<String>,
+}
+
+impl DirectPolicy {
+    /// Whether members of `workspace` get certificates and tickets.
+    pub fn allows(&self, workspace: &str) -> bool {
+        !self.off && !self.off_in.contains(workspace)
+    }
 }
 
 impl HubConfig {
@@ -63,7 +78,7 @@ impl HubConfig {
             handshake_caps: admission::Caps::from_open_files(open_files, 0.25, DEFAULT_HANDSHAKES_PER_IP),
             trusted_proxies: Vec::new(),
             advertise: None,
-            direct: true,
+            direct: DirectPolicy::default(),
         }
     }
 }

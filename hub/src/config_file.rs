@@ -34,6 +34,8 @@ pub(crate) struct HubFile {
     pub(crate) key: Option<PathBuf>,
     /// `false`: agents never connect directly (`--no-direct`).
     pub(crate) direct: Option<bool>,
+    /// Workspaces whose agents never connect directly (`--no-direct-in`).
+    pub(crate) no_direct_in: Option<Vec<String>>,
 }
 
 impl HubFile {

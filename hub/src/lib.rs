@@ -39,7 +39,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use admin_socket::ADMIN_SOCKET;
-pub use config::{DEFAULT_GRACE, DEFAULT_HANDSHAKES_PER_IP, DEFAULT_INGRESS_PER_IP, HubConfig, HubInfo, Listeners};
+pub use config::{
+    DEFAULT_GRACE, DEFAULT_HANDSHAKES_PER_IP, DEFAULT_INGRESS_PER_IP, DirectPolicy, HubConfig, HubInfo, Listeners,
+};
 pub use ingress::decide_head;
 pub use state::Hub;
 pub use store::{STORE_FILE, StoreLocation, open_store};

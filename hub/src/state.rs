@@ -54,14 +54,14 @@ impl Hub {
         link_base: LinkBase,
     ) -> Arc<Self> {
         let routes = Routes::default();
-        let direct_enabled = config.direct;
+        let direct_policy = config.direct.clone();
         Arc::new(Self {
             config,
             tls: TlsAcceptor::from(tls),
             shares: Shares::new(store.clone(), routes.clone()),
             links: Links::new(store.clone(), link_base.clone()),
             debug: Arc::new(DebugSessions::new(store.clone(), routes.clone(), link_base)),
-            direct: Direct::new(direct_enabled, store.clone(), routes.clone()),
+            direct: Direct::new(direct_policy, store.clone(), routes.clone()),
             routes,
             store,
             metrics: Arc::default(),

@@ -349,3 +349,46 @@ fn a_project_offers_the_direct_port_status_counts_tunnels_by_path_and_direct_fal
     }
     drop((bob_up, alice_up));
 }
+
+/// `name` in `workspace` of `hub`, logged in.
+fn login_in(hub: &Hub, workspace: &str, name: &str) -> Agent {
+    let out = output_with_timeout(
+        &mut hub.admin_command(["member", "add", name, "--workspace", workspace]),
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    assert!(out.status.success(), "{}", describe_output(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let token = stdout.lines().map(str::trim).rfind(|l| !l.is_empty()).unwrap().to_string();
+    let agent = Agent::fresh(name).unwrap();
+    agent.run_ok(["login", "--hub", hub.url(), "--token", &token, "--fingerprint", hub.fingerprint()]).unwrap();
+    agent
+}
+
+#[test]
+fn a_workspace_the_hub_keeps_off_the_direct_path_is_relayed_and_another_is_not() {
+    let echo = EchoServer::start();
+    let hub = Hub::start_with(&["--metrics", "127.0.0.1:0", "--no-direct-in", "audited"]).unwrap();
+    let target = format!("127.0.0.1:{}", echo.port());
+    let mut tunnels_before = 0.0;
+    for (workspace, relayed_expected) in [("audited", true), ("lab", false)] {
+        let owner = login_in(&hub, workspace, &format!("{workspace}-owner"));
+        let user = login_in(&hub, workspace, &format!("{workspace}-user"));
+        let mut expose = Proc::spawn(owner.command_direct(["expose", &target, "--name", "echo"])).unwrap();
+        expose.wait_for_line("is now accessible through the hub", READY).unwrap();
+        let (_reach, port) = support::reach(&user, "echo").unwrap();
+        for i in 0..3u8 {
+            let sent = [b'w', i];
+            let addr = format!("127.0.0.1:{port}");
+            assert_eq!(pconnect_e2e::roundtrip(&addr, &sent, Duration::from_secs(10)).unwrap(), sent);
+        }
+        let tunnels = relayed(&hub).0;
+        let through_hub = tunnels - tunnels_before;
+        tunnels_before = tunnels;
+        match relayed_expected {
+            true => assert_eq!(through_hub, 3.0, "{workspace}: every tunnel went through the hub"),
+            false => assert_eq!(through_hub, 0.0, "{workspace}: the tunnels went direct"),
+        }
+        drop(expose);
+    }
+}

@@ -20,6 +20,7 @@ use pconnect_proto::direct::{
     TICKET_LIFETIME_MS, Ticket,
 };
 
+use crate::config::DirectPolicy;
 use crate::conn::reverse;
 use crate::conn::routes::{ReverseConn, Routes};
 use crate::features::shares::{self, Shares};
@@ -31,8 +32,9 @@ use ca::WorkspaceCa;
 /// The direct path's state in the hub: the workspaces' CAs (derived once each) and the shares
 /// whose end is being watched to tell exposing agents.
 pub(crate) struct Direct {
-    /// Off (`--no-direct`): no certificates, no tickets; every tunnel is relayed.
-    enabled: bool,
+    /// Whose agents may connect directly; for the others no certificates, no tickets: every
+    /// tunnel is relayed.
+    policy: DirectPolicy,
     store: Arc<dyn Store>,
     routes: Routes,
     cas: Mutex<HashMap<WorkspaceId, Arc<WorkspaceCa>>>,
@@ -40,15 +42,24 @@ pub(crate) struct Direct {
 }
 
 impl Direct {
-    pub(crate) fn new(enabled: bool, store: Arc<dyn Store>, routes: Routes) -> Self {
-        Self { enabled, store, routes, cas: Mutex::default(), watched: Arc::default() }
+    pub(crate) fn new(policy: DirectPolicy, store: Arc<dyn Store>, routes: Routes) -> Self {
+        Self { policy, store, routes, cas: Mutex::default(), watched: Arc::default() }
     }
 
-    fn check_enabled(&self) -> Result<(), ErrorBody> {
-        if self.enabled {
-            return Ok(());
+    fn check_enabled(&self, member: &Member) -> Result<(), ErrorBody> {
+        if self.policy.off {
+            return Err(ErrorBody::new(
+                ErrorCode::NotFound,
+                "direct connections are turned off on this hub: tunnels are relayed",
+            ));
         }
-        Err(ErrorBody::new(ErrorCode::NotFound, "direct connections are turned off on this hub: tunnels are relayed"))
+        if !self.policy.allows(&member.workspace) {
+            return Err(ErrorBody::new(
+                ErrorCode::NotFound,
+                "direct connections are turned off for this workspace: tunnels are relayed",
+            ));
+        }
+        Ok(())
     }
 
     async fn ca(&self, workspace: WorkspaceId) -> Result<Arc<WorkspaceCa>, ErrorBody> {
@@ -67,6 +78,7 @@ impl Direct {
         member: &Member,
         request: DirectCertRequest,
     ) -> Result<DirectCert, ErrorBody> {
+        self.check_enabled(member)?;
         let bad = || ErrorBody::new(ErrorCode::BadRequest, "public_key must be an Ed25519 key: 32 bytes, base64");
         let key = STANDARD.decode(request.public_key.as_bytes()).map_err(|_| bad())?;
         if key.len() != 32 {
@@ -96,7 +108,7 @@ impl Direct {
         member: &Member,
         request: DirectRouteRequest,
     ) -> Result<DirectRoute, ErrorBody> {
-        self.check_enabled()?;
+        self.check_enabled(member)?;
         let service = request.service.as_str();
         let (share, owner) = match &request.join_token {
             Some(token) => {
