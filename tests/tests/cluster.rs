@@ -671,3 +671,39 @@ fn a_replica_without_the_shared_store_is_refused_with_what_to_do() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("give --store postgres://"), "{stderr}");
 }
+
+/// Tunnels the replicas relayed so far, all together.
+fn relayed_tunnels(cluster: &Cluster) -> u64 {
+    cluster.replicas.iter().map(|hub| metric(hub, "pconnect_hub_tunnels_total")).sum()
+}
+
+#[test]
+fn a_replica_that_does_not_hold_the_exposing_agent_still_sends_teammates_direct() {
+    let cluster = Cluster::start();
+    let echo = EchoServer::start();
+    let alice = cluster.login("alice", &cluster.lb_url());
+    let target = format!("127.0.0.1:{}", echo.port());
+    let mut exposed = Proc::spawn(alice.command_direct(["expose", &target, "--name", "echo"])).unwrap();
+    exposed.wait_for_line("is now accessible through the hub", READY).unwrap();
+    let without = cluster.wait_for_routes_on(2);
+    let far = &cluster.replicas[without[0]];
+
+    // Bob is on the replica without alice: it finds her candidates in the registry and signs the
+    // ticket with the cluster's one workspace CA.
+    let bob = cluster.login("bob", far.url());
+    let (reach, port) = reach(&bob, "echo").unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    let start = Instant::now();
+    while !reach.output_so_far().contains("echo: direct to the teammate's agent") {
+        assert_eq!(roundtrip(&addr, b"warm", Duration::from_secs(10)).unwrap(), b"warm");
+        assert!(start.elapsed() < READY, "no tunnel went direct: {}", reach.output_so_far());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let before = relayed_tunnels(&cluster);
+    for i in 0..10u8 {
+        let sent = [b'd', i];
+        assert_eq!(roundtrip(&addr, &sent, Duration::from_secs(10)).unwrap(), sent, "direct tunnel {i}");
+    }
+    assert_eq!(relayed_tunnels(&cluster), before, "a replica relayed a tunnel that could go direct");
+    drop((reach, exposed));
+}

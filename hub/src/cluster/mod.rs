@@ -10,6 +10,7 @@
 pub(crate) mod carry;
 pub(crate) mod changes;
 pub(crate) mod credential;
+mod held;
 pub(crate) mod peer_port;
 mod peers;
 pub(crate) mod registry;
@@ -138,7 +139,8 @@ impl RemoteRoutes for Cluster {
         for remote in held.into_iter().filter(|r| owner.is_none_or(|owner| r.route.owner_id == owner)) {
             match self.peers.link(&remote.replica, &remote.peer_addr).await {
                 Ok(sender) => {
-                    let specs: Vec<ServiceSpec> = parse_spec(&remote).into_iter().collect();
+                    let (spec, direct) = held::decode(&remote);
+                    let specs: Vec<ServiceSpec> = spec.into_iter().collect();
                     return Some(ReverseConn {
                         id: 0,
                         session: Arc::from(remote.replica.as_str()),
@@ -148,7 +150,7 @@ impl RemoteRoutes for Cluster {
                         sender,
                         load: Load::default(),
                         via_peer: Some(PeerAddressing { workspace, owner: remote.route.owner_id }),
-                        direct: Arc::from(Vec::new()),
+                        direct: Arc::from(direct),
                     });
                 }
                 Err(e) => {
@@ -160,12 +162,6 @@ impl RemoteRoutes for Cluster {
     }
 
     async fn spec(&self, workspace: WorkspaceId, service: &str) -> Option<ServiceSpec> {
-        self.remote(workspace, service).await.iter().find_map(parse_spec)
+        self.remote(workspace, service).await.iter().find_map(|remote| held::decode(remote).0)
     }
-}
-
-/// The declaration another replica stored for a route, checked again here like any agent's.
-fn parse_spec(remote: &RemoteRoute) -> Option<ServiceSpec> {
-    let spec: ServiceSpec = serde_json::from_str(&remote.route.spec).ok()?;
-    (spec.name == remote.route.service && spec.check().is_ok()).then_some(spec)
 }

@@ -48,7 +48,7 @@ pub(crate) async fn publish(cluster: Arc<Cluster>, routes: Routes, shutdown: Can
 fn held(route: LocalRoute) -> HeldRoute {
     HeldRoute {
         workspace_id: route.workspace,
-        spec: route.spec.and_then(|spec| serde_json::to_string(&spec).ok()).unwrap_or_default(),
+        spec: super::held::encode(route.spec, &route.direct),
         service: route.service,
         owner_id: route.owner,
         owner: route.owner_name,

@@ -111,6 +111,8 @@ pub(crate) struct LocalRoute {
     pub(crate) owner: MemberId,
     pub(crate) owner_name: String,
     pub(crate) spec: Option<ServiceSpec>,
+    /// Where teammates' agents may reach the agent directly (its reverse hello's candidates).
+    pub(crate) direct: Arc<[pconnect_proto::direct::Candidate]>,
 }
 
 impl Routes {
@@ -153,6 +155,7 @@ impl Routes {
                     owner: conn.owner,
                     owner_name: conn.owner_name.to_string(),
                     spec: conn.specs.iter().find(|s| s.name == *service).cloned(),
+                    direct: conn.direct.clone(),
                 });
             }
         }

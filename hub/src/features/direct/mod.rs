@@ -100,8 +100,9 @@ impl Direct {
     }
 
     /// `POST /v1/direct/route`: the exposing agent's candidates and a ticket, after the checks a
-    /// relayed tunnel gets. Not found when the service's agent offers no direct path (or is held by
-    /// another replica of a cluster): the caller relays.
+    /// relayed tunnel gets. On a cluster the agent may be held by another replica: its candidates
+    /// come from the registry and every replica signs with the same workspace CA. Not found when
+    /// the service's agent offers no direct path: the caller relays.
     pub(crate) async fn route(
         &self,
         shares: &Shares,
