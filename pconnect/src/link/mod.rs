@@ -10,6 +10,7 @@ pub mod forward;
 pub(crate) mod http_forward;
 pub mod reverse;
 mod spread;
+mod target_dial;
 
 use pconnect_proto::control::ErrorBody;
 

@@ -16,7 +16,6 @@ use pconnect_link::{barrier, heartbeat, pump, tuning};
 use pconnect_proto::control::{ErrorBody, ErrorCode, ServiceSpec};
 use pconnect_proto::handshake::{Hello, Role, Welcome};
 use pconnect_proto::wire::{self, PROTOCOL_VERSION, TUNNEL_PROTOCOL};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -24,13 +23,13 @@ use tracing::Instrument;
 use super::backoff::Backoff;
 use super::dial::{Credentials, DialError, HubStream, dial};
 pub use super::exposed::Exposed;
-use super::http_forward::{self, HttpForwarder, TARGET_CONNECT_TIMEOUT};
+use super::http_forward::{self, HttpForwarder};
 use super::spread::{self, Spread};
+use super::target_dial::TargetDialer;
 use crate::debug::{self, Captures};
 use crate::direct::{Offer, StreamHandler};
 use crate::drain::Drain;
 use crate::metrics::{METRICS, Side};
-use crate::target::Target;
 use pconnect_proto::direct::{DIRECT_REVOKE_PATH, Revoked};
 
 /// What the expose command watches.
@@ -58,6 +57,8 @@ struct Inner {
     spread: Spread,
     /// The direct path this agent offers, if any (revocations arrive on the reverse links).
     direct: Option<Offer>,
+    /// Connects tunnels to the services' targets.
+    targets: TargetDialer,
 }
 
 /// Registers `services` with the hub (the first dial reports conflicts and auth errors at once) and
@@ -108,7 +109,9 @@ pub(crate) async fn serve_with_captures(
     let slots = connections.max(1);
     let spread = Spread::new(slots);
     let http = HttpForwarder::new();
-    let inner = Arc::new(Inner { creds, hello, services, status, cancel, captures, drain, http, spread, direct });
+    let targets = TargetDialer::default();
+    let inner =
+        Arc::new(Inner { creds, hello, services, status, cancel, captures, drain, http, spread, direct, targets });
     if let Some(offer) = &inner.direct {
         let serving = inner.clone();
         let handler: StreamHandler =
@@ -254,7 +257,7 @@ async fn handle(inner: Arc<Inner>, request: Request<RecvStream>, mut respond: Se
     }
     let _open = METRICS.tunnel(Side::Expose);
     let target = exposed.target.clone();
-    let socket = match connect_target(&target).await {
+    let socket = match inner.targets.connect(&exposed.name, &target).await {
         Ok(socket) => socket,
         Err(cause) => {
             METRICS.tunnel_failed(Side::Expose);
@@ -293,17 +296,5 @@ async fn revoked(offer: Option<&Offer>, request: Request<RecvStream>, mut respon
         (_, None) => {
             reply_error(&mut respond, &ErrorBody::new(ErrorCode::BadRequest, "unreadable revocation"));
         }
-    }
-}
-
-async fn connect_target(target: &Target) -> Result<TcpStream, String> {
-    let connect = TcpStream::connect((target.host.as_str(), target.port));
-    match tokio::time::timeout(TARGET_CONNECT_TIMEOUT, connect).await {
-        Ok(Ok(socket)) => {
-            let _ = socket.set_nodelay(true);
-            Ok(socket)
-        }
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no answer within {}s", TARGET_CONNECT_TIMEOUT.as_secs())),
     }
 }
