@@ -4,6 +4,9 @@
 # Needs root (PostgreSQL runs as the postgres user), iperf3 and PostgreSQL's server binaries.
 #   cargo build --release && sudo bench/cluster.sh
 set -euo pipefail
+# The extra hop between replicas is what is measured: agents relay (the direct path would skip the
+# hub altogether, whichever replica holds whom).
+export PCONNECT_NO_DIRECT=1
 BIN=${BIN:-$(cd "$(dirname "$0")/.." && pwd)/target/release}
 D=$(mktemp -d /tmp/cbench.XXXX); chown postgres $D
 free() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
