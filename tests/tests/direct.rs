@@ -392,3 +392,49 @@ fn a_workspace_the_hub_keeps_off_the_direct_path_is_relayed_and_another_is_not()
         drop(expose);
     }
 }
+
+#[test]
+fn an_agent_listening_on_every_interface_is_reached_at_the_address_the_teammate_can_reach() {
+    let echo = EchoServer::start();
+    let hub = Hub::start_with(&["--metrics", "127.0.0.1:0"]).unwrap();
+    let net = BobNet::create();
+    let hub_port = forward(&format!("{}:0", net.host_ip()), format!("127.0.0.1:{}", hub.port()));
+    // Alice's first candidate is 127.0.0.1 (the way to the hub): in bob's namespace that is his own
+    // loopback. Her other interfaces' addresses are offered too, and one of them is bob's way.
+    let alice = Agent::login(&hub, "alice").unwrap();
+    let target = format!("127.0.0.1:{}", echo.port());
+    let mut expose = Proc::spawn(alice.command_direct(["expose", &target, "--name", "echo"])).unwrap();
+    expose.wait_for_line("is now accessible through the hub", READY).unwrap();
+
+    let token = hub.add_member("bob").unwrap();
+    let bob = Agent::fresh("bob").unwrap();
+    let hub_url = format!("https://{}:{hub_port}", net.host_ip());
+    let login = bob.command(["login", "--hub", &hub_url, "--token", &token, "--fingerprint", hub.fingerprint()]);
+    let out = output_with_timeout(&mut net.run_in(&login), Duration::from_secs(60)).unwrap();
+    assert!(out.status.success(), "bob's login from his namespace: {}", describe_output(&out));
+    let mut reach = Proc::spawn(net.run_in(&bob.command(["reach", "echo", "--port", "0"]))).unwrap();
+    let line = reach.wait_for_line("Listening on", READY).unwrap();
+    let port = listen_port(&line).unwrap();
+    let echo_in_bobs_namespace = |payload: &[u8]| -> Vec<u8> {
+        let script = "import socket,sys; s=socket.create_connection(('127.0.0.1', int(sys.argv[1])), 10); \
+                      s.sendall(sys.argv[2].encode()); s.shutdown(socket.SHUT_WR); \
+                      sys.stdout.buffer.write(b''.join(iter(lambda: s.recv(65536), b'')))";
+        let mut cmd = Command::new("python3");
+        cmd.args(["-c", script, &port.to_string(), std::str::from_utf8(payload).unwrap()]);
+        let out = output_with_timeout(&mut net.run_in(&cmd), Duration::from_secs(30)).unwrap();
+        assert!(out.status.success(), "{}", describe_output(&out));
+        out.stdout
+    };
+    let start = Instant::now();
+    while !reach.output_so_far().contains("echo: direct to the teammate's agent") {
+        assert_eq!(echo_in_bobs_namespace(b"warm"), b"warm");
+        assert!(start.elapsed() < READY, "no tunnel went direct: {}", reach.output_so_far());
+    }
+    let before = relayed(&hub).0;
+    for i in 0..5 {
+        let sent = format!("direct {i}");
+        assert_eq!(echo_in_bobs_namespace(sent.as_bytes()), sent.as_bytes());
+    }
+    assert_eq!(relayed(&hub).0, before, "tunnels went through the hub although a candidate was reachable");
+    drop((reach, expose));
+}

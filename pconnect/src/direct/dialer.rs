@@ -1,7 +1,8 @@
 //! The reach side of the direct path. For a tunnel, the hub is asked for the exposing agent's
 //! candidates and a ticket (cached until shortly before the ticket expires); a direct connection
-//! to the agent is dialed (mutual TLS, the exposing agent's certificate must name the service's
-//! owner) and kept, multiplexing every later tunnel as HTTP/2 streams. Happy eyeballs: a tunnel
+//! to the agent is dialed — its candidate addresses raced, each a moment after the one before —
+//! (mutual TLS, the exposing agent's certificate must name the service's owner) and kept,
+//! multiplexing every later tunnel as HTTP/2 streams. Happy eyeballs: a tunnel
 //! waits at most [`RACE_DELAY`] for a direct connection that is still being dialed, then takes the
 //! relay while the dial goes on for the next ones. A failed dial or stream sends tunnels to the
 //! relay (never fails them) and the direct path is tried again after [`RETRY_AFTER`].
@@ -33,6 +34,8 @@ use crate::link::forward::{Answer, Bypass, ForwardLink, Path, Tunnel, Via};
 pub(crate) const RACE_DELAY: Duration = Duration::from_millis(250);
 /// How long the relay is used alone after the direct path failed.
 pub(crate) const RETRY_AFTER: Duration = Duration::from_secs(3);
+/// The next candidate address is dialed this long after the one before, unless one answered.
+const STAGGER: Duration = Duration::from_millis(100);
 /// A direct dial (TCP + TLS + HTTP/2) gives up after this.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(3);
 /// A ticket is asked for again this long before it expires.
@@ -117,17 +120,24 @@ impl Dialer {
     /// A live connection to the route's agent: the one kept, or a new dial awaited for at most
     /// [`RACE_DELAY`].
     async fn conn(&self, route: &DirectRoute, identity: &Arc<Identity>) -> Option<(String, SendRequest<Bytes>)> {
-        let addr = route.candidates.iter().find_map(|c| match c {
-            Candidate::Tcp { addr } => Some(addr.clone()),
-            Candidate::Unknown => None,
-        })?;
-        let key = format!("{}@{addr}", route.owner_id);
+        let addrs: Vec<String> = route
+            .candidates
+            .iter()
+            .filter_map(|c| match c {
+                Candidate::Tcp { addr } => Some(addr.clone()),
+                Candidate::Unknown => None,
+            })
+            .collect();
+        if addrs.is_empty() {
+            return None;
+        }
+        let key = format!("{}@{}", route.owner_id, addrs.join(","));
         let entry = lock(&self.conns).get(&key).cloned();
         let mut dialing = match entry {
             Some(ConnEntry::Live(sender)) => return Some((key, sender)),
             Some(ConnEntry::Failed(at)) if at.elapsed() < RETRY_AFTER => return None,
             Some(ConnEntry::Dialing(rx)) => rx,
-            _ => self.start_dial(&key, &addr, route, identity),
+            _ => self.start_dial(&key, addrs, route, identity),
         };
         let ready = tokio::time::timeout(RACE_DELAY, dialing.wait_for(Option::is_some)).await;
         match ready {
@@ -139,28 +149,28 @@ impl Dialer {
     fn start_dial(
         &self,
         key: &str,
-        addr: &str,
+        addrs: Vec<String>,
         route: &DirectRoute,
         identity: &Arc<Identity>,
     ) -> watch::Receiver<Option<Option<SendRequest<Bytes>>>> {
         let (tx, rx) = watch::channel(None);
         lock(&self.conns).insert(key.to_string(), ConnEntry::Dialing(rx.clone()));
-        let (conns, key, addr) = (self.conns.clone(), key.to_string(), addr.to_string());
+        let (conns, key) = (self.conns.clone(), key.to_string());
         let (issued, name) = (identity.current(), agent_name(issued_workspace(identity), route.owner_id));
         let cancel = self.cancel.clone();
         tokio::spawn(async move {
-            let dialed = tokio::time::timeout(DIAL_TIMEOUT, dial(&addr, issued.client.clone(), name, cancel)).await;
+            let dialed = tokio::time::timeout(DIAL_TIMEOUT, dial_any(addrs, issued.client.clone(), name, cancel)).await;
             let entry = match dialed {
-                Ok(Ok(sender)) => {
+                Ok(Ok((addr, sender))) => {
                     tracing::info!(%addr, "direct connection up");
                     ConnEntry::Live(sender)
                 }
                 Ok(Err(e)) => {
-                    tracing::info!(%addr, error = %e, "direct dial failed: relaying");
+                    tracing::info!(error = %e, "direct dial failed: relaying");
                     ConnEntry::Failed(Instant::now())
                 }
                 Err(_) => {
-                    tracing::info!(%addr, "direct dial timed out: relaying");
+                    tracing::info!("direct dial timed out: relaying");
                     ConnEntry::Failed(Instant::now())
                 }
             };
@@ -230,6 +240,35 @@ pub(crate) async fn open_stream(
     request.extensions_mut().insert(h2::ext::Protocol::from_static(TUNNEL_PROTOCOL));
     let (answer, send) = sender.send_request(request, false).map_err(|e| e.to_string())?;
     Ok(Tunnel { answer: Answer::Tentative { answer, broken }, send, load: Load::default().hold(), path: Path::Direct })
+}
+
+/// Dials the exposing agent's candidates in order, each [`STAGGER`] after the one before (happy
+/// eyeballs across its addresses); the first that completes TLS and HTTP/2 wins, the others are
+/// dropped. The error of the last attempt when none does.
+async fn dial_any(
+    addrs: Vec<String>,
+    config: Arc<rustls::ClientConfig>,
+    name: String,
+    cancel: CancellationToken,
+) -> anyhow::Result<(String, SendRequest<Bytes>)> {
+    let mut attempts = tokio::task::JoinSet::new();
+    for (i, addr) in addrs.into_iter().enumerate() {
+        let (config, name, cancel) = (config.clone(), name.clone(), cancel.clone());
+        attempts.spawn(async move {
+            tokio::time::sleep(STAGGER * i as u32).await;
+            let dialed = dial(&addr, config, name, cancel).await;
+            dialed.map(|sender| (addr.clone(), sender)).map_err(|e| anyhow::anyhow!("{addr}: {e:#}"))
+        });
+    }
+    let mut last = anyhow::anyhow!("no candidate to dial");
+    while let Some(joined) = attempts.join_next().await {
+        match joined {
+            Ok(Ok(won)) => return Ok(won),
+            Ok(Err(e)) => last = e,
+            Err(e) => last = anyhow::anyhow!("a dial task failed: {e}"),
+        }
+    }
+    Err(last)
 }
 
 pub(crate) async fn dial(

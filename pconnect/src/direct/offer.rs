@@ -12,7 +12,7 @@ use bytes::Bytes;
 use h2::RecvStream;
 use h2::server::SendResponse;
 use http::Request;
-use pconnect_proto::direct::{Candidate, Revoked, TICKET_LIFETIME_MS, Ticket};
+use pconnect_proto::direct::{Candidate, MAX_CANDIDATES, Revoked, TICKET_LIFETIME_MS, Ticket};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 /// Serves one stream as the hub's reverse streams are served (a tunnel or a link request).
@@ -46,12 +46,29 @@ impl Offer {
     }
 }
 
-/// The addresses teammates may reach a listener bound to `bound` at: the address itself, or (bound
-/// to all interfaces) the address this host reaches the hub from, with the listener's port.
+/// The addresses teammates may reach a listener bound to `bound` at: the address itself; or, bound
+/// to all interfaces, the address this host reaches the hub from first (teammates on the hub's side
+/// most likely share that network), then every other address of an interface that is not down (a
+/// VPN, a second network), of the listener's family, at most [`MAX_CANDIDATES`].
 pub(crate) fn candidates_for(bound: SocketAddr, hub: &str) -> Vec<Candidate> {
-    let ip =
-        if bound.ip().is_unspecified() { route_to(hub).unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)) } else { bound.ip() };
-    vec![Candidate::Tcp { addr: SocketAddr::new(ip, bound.port()).to_string() }]
+    if !bound.ip().is_unspecified() {
+        return vec![Candidate::Tcp { addr: bound.to_string() }];
+    }
+    let toward_hub = route_to(hub).unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let interfaces = if_addrs::get_if_addrs().unwrap_or_default();
+    let others = interfaces
+        .iter()
+        .filter(|i| i.oper_status != if_addrs::IfOperStatus::Down && !i.is_loopback() && !i.is_link_local())
+        .map(|i| i.ip());
+    let mut ips = vec![toward_hub];
+    for ip in others {
+        // A listener on 0.0.0.0 takes IPv4 only; one on [::] both.
+        if (bound.is_ipv6() || ip.is_ipv4()) && !ips.contains(&ip) {
+            ips.push(ip);
+        }
+    }
+    ips.truncate(MAX_CANDIDATES);
+    ips.into_iter().map(|ip| Candidate::Tcp { addr: SocketAddr::new(ip, bound.port()).to_string() }).collect()
 }
 
 /// The local address of a UDP socket "connected" to `hub` (no packet is sent): the interface the
@@ -134,6 +151,8 @@ impl Revocations {
 
 #[cfg(test)]
 mod tests {
+    use pconnect_proto::direct::Candidates;
+
     use super::*;
 
     fn ticket(member: i64, share: Option<i64>) -> Ticket {
@@ -163,9 +182,21 @@ mod tests {
     }
 
     #[test]
-    fn an_unspecified_bind_offers_the_route_to_the_hub() {
+    fn an_unspecified_bind_offers_the_route_to_the_hub_first_then_the_other_interfaces() {
         let offered = candidates_for("0.0.0.0:4242".parse().unwrap(), "127.0.0.1:7000");
-        assert_eq!(offered, [Candidate::Tcp { addr: "127.0.0.1:4242".into() }]);
+        assert_eq!(offered[0], Candidate::Tcp { addr: "127.0.0.1:4242".into() });
+        let addrs: Vec<SocketAddr> = offered
+            .iter()
+            .map(|c| match c {
+                Candidate::Tcp { addr } => addr.parse().unwrap(),
+                Candidate::Unknown => panic!("only TCP candidates"),
+            })
+            .collect();
+        assert!(addrs.iter().all(|a| a.port() == 4242 && a.is_ipv4()), "{addrs:?}");
+        assert!(addrs[1..].iter().all(|a| !a.ip().is_loopback()), "{addrs:?}");
+        let unique: std::collections::HashSet<_> = addrs.iter().collect();
+        assert_eq!(unique.len(), addrs.len(), "{addrs:?}");
+        assert!(Candidates { candidates: offered }.check().is_ok());
         let fixed = candidates_for("10.1.2.3:5".parse().unwrap(), "127.0.0.1:7000");
         assert_eq!(fixed, [Candidate::Tcp { addr: "10.1.2.3:5".into() }]);
     }
