@@ -438,3 +438,89 @@ fn an_agent_listening_on_every_interface_is_reached_at_the_address_the_teammate_
     assert_eq!(relayed(&hub).0, before, "tunnels went through the hub although a candidate was reachable");
     drop((reach, expose));
 }
+
+/// A target whose listen queue is full until `release()`: a connect to it waits in SYN
+/// retransmissions (the next one about 3 s after the first). It echoes what it is sent and prints
+/// `got <bytes>` for each connection that sent something.
+struct SlowToAccept {
+    child: std::process::Child,
+    out: std::io::BufReader<std::process::ChildStdout>,
+    port: u16,
+}
+
+impl SlowToAccept {
+    const SCRIPT: &str = r#"
+import socket, sys, threading
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(0)
+filler = socket.create_connection(s.getsockname())
+print(s.getsockname()[1], flush=True)
+sys.stdin.readline()
+filler.close(); s.accept()[0].close()
+def echo(c):
+    c.settimeout(20); data = c.recv(65536)
+    if data:
+        print("got " + data.decode(), flush=True); c.sendall(data)
+    c.close()
+while True:
+    c, _ = s.accept(); threading.Thread(target=echo, args=(c,), daemon=True).start()
+"#;
+
+    fn start() -> SlowToAccept {
+        use std::io::BufRead;
+        use std::process::Stdio;
+        let mut child = Command::new("python3")
+            .args(["-c", Self::SCRIPT])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        SlowToAccept { child, out, port: line.trim().parse().unwrap() }
+    }
+
+    /// Frees the queue: the connection waiting in it is accepted at its next SYN.
+    fn release(&mut self) {
+        self.child.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    }
+
+    fn next_line(&mut self) -> String {
+        use std::io::BufRead;
+        let mut line = String::new();
+        self.out.read_line(&mut line).unwrap();
+        line.trim().to_string()
+    }
+}
+
+impl Drop for SlowToAccept {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_slow_target_behind_a_live_direct_connection_is_waited_for_and_its_bytes_go_once() {
+    let mut slow = SlowToAccept::start();
+    let hub = Hub::start_with(&["--metrics", "127.0.0.1:0"]).unwrap();
+    let alice = Agent::login(&hub, "alice").unwrap();
+    let bob = Agent::login(&hub, "bob").unwrap();
+    let target = format!("127.0.0.1:{}", slow.port);
+    let mut expose = Proc::spawn(alice.command_direct(["expose", &target, "--name", "slow"])).unwrap();
+    expose.wait_for_line("is now accessible through the hub", READY).unwrap();
+    let (_reach, port) = support::reach(&bob, "slow").unwrap();
+
+    // The target accepts alice's connection about 3 s after she tries: later than the 2 s after
+    // which a direct answer is suspected missing. The connection answers the probe, so bob waits,
+    // and the client's bytes reach the target once, directly.
+    let client = std::thread::spawn(move || {
+        pconnect_e2e::roundtrip(&format!("127.0.0.1:{port}"), b"once", Duration::from_secs(20))
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    slow.release();
+    assert_eq!(client.join().unwrap().unwrap(), b"once");
+    assert_eq!(slow.next_line(), "got once");
+    assert_eq!(relayed(&hub), (0.0, 0.0), "the slow tunnel went through the hub");
+    drop(expose);
+}

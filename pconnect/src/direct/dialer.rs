@@ -230,6 +230,7 @@ pub(crate) async fn open_stream(
     ticket: &str,
     broken: Box<dyn FnOnce() + Send>,
 ) -> Result<Tunnel, String> {
+    let connection = sender.clone();
     let mut sender = sender.ready().await.map_err(|e| e.to_string())?;
     let mut request = Request::builder()
         .method(Method::CONNECT)
@@ -239,7 +240,8 @@ pub(crate) async fn open_stream(
         .map_err(|e| e.to_string())?;
     request.extensions_mut().insert(h2::ext::Protocol::from_static(TUNNEL_PROTOCOL));
     let (answer, send) = sender.send_request(request, false).map_err(|e| e.to_string())?;
-    Ok(Tunnel { answer: Answer::Tentative { answer, broken }, send, load: Load::default().hold(), path: Path::Direct })
+    let answer = Answer::Tentative { answer, broken, connection };
+    Ok(Tunnel { answer, send, load: Load::default().hold(), path: Path::Direct })
 }
 
 /// Dials the exposing agent's candidates in order, each [`STAGGER`] after the one before (happy

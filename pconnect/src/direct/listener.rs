@@ -122,6 +122,10 @@ const ADMITTED_CAP: usize = 64;
 /// One stream: its ticket checked, then served like a stream from the hub, and cut when its member
 /// or share is revoked.
 async fn stream(offer: &Offer, ctx: &Peer, request: Request<RecvStream>, mut respond: SendResponse<Bytes>) {
+    // A reach agent probing whether this connection is alive (it carries nothing).
+    if pconnect_link::barrier::answer_ready(&request, &mut respond) {
+        return;
+    }
     let peer = ctx.addr;
     let ticket = match admit(&offer.revocations, ctx, &request) {
         Ok(ticket) => ticket,

@@ -75,8 +75,9 @@ pub enum Answer {
     /// Through the hub: its refusal is final.
     Pending(h2::client::ResponseFuture),
     /// From the exposing agent on the direct path: until it says yes, the tunnel may still go
-    /// through the hub (`broken` marks the direct connection failed when it never answers).
-    Tentative { answer: h2::client::ResponseFuture, broken: Box<dyn FnOnce() + Send> },
+    /// through the hub (`broken` marks the direct connection failed when it never answers;
+    /// `connection` can be probed to tell a slow agent from a dead route).
+    Tentative { answer: h2::client::ResponseFuture, broken: Box<dyn FnOnce() + Send>, connection: SendRequest<Bytes> },
 }
 
 impl Answer {

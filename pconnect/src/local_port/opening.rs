@@ -5,11 +5,11 @@
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use h2::client::ResponseFuture;
+use h2::client::{ResponseFuture, SendRequest};
 use h2::{RecvStream, SendStream};
 use http::StatusCode;
 use pconnect_link::load::LoadGuard;
-use pconnect_link::pump;
+use pconnect_link::{barrier, pump};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
@@ -41,11 +41,11 @@ pub(crate) async fn open(
     socket: &mut TcpStream,
 ) -> Result<Opened, LinkError> {
     let Tunnel { answer, mut send, load, path } = link.open_tunnel(service, via).await?;
-    let (answer, broken) = match answer {
+    let (answer, broken, connection) = match answer {
         Answer::Pending(answer) => return Ok(Opened { answer: Ready::Pending(answer), send, load, path, early: 0 }),
-        Answer::Tentative { answer, broken } => (answer, broken),
+        Answer::Tentative { answer, broken, connection } => (answer, broken, connection),
     };
-    let fallback = match answered_directly(socket, answer, &mut send).await {
+    let fallback = match answered_directly(socket, answer, &mut send, connection).await {
         Ok((recv, early)) => return Ok(Opened { answer: Ready::Accepted(recv), send, load, path, early }),
         Err(fallback) => fallback,
     };
@@ -66,8 +66,14 @@ pub(crate) async fn open(
     Ok(Opened { answer: Ready::Pending(answer), send, load: relayed.load, path: Path::Relay, early })
 }
 
-/// How long the exposing agent may take to answer a direct tunnel before it goes through the hub.
+/// How long the exposing agent may take to answer a direct tunnel before the connection is
+/// suspected dead (and the tunnel goes through the hub, unless the connection answers a probe).
 const DIRECT_ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a probe of a suspected connection may take.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+/// More time for an agent whose connection answered the probe: it is still reaching its target
+/// (it gives up on that after 5 s and answers then).
+const SLOW_AGENT_GRACE: Duration = Duration::from_secs(4);
 /// The most of the client's first bytes sent before the exposing agent answers (and kept until it
 /// does, to go through the hub instead).
 const EARLY_BYTES: usize = 16 * 1024;
@@ -81,11 +87,14 @@ struct Fallback {
 
 /// Waits for the exposing agent's answer to a direct tunnel; meanwhile the client's first bytes go
 /// out with the request (no round trip first) and are kept, so that a tunnel not accepted directly
-/// goes through the hub with the same bytes: a dead direct route never fails a connection.
+/// goes through the hub with the same bytes: a dead direct route never fails a connection. Once
+/// bytes went out, a late answer is not given up on while `connection` answers a probe: the agent
+/// is slow, not gone, and relaying the bytes could deliver them twice.
 async fn answered_directly(
     socket: &mut TcpStream,
     answer: ResponseFuture,
     send: &mut SendStream<Bytes>,
+    connection: SendRequest<Bytes>,
 ) -> Result<(RecvStream, u64), Fallback> {
     let deadline = tokio::time::sleep(DIRECT_ANSWER_TIMEOUT);
     tokio::pin!(answer, deadline);
@@ -93,6 +102,7 @@ async fn answered_directly(
     // The client said all it had (or its socket failed): the splice sees that again later.
     let mut client_quiet = false;
     let mut buf = BytesMut::with_capacity(EARLY_BYTES);
+    let mut probed = false;
     let response = loop {
         tokio::select! {
             response = &mut answer => break response,
@@ -107,7 +117,13 @@ async fn answered_directly(
                 }
                 _ => client_quiet = true,
             },
-            _ = &mut deadline => return Err(Fallback { early, broken: true }),
+            _ = &mut deadline => {
+                if early.is_none() || probed || !alive(connection.clone()).await {
+                    return Err(Fallback { early, broken: true });
+                }
+                probed = true;
+                deadline.as_mut().reset(tokio::time::Instant::now() + SLOW_AGENT_GRACE);
+            }
         }
     };
     match response {
@@ -123,4 +139,9 @@ async fn answered_directly(
             Err(Fallback { early, broken: true })
         }
     }
+}
+
+/// Whether the direct connection answers a probe (the link's ready barrier) in time.
+async fn alive(connection: SendRequest<Bytes>) -> bool {
+    matches!(tokio::time::timeout(PROBE_TIMEOUT, barrier::wait_ready(connection, false)).await, Ok(Ok(_)))
 }
