@@ -408,10 +408,13 @@ mod tests {
 
     #[tokio::test]
     async fn closed_port_is_none() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        drop(listener);
+        // Bound but not listening: connections are refused, and no other test can take the port
+        // while it is held (a dropped listener's port could be reused in between).
+        let held = tokio::net::TcpSocket::new_v4().unwrap();
+        held.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let port = held.local_addr().unwrap().port();
         assert_eq!(detect_local(port).await, None);
+        drop(held);
     }
 
     #[tokio::test]

@@ -91,9 +91,13 @@ mod tests {
         let first = dialer.lock().get("web").unwrap()[0];
         assert_eq!(first, SocketAddr::from(([127, 0, 0, 1], port)));
         dialer.connect("web", &target("localhost", port)).await.unwrap();
-        // An address that stops answering is looked up again, and still fails with the cause.
         drop(listener);
-        let refused = dialer.connect("web", &target("localhost", port)).await.unwrap_err();
+        // A port bound but not listening (held, so no other test takes it): every address of the
+        // name is tried, the name looked up again, and the cause comes back.
+        let held = tokio::net::TcpSocket::new_v4().unwrap();
+        held.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let closed = held.local_addr().unwrap().port();
+        let refused = dialer.connect("db", &target("localhost", closed)).await.unwrap_err();
         assert!(refused.to_lowercase().contains("refused"), "{refused}");
         let unknown = dialer.connect("x", &target("no-such-host.invalid", port)).await.unwrap_err();
         assert!(!unknown.is_empty());
