@@ -73,6 +73,25 @@ impl BobNet {
         ip(&["-n", &self.ns, "route", "del", "blackhole", &format!("{}/32", self.alice_ip())]);
     }
 
+    /// bob, a new member of `hub`, logged in from his namespace through the forwarder on
+    /// `hub_port` (the host side of the pair).
+    fn login_bob(&self, hub: &Hub, hub_port: u16) -> Agent {
+        let token = hub.add_member("bob").unwrap();
+        let bob = Agent::fresh("bob").unwrap();
+        let hub_url = format!("https://{}:{hub_port}", self.host_ip());
+        let login = bob.command(["login", "--hub", &hub_url, "--token", &token, "--fingerprint", hub.fingerprint()]);
+        let out = output_with_timeout(&mut self.run_in(&login), Duration::from_secs(60)).unwrap();
+        assert!(out.status.success(), "bob's login from his namespace: {}", describe_output(&out));
+        bob
+    }
+
+    /// `connect reach <service> --port 0` as `bob` inside his namespace, waited until it listens.
+    fn reach(&self, bob: &Agent, service: &str) -> (Proc, u16) {
+        let mut reach = Proc::spawn(self.run_in(&bob.command(["reach", service, "--port", "0"]))).unwrap();
+        let line = reach.wait_for_line("Listening on", READY).unwrap();
+        (reach, listen_port(&line).unwrap())
+    }
+
     /// `cmd`, run inside bob's namespace with the same arguments and environment.
     fn run_in(&self, cmd: &Command) -> Command {
         let mut inside = Command::new("ip");
@@ -160,15 +179,8 @@ fn bob_reaches_alices_postgres_directly_the_hub_relays_nothing_and_a_blocked_rou
             .unwrap();
     expose.wait_for_line("is now accessible through the hub", READY).unwrap();
 
-    let token = hub.add_member("bob").unwrap();
-    let bob = Agent::fresh("bob").unwrap();
-    let hub_url = format!("https://{}:{hub_port}", net.host_ip());
-    let login = bob.command(["login", "--hub", &hub_url, "--token", &token, "--fingerprint", hub.fingerprint()]);
-    let out = output_with_timeout(&mut net.run_in(&login), Duration::from_secs(60)).unwrap();
-    assert!(out.status.success(), "bob's login from his namespace: {}", describe_output(&out));
-    let mut reach = Proc::spawn(net.run_in(&bob.command(["reach", "pg", "--port", "0"]))).unwrap();
-    let line = reach.wait_for_line("Listening on", READY).unwrap();
-    let port = listen_port(&line).unwrap();
+    let bob = net.login_bob(&hub, hub_port);
+    let (reach, port) = net.reach(&bob, "pg");
 
     // 64 MiB of rows, byte-exact, and not one byte of it through the hub.
     let big = "COPY (SELECT repeat(md5(i::text), 32) FROM generate_series(1, 65536) i) TO STDOUT";
@@ -406,15 +418,8 @@ fn an_agent_listening_on_every_interface_is_reached_at_the_address_the_teammate_
     let mut expose = Proc::spawn(alice.command_direct(["expose", &target, "--name", "echo"])).unwrap();
     expose.wait_for_line("is now accessible through the hub", READY).unwrap();
 
-    let token = hub.add_member("bob").unwrap();
-    let bob = Agent::fresh("bob").unwrap();
-    let hub_url = format!("https://{}:{hub_port}", net.host_ip());
-    let login = bob.command(["login", "--hub", &hub_url, "--token", &token, "--fingerprint", hub.fingerprint()]);
-    let out = output_with_timeout(&mut net.run_in(&login), Duration::from_secs(60)).unwrap();
-    assert!(out.status.success(), "bob's login from his namespace: {}", describe_output(&out));
-    let mut reach = Proc::spawn(net.run_in(&bob.command(["reach", "echo", "--port", "0"]))).unwrap();
-    let line = reach.wait_for_line("Listening on", READY).unwrap();
-    let port = listen_port(&line).unwrap();
+    let bob = net.login_bob(&hub, hub_port);
+    let (reach, port) = net.reach(&bob, "echo");
     let echo_in_bobs_namespace = |payload: &[u8]| -> Vec<u8> {
         let script = "import socket,sys; s=socket.create_connection(('127.0.0.1', int(sys.argv[1])), 10); \
                       s.sendall(sys.argv[2].encode()); s.shutdown(socket.SHUT_WR); \

@@ -97,28 +97,26 @@ impl DebugSessions {
     /// Where the session of a viewer `token` is held. A session the store says this process holds
     /// but that is not in memory (the hub restarted) is taken up again here.
     pub(crate) async fn locate(self: &Arc<Self>, token: &str) -> Located {
-        let Some(hash) = token::hash(token) else { return Located::Nowhere };
-        if let Some(session) = self.registry.by_token_hash(&hash) {
-            return Located::Here(session);
-        }
-        match self.store.debug_session_by_token(&hash).await {
-            Ok(None) => Located::Nowhere,
-            Ok(Some(row)) if row.holder == self.me() => self.adopt_for_viewer(row, token).await,
-            Ok(Some(row)) => Located::Elsewhere { holder: row.holder },
-            Err(e) => Located::Unknown(e),
-        }
+        self.find(token, false).await
     }
 
     /// Takes up the session of a viewer `token` whose holder is gone (its replica died, or this
     /// hub restarted). It waits here for the agent's events stream like a new session does.
     pub(crate) async fn take_over(self: &Arc<Self>, token: &str) -> Located {
+        self.find(token, true).await
+    }
+
+    /// The session of `token`: in memory, or adopted from its record when this process holds it
+    /// (or `take_over`), else where the record says it is held.
+    async fn find(self: &Arc<Self>, token: &str, take_over: bool) -> Located {
         let Some(hash) = token::hash(token) else { return Located::Nowhere };
         if let Some(session) = self.registry.by_token_hash(&hash) {
             return Located::Here(session);
         }
         match self.store.debug_session_by_token(&hash).await {
             Ok(None) => Located::Nowhere,
-            Ok(Some(row)) => self.adopt_for_viewer(row, token).await,
+            Ok(Some(row)) if take_over || row.holder == self.me() => self.adopt_for_viewer(row, token).await,
+            Ok(Some(row)) => Located::Elsewhere { holder: row.holder },
             Err(e) => Located::Unknown(e),
         }
     }
