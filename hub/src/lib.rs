@@ -130,8 +130,7 @@ impl Prepared {
         tasks.spawn(admin_socket::listen(self.admin, hub.clone(), shutdown.clone()));
         tasks.spawn(state::recheck_members_periodically(hub.clone(), shutdown.clone()));
         if let (Some(cluster), Some(listener), Some(tls)) = (hub.cluster(), self.listeners.peer, self.peer_tls) {
-            let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-            tasks.spawn(cluster::peer_port::accept_loop(hub.clone(), listener, acceptor, stop.clone(), tasks.clone()));
+            tasks.spawn(cluster::peer_port::accept_loop(hub.clone(), listener, tls, stop.clone(), tasks.clone()));
             tasks.spawn(cluster::registry::publish(cluster.clone(), hub.routes.clone(), shutdown.clone()));
             tasks.spawn(cluster::changes::follow(hub.clone(), cluster.store.clone(), shutdown.clone()));
         }

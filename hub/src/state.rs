@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use rustls::ServerConfig;
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::HubConfig;
@@ -29,7 +28,8 @@ const MEMBER_RECHECK: Duration = Duration::from_secs(5);
 pub struct Hub {
     pub(crate) config: HubConfig,
     pub(crate) store: Arc<dyn Store>,
-    pub(crate) tls: TlsAcceptor,
+    /// The agent port's TLS (`pconnect_link::sealed`).
+    pub(crate) tls: Arc<ServerConfig>,
     pub(crate) routes: Routes,
     pub(crate) shares: Shares,
     pub(crate) links: Links,
@@ -57,7 +57,7 @@ impl Hub {
         let direct_policy = config.direct.clone();
         Arc::new(Self {
             config,
-            tls: TlsAcceptor::from(tls),
+            tls,
             shares: Shares::new(store.clone(), routes.clone()),
             links: Links::new(store.clone(), link_base.clone()),
             debug: Arc::new(DebugSessions::new(store.clone(), routes.clone(), link_base)),

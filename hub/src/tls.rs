@@ -79,14 +79,16 @@ impl Identity {
         spki_fingerprint(&self.chain[0]).unwrap_or_else(|_| fingerprint(&self.chain[0]))
     }
 
-    /// The rustls server config, offering both link roles by ALPN.
+    /// The rustls server config of the agent port (TLS 1.3, records sealed by
+    /// `pconnect_link::sealed`), offering both link roles by ALPN.
     pub fn server_config(&self) -> Result<Arc<ServerConfig>> {
         let mut config = ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()?
+            .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_no_client_auth()
             .with_single_cert(self.chain.clone(), self.key.clone_key())
             .context("the hub certificate and key do not match")?;
         config.alpn_protocols = vec![ALPN_FORWARD.to_vec(), ALPN_REVERSE.to_vec()];
+        pconnect_link::sealed::prepare_server(&mut config);
         Ok(Arc::new(config))
     }
 }

@@ -1,7 +1,7 @@
 //! pconnect-link: the transport the agent and the hub share, so neither reaches into the other.
 //!
 //! - [`tls`]: the one crypto provider and the key fingerprints agents pin.
-//! - [`read_ahead`]: large socket reads under TLS while a peer streams.
+//! - [`sealed`]: the TLS 1.3 stream links run on (rustls handshakes, records sealed in place here).
 //! - [`tuning`]: HTTP/2 settings of both roles, timeouts, and the handshake of a link.
 //! - [`frames`]: the length-prefixed hello/welcome frames before HTTP/2.
 //! - [`heartbeat`]: PING until the peer stops answering.
@@ -29,7 +29,7 @@ pub mod logging;
 pub mod metrics;
 pub mod pump;
 pub mod random;
-pub mod read_ahead;
+pub mod sealed;
 pub mod reply;
 pub mod ticket;
 pub mod tls;

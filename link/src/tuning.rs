@@ -25,10 +25,6 @@ pub const TLS_RECORD: usize = 16 * 1024;
 /// Largest single read from a local socket: one DATA frame, sized so that frame header + payload
 /// fill exactly eight TLS records (a 128 KiB read would leave a 9-byte record after every frame).
 pub const READ_CHUNK: usize = 8 * TLS_RECORD - FRAME_HEADER;
-/// Plaintext and ciphertext rustls may hold for the socket. Above a whole frame (header included),
-/// so a frame is encrypted in one go: at rustls' 64 KiB default a 128 KiB frame is cut into two
-/// writes and a stray 9-byte record.
-pub const TLS_SEND_BUFFER: usize = 2 * MAX_FRAME as usize;
 
 /// How often each end pings the other.
 pub const PING_INTERVAL: Duration = Duration::from_secs(5);

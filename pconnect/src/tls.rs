@@ -44,11 +44,13 @@ pub struct Seen {
     pub publicly_trusted: bool,
 }
 
-/// A TLS client config for dialing the hub with `alpn`. `seen` receives what the hub presented,
-/// so a pin mismatch (or a first login) can show the key.
+/// A TLS client config for dialing the hub with `alpn` (TLS 1.3, records sealed by
+/// `pconnect_link::sealed`). `seen` receives what the hub presented, so a pin mismatch (or a first
+/// login) can show the key.
 pub fn client_config(trust: &Trust, alpn: &[u8], seen: Arc<Mutex<Option<Seen>>>) -> Result<Arc<ClientConfig>> {
     let provider = provider();
-    let builder = ClientConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions()?;
+    let builder =
+        ClientConfig::builder_with_provider(provider.clone()).with_protocol_versions(&[&rustls::version::TLS13])?;
     let mut config = match trust {
         Trust::Ca(path) => builder.with_root_certificates(ca_roots(path)?).with_no_client_auth(),
         Trust::Probe | Trust::Pinned(_) | Trust::System => {
@@ -62,6 +64,7 @@ pub fn client_config(trust: &Trust, alpn: &[u8], seen: Arc<Mutex<Option<Seen>>>)
         }
     };
     config.alpn_protocols = vec![alpn.to_vec()];
+    pconnect_link::sealed::prepare_client(&mut config);
     Ok(Arc::new(config))
 }
 

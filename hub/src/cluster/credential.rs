@@ -50,6 +50,7 @@ impl ClusterCredential {
             .with_single_cert(vec![self.cert.clone()], self.key.clone_key())
             .context("the cluster certificate and key do not match")?;
         config.alpn_protocols = vec![ALPN_PEER.to_vec()];
+        pconnect_link::sealed::prepare_server(&mut config);
         Ok(Arc::new(config))
     }
 
@@ -63,6 +64,7 @@ impl ClusterCredential {
             .with_client_auth_cert(vec![self.cert.clone()], self.key.clone_key())
             .context("the cluster certificate and key do not match")?;
         config.alpn_protocols = vec![ALPN_PEER.to_vec()];
+        pconnect_link::sealed::prepare_client(&mut config);
         Ok(Arc::new(config))
     }
 }
@@ -186,23 +188,22 @@ impl ClientCertVerifier for SameCertificate {
 #[cfg(test)]
 mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
-    use tokio_rustls::{TlsAcceptor, TlsConnector};
+    use pconnect_link::sealed;
 
     use super::*;
 
     async fn handshake(server: &ClusterCredential, client: &ClusterCredential) -> bool {
         let (near, far) = duplex(64 * 1024);
-        let acceptor = TlsAcceptor::from(server.server_config().unwrap());
-        let connector = TlsConnector::from(client.client_config().unwrap());
+        let (server_config, client_config) = (server.server_config().unwrap(), client.client_config().unwrap());
         let name = ServerName::try_from(PEER_NAME).unwrap();
         let serve = async move {
-            let mut tls = acceptor.accept(far).await.ok()?;
+            let mut tls = sealed::accept(server_config, far).await.ok()?;
             let mut byte = [0u8; 1];
             tls.read_exact(&mut byte).await.ok()?;
             Some(byte[0])
         };
         let dial = async move {
-            let mut tls = connector.connect(name, near).await.ok()?;
+            let mut tls = sealed::connect(client_config, name, near).await.ok()?;
             tls.write_all(b"x").await.ok()?;
             tls.flush().await.ok()?;
             Some(tls)

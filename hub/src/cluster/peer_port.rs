@@ -11,13 +11,12 @@ use bytes::Bytes;
 use h2::RecvStream;
 use h2::server::SendResponse;
 use http::Request;
-use pconnect_link::read_ahead::ReadAhead;
 use pconnect_link::reply::reply_error;
 use pconnect_link::tuning::HANDSHAKE_TIMEOUT;
 use pconnect_link::{barrier, heartbeat, tuning};
 use pconnect_proto::control::{ErrorBody, ErrorCode};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::TlsAcceptor;
+use rustls::ServerConfig;
 use tokio_util::task::TaskTracker;
 
 use super::carry;
@@ -34,7 +33,7 @@ use crate::state::Hub;
 pub(crate) async fn accept_loop(
     hub: Arc<Hub>,
     listener: TcpListener,
-    tls: TlsAcceptor,
+    tls: Arc<ServerConfig>,
     stop: Stop,
     tasks: TaskTracker,
 ) {
@@ -51,9 +50,9 @@ pub(crate) async fn accept_loop(
     }
 }
 
-async fn serve(hub: Arc<Hub>, tcp: TcpStream, tls: TlsAcceptor, stop: Stop, slot: Slot) {
+async fn serve(hub: Arc<Hub>, tcp: TcpStream, tls: Arc<ServerConfig>, stop: Stop, slot: Slot) {
     let _ = tcp.set_nodelay(true);
-    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(ReadAhead::new(tcp))).await {
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, pconnect_link::sealed::accept(tls, tcp)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => return tracing::warn!(error = %e, "peer refused: not this cluster's credential"),
         Err(_) => return tracing::debug!("peer handshake timed out"),

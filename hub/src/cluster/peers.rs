@@ -9,11 +9,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use h2::client::SendRequest;
 use pconnect_link::barrier::{self, ClientLink};
-use pconnect_link::read_ahead::ReadAhead;
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 use tokio_util::sync::CancellationToken;
 
 use super::credential::PEER_NAME;
@@ -27,7 +25,7 @@ const RETRY_AFTER: Duration = Duration::from_secs(3);
 
 /// Live links to peers, by replica id.
 pub(crate) struct PeerPool {
-    tls: TlsConnector,
+    tls: Arc<ClientConfig>,
     links: Mutex<HashMap<String, SendRequest<Bytes>>>,
     /// When dialing a replica last failed.
     failed: Mutex<HashMap<String, Instant>>,
@@ -37,7 +35,7 @@ pub(crate) struct PeerPool {
 
 impl PeerPool {
     pub(crate) fn new(tls: Arc<ClientConfig>, shutdown: CancellationToken) -> PeerPool {
-        PeerPool { tls: TlsConnector::from(tls), links: Mutex::default(), failed: Mutex::default(), shutdown }
+        PeerPool { tls, links: Mutex::default(), failed: Mutex::default(), shutdown }
     }
 
     /// A ready link to `replica` at `addr`: the live one, or a new one.
@@ -82,7 +80,7 @@ impl PeerPool {
         let tcp = TcpStream::connect(addr).await?;
         let _ = tcp.set_nodelay(true);
         let name = ServerName::try_from(PEER_NAME).expect("a valid DNS name");
-        let tls = self.tls.connect(name, ReadAhead::new(tcp)).await?;
+        let tls = pconnect_link::sealed::connect(self.tls.clone(), name, tcp).await?;
         let cancel = self.shutdown.child_token();
         let Some(ClientLink { sender, conn, heartbeat }) = barrier::open_client(tls, true, &cancel).await? else {
             anyhow::bail!("the hub is shutting down");

@@ -19,7 +19,6 @@ use crate::metrics::AcceptGuard;
 use crate::state::Hub;
 use crate::store::{Member, StoreError};
 use pconnect_link::frames::{ReadFrameError, read_frame, write_frame};
-use pconnect_link::read_ahead::ReadAhead;
 use pconnect_link::tuning::HANDSHAKE_TIMEOUT;
 
 /// The two stages of a hub stop, as every agent connection sees them.
@@ -90,9 +89,8 @@ async fn handshake(
     tcp: TcpStream,
     peer: SocketAddr,
 ) -> anyhow::Result<Option<(AgentStream, Hello, Member)>> {
-    let mut stream = hub.tls.accept(ReadAhead::new(tcp)).await?;
-    stream.get_mut().1.set_buffer_limit(Some(pconnect_link::tuning::TLS_SEND_BUFFER));
-    let alpn_role = match stream.get_ref().1.alpn_protocol() {
+    let mut stream = pconnect_link::sealed::accept(hub.tls.clone(), tcp).await?;
+    let alpn_role = match stream.alpn_protocol() {
         Some(ALPN_FORWARD) => Some(Role::Forward),
         Some(ALPN_REVERSE) => Some(Role::Reverse),
         _ => None,

@@ -12,5 +12,4 @@ pub(crate) mod routes;
 mod wire_errors;
 
 /// An authenticated agent connection, as forward and reverse links run on it.
-pub(crate) type AgentStream =
-    tokio_rustls::server::TlsStream<pconnect_link::read_ahead::ReadAhead<tokio::net::TcpStream>>;
+pub(crate) type AgentStream = pconnect_link::sealed::Sealed<tokio::net::TcpStream>;

@@ -23,7 +23,6 @@ use pconnect_proto::wire::{self, LINK_AUTHORITY, TUNNEL_PROTOCOL};
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio::sync::{OnceCell, watch};
-use tokio_rustls::TlsConnector;
 use tokio_util::sync::CancellationToken;
 
 use super::identity::Identity;
@@ -282,7 +281,7 @@ pub(crate) async fn dial(
     let tcp = TcpStream::connect(addr).await?;
     let _ = tcp.set_nodelay(true);
     let name = ServerName::try_from(name)?;
-    let tls = TlsConnector::from(config).connect(name, tcp).await?;
+    let tls = pconnect_link::sealed::connect(config, name, tcp).await?;
     let (sender, mut conn) = tuning::client_builder().handshake::<_, Bytes>(tls).await?;
     let heartbeat = pconnect_link::heartbeat::until_dead(conn.ping_pong().expect("ping_pong is taken once"));
     tokio::spawn(async move {

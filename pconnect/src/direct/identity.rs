@@ -100,10 +100,12 @@ pub(crate) fn issued(cert: DirectCert, pkcs8: &[u8]) -> Result<Issued> {
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain.clone(), key())?;
     server.alpn_protocols = vec![ALPN_DIRECT.to_vec()];
+    pconnect_link::sealed::prepare_server(&mut server);
     let mut client = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_root_certificates(roots)
         .with_client_auth_cert(chain, key())?;
     client.alpn_protocols = vec![ALPN_DIRECT.to_vec()];
+    pconnect_link::sealed::prepare_client(&mut client);
     Ok(Issued { cert, server: Arc::new(server), client: Arc::new(client), ca_key })
 }

@@ -21,7 +21,6 @@ use pconnect_proto::control::{ErrorBody, ErrorCode};
 use pconnect_proto::direct::{HEADER_TICKET, Ticket, agent_name};
 use rustls::pki_types::CertificateDer;
 use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use super::identity::Identity;
@@ -60,14 +59,11 @@ async fn connection(
 ) -> Result<(), String> {
     let _ = tcp.set_nodelay(true);
     let issued = identity.current();
-    let acceptor = TlsAcceptor::from(issued.server.clone());
-    let tls = tokio::time::timeout(tuning::HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
+    let tls = tokio::time::timeout(tuning::HANDSHAKE_TIMEOUT, pconnect_link::sealed::accept(issued.server.clone(), tcp))
         .await
         .map_err(|_| "TLS handshake timed out".to_string())?
         .map_err(|e| format!("TLS handshake: {e} (not a certificate of this workspace?)"))?;
     let leaf = tls
-        .get_ref()
-        .1
         .peer_certificates()
         .and_then(|chain| chain.first())
         .map(|c| c.clone().into_owned())

@@ -4,14 +4,12 @@
 use std::sync::{Arc, Mutex};
 
 use pconnect_link::frames::{read_frame, write_frame};
-use pconnect_link::read_ahead::ReadAhead;
 use pconnect_link::tuning::HANDSHAKE_TIMEOUT;
 use pconnect_proto::handshake::{Hello, Refusal, Reply, Role, Welcome};
 use pconnect_proto::wire::{ALPN_FORWARD, ALPN_REVERSE};
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
-use tokio_rustls::client::TlsStream;
 
 use crate::tls::{Seen, Trust, client_config};
 
@@ -96,7 +94,7 @@ impl DialError {
 }
 
 /// A TLS connection to the hub whose hello was accepted.
-pub type HubStream = TlsStream<ReadAhead<TcpStream>>;
+pub type HubStream = pconnect_link::sealed::Sealed<TcpStream>;
 
 /// Dials the hub and exchanges the hello.
 pub async fn dial(creds: &Credentials, hello: &Hello) -> Result<(HubStream, Welcome), DialError> {
@@ -120,11 +118,10 @@ async fn dial_inner(creds: &Credentials, hello: &Hello, url: &str) -> Result<(Hu
         .map_err(|e| DialError::Tls { url: url.to_string(), cause: e.to_string() })?;
     let name = ServerName::try_from(creds.hub.host.clone())
         .map_err(|e| DialError::Tls { url: url.to_string(), cause: e.to_string() })?;
-    let mut stream = match TlsConnector::from(config).connect(name, ReadAhead::new(tcp)).await {
+    let mut stream = match pconnect_link::sealed::connect(config, name, tcp).await {
         Ok(stream) => stream,
         Err(e) => return Err(tls_error(creds, url, &seen, e)),
     };
-    stream.get_mut().1.set_buffer_limit(Some(pconnect_link::tuning::TLS_SEND_BUFFER));
     write_frame(&mut stream, hello).await.map_err(|e| unreachable(e.to_string()))?;
     match read_frame::<_, Reply>(&mut stream).await {
         Ok(Reply::Welcome(welcome)) => Ok((stream, welcome)),
