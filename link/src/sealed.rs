@@ -47,6 +47,8 @@ const WRITE_HIGH: usize = 512 * 1024;
 const KEEP: usize = 32 * 1024;
 /// Input room for a link that is not streaming; input buffers above it are let go once read.
 const QUIET_INPUT: usize = 4 * 1024;
+/// Bytes of handshake a peer may have us hold (rustls itself refuses messages over 64 KiB).
+const MAX_HANDSHAKE: usize = 128 * 1024;
 /// Records sealed under one key before it is renewed: far below AES-GCM's 2^24.5 (RFC 8446 §5.5).
 const RENEW_AFTER: u64 = 1 << 23;
 
@@ -296,6 +298,9 @@ where
             Step::Again => {}
             Step::MaySend if !conn.common().is_handshaking() => break,
             Step::Read | Step::MaySend => {
+                if input.len() > MAX_HANDSHAKE {
+                    return Err(invalid("the TLS handshake is larger than any this side sends"));
+                }
                 input.reserve(MAX_RECORD);
                 if io.read_buf(&mut input).await? == 0 {
                     return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the peer closed during the TLS handshake"));
@@ -454,7 +459,8 @@ impl<IO> Sealed<IO> {
                         return Err(invalid("data after a TLS KeyUpdate in its record"));
                     }
                     self.rx = self.keys.next_rx()?;
-                    if *requested == 1 {
+                    // After our close_notify nothing more may be sent; the peer is not owed one.
+                    if *requested == 1 && !self.close_queued {
                         self.renew_tx()?;
                     }
                 }
