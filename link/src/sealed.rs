@@ -180,19 +180,23 @@ enum Keys {
 
 impl Keys {
     fn next_tx(&mut self) -> io::Result<Direction> {
-        Direction::new(match self {
-            Keys::Client(k) => k.update_tx_secret(),
-            Keys::Server(k) => k.update_tx_secret(),
-        }
-        .map_err(invalid)?)
+        Direction::new(
+            match self {
+                Keys::Client(k) => k.update_tx_secret(),
+                Keys::Server(k) => k.update_tx_secret(),
+            }
+            .map_err(invalid)?,
+        )
     }
 
     fn next_rx(&mut self) -> io::Result<Direction> {
-        Direction::new(match self {
-            Keys::Client(k) => k.update_rx_secret(),
-            Keys::Server(k) => k.update_rx_secret(),
-        }
-        .map_err(invalid)?)
+        Direction::new(
+            match self {
+                Keys::Client(k) => k.update_rx_secret(),
+                Keys::Server(k) => k.update_rx_secret(),
+            }
+            .map_err(invalid)?,
+        )
     }
 
     fn new_session_ticket(&mut self, payload: &[u8]) -> io::Result<()> {
@@ -260,10 +264,12 @@ where
         let mut discard = status.discard;
         let step = match status.state {
             Err(e) => Step::Failed(invalid(e)),
-            Ok(ConnectionState::EncodeTlsData(mut encode)) => match encode_into(&mut output, |out| encode.encode(out)) {
-                Ok(()) => Step::Again,
-                Err(e) => Step::Failed(e),
-            },
+            Ok(ConnectionState::EncodeTlsData(mut encode)) => {
+                match encode_into(&mut output, |out| encode.encode(out)) {
+                    Ok(()) => Step::Again,
+                    Err(e) => Step::Failed(e),
+                }
+            }
             Ok(ConnectionState::TransmitTlsData(transmit)) => {
                 io.write_all(&output).await?;
                 output.clear();
@@ -303,7 +309,10 @@ where
                 }
                 input.reserve(MAX_RECORD);
                 if io.read_buf(&mut input).await? == 0 {
-                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the peer closed during the TLS handshake"));
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the peer closed during the TLS handshake",
+                    ));
                 }
             }
             Step::Failed(e) => {
@@ -341,7 +350,10 @@ where
 }
 
 /// Appends what `encode` writes to `output`, growing it as rustls asks.
-fn encode_into(output: &mut Vec<u8>, mut encode: impl FnMut(&mut [u8]) -> Result<usize, EncodeError>) -> io::Result<()> {
+fn encode_into(
+    output: &mut Vec<u8>,
+    mut encode: impl FnMut(&mut [u8]) -> Result<usize, EncodeError>,
+) -> io::Result<()> {
     let start = output.len();
     let mut room = 4096;
     loop {
@@ -379,7 +391,7 @@ impl<IO> Sealed<IO> {
         if header[0] != CONTENT_APPLICATION_DATA {
             return Err(invalid(format!("unexpected TLS record type {} after the handshake", header[0])));
         }
-        if len > MAX_RECORD - HEADER || len < TAG + 1 {
+        if !(TAG + 1..=MAX_RECORD - HEADER).contains(&len) {
             return Err(invalid(format!("TLS record of {len} bytes")));
         }
         let Some(body) = self.input.get_mut(HEADER..HEADER + len) else { return Ok(false) };
@@ -599,7 +611,10 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for Sealed<IO> {
             let got = this.input.len() - before;
             if got == 0 {
                 let what = if before == 0 { "without TLS close_notify" } else { "in the middle of a TLS record" };
-                return Poll::Ready(Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("the peer closed {what}"))));
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("the peer closed {what}"),
+                )));
             }
             this.streaming = got == asked;
         }

@@ -187,8 +187,8 @@ impl ClientCertVerifier for SameCertificate {
 
 #[cfg(test)]
 mod tests {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
     use pconnect_link::sealed;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
 
     use super::*;
 

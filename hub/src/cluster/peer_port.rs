@@ -15,8 +15,8 @@ use pconnect_link::reply::reply_error;
 use pconnect_link::tuning::HANDSHAKE_TIMEOUT;
 use pconnect_link::{barrier, heartbeat, tuning};
 use pconnect_proto::control::{ErrorBody, ErrorCode};
-use tokio::net::{TcpListener, TcpStream};
 use rustls::ServerConfig;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::task::TaskTracker;
 
 use super::carry;

@@ -59,10 +59,11 @@ async fn connection(
 ) -> Result<(), String> {
     let _ = tcp.set_nodelay(true);
     let issued = identity.current();
-    let tls = tokio::time::timeout(tuning::HANDSHAKE_TIMEOUT, pconnect_link::sealed::accept(issued.server.clone(), tcp))
-        .await
-        .map_err(|_| "TLS handshake timed out".to_string())?
-        .map_err(|e| format!("TLS handshake: {e} (not a certificate of this workspace?)"))?;
+    let tls =
+        tokio::time::timeout(tuning::HANDSHAKE_TIMEOUT, pconnect_link::sealed::accept(issued.server.clone(), tcp))
+            .await
+            .map_err(|_| "TLS handshake timed out".to_string())?
+            .map_err(|e| format!("TLS handshake: {e} (not a certificate of this workspace?)"))?;
     let leaf = tls
         .peer_certificates()
         .and_then(|chain| chain.first())
