@@ -595,8 +595,11 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for Sealed<IO> {
             }
             if this.open_record()? {
                 // A KeyUpdate may have queued our own: it goes out with the next write or flush,
-                // or now, if nothing else is being written.
-                if this.pending_output() > 0 {
+                // or now. A peer asking for them faster than it reads ours is not read further
+                // until they are out, so it cannot make this side hold more than the write limit.
+                if this.pending_output() >= WRITE_HIGH {
+                    ready!(this.poll_drain(cx))?;
+                } else if this.pending_output() > 0 {
                     let _ = this.poll_drain(cx)?;
                 }
                 continue;
@@ -795,6 +798,24 @@ mod tests {
         server.input.extend_from_slice(&client.output);
         assert!(server.open_record().unwrap());
         assert_eq!(&server.input[server.plain.clone()], b"hello");
+    }
+
+    /// A peer that asks for KeyUpdates and never reads our answers: this side stops reading once
+    /// its answers reach the write limit, instead of holding them all.
+    #[tokio::test]
+    async fn a_peer_flooding_key_update_requests_cannot_grow_our_output() {
+        let (mut client, mut server) = pair().await;
+        for _ in 0..100_000 {
+            client.seal(super::CONTENT_HANDSHAKE, &[&[super::HANDSHAKE_KEY_UPDATE, 0, 0, 1, 1]]).unwrap();
+            client.tx = client.keys.next_tx().unwrap();
+        }
+        let flood = std::mem::take(&mut client.output);
+        let (_client_r, mut client_w) = tokio::io::split(client.io);
+        tokio::spawn(async move { client_w.write_all(&flood).await });
+        let read = tokio::time::timeout(std::time::Duration::from_millis(500), server.read(&mut [0u8; 64])).await;
+        assert!(read.is_err(), "the read should wait for our answers to go out, got {read:?}");
+        assert!(server.pending_output() < super::WRITE_HIGH + 64, "held {} bytes", server.pending_output());
+        assert!(server.rx.seq < 100, "the server followed the peer's key updates");
     }
 
     #[tokio::test]
