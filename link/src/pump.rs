@@ -165,6 +165,11 @@ async fn socket_to_stream(
             Ok(0) => break,
             Ok(n) => {
                 total += n as u64;
+                if n < READ_CHUNK {
+                    // A short read emptied the socket: forget its readiness (as tokio's own
+                    // `poll_read` does), so the next loop waits instead of reading in vain.
+                    forget_readable(read);
+                }
                 let chunk = buf.freeze();
                 if let Some(tap) = tap {
                     tap.offer(TapDirection::ToClient, &chunk);
@@ -177,6 +182,13 @@ async fn socket_to_stream(
     }
     send.send_data(Bytes::new(), true)?;
     Ok(total)
+}
+
+/// Clears the socket's cached read readiness without a syscall. Data that arrived after the read
+/// raised a new readiness event, which this does not clear.
+fn forget_readable(read: &ReadHalf<'_>) {
+    let stream: &TcpStream = read.as_ref();
+    let _ = stream.try_io(tokio::io::Interest::READABLE, || Err::<(), _>(std::io::ErrorKind::WouldBlock.into()));
 }
 
 /// Writes the stream into the socket until the stream ends, then half-closes the socket.
