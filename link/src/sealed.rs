@@ -215,31 +215,26 @@ trait Side: Sized {
     fn into_keys(self) -> Result<(rustls::ExtractedSecrets, Keys), rustls::Error>;
 }
 
-impl Side for UnbufferedClientConnection {
-    type Data = ClientConnectionData;
-    fn common(&self) -> &rustls::CommonState {
-        self
-    }
-    fn process<'c, 'i>(&'c mut self, input: &'i mut [u8]) -> UnbufferedStatus<'c, 'i, ClientConnectionData> {
-        self.process_tls_records(input)
-    }
-    fn into_keys(self) -> Result<(rustls::ExtractedSecrets, Keys), rustls::Error> {
-        self.dangerous_into_kernel_connection().map(|(secrets, kernel)| (secrets, Keys::Client(kernel)))
-    }
+/// The same three calls on either connection type (rustls has no trait for them).
+macro_rules! side {
+    ($connection:ty, $data:ty, $keys:ident) => {
+        impl Side for $connection {
+            type Data = $data;
+            fn common(&self) -> &rustls::CommonState {
+                self
+            }
+            fn process<'c, 'i>(&'c mut self, input: &'i mut [u8]) -> UnbufferedStatus<'c, 'i, $data> {
+                self.process_tls_records(input)
+            }
+            fn into_keys(self) -> Result<(rustls::ExtractedSecrets, Keys), rustls::Error> {
+                self.dangerous_into_kernel_connection().map(|(secrets, kernel)| (secrets, Keys::$keys(kernel)))
+            }
+        }
+    };
 }
 
-impl Side for UnbufferedServerConnection {
-    type Data = ServerConnectionData;
-    fn common(&self) -> &rustls::CommonState {
-        self
-    }
-    fn process<'c, 'i>(&'c mut self, input: &'i mut [u8]) -> UnbufferedStatus<'c, 'i, ServerConnectionData> {
-        self.process_tls_records(input)
-    }
-    fn into_keys(self) -> Result<(rustls::ExtractedSecrets, Keys), rustls::Error> {
-        self.dangerous_into_kernel_connection().map(|(secrets, kernel)| (secrets, Keys::Server(kernel)))
-    }
-}
+side!(UnbufferedClientConnection, ClientConnectionData, Client);
+side!(UnbufferedServerConnection, ServerConnectionData, Server);
 
 /// What the handshake loop does after rustls looked at the input.
 enum Step {
@@ -739,6 +734,24 @@ mod tests {
         w.shutdown().await.unwrap();
     }
 
+    /// `up` from `a` to `b` and `down` back at once, each ending with a shutdown: what `b` and `a`
+    /// read, and both streams.
+    async fn exchange<A, B>(a: A, b: B, up: &[u8], down: &[u8]) -> (Vec<u8>, Vec<u8>, A, B)
+    where
+        A: AsyncRead + AsyncWrite + Unpin,
+        B: AsyncRead + AsyncWrite + Unpin,
+    {
+        let (mut a_read, mut a_write) = tokio::io::split(a);
+        let (mut b_read, mut b_write) = tokio::io::split(b);
+        let (got_up, got_down, (), ()) = tokio::join!(
+            read_all(&mut b_read),
+            read_all(&mut a_read),
+            send_all(&mut a_write, up),
+            send_all(&mut b_write, down),
+        );
+        (got_up, got_down, a_read.unsplit(a_write), b_read.unsplit(b_write))
+    }
+
     async fn read_all(r: &mut (impl AsyncRead + Unpin)) -> Vec<u8> {
         let mut got = Vec::new();
         r.read_to_end(&mut got).await.unwrap();
@@ -749,14 +762,7 @@ mod tests {
     async fn bytes_cross_both_ways_exactly_and_close_notify_ends_each_direction() {
         let (client, server) = pair().await;
         let (up, down) = (pattern(3 << 20, 1), pattern(1 << 20, 2));
-        let (mut client_r, mut client_w) = tokio::io::split(client);
-        let (mut server_r, mut server_w) = tokio::io::split(server);
-        let (got_up, got_down, (), ()) = tokio::join!(
-            async { read_all(&mut server_r).await },
-            async { read_all(&mut client_r).await },
-            send_all(&mut client_w, &up),
-            send_all(&mut server_w, &down),
-        );
+        let (got_up, got_down, _, _) = exchange(client, server, &up, &down).await;
         assert!(got_up == up, "client to server: {} bytes of {}", got_up.len(), up.len());
         assert!(got_down == down, "server to client: {} bytes of {}", got_down.len(), down.len());
     }
@@ -766,17 +772,9 @@ mod tests {
         let (mut client, mut server) = pair().await;
         (client.renew_after, server.renew_after) = (3, 5);
         let (up, down) = (pattern(1 << 20, 3), pattern(1 << 20, 4));
-        let (mut client_r, mut client_w) = tokio::io::split(client);
-        let (mut server_r, mut server_w) = tokio::io::split(server);
-        let (got_up, got_down, (), ()) = tokio::join!(
-            async { read_all(&mut server_r).await },
-            async { read_all(&mut client_r).await },
-            send_all(&mut client_w, &up),
-            send_all(&mut server_w, &down),
-        );
+        let (got_up, got_down, client, server) = exchange(client, server, &up, &down).await;
         assert!(got_up == up && got_down == down);
         // 1 MiB is 64 records: each side renewed its key many times, and the peer followed.
-        let (client, server) = (client_r.unsplit(client_w), server_r.unsplit(server_w));
         assert!(client.tx.seq <= 4, "client's records under its last key: {}", client.tx.seq);
         assert!(server.tx.seq <= 6, "server's records under its last key: {}", server.tx.seq);
         assert!(client.rx.seq <= 6 && server.rx.seq <= 4);
@@ -850,14 +848,7 @@ mod tests {
         assert!(got == first);
         server.get_mut().1.refresh_traffic_keys().unwrap();
         let (up, down) = (pattern(500_000, 6), pattern(500_000, 7));
-        let (mut client_r, mut client_w) = tokio::io::split(client);
-        let (mut server_r, mut server_w) = tokio::io::split(server);
-        let (got_up, got_down, (), ()) = tokio::join!(
-            async { read_all(&mut server_r).await },
-            async { read_all(&mut client_r).await },
-            send_all(&mut client_w, &up),
-            send_all(&mut server_w, &down),
-        );
+        let (got_up, got_down, _, _) = exchange(client, server, &up, &down).await;
         assert!(got_up == up, "to stock rustls: {} of {}", got_up.len(), up.len());
         assert!(got_down == down, "from stock rustls: {} of {}", got_down.len(), down.len());
     }
