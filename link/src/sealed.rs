@@ -481,9 +481,15 @@ impl<IO> Sealed<IO> {
 
     /// Seals `parts` (at most one record's plaintext in all) as one record of `content`.
     fn seal(&mut self, content: u8, parts: &[&[u8]]) -> io::Result<()> {
+        self.seal_inner(parts, &[content])
+    }
+
+    /// Seals one record whose inner plaintext is `parts` then `tail` (the content type, and any
+    /// padding after it).
+    fn seal_inner(&mut self, parts: &[&[u8]], tail: &[u8]) -> io::Result<()> {
         let len: usize = parts.iter().map(|p| p.len()).sum();
         debug_assert!(len <= MAX_PLAINTEXT);
-        let wire = len + 1 + TAG;
+        let wire = len + tail.len() + TAG;
         let start = self.output.len();
         self.output.reserve(HEADER + wire);
         let header = [CONTENT_APPLICATION_DATA, 0x03, 0x03, (wire >> 8) as u8, wire as u8];
@@ -491,7 +497,7 @@ impl<IO> Sealed<IO> {
         for part in parts {
             self.output.extend_from_slice(part);
         }
-        self.output.push(content);
+        self.output.extend_from_slice(tail);
         let nonce = self.tx.next_nonce()?;
         let tag = self
             .tx
@@ -667,6 +673,80 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Sealed<IO> {
 
 fn invalid(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+/// Fuzzing (feature `fuzzing`): a handshake completed in memory, then `input` picks what a peer
+/// holding the keys sends — sealed records with any inner content, content type and padding, and
+/// raw bytes — until it hangs up. The reading side must end in data, EOF or an error, never a
+/// panic, and hold no more than the write limit.
+#[cfg(feature = "fuzzing")]
+pub fn fuzz_peer_records(input: &[u8]) {
+    use std::sync::OnceLock;
+
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+
+    static CONFIGS: OnceLock<(Arc<ClientConfig>, Arc<ServerConfig>)> = OnceLock::new();
+    let (client_config, server_config) = CONFIGS
+        .get_or_init(|| {
+            let cert = rcgen::generate_simple_self_signed(vec!["link.test".to_string()]).expect("a certificate");
+            let der = CertificateDer::from(cert.cert.der().to_vec());
+            let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(der.clone()).expect("a root");
+            let versions = [&rustls::version::TLS13];
+            let mut client = ClientConfig::builder_with_provider(crate::tls::provider())
+                .with_protocol_versions(&versions)
+                .expect("TLS 1.3")
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            prepare_client(&mut client);
+            let mut server = ServerConfig::builder_with_provider(crate::tls::provider())
+                .with_protocol_versions(&versions)
+                .expect("TLS 1.3")
+                .with_no_client_auth()
+                .with_single_cert(vec![der], key)
+                .expect("a server config");
+            prepare_server(&mut server);
+            (Arc::new(client), Arc::new(server))
+        })
+        .clone();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+    runtime.block_on(async {
+        let (a, b) = tokio::io::duplex(1 << 20);
+        let name = ServerName::try_from("link.test").expect("a name");
+        let (client, server) = tokio::join!(connect(client_config, name, a), accept(server_config, b));
+        let (mut peer, mut server) = (client.expect("client handshake"), server.expect("server handshake"));
+        let mut rest = input;
+        while let [op, len, rest_after @ ..] = rest {
+            let (body, after) = rest_after.split_at(usize::from(*len).min(rest_after.len()));
+            rest = after;
+            let sealed = match op % 4 {
+                // Raw bytes on the wire.
+                0 => {
+                    peer.output.extend_from_slice(body);
+                    Ok(())
+                }
+                // A record with whatever inner plaintext (its last non-zero byte is the type).
+                1 => peer.seal_inner(&[body], &[]),
+                // Application data, an alert, a handshake message, with padding.
+                _ => match body.split_first() {
+                    Some((content, payload)) => peer.seal_inner(&[payload], &[*content, 0, 0]),
+                    None => Ok(()),
+                },
+            };
+            if sealed.is_err() {
+                break;
+            }
+        }
+        let wire = std::mem::take(&mut peer.output);
+        peer.io.write_all(&wire).await.expect("the duplex takes it");
+        drop(peer);
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = server.read(&mut buf).await {
+            assert!(n <= buf.len());
+        }
+        assert!(server.pending_output() <= WRITE_HIGH + MAX_RECORD, "held {}", server.pending_output());
+    });
 }
 
 #[cfg(test)]
