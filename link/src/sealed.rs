@@ -675,6 +675,35 @@ fn invalid(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> io::Error 
     io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
+/// A client and a server config for "link.test" on a fresh self-signed certificate (tests and
+/// fuzzing); the server sends `tickets` session tickets.
+#[cfg(any(test, feature = "fuzzing"))]
+fn throwaway_configs(tickets: usize) -> (Arc<ClientConfig>, Arc<ServerConfig>) {
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+
+    let cert = rcgen::generate_simple_self_signed(vec!["link.test".to_string()]).expect("a certificate");
+    let der = CertificateDer::from(cert.cert.der().to_vec());
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(der.clone()).expect("a root");
+    let versions = [&rustls::version::TLS13];
+    let mut client = ClientConfig::builder_with_provider(crate::tls::provider())
+        .with_protocol_versions(&versions)
+        .expect("TLS 1.3")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    prepare_client(&mut client);
+    let mut server = ServerConfig::builder_with_provider(crate::tls::provider())
+        .with_protocol_versions(&versions)
+        .expect("TLS 1.3")
+        .with_no_client_auth()
+        .with_single_cert(vec![der], key)
+        .expect("a server config");
+    prepare_server(&mut server);
+    server.send_tls13_tickets = tickets;
+    (Arc::new(client), Arc::new(server))
+}
+
 /// Fuzzing (feature `fuzzing`): a handshake completed in memory, then `input` picks what a peer
 /// holding the keys sends — sealed records with any inner content, content type and padding, and
 /// raw bytes — until it hangs up. The reading side must end in data, EOF or an error, never a
@@ -683,33 +712,8 @@ fn invalid(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> io::Error 
 pub fn fuzz_peer_records(input: &[u8]) {
     use std::sync::OnceLock;
 
-    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
-
     static CONFIGS: OnceLock<(Arc<ClientConfig>, Arc<ServerConfig>)> = OnceLock::new();
-    let (client_config, server_config) = CONFIGS
-        .get_or_init(|| {
-            let cert = rcgen::generate_simple_self_signed(vec!["link.test".to_string()]).expect("a certificate");
-            let der = CertificateDer::from(cert.cert.der().to_vec());
-            let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
-            let mut roots = rustls::RootCertStore::empty();
-            roots.add(der.clone()).expect("a root");
-            let versions = [&rustls::version::TLS13];
-            let mut client = ClientConfig::builder_with_provider(crate::tls::provider())
-                .with_protocol_versions(&versions)
-                .expect("TLS 1.3")
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-            prepare_client(&mut client);
-            let mut server = ServerConfig::builder_with_provider(crate::tls::provider())
-                .with_protocol_versions(&versions)
-                .expect("TLS 1.3")
-                .with_no_client_auth()
-                .with_single_cert(vec![der], key)
-                .expect("a server config");
-            prepare_server(&mut server);
-            (Arc::new(client), Arc::new(server))
-        })
-        .clone();
+    let (client_config, server_config) = CONFIGS.get_or_init(|| throwaway_configs(0)).clone();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
     runtime.block_on(async {
         let (a, b) = tokio::io::duplex(1 << 20);
@@ -752,43 +756,18 @@ pub fn fuzz_peer_records(input: &[u8]) {
 #[cfg(test)]
 mod tests {
     use std::io::IoSlice;
-    use std::sync::Arc;
 
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
-    use rustls::{ClientConfig, RootCertStore, ServerConfig};
+    use rustls::pki_types::ServerName;
     use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, duplex};
 
     use super::{Sealed, accept, connect};
-
-    fn configs(tickets: usize) -> (Arc<ClientConfig>, Arc<ServerConfig>) {
-        let cert = rcgen::generate_simple_self_signed(vec!["link.test".to_string()]).unwrap();
-        let der = CertificateDer::from(cert.cert.der().to_vec());
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
-        let mut roots = RootCertStore::empty();
-        roots.add(der.clone()).unwrap();
-        let mut client = ClientConfig::builder_with_provider(crate::tls::provider())
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        super::prepare_client(&mut client);
-        let mut server = ServerConfig::builder_with_provider(crate::tls::provider())
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![der], key)
-            .unwrap();
-        super::prepare_server(&mut server);
-        server.send_tls13_tickets = tickets;
-        (Arc::new(client), Arc::new(server))
-    }
 
     fn name() -> ServerName<'static> {
         ServerName::try_from("link.test").unwrap()
     }
 
     async fn pair() -> (Sealed<DuplexStream>, Sealed<DuplexStream>) {
-        let (client_config, server_config) = configs(0);
+        let (client_config, server_config) = super::throwaway_configs(0);
         let (a, b) = duplex(64 * 1024);
         let (client, server) = tokio::join!(connect(client_config, name(), a), accept(server_config, b));
         (client.unwrap(), server.unwrap())
@@ -908,7 +887,7 @@ mod tests {
     /// tickets and, asked to, a KeyUpdate that requests ours.
     #[tokio::test]
     async fn speaks_tls_with_stock_rustls_through_tickets_and_key_updates() {
-        let (client_config, server_config) = configs(2);
+        let (client_config, server_config) = super::throwaway_configs(2);
         let (a, b) = duplex(64 * 1024);
         let acceptor = tokio_rustls::TlsAcceptor::from(server_config);
         let (client, server) = tokio::join!(connect(client_config, name(), a), acceptor.accept(b));
