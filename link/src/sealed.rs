@@ -5,7 +5,7 @@
 //! Why not `tokio-rustls`: its buffered connection reads the socket in 4 KiB steps, copies each
 //! decrypted record into a second buffer before the reader's, moves leftovers to the front after
 //! every record and allocates a fresh buffer per outgoing record. Here a socket read brings up to
-//! [`READ_WINDOW`] bytes, records are opened where they landed and served from there (one copy, into
+//! `READ_WINDOW` bytes, records are opened where they landed and served from there (one copy, into
 //! the reader's buffer), and outgoing records are sealed back to back into one buffer written with
 //! one call: the byte path is the kernel's copy, one copy, and the cipher, each way.
 //!
@@ -30,8 +30,8 @@ use rustls::unbuffered::{ConnectionState, EncodeError, UnbufferedStatus};
 use rustls::{ClientConfig, ConnectionTrafficSecrets, ProtocolVersion, ServerConfig};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
-/// Largest plaintext of one record.
-const MAX_PLAINTEXT: usize = 16 * 1024;
+/// Largest plaintext of one record (RFC 8446 §5.1).
+pub const MAX_PLAINTEXT: usize = 16 * 1024;
 /// Record header: content type, legacy version, length.
 const HEADER: usize = 5;
 /// AEAD tag of every TLS 1.3 suite.
@@ -39,7 +39,7 @@ const TAG: usize = 16;
 /// Largest record on the wire a peer may send (RFC 8446 §5.2: plaintext + 256).
 const MAX_RECORD: usize = HEADER + MAX_PLAINTEXT + 256;
 /// What one socket read may bring in while the peer streams: eight full records.
-pub const READ_WINDOW: usize = 8 * MAX_RECORD;
+const READ_WINDOW: usize = 8 * MAX_RECORD;
 /// Sealed bytes waiting for the socket above which writers wait.
 const WRITE_HIGH: usize = 512 * 1024;
 /// Sealed-output buffers larger than this are let go once written (an idle link on a busy hub
@@ -128,10 +128,6 @@ impl<IO> Sealed<IO> {
     /// The application protocol both sides agreed on.
     pub fn alpn_protocol(&self) -> Option<&[u8]> {
         self.alpn.as_deref()
-    }
-
-    pub fn get_ref(&self) -> &IO {
-        &self.io
     }
 }
 

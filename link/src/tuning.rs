@@ -21,7 +21,7 @@ pub const MAX_HEADER_LIST: u32 = 16 * 1024;
 /// Bytes of an HTTP/2 frame header.
 pub const FRAME_HEADER: usize = 9;
 /// Largest TLS record payload.
-pub const TLS_RECORD: usize = 16 * 1024;
+pub const TLS_RECORD: usize = crate::sealed::MAX_PLAINTEXT;
 /// Largest single read from a local socket: one DATA frame, sized so that frame header + payload
 /// fill exactly eight TLS records (a 128 KiB read would leave a 9-byte record after every frame).
 pub const READ_CHUNK: usize = 8 * TLS_RECORD - FRAME_HEADER;
