@@ -77,6 +77,25 @@ pub async fn send_all_then(send: &mut SendStream<Bytes>, mut data: Bytes, end: b
     Ok(())
 }
 
+/// The most of a stream's first chunk that [`send_first`] queues without waiting for capacity:
+/// HTTP/2's smallest initial stream window, so it never asks more of the peer than a new stream
+/// is granted.
+const FIRST_CHUNK_UNRESERVED: usize = 65_535;
+
+/// Sends the first chunk of a stream just opened. h2 grants a new stream its send capacity only
+/// when the connection task next runs, and that run writes the HEADERS alone; waiting for the
+/// grant then costs a second write (and the peer a second read and wake-up) for the chunk. Up to
+/// [`FIRST_CHUNK_UNRESERVED`] bytes are queued at once instead, behind the HEADERS, and leave with
+/// them in one write; h2 still sends no byte beyond the windows. A larger chunk waits as
+/// [`send_all`] does.
+async fn send_first(send: &mut SendStream<Bytes>, data: Bytes) -> Result<(), PumpError> {
+    if data.len() > FIRST_CHUNK_UNRESERVED {
+        return send_all(send, data).await;
+    }
+    send.send_data(data, false)?;
+    Ok(())
+}
+
 /// Forwards one direction between two HTTP/2 streams, frame by frame, then half-closes. Returns the
 /// bytes moved, and adds each frame's length to `relayed` as it goes (one relaxed add per frame,
 /// so an operator's counter moves during a long transfer). The hub runs one per direction of
@@ -90,9 +109,13 @@ pub async fn stream_to_stream(
     while let Some(chunk) = from.data().await {
         let chunk = chunk?;
         let len = chunk.len();
+        let first = total == 0;
         total += len as u64;
         relayed.fetch_add(len as u64, Ordering::Relaxed);
-        send_all(&mut to, chunk).await?;
+        match first {
+            true => send_first(&mut to, chunk).await?,
+            false => send_all(&mut to, chunk).await?,
+        }
         // Released only once the bytes are queued on the other stream: the far peer's window is
         // the backpressure.
         from.flow_control().release_capacity(len)?;
@@ -164,6 +187,7 @@ async fn socket_to_stream(
         match read.try_read_buf(&mut buf) {
             Ok(0) => break,
             Ok(n) => {
+                let first = total == 0;
                 total += n as u64;
                 if n < READ_CHUNK {
                     // A short read emptied the socket: forget its readiness (as tokio's own
@@ -174,7 +198,10 @@ async fn socket_to_stream(
                 if let Some(tap) = tap {
                     tap.offer(TapDirection::ToClient, &chunk);
                 }
-                send_all(send, chunk).await?;
+                match first {
+                    true => send_first(send, chunk).await?,
+                    false => send_all(send, chunk).await?,
+                }
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
             Err(e) => return Err(e.into()),
@@ -333,5 +360,108 @@ mod tap_tests {
         drop(rx);
         tap.offer(TapDirection::ToClient, &Bytes::from_static(b"closed"));
         assert_eq!(dropped.load(Ordering::Relaxed), 2, "a closed capture is not a drop");
+    }
+}
+
+#[cfg(test)]
+mod first_chunk_tests {
+    use std::pin::Pin;
+    use std::sync::atomic::AtomicUsize;
+    use std::task::{Context, Poll};
+
+    use http::{Method, Request, Response};
+    use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf};
+
+    use super::*;
+    use crate::tuning;
+
+    /// One end of an in-memory connection that counts the writes carrying bytes. Like the links'
+    /// TLS, it takes a frame's header and payload in one vectored write.
+    struct CountedWrites {
+        io: DuplexStream,
+        writes: Arc<AtomicUsize>,
+    }
+
+    impl AsyncRead for CountedWrites {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.io).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for CountedWrites {
+        fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+            let written = Pin::new(&mut self.io).poll_write(cx, buf);
+            if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
+                self.writes.fetch_add(1, Ordering::Relaxed);
+            }
+            written
+        }
+
+        fn poll_write_vectored(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            bufs: &[std::io::IoSlice<'_>],
+        ) -> Poll<std::io::Result<usize>> {
+            let gathered: Vec<u8> = bufs.iter().flat_map(|buf| buf.iter().copied()).collect();
+            self.poll_write(cx, &gathered)
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.io).poll_flush(cx)
+        }
+
+        fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Pin::new(&mut self.io).poll_shutdown(cx)
+        }
+    }
+
+    fn tunnel_request() -> Request<()> {
+        Request::builder().method(Method::POST).uri("https://link/tunnel").body(()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_new_streams_first_chunk_leaves_in_the_write_of_its_headers() {
+        let (client_io, server_io) = tokio::io::duplex(1 << 20);
+        let writes = Arc::new(AtomicUsize::new(0));
+        let client_io = CountedWrites { io: client_io, writes: writes.clone() };
+        let (got_tx, mut got_rx) = mpsc::channel::<Bytes>(4);
+        tokio::spawn(async move {
+            let mut conn = tuning::server_builder().handshake::<_, Bytes>(server_io).await.unwrap();
+            while let Some(Ok((request, mut respond))) = conn.accept().await {
+                let got_tx = got_tx.clone();
+                tokio::spawn(async move {
+                    respond.send_response(Response::new(()), true).unwrap();
+                    let mut body = request.into_body();
+                    while let Some(Ok(chunk)) = body.data().await {
+                        body.flow_control().release_capacity(chunk.len()).unwrap();
+                        got_tx.send(chunk).await.unwrap();
+                    }
+                });
+            }
+        });
+        let (sender, conn) = tuning::client_builder().handshake::<_, Bytes>(client_io).await.unwrap();
+        tokio::spawn(conn);
+        // A first stream settles the connection (SETTINGS and their acks written).
+        let mut sender = sender.ready().await.unwrap();
+        let (answer, mut send) = sender.send_request(tunnel_request(), false).unwrap();
+        send_all(&mut send, Bytes::from_static(b"warm-up")).await.unwrap();
+        assert_eq!(got_rx.recv().await.unwrap(), Bytes::from_static(b"warm-up"));
+        answer.await.unwrap();
+
+        let mut sender = sender.ready().await.unwrap();
+        let before = writes.load(Ordering::Relaxed);
+        let (_answer, mut send) = sender.send_request(tunnel_request(), false).unwrap();
+        let first = Bytes::from(vec![7u8; 1024]);
+        send_first(&mut send, first.clone()).await.unwrap();
+        assert_eq!(got_rx.recv().await.unwrap(), first, "the first chunk arrives intact");
+        assert_eq!(writes.load(Ordering::Relaxed) - before, 1, "HEADERS and the first chunk leave in one write");
     }
 }
