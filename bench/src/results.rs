@@ -38,6 +38,11 @@ impl Row {
         Row { key, label: label.to_owned(), decimals, direct: None, tunnel: value, target: Target::None }
     }
 
+    /// This row, judged against `target`.
+    pub(crate) fn with_target(self, target: Target) -> Row {
+        Row { target, ..self }
+    }
+
     /// A memory row: one process's RSS, given in KiB, shown in MiB.
     pub(crate) fn memory(key: &'static str, label: String, kib: u64, target: Target) -> Row {
         Row { key, label, decimals: 1, direct: None, tunnel: crate::rss::mib(kib), target }

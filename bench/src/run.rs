@@ -65,7 +65,7 @@ pub(crate) async fn run(args: &Args, fds: FdLimit, peers: Option<&peers::Prepare
             "hub_after_close",
             format!("Hub, after closing the {n} tunnels"),
             loaded.hub_after_close_kib,
-            Target::None,
+            Target::BelowMib(crate::rss::mib(idle[0]) * targets::MAX_HUB_AFTER_CLOSE_OF_IDLE),
         ),
         Row::memory("bob_idle", "Bob's agent (reach echo), idle".into(), idle[1], Target::None),
         Row::memory("bob_tunnels", format!("Bob's agent (reach echo), {n} open tunnels"), loaded.bob_kib, Target::None),
@@ -192,7 +192,8 @@ async fn http(args: &Args, direct: SocketAddr, topo: &mut topology::Topology) ->
         ),
         Row::pair("http_p50_us", "HTTP p50 (us)", 1, (ka_d.p50_us, ka_t.p50_us), Target::None),
         Row::pair("http_p99_us", "HTTP p99 (us)", 1, (ka_d.p99_us, ka_t.p99_us), Target::None),
-        Row::single("http_p99_added_by_hub_us", "HTTP p99 added by hub (us)", 1, ka_t.p99_us - ka_d.p99_us),
+        Row::single("http_p99_added_by_hub_us", "HTTP p99 added by hub (us)", 1, ka_t.p99_us - ka_d.p99_us)
+            .with_target(Target::AtMost(targets::MAX_HTTP_P99_ADDED_US)),
         Row::pair("http_failures", "HTTP: failed requests", 0, failures, Target::NoFailures),
     ];
     let note = |side: &str, mode: &str, run: &HttpRun| {

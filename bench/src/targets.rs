@@ -16,6 +16,10 @@ pub(crate) const MAX_P50_RATIO: f64 = 2.5;
 pub(crate) const MAX_HUB_IDLE_MIB: f64 = 20.0;
 /// Hub RSS with 1,000 open tunnels must stay below this (MiB).
 pub(crate) const MAX_HUB_TUNNELS_MIB: f64 = 60.0;
+/// Hub RSS after those tunnels closed must be back below idle times this.
+pub(crate) const MAX_HUB_AFTER_CLOSE_OF_IDLE: f64 = 1.2;
+/// Microseconds the public link may add to the HTTP keep-alive run's p99.
+pub(crate) const MAX_HTTP_P99_ADDED_US: f64 = 500.0;
 
 /// A target for one row.
 #[derive(Debug, Clone, Copy)]
@@ -26,6 +30,8 @@ pub(crate) enum Target {
     MaxRatio(f64),
     /// The value (MiB) stays strictly below the bound.
     BelowMib(f64),
+    /// The value (a single figure, no direct column) is at most the bound.
+    AtMost(f64),
     /// Direct and tunnel both had zero failures.
     NoFailures,
     /// Informational: no target.
@@ -38,7 +44,8 @@ impl Target {
         match self {
             Target::MinRatio(r) => format!(">= {r:.2}x"),
             Target::MaxRatio(r) => format!("<= {r:.2}x"),
-            Target::BelowMib(m) => format!("< {m:.0} MiB"),
+            Target::BelowMib(m) => format!("< {m:.1} MiB"),
+            Target::AtMost(m) => format!("<= {m:.0}"),
             Target::NoFailures => "0".to_owned(),
             Target::None => "-".to_owned(),
         }
@@ -51,6 +58,7 @@ impl Target {
             Target::MinRatio(min) => Some(ratio.is_some_and(|r| r >= min)),
             Target::MaxRatio(max) => Some(ratio.is_some_and(|r| r <= max)),
             Target::BelowMib(max) => Some(tunnel < max),
+            Target::AtMost(max) => Some(tunnel <= max),
             Target::NoFailures => Some(tunnel == 0.0 && direct.is_none_or(|d| d == 0.0)),
             Target::None => None,
         }
@@ -68,6 +76,8 @@ mod tests {
         assert_eq!(Target::MaxRatio(2.5).check(Some(10.0), 25.0), Some(true));
         assert_eq!(Target::MaxRatio(2.5).check(Some(10.0), 26.0), Some(false));
         assert_eq!(Target::BelowMib(20.0).check(None, 19.9), Some(true));
+        assert_eq!(Target::AtMost(500.0).check(None, 500.0), Some(true));
+        assert_eq!(Target::AtMost(500.0).check(None, 500.1), Some(false));
         assert_eq!(Target::BelowMib(20.0).check(None, 20.0), Some(false));
         assert_eq!(Target::NoFailures.check(Some(0.0), 0.0), Some(true));
         assert_eq!(Target::NoFailures.check(Some(0.0), 1.0), Some(false));
