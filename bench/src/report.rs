@@ -116,11 +116,11 @@ pub(crate) fn print(r: &Results) {
     }
     println!();
 
-    println!("{:<50} {:>9} {:>10}  Result", "Resident memory (VmRSS)", "MiB", "Target");
-    println!("{}", "-".repeat(79));
+    println!("{:<50} {:>9} {:>12}  Result", "Resident memory (VmRSS)", "MiB", "Target");
+    println!("{}", "-".repeat(81));
     for row in &r.memory {
         println!(
-            "{:<50} {:>9} {:>10}  {}",
+            "{:<50} {:>9} {:>12}  {}",
             row.label,
             value(Some(row.tunnel), row.decimals),
             row.target.text(),
