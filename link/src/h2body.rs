@@ -144,6 +144,9 @@ where
     }
 }
 
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
 /// Headers that only describe one HTTP/1.1 connection, which HTTP/2 forbids (RFC 9113 8.2.2):
 /// `Connection` and every header it names, `Keep-Alive`, `Proxy-Connection`, `Transfer-Encoding`,
 /// `Upgrade`, and `TE` other than `trailers`.
@@ -161,8 +164,8 @@ pub fn strip_connection_headers(headers: &mut HeaderMap) {
     for name in [header::CONNECTION, header::TRANSFER_ENCODING, header::UPGRADE] {
         headers.remove(name);
     }
-    headers.remove("keep-alive");
-    headers.remove("proxy-connection");
+    headers.remove(KEEP_ALIVE);
+    headers.remove(PROXY_CONNECTION);
     let te_trailers_only = headers.get_all(header::TE).iter().all(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
     if !te_trailers_only {
         headers.remove(header::TE);

@@ -8,18 +8,25 @@ use std::net::IpAddr;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, header};
 use pconnect_proto::link::Cidr;
 
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
 /// Headers that describe the client's connection: set by the hub, dropped when a client sends them.
-const CLIENT_HEADERS: &[&str] = &["x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-real-ip", "forwarded"];
-/// Hop-by-hop headers (RFC 9110 7.6.1 and common non-standard ones): never forwarded.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
-    "http2-settings",
-    "proxy-authorization",
+const CLIENT_HEADERS: [HeaderName; 5] =
+    [X_FORWARDED_FOR, X_FORWARDED_PROTO, X_FORWARDED_HOST, X_REAL_IP, header::FORWARDED];
+/// Hop-by-hop headers (RFC 9110 7.6.1 and common non-standard ones): never forwarded. Names, not
+/// strings, so removing them parses nothing per request.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::UPGRADE,
+    HeaderName::from_static("http2-settings"),
+    header::PROXY_AUTHORIZATION,
 ];
 
 /// The address a request comes from: the peer, or, when the peer is a proxy the hub was told to
@@ -30,7 +37,7 @@ pub(crate) fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[Cidr]) -> 
         return peer;
     }
     let mut chain: Vec<IpAddr> = headers
-        .get_all("x-forwarded-for")
+        .get_all(X_FORWARDED_FOR)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
@@ -65,20 +72,20 @@ pub(crate) fn prepare(headers: &mut HeaderMap, websocket: bool, forwarded: &Forw
     for name in named {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
-        headers.remove(*name);
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
     }
     if websocket {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     }
     let previous_for: Vec<String> = if trusted_peer {
-        headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).map(str::to_string).collect()
+        headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()).map(str::to_string).collect()
     } else {
         Vec::new()
     };
-    for name in CLIENT_HEADERS {
-        headers.remove(*name);
+    for name in &CLIENT_HEADERS {
+        headers.remove(name);
     }
     forwarded.apply(headers, &previous_for);
 }
@@ -96,22 +103,26 @@ pub(crate) struct Forwarded<'a> {
 impl Forwarded<'_> {
     fn apply(&self, headers: &mut HeaderMap, previous_for: &[String]) {
         let proto = if self.https { "https" } else { "http" };
-        let mut chain: Vec<String> = previous_for.to_vec();
-        chain.push(self.peer.to_string());
-        set(headers, "x-forwarded-for", &chain.join(", "));
-        set(headers, "x-real-ip", &self.client.to_string());
-        headers.insert("x-forwarded-proto", HeaderValue::from_static(proto));
-        set(headers, "x-forwarded-host", self.host);
-        let node = match self.client {
-            IpAddr::V4(v4) => v4.to_string(),
-            IpAddr::V6(v6) => format!("\"[{v6}]\""),
+        let peer = self.peer.to_string();
+        let client = if self.client == self.peer { peer.clone() } else { self.client.to_string() };
+        let forwarded_for = match previous_for {
+            [] => peer,
+            _ => format!("{}, {peer}", previous_for.join(", ")),
         };
+        set(headers, X_FORWARDED_FOR, &forwarded_for);
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+        set(headers, X_FORWARDED_HOST, self.host);
         let host = self.host.replace(['"', '\\'], "");
-        set(headers, "forwarded", &format!("for={node};host=\"{host}\";proto={proto}"));
+        let forwarded = match self.client {
+            IpAddr::V4(_) => format!("for={client};host=\"{host}\";proto={proto}"),
+            IpAddr::V6(_) => format!("for=\"[{client}]\";host=\"{host}\";proto={proto}"),
+        };
+        set(headers, header::FORWARDED, &forwarded);
+        set(headers, X_REAL_IP, &client);
     }
 }
 
-fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {
+fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {
     if let Ok(value) = HeaderValue::from_str(value) {
         headers.insert(name, value);
     }
@@ -161,6 +172,17 @@ mod tests {
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["forwarded"], "for=203.0.113.9;host=\"abc123.example.com\";proto=https");
         assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
+    }
+
+    #[test]
+    fn an_ipv6_client_is_bracketed_and_quoted_in_forwarded_only() {
+        let client: IpAddr = "2001:db8::1".parse().unwrap();
+        let mut req = request(&[]);
+        prepare(req.headers_mut(), false, &Forwarded { peer: client, client, https: false, host: "h" }, false);
+        let h = req.headers();
+        assert_eq!(h["forwarded"], "for=\"[2001:db8::1]\";host=\"h\";proto=http");
+        assert_eq!(h["x-real-ip"], "2001:db8::1");
+        assert_eq!(h["x-forwarded-for"], "2001:db8::1");
     }
 
     #[test]

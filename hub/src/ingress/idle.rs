@@ -12,9 +12,13 @@ use tokio::time::Instant;
 use crate::sync::lock;
 
 /// Requests in flight on one connection, and when the count last changed.
+///
+/// Requests touch only the counter: the deadline they set is read when [`Activity::expired`]
+/// wakes, so a busy keep-alive connection costs no wake-up and no new timer per request. Only the
+/// first request signals, since it replaces the first deadline, which may lie past the idle one.
 pub(crate) struct Activity {
     state: Mutex<State>,
-    changed: Notify,
+    first_request: Notify,
 }
 
 struct State {
@@ -27,7 +31,7 @@ impl Activity {
     pub(crate) fn new() -> Self {
         Self {
             state: Mutex::new(State { in_flight: 0, seen_request: false, since: Instant::now() }),
-            changed: Notify::new(),
+            first_request: Notify::new(),
         }
     }
 
@@ -35,37 +39,38 @@ impl Activity {
     pub(crate) fn request(self: &Arc<Self>) -> RequestGuard {
         let mut state = lock(&self.state);
         state.in_flight += 1;
-        state.seen_request = true;
+        let first = !std::mem::replace(&mut state.seen_request, true);
         state.since = Instant::now();
         drop(state);
-        self.changed.notify_waiters();
+        if first {
+            self.first_request.notify_waiters();
+        }
         RequestGuard { activity: self.clone() }
     }
 
     /// Resolves when the connection should go: no request by `first_deadline`, or none in flight
-    /// for `idle` after that.
+    /// for `idle` after that. While requests are in flight it looks again every `idle`: their end
+    /// only moves the deadline later, so it is never missed, only read when due.
     pub(crate) async fn expired(&self, first_deadline: Instant, idle: Duration) {
         loop {
-            let changed = self.changed.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
+            let first_request = self.first_request.notified();
+            tokio::pin!(first_request);
+            first_request.as_mut().enable();
+            let now = Instant::now();
             let wake = {
                 let state = lock(&self.state);
                 match (state.seen_request, state.in_flight) {
-                    (false, _) => Some(first_deadline),
-                    (true, 0) => Some(state.since + idle),
-                    (true, _) => None,
+                    (false, _) => first_deadline,
+                    (true, 0) => state.since + idle,
+                    (true, _) => now + idle,
                 }
             };
-            match wake {
-                Some(at) if at <= Instant::now() => return,
-                Some(at) => {
-                    tokio::select! {
-                        _ = tokio::time::sleep_until(at) => {}
-                        _ = changed => {}
-                    }
-                }
-                None => changed.await,
+            if wake <= now {
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep_until(wake) => {}
+                _ = first_request => {}
             }
         }
     }
@@ -86,8 +91,6 @@ impl Drop for RequestGuard {
         let mut state = lock(&self.activity.state);
         state.in_flight -= 1;
         state.since = Instant::now();
-        drop(state);
-        self.activity.changed.notify_waiters();
     }
 }
 
@@ -117,5 +120,21 @@ mod tests {
         activity.expired(start + FIRST, IDLE).await;
         assert!(done.elapsed() >= IDLE, "{:?}", done.elapsed());
         assert!(activity.seen_request());
+    }
+
+    #[tokio::test]
+    async fn a_first_request_replaces_a_first_deadline_later_than_the_idle_one() {
+        let activity = Arc::new(Activity::new());
+        let far = Instant::now() + Duration::from_secs(30);
+        let watcher = activity.clone();
+        let expired = tokio::spawn(async move { watcher.expired(far, FIRST).await });
+        tokio::task::yield_now().await;
+        drop(activity.request());
+        let done = Instant::now();
+        tokio::time::timeout(Duration::from_secs(10), expired)
+            .await
+            .expect("expired at the idle deadline, not at the far first one")
+            .unwrap();
+        assert!(done.elapsed() >= FIRST, "{:?}", done.elapsed());
     }
 }
