@@ -77,23 +77,23 @@ pub async fn send_all_then(send: &mut SendStream<Bytes>, mut data: Bytes, end: b
     Ok(())
 }
 
-/// The most of a stream's first chunk that [`send_first`] queues without waiting for capacity:
+/// The most of a stream's first chunk that [`send_chunk`] queues without waiting for capacity:
 /// HTTP/2's smallest initial stream window, so it never asks more of the peer than a new stream
 /// is granted.
 const FIRST_CHUNK_UNRESERVED: usize = 65_535;
 
-/// Sends the first chunk of a stream just opened. h2 grants a new stream its send capacity only
-/// when the connection task next runs, and that run writes the HEADERS alone; waiting for the
-/// grant then costs a second write (and the peer a second read and wake-up) for the chunk. Up to
+/// Sends one chunk of a stream's data, waiting for capacity as [`send_all`] does, except the
+/// `first` of a stream just opened: h2 grants a new stream its send capacity only when the
+/// connection task next runs, and that run writes the HEADERS alone, so waiting for the grant
+/// costs a second write (and the peer a second read and wake-up). Up to
 /// [`FIRST_CHUNK_UNRESERVED`] bytes are queued at once instead, behind the HEADERS, and leave with
-/// them in one write; h2 still sends no byte beyond the windows. A larger chunk waits as
-/// [`send_all`] does.
-async fn send_first(send: &mut SendStream<Bytes>, data: Bytes) -> Result<(), PumpError> {
-    if data.len() > FIRST_CHUNK_UNRESERVED {
-        return send_all(send, data).await;
+/// them in one write; h2 still sends no byte beyond the windows.
+async fn send_chunk(send: &mut SendStream<Bytes>, data: Bytes, first: bool) -> Result<(), PumpError> {
+    if first && data.len() <= FIRST_CHUNK_UNRESERVED {
+        send.send_data(data, false)?;
+        return Ok(());
     }
-    send.send_data(data, false)?;
-    Ok(())
+    send_all(send, data).await
 }
 
 /// Forwards one direction between two HTTP/2 streams, frame by frame, then half-closes. Returns the
@@ -112,10 +112,7 @@ pub async fn stream_to_stream(
         let first = total == 0;
         total += len as u64;
         relayed.fetch_add(len as u64, Ordering::Relaxed);
-        match first {
-            true => send_first(&mut to, chunk).await?,
-            false => send_all(&mut to, chunk).await?,
-        }
+        send_chunk(&mut to, chunk, first).await?;
         // Released only once the bytes are queued on the other stream: the far peer's window is
         // the backpressure.
         from.flow_control().release_capacity(len)?;
@@ -198,10 +195,7 @@ async fn socket_to_stream(
                 if let Some(tap) = tap {
                     tap.offer(TapDirection::ToClient, &chunk);
                 }
-                match first {
-                    true => send_first(send, chunk).await?,
-                    false => send_all(send, chunk).await?,
-                }
+                send_chunk(send, chunk, first).await?;
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
             Err(e) => return Err(e.into()),
@@ -460,7 +454,7 @@ mod first_chunk_tests {
         let before = writes.load(Ordering::Relaxed);
         let (_answer, mut send) = sender.send_request(tunnel_request(), false).unwrap();
         let first = Bytes::from(vec![7u8; 1024]);
-        send_first(&mut send, first.clone()).await.unwrap();
+        send_chunk(&mut send, first.clone(), true).await.unwrap();
         assert_eq!(got_rx.recv().await.unwrap(), first, "the first chunk arrives intact");
         assert_eq!(writes.load(Ordering::Relaxed) - before, 1, "HEADERS and the first chunk leave in one write");
     }
