@@ -106,6 +106,10 @@ async fn started(name: &str, start: impl Future<Output = Result<Running>>, notes
 
 type Cells = [Option<f64>; PATHS.len()];
 
+/// Rounds of the bulk and new-connection runs; each figure is their median, as one run of either
+/// moves by a fifth or more on a 2-core machine.
+pub(crate) const ROUNDS: usize = 3;
+
 /// The figures gathered so far, one cell per path.
 #[derive(Default)]
 struct Measured {
@@ -146,40 +150,80 @@ fn running(paths: &[Option<Path>]) -> impl Iterator<Item = (usize, &Path)> {
     paths.iter().enumerate().filter_map(|(i, p)| p.as_ref().map(|p| (i, p)))
 }
 
-/// Bulk upload over 1 stream per path, with the CPU time its relay processes spent on it.
+/// Bulk upload over 1 stream per path, with the CPU time its relay processes spent on it: the
+/// median of [`ROUNDS`] rounds, each round taking every path in turn.
 async fn bulk(args: &Args, paths: &[Option<Path>], m: &mut Measured, notes: &mut Vec<String>) {
     let total = args.bulk_mib * 1024 * 1024;
     let gib = total as f64 / (1024.0 * 1024.0 * 1024.0);
-    for (i, path) in running(paths) {
-        progress(&format!("{}: bulk upload of {} MiB over 1 stream, with CPU time", PATHS[i], args.bulk_mib));
-        let outcome = async {
-            let before = cpu(&path.pids)?;
-            let mib_s = throughput(path.sink, total, 1).await?;
-            let after = cpu(&path.pids)?;
-            anyhow::Ok((mib_s, before, after))
-        }
-        .await;
-        let (mib_s, before, after) = match outcome {
-            Ok(figures) => figures,
-            Err(e) => {
-                notes.push(format!("{}: bulk upload failed: {e:#}", PATHS[i]));
+    let mut rounds: Vec<Rounds> = vec![Rounds::default(); paths.len()];
+    for round in 1..=ROUNDS {
+        for (i, path) in running(paths) {
+            if rounds[i].failed {
                 continue;
             }
-        };
-        m.mib_s[i] = Some(mib_s);
-        if path.pids.is_empty() {
-            continue;
+            progress(&format!(
+                "{}: bulk upload of {} MiB over 1 stream, with CPU time (round {round} of {ROUNDS})",
+                PATHS[i], args.bulk_mib
+            ));
+            let outcome = async {
+                let before = cpu(&path.pids)?;
+                let mib_s = throughput(path.sink, total, 1).await?;
+                let after = cpu(&path.pids)?;
+                anyhow::Ok((mib_s, before, after))
+            }
+            .await;
+            let (mib_s, before, after) = match outcome {
+                Ok(figures) => figures,
+                Err(e) => {
+                    notes.push(format!("{}: bulk upload failed: {e:#}", PATHS[i]));
+                    rounds[i].failed = true;
+                    continue;
+                }
+            };
+            let per_gib = |role: Option<Role>| {
+                let spent = path.pids.iter().zip(before.iter().zip(&after));
+                let seconds: Vec<f64> =
+                    spent.filter(|((r, _), _)| role.is_none_or(|role| *r == role)).map(|(_, (b, a))| a - b).collect();
+                (!seconds.is_empty()).then(|| seconds.iter().sum::<f64>() / gib)
+            };
+            let r = &mut rounds[i];
+            r.mib_s.push(mib_s);
+            r.cpu_total.extend(per_gib(None));
+            r.cpu_server.extend(per_gib(Some(Role::Server)));
+            r.cpu_entry.extend(per_gib(Some(Role::Entry)));
+            r.cpu_service.extend(per_gib(Some(Role::Service)));
         }
-        let per_gib = |role: Option<Role>| {
-            let spent = path.pids.iter().zip(before.iter().zip(&after));
-            let seconds: Vec<f64> =
-                spent.filter(|((r, _), _)| role.is_none_or(|role| *r == role)).map(|(_, (b, a))| a - b).collect();
-            (!seconds.is_empty()).then(|| seconds.iter().sum::<f64>() / gib)
-        };
-        m.cpu_total[i] = per_gib(None);
-        m.cpu_server[i] = per_gib(Some(Role::Server));
-        m.cpu_entry[i] = per_gib(Some(Role::Entry));
-        m.cpu_service[i] = per_gib(Some(Role::Service));
+    }
+    for (i, r) in rounds.into_iter().enumerate().filter(|(_, r)| !r.failed) {
+        m.mib_s[i] = median(r.mib_s);
+        m.cpu_total[i] = median(r.cpu_total);
+        m.cpu_server[i] = median(r.cpu_server);
+        m.cpu_entry[i] = median(r.cpu_entry);
+        m.cpu_service[i] = median(r.cpu_service);
+    }
+}
+
+/// One path's figures from each round of a measurement.
+#[derive(Debug, Clone, Default)]
+struct Rounds {
+    mib_s: Vec<f64>,
+    cpu_total: Vec<f64>,
+    cpu_server: Vec<f64>,
+    cpu_entry: Vec<f64>,
+    cpu_service: Vec<f64>,
+    conns_s: Vec<f64>,
+    failures: f64,
+    failed: bool,
+}
+
+/// The median of `figures` (the mean of the middle two when their number is even).
+fn median(mut figures: Vec<f64>) -> Option<f64> {
+    figures.sort_by(f64::total_cmp);
+    let mid = figures.len() / 2;
+    match figures.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(figures[mid]),
+        _ => Some((figures[mid - 1] + figures[mid]) / 2.0),
     }
 }
 
@@ -187,23 +231,39 @@ fn cpu(pids: &[(Role, u32)]) -> Result<Vec<f64>> {
     pids.iter().map(|(_, pid)| cpu_seconds(*pid)).collect()
 }
 
-/// New connections per second (and failures) per path.
+/// New connections per second per path, the median of [`ROUNDS`] rounds (each taking every path
+/// in turn), and the failures of all rounds.
 async fn connections(args: &Args, paths: &[Option<Path>], m: &mut Measured, notes: &mut Vec<String>) {
     let seconds = Duration::from_secs(args.seconds);
-    for (i, path) in running(paths) {
-        progress(&format!("{}: new connections for {} s", PATHS[i], args.seconds));
-        match conn_rate(path.echo, seconds).await {
-            Ok(rate) => {
-                m.conns_s[i] = Some(rate.per_sec);
-                m.conn_failures[i] = Some(rate.failures as f64);
-                if let Some(e) = rate.first_error {
-                    let total = rate.failures + rate.ok;
-                    notes
-                        .push(format!("{}: {} of {total} new connections failed; first: {e}", PATHS[i], rate.failures));
+    let mut rounds: Vec<Rounds> = vec![Rounds::default(); paths.len()];
+    for round in 1..=ROUNDS {
+        for (i, path) in running(paths) {
+            if rounds[i].failed {
+                continue;
+            }
+            progress(&format!("{}: new connections for {} s (round {round} of {ROUNDS})", PATHS[i], args.seconds));
+            match conn_rate(path.echo, seconds).await {
+                Ok(rate) => {
+                    rounds[i].conns_s.push(rate.per_sec);
+                    rounds[i].failures += rate.failures as f64;
+                    if let Some(e) = rate.first_error {
+                        let total = rate.failures + rate.ok;
+                        notes.push(format!(
+                            "{}: {} of {total} new connections failed in round {round}; first: {e}",
+                            PATHS[i], rate.failures
+                        ));
+                    }
+                }
+                Err(e) => {
+                    notes.push(format!("{}: new connections failed: {e:#}", PATHS[i]));
+                    rounds[i].failed = true;
                 }
             }
-            Err(e) => notes.push(format!("{}: new connections failed: {e:#}", PATHS[i])),
         }
+    }
+    for (i, r) in rounds.into_iter().enumerate().filter(|(_, r)| !r.failed) {
+        m.conns_s[i] = median(r.conns_s);
+        m.conn_failures[i] = Some(r.failures);
     }
 }
 
@@ -235,5 +295,18 @@ async fn ttfb(paths: &[Option<Path>], m: &mut Measured, notes: &mut Vec<String>)
             }
         }
         Err(e) => notes.push(format!("time-to-first-byte run failed: {e:#}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn the_median_is_the_middle_figure_or_the_mean_of_the_middle_two() {
+        assert_eq!(median(vec![]), None);
+        assert_eq!(median(vec![7.0]), Some(7.0));
+        assert_eq!(median(vec![900.0, 100.0, 300.0]), Some(300.0));
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), Some(2.5));
     }
 }

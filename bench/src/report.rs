@@ -9,6 +9,7 @@ use crate::measure_connrate::{PAYLOAD, WORKERS};
 use crate::measure_http::WORKERS as HTTP_WORKERS;
 use crate::measure_latency::BLOCKS;
 use crate::measure_ttfb::{CONNECTIONS as TTFB_CONNECTIONS, REQUEST as TTFB_REQUEST};
+use crate::peers::ROUNDS;
 use crate::results::{Results, Row};
 use crate::side_by_side::{DIRECT, PATHS, RATHOLE_TCP, SideBySide};
 
@@ -155,7 +156,11 @@ fn print_side_by_side(s: &SideBySide, r: &Results) {
         "  Settings:   bulk {} MiB over 1 stream, CPU-seconds per GiB from /proc/<pid>/stat (utime+stime) of",
         a.bulk_mib
     );
-    println!("              each relay process before and after it; new conns {} s x {WORKERS} workers;", a.seconds);
+    println!(
+        "              each relay process before and after it; new conns {} s x {WORKERS} workers; both",
+        a.seconds
+    );
+    println!("              the median of {ROUNDS} rounds, each round taking every path in turn;");
     println!(
         "              latency {} x 1 KiB round trips per path after {} warm-up; first byte: {TTFB_CONNECTIONS} new",
         a.rounds, a.warmup

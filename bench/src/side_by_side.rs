@@ -66,6 +66,7 @@ impl SideBySide {
             "peers_dir": self.peers_dir,
             "peer_versions": self.peer_versions,
             "paths": ran,
+            "bulk_and_conns_median_of_rounds": crate::peers::ROUNDS,
             "rows": lines,
             "notes": self.notes,
         })
