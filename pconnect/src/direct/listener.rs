@@ -69,7 +69,11 @@ async fn connection(
         .and_then(|chain| chain.first())
         .map(|c| c.clone().into_owned())
         .ok_or("no client certificate")?;
-    let mut conn = tuning::server_builder().handshake::<_, Bytes>(tls).await.map_err(|e| format!("HTTP/2: {e}"))?;
+    // A peer that stops after TLS holds a task and its buffers: it gets the handshake's deadline.
+    let mut conn = tokio::time::timeout(tuning::HANDSHAKE_TIMEOUT, tuning::server_builder().handshake::<_, Bytes>(tls))
+        .await
+        .map_err(|_| "HTTP/2 preface timed out".to_string())?
+        .map_err(|e| format!("HTTP/2: {e}"))?;
     tracing::debug!(%peer, "direct connection up");
     let dead = heartbeat::until_dead(conn.ping_pong().expect("ping_pong is taken once"));
     tokio::pin!(dead);
@@ -343,5 +347,27 @@ mod tests {
 
     fn ca_stranger() -> Ca {
         ca()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_teammate_that_stops_after_tls_is_dropped_at_the_handshake_deadline() {
+        use tokio::io::AsyncReadExt as _;
+        let ca = ca();
+        let (addr, _offer, cancel) = alice(&ca).await;
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from(agent_name(WS, ALICE)).unwrap();
+        let mut tls = pconnect_link::sealed::connect(client(&ca, BOB).await, name, tcp).await.unwrap();
+        // No HTTP/2 preface follows: alice keeps the connection (her SETTINGS arrive) until the
+        // deadline, then drops it.
+        let start = tokio::time::Instant::now();
+        let mut buf = [0u8; 256];
+        let ended = tokio::time::timeout(tuning::HANDSHAKE_TIMEOUT * 2, async {
+            while matches!(tls.read(&mut buf).await, Ok(n) if n > 0) {}
+        })
+        .await;
+        assert!(ended.is_ok(), "the stalled connection was still open after twice the deadline");
+        let after = start.elapsed();
+        assert!(after >= tuning::HANDSHAKE_TIMEOUT - Duration::from_secs(1), "dropped early, after {after:?}");
+        cancel.cancel();
     }
 }
