@@ -65,7 +65,7 @@ impl DirectPolicy {
 impl HubConfig {
     /// Defaults for everything but the data dir (the store: SQLite in it).
     pub fn new(data_dir: PathBuf) -> Self {
-        let open_files = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft);
+        let open_files = admission::open_files_limit();
         Self {
             store: StoreLocation::Sqlite { data_dir: data_dir.clone() },
             data_dir,

@@ -7,6 +7,7 @@
 //! - [`heartbeat`]: PING until the peer stops answering.
 //! - [`barrier`]: the first request of a link (`GET /v1/ready`), both sides.
 //! - [`reply`]: answering an HTTP/2 request with JSON or an error body.
+//! - [`admission`]: connection caps (total, per IP) and accept backoff for listeners strangers reach.
 //! - [`load`]: counting streams on a connection (new ones go to the least loaded).
 //! - [`pump`]: the tunnel data path: relay (hub) and splice (agent), with the debug tap.
 //! - [`h2io`]: HTTP/2 streams as byte streams, and capped body reading.
@@ -17,6 +18,7 @@
 //! - [`ticket`]: direct-path tickets, signed by the hub and checked by the exposing agent.
 //! - [`fsutil`], [`random`]: private files and directories, random hex.
 
+pub mod admission;
 pub mod barrier;
 pub mod cli_docs;
 pub mod frames;

@@ -31,6 +31,8 @@ async fn main() -> ExitCode {
         }
     };
     cli.log.init("off");
+    // Every tunnel holds a socket at each end: the default 1024 would cap an agent near 500.
+    pconnect_link::admission::raise_open_files_limit();
     let ui = Ui { json: cli.json };
     let shutdown = Shutdown::new();
     tokio::spawn(pconnect::shutdown::on_signals(shutdown.clone()));

@@ -3,7 +3,7 @@
 //! reverse links (streams to the agent's services, [`reverse`]), relaying a stream with early data
 //! ([`relay`]) and the live routing table ([`routes`]).
 
-pub mod admission;
+pub use pconnect_link::admission;
 pub(crate) mod agent_port;
 pub(crate) mod forward;
 pub(crate) mod relay;

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use h2::RecvStream;
 use h2::server::SendResponse;
 use http::Request;
+use pconnect_link::admission::{self, Admission, Caps, LogLimiter, Slot};
 use pconnect_link::reply::reply_error;
 use pconnect_link::{heartbeat, ticket, tuning};
 use pconnect_proto::clock::now_ms;
@@ -26,24 +27,28 @@ use tokio_util::sync::CancellationToken;
 use super::identity::Identity;
 use super::offer::{Offer, Revocations};
 
-/// Serves the direct port until `cancel`.
+/// Connections still in their TLS or HTTP/2 handshake from one address at once; the port is on
+/// every interface, so a stranger can knock, but only so often.
+const HANDSHAKES_PER_IP: usize = 32;
+
+/// Serves the direct port until `cancel`. Until a connection has proved a workspace certificate
+/// and started HTTP/2 it holds a handshake slot (a quarter of the open-files limit in all, and
+/// [`HANDSHAKES_PER_IP`] per address), so strangers cannot take the descriptors tunnels need.
 pub(crate) async fn serve(listener: TcpListener, identity: Arc<Identity>, offer: Offer, cancel: CancellationToken) {
+    let caps = Caps::from_open_files(admission::open_files_limit(), 0.25, HANDSHAKES_PER_IP);
+    let handshakes = Admission::new("direct handshakes", caps);
+    let log = LogLimiter::default();
     loop {
-        let accepted = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             _ = cancel.cancelled() => return,
-            accepted = listener.accept() => accepted,
+            accepted = admission::accept(&listener, &log, "direct port") => accepted,
         };
-        let (tcp, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                tracing::warn!(error = %e, "direct port: accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                continue;
-            }
+        let Some(slot) = handshakes.admit(peer.ip()) else {
+            continue;
         };
         let (identity, offer, cancel) = (identity.clone(), offer.clone(), cancel.clone());
         tokio::spawn(async move {
-            if let Err(reason) = connection(tcp, peer, &identity, &offer, &cancel).await {
+            if let Err(reason) = connection(tcp, peer, &identity, &offer, &cancel, slot).await {
                 tracing::warn!(%peer, %reason, "direct connection refused");
             }
         });
@@ -56,6 +61,7 @@ async fn connection(
     identity: &Identity,
     offer: &Offer,
     cancel: &CancellationToken,
+    handshake: Slot,
 ) -> Result<(), String> {
     let _ = tcp.set_nodelay(true);
     let issued = identity.current();
@@ -74,6 +80,7 @@ async fn connection(
         .await
         .map_err(|_| "HTTP/2 preface timed out".to_string())?
         .map_err(|e| format!("HTTP/2: {e}"))?;
+    drop(handshake);
     tracing::debug!(%peer, "direct connection up");
     let dead = heartbeat::until_dead(conn.ping_pong().expect("ping_pong is taken once"));
     tokio::pin!(dead);
@@ -347,6 +354,33 @@ mod tests {
 
     fn ca_stranger() -> Ca {
         ca()
+    }
+
+    #[tokio::test]
+    async fn one_address_holds_only_so_many_handshakes_and_a_teammate_still_gets_in() {
+        use tokio::io::AsyncReadExt as _;
+        let ca = ca();
+        let (addr, _offer, cancel) = alice(&ca).await;
+        let knock = || async {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+            socket.connect(addr).await.unwrap()
+        };
+        // A stranger on 127.0.0.2 opens connections and never starts TLS.
+        let mut held = Vec::new();
+        for _ in 0..HANDSHAKES_PER_IP {
+            held.push(knock().await);
+        }
+        let mut over = knock().await;
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(tuning::HANDSHAKE_TIMEOUT / 2, over.read(&mut byte)).await;
+        assert!(matches!(read, Ok(Ok(0) | Err(_))), "the connection over the cap was not closed: {read:?}");
+
+        // bob, from another address, is served while the stranger's slots are taken.
+        let far = pconnect_proto::clock::now_ms() + 60_000;
+        let bob = dial(&addr.to_string(), client(&ca, BOB).await, agent_name(WS, ALICE), cancel.clone()).await.unwrap();
+        assert_eq!(answer(bob, "db", &ticket(&ca, BOB, "db", far)).await, Ok(()));
+        cancel.cancel();
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,22 +1,20 @@
-//! Who gets a connection slot, for every listener of the hub: a global and a per-IP cap on the
-//! connections a listener holds, accept errors met with backoff (running out of file descriptors
+//! Who gets a connection slot, for every listener that strangers can reach (the hub's, and an
+//! agent's direct port): a global and a per-IP cap on the connections a listener holds, accept errors met with backoff (running out of file descriptors
 //! must not turn the accept loop into a spin), and repeated errors logged at a bounded rate.
 //!
 //! The caps come from the process's open-files limit, so idle connections on one listener can
-//! never take the descriptors another listener, the store or an agent login needs.
+//! never take the descriptors another listener, the hub's store or an agent's tunnels need.
 
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::sync::lock;
-
-/// Descriptors kept free of every listener's cap: the store, listeners, log files, agent logins.
+/// Descriptors kept free of every listener's cap: the store, listeners, log files, logins.
 const RESERVED_FDS: u64 = 64;
 /// Longest wait between accept attempts after an error.
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
@@ -27,9 +25,14 @@ pub fn raise_open_files_limit() -> u64 {
         Ok(limit) => limit,
         Err(e) => {
             tracing::warn!(error = %e, "could not raise the open-files limit");
-            rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft)
+            open_files_limit()
         }
     }
+}
+
+/// The soft open-files limit in force (1024 when it cannot be read).
+pub fn open_files_limit() -> u64 {
+    rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft)
 }
 
 /// Connection caps of one listener.
@@ -52,7 +55,7 @@ impl Caps {
 }
 
 /// Counts the connections a listener holds, in total and per client address.
-pub(crate) struct Admission {
+pub struct Admission {
     caps: Caps,
     what: &'static str,
     held: Mutex<Held>,
@@ -67,12 +70,12 @@ struct Held {
 }
 
 impl Admission {
-    pub(crate) fn new(what: &'static str, caps: Caps) -> Arc<Self> {
+    pub fn new(what: &'static str, caps: Caps) -> Arc<Self> {
         Arc::new(Self { caps, what, held: Mutex::default(), refused: AtomicU64::new(0), log: LogLimiter::default() })
     }
 
     /// A slot for a connection from `ip`, or `None` when a cap is reached (the caller closes it).
-    pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
+    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
         let mut held = lock(&self.held);
         let from_ip = held.by_ip.get(&ip).copied().unwrap_or(0);
         if held.total >= self.caps.total || from_ip >= self.caps.per_ip {
@@ -104,7 +107,7 @@ impl Admission {
 }
 
 /// A held connection slot, given back on drop.
-pub(crate) struct Slot {
+pub struct Slot {
     admission: Arc<Admission>,
     ip: IpAddr,
 }
@@ -125,7 +128,7 @@ impl Drop for Slot {
 /// Accepts the next connection, waiting out errors with backoff: out of descriptors (EMFILE,
 /// ENFILE), out of memory or buffers, the accept is retried after 10 ms doubling to 1 s, and the
 /// error is logged at most once a second.
-pub(crate) async fn accept(listener: &TcpListener, log: &LogLimiter, what: &'static str) -> (TcpStream, SocketAddr) {
+pub async fn accept(listener: &TcpListener, log: &LogLimiter, what: &'static str) -> (TcpStream, SocketAddr) {
     let mut backoff = Duration::from_millis(10);
     loop {
         match listener.accept().await {
@@ -145,6 +148,12 @@ pub(crate) async fn accept(listener: &TcpListener, log: &LogLimiter, what: &'sta
     }
 }
 
+/// Locks a mutex, recovering the counts if a panicking thread poisoned it (each critical section
+/// is one update).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Errors that concern one connection only (retry at once), as opposed to the process running out
 /// of something (back off).
 fn is_per_connection(e: &io::Error) -> bool {
@@ -152,7 +161,7 @@ fn is_per_connection(e: &io::Error) -> bool {
 }
 
 /// Lets one log line through per interval; counts the ones it held back.
-pub(crate) struct LogLimiter {
+pub struct LogLimiter {
     interval: Duration,
     state: Mutex<(Option<Instant>, u64)>,
 }
@@ -165,7 +174,7 @@ impl Default for LogLimiter {
 
 impl LogLimiter {
     /// Runs `emit(suppressed since the last line)` if the interval has passed, else counts.
-    pub(crate) fn warn(&self, emit: impl FnOnce(u64)) {
+    pub fn warn(&self, emit: impl FnOnce(u64)) {
         let mut state = lock(&self.state);
         let now = Instant::now();
         if state.0.is_some_and(|last| now.duration_since(last) < self.interval) {
