@@ -12,8 +12,10 @@
 //!   open what. The exposing agent checks the ticket on every stream (`HEADER_TICKET`).
 //! - The hub tells exposing agents about revocations on their reverse link ([`Revoked`]).
 //!
-//! Candidates are `host:port` strings today; a later candidate kind (a UDP endpoint for QUIC hole
+//! Candidates are `ip:port` strings today (never names: [`dialable`]); a later candidate kind (a UDP endpoint for QUIC hole
 //! punching) is a new variant of [`Candidate`], which older agents skip.
+
+use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
@@ -71,6 +73,35 @@ pub enum Candidate {
     Unknown,
 }
 
+impl Candidate {
+    /// The address a teammate's agent dials for this candidate: a TCP candidate that passes
+    /// [`dialable`]; `None` for anything else.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Candidate::Tcp { addr } => dialable(addr).ok(),
+            Candidate::Unknown => None,
+        }
+    }
+}
+
+/// `addr` as an address to dial, or why it is none: an IP address (never a name to resolve) and
+/// a port, and neither port 0 nor an address no connection can go to (unspecified, multicast,
+/// broadcast). The hub checks this where candidates enter and the dialing agent again.
+pub fn dialable(addr: &str) -> Result<SocketAddr, &'static str> {
+    let parsed: SocketAddr = addr.parse().map_err(|_| "is not an IP address and port")?;
+    let ip = parsed.ip();
+    if parsed.port() == 0 {
+        return Err("has port 0");
+    }
+    if ip.is_unspecified() {
+        return Err("is an unspecified address (0.0.0.0 or ::)");
+    }
+    if ip.is_multicast() || ip == std::net::Ipv4Addr::BROADCAST {
+        return Err("is a multicast or broadcast address");
+    }
+    Ok(parsed)
+}
+
 /// Where an exposing agent accepts direct connections.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Candidates {
@@ -82,19 +113,16 @@ pub struct Candidates {
 pub const MAX_CANDIDATES: usize = 16;
 
 impl Candidates {
-    /// Refuses what no agent should send: too many, or an address that is not `host:port`.
+    /// Refuses what no agent should send: too many, or a TCP address that is not [`dialable`].
     pub fn check(&self) -> Result<(), String> {
         if self.candidates.len() > MAX_CANDIDATES {
             return Err(format!("at most {MAX_CANDIDATES} direct candidates"));
         }
         for candidate in &self.candidates {
             if let Candidate::Tcp { addr } = candidate
-                && addr.parse::<std::net::SocketAddr>().is_err()
+                && let Err(why) = dialable(addr)
             {
-                return Err(format!(
-                    "direct candidate '{}' is not an IP address and port",
-                    crate::text::terminal_safe(addr)
-                ));
+                return Err(format!("direct candidate '{}' {why}", crate::text::terminal_safe(addr)));
             }
         }
         Ok(())
@@ -160,7 +188,8 @@ mod tests {
     fn candidates_are_ip_and_port_only_and_bounded() {
         let ok = Candidates { candidates: vec![Candidate::Tcp { addr: "10.0.0.2:7000".into() }] };
         assert!(ok.check().is_ok());
-        for bad in ["example.com:80", "10.0.0.2", "", "10.0.0.2:99999"] {
+        let bad_ones = ["example.com:80", "10.0.0.2", "", "10.0.0.2:99999", "10.0.0.2:0", "0.0.0.0:7000", "[::]:7000"];
+        for bad in bad_ones.into_iter().chain(["224.0.0.1:7000", "[ff02::1]:7000", "255.255.255.255:7000"]) {
             let c = Candidates { candidates: vec![Candidate::Tcp { addr: bad.into() }] };
             assert!(c.check().is_err(), "{bad}");
         }
@@ -171,5 +200,17 @@ mod tests {
         let future: Candidates = serde_json::from_str(r#"{"candidates":[{"kind":"quic","addr":"x"}]}"#).unwrap();
         assert_eq!(future.candidates, [Candidate::Unknown]);
         assert!(future.check().is_ok());
+    }
+
+    #[test]
+    fn only_dialable_tcp_candidates_have_an_address() {
+        let tcp = |addr: &str| Candidate::Tcp { addr: addr.into() };
+        assert_eq!(tcp("10.0.0.2:7000").tcp_addr(), Some("10.0.0.2:7000".parse().unwrap()));
+        assert_eq!(tcp("[fe80::1]:7000").tcp_addr(), Some("[fe80::1]:7000".parse().unwrap()));
+        for bad in ["db.internal:7000", "0.0.0.0:7000", "10.0.0.2:0", "239.1.1.1:7000"] {
+            assert_eq!(tcp(bad).tcp_addr(), None, "{bad}");
+        }
+        assert_eq!(Candidate::Unknown.tcp_addr(), None);
+        assert_eq!(dialable("example.com:80"), Err("is not an IP address and port"));
     }
 }

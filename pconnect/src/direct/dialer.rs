@@ -8,6 +8,7 @@
 //! relay (never fails them) and the direct path is tried again after [`RETRY_AFTER`].
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -119,18 +120,13 @@ impl Dialer {
     /// A live connection to the route's agent: the one kept, or a new dial awaited for at most
     /// [`RACE_DELAY`].
     async fn conn(&self, route: &DirectRoute, identity: &Arc<Identity>) -> Option<(String, SendRequest<Bytes>)> {
-        let addrs: Vec<String> = route
-            .candidates
-            .iter()
-            .filter_map(|c| match c {
-                Candidate::Tcp { addr } => Some(addr.clone()),
-                Candidate::Unknown => None,
-            })
-            .collect();
+        // Checked again here, where they are dialed: only addresses, never names to resolve.
+        let addrs: Vec<SocketAddr> = route.candidates.iter().filter_map(Candidate::tcp_addr).collect();
         if addrs.is_empty() {
             return None;
         }
-        let key = format!("{}@{}", route.owner_id, addrs.join(","));
+        let listed: Vec<String> = addrs.iter().map(SocketAddr::to_string).collect();
+        let key = format!("{}@{}", route.owner_id, listed.join(","));
         let entry = lock(&self.conns).get(&key).cloned();
         let mut dialing = match entry {
             Some(ConnEntry::Live(sender)) => return Some((key, sender)),
@@ -148,7 +144,7 @@ impl Dialer {
     fn start_dial(
         &self,
         key: &str,
-        addrs: Vec<String>,
+        addrs: Vec<SocketAddr>,
         route: &DirectRoute,
         identity: &Arc<Identity>,
     ) -> watch::Receiver<Option<Option<SendRequest<Bytes>>>> {
@@ -247,18 +243,18 @@ pub(crate) async fn open_stream(
 /// eyeballs across its addresses); the first that completes TLS and HTTP/2 wins, the others are
 /// dropped. The error of the last attempt when none does.
 async fn dial_any(
-    addrs: Vec<String>,
+    addrs: Vec<SocketAddr>,
     config: Arc<rustls::ClientConfig>,
     name: String,
     cancel: CancellationToken,
-) -> anyhow::Result<(String, SendRequest<Bytes>)> {
+) -> anyhow::Result<(SocketAddr, SendRequest<Bytes>)> {
     let mut attempts = tokio::task::JoinSet::new();
     for (i, addr) in addrs.into_iter().enumerate() {
         let (config, name, cancel) = (config.clone(), name.clone(), cancel.clone());
         attempts.spawn(async move {
             tokio::time::sleep(STAGGER * i as u32).await;
-            let dialed = dial(&addr, config, name, cancel).await;
-            dialed.map(|sender| (addr.clone(), sender)).map_err(|e| anyhow::anyhow!("{addr}: {e:#}"))
+            let dialed = dial(addr, config, name, cancel).await;
+            dialed.map(|sender| (addr, sender)).map_err(|e| anyhow::anyhow!("{addr}: {e:#}"))
         });
     }
     let mut last = anyhow::anyhow!("no candidate to dial");
@@ -273,7 +269,7 @@ async fn dial_any(
 }
 
 pub(crate) async fn dial(
-    addr: &str,
+    addr: SocketAddr,
     config: Arc<rustls::ClientConfig>,
     name: String,
     cancel: CancellationToken,
