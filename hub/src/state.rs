@@ -106,6 +106,8 @@ impl Hub {
         members.extend(self.links.cache.owners());
         members.extend(self.shares.live.creators());
         members.extend(self.debug.registry.owners());
+        // Connected or not: a direct tunnel outlives its holder's link to the hub.
+        members.extend(self.direct.ticket_holders());
         for member in members {
             match self.store.member_by_id(member).await {
                 Ok(Some(_)) => {}
@@ -113,6 +115,7 @@ impl Hub {
                 Err(e) => tracing::warn!(error = %e, "member recheck failed"),
             }
         }
+        self.direct.retell();
     }
 
     fn purge_member(&self, member: MemberId) {

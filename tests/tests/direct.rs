@@ -529,3 +529,57 @@ fn a_slow_target_behind_a_live_direct_connection_is_waited_for_and_its_bytes_go_
     assert_eq!(relayed(&hub), (0.0, 0.0), "the slow tunnel went through the hub");
     drop(expose);
 }
+
+#[test]
+fn a_member_removed_while_away_from_the_hub_loses_their_direct_tunnels_within_a_second() {
+    let echo = EchoServer::start();
+    let hub = Hub::start_with(&["--metrics", "127.0.0.1:0"]).unwrap();
+    let alice = Agent::login(&hub, "alice").unwrap();
+    let target = format!("127.0.0.1:{}", echo.port());
+    let mut expose = Proc::spawn(alice.command_direct(["expose", &target, "--name", "echo"])).unwrap();
+    expose.wait_for_line("is now accessible through the hub", READY).unwrap();
+
+    // bob reaches the hub only through a path the test can take away; alice directly.
+    let path_to_hub = pconnect_e2e::BlackholeProxy::start(format!("127.0.0.1:{}", hub.port()).parse().unwrap());
+    let token = hub.add_member("bob").unwrap();
+    let bob = Agent::fresh("bob").unwrap();
+    let url = format!("https://127.0.0.1:{}", path_to_hub.port());
+    bob.run_ok(["login", "--hub", &url, "--token", &token, "--fingerprint", hub.fingerprint()]).unwrap();
+    let (_reach, port) = support::reach(&bob, "echo").unwrap();
+    let mut held = open_echoing(port, 1).pop().unwrap();
+    assert_eq!(relayed(&hub).0, 0.0, "bob's tunnel went direct");
+
+    // bob's agent loses the hub (its direct connection to alice stays), then he is removed.
+    drop(path_to_hub);
+    let start = Instant::now();
+    while metric(&hub, "pconnect_hub_members_connected") > 1.0 {
+        assert!(start.elapsed() < READY, "the hub still counts bob as connected");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let removed_at = Instant::now();
+    let out = hub.run_admin(["member", "remove", "bob"]);
+    assert!(out.status.success(), "{}", describe_output(&out));
+    held.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    let mut buf = [0u8; 16];
+    loop {
+        match held.read(&mut buf) {
+            Ok(0) => break,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                assert!(removed_at.elapsed() < Duration::from_secs(3), "bob's direct tunnel is still open");
+            }
+            Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    let took = removed_at.elapsed();
+    assert!(took < Duration::from_secs(1), "bob's direct tunnel was closed {took:?} after his removal");
+
+    // bob's agent still holds a ticket and the connection to alice: a new tunnel is refused.
+    let mut again = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    again.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = again.write_all(b"still here?");
+    let mut back = Vec::new();
+    let _ = again.read_to_end(&mut back);
+    assert!(back.is_empty(), "a removed member's new tunnel was served: {back:?}");
+    drop(expose);
+}

@@ -2,35 +2,37 @@
 //! one that authorizes tunnels. Agents get certificates for their own keys; a reach agent gets the
 //! exposing agent's candidates and a ticket signed by the CA, after exactly the checks a relayed
 //! tunnel gets (the service's owner, a share's join token and liveness). The hub tells exposing
-//! agents on their reverse links when a share or a member is revoked, so direct tunnels are cut
-//! like relayed ones. The hub sees none of a direct tunnel's bytes.
+//! agents on their reverse links when a share or a member is revoked ([`revoke`], again until
+//! each heard it), so direct tunnels are cut like relayed ones; a member is looked up for that
+//! as long as this hub gave them tickets, connected or not. The hub sees none of a direct
+//! tunnel's bytes.
 
 mod ca;
+mod revoke;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use bytes::Bytes;
 use pconnect_proto::clock;
 use pconnect_proto::control::{ErrorBody, ErrorCode};
 use pconnect_proto::direct::{
-    CERT_LIFETIME_SECS, DIRECT_REVOKE_PATH, DirectCert, DirectCertRequest, DirectRoute, DirectRouteRequest, Revoked,
-    TICKET_LIFETIME_MS, Ticket,
+    CERT_LIFETIME_SECS, DirectCert, DirectCertRequest, DirectRoute, DirectRouteRequest, Revoked, TICKET_LIFETIME_MS,
+    Ticket,
 };
 
 use crate::config::DirectPolicy;
-use crate::conn::reverse;
-use crate::conn::routes::{ReverseConn, Routes};
+use crate::conn::routes::Routes;
 use crate::features::shares::{self, Shares};
 use crate::rpc::store_error;
 use crate::store::{Member, MemberId, ShareId, Store, WorkspaceId};
 use crate::sync::lock;
 use ca::WorkspaceCa;
+use revoke::{Grant, Teller};
 
-/// The direct path's state in the hub: the workspaces' CAs (derived once each) and the shares
-/// whose end is being watched to tell exposing agents.
+/// The direct path's state in the hub: the workspaces' CAs (derived once each), the shares whose
+/// end is being watched to tell exposing agents, and whom this hub gave tickets for what.
 pub(crate) struct Direct {
     /// Whose agents may connect directly; for the others no certificates, no tickets: every
     /// tunnel is relayed.
@@ -38,12 +40,32 @@ pub(crate) struct Direct {
     store: Arc<dyn Store>,
     routes: Routes,
     cas: Mutex<HashMap<WorkspaceId, Arc<WorkspaceCa>>>,
-    watched: Arc<Mutex<HashSet<ShareId>>>,
+    /// Shares with direct tickets out, and the agents those tickets named.
+    watched: Arc<Mutex<HashMap<ShareId, HashSet<Grant>>>>,
+    /// Every member this hub issued tickets to, and for which agents' services: when one is
+    /// removed, exactly those agents are told, wherever they are held and whether or not the
+    /// member is still connected (a direct tunnel outlives its ticket and its holder's hub link).
+    granted: Mutex<HashMap<MemberId, HashSet<Grant>>>,
+    teller: Teller,
 }
 
 impl Direct {
     pub(crate) fn new(policy: DirectPolicy, store: Arc<dyn Store>, routes: Routes) -> Self {
-        Self { policy, store, routes, cas: Mutex::default(), watched: Arc::default() }
+        Self {
+            policy,
+            store,
+            routes: routes.clone(),
+            cas: Mutex::default(),
+            watched: Arc::default(),
+            granted: Mutex::default(),
+            teller: Teller::new(routes),
+        }
+    }
+
+    /// Members holding tickets from this hub: the member recheck looks at them too, connected or
+    /// not.
+    pub(crate) fn ticket_holders(&self) -> Vec<MemberId> {
+        lock(&self.granted).keys().copied().collect()
     }
 
     fn check_enabled(&self, member: &Member) -> Result<(), ErrorBody> {
@@ -135,9 +157,11 @@ impl Direct {
             share_expires_at: share.as_ref().map(|(_, _, ends)| ends.saturating_mul(1000)),
             expires_at,
         };
+        let grant = Grant { workspace: member.workspace_id, owner: conn.owner, service: service.to_string() };
         if let Some((cut, id, _)) = share {
-            self.watch_share(cut, id, member.workspace_id, &conn, service);
+            self.watch_share(cut, id, grant.clone());
         }
+        lock(&self.granted).entry(member.id).or_default().insert(grant);
         Ok(DirectRoute {
             candidates: conn.direct.to_vec(),
             ticket: pconnect_link::ticket::sign(&ticket, ca.ticket_signer()),
@@ -149,42 +173,42 @@ impl Direct {
 
     /// Once per share with direct tickets out: when it ends (revoked, expired, on any replica), the
     /// exposing agent is told to cut its direct tunnels through it.
-    fn watch_share(
-        &self,
-        cut: tokio_util::sync::CancellationToken,
-        share: ShareId,
-        workspace: WorkspaceId,
-        conn: &ReverseConn,
-        service: &str,
-    ) {
-        if !lock(&self.watched).insert(share) {
-            return;
+    /// Every agent the share's tickets named is told (a share spans all its creator's services,
+    /// which may be exposed by more than one agent).
+    fn watch_share(&self, cut: tokio_util::sync::CancellationToken, share: ShareId, grant: Grant) {
+        {
+            let mut watched = lock(&self.watched);
+            if let Some(grants) = watched.get_mut(&share) {
+                grants.insert(grant);
+                return;
+            }
+            watched.insert(share, HashSet::from([grant]));
         }
-        let (routes, watched, conn, service) =
-            (self.routes.clone(), self.watched.clone(), conn.clone(), service.to_string());
+        let (watched, teller) = (self.watched.clone(), self.teller.clone());
         tokio::spawn(async move {
             cut.cancelled().await;
-            lock(&watched).remove(&share);
-            // The agent's connection of now (it may have reconnected since the ticket).
-            let conn = routes.find(workspace, &service, Some(conn.owner)).await.unwrap_or(conn);
-            tell(&conn, &service, &Revoked { member: None, share: Some(share) }).await;
+            let grants = lock(&watched).remove(&share).unwrap_or_default();
+            drop(teller.tell(Revoked { member: None, share: Some(share) }, grants));
         });
     }
 
-    /// A member was removed: every agent this hub holds refuses their tickets and cuts their direct
-    /// tunnels from now on.
+    /// A member was removed: every agent this hub holds, and every agent this hub gave them
+    /// tickets for (on any replica), refuses their tickets and cuts their direct tunnels from now
+    /// on. An agent that cannot be told now is told at a later recheck ([`Direct::retell`]).
     pub(crate) fn revoke_member(&self, member: MemberId) {
         for (conn, service) in self.routes.local_conns() {
             tokio::spawn(async move {
-                tell(&conn, &service, &Revoked { member: Some(member), share: None }).await;
+                revoke::tell(&conn, &service, &Revoked { member: Some(member), share: None }).await;
             });
         }
+        let granted = lock(&self.granted).remove(&member).unwrap_or_default();
+        if !granted.is_empty() {
+            drop(self.teller.tell(Revoked { member: Some(member), share: None }, granted));
+        }
     }
-}
 
-async fn tell(conn: &ReverseConn, service: &str, revoked: &Revoked) {
-    let body = Bytes::from(serde_json::to_vec(revoked).expect("serialises"));
-    if let Err(e) = reverse::call(conn, service, DIRECT_REVOKE_PATH, body).await {
-        tracing::warn!(service, error = %e.message, "could not tell an exposing agent about a revocation");
+    /// Tells again the agents that revocations have not reached yet.
+    pub(crate) fn retell(&self) {
+        drop(self.teller.retell());
     }
 }
