@@ -583,3 +583,53 @@ fn a_member_removed_while_away_from_the_hub_loses_their_direct_tunnels_within_a_
     assert!(back.is_empty(), "a removed member's new tunnel was served: {back:?}");
     drop(expose);
 }
+
+#[test]
+fn removing_the_exposing_member_cuts_the_direct_tunnels_to_their_agent_within_a_second() {
+    let echo = EchoServer::start();
+    let hub = Hub::start_with(&["--metrics", "127.0.0.1:0"]).unwrap();
+    let alice = Agent::login(&hub, "alice").unwrap();
+    let bob = Agent::login(&hub, "bob").unwrap();
+    let target = format!("127.0.0.1:{}", echo.port());
+    let mut expose = Proc::spawn(alice.command_direct(["expose", &target, "--name", "echo"])).unwrap();
+    expose.wait_for_line("is now accessible through the hub", READY).unwrap();
+    let mut reach = bob.spawn(["--log-level", "warn", "reach", "echo", "--port", "0"]).unwrap();
+    let port = listen_port(&reach.wait_for_line("Listening on", READY).unwrap()).unwrap();
+    let mut held = open_echoing(port, 1).pop().unwrap();
+    assert_eq!(relayed(&hub).0, 0.0, "bob's tunnel went direct");
+
+    // alice's agent does not cooperate (stopped: her direct port keeps the connection, but
+    // neither closes nor answers anything), and she is removed: bob's agent is told by the hub
+    // and closes its side.
+    let stopped = Command::new("kill").args(["-STOP", &expose.pid().to_string()]).status().unwrap();
+    assert!(stopped.success());
+    let removed_at = Instant::now();
+    let out = hub.run_admin(["member", "remove", "alice"]);
+    assert!(out.status.success(), "{}", describe_output(&out));
+    held.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    let mut buf = [0u8; 16];
+    loop {
+        match held.read(&mut buf) {
+            Ok(0) => break,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                assert!(removed_at.elapsed() < Duration::from_secs(3), "bob's direct tunnel to alice is still open");
+            }
+            Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    let took = removed_at.elapsed();
+    assert!(took < Duration::from_secs(1), "bob's direct tunnel was closed {took:?} after alice's removal");
+    reach.wait_for_line("the hub removed this teammate", READY).unwrap();
+
+    // A new connection is not served by alice's agent: not direct (bob's agent no longer dials
+    // it), and the hub has no route to her.
+    let mut again = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    again.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = again.write_all(b"still there?");
+    let mut back = Vec::new();
+    let _ = again.read_to_end(&mut back);
+    assert!(back.is_empty(), "a removed member's agent served a new tunnel: {back:?}");
+    let _ = Command::new("kill").args(["-CONT", &expose.pid().to_string()]).status();
+    drop(expose);
+}

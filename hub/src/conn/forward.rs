@@ -11,6 +11,7 @@ use h2::RecvStream;
 use h2::server::SendResponse;
 use http::{Method, Request, Response, StatusCode};
 use pconnect_proto::control::{ErrorBody, ErrorCode, ServiceInfo, ServiceList, WhoAmI};
+use pconnect_proto::direct::{DIRECT_WATCH_PATH, HEADER_OWNER};
 use pconnect_proto::rpc;
 use pconnect_proto::wire::{self, HEADER_EXPECT_OWNER, HEADER_JOIN, HEADER_SERVICE_OWNER, TUNNEL_PROTOCOL};
 use tokio_util::sync::CancellationToken;
@@ -144,6 +145,15 @@ async fn handle(
             }
             _ => {
                 reply_error(&mut respond, &ErrorBody::new(ErrorCode::NotFound, format!("no such call: {path}")));
+            }
+        }
+        return;
+    }
+    if request.method() == Method::POST && request.uri().path() == DIRECT_WATCH_PATH {
+        match owner_header(&request) {
+            Some(owner) => hub.direct.watch_owner(&member, owner, request.into_body(), respond).await,
+            None => {
+                reply_error(&mut respond, &ErrorBody::new(ErrorCode::BadRequest, "a member id in pconnect-owner"));
             }
         }
         return;
@@ -339,6 +349,10 @@ async fn unroutable(hub: &Hub, member: &Member, service: &str) -> ErrorBody {
             .with_hint("run `connect services` to list them"),
         Err(e) => store_error(e),
     }
+}
+
+fn owner_header(request: &Request<RecvStream>) -> Option<crate::store::MemberId> {
+    request.headers().get(HEADER_OWNER)?.to_str().ok()?.parse().ok()
 }
 
 fn join_header(request: &Request<RecvStream>) -> Option<String> {

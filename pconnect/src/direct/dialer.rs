@@ -5,9 +5,11 @@
 //! multiplexing every later tunnel as HTTP/2 streams. Happy eyeballs: a tunnel
 //! waits at most [`RACE_DELAY`] for a direct connection that is still being dialed, then takes the
 //! relay while the dial goes on for the next ones. A failed dial or stream sends tunnels to the
-//! relay (never fails them) and the direct path is tried again after [`RETRY_AFTER`].
+//! relay (never fails them) and the direct path is tried again after [`RETRY_AFTER`]. While a
+//! connection lives, the hub is asked to say if its member is removed ([`watch_owner`]); then the
+//! connection and its tunnels are cut and that member's agents are not dialed again.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,7 +20,7 @@ use http::{Method, Request};
 use pconnect_link::load::Load;
 use pconnect_link::tuning;
 use pconnect_proto::control::ErrorCode;
-use pconnect_proto::direct::{Candidate, DirectRoute, DirectRouteRequest, HEADER_TICKET, agent_name};
+use pconnect_proto::direct::{Candidate, DirectRoute, DirectRouteRequest, HEADER_TICKET, OwnerGone, agent_name};
 use pconnect_proto::rpc;
 use pconnect_proto::wire::{self, LINK_AUTHORITY, TUNNEL_PROTOCOL};
 use rustls::pki_types::ServerName;
@@ -38,6 +40,10 @@ pub(crate) const RETRY_AFTER: Duration = Duration::from_secs(3);
 const STAGGER: Duration = Duration::from_millis(100);
 /// A direct dial (TCP + TLS + HTTP/2) gives up after this.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(3);
+/// A member watch that ended without an answer (a hub link dropped) is opened again after this.
+const REWATCH_AFTER: Duration = Duration::from_secs(1);
+/// Longest line a member watch may send.
+const MAX_WATCH_LINE: usize = 4096;
 /// A ticket is asked for again this long before it expires.
 const TICKET_MARGIN_MS: i64 = 10_000;
 
@@ -63,12 +69,20 @@ pub(crate) struct Dialer {
     identity: OnceCell<Arc<Identity>>,
     routes: Mutex<HashMap<(String, String), RouteEntry>>,
     conns: Arc<Mutex<HashMap<String, ConnEntry>>>,
+    /// Members the hub said were removed: their agents are never dialed again.
+    gone: Arc<Mutex<HashSet<i64>>>,
     cancel: CancellationToken,
 }
 
 impl Dialer {
     pub(crate) fn new(cancel: CancellationToken) -> Arc<Dialer> {
-        Arc::new(Dialer { identity: OnceCell::new(), routes: Mutex::default(), conns: Arc::default(), cancel })
+        Arc::new(Dialer {
+            identity: OnceCell::new(),
+            routes: Mutex::default(),
+            conns: Arc::default(),
+            gone: Arc::default(),
+            cancel,
+        })
     }
 
     async fn route(&self, link: &ForwardLink, service: &str, via: &Via) -> Option<DirectRoute> {
@@ -119,7 +133,12 @@ impl Dialer {
 
     /// A live connection to the route's agent: the one kept, or a new dial awaited for at most
     /// [`RACE_DELAY`].
-    async fn conn(&self, route: &DirectRoute, identity: &Arc<Identity>) -> Option<(String, SendRequest<Bytes>)> {
+    async fn conn(
+        &self,
+        link: &ForwardLink,
+        route: &DirectRoute,
+        identity: &Arc<Identity>,
+    ) -> Option<(String, SendRequest<Bytes>)> {
         // Checked again here, where they are dialed: only addresses, never names to resolve.
         let addrs: Vec<SocketAddr> = route.candidates.iter().filter_map(Candidate::tcp_addr).collect();
         if addrs.is_empty() {
@@ -132,7 +151,7 @@ impl Dialer {
             Some(ConnEntry::Live(sender)) => return Some((key, sender)),
             Some(ConnEntry::Failed(at)) if at.elapsed() < RETRY_AFTER => return None,
             Some(ConnEntry::Dialing(rx)) => rx,
-            _ => self.start_dial(&key, addrs, route, identity),
+            _ => self.start_dial(link, &key, addrs, route, identity),
         };
         let ready = tokio::time::timeout(RACE_DELAY, dialing.wait_for(Option::is_some)).await;
         match ready {
@@ -141,8 +160,11 @@ impl Dialer {
         }
     }
 
+    /// Dials the route's agent in the background; a connection that comes up is watched
+    /// ([`watch_owner`]) and cut when its member is removed.
     fn start_dial(
         &self,
+        link: &ForwardLink,
         key: &str,
         addrs: Vec<SocketAddr>,
         route: &DirectRoute,
@@ -152,12 +174,15 @@ impl Dialer {
         lock(&self.conns).insert(key.to_string(), ConnEntry::Dialing(rx.clone()));
         let (conns, key) = (self.conns.clone(), key.to_string());
         let (issued, name) = (identity.current(), agent_name(issued_workspace(identity), route.owner_id));
-        let cancel = self.cancel.clone();
+        let (cut, owner, link, gone) = (self.cancel.child_token(), route.owner_id, link.clone(), self.gone.clone());
         tokio::spawn(async move {
-            let dialed = tokio::time::timeout(DIAL_TIMEOUT, dial_any(addrs, issued.client.clone(), name, cancel)).await;
+            let dialing = dial_any(addrs, issued.client.clone(), name, cut.clone());
+            let dialed = tokio::time::timeout(DIAL_TIMEOUT, dialing).await;
             let entry = match dialed {
-                Ok(Ok((addr, sender))) => {
+                Ok(Ok((addr, (sender, ended)))) => {
                     tracing::info!(%addr, "direct connection up");
+                    let watched = Watched { owner, cut, ended, conns: conns.clone(), key: key.clone(), gone };
+                    tokio::spawn(watch_owner(link, watched));
                     ConnEntry::Live(sender)
                 }
                 Ok(Err(e)) => {
@@ -197,8 +222,11 @@ impl Bypass for Dialer {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Tunnel>> + Send + 'a>> {
         Box::pin(async move {
             let route = self.route(link, service, via).await?;
+            if lock(&self.gone).contains(&route.owner_id) {
+                return None;
+            }
             let identity = self.identity(link).await?;
-            let (key, sender) = self.conn(&route, &identity).await?;
+            let (key, sender) = self.conn(link, &route, &identity).await?;
             let conns = self.conns.clone();
             let broken_key = key.clone();
             let broken = Box::new(move || {
@@ -247,7 +275,7 @@ async fn dial_any(
     config: Arc<rustls::ClientConfig>,
     name: String,
     cancel: CancellationToken,
-) -> anyhow::Result<(SocketAddr, SendRequest<Bytes>)> {
+) -> anyhow::Result<(SocketAddr, (SendRequest<Bytes>, CancellationToken))> {
     let mut attempts = tokio::task::JoinSet::new();
     for (i, addr) in addrs.into_iter().enumerate() {
         let (config, name, cancel) = (config.clone(), name.clone(), cancel.clone());
@@ -268,18 +296,22 @@ async fn dial_any(
     Err(last)
 }
 
+/// A direct connection to the agent at `addr`, which must present `name`'s certificate; it lasts
+/// until `cancel` or until it fails, and the returned token is cancelled when it has ended.
 pub(crate) async fn dial(
     addr: SocketAddr,
     config: Arc<rustls::ClientConfig>,
     name: String,
     cancel: CancellationToken,
-) -> anyhow::Result<SendRequest<Bytes>> {
+) -> anyhow::Result<(SendRequest<Bytes>, CancellationToken)> {
     let tcp = TcpStream::connect(addr).await?;
     let _ = tcp.set_nodelay(true);
     let name = ServerName::try_from(name)?;
     let tls = pconnect_link::sealed::connect(config, name, tcp).await?;
     let (sender, mut conn) = tuning::client_builder().handshake::<_, Bytes>(tls).await?;
     let heartbeat = pconnect_link::heartbeat::until_dead(conn.ping_pong().expect("ping_pong is taken once"));
+    let ended = CancellationToken::new();
+    let on_end = ended.clone().drop_guard();
     tokio::spawn(async move {
         tokio::pin!(heartbeat);
         tokio::select! {
@@ -287,8 +319,78 @@ pub(crate) async fn dial(
             _ = heartbeat => {}
             _ = cancel.cancelled() => {}
         }
+        drop(on_end);
     });
-    Ok(sender)
+    Ok((sender, ended))
+}
+
+/// A live direct connection to `owner`'s agent, as its watch sees it.
+struct Watched {
+    owner: i64,
+    /// Cuts the connection (and every tunnel on it).
+    cut: CancellationToken,
+    /// Cancelled once the connection has ended, for whatever reason.
+    ended: CancellationToken,
+    conns: Arc<Mutex<HashMap<String, ConnEntry>>>,
+    key: String,
+    gone: Arc<Mutex<HashSet<i64>>>,
+}
+
+/// Holds a watch of the connection's member on the hub for as long as the connection lives (again
+/// after a hub link drops); when the hub says the member was removed, the connection and its
+/// tunnels are cut and that member's agents are not dialed again. A hub without the call (older)
+/// is not watched.
+async fn watch_owner(link: ForwardLink, watched: Watched) {
+    let owner = watched.owner;
+    loop {
+        let opened = tokio::select! {
+            _ = watched.ended.cancelled() => return,
+            opened = link.watch_owner(owner) => opened,
+        };
+        match opened {
+            Ok((_held, events)) => {
+                let removed = tokio::select! {
+                    _ = watched.ended.cancelled() => return,
+                    removed = owner_gone(events) => removed,
+                };
+                if removed {
+                    tracing::warn!(
+                        owner,
+                        "the hub removed this teammate: their direct connection and its tunnels are closed"
+                    );
+                    lock(&watched.gone).insert(owner);
+                    lock(&watched.conns).insert(watched.key.clone(), ConnEntry::Failed(Instant::now()));
+                    watched.cut.cancel();
+                    return;
+                }
+            }
+            Err(LinkError::Hub(e)) if e.code == ErrorCode::NotFound => {
+                tracing::debug!(owner, error = %e.message, "the hub does not watch members: not watched");
+                return;
+            }
+            Err(e) => tracing::debug!(owner, error = %e, "member watch failed; again shortly"),
+        }
+        tokio::select! {
+            _ = watched.ended.cancelled() => return,
+            _ = tokio::time::sleep(REWATCH_AFTER) => {}
+        }
+    }
+}
+
+/// Whether the watch stream said its member is gone (`false`: it ended without a word).
+async fn owner_gone(mut events: h2::RecvStream) -> bool {
+    let mut pending = Vec::new();
+    while let Some(Ok(chunk)) = events.data().await {
+        let _ = events.flow_control().release_capacity(chunk.len());
+        pending.extend_from_slice(&chunk);
+        if pending.len() > MAX_WATCH_LINE {
+            return false;
+        }
+        if let Some(end) = pending.iter().position(|b| *b == b'\n') {
+            return serde_json::from_slice::<OwnerGone>(&pending[..end]).is_ok();
+        }
+    }
+    false
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -324,7 +324,7 @@ mod tests {
         let ca = ca();
         let (addr, offer, cancel) = alice(&ca).await;
         let far = pconnect_proto::clock::now_ms() + 60_000;
-        let bob = dial(addr, client(&ca, BOB).await, agent_name(WS, ALICE), cancel.clone()).await.unwrap();
+        let (bob, _) = dial(addr, client(&ca, BOB).await, agent_name(WS, ALICE), cancel.clone()).await.unwrap();
         assert!(answer(bob.clone(), "db", &ticket(&ca, BOB, "db", far)).await.is_ok(), "bob's own ticket");
 
         let expired = answer(bob.clone(), "db", &ticket(&ca, BOB, "db", 1)).await.err().unwrap();
@@ -344,7 +344,7 @@ mod tests {
         // A stranger: a certificate of another CA never gets past TLS.
         let stranger = ca_stranger();
         let refused = dial(addr, client(&stranger, BOB).await, agent_name(WS, ALICE), cancel.clone()).await;
-        if let Ok(sender) = refused {
+        if let Ok((sender, _)) = refused {
             // TLS 1.3 reports the client's rejection only on the first read.
             assert!(answer(sender, "db", &ticket(&ca, BOB, "db", far)).await.is_err(), "a stranger was served");
         }
@@ -377,7 +377,7 @@ mod tests {
 
         // bob, from another address, is served while the stranger's slots are taken.
         let far = pconnect_proto::clock::now_ms() + 60_000;
-        let bob = dial(addr, client(&ca, BOB).await, agent_name(WS, ALICE), cancel.clone()).await.unwrap();
+        let (bob, _) = dial(addr, client(&ca, BOB).await, agent_name(WS, ALICE), cancel.clone()).await.unwrap();
         assert_eq!(answer(bob, "db", &ticket(&ca, BOB, "db", far)).await, Ok(()));
         cancel.cancel();
     }

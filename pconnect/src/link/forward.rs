@@ -17,6 +17,7 @@ use pconnect_link::{h2io, tuning};
 use pconnect_proto::handshake::{Hello, Role, Welcome};
 
 use crate::metrics::METRICS;
+use pconnect_proto::direct::HEADER_OWNER;
 use pconnect_proto::rpc::{Call, Verb};
 use pconnect_proto::wire::{self, HEADER_EXPECT_OWNER, HEADER_JOIN, LINK_AUTHORITY, PROTOCOL_VERSION, TUNNEL_PROTOCOL};
 use tokio::sync::{Notify, watch};
@@ -224,12 +225,30 @@ impl ForwardLink {
     /// Opens a joiner's attach stream: the hub counts us joined while the returned send half is
     /// open, and sends share events on the receive half.
     pub async fn attach(&self, join_token: &str) -> Result<(SendStream<Bytes>, RecvStream), LinkError> {
+        self.open_events(wire::SHARE_ATTACH_PATH, HEADER_JOIN, join_token).await
+    }
+
+    /// Opens a watch of member `owner` (whose agent we hold a direct connection to): the hub sends
+    /// an [`pconnect_proto::direct::OwnerGone`] line on the receive half when the member is removed.
+    /// The watch lasts while the returned send half is open.
+    pub async fn watch_owner(&self, owner: i64) -> Result<(SendStream<Bytes>, RecvStream), LinkError> {
+        self.open_events(pconnect_proto::direct::DIRECT_WATCH_PATH, HEADER_OWNER, &owner.to_string()).await
+    }
+
+    /// A long-lived `POST` to `path` with `header: value`: the request body stays open as long as
+    /// the caller holds the send half, the hub's events arrive on the receive half.
+    async fn open_events(
+        &self,
+        path: &str,
+        header: &str,
+        value: &str,
+    ) -> Result<(SendStream<Bytes>, RecvStream), LinkError> {
         let live = self.pick_or_wait().await?;
         let mut sender = live.sender.ready().await?;
         let request = Request::builder()
             .method(Method::POST)
-            .uri(format!("https://{LINK_AUTHORITY}{}", wire::SHARE_ATTACH_PATH))
-            .header(HEADER_JOIN, join_token)
+            .uri(format!("https://{LINK_AUTHORITY}{path}"))
+            .header(header, value)
             .body(())
             .map_err(|e| LinkError::Decode(e.to_string()))?;
         let (response, send) = sender.send_request(request, false)?;
