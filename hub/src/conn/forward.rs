@@ -151,7 +151,10 @@ async fn handle(
     }
     if request.method() == Method::POST && request.uri().path() == DIRECT_WATCH_PATH {
         match owner_header(&request) {
-            Some(owner) => hub.direct.watch_owner(&member, owner, request.into_body(), respond).await,
+            Some(owner) => {
+                let watches = &hub.direct.owner_watches;
+                watches.serve(hub.store.as_ref(), &member, owner, request.into_body(), respond).await;
+            }
             None => {
                 reply_error(&mut respond, &ErrorBody::new(ErrorCode::BadRequest, "a member id in pconnect-owner"));
             }

@@ -4,11 +4,13 @@
 //! tunnel gets (the service's owner, a share's join token and liveness). The hub tells exposing
 //! agents on their reverse links when a share or a member is revoked ([`revoke`], again until
 //! each heard it), so direct tunnels are cut like relayed ones; a member is looked up for that
-//! as long as this hub gave them tickets, connected or not. The hub sees none of a direct
-//! tunnel's bytes.
+//! as long as this hub gave them tickets, connected or not. Reach agents watch the members whose
+//! agents they keep direct connections to ([`watch`]) and drop those connections on removal. The
+//! hub sees none of a direct tunnel's bytes.
 
 mod ca;
 mod revoke;
+mod watch;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -18,15 +20,9 @@ use base64::engine::general_purpose::STANDARD;
 use pconnect_proto::clock;
 use pconnect_proto::control::{ErrorBody, ErrorCode};
 use pconnect_proto::direct::{
-    CERT_LIFETIME_SECS, DirectCert, DirectCertRequest, DirectRoute, DirectRouteRequest, OwnerGone, Revoked,
-    TICKET_LIFETIME_MS, Ticket,
+    CERT_LIFETIME_SECS, DirectCert, DirectCertRequest, DirectRoute, DirectRouteRequest, Revoked, TICKET_LIFETIME_MS,
+    Ticket,
 };
-
-use bytes::Bytes;
-use h2::RecvStream;
-use h2::server::SendResponse;
-use pconnect_link::reply::reply_error;
-use tokio::sync::broadcast;
 
 use crate::config::DirectPolicy;
 use crate::conn::routes::Routes;
@@ -36,6 +32,7 @@ use crate::store::{Member, MemberId, ShareId, Store, WorkspaceId};
 use crate::sync::lock;
 use ca::WorkspaceCa;
 use revoke::{Grant, Teller};
+use watch::OwnerWatches;
 
 /// The direct path's state in the hub: the workspaces' CAs (derived once each), the shares whose
 /// end is being watched to tell exposing agents, and whom this hub gave tickets for what.
@@ -53,11 +50,8 @@ pub(crate) struct Direct {
     /// member is still connected (a direct tunnel outlives its ticket and its holder's hub link).
     granted: Mutex<HashMap<MemberId, HashSet<Grant>>>,
     teller: Teller,
-    /// Members whose agents reach agents hold direct connections to (watch streams open, by
-    /// count): the member recheck looks at them too, so their removal is noticed here.
-    watched_owners: Arc<Mutex<HashMap<MemberId, usize>>>,
-    /// Removed members, for the watch streams.
-    gone: broadcast::Sender<MemberId>,
+    /// Reach agents' watches of the members whose agents they hold direct connections to.
+    pub(crate) owner_watches: OwnerWatches,
 }
 
 impl Direct {
@@ -70,8 +64,7 @@ impl Direct {
             watched: Arc::default(),
             granted: Mutex::default(),
             teller: Teller::new(routes),
-            watched_owners: Arc::default(),
-            gone: broadcast::channel(GONE_BACKLOG).0,
+            owner_watches: OwnerWatches::default(),
         }
     }
 
@@ -79,66 +72,8 @@ impl Direct {
     /// this hub, and those whose agents reach agents watch.
     pub(crate) fn members_to_recheck(&self) -> Vec<MemberId> {
         let mut members: Vec<MemberId> = lock(&self.granted).keys().copied().collect();
-        members.extend(lock(&self.watched_owners).keys().copied());
+        members.extend(self.owner_watches.members());
         members
-    }
-
-    /// `POST /v1/direct/watch`: held open by a reach agent while it keeps a direct connection to
-    /// `owner`'s agent; answers one [`OwnerGone`] line when `owner` is removed. Only a member of the
-    /// caller's workspace can be watched.
-    pub(crate) async fn watch_owner(
-        &self,
-        member: &Member,
-        owner: MemberId,
-        mut request_body: RecvStream,
-        mut respond: SendResponse<Bytes>,
-    ) {
-        // Subscribed before the lookup: a removal in between is not missed.
-        let mut gone = self.gone.subscribe();
-        let present = match self.store.member_by_id(owner).await {
-            Ok(Some(found)) if found.workspace_id == member.workspace_id => true,
-            Ok(Some(_)) => {
-                reply_error(&mut respond, &ErrorBody::new(ErrorCode::NotFound, "no such member"));
-                return;
-            }
-            Ok(None) => false,
-            Err(e) => {
-                reply_error(&mut respond, &store_error(e));
-                return;
-            }
-        };
-        let _watching = WatchGuard::new(&self.watched_owners, owner);
-        let Ok(mut events) = respond.send_response(http::Response::new(()), false) else { return };
-        let gone_line = || {
-            let mut line = serde_json::to_vec(&OwnerGone { owner }).expect("serialises");
-            line.push(b'\n');
-            Bytes::from(line)
-        };
-        if !present {
-            let _ = events.send_data(gone_line(), true);
-            return;
-        }
-        loop {
-            tokio::select! {
-                removed = gone.recv() => match removed {
-                    Ok(removed) if removed == owner => {
-                        let _ = events.send_data(gone_line(), true);
-                        return;
-                    }
-                    Ok(_) => {}
-                    // Missed some: look the member up again.
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
-                        if matches!(self.store.member_by_id(owner).await, Ok(None)) {
-                            let _ = events.send_data(gone_line(), true);
-                            return;
-                        }
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return,
-                },
-                // The reach agent dropped its connection (its stream ended or was reset).
-                _ = async { while let Some(Ok(_)) = request_body.data().await {} } => return,
-            }
-        }
     }
 
     fn check_enabled(&self, member: &Member) -> Result<(), ErrorBody> {
@@ -244,10 +179,9 @@ impl Direct {
         })
     }
 
-    /// Once per share with direct tickets out: when it ends (revoked, expired, on any replica), the
-    /// exposing agent is told to cut its direct tunnels through it.
-    /// Every agent the share's tickets named is told (a share spans all its creator's services,
-    /// which may be exposed by more than one agent).
+    /// Once per share with direct tickets out: when it ends (revoked, expired, on any replica),
+    /// every agent its tickets named is told to cut its direct tunnels through it (a share spans
+    /// all its creator's services, which more than one agent may expose).
     fn watch_share(&self, cut: tokio_util::sync::CancellationToken, share: ShareId, grant: Grant) {
         {
             let mut watched = lock(&self.watched);
@@ -270,7 +204,7 @@ impl Direct {
     /// on. An agent that cannot be told now is told at a later recheck ([`Direct::retell`]).
     pub(crate) fn revoke_member(&self, member: MemberId) {
         // Reach agents watching the member's agents drop their connections to them.
-        let _ = self.gone.send(member);
+        self.owner_watches.removed(member);
         for (conn, service) in self.routes.local_conns() {
             tokio::spawn(async move {
                 revoke::tell(&conn, &service, &Revoked { member: Some(member), share: None }).await;
@@ -285,33 +219,5 @@ impl Direct {
     /// Tells again the agents that revocations have not reached yet.
     pub(crate) fn retell(&self) {
         drop(self.teller.retell());
-    }
-}
-
-/// Removals kept for watch streams that are behind (one that lags looks its member up again).
-const GONE_BACKLOG: usize = 64;
-
-/// Counts a watched member while a watch stream is open.
-struct WatchGuard {
-    watched: Arc<Mutex<HashMap<MemberId, usize>>>,
-    owner: MemberId,
-}
-
-impl WatchGuard {
-    fn new(watched: &Arc<Mutex<HashMap<MemberId, usize>>>, owner: MemberId) -> Self {
-        *lock(watched).entry(owner).or_default() += 1;
-        Self { watched: watched.clone(), owner }
-    }
-}
-
-impl Drop for WatchGuard {
-    fn drop(&mut self) {
-        let mut watched = lock(&self.watched);
-        if let Some(count) = watched.get_mut(&self.owner) {
-            *count -= 1;
-            if *count == 0 {
-                watched.remove(&self.owner);
-            }
-        }
     }
 }
