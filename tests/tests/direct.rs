@@ -232,6 +232,34 @@ fn open_echoing(port: u16, n: usize) -> Vec<TcpStream> {
         .collect()
 }
 
+/// Reads `conn` until the tunnel behind it is closed (EOF or reset); panics with `what` while it
+/// is still open `limit` after `since`. Returns how long after `since` it was closed.
+fn wait_closed(conn: &mut TcpStream, since: Instant, limit: Duration, what: &str) -> Duration {
+    conn.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    let mut buf = [0u8; 16];
+    loop {
+        match conn.read(&mut buf) {
+            Ok(0) => return since.elapsed(),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                assert!(since.elapsed() < limit, "{what}");
+            }
+            Err(_) => return since.elapsed(),
+            Ok(_) => {}
+        }
+    }
+}
+
+/// What a new connection through `port` gets back for a few bytes (nothing, when no agent serves
+/// the tunnel).
+fn answer_to_new_connection(port: u16) -> Vec<u8> {
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = conn.write_all(b"anyone there?");
+    let mut back = Vec::new();
+    let _ = conn.read_to_end(&mut back);
+    back
+}
+
 #[test]
 fn revoking_a_share_cuts_twenty_direct_tunnels_at_the_exposing_agent_within_a_second() {
     let echo = EchoServer::start();
@@ -261,18 +289,7 @@ fn revoking_a_share_cuts_twenty_direct_tunnels_at_the_exposing_agent_within_a_se
     let cut = expose.wait_for_line("direct tunnels revoked by the hub", Duration::from_secs(5)).unwrap();
     assert!(cut.contains("cut=20"), "{cut}");
     for mut conn in conns {
-        conn.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
-        let mut buf = [0u8; 16];
-        loop {
-            match conn.read(&mut buf) {
-                Ok(0) => break,
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
-                    assert!(revoked_at.elapsed() < Duration::from_secs(2), "a direct tunnel is still open");
-                }
-                Err(_) => break,
-                Ok(_) => {}
-            }
-        }
+        wait_closed(&mut conn, revoked_at, Duration::from_secs(2), "a direct tunnel is still open");
     }
     let took = revoked_at.elapsed();
     assert!(took < Duration::from_secs(1), "the direct tunnels were closed {took:?} after the revoke");
@@ -559,27 +576,11 @@ fn a_member_removed_while_away_from_the_hub_loses_their_direct_tunnels_within_a_
     let removed_at = Instant::now();
     let out = hub.run_admin(["member", "remove", "bob"]);
     assert!(out.status.success(), "{}", describe_output(&out));
-    held.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
-    let mut buf = [0u8; 16];
-    loop {
-        match held.read(&mut buf) {
-            Ok(0) => break,
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
-                assert!(removed_at.elapsed() < Duration::from_secs(3), "bob's direct tunnel is still open");
-            }
-            Err(_) => break,
-            Ok(_) => {}
-        }
-    }
-    let took = removed_at.elapsed();
+    let took = wait_closed(&mut held, removed_at, Duration::from_secs(3), "bob's direct tunnel is still open");
     assert!(took < Duration::from_secs(1), "bob's direct tunnel was closed {took:?} after his removal");
 
     // bob's agent still holds a ticket and the connection to alice: a new tunnel is refused.
-    let mut again = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    again.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let _ = again.write_all(b"still here?");
-    let mut back = Vec::new();
-    let _ = again.read_to_end(&mut back);
+    let back = answer_to_new_connection(port);
     assert!(back.is_empty(), "a removed member's new tunnel was served: {back:?}");
     drop(expose);
 }
@@ -606,29 +607,14 @@ fn removing_the_exposing_member_cuts_the_direct_tunnels_to_their_agent_within_a_
     let removed_at = Instant::now();
     let out = hub.run_admin(["member", "remove", "alice"]);
     assert!(out.status.success(), "{}", describe_output(&out));
-    held.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
-    let mut buf = [0u8; 16];
-    loop {
-        match held.read(&mut buf) {
-            Ok(0) => break,
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
-                assert!(removed_at.elapsed() < Duration::from_secs(3), "bob's direct tunnel to alice is still open");
-            }
-            Err(_) => break,
-            Ok(_) => {}
-        }
-    }
-    let took = removed_at.elapsed();
+    let open = "bob's direct tunnel to alice is still open";
+    let took = wait_closed(&mut held, removed_at, Duration::from_secs(3), open);
     assert!(took < Duration::from_secs(1), "bob's direct tunnel was closed {took:?} after alice's removal");
     reach.wait_for_line("the hub removed this teammate", READY).unwrap();
 
     // A new connection is not served by alice's agent: not direct (bob's agent no longer dials
     // it), and the hub has no route to her.
-    let mut again = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    again.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let _ = again.write_all(b"still there?");
-    let mut back = Vec::new();
-    let _ = again.read_to_end(&mut back);
+    let back = answer_to_new_connection(port);
     assert!(back.is_empty(), "a removed member's agent served a new tunnel: {back:?}");
     let _ = Command::new("kill").args(["-CONT", &expose.pid().to_string()]).status();
     drop(expose);
