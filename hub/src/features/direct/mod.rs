@@ -210,7 +210,15 @@ impl Direct {
                 revoke::tell(&conn, &service, &Revoked { member: Some(member), share: None }).await;
             });
         }
-        let granted = lock(&self.granted).remove(&member).unwrap_or_default();
+        let granted = {
+            let mut all = lock(&self.granted);
+            // Grants for the member's own agents name an agent that no longer exists.
+            for grants in all.values_mut() {
+                grants.retain(|grant| grant.owner != member);
+            }
+            all.remove(&member).unwrap_or_default()
+        };
+        self.teller.forget_owner(member);
         if !granted.is_empty() {
             drop(self.teller.tell(Revoked { member: Some(member), share: None }, granted));
         }

@@ -59,6 +59,11 @@ impl Teller {
         untold.into_iter().map(|(revoked, grant)| self.tell(revoked, [grant])).collect()
     }
 
+    /// `owner` was removed: nothing waits for their agents any more.
+    pub(super) fn forget_owner(&self, owner: MemberId) {
+        lock(&self.untold).retain(|(_, grant)| grant.owner != owner);
+    }
+
     /// Revocations waiting for their agent (for tests).
     #[cfg(test)]
     fn untold(&self) -> usize {
@@ -99,5 +104,7 @@ mod tests {
             tried.await.unwrap();
         }
         assert_eq!(teller.untold(), 1, "still away: waiting again");
+        teller.forget_owner(2);
+        assert_eq!(teller.untold(), 0, "the agent's member was removed: nothing to wait for");
     }
 }
