@@ -55,6 +55,13 @@ enum RouteEntry {
     RelayUntil(Instant),
 }
 
+/// Which exposing agent a direct connection goes to: its member and the addresses it offered.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ConnKey {
+    owner: i64,
+    addrs: Vec<SocketAddr>,
+}
+
 /// A direct connection to one exposing agent.
 #[derive(Clone)]
 enum ConnEntry {
@@ -67,8 +74,8 @@ enum ConnEntry {
 /// The reach agent's direct path (one per forward link pool).
 pub(crate) struct Dialer {
     identity: OnceCell<Arc<Identity>>,
-    routes: Mutex<HashMap<(String, String), RouteEntry>>,
-    conns: Arc<Mutex<HashMap<String, ConnEntry>>>,
+    routes: Mutex<HashMap<(String, Via), RouteEntry>>,
+    conns: Arc<Mutex<HashMap<ConnKey, ConnEntry>>>,
     /// Members the hub said were removed: their agents are never dialed again.
     gone: Arc<Mutex<HashSet<i64>>>,
     cancel: CancellationToken,
@@ -86,7 +93,7 @@ impl Dialer {
     }
 
     async fn route(&self, link: &ForwardLink, service: &str, via: &Via) -> Option<DirectRoute> {
-        let key = (service.to_string(), format!("{via:?}"));
+        let key = (service.to_string(), via.clone());
         let now_ms = pconnect_proto::clock::now_ms();
         if let Some(entry) = lock(&self.routes).get(&key).cloned() {
             match entry {
@@ -138,20 +145,19 @@ impl Dialer {
         link: &ForwardLink,
         route: &DirectRoute,
         identity: &Arc<Identity>,
-    ) -> Option<(String, SendRequest<Bytes>)> {
+    ) -> Option<(ConnKey, SendRequest<Bytes>)> {
         // Checked again here, where they are dialed: only addresses, never names to resolve.
         let addrs: Vec<SocketAddr> = route.candidates.iter().filter_map(Candidate::tcp_addr).collect();
         if addrs.is_empty() {
             return None;
         }
-        let listed: Vec<String> = addrs.iter().map(SocketAddr::to_string).collect();
-        let key = format!("{}@{}", route.owner_id, listed.join(","));
+        let key = ConnKey { owner: route.owner_id, addrs };
         let entry = lock(&self.conns).get(&key).cloned();
         let mut dialing = match entry {
             Some(ConnEntry::Live(sender)) => return Some((key, sender)),
             Some(ConnEntry::Failed(at)) if at.elapsed() < RETRY_AFTER => return None,
             Some(ConnEntry::Dialing(rx)) => rx,
-            _ => self.start_dial(link, &key, addrs, route, identity),
+            _ => self.start_dial(link, &key, route, identity),
         };
         let ready = tokio::time::timeout(RACE_DELAY, dialing.wait_for(Option::is_some)).await;
         match ready {
@@ -165,14 +171,13 @@ impl Dialer {
     fn start_dial(
         &self,
         link: &ForwardLink,
-        key: &str,
-        addrs: Vec<SocketAddr>,
+        key: &ConnKey,
         route: &DirectRoute,
         identity: &Arc<Identity>,
     ) -> watch::Receiver<Option<Option<SendRequest<Bytes>>>> {
         let (tx, rx) = watch::channel(None);
-        lock(&self.conns).insert(key.to_string(), ConnEntry::Dialing(rx.clone()));
-        let (conns, key) = (self.conns.clone(), key.to_string());
+        lock(&self.conns).insert(key.clone(), ConnEntry::Dialing(rx.clone()));
+        let (conns, key, addrs) = (self.conns.clone(), key.clone(), key.addrs.clone());
         let (issued, name) = (identity.current(), agent_name(issued_workspace(identity), route.owner_id));
         let (cut, owner, link, gone) = (self.cancel.child_token(), route.owner_id, link.clone(), self.gone.clone());
         tokio::spawn(async move {
@@ -204,8 +209,8 @@ impl Dialer {
         rx
     }
 
-    fn forget(&self, key: &str) {
-        lock(&self.conns).insert(key.to_string(), ConnEntry::Failed(Instant::now()));
+    fn forget(&self, key: &ConnKey) {
+        lock(&self.conns).insert(key.clone(), ConnEntry::Failed(Instant::now()));
     }
 }
 
@@ -331,8 +336,8 @@ struct Watched {
     cut: CancellationToken,
     /// Cancelled once the connection has ended, for whatever reason.
     ended: CancellationToken,
-    conns: Arc<Mutex<HashMap<String, ConnEntry>>>,
-    key: String,
+    conns: Arc<Mutex<HashMap<ConnKey, ConnEntry>>>,
+    key: ConnKey,
     gone: Arc<Mutex<HashSet<i64>>>,
 }
 

@@ -296,7 +296,7 @@ fn hello(creds: &Credentials, session: &str) -> Hello {
 }
 
 /// Whose service a tunnel is for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Via {
     /// Whoever serves the name in the workspace (`connect reach <name>`).
     Name,
