@@ -25,13 +25,14 @@ pub const DIRECT_CERT_PATH: &str = "/v1/direct/cert";
 pub const DIRECT_ROUTE_PATH: &str = "/v1/direct/route";
 /// Hub → exposing agent on its reverse link: `POST` with [`Revoked`].
 pub const DIRECT_REVOKE_PATH: &str = "/v1/direct/revoke";
-/// Reach agent → hub, held open while the agent keeps a direct connection to the agent of the
-/// member named in [`HEADER_OWNER`]: `POST`, the request body left open; the answer's body gets one
-/// [`OwnerGone`] line (then ends) when that member is removed, so the reach agent drops the
-/// connection and every tunnel on it.
+/// Agent → hub, held open while the agent keeps a direct connection with an agent of the member
+/// named in [`HEADER_MEMBER`] (either side: the reach agent watches the exposing member, the
+/// exposing agent the teammate it serves): `POST`, the request body left open; the answer's body
+/// gets one [`MemberGone`] line (then ends) when that member is removed, so the agent cuts that
+/// member's direct tunnels itself, whether or not the other side cooperates.
 pub const DIRECT_WATCH_PATH: &str = "/v1/direct/watch";
 /// The member id a [`DIRECT_WATCH_PATH`] stream watches.
-pub const HEADER_OWNER: &str = "pconnect-owner";
+pub const HEADER_MEMBER: &str = "pconnect-member";
 /// The ticket a direct tunnel request carries.
 pub const HEADER_TICKET: &str = "pconnect-ticket";
 /// ALPN of direct connections between agents.
@@ -178,11 +179,11 @@ pub struct Ticket {
     pub expires_at: i64,
 }
 
-/// Hub → reach agent on a [`DIRECT_WATCH_PATH`] stream: `owner` was removed; its agents are no
-/// longer the workspace's.
+/// Hub → agent on a [`DIRECT_WATCH_PATH`] stream: `member` was removed; its agents are no longer
+/// the workspace's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OwnerGone {
-    pub owner: i64,
+pub struct MemberGone {
+    pub member: i64,
 }
 
 /// Hub → exposing agent: refuse and cut direct tunnels of this member, or through this share.

@@ -11,7 +11,7 @@ use h2::RecvStream;
 use h2::server::SendResponse;
 use http::{Method, Request, Response, StatusCode};
 use pconnect_proto::control::{ErrorBody, ErrorCode, ServiceInfo, ServiceList, WhoAmI};
-use pconnect_proto::direct::{DIRECT_WATCH_PATH, HEADER_OWNER};
+use pconnect_proto::direct::{DIRECT_WATCH_PATH, HEADER_MEMBER};
 use pconnect_proto::rpc;
 use pconnect_proto::wire::{self, HEADER_EXPECT_OWNER, HEADER_JOIN, HEADER_SERVICE_OWNER, TUNNEL_PROTOCOL};
 use tokio_util::sync::CancellationToken;
@@ -150,13 +150,13 @@ async fn handle(
         return;
     }
     if request.method() == Method::POST && request.uri().path() == DIRECT_WATCH_PATH {
-        match owner_header(&request) {
-            Some(owner) => {
-                let watches = &hub.direct.owner_watches;
-                watches.serve(hub.store.as_ref(), &member, owner, request.into_body(), respond).await;
+        match member_header(&request) {
+            Some(watched) => {
+                let watches = &hub.direct.watches;
+                watches.serve(hub.store.as_ref(), &member, watched, request.into_body(), respond).await;
             }
             None => {
-                reply_error(&mut respond, &ErrorBody::new(ErrorCode::BadRequest, "a member id in pconnect-owner"));
+                reply_error(&mut respond, &ErrorBody::new(ErrorCode::BadRequest, "a member id in pconnect-member"));
             }
         }
         return;
@@ -354,8 +354,8 @@ async fn unroutable(hub: &Hub, member: &Member, service: &str) -> ErrorBody {
     }
 }
 
-fn owner_header(request: &Request<RecvStream>) -> Option<crate::store::MemberId> {
-    request.headers().get(HEADER_OWNER)?.to_str().ok()?.parse().ok()
+fn member_header(request: &Request<RecvStream>) -> Option<crate::store::MemberId> {
+    request.headers().get(HEADER_MEMBER)?.to_str().ok()?.parse().ok()
 }
 
 fn join_header(request: &Request<RecvStream>) -> Option<String> {

@@ -6,7 +6,7 @@
 //! waits at most [`RACE_DELAY`] for a direct connection that is still being dialed, then takes the
 //! relay while the dial goes on for the next ones. A failed dial or stream sends tunnels to the
 //! relay (never fails them) and the direct path is tried again after [`RETRY_AFTER`]. While a
-//! connection lives, the hub is asked to say if its member is removed ([`watch_owner`]); then the
+//! connection lives, the hub is asked to say if its member is removed ([`super::watch`]); then the
 //! connection and its tunnels are cut and that member's agents are not dialed again.
 
 use std::collections::{HashMap, HashSet};
@@ -20,7 +20,7 @@ use http::{Method, Request};
 use pconnect_link::load::Load;
 use pconnect_link::tuning;
 use pconnect_proto::control::ErrorCode;
-use pconnect_proto::direct::{Candidate, DirectRoute, DirectRouteRequest, HEADER_TICKET, OwnerGone, agent_name};
+use pconnect_proto::direct::{Candidate, DirectRoute, DirectRouteRequest, HEADER_TICKET, agent_name};
 use pconnect_proto::rpc;
 use pconnect_proto::wire::{self, LINK_AUTHORITY, TUNNEL_PROTOCOL};
 use rustls::pki_types::ServerName;
@@ -40,10 +40,6 @@ pub(crate) const RETRY_AFTER: Duration = Duration::from_secs(3);
 const STAGGER: Duration = Duration::from_millis(100);
 /// A direct dial (TCP + TLS + HTTP/2) gives up after this.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(3);
-/// A member watch that ended without an answer (a hub link dropped) is opened again after this.
-const REWATCH_AFTER: Duration = Duration::from_secs(1);
-/// Longest line a member watch may send.
-const MAX_WATCH_LINE: usize = 4096;
 /// A ticket is asked for again this long before it expires.
 const TICKET_MARGIN_MS: i64 = 10_000;
 
@@ -341,61 +337,19 @@ struct Watched {
     gone: Arc<Mutex<HashSet<i64>>>,
 }
 
-/// Holds a watch of the connection's member on the hub for as long as the connection lives (again
-/// after a hub link drops); when the hub says the member was removed, the connection and its
-/// tunnels are cut and that member's agents are not dialed again. A hub without the call (older)
-/// is not watched.
+/// Watches the connection's member for as long as the connection lives; when the hub says the
+/// member was removed, the connection and its tunnels are cut and that member's agents are not
+/// dialed again.
 async fn watch_owner(link: ForwardLink, watched: Watched) {
-    let owner = watched.owner;
-    loop {
-        let opened = tokio::select! {
-            _ = watched.ended.cancelled() => return,
-            opened = link.watch_owner(owner) => opened,
-        };
-        match opened {
-            Ok((_held, events)) => {
-                let removed = tokio::select! {
-                    _ = watched.ended.cancelled() => return,
-                    removed = owner_gone(events) => removed,
-                };
-                if removed {
-                    tracing::warn!(
-                        owner,
-                        "the hub removed this teammate: their direct connection and its tunnels are closed"
-                    );
-                    lock(&watched.gone).insert(owner);
-                    lock(&watched.conns).insert(watched.key.clone(), ConnEntry::Failed(Instant::now()));
-                    watched.cut.cancel();
-                    return;
-                }
-            }
-            Err(LinkError::Hub(e)) if e.code == ErrorCode::NotFound => {
-                tracing::debug!(owner, error = %e.message, "the hub does not watch members: not watched");
-                return;
-            }
-            Err(e) => tracing::debug!(owner, error = %e, "member watch failed; again shortly"),
-        }
-        tokio::select! {
-            _ = watched.ended.cancelled() => return,
-            _ = tokio::time::sleep(REWATCH_AFTER) => {}
-        }
+    if super::watch::until_removed(&link, watched.owner, &watched.ended).await {
+        tracing::warn!(
+            owner = watched.owner,
+            "the hub removed this teammate: their direct connection and its tunnels are closed"
+        );
+        lock(&watched.gone).insert(watched.owner);
+        lock(&watched.conns).insert(watched.key.clone(), ConnEntry::Failed(Instant::now()));
+        watched.cut.cancel();
     }
-}
-
-/// Whether the watch stream said its member is gone (`false`: it ended without a word).
-async fn owner_gone(mut events: h2::RecvStream) -> bool {
-    let mut pending = Vec::new();
-    while let Some(Ok(chunk)) = events.data().await {
-        let _ = events.flow_control().release_capacity(chunk.len());
-        pending.extend_from_slice(&chunk);
-        if pending.len() > MAX_WATCH_LINE {
-            return false;
-        }
-        if let Some(end) = pending.iter().position(|b| *b == b'\n') {
-            return serde_json::from_slice::<OwnerGone>(&pending[..end]).is_ok();
-        }
-    }
-    false
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

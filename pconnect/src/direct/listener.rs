@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,13 +20,15 @@ use pconnect_link::reply::reply_error;
 use pconnect_link::{heartbeat, ticket, tuning};
 use pconnect_proto::clock::now_ms;
 use pconnect_proto::control::{ErrorBody, ErrorCode};
-use pconnect_proto::direct::{HEADER_TICKET, Ticket, agent_name};
+use pconnect_proto::direct::{HEADER_TICKET, Revoked, Ticket, agent_name};
 use rustls::pki_types::CertificateDer;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use super::identity::Identity;
 use super::offer::{Offer, Revocations};
+use super::watch;
+use crate::link::forward::ForwardLink;
 
 /// Connections still in their TLS or HTTP/2 handshake from one address at once; the port is on
 /// every interface, so a stranger can knock, but only so often.
@@ -34,7 +37,16 @@ const HANDSHAKES_PER_IP: usize = 32;
 /// Serves the direct port until `cancel`. Until a connection has proved a workspace certificate
 /// and started HTTP/2 it holds a handshake slot (a quarter of the open-files limit in all, and
 /// [`HANDSHAKES_PER_IP`] per address), so strangers cannot take the descriptors tunnels need.
-pub(crate) async fn serve(listener: TcpListener, identity: Arc<Identity>, offer: Offer, cancel: CancellationToken) {
+/// `control` (a forward link to the hub) watches the teammate of each connection ([`watch`]): when
+/// the hub says they were removed, their tunnels are cut here even if this agent's reverse links
+/// missed the revocation.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    identity: Arc<Identity>,
+    offer: Offer,
+    control: Option<ForwardLink>,
+    cancel: CancellationToken,
+) {
     let caps = Caps::from_open_files(admission::open_files_limit(), 0.25, HANDSHAKES_PER_IP);
     let handshakes = Admission::new("direct handshakes", caps);
     let log = LogLimiter::default();
@@ -46,9 +58,9 @@ pub(crate) async fn serve(listener: TcpListener, identity: Arc<Identity>, offer:
         let Some(slot) = handshakes.admit(peer.ip()) else {
             continue;
         };
-        let (identity, offer, cancel) = (identity.clone(), offer.clone(), cancel.clone());
+        let (identity, offer, control, cancel) = (identity.clone(), offer.clone(), control.clone(), cancel.clone());
         tokio::spawn(async move {
-            if let Err(reason) = connection(tcp, peer, &identity, &offer, &cancel, slot).await {
+            if let Err(reason) = connection(tcp, peer, &identity, &offer, control, &cancel, slot).await {
                 tracing::warn!(%peer, %reason, "direct connection refused");
             }
         });
@@ -60,6 +72,7 @@ async fn connection(
     peer: SocketAddr,
     identity: &Identity,
     offer: &Offer,
+    control: Option<ForwardLink>,
     cancel: &CancellationToken,
     handshake: Slot,
 ) -> Result<(), String> {
@@ -90,7 +103,11 @@ async fn connection(
         me: (issued.cert.workspace_id, issued.cert.member_id),
         addr: peer,
         admitted: Mutex::default(),
+        control,
+        watching: AtomicBool::new(false),
+        ended: CancellationToken::new(),
     });
+    let _ended = ctx.ended.clone().drop_guard();
     loop {
         tokio::select! {
             next = conn.accept() => match next {
@@ -122,6 +139,11 @@ struct Peer {
     me: (i64, i64),
     addr: SocketAddr,
     admitted: Mutex<HashMap<String, Ticket>>,
+    /// Where the peer's member is watched, once its first ticket named it.
+    control: Option<ForwardLink>,
+    watching: AtomicBool,
+    /// Cancelled when the connection has ended (the watch stops then).
+    ended: CancellationToken,
 }
 
 /// Tickets remembered per connection (a reach agent uses one per service for a minute).
@@ -143,6 +165,19 @@ async fn stream(offer: &Offer, ctx: &Peer, request: Request<RecvStream>, mut res
             return;
         }
     };
+    // The connection's member is the ticket's (its certificate was checked against it).
+    if let Some(control) = &ctx.control
+        && !ctx.watching.swap(true, Ordering::Relaxed)
+    {
+        let (control, ended, revocations) = (control.clone(), ctx.ended.clone(), offer.revocations.clone());
+        let member = ticket.member;
+        tokio::spawn(async move {
+            if watch::until_removed(&control, member, &ended).await {
+                tracing::warn!(%peer, member, "the hub removed this teammate: cutting their direct tunnels");
+                revocations.apply(&Revoked { member: Some(member), share: None });
+            }
+        });
+    }
     crate::metrics::METRICS.direct_served();
     let Some(handler) = offer.handler() else {
         reply_error(&mut respond, &ErrorBody::new(ErrorCode::Offline, "not serving yet"));
@@ -296,7 +331,7 @@ mod tests {
         });
         offer.serve_with(handler);
         let cancel = CancellationToken::new();
-        tokio::spawn(serve(listener, identity, offer.clone(), cancel.clone()));
+        tokio::spawn(serve(listener, identity, offer.clone(), None, cancel.clone()));
         (addr, offer, cancel)
     }
 

@@ -3,12 +3,14 @@
 //! tells the hub where ([`offer`]); a reach agent asks the hub for a ticket and dials the exposing
 //! agent directly, racing the relay ([`dialer`]). Both present a certificate of the workspace CA
 //! ([`identity`]). The hub's revocations reach the exposing agent on its reverse link and cut
-//! direct tunnels at once ([`offer::Revocations`]).
+//! direct tunnels at once ([`offer::Revocations`]); and each side watches the member at the other
+//! end of its direct connections ([`watch`]), cutting that member's tunnels itself on removal.
 
 pub(crate) mod dialer;
 pub(crate) mod identity;
 pub(crate) mod listener;
 pub(crate) mod offer;
+mod watch;
 
 use tokio_util::sync::CancellationToken;
 
@@ -33,8 +35,8 @@ pub(crate) async fn serve(
     control: crate::link::forward::ForwardLink,
     cancel: CancellationToken,
 ) {
-    match identity::Identity::obtain(control, cancel.clone()).await {
-        Ok(identity) => listener::serve(listener, identity, offer, cancel).await,
+    match identity::Identity::obtain(control.clone(), cancel.clone()).await {
+        Ok(identity) => listener::serve(listener, identity, offer, Some(control), cancel).await,
         Err(e) => tracing::warn!(error = %format!("{e:#}"), "direct connections are off: no certificate"),
     }
 }

@@ -3,10 +3,10 @@
 //! exposing agent's candidates and a ticket signed by the CA, after exactly the checks a relayed
 //! tunnel gets (the service's owner, a share's join token and liveness). The hub tells exposing
 //! agents on their reverse links when a share or a member is revoked ([`revoke`], again until
-//! each heard it), so direct tunnels are cut like relayed ones; a member is looked up for that
-//! as long as this hub gave them tickets, connected or not. Reach agents watch the members whose
-//! agents they keep direct connections to ([`watch`]) and drop those connections on removal. The
-//! hub sees none of a direct tunnel's bytes.
+//! each heard it), so direct tunnels are cut like relayed ones; and agents watch the member at the
+//! other end of each direct connection they keep ([`watch`]), so a removal reaches both sides
+//! whether or not that member is connected, or this hub was restarted. The hub sees none of a
+//! direct tunnel's bytes.
 
 mod ca;
 mod revoke;
@@ -32,10 +32,10 @@ use crate::store::{Member, MemberId, ShareId, Store, WorkspaceId};
 use crate::sync::lock;
 use ca::WorkspaceCa;
 use revoke::{Grant, Teller};
-use watch::OwnerWatches;
+use watch::MemberWatches;
 
 /// The direct path's state in the hub: the workspaces' CAs (derived once each), the shares whose
-/// end is being watched to tell exposing agents, and whom this hub gave tickets for what.
+/// end is being watched to tell exposing agents, and agents' watches of members.
 pub(crate) struct Direct {
     /// Whose agents may connect directly; for the others no certificates, no tickets: every
     /// tunnel is relayed.
@@ -45,13 +45,9 @@ pub(crate) struct Direct {
     cas: Mutex<HashMap<WorkspaceId, Arc<WorkspaceCa>>>,
     /// Shares with direct tickets out, and the agents those tickets named.
     watched: Arc<Mutex<HashMap<ShareId, HashSet<Grant>>>>,
-    /// Every member this hub issued tickets to, and for which agents' services: when one is
-    /// removed, exactly those agents are told, wherever they are held and whether or not the
-    /// member is still connected (a direct tunnel outlives its ticket and its holder's hub link).
-    granted: Mutex<HashMap<MemberId, HashSet<Grant>>>,
     teller: Teller,
-    /// Reach agents' watches of the members whose agents they hold direct connections to.
-    pub(crate) owner_watches: OwnerWatches,
+    /// Agents' watches of the members at the other end of their direct connections.
+    pub(crate) watches: MemberWatches,
 }
 
 impl Direct {
@@ -62,18 +58,15 @@ impl Direct {
             routes: routes.clone(),
             cas: Mutex::default(),
             watched: Arc::default(),
-            granted: Mutex::default(),
             teller: Teller::new(routes),
-            owner_watches: OwnerWatches::default(),
+            watches: MemberWatches::default(),
         }
     }
 
-    /// Members the member recheck looks at besides the connected ones: those holding tickets from
-    /// this hub, and those whose agents reach agents watch.
+    /// Members the member recheck looks at besides the connected ones: those some agent watches
+    /// (whether or not they are connected).
     pub(crate) fn members_to_recheck(&self) -> Vec<MemberId> {
-        let mut members: Vec<MemberId> = lock(&self.granted).keys().copied().collect();
-        members.extend(self.owner_watches.members());
-        members
+        self.watches.members()
     }
 
     fn check_enabled(&self, member: &Member) -> Result<(), ErrorBody> {
@@ -165,11 +158,10 @@ impl Direct {
             share_expires_at: share.as_ref().map(|(_, _, ends)| ends.saturating_mul(1000)),
             expires_at,
         };
-        let grant = Grant { workspace: member.workspace_id, owner: conn.owner, service: service.to_string() };
         if let Some((cut, id, _)) = share {
-            self.watch_share(cut, id, grant.clone());
+            let grant = Grant { workspace: member.workspace_id, owner: conn.owner, service: service.to_string() };
+            self.watch_share(cut, id, grant);
         }
-        lock(&self.granted).entry(member.id).or_default().insert(grant);
         Ok(DirectRoute {
             candidates: conn.direct.to_vec(),
             ticket: pconnect_link::ticket::sign(&ticket, ca.ticket_signer()),
@@ -199,29 +191,18 @@ impl Direct {
         });
     }
 
-    /// A member was removed: every agent this hub holds, and every agent this hub gave them
-    /// tickets for (on any replica), refuses their tickets and cuts their direct tunnels from now
-    /// on. An agent that cannot be told now is told at a later recheck ([`Direct::retell`]).
+    /// A member was removed: every agent this hub holds refuses their tickets and cuts their
+    /// direct tunnels from now on, and every agent watching them (on either side of a direct
+    /// connection, held here) is told.
     pub(crate) fn revoke_member(&self, member: MemberId) {
-        // Reach agents watching the member's agents drop their connections to them.
-        self.owner_watches.removed(member);
+        self.watches.removed(member);
         for (conn, service) in self.routes.local_conns() {
             tokio::spawn(async move {
                 revoke::tell(&conn, &service, &Revoked { member: Some(member), share: None }).await;
             });
         }
-        let granted = {
-            let mut all = lock(&self.granted);
-            // Grants for the member's own agents name an agent that no longer exists.
-            for grants in all.values_mut() {
-                grants.retain(|grant| grant.owner != member);
-            }
-            all.remove(&member).unwrap_or_default()
-        };
+        // Nothing waits for the removed member's own agents any more.
         self.teller.forget_owner(member);
-        if !granted.is_empty() {
-            drop(self.teller.tell(Revoked { member: Some(member), share: None }, granted));
-        }
     }
 
     /// Tells again the agents that revocations have not reached yet.

@@ -1,7 +1,8 @@
-//! Telling exposing agents that a share or a member is revoked, so they refuse its tickets and cut
-//! its direct tunnels: the agent of each [`Grant`] is found wherever it is held now (this replica,
-//! another, reconnected since the ticket), and one that cannot be told yet (away, or the call
-//! failed) is told again at each member recheck until it answers.
+//! Telling exposing agents that a share ended, so they refuse its tickets and cut its direct
+//! tunnels: the agent of each [`Grant`] is found wherever it is held now (this replica, another,
+//! reconnected since the ticket), and one that cannot be told yet (away, or the call failed) is
+//! told again at each member recheck until it answers. (A member's removal reaches agents through
+//! their watches, `watch.rs`.)
 
 use std::sync::{Arc, Mutex};
 

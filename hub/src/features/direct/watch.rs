@@ -1,7 +1,10 @@
-//! Reach agents' watches of members (`POST /v1/direct/watch`): a reach agent holds one open for the
-//! member of each direct connection it keeps, and gets one [`OwnerGone`] line when that member is
-//! removed, so it cuts the connection itself; a removed member's agent need not cooperate. Watched
-//! members are rechecked like connected ones, so every replica holding a watch notices a removal.
+//! Agents' watches of members (`POST /v1/direct/watch`): an agent holds one open for the member at
+//! the other end of each direct connection it keeps (a reach agent the exposing member, an
+//! exposing agent the teammate it serves), and gets one [`MemberGone`] line when that member is
+//! removed, so it cuts that member's tunnels itself; the removed member's agent need not
+//! cooperate, nor be connected to the hub. Watched members are rechecked like connected ones, so
+//! every replica holding a watch notices a removal, and a watch opened after one (the hub
+//! restarted, the agent was away) is answered at once.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,7 +14,7 @@ use h2::RecvStream;
 use h2::server::SendResponse;
 use pconnect_link::reply::reply_error;
 use pconnect_proto::control::{ErrorBody, ErrorCode};
-use pconnect_proto::direct::OwnerGone;
+use pconnect_proto::direct::MemberGone;
 use tokio::sync::broadcast;
 
 use crate::rpc::store_error;
@@ -22,19 +25,19 @@ use crate::sync::lock;
 const GONE_BACKLOG: usize = 64;
 
 /// The members watched right now (by number of watches) and the removals they wait for.
-pub(crate) struct OwnerWatches {
+pub(crate) struct MemberWatches {
     watched: Arc<Mutex<HashMap<MemberId, usize>>>,
     gone: broadcast::Sender<MemberId>,
 }
 
-impl Default for OwnerWatches {
+impl Default for MemberWatches {
     fn default() -> Self {
         Self { watched: Arc::default(), gone: broadcast::channel(GONE_BACKLOG).0 }
     }
 }
 
-impl OwnerWatches {
-    /// The members some reach agent watches (for the member recheck).
+impl MemberWatches {
+    /// The members some agent watches (for the member recheck).
     pub(crate) fn members(&self) -> Vec<MemberId> {
         lock(&self.watched).keys().copied().collect()
     }
@@ -44,19 +47,19 @@ impl OwnerWatches {
         let _ = self.gone.send(member);
     }
 
-    /// Serves one watch of `owner` for `member` until `owner` is removed (one [`OwnerGone`] line,
-    /// then the end) or the reach agent drops it. Only a member of the caller's workspace.
+    /// Serves one watch of `watched` for `member` until `watched` is removed (one [`MemberGone`]
+    /// line, then the end) or the agent drops it. Only a member of the caller's workspace.
     pub(crate) async fn serve(
         &self,
         store: &dyn Store,
         member: &Member,
-        owner: MemberId,
+        watched: MemberId,
         mut request_body: RecvStream,
         mut respond: SendResponse<Bytes>,
     ) {
         // Subscribed before the lookup: a removal in between is not missed.
         let mut gone = self.gone.subscribe();
-        let present = match store.member_by_id(owner).await {
+        let present = match store.member_by_id(watched).await {
             Ok(Some(found)) if found.workspace_id == member.workspace_id => true,
             Ok(Some(_)) => {
                 reply_error(&mut respond, &ErrorBody::new(ErrorCode::NotFound, "no such member"));
@@ -68,10 +71,10 @@ impl OwnerWatches {
                 return;
             }
         };
-        let _watching = Watching::new(&self.watched, owner);
+        let _watching = Watching::new(&self.watched, watched);
         let Ok(mut events) = respond.send_response(http::Response::new(()), false) else { return };
         let gone_line = || {
-            let mut line = serde_json::to_vec(&OwnerGone { owner }).expect("serialises");
+            let mut line = serde_json::to_vec(&MemberGone { member: watched }).expect("serialises");
             line.push(b'\n');
             Bytes::from(line)
         };
@@ -82,21 +85,21 @@ impl OwnerWatches {
         loop {
             tokio::select! {
                 removed = gone.recv() => match removed {
-                    Ok(removed) if removed == owner => {
+                    Ok(removed) if removed == watched => {
                         let _ = events.send_data(gone_line(), true);
                         return;
                     }
                     Ok(_) => {}
                     // Missed some: look the member up again.
                     Err(broadcast::error::RecvError::Lagged(_)) => {
-                        if matches!(store.member_by_id(owner).await, Ok(None)) {
+                        if matches!(store.member_by_id(watched).await, Ok(None)) {
                             let _ = events.send_data(gone_line(), true);
                             return;
                         }
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
-                // The reach agent dropped its connection (its stream ended or was reset).
+                // The agent dropped its connection (its stream ended or was reset).
                 _ = async { while let Some(Ok(_)) = request_body.data().await {} } => return,
             }
         }
@@ -134,7 +137,7 @@ mod tests {
 
     #[test]
     fn a_member_is_watched_while_any_of_its_watches_is_open() {
-        let watches = OwnerWatches::default();
+        let watches = MemberWatches::default();
         let first = Watching::new(&watches.watched, 7);
         let second = Watching::new(&watches.watched, 7);
         assert_eq!(watches.members(), [7]);

@@ -1,0 +1,68 @@
+//! Watching the member at the other end of a direct connection (`POST /v1/direct/watch` on a
+//! forward link): the hub answers when that member is removed, and the agent then cuts the
+//! member's direct tunnels itself, so a removed member's agent need not cooperate. Both sides hold
+//! one: a reach agent for the exposing member ([`super::dialer`]), an exposing agent for the
+//! teammate it serves ([`super::listener`]).
+
+use std::time::Duration;
+
+use h2::RecvStream;
+use pconnect_proto::control::ErrorCode;
+use pconnect_proto::direct::MemberGone;
+use tokio_util::sync::CancellationToken;
+
+use crate::link::LinkError;
+use crate::link::forward::ForwardLink;
+
+/// A watch that ended without an answer (a hub link dropped) is opened again after this.
+const REWATCH_AFTER: Duration = Duration::from_secs(1);
+/// Longest line a watch may send.
+const MAX_LINE: usize = 4096;
+
+/// Holds a watch of `member` through `link` until `ended` (again after a hub link drops): `true`
+/// as soon as the hub says the member was removed, `false` once `ended` fires or the hub does not
+/// know the call (an older hub: nothing is watched).
+pub(crate) async fn until_removed(link: &ForwardLink, member: i64, ended: &CancellationToken) -> bool {
+    loop {
+        let opened = tokio::select! {
+            _ = ended.cancelled() => return false,
+            opened = link.watch_member(member) => opened,
+        };
+        match opened {
+            Ok((_held, events)) => {
+                let removed = tokio::select! {
+                    _ = ended.cancelled() => return false,
+                    removed = said_gone(events) => removed,
+                };
+                if removed {
+                    return true;
+                }
+            }
+            Err(LinkError::Hub(e)) if e.code == ErrorCode::NotFound => {
+                tracing::debug!(member, error = %e.message, "the hub does not watch members");
+                return false;
+            }
+            Err(e) => tracing::debug!(member, error = %e, "member watch failed; again shortly"),
+        }
+        tokio::select! {
+            _ = ended.cancelled() => return false,
+            _ = tokio::time::sleep(REWATCH_AFTER) => {}
+        }
+    }
+}
+
+/// Whether the watch stream said its member is gone (`false`: it ended without a word).
+async fn said_gone(mut events: RecvStream) -> bool {
+    let mut pending = Vec::new();
+    while let Some(Ok(chunk)) = events.data().await {
+        let _ = events.flow_control().release_capacity(chunk.len());
+        pending.extend_from_slice(&chunk);
+        if let Some(end) = pending.iter().position(|b| *b == b'\n') {
+            return serde_json::from_slice::<MemberGone>(&pending[..end]).is_ok();
+        }
+        if pending.len() > MAX_LINE {
+            return false;
+        }
+    }
+    false
+}
