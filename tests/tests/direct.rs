@@ -619,3 +619,36 @@ fn removing_the_exposing_member_cuts_the_direct_tunnels_to_their_agent_within_a_
     let _ = Command::new("kill").args(["-CONT", &expose.pid().to_string()]).status();
     drop(expose);
 }
+
+#[test]
+fn a_member_removed_while_the_hub_is_down_loses_their_direct_tunnels_when_it_is_back() {
+    let echo = EchoServer::start();
+    let mut hub = Hub::start_with(&["--metrics", "127.0.0.1:0"]).unwrap();
+    let alice = Agent::login(&hub, "alice").unwrap();
+    let bob = Agent::login(&hub, "bob").unwrap();
+    let target = format!("127.0.0.1:{}", echo.port());
+    let mut expose =
+        Proc::spawn(alice.command_direct(["--log-level", "info", "expose", &target, "--name", "echo"])).unwrap();
+    expose.wait_for_line("is now accessible through the hub", READY).unwrap();
+    let (reach, port) = support::reach(&bob, "echo").unwrap();
+    let _held = open_echoing(port, 1).pop().unwrap();
+    assert_eq!(relayed(&hub).0, 0.0, "bob's tunnel went direct");
+
+    // bob's agent does not cooperate (stopped: it keeps its direct connection and its tunnel, and
+    // never learns it was removed); the hub goes down, bob is removed from its store meanwhile,
+    // and the hub comes back knowing nothing of who holds which direct connection.
+    let signal = |sig: &str| Command::new("kill").args([sig, &reach.pid().to_string()]).status().unwrap();
+    assert!(signal("-STOP").success());
+    hub.kill9();
+    let out = hub.run_admin(["member", "remove", "bob"]);
+    assert!(out.status.success(), "{}", describe_output(&out));
+    hub.restart().unwrap();
+
+    // alice's agent reconnects and watches bob again: the hub answers that he is gone, and alice
+    // cuts his tunnel herself.
+    expose.wait_for_line("the hub removed this teammate", READY).unwrap();
+    let cut = expose.wait_for_line("direct tunnels revoked", READY).unwrap();
+    assert!(cut.contains("cut=1"), "{cut}");
+    let _ = signal("-CONT");
+    drop((reach, expose));
+}
