@@ -260,16 +260,23 @@ fn answer_to_new_connection(port: u16) -> Vec<u8> {
     back
 }
 
-#[test]
-fn revoking_a_share_cuts_twenty_direct_tunnels_at_the_exposing_agent_within_a_second() {
+/// An echo target, a hub with metrics, and alice logged in and exposing the target as `echo` with
+/// her direct port open (`log`: flags before the command, e.g. a log level to wait for lines of).
+fn alice_exposes_echo(log: &[&str]) -> (EchoServer, Hub, Agent, Proc) {
     let echo = EchoServer::start();
     let hub = Hub::start_with(&["--metrics", "127.0.0.1:0"]).unwrap();
     let alice = Agent::login(&hub, "alice").unwrap();
-    let bob = Agent::login(&hub, "bob").unwrap();
     let target = format!("127.0.0.1:{}", echo.port());
-    let mut expose =
-        Proc::spawn(alice.command_direct(["--log-level", "info", "expose", &target, "--name", "echo"])).unwrap();
+    let args = log.iter().copied().chain(["expose", &target, "--name", "echo"]);
+    let mut expose = Proc::spawn(alice.command_direct(args)).unwrap();
     expose.wait_for_line("is now accessible through the hub", READY).unwrap();
+    (echo, hub, alice, expose)
+}
+
+#[test]
+fn revoking_a_share_cuts_twenty_direct_tunnels_at_the_exposing_agent_within_a_second() {
+    let (_echo, hub, alice, mut expose) = alice_exposes_echo(&["--log-level", "info"]);
+    let bob = Agent::login(&hub, "bob").unwrap();
     let out = alice.run_ok(["share", "--name", "direct"]).unwrap();
     let code = out.lines().find(|l| l.contains("Share Code:")).unwrap().split_whitespace().nth(3).unwrap().to_string();
     let mut joiner = bob.spawn(["--metrics", "127.0.0.1:0", "join", &code, "--bind", "127.0.0.1"]).unwrap();
@@ -549,12 +556,7 @@ fn a_slow_target_behind_a_live_direct_connection_is_waited_for_and_its_bytes_go_
 
 #[test]
 fn a_member_removed_while_away_from_the_hub_loses_their_direct_tunnels_within_a_second() {
-    let echo = EchoServer::start();
-    let hub = Hub::start_with(&["--metrics", "127.0.0.1:0"]).unwrap();
-    let alice = Agent::login(&hub, "alice").unwrap();
-    let target = format!("127.0.0.1:{}", echo.port());
-    let mut expose = Proc::spawn(alice.command_direct(["expose", &target, "--name", "echo"])).unwrap();
-    expose.wait_for_line("is now accessible through the hub", READY).unwrap();
+    let (_echo, hub, _alice, expose) = alice_exposes_echo(&[]);
 
     // bob reaches the hub only through a path the test can take away; alice directly.
     let path_to_hub = pconnect_e2e::BlackholeProxy::start(format!("127.0.0.1:{}", hub.port()).parse().unwrap());
@@ -587,13 +589,8 @@ fn a_member_removed_while_away_from_the_hub_loses_their_direct_tunnels_within_a_
 
 #[test]
 fn removing_the_exposing_member_cuts_the_direct_tunnels_to_their_agent_within_a_second() {
-    let echo = EchoServer::start();
-    let hub = Hub::start_with(&["--metrics", "127.0.0.1:0"]).unwrap();
-    let alice = Agent::login(&hub, "alice").unwrap();
+    let (_echo, hub, _alice, expose) = alice_exposes_echo(&[]);
     let bob = Agent::login(&hub, "bob").unwrap();
-    let target = format!("127.0.0.1:{}", echo.port());
-    let mut expose = Proc::spawn(alice.command_direct(["expose", &target, "--name", "echo"])).unwrap();
-    expose.wait_for_line("is now accessible through the hub", READY).unwrap();
     let mut reach = bob.spawn(["--log-level", "warn", "reach", "echo", "--port", "0"]).unwrap();
     let port = listen_port(&reach.wait_for_line("Listening on", READY).unwrap()).unwrap();
     let mut held = open_echoing(port, 1).pop().unwrap();
@@ -622,14 +619,8 @@ fn removing_the_exposing_member_cuts_the_direct_tunnels_to_their_agent_within_a_
 
 #[test]
 fn a_member_removed_while_the_hub_is_down_loses_their_direct_tunnels_when_it_is_back() {
-    let echo = EchoServer::start();
-    let mut hub = Hub::start_with(&["--metrics", "127.0.0.1:0"]).unwrap();
-    let alice = Agent::login(&hub, "alice").unwrap();
+    let (_echo, mut hub, _alice, mut expose) = alice_exposes_echo(&["--log-level", "info"]);
     let bob = Agent::login(&hub, "bob").unwrap();
-    let target = format!("127.0.0.1:{}", echo.port());
-    let mut expose =
-        Proc::spawn(alice.command_direct(["--log-level", "info", "expose", &target, "--name", "echo"])).unwrap();
-    expose.wait_for_line("is now accessible through the hub", READY).unwrap();
     let (reach, port) = support::reach(&bob, "echo").unwrap();
     let _held = open_echoing(port, 1).pop().unwrap();
     assert_eq!(relayed(&hub).0, 0.0, "bob's tunnel went direct");
