@@ -107,7 +107,7 @@ impl Hub {
         members.extend(self.shares.live.creators());
         members.extend(self.debug.registry.owners());
         // Connected or not: a direct tunnel outlives its holder's link to the hub.
-        members.extend(self.direct.members_to_recheck());
+        members.extend(self.direct.watches.members());
         for member in members {
             match self.store.member_by_id(member).await {
                 Ok(Some(_)) => {}

@@ -32,7 +32,7 @@ pub(crate) async fn until_removed(link: &ForwardLink, member: i64, ended: &Cance
             Ok((_held, events)) => {
                 let removed = tokio::select! {
                     _ = ended.cancelled() => return false,
-                    removed = said_gone(events) => removed,
+                    removed = said_gone(events, member) => removed,
                 };
                 if removed {
                     return true;
@@ -51,14 +51,14 @@ pub(crate) async fn until_removed(link: &ForwardLink, member: i64, ended: &Cance
     }
 }
 
-/// Whether the watch stream said its member is gone (`false`: it ended without a word).
-async fn said_gone(mut events: RecvStream) -> bool {
+/// Whether the watch stream said `member` is gone (`false`: it ended without that word).
+async fn said_gone(mut events: RecvStream, member: i64) -> bool {
     let mut pending = Vec::new();
     while let Some(Ok(chunk)) = events.data().await {
         let _ = events.flow_control().release_capacity(chunk.len());
         pending.extend_from_slice(&chunk);
         if let Some(end) = pending.iter().position(|b| *b == b'\n') {
-            return serde_json::from_slice::<MemberGone>(&pending[..end]).is_ok();
+            return serde_json::from_slice::<MemberGone>(&pending[..end]).is_ok_and(|gone| gone.member == member);
         }
         if pending.len() > MAX_LINE {
             return false;

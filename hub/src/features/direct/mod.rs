@@ -44,7 +44,7 @@ pub(crate) struct Direct {
     routes: Routes,
     cas: Mutex<HashMap<WorkspaceId, Arc<WorkspaceCa>>>,
     /// Shares with direct tickets out, and the agents those tickets named.
-    watched: Arc<Mutex<HashMap<ShareId, HashSet<Grant>>>>,
+    share_grants: Arc<Mutex<HashMap<ShareId, HashSet<Grant>>>>,
     teller: Teller,
     /// Agents' watches of the members at the other end of their direct connections.
     pub(crate) watches: MemberWatches,
@@ -57,16 +57,10 @@ impl Direct {
             store,
             routes: routes.clone(),
             cas: Mutex::default(),
-            watched: Arc::default(),
+            share_grants: Arc::default(),
             teller: Teller::new(routes),
             watches: MemberWatches::default(),
         }
-    }
-
-    /// Members the member recheck looks at besides the connected ones: those some agent watches
-    /// (whether or not they are connected).
-    pub(crate) fn members_to_recheck(&self) -> Vec<MemberId> {
-        self.watches.members()
     }
 
     fn check_enabled(&self, member: &Member) -> Result<(), ErrorBody> {
@@ -176,17 +170,17 @@ impl Direct {
     /// all its creator's services, which more than one agent may expose).
     fn watch_share(&self, cut: tokio_util::sync::CancellationToken, share: ShareId, grant: Grant) {
         {
-            let mut watched = lock(&self.watched);
-            if let Some(grants) = watched.get_mut(&share) {
+            let mut share_grants = lock(&self.share_grants);
+            if let Some(grants) = share_grants.get_mut(&share) {
                 grants.insert(grant);
                 return;
             }
-            watched.insert(share, HashSet::from([grant]));
+            share_grants.insert(share, HashSet::from([grant]));
         }
-        let (watched, teller) = (self.watched.clone(), self.teller.clone());
+        let (share_grants, teller) = (self.share_grants.clone(), self.teller.clone());
         tokio::spawn(async move {
             cut.cancelled().await;
-            let grants = lock(&watched).remove(&share).unwrap_or_default();
+            let grants = lock(&share_grants).remove(&share).unwrap_or_default();
             drop(teller.tell(Revoked { member: None, share: Some(share) }, grants));
         });
     }
