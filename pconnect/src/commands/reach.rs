@@ -26,13 +26,20 @@ pub(crate) async fn reach(ui: Ui, args: ReachArgs, shutdown: &Shutdown) -> Resul
     let (listener, wanted) = local_port::bind(args.bind, args.port, service.port).await?;
     ui.reaching(&service, listener.local_addr()?, wanted);
     let mut fatal = link.fatal();
+    // A task of its own, not polled by this (the runtime's main) future: waking the main future
+    // goes through the runtime's eventfd, a write and one more epoll round for every connection.
+    let mut listening = tokio::task::JoinSet::new();
+    let tunnels = local_port::Tunnels::new(fg.drain().clone());
+    listening.spawn(local_port::serve(ui, link.clone(), service.name.clone(), Via::Name, listener, tunnels));
     let result = tokio::select! {
         _ = fg.stop_requested() => Ok(()),
         reason = async { fatal.wait_for(Option::is_some).await.ok().and_then(|r| r.clone()) } => {
             Err(anyhow::anyhow!("{}", reason.unwrap_or_default()))
         }
-        result = local_port::serve(ui, link.clone(), service.name.clone(), Via::Name, listener, local_port::Tunnels::new(fg.drain().clone())) => result,
+        Some(ended) = listening.join_next() => ended.unwrap_or_else(|e| Err(anyhow::anyhow!("the local listener stopped: {e}"))),
     };
+    listening.abort_all();
+    while listening.join_next().await.is_some() {}
     // The listener is closed now; open connections get the grace period.
     if result.is_ok() {
         fg.drain_tunnels(ui, grace).await;
