@@ -12,7 +12,8 @@ use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use bytes::Bytes;
-use h2::{RecvStream, SendStream};
+use h2::RecvStream;
+use h2::server::SendResponse;
 use pconnect_capture::Tap;
 use pconnect_link::pump::{self, PumpError, TapChunk, TapDirection, TapSender};
 use pconnect_proto::debug::AgentEvent;
@@ -71,15 +72,15 @@ impl ServiceCapture {
         }
     }
 
-    /// Splices a tunnel like [`pump::splice`], feeding a capture task on the side.
-    pub async fn splice(
+    /// Answers and splices a tunnel like [`pump::serve_until`], feeding a capture task on the side.
+    pub async fn serve(
         self: &Arc<Self>,
         socket: TcpStream,
         recv: RecvStream,
-        send: SendStream<Bytes>,
+        respond: SendResponse<Bytes>,
     ) -> Result<(u64, u64), PumpError> {
         let tap = self.start_tap();
-        pump::splice_tapped(socket, recv, send, &tap).await
+        pump::serve_tapped(socket, recv, respond, &tap).await
     }
 
     /// A connection to the service whose bytes, both ways, feed a capture task as a tunnel's

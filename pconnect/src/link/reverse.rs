@@ -216,11 +216,11 @@ async fn handle(inner: Arc<Inner>, request: Request<RecvStream>, mut respond: Se
         return;
     }
     if request.method() == Method::POST && debug::is_call(request.uri().path()) {
-        debug::serve_call(&inner.captures, request, respond).await;
+        Box::pin(debug::serve_call(&inner.captures, request, respond)).await;
         return;
     }
     if request.method() == Method::POST && request.uri().path() == DIRECT_REVOKE_PATH {
-        revoked(inner.direct.as_ref(), request, respond).await;
+        Box::pin(revoked(inner.direct.as_ref(), request, respond)).await;
         return;
     }
     let is_tunnel = request.method() == Method::CONNECT
@@ -252,7 +252,7 @@ async fn handle(inner: Arc<Inner>, request: Request<RecvStream>, mut respond: Se
     let capture = inner.captures.for_service(&exposed.name);
     if is_http {
         METRICS.link_request();
-        inner.http.serve(exposed, capture, request, respond).await;
+        Box::pin(inner.http.serve(exposed, capture, request, respond)).await;
         return;
     }
     let _open = METRICS.tunnel(Side::Expose);
@@ -270,12 +270,9 @@ async fn handle(inner: Arc<Inner>, request: Request<RecvStream>, mut respond: Se
             return;
         }
     };
-    let Ok(send) = respond.send_response(Response::new(()), false) else {
-        return;
-    };
     let result = match capture {
-        Some(capture) => capture.splice(socket, request.into_body(), send).await,
-        None => pump::splice_until(socket, request.into_body(), send, inner.drain.deadline()).await,
+        Some(capture) => Box::pin(capture.serve(socket, request.into_body(), respond)).await,
+        None => pump::serve_until(socket, request.into_body(), respond, inner.drain.deadline()).await,
     };
     match result {
         Ok(moved) => METRICS.tunnel_bytes(Side::Expose, moved),
