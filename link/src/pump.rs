@@ -5,22 +5,17 @@
 //! silent truncation. No per-byte work: DATA frames are forwarded as the `Bytes` they arrived in, and a
 //! socket read becomes one frame without a copy.
 //!
-//! The exposing side answers a tunnel ([`serve_until`]) with the target's first bytes: the answer
-//! and those bytes leave in one write (one read and one wake-up at the far end), not two.
-//!
-//! A tapped splice ([`serve_tapped`], debug sessions) also offers each chunk to a [`TapSender`]:
+//! A tapped splice ([`splice_tapped`], debug sessions) also offers each chunk to a [`TapSender`]:
 //! a `Bytes` clone (a reference count) through a bounded queue with `try_send`. A full queue drops
 //! the chunk and counts it; the data path never waits for the tap.
 
 use std::future::{Future, poll_fn};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use h2::server::SendResponse;
 use h2::{RecvStream, SendStream};
-use http::Response;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{ReadHalf, WriteHalf};
@@ -174,48 +169,6 @@ impl TapSender {
     }
 }
 
-/// How long the exposing side holds a tunnel's answer for the target's first bytes. Most targets
-/// answer the client's first bytes within it (the answer then costs no write of its own); a quiet
-/// target's tunnel is answered alone when it passes.
-pub const ANSWER_WAIT: Duration = Duration::from_millis(2);
-
-/// Where a splice writes the socket's bytes: a stream already open (the reach side's request), or
-/// a tunnel still to be answered (the exposing side's response), answered with the socket's first
-/// bytes or after `wait` ([`ANSWER_WAIT`]).
-enum Outbound {
-    Open(SendStream<Bytes>),
-    Unanswered { respond: SendResponse<Bytes>, wait: Duration },
-}
-
-impl Outbound {
-    /// The stream to write to, answering the tunnel first if it is not yet.
-    async fn open(&mut self, read: &ReadHalf<'_>) -> Result<&mut SendStream<Bytes>, PumpError> {
-        if let Outbound::Unanswered { respond, wait } = self {
-            let _ = tokio::time::timeout(*wait, read.readable()).await;
-            let send = respond.send_response(Response::new(()), false)?;
-            *self = Outbound::Open(send);
-        }
-        match self {
-            Outbound::Open(send) => Ok(send),
-            Outbound::Unanswered { .. } => Err(PumpError::Reset),
-        }
-    }
-
-    /// Resets the stream. A tunnel not yet answered is answered first: a reset instead of an
-    /// answer reads as a dead direct connection, and the reach side would send the client's first
-    /// bytes again through the hub.
-    fn reset(&mut self) {
-        match self {
-            Outbound::Open(send) => send.send_reset(h2::Reason::CANCEL),
-            Outbound::Unanswered { respond, .. } => {
-                if let Ok(mut send) = respond.send_response(Response::new(()), false) {
-                    send.send_reset(h2::Reason::CANCEL);
-                }
-            }
-        }
-    }
-}
-
 /// Reads the socket into the stream until EOF, then half-closes the stream.
 async fn socket_to_stream(
     read: &mut ReadHalf<'_>,
@@ -280,42 +233,33 @@ async fn stream_to_socket(
     Ok(total)
 }
 
-/// Answers a tunnel request whose target `socket` is connected, and splices the two (the
-/// exposing agent's half of every tunnel). The answer leaves with the target's first bytes
-/// ([`ANSWER_WAIT`]).
+/// Splices a local TCP connection and a tunnel stream (the agent's half of every tunnel).
 ///
 /// On failure the socket is closed with a TCP RST (so the local program sees an error, not a clean
-/// EOF) and the stream is reset; with an error at both ends too when `stop` fires (the end of a
-/// shutdown's grace period). Returns the bytes moved (socket -> stream, stream -> socket).
-pub async fn serve_until(
-    socket: TcpStream,
-    recv: RecvStream,
-    respond: SendResponse<Bytes>,
-    stop: &CancellationToken,
-) -> Result<(u64, u64), PumpError> {
-    serve_within(socket, recv, respond, ANSWER_WAIT, stop).await
+/// EOF) and the stream is reset. Returns the bytes moved (socket -> stream, stream -> socket).
+pub async fn splice(socket: TcpStream, recv: RecvStream, send: SendStream<Bytes>) -> Result<(u64, u64), PumpError> {
+    splice_inner(socket, recv, send, None, None).await
 }
 
-/// [`serve_until`], holding the answer at most `wait`.
-async fn serve_within(
+/// [`splice`], cut off with an error at both ends (RST on the socket, RST_STREAM on the stream) when
+/// `stop` fires: the end of a shutdown's grace period.
+pub async fn splice_until(
     socket: TcpStream,
     recv: RecvStream,
-    respond: SendResponse<Bytes>,
-    wait: Duration,
+    send: SendStream<Bytes>,
     stop: &CancellationToken,
 ) -> Result<(u64, u64), PumpError> {
-    splice_inner(socket, recv, Outbound::Unanswered { respond, wait }, None, Some(stop)).await
+    splice_inner(socket, recv, send, None, Some(stop)).await
 }
 
-/// [`serve_until`] without a stop, offering every chunk of both directions to `tap` on the way
-/// (debug sessions).
-pub async fn serve_tapped(
+/// [`splice`], offering every chunk of both directions to `tap` on the way (debug sessions).
+pub async fn splice_tapped(
     socket: TcpStream,
     recv: RecvStream,
-    respond: SendResponse<Bytes>,
+    send: SendStream<Bytes>,
     tap: &TapSender,
 ) -> Result<(u64, u64), PumpError> {
-    splice_inner(socket, recv, Outbound::Unanswered { respond, wait: ANSWER_WAIT }, Some(tap), None).await
+    splice_inner(socket, recv, send, Some(tap), None).await
 }
 
 /// [`splice_until`] for a tunnel whose answer is still on its way (early data): the socket's first
@@ -328,13 +272,13 @@ pub async fn splice_early<E>(
     send: SendStream<Bytes>,
     stop: &CancellationToken,
 ) -> Result<(u64, u64), EarlyError<E>> {
-    splice_answered(socket, answer, Outbound::Open(send), None, Some(stop)).await
+    splice_answered(socket, answer, send, None, Some(stop)).await
 }
 
 async fn splice_inner(
     socket: TcpStream,
     recv: RecvStream,
-    send: Outbound,
+    send: SendStream<Bytes>,
     tap: Option<&TapSender>,
     stop: Option<&CancellationToken>,
 ) -> Result<(u64, u64), PumpError> {
@@ -348,7 +292,7 @@ async fn splice_inner(
 async fn splice_answered<E>(
     mut socket: TcpStream,
     answer: impl Future<Output = Result<RecvStream, E>>,
-    mut send: Outbound,
+    mut send: SendStream<Bytes>,
     tap: Option<&TapSender>,
     stop: Option<&CancellationToken>,
 ) -> Result<(u64, u64), EarlyError<E>> {
@@ -362,11 +306,7 @@ async fn splice_answered<E>(
             })?;
             stream_to_socket(&mut recv, &mut write, tap).await
         };
-        let outbound = async {
-            let send = send.open(&read).await?;
-            socket_to_stream(&mut read, send, tap).await
-        };
-        let both = async { tokio::try_join!(outbound, inbound) };
+        let both = async { tokio::try_join!(socket_to_stream(&mut read, &mut send, tap), inbound) };
         match stop {
             Some(stop) => tokio::select! {
                 result = both => result,
@@ -377,7 +317,7 @@ async fn splice_answered<E>(
     };
     if result.is_err() {
         abort_socket(&socket);
-        send.reset();
+        send.send_reset(h2::Reason::CANCEL);
     }
     match (result, refused) {
         (_, Some(e)) => Err(EarlyError::Refused(e)),
@@ -517,82 +457,5 @@ mod first_chunk_tests {
         send_chunk(&mut send, first.clone(), true).await.unwrap();
         assert_eq!(got_rx.recv().await.unwrap(), first, "the first chunk arrives intact");
         assert_eq!(writes.load(Ordering::Relaxed) - before, 1, "HEADERS and the first chunk leave in one write");
-    }
-
-    /// An echo target on loopback that takes a moment over each answer (any connection task has
-    /// run by then, so an answer not held for it would leave in a write of its own).
-    async fn slow_echo_target() -> std::net::SocketAddr {
-        use tokio::io::AsyncReadExt as _;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            while let Ok((mut target, _)) = listener.accept().await {
-                tokio::spawn(async move {
-                    let mut buf = [0u8; 64];
-                    while let Ok(n @ 1..) = target.read(&mut buf).await {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        let _ = target.write_all(&buf[..n]).await;
-                    }
-                });
-            }
-        });
-        addr
-    }
-
-    /// The exposing side over counted writes: answers each tunnel request with [`serve_within`]
-    /// (holding the answer at most `wait`), spliced to a connection of `target`'s.
-    async fn exposing(io: CountedWrites, target: std::net::SocketAddr, wait: Duration) {
-        let mut conn = tuning::server_builder().handshake::<_, Bytes>(io).await.unwrap();
-        while let Some(Ok((request, respond))) = conn.accept().await {
-            let socket = TcpStream::connect(target).await.unwrap();
-            tokio::spawn(async move {
-                let stop = CancellationToken::new();
-                let _ = serve_within(socket, request.into_body(), respond, wait, &stop).await;
-            });
-        }
-    }
-
-    /// A tunnel's answer and its first chunk of data.
-    async fn answer_and_echo(sender: &mut h2::client::SendRequest<Bytes>, data: &'static [u8]) -> Bytes {
-        let (answer, mut send) = sender.send_request(tunnel_request(), false).unwrap();
-        send_all(&mut send, Bytes::from_static(data)).await.unwrap();
-        let response = answer.await.unwrap();
-        assert_eq!(response.status(), http::StatusCode::OK);
-        response.into_body().data().await.unwrap().unwrap()
-    }
-
-    #[tokio::test]
-    async fn a_tunnels_answer_leaves_with_the_targets_first_bytes() {
-        let (client_io, server_io) = tokio::io::duplex(1 << 20);
-        let writes = Arc::new(AtomicUsize::new(0));
-        let server_io = CountedWrites { io: server_io, writes: writes.clone() };
-        // A wait no loaded machine outlasts: the echo always comes within it.
-        tokio::spawn(exposing(server_io, slow_echo_target().await, Duration::from_secs(30)));
-        let (sender, conn) = tuning::client_builder().handshake::<_, Bytes>(client_io).await.unwrap();
-        tokio::spawn(conn);
-        let mut sender = sender.ready().await.unwrap();
-        // A first tunnel settles the connection (SETTINGS and their acks written).
-        assert_eq!(answer_and_echo(&mut sender, b"warm-up").await, Bytes::from_static(b"warm-up"));
-
-        let before = writes.load(Ordering::Relaxed);
-        assert_eq!(answer_and_echo(&mut sender, b"ping").await, Bytes::from_static(b"ping"));
-        assert_eq!(writes.load(Ordering::Relaxed) - before, 1, "the answer and the echo leave in one write");
-    }
-
-    #[tokio::test]
-    async fn a_quiet_targets_tunnel_is_answered_after_the_wait() {
-        let (client_io, server_io) = tokio::io::duplex(1 << 20);
-        let server_io = CountedWrites { io: server_io, writes: Arc::default() };
-        // A target that accepts (the kernel does) and never says anything.
-        let quiet = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        tokio::spawn(exposing(server_io, quiet.local_addr().unwrap(), ANSWER_WAIT));
-        let (sender, conn) = tuning::client_builder().handshake::<_, Bytes>(client_io).await.unwrap();
-        tokio::spawn(conn);
-        let mut sender = sender.ready().await.unwrap();
-        let start = Instant::now();
-        let (answer, _send) = sender.send_request(tunnel_request(), false).unwrap();
-        let response = tokio::time::timeout(Duration::from_secs(5), answer).await.expect("no answer").unwrap();
-        assert_eq!(response.status(), http::StatusCode::OK);
-        assert!(start.elapsed() >= ANSWER_WAIT, "answered before the wait: {:?}", start.elapsed());
     }
 }

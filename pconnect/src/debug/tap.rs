@@ -12,8 +12,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use bytes::Bytes;
-use h2::RecvStream;
-use h2::server::SendResponse;
+use h2::{RecvStream, SendStream};
 use pconnect_capture::Tap;
 use pconnect_link::pump::{self, PumpError, TapChunk, TapDirection, TapSender};
 use pconnect_proto::debug::AgentEvent;
@@ -72,15 +71,15 @@ impl ServiceCapture {
         }
     }
 
-    /// Answers and splices a tunnel like [`pump::serve_until`], feeding a capture task on the side.
-    pub async fn serve(
+    /// Splices a tunnel like [`pump::splice`], feeding a capture task on the side.
+    pub async fn splice(
         self: &Arc<Self>,
         socket: TcpStream,
         recv: RecvStream,
-        respond: SendResponse<Bytes>,
+        send: SendStream<Bytes>,
     ) -> Result<(u64, u64), PumpError> {
         let tap = self.start_tap();
-        pump::serve_tapped(socket, recv, respond, &tap).await
+        pump::splice_tapped(socket, recv, send, &tap).await
     }
 
     /// A connection to the service whose bytes, both ways, feed a capture task as a tunnel's

@@ -270,9 +270,12 @@ async fn handle(inner: Arc<Inner>, request: Request<RecvStream>, mut respond: Se
             return;
         }
     };
+    let Ok(send) = respond.send_response(Response::new(()), false) else {
+        return;
+    };
     let result = match capture {
-        Some(capture) => Box::pin(capture.serve(socket, request.into_body(), respond)).await,
-        None => pump::serve_until(socket, request.into_body(), respond, inner.drain.deadline()).await,
+        Some(capture) => Box::pin(capture.splice(socket, request.into_body(), send)).await,
+        None => pump::splice_until(socket, request.into_body(), send, inner.drain.deadline()).await,
     };
     match result {
         Ok(moved) => METRICS.tunnel_bytes(Side::Expose, moved),
