@@ -212,9 +212,8 @@ async fn serve_connection(inner: &Arc<Inner>, stream: HubStream, routed: &Arc<At
 }
 
 /// Serves one stream from the hub or a direct connection: a tunnel to a registered service, a
-/// public-link request, a debug call or a revocation. The rare branches' futures are boxed: they
-/// are large (the HTTP forwarder's alone is ~5 KB), and every tunnel's task would otherwise carry
-/// and copy their size (7 KB instead of 2 KB).
+/// public-link request, a debug call or a revocation. The rare branches' futures are boxed: every
+/// tunnel's task would otherwise carry and copy the size of the largest (7 KB instead of 2 KB).
 async fn handle(inner: Arc<Inner>, request: Request<RecvStream>, mut respond: SendResponse<Bytes>) {
     if barrier::answer_ready(&request, &mut respond) {
         return;
