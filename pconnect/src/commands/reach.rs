@@ -38,8 +38,7 @@ pub(crate) async fn reach(ui: Ui, args: ReachArgs, shutdown: &Shutdown) -> Resul
         }
         Some(ended) = listening.join_next() => ended.unwrap_or_else(|e| Err(anyhow::anyhow!("the local listener stopped: {e}"))),
     };
-    listening.abort_all();
-    while listening.join_next().await.is_some() {}
+    listening.shutdown().await;
     // The listener is closed now; open connections get the grace period.
     if result.is_ok() {
         fg.drain_tunnels(ui, grace).await;

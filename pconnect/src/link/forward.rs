@@ -17,7 +17,7 @@ use pconnect_link::{h2io, tuning};
 use pconnect_proto::handshake::{Hello, Role, Welcome};
 
 use crate::metrics::METRICS;
-use pconnect_proto::direct::HEADER_MEMBER;
+use pconnect_proto::direct::{DIRECT_WATCH_PATH, HEADER_MEMBER};
 use pconnect_proto::rpc::{Call, Verb};
 use pconnect_proto::wire::{self, HEADER_EXPECT_OWNER, HEADER_JOIN, LINK_AUTHORITY, PROTOCOL_VERSION, TUNNEL_PROTOCOL};
 use tokio::sync::{Notify, watch};
@@ -232,7 +232,7 @@ impl ForwardLink {
     /// [`pconnect_proto::direct::MemberGone`] line on the receive half when the member is removed.
     /// The watch lasts while the returned send half is open.
     pub async fn watch_member(&self, member: i64) -> Result<(SendStream<Bytes>, RecvStream), LinkError> {
-        self.open_events(pconnect_proto::direct::DIRECT_WATCH_PATH, HEADER_MEMBER, &member.to_string()).await
+        self.open_events(DIRECT_WATCH_PATH, HEADER_MEMBER, &member.to_string()).await
     }
 
     /// A long-lived `POST` to `path` with `header: value`: the request body stays open as long as
