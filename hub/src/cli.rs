@@ -160,6 +160,11 @@ pub struct ServeArgs {
     /// variable): its tunnels are all relayed, other workspaces keep the direct path.
     #[arg(long = "no-direct-in", env = "PCONNECT_HUB_NO_DIRECT_IN", value_delimiter = ',', value_name = "WORKSPACE")]
     no_direct_in: Vec<String>,
+    /// How long the certificates agents get for the direct path are valid (renewed at half-life;
+    /// at most 7d). Also how long an agent cut off from the hub keeps serving a teammate's direct
+    /// connection: a removed member's tunnels end by then even if no one could tell the agent.
+    #[arg(long, env = "PCONNECT_HUB_DIRECT_CERT_LIFETIME", default_value = "1h", value_parser = parse_cert_lifetime)]
+    direct_cert_lifetime: i64,
 }
 
 impl ServeArgs {
@@ -222,6 +227,12 @@ impl ServeArgs {
             && let Some(workspaces) = file.no_direct_in
         {
             self.no_direct_in = workspaces;
+        }
+        if unset("direct_cert_lifetime")
+            && let Some(text) = file.direct_cert_lifetime
+        {
+            self.direct_cert_lifetime = parse_cert_lifetime(&text)
+                .map_err(|e| anyhow::anyhow!("{}: direct_cert_lifetime: {e}", path.display()))?;
         }
         if unset("trust_proxy")
             && let Some(cidrs) = file.trust_proxy
@@ -308,6 +319,7 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
                 key,
                 no_direct,
                 no_direct_in,
+                direct_cert_lifetime,
             } = args;
             let https = match https {
                 Some(addr) => Some(bind(addr, "HTTPS").await?),
@@ -354,7 +366,11 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
                 ingress_caps,
                 trusted_proxies: trust_proxy,
                 advertise,
-                direct: DirectPolicy { off: no_direct, off_in: no_direct_in.into_iter().collect() },
+                direct: DirectPolicy {
+                    off: no_direct,
+                    off_in: no_direct_in.into_iter().collect(),
+                    cert_lifetime_secs: direct_cert_lifetime,
+                },
                 ..defaults
             };
             let prepared = crate::prepare(config, listeners).await?;
@@ -406,6 +422,13 @@ fn parse_cidr(text: &str) -> Result<pconnect_proto::link::Cidr, String> {
     text.parse()
 }
 
+/// Longest `--direct-cert-lifetime`: a week.
+const MAX_CERT_LIFETIME_SECS: u64 = 7 * 86_400;
+
+fn parse_cert_lifetime(text: &str) -> Result<i64, String> {
+    pconnect_proto::duration::parse(text, MAX_CERT_LIFETIME_SECS).map(|secs| secs as i64).map_err(|e| e.to_string())
+}
+
 fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
     pconnect_proto::duration::parse_allowing_zero(text, 3600)
         .map(std::time::Duration::from_secs)
@@ -429,4 +452,18 @@ fn advertised(addr: SocketAddr) -> anyhow::Result<String> {
          --advertise host:port"
     );
     Ok(addr.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_direct_certificate_lifetime_is_a_duration_of_up_to_a_week() {
+        assert_eq!(parse_cert_lifetime("30m"), Ok(1800));
+        assert_eq!(parse_cert_lifetime("7d"), Ok(7 * 86_400));
+        for bad in ["0s", "8d", "forever", ""] {
+            assert!(parse_cert_lifetime(bad).is_err(), "{bad:?} was taken");
+        }
+    }
 }

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use pconnect_proto::direct::CERT_LIFETIME_SECS;
 use tokio::net::TcpListener;
 
 use crate::conn::admission;
@@ -48,11 +49,19 @@ pub struct HubConfig {
 }
 
 /// Who may use the direct path: every workspace, unless the hub turns it off for all
-/// (`--no-direct`) or for some (`--no-direct-in <workspace>`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// (`--no-direct`) or for some (`--no-direct-in <workspace>`); and how long the certificates it
+/// issues agents are valid (`--direct-cert-lifetime`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirectPolicy {
     pub off: bool,
     pub off_in: std::collections::BTreeSet<String>,
+    pub cert_lifetime_secs: i64,
+}
+
+impl Default for DirectPolicy {
+    fn default() -> Self {
+        Self { off: false, off_in: Default::default(), cert_lifetime_secs: CERT_LIFETIME_SECS }
+    }
 }
 
 impl DirectPolicy {

@@ -36,6 +36,8 @@ pub(crate) struct HubFile {
     pub(crate) direct: Option<bool>,
     /// Workspaces whose agents never connect directly (`--no-direct-in`).
     pub(crate) no_direct_in: Option<Vec<String>>,
+    /// How long direct-path certificates are valid (`--direct-cert-lifetime`).
+    pub(crate) direct_cert_lifetime: Option<String>,
 }
 
 impl HubFile {
@@ -71,7 +73,8 @@ mod tests {
         std::fs::write(
             &good,
             "data: /var/lib/pconnect-hub\nlisten: 0.0.0.0:7779\ngrace: 30s\ntrust_proxy: [10.0.0.0/8]\n\
-             store: postgres://pconnect@db:5432/pconnect\npeer_listen: 10.0.0.5:7790\nadvertise: hub1:7790\n",
+             store: postgres://pconnect@db:5432/pconnect\npeer_listen: 10.0.0.5:7790\nadvertise: hub1:7790\n\
+             direct_cert_lifetime: 30m\n",
         )
         .unwrap();
         let file = HubFile::load(&good).unwrap();
@@ -80,6 +83,7 @@ mod tests {
         assert_eq!(file.advertise.as_deref(), Some("hub1:7790"));
         assert_eq!(file.listen, Some("0.0.0.0:7779".parse().unwrap()));
         assert_eq!(file.grace.as_deref(), Some("30s"));
+        assert_eq!(file.direct_cert_lifetime.as_deref(), Some("30m"));
         let bad = dir.path().join("bad.yml");
         std::fs::write(&bad, "listen: 0.0.0.0:7779\nlsiten: 1.2.3.4:5\n").unwrap();
         let error = HubFile::load(&bad).unwrap_err().to_string();

@@ -37,7 +37,9 @@ pub const HEADER_MEMBER: &str = "pconnect-member";
 pub const HEADER_TICKET: &str = "pconnect-ticket";
 /// ALPN of direct connections between agents.
 pub const ALPN_DIRECT: &[u8] = b"pconnect-direct/1";
-/// How long a certificate the hub issues is valid (renewed at half-life).
+/// How long a certificate the hub issues is valid unless its operator says otherwise (renewed at
+/// half-life). It also bounds how long an exposing agent that cannot reach the hub keeps a
+/// teammate's direct connection: no longer than that teammate's certificate.
 pub const CERT_LIFETIME_SECS: i64 = 3600;
 /// How long a ticket is valid (the reach agent asks again before then).
 pub const TICKET_LIFETIME_MS: i64 = 60_000;

@@ -643,3 +643,44 @@ fn a_member_removed_while_the_hub_is_down_loses_their_direct_tunnels_when_it_is_
     let _ = signal("-CONT");
     drop((reach, expose));
 }
+
+#[test]
+fn a_teammates_direct_connection_outlives_their_certificate_only_while_the_exposing_agent_hears_the_hub() {
+    // Certificates of a few seconds, so the test sees one expire.
+    const LIFETIME: Duration = Duration::from_secs(3);
+    let echo = EchoServer::start();
+    let hub = Hub::start_with(&["--metrics", "127.0.0.1:0", "--direct-cert-lifetime", "3s"]).unwrap();
+
+    // alice reaches the hub only through a path the test can take away; bob directly.
+    let path_to_hub = pconnect_e2e::BlackholeProxy::start(format!("127.0.0.1:{}", hub.port()).parse().unwrap());
+    let token = hub.add_member("alice").unwrap();
+    let alice = Agent::fresh("alice").unwrap();
+    let url = format!("https://127.0.0.1:{}", path_to_hub.port());
+    alice.run_ok(["login", "--hub", &url, "--token", &token, "--fingerprint", hub.fingerprint()]).unwrap();
+    let target = format!("127.0.0.1:{}", echo.port());
+    let mut expose =
+        Proc::spawn(alice.command_direct(["--log-level", "warn", "expose", &target, "--name", "echo"])).unwrap();
+    expose.wait_for_line("is now accessible through the hub", READY).unwrap();
+    let bob = Agent::login(&hub, "bob").unwrap();
+    let (_reach, port) = support::reach(&bob, "echo").unwrap();
+    let mut held = open_echoing(port, 1).pop().unwrap();
+    assert_eq!(relayed(&hub).0, 0.0, "bob's tunnel went direct");
+
+    // The certificate bob's agent connected with expires; alice hears the hub (it would tell her
+    // if bob were removed), so his connection and tunnel stay.
+    std::thread::sleep(LIFETIME + Duration::from_secs(2));
+    held.write_all(b"still here").unwrap();
+    let mut back = [0u8; 10];
+    let open = "the tunnel outlives bob's certificate while alice hears the hub";
+    held.read_exact(&mut back).expect(open);
+    assert_eq!(&back, b"still here", "{open}");
+
+    // alice loses the hub: nothing vouches for bob any more, and his connection is closed.
+    let lost_at = Instant::now();
+    drop(path_to_hub);
+    let took = wait_closed(&mut held, lost_at, Duration::from_secs(5), "bob's direct tunnel is still open");
+    assert!(took < Duration::from_secs(2), "bob's direct tunnel was closed {took:?} after alice lost the hub");
+    let line = expose.wait_for_line("the teammate's certificate expired", READY).unwrap();
+    assert!(line.contains("cannot tell whether they are still a member"), "{line}");
+    drop(expose);
+}

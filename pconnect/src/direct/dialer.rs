@@ -341,7 +341,10 @@ struct Watched {
 /// member was removed, the connection and its tunnels are cut and that member's agents are not
 /// dialed again.
 async fn watch_owner(link: ForwardLink, watched: Watched) {
-    if super::watch::until_removed(&link, watched.owner, &watched.ended).await {
+    // The reach side asks the hub for every new tunnel's route anyway; whether the watch is held
+    // at a given moment decides nothing here.
+    let (heard, _) = watch::channel(false);
+    if super::watch::until_removed(&link, watched.owner, &watched.ended, &heard).await {
         tracing::warn!(
             owner = watched.owner,
             "the hub removed this teammate: their direct connection and its tunnels are closed"

@@ -61,17 +61,30 @@ impl Identity {
     }
 }
 
+/// Least wait between renewals (a hub may issue certificates of a few seconds).
+const MIN_RENEW_WAIT: Duration = Duration::from_secs(1);
+/// Wait before trying again after a renewal failed (the hub is away, say).
+const RENEW_RETRY: Duration = Duration::from_secs(5);
+
 async fn renew(identity: Arc<Identity>, link: ForwardLink, cancel: CancellationToken) {
+    let mut failed = false;
     loop {
         let left = identity.current().cert.expires_at - pconnect_proto::clock::now();
-        let wait = Duration::from_secs(u64::try_from(left / 2).unwrap_or(0).max(5));
+        let floor = if failed { RENEW_RETRY } else { MIN_RENEW_WAIT };
+        let wait = Duration::from_secs(u64::try_from(left / 2).unwrap_or(0)).max(floor);
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
         }
         match certify(&link, &identity.pkcs8).await {
-            Ok(issued) => *identity.current.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(issued),
-            Err(e) => tracing::warn!(error = %format!("{e:#}"), "could not renew the direct-path certificate"),
+            Ok(issued) => {
+                *identity.current.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(issued);
+                failed = false;
+            }
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "could not renew the direct-path certificate");
+                failed = true;
+            }
         }
     }
 }

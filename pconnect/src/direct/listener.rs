@@ -23,11 +23,12 @@ use pconnect_proto::control::{ErrorBody, ErrorCode};
 use pconnect_proto::direct::{HEADER_TICKET, Revoked, Ticket, agent_name};
 use rustls::pki_types::CertificateDer;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch::{Receiver, Sender};
 use tokio_util::sync::CancellationToken;
 
 use super::identity::Identity;
 use super::offer::{Offer, Revocations};
-use super::watch;
+use super::{expiry, watch};
 use crate::link::forward::ForwardLink;
 
 /// Connections still in their TLS or HTTP/2 handshake from one address at once; the port is on
@@ -109,6 +110,9 @@ async fn connection(
     tracing::debug!(%peer, "direct connection up");
     let dead = heartbeat::until_dead(conn.ping_pong().expect("ping_pong is taken once"));
     tokio::pin!(dead);
+    let (hearing, heard) = tokio::sync::watch::channel(false);
+    let outlived = outlived(expiry::not_after(&leaf), heard);
+    tokio::pin!(outlived);
     let ctx = Arc::new(Peer {
         leaf,
         ca_key: issued.ca_key.clone(),
@@ -117,6 +121,7 @@ async fn connection(
         admitted: Mutex::default(),
         control: control.clone(),
         watching: AtomicBool::new(false),
+        hearing,
         ended: CancellationToken::new(),
     });
     let _ended = ctx.ended.clone().drop_guard();
@@ -134,6 +139,14 @@ async fn connection(
                 None => return Ok(()),
             },
             _ = &mut dead => return Ok(()),
+            _ = &mut outlived => {
+                tracing::warn!(
+                    %peer,
+                    "direct connection closed: the teammate's certificate expired, and without the hub this \
+                     agent cannot tell whether they are still a member (their agent reconnects with a current one)"
+                );
+                return Ok(());
+            }
             _ = cancel.cancelled() => {
                 conn.graceful_shutdown();
                 return Ok(());
@@ -154,8 +167,22 @@ struct Peer {
     /// Where the peer's member is watched, once its first ticket named it.
     control: Option<ForwardLink>,
     watching: AtomicBool,
+    /// Whether the watch of the peer's member is held: the hub could tell this agent of their
+    /// removal now.
+    hearing: Sender<bool>,
     /// Cancelled when the connection has ended (the watch stops then).
     ended: CancellationToken,
+}
+
+/// Resolves once a connection has outlived what vouches for its peer: the peer's certificate
+/// expired (at `expires_at`, unix seconds; unreadable counts as expired) while the hub cannot be
+/// heard about the peer's member. A live watch keeps the connection (the hub tells of a removal),
+/// until it drops. Without this, a member removed while this agent is away from the hub would keep
+/// their tunnels for as long as the connection lasts.
+async fn outlived(expires_at: Option<i64>, mut heard: Receiver<bool>) {
+    let left = expires_at.map_or(0, |at| at - pconnect_proto::clock::now());
+    tokio::time::sleep(Duration::from_secs(u64::try_from(left).unwrap_or(0))).await;
+    let _ = heard.wait_for(|hearing| !hearing).await;
 }
 
 /// Tickets remembered per connection (a reach agent uses one per service for a minute).
@@ -182,9 +209,10 @@ async fn stream(offer: &Offer, ctx: &Peer, request: Request<RecvStream>, mut res
         && !ctx.watching.swap(true, Ordering::Relaxed)
     {
         let (control, ended, revocations) = (control.clone(), ctx.ended.clone(), offer.revocations.clone());
+        let hearing = ctx.hearing.clone();
         let member = ticket.member;
         tokio::spawn(async move {
-            if watch::until_removed(&control, member, &ended).await {
+            if watch::until_removed(&control, member, &ended, &hearing).await {
                 tracing::warn!(%peer, member, "the hub removed this teammate: cutting their direct tunnels");
                 revocations.apply(&Revoked { member: Some(member), share: None });
             }

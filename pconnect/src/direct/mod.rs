@@ -7,6 +7,7 @@
 //! end of its direct connections ([`watch`]), cutting that member's tunnels itself on removal.
 
 pub(crate) mod dialer;
+mod expiry;
 pub(crate) mod identity;
 pub(crate) mod listener;
 pub(crate) mod offer;

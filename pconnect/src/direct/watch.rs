@@ -9,6 +9,7 @@ use std::time::Duration;
 use h2::RecvStream;
 use pconnect_proto::control::ErrorCode;
 use pconnect_proto::direct::MemberGone;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::link::LinkError;
@@ -21,8 +22,14 @@ const MAX_LINE: usize = 4096;
 
 /// Holds a watch of `member` through `link` until `ended` (again after a hub link drops): `true`
 /// as soon as the hub says the member was removed, `false` once `ended` fires or the hub does not
-/// know the call (an older hub: nothing is watched).
-pub(crate) async fn until_removed(link: &ForwardLink, member: i64, ended: &CancellationToken) -> bool {
+/// know the call (an older hub: nothing is watched). `heard` says, all along, whether a watch is
+/// held: whether the hub could tell this agent now.
+pub(crate) async fn until_removed(
+    link: &ForwardLink,
+    member: i64,
+    ended: &CancellationToken,
+    heard: &watch::Sender<bool>,
+) -> bool {
     loop {
         let opened = tokio::select! {
             _ = ended.cancelled() => return false,
@@ -30,10 +37,12 @@ pub(crate) async fn until_removed(link: &ForwardLink, member: i64, ended: &Cance
         };
         match opened {
             Ok((_held, events)) => {
+                heard.send_replace(true);
                 let removed = tokio::select! {
                     _ = ended.cancelled() => return false,
                     removed = said_gone(events, member) => removed,
                 };
+                heard.send_replace(false);
                 if removed {
                     return true;
                 }

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use pconnect_proto::direct::{CERT_LIFETIME_SECS, agent_name};
+use pconnect_proto::direct::agent_name;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, PKCS_ED25519, PublicKeyData, SerialNumber, SignatureAlgorithm,
@@ -62,14 +62,14 @@ impl WorkspaceCa {
     }
 
     /// A certificate for `member`'s agent key `public_key` (Ed25519, raw), valid for
-    /// [`CERT_LIFETIME_SECS`] from `now` (unix seconds); its PEM.
-    pub(crate) fn issue(&self, member: MemberId, public_key: &[u8], now: i64) -> anyhow::Result<String> {
+    /// `lifetime` seconds from `now` (unix seconds); its PEM.
+    pub(crate) fn issue(&self, member: MemberId, public_key: &[u8], now: i64, lifetime: i64) -> anyhow::Result<String> {
         anyhow::ensure!(public_key.len() == 32, "an Ed25519 public key is 32 bytes");
         let mut params = CertificateParams::new(vec![agent_name(self.workspace, member)])?;
         params.distinguished_name = DistinguishedName::new();
         params.distinguished_name.push(DnType::CommonName, agent_name(self.workspace, member));
         params.not_before = time_at!(now - 60);
-        params.not_after = time_at!(now + CERT_LIFETIME_SECS);
+        params.not_after = time_at!(now + lifetime);
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
         let mut serial = [0u8; 16];
@@ -141,8 +141,8 @@ mod tests {
     #[test]
     fn a_certificate_is_issued_only_for_an_ed25519_key() {
         let ca = WorkspaceCa::derive(&[7; 32], 1).unwrap();
-        let pem = ca.issue(5, &[9; 32], 1_800_000_000).unwrap();
+        let pem = ca.issue(5, &[9; 32], 1_800_000_000, 3600).unwrap();
         assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"));
-        assert!(ca.issue(5, &[9; 31], 1_800_000_000).is_err());
+        assert!(ca.issue(5, &[9; 31], 1_800_000_000, 3600).is_err());
     }
 }

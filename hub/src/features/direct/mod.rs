@@ -20,8 +20,7 @@ use base64::engine::general_purpose::STANDARD;
 use pconnect_proto::clock;
 use pconnect_proto::control::{ErrorBody, ErrorCode};
 use pconnect_proto::direct::{
-    CERT_LIFETIME_SECS, DirectCert, DirectCertRequest, DirectRoute, DirectRouteRequest, Revoked, TICKET_LIFETIME_MS,
-    Ticket,
+    DirectCert, DirectCertRequest, DirectRoute, DirectRouteRequest, Revoked, TICKET_LIFETIME_MS, Ticket,
 };
 
 use crate::config::DirectPolicy;
@@ -104,13 +103,13 @@ impl Direct {
         let ca = self.ca(member.workspace_id).await?;
         let now = clock::now();
         let cert_pem = ca
-            .issue(member.id, &key, now)
+            .issue(member.id, &key, now, self.policy.cert_lifetime_secs)
             .map_err(|e| ErrorBody::new(ErrorCode::Internal, format!("issuing a certificate: {e}")))?;
         Ok(DirectCert {
             cert_pem,
             ca_pem: ca.cert_pem.clone(),
             ca_key: STANDARD.encode(ca.public_key()),
-            expires_at: now + CERT_LIFETIME_SECS,
+            expires_at: now + self.policy.cert_lifetime_secs,
             workspace_id: member.workspace_id,
             member_id: member.id,
         })
