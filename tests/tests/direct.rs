@@ -684,3 +684,41 @@ fn a_teammates_direct_connection_outlives_their_certificate_only_while_the_expos
     assert!(line.contains("cannot tell whether they are still a member"), "{line}");
     drop(expose);
 }
+
+#[test]
+fn a_reach_agent_that_cannot_hear_the_hub_keeps_a_direct_connection_no_longer_than_the_exposing_agents_certificate() {
+    let echo = EchoServer::start();
+    let hub = Hub::start_with(&["--metrics", "127.0.0.1:0", "--direct-cert-lifetime", "3s"]).unwrap();
+    let alice = Agent::login(&hub, "alice").unwrap();
+    let target = format!("127.0.0.1:{}", echo.port());
+    let mut expose = Proc::spawn(alice.command_direct(["expose", &target, "--name", "echo"])).unwrap();
+    expose.wait_for_line("is now accessible through the hub", READY).unwrap();
+
+    // bob reaches the hub only through a path the test can take away; alice directly.
+    let path_to_hub = pconnect_e2e::BlackholeProxy::start(format!("127.0.0.1:{}", hub.port()).parse().unwrap());
+    let token = hub.add_member("bob").unwrap();
+    let bob = Agent::fresh("bob").unwrap();
+    let url = format!("https://127.0.0.1:{}", path_to_hub.port());
+    bob.run_ok(["login", "--hub", &url, "--token", &token, "--fingerprint", hub.fingerprint()]).unwrap();
+    let mut reach = bob.spawn(["--log-level", "warn", "reach", "echo", "--port", "0"]).unwrap();
+    let port = listen_port(&reach.wait_for_line("Listening on", READY).unwrap()).unwrap();
+    let mut held = open_echoing(port, 1).pop().unwrap();
+    assert_eq!(relayed(&hub).0, 0.0, "bob's tunnel went direct");
+
+    // The certificate alice's agent presented expires while bob hears the hub: the tunnel stays.
+    std::thread::sleep(Duration::from_secs(5));
+    held.write_all(b"still here").unwrap();
+    let mut back = [0u8; 10];
+    let open = "the tunnel outlives alice's certificate while bob hears the hub";
+    held.read_exact(&mut back).expect(open);
+    assert_eq!(&back, b"still here", "{open}");
+
+    // bob loses the hub: nothing vouches for alice any more, and his agent closes the connection.
+    let lost_at = Instant::now();
+    drop(path_to_hub);
+    let took = wait_closed(&mut held, lost_at, Duration::from_secs(5), "bob's direct tunnel is still open");
+    assert!(took < Duration::from_secs(2), "bob's direct tunnel was closed {took:?} after he lost the hub");
+    let line = reach.wait_for_line("the teammate's certificate expired", READY).unwrap();
+    assert!(line.contains("cannot tell whether they are still a member"), "{line}");
+    drop((reach, expose));
+}

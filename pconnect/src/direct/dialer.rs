@@ -28,6 +28,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{OnceCell, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::expiry;
 use super::identity::Identity;
 use crate::link::LinkError;
 use crate::link::forward::{Answer, Bypass, ForwardLink, Path, Tunnel, Via};
@@ -180,9 +181,10 @@ impl Dialer {
             let dialing = dial_any(addrs, issued.client.clone(), name, cut.clone());
             let dialed = tokio::time::timeout(DIAL_TIMEOUT, dialing).await;
             let entry = match dialed {
-                Ok(Ok((addr, (sender, ended)))) => {
+                Ok(Ok((addr, Dialed { sender, ended, expires_at }))) => {
                     tracing::info!(%addr, "direct connection up");
-                    let watched = Watched { owner, cut, ended, conns: conns.clone(), key: key.clone(), gone };
+                    let watched =
+                        Watched { owner, expires_at, cut, ended, conns: conns.clone(), key: key.clone(), gone };
                     tokio::spawn(watch_owner(link, watched));
                     ConnEntry::Live(sender)
                 }
@@ -276,7 +278,7 @@ async fn dial_any(
     config: Arc<rustls::ClientConfig>,
     name: String,
     cancel: CancellationToken,
-) -> anyhow::Result<(SocketAddr, (SendRequest<Bytes>, CancellationToken))> {
+) -> anyhow::Result<(SocketAddr, Dialed)> {
     let mut attempts = tokio::task::JoinSet::new();
     for (i, addr) in addrs.into_iter().enumerate() {
         let (config, name, cancel) = (config.clone(), name.clone(), cancel.clone());
@@ -297,18 +299,28 @@ async fn dial_any(
     Err(last)
 }
 
+/// A direct connection that came up.
+pub(crate) struct Dialed {
+    pub(crate) sender: SendRequest<Bytes>,
+    /// Cancelled when the connection has ended.
+    pub(crate) ended: CancellationToken,
+    /// When the certificate the exposing agent presented expires (unix seconds).
+    pub(crate) expires_at: Option<i64>,
+}
+
 /// A direct connection to the agent at `addr`, which must present `name`'s certificate; it lasts
-/// until `cancel` or until it fails, and the returned token is cancelled when it has ended.
+/// until `cancel` or until it fails.
 pub(crate) async fn dial(
     addr: SocketAddr,
     config: Arc<rustls::ClientConfig>,
     name: String,
     cancel: CancellationToken,
-) -> anyhow::Result<(SendRequest<Bytes>, CancellationToken)> {
+) -> anyhow::Result<Dialed> {
     let tcp = TcpStream::connect(addr).await?;
     let _ = tcp.set_nodelay(true);
     let name = ServerName::try_from(name)?;
     let tls = pconnect_link::sealed::connect(config, name, tcp).await?;
+    let expires_at = tls.peer_certificates().and_then(|chain| chain.first()).and_then(|leaf| expiry::not_after(leaf));
     let (sender, mut conn) = tuning::client_builder().handshake::<_, Bytes>(tls).await?;
     let heartbeat = pconnect_link::heartbeat::until_dead(conn.ping_pong().expect("ping_pong is taken once"));
     let ended = CancellationToken::new();
@@ -322,12 +334,14 @@ pub(crate) async fn dial(
         }
         drop(on_end);
     });
-    Ok((sender, ended))
+    Ok(Dialed { sender, ended, expires_at })
 }
 
 /// A live direct connection to `owner`'s agent, as its watch sees it.
 struct Watched {
     owner: i64,
+    /// When the certificate the owner's agent presented expires (unix seconds).
+    expires_at: Option<i64>,
     /// Cuts the connection (and every tunnel on it).
     cut: CancellationToken,
     /// Cancelled once the connection has ended, for whatever reason.
@@ -339,20 +353,36 @@ struct Watched {
 
 /// Watches the connection's member for as long as the connection lives; when the hub says the
 /// member was removed, the connection and its tunnels are cut and that member's agents are not
-/// dialed again.
+/// dialed again. A connection that [`outlived`](super::watch::outlived) the member's certificate
+/// without a held watch is cut too (dialed again later with a fresh route).
 async fn watch_owner(link: ForwardLink, watched: Watched) {
-    // The reach side asks the hub for every new tunnel's route anyway; whether the watch is held
-    // at a given moment decides nothing here.
-    let (heard, _) = watch::channel(false);
-    if super::watch::until_removed(&link, watched.owner, &watched.ended, &heard).await {
-        tracing::warn!(
-            owner = watched.owner,
-            "the hub removed this teammate: their direct connection and its tunnels are closed"
-        );
-        lock(&watched.gone).insert(watched.owner);
-        lock(&watched.conns).insert(watched.key.clone(), ConnEntry::Failed(Instant::now()));
-        watched.cut.cancel();
+    let (heard, hearing) = watch::channel(false);
+    let removed = async {
+        let removed = super::watch::until_removed(&link, watched.owner, &watched.ended, &heard).await;
+        if !removed {
+            // The connection ended, or the hub watches no members: then only the certificate
+            // bounds the connection.
+            watched.ended.cancelled().await;
+        }
+        removed
+    };
+    tokio::select! {
+        removed = removed => {
+            if !removed {
+                return;
+            }
+            tracing::warn!(
+                owner = watched.owner,
+                "the hub removed this teammate: their direct connection and its tunnels are closed"
+            );
+            lock(&watched.gone).insert(watched.owner);
+        }
+        _ = super::watch::outlived(watched.expires_at, hearing) => {
+            tracing::warn!(owner = watched.owner, "{}", super::watch::OUTLIVED);
+        }
     }
+    lock(&watched.conns).insert(watched.key.clone(), ConnEntry::Failed(Instant::now()));
+    watched.cut.cancel();
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

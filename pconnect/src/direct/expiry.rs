@@ -1,6 +1,6 @@
 //! When a teammate's certificate stops being valid: its notAfter, read from the certificate the
-//! TLS handshake already verified against the workspace CA. An exposing agent that cannot hear the
-//! hub keeps a teammate's direct connection no longer than that (see `listener`).
+//! TLS handshake already verified against the workspace CA. An agent that cannot hear the hub keeps
+//! a direct connection no longer than that (`watch::outlived`).
 //!
 //! The reader walks only the X.509 fields before the validity (RFC 5280 §4.1) and refuses
 //! anything it does not expect; it never panics on any input.

@@ -23,7 +23,7 @@ use pconnect_proto::control::{ErrorBody, ErrorCode};
 use pconnect_proto::direct::{HEADER_TICKET, Revoked, Ticket, agent_name};
 use rustls::pki_types::CertificateDer;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch::{Receiver, Sender};
+use tokio::sync::watch::Sender;
 use tokio_util::sync::CancellationToken;
 
 use super::identity::Identity;
@@ -111,7 +111,7 @@ async fn connection(
     let dead = heartbeat::until_dead(conn.ping_pong().expect("ping_pong is taken once"));
     tokio::pin!(dead);
     let (hearing, heard) = tokio::sync::watch::channel(false);
-    let outlived = outlived(expiry::not_after(&leaf), heard);
+    let outlived = watch::outlived(expiry::not_after(&leaf), heard);
     tokio::pin!(outlived);
     let ctx = Arc::new(Peer {
         leaf,
@@ -140,11 +140,7 @@ async fn connection(
             },
             _ = &mut dead => return Ok(()),
             _ = &mut outlived => {
-                tracing::warn!(
-                    %peer,
-                    "direct connection closed: the teammate's certificate expired, and without the hub this \
-                     agent cannot tell whether they are still a member (their agent reconnects with a current one)"
-                );
+                tracing::warn!(%peer, "{}", watch::OUTLIVED);
                 return Ok(());
             }
             _ = cancel.cancelled() => {
@@ -172,17 +168,6 @@ struct Peer {
     hearing: Sender<bool>,
     /// Cancelled when the connection has ended (the watch stops then).
     ended: CancellationToken,
-}
-
-/// Resolves once a connection has outlived what vouches for its peer: the peer's certificate
-/// expired (at `expires_at`, unix seconds; unreadable counts as expired) while the hub cannot be
-/// heard about the peer's member. A live watch keeps the connection (the hub tells of a removal),
-/// until it drops. Without this, a member removed while this agent is away from the hub would keep
-/// their tunnels for as long as the connection lasts.
-async fn outlived(expires_at: Option<i64>, mut heard: Receiver<bool>) {
-    let left = expires_at.map_or(0, |at| at - pconnect_proto::clock::now());
-    tokio::time::sleep(Duration::from_secs(u64::try_from(left).unwrap_or(0))).await;
-    let _ = heard.wait_for(|hearing| !hearing).await;
 }
 
 /// Tickets remembered per connection (a reach agent uses one per service for a minute).
@@ -405,7 +390,7 @@ mod tests {
         let ca = ca();
         let (addr, offer, cancel) = alice(&ca).await;
         let far = pconnect_proto::clock::now_ms() + 60_000;
-        let (bob, _) = dial(addr, client(&ca, BOB).await, agent_name(WS, ALICE), cancel.clone()).await.unwrap();
+        let bob = dial(addr, client(&ca, BOB).await, agent_name(WS, ALICE), cancel.clone()).await.unwrap().sender;
         assert!(answer(bob.clone(), "db", &ticket(&ca, BOB, "db", far)).await.is_ok(), "bob's own ticket");
 
         let expired = answer(bob.clone(), "db", &ticket(&ca, BOB, "db", 1)).await.err().unwrap();
@@ -425,9 +410,9 @@ mod tests {
         // A stranger: a certificate of another CA never gets past TLS.
         let stranger = ca_stranger();
         let refused = dial(addr, client(&stranger, BOB).await, agent_name(WS, ALICE), cancel.clone()).await;
-        if let Ok((sender, _)) = refused {
+        if let Ok(dialed) = refused {
             // TLS 1.3 reports the client's rejection only on the first read.
-            assert!(answer(sender, "db", &ticket(&ca, BOB, "db", far)).await.is_err(), "a stranger was served");
+            assert!(answer(dialed.sender, "db", &ticket(&ca, BOB, "db", far)).await.is_err(), "a stranger was served");
         }
         cancel.cancel();
     }
@@ -458,7 +443,7 @@ mod tests {
 
         // bob, from another address, is served while the stranger's slots are taken.
         let far = pconnect_proto::clock::now_ms() + 60_000;
-        let (bob, _) = dial(addr, client(&ca, BOB).await, agent_name(WS, ALICE), cancel.clone()).await.unwrap();
+        let bob = dial(addr, client(&ca, BOB).await, agent_name(WS, ALICE), cancel.clone()).await.unwrap().sender;
         assert_eq!(answer(bob, "db", &ticket(&ca, BOB, "db", far)).await, Ok(()));
         cancel.cancel();
     }

@@ -2,7 +2,8 @@
 //! forward link): the hub answers when that member is removed, and the agent then cuts the
 //! member's direct tunnels itself, so a removed member's agent need not cooperate. Both sides hold
 //! one: a reach agent for the exposing member ([`super::dialer`]), an exposing agent for the
-//! teammate it serves ([`super::listener`]).
+//! teammate it serves ([`super::listener`]). Past the other side's certificate, only a held watch
+//! vouches for them: both sides close a connection that has [`outlived`] it.
 
 use std::time::Duration;
 
@@ -59,6 +60,22 @@ pub(crate) async fn until_removed(
         }
     }
 }
+
+/// Resolves once a direct connection has outlived what vouches for the agent at the other end:
+/// its certificate expired (at `expires_at`, unix seconds; unreadable counts as expired) while no
+/// watch of its member is held (`heard`, from [`until_removed`]), so the hub could not tell this
+/// agent of a removal. A held watch keeps the connection until it drops. Without this, a member
+/// removed while this agent is away from the hub would keep their tunnels as long as the
+/// connection lasts; with it, at most until the certificate the hub issued them ends.
+pub(crate) async fn outlived(expires_at: Option<i64>, mut heard: watch::Receiver<bool>) {
+    let left = expires_at.map_or(0, |at| at - pconnect_proto::clock::now());
+    tokio::time::sleep(Duration::from_secs(u64::try_from(left).unwrap_or(0))).await;
+    let _ = heard.wait_for(|hearing| !hearing).await;
+}
+
+/// What a side logs when it closes a connection that [`outlived`] its peer's certificate.
+pub(crate) const OUTLIVED: &str = "direct connection closed: the teammate's certificate expired, and without the hub \
+     this agent cannot tell whether they are still a member (a current certificate opens a new one)";
 
 /// Whether the watch stream said `member` is gone (`false`: it ended without that word).
 async fn said_gone(mut events: RecvStream, member: i64) -> bool {
