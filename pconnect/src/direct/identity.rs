@@ -63,7 +63,7 @@ impl Identity {
 
 /// Least wait between renewals (a hub may issue certificates of a few seconds).
 const MIN_RENEW_WAIT: Duration = Duration::from_secs(1);
-/// Wait before trying again after a renewal failed (the hub is away, say).
+/// Least wait before trying again after a renewal failed (the hub is away, say).
 const RENEW_RETRY: Duration = Duration::from_secs(5);
 
 async fn renew(identity: Arc<Identity>, link: ForwardLink, cancel: CancellationToken) {
