@@ -559,11 +559,7 @@ fn a_member_removed_while_away_from_the_hub_loses_their_direct_tunnels_within_a_
     let (_echo, hub, _alice, expose) = alice_exposes_echo(&[]);
 
     // bob reaches the hub only through a path the test can take away; alice directly.
-    let path_to_hub = pconnect_e2e::BlackholeProxy::start(format!("127.0.0.1:{}", hub.port()).parse().unwrap());
-    let token = hub.add_member("bob").unwrap();
-    let bob = Agent::fresh("bob").unwrap();
-    let url = format!("https://127.0.0.1:{}", path_to_hub.port());
-    bob.run_ok(["login", "--hub", &url, "--token", &token, "--fingerprint", hub.fingerprint()]).unwrap();
+    let (bob, path_to_hub) = login_through_proxy(&hub, "bob");
     let (_reach, port) = support::reach(&bob, "echo").unwrap();
     let mut held = open_echoing(port, 1).pop().unwrap();
     assert_eq!(relayed(&hub).0, 0.0, "bob's tunnel went direct");
@@ -644,19 +640,50 @@ fn a_member_removed_while_the_hub_is_down_loses_their_direct_tunnels_when_it_is_
     drop((reach, expose));
 }
 
+/// A hub issuing certificates of a few seconds, so a story sees one expire.
+fn hub_with_short_certificates() -> Hub {
+    Hub::start_with(&["--metrics", "127.0.0.1:0", "--direct-cert-lifetime", "3s"]).unwrap()
+}
+
+/// `name`, a new member of `hub`, logged in through a proxy the test can drop to take the hub away.
+fn login_through_proxy(hub: &Hub, name: &str) -> (Agent, pconnect_e2e::BlackholeProxy) {
+    let path_to_hub = pconnect_e2e::BlackholeProxy::start(format!("127.0.0.1:{}", hub.port()).parse().unwrap());
+    let token = hub.add_member(name).unwrap();
+    let agent = Agent::fresh(name).unwrap();
+    let url = format!("https://127.0.0.1:{}", path_to_hub.port());
+    agent.run_ok(["login", "--hub", &url, "--token", &token, "--fingerprint", hub.fingerprint()]).unwrap();
+    (agent, path_to_hub)
+}
+
+/// `held` (a direct tunnel) still echoes after the certificates it was opened with expired (the
+/// side behind `path_to_hub` hears the hub); then that side loses the hub, closes the connection
+/// within 2 s and says why in `log`.
+fn kept_past_the_certificate_until_the_hub_is_lost(
+    held: &mut TcpStream,
+    path_to_hub: pconnect_e2e::BlackholeProxy,
+    log: &mut Proc,
+) {
+    std::thread::sleep(Duration::from_secs(5));
+    held.write_all(b"still here").unwrap();
+    let mut back = [0u8; 10];
+    let open = "the tunnel outlives the certificate while the hub is heard";
+    held.read_exact(&mut back).expect(open);
+    assert_eq!(&back, b"still here", "{open}");
+
+    let lost_at = Instant::now();
+    drop(path_to_hub);
+    let took = wait_closed(held, lost_at, Duration::from_secs(5), "the direct tunnel is still open");
+    assert!(took < Duration::from_secs(2), "the direct tunnel was closed {took:?} after the hub was lost");
+    let line = log.wait_for_line("the teammate's certificate expired", READY).unwrap();
+    assert!(line.contains("cannot tell whether they are still a member"), "{line}");
+}
+
 #[test]
 fn a_teammates_direct_connection_outlives_their_certificate_only_while_the_exposing_agent_hears_the_hub() {
-    // Certificates of a few seconds, so the test sees one expire.
-    const LIFETIME: Duration = Duration::from_secs(3);
     let echo = EchoServer::start();
-    let hub = Hub::start_with(&["--metrics", "127.0.0.1:0", "--direct-cert-lifetime", "3s"]).unwrap();
-
+    let hub = hub_with_short_certificates();
     // alice reaches the hub only through a path the test can take away; bob directly.
-    let path_to_hub = pconnect_e2e::BlackholeProxy::start(format!("127.0.0.1:{}", hub.port()).parse().unwrap());
-    let token = hub.add_member("alice").unwrap();
-    let alice = Agent::fresh("alice").unwrap();
-    let url = format!("https://127.0.0.1:{}", path_to_hub.port());
-    alice.run_ok(["login", "--hub", &url, "--token", &token, "--fingerprint", hub.fingerprint()]).unwrap();
+    let (alice, path_to_hub) = login_through_proxy(&hub, "alice");
     let target = format!("127.0.0.1:{}", echo.port());
     let mut expose =
         Proc::spawn(alice.command_direct(["--log-level", "warn", "expose", &target, "--name", "echo"])).unwrap();
@@ -666,59 +693,29 @@ fn a_teammates_direct_connection_outlives_their_certificate_only_while_the_expos
     let mut held = open_echoing(port, 1).pop().unwrap();
     assert_eq!(relayed(&hub).0, 0.0, "bob's tunnel went direct");
 
-    // The certificate bob's agent connected with expires; alice hears the hub (it would tell her
-    // if bob were removed), so his connection and tunnel stay.
-    std::thread::sleep(LIFETIME + Duration::from_secs(2));
-    held.write_all(b"still here").unwrap();
-    let mut back = [0u8; 10];
-    let open = "the tunnel outlives bob's certificate while alice hears the hub";
-    held.read_exact(&mut back).expect(open);
-    assert_eq!(&back, b"still here", "{open}");
-
-    // alice loses the hub: nothing vouches for bob any more, and his connection is closed.
-    let lost_at = Instant::now();
-    drop(path_to_hub);
-    let took = wait_closed(&mut held, lost_at, Duration::from_secs(5), "bob's direct tunnel is still open");
-    assert!(took < Duration::from_secs(2), "bob's direct tunnel was closed {took:?} after alice lost the hub");
-    let line = expose.wait_for_line("the teammate's certificate expired", READY).unwrap();
-    assert!(line.contains("cannot tell whether they are still a member"), "{line}");
+    // bob's certificate expires while alice hears the hub (it would tell her if bob were
+    // removed); once she does not, nothing vouches for bob and her agent closes his connection.
+    kept_past_the_certificate_until_the_hub_is_lost(&mut held, path_to_hub, &mut expose);
     drop(expose);
 }
 
 #[test]
 fn a_reach_agent_that_cannot_hear_the_hub_keeps_a_direct_connection_no_longer_than_the_exposing_agents_certificate() {
     let echo = EchoServer::start();
-    let hub = Hub::start_with(&["--metrics", "127.0.0.1:0", "--direct-cert-lifetime", "3s"]).unwrap();
+    let hub = hub_with_short_certificates();
     let alice = Agent::login(&hub, "alice").unwrap();
     let target = format!("127.0.0.1:{}", echo.port());
     let mut expose = Proc::spawn(alice.command_direct(["expose", &target, "--name", "echo"])).unwrap();
     expose.wait_for_line("is now accessible through the hub", READY).unwrap();
-
     // bob reaches the hub only through a path the test can take away; alice directly.
-    let path_to_hub = pconnect_e2e::BlackholeProxy::start(format!("127.0.0.1:{}", hub.port()).parse().unwrap());
-    let token = hub.add_member("bob").unwrap();
-    let bob = Agent::fresh("bob").unwrap();
-    let url = format!("https://127.0.0.1:{}", path_to_hub.port());
-    bob.run_ok(["login", "--hub", &url, "--token", &token, "--fingerprint", hub.fingerprint()]).unwrap();
+    let (bob, path_to_hub) = login_through_proxy(&hub, "bob");
     let mut reach = bob.spawn(["--log-level", "warn", "reach", "echo", "--port", "0"]).unwrap();
     let port = listen_port(&reach.wait_for_line("Listening on", READY).unwrap()).unwrap();
     let mut held = open_echoing(port, 1).pop().unwrap();
     assert_eq!(relayed(&hub).0, 0.0, "bob's tunnel went direct");
 
-    // The certificate alice's agent presented expires while bob hears the hub: the tunnel stays.
-    std::thread::sleep(Duration::from_secs(5));
-    held.write_all(b"still here").unwrap();
-    let mut back = [0u8; 10];
-    let open = "the tunnel outlives alice's certificate while bob hears the hub";
-    held.read_exact(&mut back).expect(open);
-    assert_eq!(&back, b"still here", "{open}");
-
-    // bob loses the hub: nothing vouches for alice any more, and his agent closes the connection.
-    let lost_at = Instant::now();
-    drop(path_to_hub);
-    let took = wait_closed(&mut held, lost_at, Duration::from_secs(5), "bob's direct tunnel is still open");
-    assert!(took < Duration::from_secs(2), "bob's direct tunnel was closed {took:?} after he lost the hub");
-    let line = reach.wait_for_line("the teammate's certificate expired", READY).unwrap();
-    assert!(line.contains("cannot tell whether they are still a member"), "{line}");
+    // alice's certificate expires while bob hears the hub; once he does not, his agent closes
+    // the connection.
+    kept_past_the_certificate_until_the_hub_is_lost(&mut held, path_to_hub, &mut reach);
     drop((reach, expose));
 }
