@@ -161,8 +161,9 @@ pub struct ServeArgs {
     #[arg(long = "no-direct-in", env = "PCONNECT_HUB_NO_DIRECT_IN", value_delimiter = ',', value_name = "WORKSPACE")]
     no_direct_in: Vec<String>,
     /// How long the certificates agents get for the direct path are valid (renewed at half-life;
-    /// at most 7d). Also how long an agent cut off from the hub keeps serving a teammate's direct
-    /// connection: a removed member's tunnels end by then even if no one could tell the agent.
+    /// at most 7d). Also about how long an agent cut off from the hub keeps a teammate's direct
+    /// connection: a removed member's tunnels end by then (and a quarter of it, at most a minute,
+    /// more) even if no one could tell the agent.
     #[arg(long, env = "PCONNECT_HUB_DIRECT_CERT_LIFETIME", default_value = "1h", value_parser = parse_cert_lifetime)]
     direct_cert_lifetime: i64,
 }

@@ -183,8 +183,16 @@ impl Dialer {
             let entry = match dialed {
                 Ok(Ok((addr, Dialed { sender, ended, expires_at }))) => {
                     tracing::info!(%addr, "direct connection up");
-                    let watched =
-                        Watched { owner, expires_at, cut, ended, conns: conns.clone(), key: key.clone(), gone };
+                    let watched = Watched {
+                        owner,
+                        expires_at,
+                        unheard_grace: super::watch::unheard_grace(issued.lifetime),
+                        cut,
+                        ended,
+                        conns: conns.clone(),
+                        key: key.clone(),
+                        gone,
+                    };
                     tokio::spawn(watch_owner(link, watched));
                     ConnEntry::Live(sender)
                 }
@@ -342,6 +350,8 @@ struct Watched {
     owner: i64,
     /// When the certificate the owner's agent presented expires (unix seconds).
     expires_at: Option<i64>,
+    /// How long the hub may go unheard once that certificate expired.
+    unheard_grace: Duration,
     /// Cuts the connection (and every tunnel on it).
     cut: CancellationToken,
     /// Cancelled once the connection has ended, for whatever reason.
@@ -377,7 +387,7 @@ async fn watch_owner(link: ForwardLink, watched: Watched) {
             );
             lock(&watched.gone).insert(watched.owner);
         }
-        _ = super::watch::outlived(watched.expires_at, hearing) => {
+        _ = super::watch::outlived(watched.expires_at, hearing, watched.unheard_grace) => {
             tracing::warn!(owner = watched.owner, "{}", super::watch::OUTLIVED);
         }
     }

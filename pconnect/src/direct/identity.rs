@@ -28,6 +28,8 @@ pub(crate) struct Issued {
     pub(crate) client: Arc<ClientConfig>,
     /// The CA's ticket key (Ed25519, raw).
     pub(crate) ca_key: Vec<u8>,
+    /// How long the hub's certificates live (this one's, counted when it arrived).
+    pub(crate) lifetime: Duration,
 }
 
 /// The key and the current certificate.
@@ -120,5 +122,6 @@ pub(crate) fn issued(cert: DirectCert, pkcs8: &[u8]) -> Result<Issued> {
         .with_client_auth_cert(chain, key())?;
     client.alpn_protocols = vec![ALPN_DIRECT.to_vec()];
     pconnect_link::sealed::prepare_client(&mut client);
-    Ok(Issued { cert, server: Arc::new(server), client: Arc::new(client), ca_key })
+    let lifetime = Duration::from_secs(u64::try_from(cert.expires_at - pconnect_proto::clock::now()).unwrap_or(0));
+    Ok(Issued { cert, server: Arc::new(server), client: Arc::new(client), ca_key, lifetime })
 }

@@ -111,7 +111,7 @@ async fn connection(
     let dead = heartbeat::until_dead(conn.ping_pong().expect("ping_pong is taken once"));
     tokio::pin!(dead);
     let (hearing, heard) = tokio::sync::watch::channel(false);
-    let outlived = watch::outlived(expiry::not_after(&leaf), heard);
+    let outlived = watch::outlived(expiry::not_after(&leaf), heard, watch::unheard_grace(issued.lifetime));
     tokio::pin!(outlived);
     let ctx = Arc::new(Peer {
         leaf,
