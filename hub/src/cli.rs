@@ -161,7 +161,7 @@ pub struct ServeArgs {
     #[arg(long = "no-direct-in", env = "PCONNECT_HUB_NO_DIRECT_IN", value_delimiter = ',', value_name = "WORKSPACE")]
     no_direct_in: Vec<String>,
     /// How long the certificates agents get for the direct path are valid (renewed at half-life;
-    /// at most 7d). Also about how long an agent cut off from the hub keeps a teammate's direct
+    /// 2s to 7d). Also about how long an agent cut off from the hub keeps a teammate's direct
     /// connection: a removed member's tunnels end by then (and a quarter of it, at most a minute,
     /// more) even if no one could tell the agent.
     #[arg(long, env = "PCONNECT_HUB_DIRECT_CERT_LIFETIME", default_value = "1h", value_parser = parse_cert_lifetime)]
@@ -425,9 +425,18 @@ fn parse_cidr(text: &str) -> Result<pconnect_proto::link::Cidr, String> {
 
 /// Longest `--direct-cert-lifetime`: a week.
 const MAX_CERT_LIFETIME_SECS: u64 = 7 * 86_400;
+/// Shortest `--direct-cert-lifetime`: agents renew at half-life, at most once a second.
+const MIN_CERT_LIFETIME_SECS: u64 = 2;
 
 fn parse_cert_lifetime(text: &str) -> Result<i64, String> {
-    pconnect_proto::duration::parse(text, MAX_CERT_LIFETIME_SECS).map(|secs| secs as i64).map_err(|e| e.to_string())
+    let secs = pconnect_proto::duration::parse(text, MAX_CERT_LIFETIME_SECS).map_err(|e| e.to_string())?;
+    if secs < MIN_CERT_LIFETIME_SECS {
+        return Err(format!(
+            "{secs}s is too short to renew in time (agents renew at half-life, at most once a second): \
+             use {MIN_CERT_LIFETIME_SECS}s or more"
+        ));
+    }
+    Ok(secs as i64)
 }
 
 fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
@@ -463,7 +472,8 @@ mod tests {
     fn a_direct_certificate_lifetime_is_a_duration_of_up_to_a_week() {
         assert_eq!(parse_cert_lifetime("30m"), Ok(1800));
         assert_eq!(parse_cert_lifetime("7d"), Ok(7 * 86_400));
-        for bad in ["0s", "8d", "forever", ""] {
+        assert_eq!(parse_cert_lifetime("2s"), Ok(2));
+        for bad in ["0s", "1s", "8d", "forever", ""] {
             assert!(parse_cert_lifetime(bad).is_err(), "{bad:?} was taken");
         }
     }
