@@ -109,10 +109,8 @@ async fn connection(
     drop(handshake);
     tracing::debug!(%peer, "direct connection up");
     let dead = heartbeat::until_dead(conn.ping_pong().expect("ping_pong is taken once"));
-    tokio::pin!(dead);
     let (hearing, heard) = tokio::sync::watch::channel(false);
     let outlived = watch::outlived(expiry::not_after(&leaf), heard, watch::unheard_grace(issued.lifetime));
-    tokio::pin!(outlived);
     let ctx = Arc::new(Peer {
         leaf,
         ca_key: issued.ca_key.clone(),
@@ -125,6 +123,10 @@ async fn connection(
         ended: CancellationToken::new(),
     });
     let _ended = ctx.ended.clone().drop_guard();
+    // The connection's task polls h2 and one token for each frame; what else ends it is watched
+    // in a task of its own that fires that token.
+    let close = cancel.child_token();
+    tokio::spawn(end_when(dead, outlived, close.clone(), ctx.ended.clone(), peer));
     loop {
         tokio::select! {
             next = conn.accept() => match next {
@@ -138,17 +140,31 @@ async fn connection(
                 }
                 None => return Ok(()),
             },
-            _ = &mut dead => return Ok(()),
-            _ = &mut outlived => {
-                tracing::warn!(%peer, "{}", watch::OUTLIVED);
-                return Ok(());
-            }
-            _ = cancel.cancelled() => {
-                conn.graceful_shutdown();
+            _ = close.cancelled() => {
+                if cancel.is_cancelled() {
+                    conn.graceful_shutdown();
+                }
                 return Ok(());
             }
         }
     }
+}
+
+/// Fires `close` when the peer stops answering pings (`dead`) or the connection has outlived its
+/// peer's certificate ([`watch::outlived`]), unless the connection `ended` first.
+async fn end_when(
+    dead: impl Future<Output = String>,
+    outlived: impl Future<Output = ()>,
+    close: CancellationToken,
+    ended: CancellationToken,
+    peer: SocketAddr,
+) {
+    tokio::select! {
+        _ = dead => {}
+        _ = outlived => tracing::warn!(%peer, "{}", watch::OUTLIVED),
+        _ = ended.cancelled() => return,
+    }
+    close.cancel();
 }
 
 /// One direct connection's peer: its certificate, what it is checked against, and the tickets it
