@@ -10,6 +10,7 @@
 //! - [`admission`]: connection caps (total, per IP) and accept backoff for listeners strangers reach.
 //! - [`load`]: counting streams on a connection (new ones go to the least loaded).
 //! - [`pump`]: the tunnel data path: relay (hub) and splice (agent), with the debug tap.
+//! - [`lane`]: the direct path's multiplexing engine (HTTP/2 frames, one task poll per message).
 //! - [`h2io`]: HTTP/2 streams as byte streams, and capped body reading.
 //! - [`h2body`]: HTTP messages as one HTTP/2 stream each (public-link requests).
 //! - [`logging`]: the log subscriber both binaries install (level, text or JSON, colour).
@@ -26,6 +27,7 @@ pub mod fsutil;
 pub mod h2body;
 pub mod h2io;
 pub mod heartbeat;
+pub mod lane;
 pub mod load;
 pub mod logging;
 pub mod metrics;

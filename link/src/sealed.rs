@@ -515,6 +515,34 @@ impl<IO> Sealed<IO> {
     fn seal_all(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
         let room = WRITE_HIGH.saturating_sub(self.output.len() - self.written).max(MAX_PLAINTEXT);
         let total = bufs.iter().map(|b| b.len()).sum::<usize>().min(room);
+        self.seal_up_to(bufs, total)
+    }
+
+    /// Seals all of `bufs` (a frame header and its payload share records) for the next write,
+    /// whatever is already waiting: the caller bounds what it queues ([`Sealed::queued`]).
+    pub fn queue(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<()> {
+        if self.close_queued {
+            return Err(io::Error::new(io::ErrorKind::BrokenPipe, "the TLS stream was shut down"));
+        }
+        let total = bufs.iter().map(|b| b.len()).sum::<usize>();
+        self.seal_up_to(bufs, total).map(drop)
+    }
+
+    /// Queues close_notify: nothing may be queued after it.
+    pub fn queue_close(&mut self) -> io::Result<()> {
+        if !self.close_queued {
+            self.seal(CONTENT_ALERT, &[&[1, ALERT_CLOSE_NOTIFY]])?;
+            self.close_queued = true;
+        }
+        Ok(())
+    }
+
+    /// Sealed bytes waiting for the socket.
+    pub fn queued(&self) -> usize {
+        self.pending_output()
+    }
+
+    fn seal_up_to(&mut self, bufs: &[io::IoSlice<'_>], total: usize) -> io::Result<usize> {
         self.output.reserve(total + total.div_ceil(MAX_PLAINTEXT) * (HEADER + 1 + TAG));
         let (mut taken, mut slice, mut offset) = (0, 0, 0);
         while taken < total {
@@ -545,6 +573,18 @@ impl<IO> Sealed<IO> {
     }
 }
 
+impl<IO> Sealed<IO> {
+    /// Everything queued was written: the output buffer starts over (and is let go if large).
+    fn drained(&mut self) {
+        self.written = 0;
+        if self.output.capacity() > KEEP {
+            self.output = Vec::new();
+        } else {
+            self.output.clear();
+        }
+    }
+}
+
 impl<IO: AsyncWrite + Unpin> Sealed<IO> {
     /// Writes sealed records until none are left or the socket is full.
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -555,13 +595,26 @@ impl<IO: AsyncWrite + Unpin> Sealed<IO> {
             }
             self.written += n;
         }
-        self.written = 0;
-        if self.output.capacity() > KEEP {
-            self.output = Vec::new();
-        } else {
-            self.output.clear();
-        }
+        self.drained();
         Poll::Ready(Ok(()))
+    }
+}
+
+impl Sealed<tokio::net::TcpStream> {
+    /// Writes queued records while the socket takes them, without waiting and without taking the
+    /// socket's write wake-up from the task that polls this stream (many tasks may call this;
+    /// one polls). `Ok(false)` when some are left.
+    pub fn try_drain(&mut self) -> io::Result<bool> {
+        while self.written < self.output.len() {
+            match self.io.try_write(&self.output[self.written..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
+        self.drained();
+        Ok(true)
     }
 }
 
@@ -674,7 +727,7 @@ fn invalid(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> io::Error 
 /// A client and a server config for "link.test" on a fresh self-signed certificate (tests and
 /// fuzzing); the server sends `tickets` session tickets.
 #[cfg(any(test, feature = "fuzzing"))]
-fn throwaway_configs(tickets: usize) -> (Arc<ClientConfig>, Arc<ServerConfig>) {
+pub(crate) fn throwaway_configs(tickets: usize) -> (Arc<ClientConfig>, Arc<ServerConfig>) {
     use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
     let cert = rcgen::generate_simple_self_signed(vec!["link.test".to_string()]).expect("a certificate");
