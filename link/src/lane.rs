@@ -61,6 +61,16 @@ impl LaneError {
 
 /// The HTTP/2 status of an accepted tunnel.
 pub const OK: u16 = 200;
+/// The field of a refusal that says why.
+pub const REASON: &str = "pconnect-reason";
+
+/// The answer to a stream's request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answered {
+    pub status: u16,
+    /// Why it was refused, if it was and the other side said.
+    pub reason: Option<String>,
+}
 
 /// A lane's handle. Cloning shares the lane.
 #[derive(Clone)]

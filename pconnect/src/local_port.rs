@@ -18,7 +18,7 @@ use crate::link::forward::{self, ForwardLink, Path, Via};
 use crate::link::{LinkError, describe};
 use crate::metrics::{METRICS, Side};
 use crate::ui::Ui;
-use opening::{Ready, open};
+use opening::{Opened, open};
 pub(crate) use paths::Paths;
 
 /// Binds `bind:<explicit>` (an error when taken), or `bind:<wanted>` with a free port as fallback.
@@ -94,23 +94,28 @@ async fn tunnel(ui: Ui, link: &ForwardLink, service: &str, via: &Via, mut socket
             return;
         }
     };
-    METRICS.reach_path(opened.path == Path::Direct);
-    tracing::debug!(path = opened.path.as_str(), "tunnel open");
-    let (_path, changed) = tunnels.paths.open(opened.path);
+    let path = match &opened {
+        Opened::Direct { .. } => Path::Direct,
+        Opened::Relayed { .. } => Path::Relay,
+    };
+    METRICS.reach_path(path == Path::Direct);
+    tracing::debug!(path = path.as_str(), "tunnel open");
+    let (_path, changed) = tunnels.paths.open(path);
     if changed {
-        ui.tunnel_path(service, opened.path);
+        ui.tunnel_path(service, path);
     }
-    let _load = opened.load;
-    let spliced = match opened.answer {
-        Ready::Accepted(recv) => {
-            pump::splice_early(socket, std::future::ready(Ok(recv)), opened.send, drain.deadline()).await
+    let spliced = match opened {
+        Opened::Direct { stream, early } => {
+            let spliced = stream.splice(socket, None, Some(drain.deadline())).await;
+            spliced.map(|(up, down)| (up + early, down)).map_err(EarlyError::Pump)
         }
-        Ready::Pending(answer) => {
-            pump::splice_early(socket, forward::answered(answer), opened.send, drain.deadline()).await
+        Opened::Relayed { answer, send, load: _load, early } => {
+            let spliced = pump::splice_early(socket, forward::answered(answer), send, drain.deadline()).await;
+            spliced.map(|(up, down)| (up + early, down))
         }
     };
     match spliced {
-        Ok((up, down)) => METRICS.tunnel_bytes(Side::Reach, (up + opened.early, down)),
+        Ok(moved) => METRICS.tunnel_bytes(Side::Reach, moved),
         Err(EarlyError::Refused(e)) => {
             METRICS.tunnel_failed(Side::Reach);
             ui.tunnel_failed(service, &reason(&e));

@@ -35,8 +35,8 @@ pub const DIRECT_WATCH_PATH: &str = "/v1/direct/watch";
 pub const HEADER_MEMBER: &str = "pconnect-member";
 /// The ticket a direct tunnel request carries.
 pub const HEADER_TICKET: &str = "pconnect-ticket";
-/// ALPN of direct connections between agents.
-pub const ALPN_DIRECT: &[u8] = b"pconnect-direct/1";
+/// ALPN of direct connections between agents: HTTP/2 in the lane's profile (`pconnect_link::lane`).
+pub const ALPN_DIRECT: &[u8] = b"pconnect-direct/2";
 /// How long a certificate the hub issues is valid unless its operator says otherwise (renewed at
 /// half-life). It also bounds how long an exposing agent that cannot reach the hub keeps a
 /// teammate's direct connection: no longer than that teammate's certificate.

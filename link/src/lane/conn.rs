@@ -14,9 +14,9 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 
-use super::LaneError;
 use super::fields::{self, FieldsError};
 use super::frame::{self, Head};
+use super::{Answered, LaneError, REASON};
 use crate::pump::{TapDirection, TapSender};
 use crate::sealed::{MAX_PLAINTEXT, Sealed};
 use crate::tuning::{CONNECTION_WINDOW, MAX_FRAME, MAX_HEADER_LIST, MAX_STREAMS, STREAM_WINDOW};
@@ -122,7 +122,7 @@ pub(crate) struct Entry {
     recv_left: i64,
     unacked: i64,
     /// The answer to a stream this side opened.
-    status: Option<u16>,
+    answer: Option<Answered>,
     /// END_STREAM (or RST_STREAM) went out.
     sent_end: bool,
     /// END_STREAM (or RST_STREAM) came in.
@@ -146,7 +146,7 @@ impl Entry {
             send_window,
             recv_left: i64::from(STREAM_WINDOW),
             unacked: 0,
-            status: None,
+            answer: None,
             sent_end: false,
             received_end: false,
             failed: None,
@@ -626,14 +626,16 @@ impl State {
         let Some(entry) = self.streams.get_mut(&id) else {
             return if idle { Err((frame::PROTOCOL_ERROR, "a response on an idle stream")) } else { Ok(()) };
         };
-        let status = fields.ok().and_then(|fields| {
+        let answer = fields.ok().and_then(|fields| {
             let mut status = fields.iter().filter(|(name, _)| name == ":status");
             let value = status.next().filter(|_| status.next().is_none())?;
-            value.1.parse::<u16>().ok().filter(|s| (200..600).contains(s))
+            let status = value.1.parse::<u16>().ok().filter(|s| (200..600).contains(s))?;
+            let reason = fields.iter().find(|(name, _)| name == REASON).map(|(_, value)| value.clone());
+            Some(Answered { status, reason })
         });
-        match status {
-            Some(status) if entry.status.is_none() => {
-                entry.status = Some(status);
+        match answer {
+            Some(answer) if entry.answer.is_none() => {
+                entry.answer = Some(answer);
                 entry.received_end |= end;
                 entry.wake();
             }
@@ -752,13 +754,13 @@ impl State {
         Poll::Pending
     }
 
-    pub(crate) fn poll_answer(&mut self, id: u32, cx: &mut Context<'_>) -> Poll<Result<u16, LaneError>> {
+    pub(crate) fn poll_answer(&mut self, id: u32, cx: &mut Context<'_>) -> Poll<Result<Answered, LaneError>> {
         let entry = match self.streams.get_mut(&id) {
             Some(entry) => entry,
             None => return Poll::Ready(Err(LaneError::Closed)),
         };
-        if let Some(status) = entry.status {
-            return Poll::Ready(Ok(status));
+        if let Some(answer) = &entry.answer {
+            return Poll::Ready(Ok(answer.clone()));
         }
         if let Some(failed) = &entry.failed {
             return Poll::Ready(Err(failed.clone()));
@@ -767,15 +769,20 @@ impl State {
         Poll::Pending
     }
 
-    /// Answers a request with `status`; `end` ends the stream there (a refusal).
-    pub(crate) fn respond(&mut self, id: u32, status: u16, end: bool) -> Result<(), LaneError> {
+    /// Answers a request with `status` and, if any, a `reason` (refusals end the stream there).
+    pub(crate) fn respond(&mut self, id: u32, status: u16, reason: Option<&str>) -> Result<(), LaneError> {
         let entry = self.streams.get_mut(&id).ok_or(LaneError::Closed)?;
         if let Some(failed) = &entry.failed {
             return Err(failed.clone());
         }
+        let end = reason.is_some();
         entry.sent_end |= end;
+        let status = status.to_string();
         let mut block = Vec::new();
-        fields::encode([(":status", status.to_string().as_str())], &mut block);
+        fields::encode([(":status", status.as_str())], &mut block);
+        if let Some(reason) = reason {
+            fields::encode([(REASON, fields::field_value(reason).as_str())], &mut block);
+        }
         let flags = frame::END_HEADERS | if end { frame::END_STREAM } else { 0 };
         let pushed =
             self.out.frame(Head::new(frame::HEADERS, flags, id, block.len()), &block).and_then(|()| self.out.push());

@@ -32,6 +32,21 @@ pub(crate) fn encode<'a>(fields: impl IntoIterator<Item = (&'a str, &'a str)>, o
     }
 }
 
+/// `text` as a field value: control characters become spaces, the ends are trimmed, and at most
+/// 512 bytes are kept (on a character boundary).
+pub(crate) fn field_value(text: &str) -> String {
+    let clean: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let mut value = clean.trim();
+    while value.len() > 512 {
+        let mut end = 512;
+        while !value.is_char_boundary(end) {
+            end -= 1;
+        }
+        value = value[..end].trim_end();
+    }
+    value.to_string()
+}
+
 /// The fields of `block`, checked.
 pub(crate) fn decode(block: &[u8]) -> Result<Vec<(String, String)>, FieldsError> {
     let mut fields = Vec::new();
@@ -186,6 +201,10 @@ mod tests {
         assert!(decode(&block(&[("x-ok", "a value; with=things")])).is_ok());
         let big = "v".repeat(MAX_HEADER_LIST as usize);
         assert_eq!(decode(&block(&[("n", big.as_str())])), Err(FieldsError::TooLarge));
+        let reason = field_value("  line one\r\nline two\0 ");
+        assert_eq!(reason, "line one  line two");
+        assert!(decode(&block(&[("n", reason.as_str())])).is_ok());
+        assert_eq!(field_value(&"é".repeat(400)).len(), 512);
         let many = vec![("n", "v"); MAX_FIELDS + 1];
         assert_eq!(decode(&block(&many)), Err(FieldsError::TooLarge));
         let mut huge = vec![0x00, 0x7f];

@@ -10,8 +10,8 @@ use bytes::Bytes;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use super::LaneError;
 use super::conn::Shared;
+use super::{Answered, LaneError};
 use crate::pump::{PumpError, TapDirection, TapSender, abort_socket};
 use crate::tuning::READ_CHUNK;
 
@@ -41,14 +41,19 @@ impl LaneStream {
         LaneStream { shared, id }
     }
 
-    /// The status the peer answered the stream's request with.
-    pub async fn answer(&self) -> Result<u16, LaneError> {
+    /// How the peer answered the stream's request.
+    pub async fn answer(&self) -> Result<Answered, LaneError> {
         poll_fn(|cx| self.shared.lock().poll_answer(self.id, cx)).await
     }
 
-    /// Answers the stream's request with `status`; `end` ends the stream there (a refusal).
-    pub fn respond(&self, status: u16, end: bool) -> Result<(), LaneError> {
-        self.shared.lock().respond(self.id, status, end)
+    /// Accepts the stream's request (status 200): the tunnel is spliced next.
+    pub fn accept(&self) -> Result<(), LaneError> {
+        self.shared.lock().respond(self.id, super::OK, None)
+    }
+
+    /// Refuses the stream's request with `status`, saying why; the stream ends there.
+    pub fn refuse(&self, status: u16, reason: &str) -> Result<(), LaneError> {
+        self.shared.lock().respond(self.id, status, Some(reason))
     }
 
     /// Sends `data` (then END_STREAM when `end`), waiting for the windows as needed.

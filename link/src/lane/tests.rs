@@ -69,7 +69,7 @@ fn serve_echo(server: Lane) {
                     write.shutdown().await.unwrap();
                 });
                 let stream = request.into_stream();
-                stream.respond(OK, false).unwrap();
+                stream.accept().unwrap();
                 stream.splice(service, None, None).await
             });
         }
@@ -79,7 +79,7 @@ fn serve_echo(server: Lane) {
 /// Opens a tunnel and splices it to one end of a local pair; the other end is returned.
 async fn tunnel(client: &Lane) -> (TcpStream, tokio::task::JoinHandle<Result<(u64, u64), crate::pump::PumpError>>) {
     let stream = client.open(&TUNNEL).unwrap();
-    assert_eq!(stream.answer().await.unwrap(), OK);
+    assert_eq!(stream.answer().await.unwrap().status, OK);
     let (app, agent_end) = socket_pair().await;
     (app, tokio::spawn(stream.splice(agent_end, None, None)))
 }
@@ -143,9 +143,9 @@ async fn bytes_sent_before_the_answer_arrive_first_once_the_service_is_attached(
     tokio::time::sleep(Duration::from_millis(50)).await;
     let (service, mut backend) = socket_pair().await;
     let served = request.into_stream();
-    served.respond(OK, false).unwrap();
+    served.accept().unwrap();
     tokio::spawn(served.splice(service, None, None));
-    assert_eq!(stream.answer().await.unwrap(), OK);
+    assert_eq!(stream.answer().await.unwrap().status, OK);
     let (mut app, agent_end) = socket_pair().await;
     tokio::spawn(stream.splice(agent_end, None, None));
     app.write_all(b"and later ones").await.unwrap();
@@ -160,15 +160,16 @@ async fn a_refusal_is_an_answer_and_a_dropped_stream_resets_both_ends() {
     let (client, server) = lanes().await;
     let refused = client.open(&TUNNEL).unwrap();
     let request = server.accept().await.unwrap();
-    request.into_stream().respond(403, true).unwrap();
-    assert_eq!(refused.answer().await.unwrap(), 403);
+    request.into_stream().refuse(403, "the ticket expired\r\n").unwrap();
+    let answer = refused.answer().await.unwrap();
+    assert_eq!((answer.status, answer.reason.as_deref()), (403, Some("the ticket expired")));
 
     // Accepted, then the serving side drops the stream mid-tunnel: the client's local socket is
     // reset, not closed cleanly.
     let stream = client.open(&TUNNEL).unwrap();
     let served = server.accept().await.unwrap().into_stream();
-    served.respond(OK, false).unwrap();
-    assert_eq!(stream.answer().await.unwrap(), OK);
+    served.accept().unwrap();
+    assert_eq!(stream.answer().await.unwrap().status, OK);
     let (mut app, agent_end) = socket_pair().await;
     let splice = tokio::spawn(stream.splice(agent_end, None, None));
     app.write_all(b"hello").await.unwrap();
@@ -199,7 +200,7 @@ async fn pings_are_answered_and_a_closed_lane_fails_its_streams_and_accepts() {
     })
     .await
     .expect("the server saw the close");
-    assert!(served.respond(OK, false).is_err());
+    assert!(served.accept().is_err());
     assert!(server.accept().await.is_none());
 }
 
@@ -238,7 +239,7 @@ async fn the_tap_sees_both_directions_including_bytes_that_came_before_the_answe
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
     let tap = Arc::new(TapSender::new(tx, Arc::default()));
     let (service, mut backend) = socket_pair().await;
-    served.respond(OK, false).unwrap();
+    served.accept().unwrap();
     tokio::spawn(served.splice(service, Some(tap), None));
     let mut got = [0u8; 5];
     backend.read_exact(&mut got).await.unwrap();

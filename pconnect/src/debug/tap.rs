@@ -89,7 +89,7 @@ impl ServiceCapture {
     }
 
     /// A new connection's tap, with its capture task running until the tap is dropped.
-    fn start_tap(self: &Arc<Self>) -> TapSender {
+    pub(crate) fn start_tap(self: &Arc<Self>) -> TapSender {
         let (tx, rx) = mpsc::channel(TAP_QUEUE);
         let conn = self.next_conn();
         let span = tracing::debug_span!("capture", session = %self.session, conn);

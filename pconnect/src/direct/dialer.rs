@@ -2,7 +2,7 @@
 //! candidates and a ticket (cached until shortly before the ticket expires); a direct connection
 //! to the agent is dialed — its candidate addresses raced, each a moment after the one before —
 //! (mutual TLS, the exposing agent's certificate must name the service's owner) and kept,
-//! multiplexing every later tunnel as HTTP/2 streams. Happy eyeballs: a tunnel
+//! multiplexing every later tunnel as a stream of its [lane](pconnect_link::lane). Happy eyeballs: a tunnel
 //! waits at most [`RACE_DELAY`] for a direct connection that is still being dialed, then takes the
 //! relay while the dial goes on for the next ones. A failed dial or stream sends tunnels to the
 //! relay (never fails them) and the direct path is tried again after [`RETRY_AFTER`]. While a
@@ -14,11 +14,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use h2::client::SendRequest;
-use http::{Method, Request};
-use pconnect_link::load::Load;
-use pconnect_link::tuning;
+use pconnect_link::lane::{self, Lane};
 use pconnect_proto::control::ErrorCode;
 use pconnect_proto::direct::{Candidate, DirectRoute, DirectRouteRequest, HEADER_TICKET, agent_name};
 use pconnect_proto::rpc;
@@ -31,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use super::expiry;
 use super::identity::Identity;
 use crate::link::LinkError;
-use crate::link::forward::{Answer, Bypass, ForwardLink, Path, Tunnel, Via};
+use crate::link::forward::{Bypass, DirectTunnel, ForwardLink, Via};
 
 /// How long a new tunnel waits for a direct connection being dialed before it takes the relay.
 pub(crate) const RACE_DELAY: Duration = Duration::from_millis(250);
@@ -62,9 +58,9 @@ struct ConnKey {
 /// A direct connection to one exposing agent.
 #[derive(Clone)]
 enum ConnEntry {
-    Live(SendRequest<Bytes>),
+    Live(Lane),
     /// Being dialed: resolves to the connection, or `None` when the dial failed.
-    Dialing(watch::Receiver<Option<Option<SendRequest<Bytes>>>>),
+    Dialing(watch::Receiver<Option<Option<Lane>>>),
     Failed(Instant),
 }
 
@@ -137,12 +133,7 @@ impl Dialer {
 
     /// A live connection to the route's agent: the one kept, or a new dial awaited for at most
     /// [`RACE_DELAY`].
-    async fn conn(
-        &self,
-        link: &ForwardLink,
-        route: &DirectRoute,
-        identity: &Arc<Identity>,
-    ) -> Option<(ConnKey, SendRequest<Bytes>)> {
+    async fn conn(&self, link: &ForwardLink, route: &DirectRoute, identity: &Arc<Identity>) -> Option<(ConnKey, Lane)> {
         // Checked again here, where they are dialed: only addresses, never names to resolve.
         let addrs: Vec<SocketAddr> = route.candidates.iter().filter_map(Candidate::tcp_addr).collect();
         if addrs.is_empty() {
@@ -151,14 +142,14 @@ impl Dialer {
         let key = ConnKey { owner: route.owner_id, addrs };
         let entry = lock(&self.conns).get(&key).cloned();
         let mut dialing = match entry {
-            Some(ConnEntry::Live(sender)) => return Some((key, sender)),
+            Some(ConnEntry::Live(lane)) if !lane.is_closed() => return Some((key, lane)),
             Some(ConnEntry::Failed(at)) if at.elapsed() < RETRY_AFTER => return None,
             Some(ConnEntry::Dialing(rx)) => rx,
             _ => self.start_dial(link, &key, route, identity),
         };
         let ready = tokio::time::timeout(RACE_DELAY, dialing.wait_for(Option::is_some)).await;
         match ready {
-            Ok(Ok(result)) => result.clone().flatten().map(|sender| (key, sender)),
+            Ok(Ok(result)) => result.clone().flatten().map(|lane| (key, lane)),
             _ => None,
         }
     }
@@ -171,7 +162,7 @@ impl Dialer {
         key: &ConnKey,
         route: &DirectRoute,
         identity: &Arc<Identity>,
-    ) -> watch::Receiver<Option<Option<SendRequest<Bytes>>>> {
+    ) -> watch::Receiver<Option<Option<Lane>>> {
         let (tx, rx) = watch::channel(None);
         lock(&self.conns).insert(key.clone(), ConnEntry::Dialing(rx.clone()));
         let (conns, key, addrs) = (self.conns.clone(), key.clone(), key.addrs.clone());
@@ -181,7 +172,7 @@ impl Dialer {
             let dialing = dial_any(addrs, issued.client.clone(), name, cut.clone());
             let dialed = tokio::time::timeout(DIAL_TIMEOUT, dialing).await;
             let entry = match dialed {
-                Ok(Ok((addr, Dialed { sender, ended, expires_at }))) => {
+                Ok(Ok((addr, Dialed { lane, ended, expires_at }))) => {
                     tracing::info!(%addr, "direct connection up");
                     let watched = Watched {
                         owner,
@@ -194,7 +185,7 @@ impl Dialer {
                         gone,
                     };
                     tokio::spawn(watch_owner(link, watched));
-                    ConnEntry::Live(sender)
+                    ConnEntry::Live(lane)
                 }
                 Ok(Err(e)) => {
                     tracing::info!(error = %e, "direct dial failed: relaying");
@@ -205,12 +196,12 @@ impl Dialer {
                     ConnEntry::Failed(Instant::now())
                 }
             };
-            let sender = match &entry {
-                ConnEntry::Live(sender) => Some(sender.clone()),
+            let lane = match &entry {
+                ConnEntry::Live(lane) => Some(lane.clone()),
                 _ => None,
             };
             lock(&conns).insert(key, entry);
-            let _ = tx.send(Some(sender));
+            let _ = tx.send(Some(lane));
         });
         rx
     }
@@ -230,22 +221,22 @@ impl Bypass for Dialer {
         link: &'a ForwardLink,
         service: &'a str,
         via: &'a Via,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Tunnel>> + Send + 'a>> {
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<DirectTunnel>> + Send + 'a>> {
         Box::pin(async move {
             let route = self.route(link, service, via).await?;
             if lock(&self.gone).contains(&route.owner_id) {
                 return None;
             }
             let identity = self.identity(link).await?;
-            let (key, sender) = self.conn(link, &route, &identity).await?;
+            let (key, lane) = self.conn(link, &route, &identity).await?;
             let conns = self.conns.clone();
             let broken_key = key.clone();
             let broken = Box::new(move || {
                 tracing::info!("the direct connection did not answer: relaying");
                 lock(&conns).insert(broken_key, ConnEntry::Failed(Instant::now()));
             });
-            match open_stream(sender, service, &route.ticket, broken).await {
-                Ok(tunnel) => Some(tunnel),
+            match open_stream(&lane, service, &route.ticket) {
+                Ok(stream) => Some(DirectTunnel { stream, lane, broken }),
                 Err(e) => {
                     tracing::info!(service, error = %e, "direct tunnel failed: relaying");
                     self.forget(&key);
@@ -258,24 +249,16 @@ impl Bypass for Dialer {
 
 /// Opens a tunnel stream on a direct connection, without waiting for the answer (the reach side
 /// sends the client's first bytes at once and keeps them until the agent answers).
-pub(crate) async fn open_stream(
-    sender: SendRequest<Bytes>,
-    service: &str,
-    ticket: &str,
-    broken: Box<dyn FnOnce() + Send>,
-) -> Result<Tunnel, String> {
-    let connection = sender.clone();
-    let mut sender = sender.ready().await.map_err(|e| e.to_string())?;
-    let mut request = Request::builder()
-        .method(Method::CONNECT)
-        .uri(format!("https://{LINK_AUTHORITY}{}", wire::tunnel_path(service)))
-        .header(HEADER_TICKET, ticket)
-        .body(())
-        .map_err(|e| e.to_string())?;
-    request.extensions_mut().insert(h2::ext::Protocol::from_static(TUNNEL_PROTOCOL));
-    let (answer, send) = sender.send_request(request, false).map_err(|e| e.to_string())?;
-    let answer = Answer::Tentative { answer, broken, connection };
-    Ok(Tunnel { answer, send, load: Load::default().hold(), path: Path::Direct })
+pub(crate) fn open_stream(lane: &Lane, service: &str, ticket: &str) -> Result<lane::LaneStream, lane::LaneError> {
+    let path = wire::tunnel_path(service);
+    lane.open(&[
+        (":method", "CONNECT"),
+        (":protocol", TUNNEL_PROTOCOL),
+        (":scheme", "https"),
+        (":authority", LINK_AUTHORITY),
+        (":path", &path),
+        (HEADER_TICKET, ticket),
+    ])
 }
 
 /// Dials the exposing agent's candidates in order, each [`STAGGER`] after the one before (happy
@@ -309,7 +292,7 @@ async fn dial_any(
 
 /// A direct connection that came up.
 pub(crate) struct Dialed {
-    pub(crate) sender: SendRequest<Bytes>,
+    pub(crate) lane: Lane,
     /// Cancelled when the connection has ended.
     pub(crate) ended: CancellationToken,
     /// When the certificate the exposing agent presented expires (unix seconds).
@@ -329,20 +312,29 @@ pub(crate) async fn dial(
     let name = ServerName::try_from(name)?;
     let tls = pconnect_link::sealed::connect(config, name, tcp).await?;
     let expires_at = tls.peer_certificates().and_then(|chain| chain.first()).and_then(|leaf| expiry::not_after(leaf));
-    let (sender, mut conn) = tuning::client_builder().handshake::<_, Bytes>(tls).await?;
-    let heartbeat = pconnect_link::heartbeat::until_dead(conn.ping_pong().expect("ping_pong is taken once"));
+    let (lane, driver) = lane::client(tls).await?;
     let ended = CancellationToken::new();
     let on_end = ended.clone().drop_guard();
+    // The driver's task polls the driver alone (it runs for every frame); what ends the lane
+    // otherwise is watched by a task of its own.
     tokio::spawn(async move {
-        tokio::pin!(heartbeat);
-        tokio::select! {
-            _ = &mut conn => {}
-            _ = heartbeat => {}
-            _ = cancel.cancelled() => {}
+        if let Err(e) = driver.await {
+            tracing::debug!(error = %e, "direct connection ended");
         }
         drop(on_end);
     });
-    Ok(Dialed { sender, ended, expires_at })
+    tokio::spawn(end_when(lane.clone(), cancel, ended.clone()));
+    Ok(Dialed { lane, ended, expires_at })
+}
+
+/// Closes `lane` when its peer stops answering pings or `cancel` fires, unless it `ended` first.
+async fn end_when(lane: Lane, cancel: CancellationToken, ended: CancellationToken) {
+    tokio::select! {
+        reason = lane::until_dead(lane.clone()) => tracing::info!(%reason, "direct connection closed"),
+        _ = cancel.cancelled() => {}
+        _ = ended.cancelled() => return,
+    }
+    lane.close();
 }
 
 /// A live direct connection to `owner`'s agent, as its watch sees it.

@@ -11,13 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use h2::RecvStream;
-use h2::server::SendResponse;
-use http::Request;
 use pconnect_link::admission::{self, Admission, Caps, LogLimiter, Slot};
-use pconnect_link::reply::reply_error;
-use pconnect_link::{heartbeat, ticket, tuning};
+use pconnect_link::{lane, ticket, tuning};
 use pconnect_proto::clock::now_ms;
 use pconnect_proto::control::{ErrorBody, ErrorCode};
 use pconnect_proto::direct::{HEADER_TICKET, Revoked, Ticket, agent_name};
@@ -102,13 +97,12 @@ async fn connection(
         .map(|c| c.clone().into_owned())
         .ok_or("no client certificate")?;
     // A peer that stops after TLS holds a task and its buffers: it gets the handshake's deadline.
-    let mut conn = tokio::time::timeout(*deadline, tuning::server_builder().handshake::<_, Bytes>(tls))
+    let (lane, driver) = tokio::time::timeout(*deadline, lane::server(tls))
         .await
         .map_err(|_| "HTTP/2 preface timed out".to_string())?
         .map_err(|e| format!("HTTP/2: {e}"))?;
     drop(handshake);
     tracing::debug!(%peer, "direct connection up");
-    let dead = heartbeat::until_dead(conn.ping_pong().expect("ping_pong is taken once"));
     let (hearing, heard) = tokio::sync::watch::channel(false);
     let outlived = watch::outlived(expiry::not_after(&leaf), heard, watch::unheard_grace(issued.lifetime));
     let ctx = Arc::new(Peer {
@@ -123,27 +117,28 @@ async fn connection(
         ended: CancellationToken::new(),
     });
     let _ended = ctx.ended.clone().drop_guard();
-    // The connection's task polls h2 and one token for each frame; what else ends it is watched
-    // in a task of its own that fires that token.
+    // The driver runs for every frame in a task of its own; what else ends the lane is watched in
+    // another, which closes it; this task accepts requests.
+    let ended = ctx.ended.clone();
+    tokio::spawn(async move {
+        if let Err(e) = driver.await {
+            tracing::debug!(%peer, error = %e, "direct connection ended");
+        }
+        ended.cancel();
+    });
     let close = cancel.child_token();
-    tokio::spawn(end_when(dead, outlived, close.clone(), ctx.ended.clone(), peer));
+    tokio::spawn(end_when(lane::until_dead(lane.clone()), outlived, close.clone(), ctx.ended.clone(), peer));
     loop {
         tokio::select! {
-            next = conn.accept() => match next {
-                Some(Ok((request, respond))) => {
+            next = lane.accept() => match next {
+                Some(request) => {
                     let (offer, ctx) = (offer.clone(), ctx.clone());
-                    tokio::spawn(async move { stream(&offer, &ctx, request, respond).await });
-                }
-                Some(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "direct connection ended");
-                    return Ok(());
+                    tokio::spawn(async move { stream(&offer, &ctx, request).await });
                 }
                 None => return Ok(()),
             },
             _ = close.cancelled() => {
-                if cancel.is_cancelled() {
-                    conn.graceful_shutdown();
-                }
+                lane.close();
                 return Ok(());
             }
         }
@@ -191,17 +186,13 @@ const ADMITTED_CAP: usize = 64;
 
 /// One stream: its ticket checked, then served like a stream from the hub, and cut when its member
 /// or share is revoked.
-async fn stream(offer: &Offer, ctx: &Peer, request: Request<RecvStream>, mut respond: SendResponse<Bytes>) {
-    // A reach agent probing whether this connection is alive (it carries nothing).
-    if pconnect_link::barrier::answer_ready(&request, &mut respond) {
-        return;
-    }
+async fn stream(offer: &Offer, ctx: &Peer, request: lane::Request) {
     let peer = ctx.addr;
     let ticket = match admit(&offer.revocations, ctx, &request) {
         Ok(ticket) => ticket,
         Err(reason) => {
-            tracing::warn!(%peer, path = request.uri().path(), %reason, "direct stream refused");
-            reply_error(&mut respond, &ErrorBody::new(ErrorCode::Forbidden, reason));
+            tracing::warn!(%peer, path = request.path(), %reason, "direct stream refused");
+            super::refuse(&request.into_stream(), &ErrorBody::new(ErrorCode::Forbidden, reason));
             return;
         }
     };
@@ -221,7 +212,7 @@ async fn stream(offer: &Offer, ctx: &Peer, request: Request<RecvStream>, mut res
     }
     crate::metrics::METRICS.direct_served();
     let Some(handler) = offer.handler() else {
-        reply_error(&mut respond, &ErrorBody::new(ErrorCode::Offline, "not serving yet"));
+        super::refuse(&request.into_stream(), &ErrorBody::new(ErrorCode::Offline, "not serving yet"));
         return;
     };
     let (cut, _forget) = offer.revocations.watch(&ticket);
@@ -233,15 +224,15 @@ async fn stream(offer: &Offer, ctx: &Peer, request: Request<RecvStream>, mut res
         }
     };
     tokio::select! {
-        _ = handler(request, respond) => {}
+        _ = handler(request) => {}
         _ = cut.cancelled() => tracing::info!(%peer, service = %ticket.service, "direct tunnel cut: revoked"),
         _ = share_ends => tracing::info!(%peer, service = %ticket.service, "direct tunnel cut: the share expired"),
     }
 }
 
 /// The ticket of a stream, if everything about it holds.
-fn admit(revocations: &Revocations, ctx: &Peer, request: &Request<RecvStream>) -> Result<Ticket, String> {
-    let text = request.headers().get(HEADER_TICKET).and_then(|v| v.to_str().ok()).ok_or("no ticket")?;
+fn admit(revocations: &Revocations, ctx: &Peer, request: &lane::Request) -> Result<Ticket, String> {
+    let text = request.field(HEADER_TICKET).ok_or("no ticket")?;
     let known = ctx.admitted.lock().unwrap_or_else(|p| p.into_inner()).get(text).cloned();
     let ticket = match known {
         Some(ticket) => ticket,
@@ -259,8 +250,7 @@ fn admit(revocations: &Revocations, ctx: &Peer, request: &Request<RecvStream>) -
     if ticket.expires_at <= now_ms() {
         return Err(ticket::TicketError::Expired.to_string());
     }
-    let path_service = pconnect_proto::wire::service_from_tunnel_path(request.uri().path())
-        .or_else(|| pconnect_proto::wire::service_from_http_path(request.uri().path()));
+    let path_service = pconnect_proto::wire::service_from_tunnel_path(request.path());
     if path_service != Some(ticket.service.as_str()) {
         return Err(format!("the ticket is for '{}', not this service", ticket.service));
     }
@@ -370,9 +360,9 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let offer = Offer::default();
-        let handler: StreamHandler = Arc::new(|_request, mut respond| {
+        let handler: StreamHandler = Arc::new(|request| {
             Box::pin(async move {
-                let _ = respond.send_response(http::Response::new(()), true);
+                let _ = request.into_stream().accept();
             })
         });
         offer.serve_with(handler);
@@ -382,18 +372,15 @@ mod tests {
         (addr, offer, cancel)
     }
 
-    /// Opens a tunnel stream to `service` with `ticket` and waits for alice's answer.
-    async fn answer(bob: h2::client::SendRequest<Bytes>, service: &str, ticket: &str) -> Result<(), String> {
-        let tunnel = open_stream(bob, service, ticket, Box::new(|| {})).await?;
-        let crate::link::forward::Answer::Tentative { answer, .. } = tunnel.answer else {
-            return Err("a direct tunnel's answer is tentative".into());
-        };
-        let response = answer.await.map_err(|e| e.to_string())?;
-        let status = response.status();
-        if status == http::StatusCode::OK {
+    /// Opens a tunnel stream to `service` with `ticket` and waits for alice's answer: `Ok` when she
+    /// accepted, else the reason she gave.
+    async fn answer(bob: &lane::Lane, service: &str, ticket: &str) -> Result<(), String> {
+        let stream = open_stream(bob, service, ticket).map_err(|e| e.to_string())?;
+        let answered = stream.answer().await.map_err(|e| e.to_string())?;
+        if answered.status == lane::OK {
             return Ok(());
         }
-        Err(pconnect_link::h2io::read_error(response.into_body(), status, "the agent").await.message)
+        Err(answered.reason.unwrap_or_default())
     }
 
     async fn client(ca: &Ca, member: i64) -> Arc<rustls::ClientConfig> {
@@ -406,21 +393,21 @@ mod tests {
         let ca = ca();
         let (addr, offer, cancel) = alice(&ca).await;
         let far = pconnect_proto::clock::now_ms() + 60_000;
-        let bob = dial(addr, client(&ca, BOB).await, agent_name(WS, ALICE), cancel.clone()).await.unwrap().sender;
-        assert!(answer(bob.clone(), "db", &ticket(&ca, BOB, "db", far)).await.is_ok(), "bob's own ticket");
+        let bob = dial(addr, client(&ca, BOB).await, agent_name(WS, ALICE), cancel.clone()).await.unwrap().lane;
+        assert!(answer(&bob, "db", &ticket(&ca, BOB, "db", far)).await.is_ok(), "bob's own ticket");
 
-        let expired = answer(bob.clone(), "db", &ticket(&ca, BOB, "db", 1)).await.err().unwrap();
+        let expired = answer(&bob, "db", &ticket(&ca, BOB, "db", 1)).await.err().unwrap();
         assert!(expired.contains("expired"), "{expired}");
-        let other_service = answer(bob.clone(), "db", &ticket(&ca, BOB, "web", far)).await.err().unwrap();
+        let other_service = answer(&bob, "db", &ticket(&ca, BOB, "web", far)).await.err().unwrap();
         assert!(other_service.contains("'web'"), "{other_service}");
-        let someone_elses = answer(bob.clone(), "db", &ticket(&ca, 30, "db", far)).await.err().unwrap();
+        let someone_elses = answer(&bob, "db", &ticket(&ca, 30, "db", far)).await.err().unwrap();
         assert!(someone_elses.contains("another member"), "{someone_elses}");
-        let stranger_signed = answer(bob.clone(), "db", &ticket(&ca_stranger(), BOB, "db", far)).await;
+        let stranger_signed = answer(&bob, "db", &ticket(&ca_stranger(), BOB, "db", far)).await;
         assert!(stranger_signed.err().unwrap().contains("signature"));
 
         // A removed member: the hub told alice, and bob's certificate and ticket are refused.
         offer.revocations.apply(&pconnect_proto::direct::Revoked { member: Some(BOB), share: None });
-        let removed = answer(bob, "db", &ticket(&ca, BOB, "db", far)).await.err().unwrap();
+        let removed = answer(&bob, "db", &ticket(&ca, BOB, "db", far)).await.err().unwrap();
         assert!(removed.contains("removed"), "{removed}");
 
         // A stranger: a certificate of another CA never gets past TLS.
@@ -428,7 +415,7 @@ mod tests {
         let refused = dial(addr, client(&stranger, BOB).await, agent_name(WS, ALICE), cancel.clone()).await;
         if let Ok(dialed) = refused {
             // TLS 1.3 reports the client's rejection only on the first read.
-            assert!(answer(dialed.sender, "db", &ticket(&ca, BOB, "db", far)).await.is_err(), "a stranger was served");
+            assert!(answer(&dialed.lane, "db", &ticket(&ca, BOB, "db", far)).await.is_err(), "a stranger was served");
         }
         cancel.cancel();
     }
@@ -459,8 +446,8 @@ mod tests {
 
         // bob, from another address, is served while the stranger's slots are taken.
         let far = pconnect_proto::clock::now_ms() + 60_000;
-        let bob = dial(addr, client(&ca, BOB).await, agent_name(WS, ALICE), cancel.clone()).await.unwrap().sender;
-        assert_eq!(answer(bob, "db", &ticket(&ca, BOB, "db", far)).await, Ok(()));
+        let bob = dial(addr, client(&ca, BOB).await, agent_name(WS, ALICE), cancel.clone()).await.unwrap().lane;
+        assert_eq!(answer(&bob, "db", &ticket(&ca, BOB, "db", far)).await, Ok(()));
         cancel.cancel();
     }
 

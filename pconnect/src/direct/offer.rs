@@ -8,16 +8,12 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use h2::RecvStream;
-use h2::server::SendResponse;
-use http::Request;
+use pconnect_link::lane::Request;
 use pconnect_proto::direct::{Candidate, MAX_CANDIDATES, Revoked, TICKET_LIFETIME_MS, Ticket};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-/// Serves one stream as the hub's reverse streams are served (a tunnel or a link request).
-pub(crate) type StreamHandler =
-    Arc<dyn Fn(Request<RecvStream>, SendResponse<Bytes>) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+/// Serves one admitted tunnel request of the direct port (as the hub's reverse tunnels are served).
+pub(crate) type StreamHandler = Arc<dyn Fn(Request) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 /// What an exposing agent offers on the direct path: where it listens, the revocations the hub told
 /// it, and (once its reverse links serve) how its streams are served.

@@ -12,6 +12,7 @@ use h2::client::SendRequest;
 use h2::{RecvStream, SendStream};
 use http::{Method, Request};
 use pconnect_link::barrier::{self, ClientLink};
+use pconnect_link::lane::{Lane, LaneStream};
 use pconnect_link::load::{Load, LoadGuard};
 use pconnect_link::{h2io, tuning};
 use pconnect_proto::handshake::{Hello, Role, Welcome};
@@ -60,34 +61,24 @@ pub struct ForwardLink {
     inner: Arc<Inner>,
 }
 
-/// An open outbound tunnel stream.
+/// An outbound tunnel stream through the hub.
 pub struct Tunnel {
-    /// The answer, still on its way: bytes may be sent before it arrives (early data).
-    pub answer: Answer,
+    /// The hub's answer, still on its way: bytes may be sent before it arrives (early data). The
+    /// hub answers only once the owning agent reached its target, so its refusal is final.
+    pub answer: h2::client::ResponseFuture,
     pub send: SendStream<Bytes>,
     /// Counts this tunnel in its connection's load until dropped.
     pub load: LoadGuard,
-    /// Which way it goes.
-    pub path: Path,
 }
 
-/// A tunnel's answer.
-pub enum Answer {
-    /// Through the hub: its refusal is final.
-    Pending(h2::client::ResponseFuture),
-    /// From the exposing agent on the direct path: until it says yes, the tunnel may still go
-    /// through the hub (`broken` marks the direct connection failed when it never answers;
-    /// `connection` can be probed to tell a slow agent from a dead route).
-    Tentative { answer: h2::client::ResponseFuture, broken: Box<dyn FnOnce() + Send>, connection: SendRequest<Bytes> },
-}
-
-impl Answer {
-    /// The answer to await, tentative or not.
-    pub fn into_future(self) -> h2::client::ResponseFuture {
-        match self {
-            Answer::Pending(answer) | Answer::Tentative { answer, .. } => answer,
-        }
-    }
+/// A tunnel opened on the direct path, not yet answered: until the exposing agent says yes, it may
+/// still go through the hub.
+pub(crate) struct DirectTunnel {
+    pub(crate) stream: LaneStream,
+    /// The direct connection it is on (pinged to tell a slow agent from a dead route).
+    pub(crate) lane: Lane,
+    /// Marks the direct connection failed when it never answers.
+    pub(crate) broken: Box<dyn FnOnce() + Send>,
 }
 
 /// The way a tunnel takes.
@@ -122,7 +113,7 @@ pub(crate) trait Bypass: Send + Sync {
         link: &'a ForwardLink,
         service: &'a str,
         via: &'a Via,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<Tunnel>> + Send + 'a>>;
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<DirectTunnel>> + Send + 'a>>;
 }
 
 impl ForwardLink {
@@ -195,22 +186,18 @@ impl ForwardLink {
         read_body(response.into_body()).await
     }
 
-    /// Opens a tunnel to `service` and returns without waiting for the answer, so the caller can send
-    /// the client's first bytes at once. The hub answers only once the owning agent reached its
-    /// target, so an offline service or a dead target is an error in [`Tunnel::accepted`], before
-    /// any byte reaches the client.
-    /// `via` says whose service it must be: whoever serves the name, the creator of a share (the
-    /// tunnel is cut when the share ends), or one teammate.
-    pub async fn open_tunnel(&self, service: &str, via: &Via) -> Result<Tunnel, LinkError> {
-        if let Some(bypass) = self.inner.bypass.get()
-            && let Some(tunnel) = bypass.open(self, service, via).await
-        {
-            return Ok(tunnel);
-        }
-        self.open_relayed(service, via).await
+    /// Opens a tunnel to `service` on the direct path, if this agent uses it and the hub gives a
+    /// route to an agent that can be reached; `None` sends the tunnel through the hub.
+    pub(crate) async fn open_direct(&self, service: &str, via: &Via) -> Option<DirectTunnel> {
+        self.inner.bypass.get()?.open(self, service, via).await
     }
 
-    /// Opens a tunnel through the hub (the fallback of a direct tunnel that was not answered).
+    /// Opens a tunnel to `service` through the hub and returns without waiting for the answer, so
+    /// the caller can send the client's first bytes at once. The hub answers only once the owning
+    /// agent reached its target, so an offline service or a dead target is an error in
+    /// [`answered`], before any byte reaches the client.
+    /// `via` says whose service it must be: whoever serves the name, the creator of a share (the
+    /// tunnel is cut when the share ends), or one teammate.
     pub async fn open_relayed(&self, service: &str, via: &Via) -> Result<Tunnel, LinkError> {
         let live = self.pick_or_wait().await?;
         let load = live.load.hold();
@@ -319,7 +306,7 @@ async fn open_on(live: &Live, service: &str, via: &Via, load: LoadGuard) -> Resu
     let mut request = request.body(()).map_err(|e| LinkError::Decode(e.to_string()))?;
     request.extensions_mut().insert(h2::ext::Protocol::from_static(TUNNEL_PROTOCOL));
     let (answer, send) = sender.send_request(request, false)?;
-    Ok(Tunnel { answer: Answer::Pending(answer), send, load, path: Path::Relay })
+    Ok(Tunnel { answer, send, load })
 }
 
 /// Awaits a reply; a non-2xx one becomes the hub's error (its JSON body read in full).

@@ -12,7 +12,7 @@ use h2::RecvStream;
 use h2::server::SendResponse;
 use http::{Method, Request, Response};
 use pconnect_link::reply::reply_error;
-use pconnect_link::{barrier, heartbeat, pump, tuning};
+use pconnect_link::{barrier, heartbeat, lane, pump, tuning};
 use pconnect_proto::control::{ErrorBody, ErrorCode, ServiceSpec};
 use pconnect_proto::handshake::{Hello, Role, Welcome};
 use pconnect_proto::wire::{self, PROTOCOL_VERSION, TUNNEL_PROTOCOL};
@@ -114,8 +114,7 @@ pub(crate) async fn serve_with_captures(
         Arc::new(Inner { creds, hello, services, status, cancel, captures, drain, http, spread, direct, targets });
     if let Some(offer) = &inner.direct {
         let serving = inner.clone();
-        let handler: StreamHandler =
-            Arc::new(move |request, respond| Box::pin(handle(serving.clone(), request, respond)));
+        let handler: StreamHandler = Arc::new(move |request| Box::pin(handle_direct(serving.clone(), request)));
         offer.serve_with(handler);
     }
     let mut first = Some((stream, welcome.clone()));
@@ -240,17 +239,13 @@ async fn handle(inner: Arc<Inner>, request: Request<RecvStream>, mut respond: Se
             reply_error(respond, error);
         }
     };
-    // Only services this agent registered itself: the hub never picks an address to dial.
-    let Some(exposed) = service.and_then(|name| inner.services.iter().find(|s| s.name == name)) else {
-        refuse(&mut respond, &ErrorBody::new(ErrorCode::NotFound, "this agent does not serve that"));
-        return;
+    let exposed = match service.ok_or_else(not_served).and_then(|name| inner.tunnel_service(name)) {
+        Ok(exposed) => exposed,
+        Err(error) => {
+            refuse(&mut respond, &error);
+            return;
+        }
     };
-    if inner.drain.is_stopping() {
-        let error =
-            ErrorBody::new(ErrorCode::Offline, format!("'{}' is stopping: its agent is shutting down", exposed.name));
-        refuse(&mut respond, &error);
-        return;
-    }
     let _held = inner.drain.hold();
     let capture = inner.captures.for_service(&exposed.name);
     if is_http {
@@ -259,16 +254,9 @@ async fn handle(inner: Arc<Inner>, request: Request<RecvStream>, mut respond: Se
         return;
     }
     let _open = METRICS.tunnel(Side::Expose);
-    let target = exposed.target.clone();
-    let socket = match inner.targets.connect(&exposed.name, &target).await {
+    let socket = match inner.connect_target(exposed).await {
         Ok(socket) => socket,
-        Err(cause) => {
-            METRICS.tunnel_failed(Side::Expose);
-            let error = ErrorBody::new(
-                ErrorCode::TargetUnreachable,
-                format!("'{}' is exposed, but its target {target} does not answer ({cause})", exposed.name),
-            )
-            .with_hint("the owner should check that the service is running");
+        Err(error) => {
             reply_error(&mut respond, &error);
             return;
         }
@@ -283,6 +271,68 @@ async fn handle(inner: Arc<Inner>, request: Request<RecvStream>, mut respond: Se
     match result {
         Ok(moved) => METRICS.tunnel_bytes(Side::Expose, moved),
         Err(e) => tracing::debug!(service = %exposed.name, error = %e, "tunnel ended with an error"),
+    }
+}
+
+/// Serves a tunnel a teammate's agent opened on the direct path (its ticket already admitted), as
+/// [`handle`] serves the hub's.
+async fn handle_direct(inner: Arc<Inner>, request: lane::Request) {
+    let is_tunnel = request.method() == "CONNECT" && request.protocol() == Some(TUNNEL_PROTOCOL);
+    let service = wire::service_from_tunnel_path(request.path()).filter(|_| is_tunnel).map(str::to_string);
+    let stream = request.into_stream();
+    let exposed = match service.ok_or_else(not_served).and_then(|name| inner.tunnel_service(&name)) {
+        Ok(exposed) => exposed,
+        Err(error) => {
+            crate::direct::refuse(&stream, &error);
+            return;
+        }
+    };
+    let _held = inner.drain.hold();
+    let _open = METRICS.tunnel(Side::Expose);
+    let socket = match inner.connect_target(exposed).await {
+        Ok(socket) => socket,
+        Err(error) => {
+            crate::direct::refuse(&stream, &error);
+            return;
+        }
+    };
+    if stream.accept().is_err() {
+        return;
+    }
+    let tap = inner.captures.for_service(&exposed.name).map(|capture| Arc::new(capture.start_tap()));
+    match stream.splice(socket, tap, Some(inner.drain.deadline())).await {
+        Ok(moved) => METRICS.tunnel_bytes(Side::Expose, moved),
+        Err(e) => tracing::debug!(service = %exposed.name, error = %e, "tunnel ended with an error"),
+    }
+}
+
+fn not_served() -> ErrorBody {
+    ErrorBody::new(ErrorCode::NotFound, "this agent does not serve that")
+}
+
+impl Inner {
+    /// The service a tunnel or request is for: only services this agent registered itself (the hub
+    /// never picks an address to dial), and none once the agent is stopping.
+    fn tunnel_service(&self, name: &str) -> Result<&Exposed, ErrorBody> {
+        let exposed = self.services.iter().find(|s| s.name == name).ok_or_else(not_served)?;
+        if self.drain.is_stopping() {
+            let message = format!("'{}' is stopping: its agent is shutting down", exposed.name);
+            return Err(ErrorBody::new(ErrorCode::Offline, message));
+        }
+        Ok(exposed)
+    }
+
+    /// A connection to `exposed`'s target, or the error the tunnel is refused with.
+    async fn connect_target(&self, exposed: &Exposed) -> Result<tokio::net::TcpStream, ErrorBody> {
+        let target = &exposed.target;
+        self.targets.connect(&exposed.name, target).await.map_err(|cause| {
+            METRICS.tunnel_failed(Side::Expose);
+            ErrorBody::new(
+                ErrorCode::TargetUnreachable,
+                format!("'{}' is exposed, but its target {target} does not answer ({cause})", exposed.name),
+            )
+            .with_hint("the owner should check that the service is running")
+        })
     }
 }
 

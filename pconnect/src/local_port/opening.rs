@@ -5,32 +5,27 @@
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use h2::client::{ResponseFuture, SendRequest};
-use h2::{RecvStream, SendStream};
-use http::StatusCode;
+use h2::SendStream;
+use h2::client::ResponseFuture;
+use pconnect_link::lane::{self, Lane, LaneStream};
 use pconnect_link::load::LoadGuard;
-use pconnect_link::{barrier, pump};
+use pconnect_link::pump;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use crate::link::LinkError;
-use crate::link::forward::{Answer, ForwardLink, Path, Tunnel, Via};
+use crate::link::forward::{DirectTunnel, ForwardLink, Via};
 
 /// A tunnel ready to carry the client's bytes.
-pub(crate) struct Opened {
-    pub(crate) answer: Ready,
-    pub(crate) send: SendStream<Bytes>,
-    pub(crate) load: LoadGuard,
-    pub(crate) path: Path,
-    /// The client's bytes already sent while the answer was awaited.
-    pub(crate) early: u64,
-}
-
-pub(crate) enum Ready {
-    /// The exposing agent accepted (the direct path).
-    Accepted(RecvStream),
-    /// The hub's answer is on its way: bytes go before it (early data).
-    Pending(ResponseFuture),
+pub(crate) enum Opened {
+    /// The exposing agent accepted on the direct path.
+    Direct {
+        stream: LaneStream,
+        /// The client's bytes already sent while the answer was awaited.
+        early: u64,
+    },
+    /// Through the hub, whose answer is on its way: bytes go before it (early data).
+    Relayed { answer: ResponseFuture, send: SendStream<Bytes>, load: LoadGuard, early: u64 },
 }
 
 /// Opens the tunnel: direct when the exposing agent answers, else through the hub.
@@ -40,22 +35,22 @@ pub(crate) async fn open(
     via: &Via,
     socket: &mut TcpStream,
 ) -> Result<Opened, LinkError> {
-    let Tunnel { answer, mut send, load, path } = link.open_tunnel(service, via).await?;
-    let (answer, broken, connection) = match answer {
-        Answer::Pending(answer) => return Ok(Opened { answer: Ready::Pending(answer), send, load, path, early: 0 }),
-        Answer::Tentative { answer, broken, connection } => (answer, broken, connection),
-    };
-    let fallback = match answered_directly(socket, answer, &mut send, connection).await {
-        Ok((recv, early)) => return Ok(Opened { answer: Ready::Accepted(recv), send, load, path, early }),
-        Err(fallback) => fallback,
-    };
-    send.send_reset(h2::Reason::CANCEL);
-    if fallback.broken {
-        broken();
+    let mut early = None;
+    if let Some(DirectTunnel { stream, lane, broken }) = link.open_direct(service, via).await {
+        let fallback = match answered_directly(socket, &stream, &lane).await {
+            Ok(early) => return Ok(Opened::Direct { stream, early }),
+            Err(fallback) => fallback,
+        };
+        // Dropped unanswered: the stream is reset.
+        drop(stream);
+        if fallback.broken {
+            broken();
+        }
+        early = fallback.early;
     }
     let relayed = link.open_relayed(service, via).await?;
-    let (answer, mut send) = (relayed.answer.into_future(), relayed.send);
-    let early = match fallback.early {
+    let mut send = relayed.send;
+    let early = match early {
         Some(bytes) => {
             let len = bytes.len() as u64;
             pump::send_all(&mut send, bytes).await.map_err(|e| LinkError::Down(e.to_string()))?;
@@ -63,7 +58,7 @@ pub(crate) async fn open(
         }
         None => 0,
     };
-    Ok(Opened { answer: Ready::Pending(answer), send, load: relayed.load, path: Path::Relay, early })
+    Ok(Opened::Relayed { answer: relayed.answer, send, load: relayed.load, early })
 }
 
 /// How long the exposing agent may take to answer a direct tunnel before the connection is
@@ -88,28 +83,24 @@ struct Fallback {
 /// Waits for the exposing agent's answer to a direct tunnel; meanwhile the client's first bytes go
 /// out with the request (no round trip first) and are kept, so that a tunnel not accepted directly
 /// goes through the hub with the same bytes: a dead direct route never fails a connection. Once
-/// bytes went out, a late answer is not given up on while `connection` answers a probe: the agent
+/// bytes went out, a late answer is not given up on while `lane` answers a PING: the agent
 /// is slow, not gone, and relaying the bytes could deliver them twice.
-async fn answered_directly(
-    socket: &mut TcpStream,
-    answer: ResponseFuture,
-    send: &mut SendStream<Bytes>,
-    connection: SendRequest<Bytes>,
-) -> Result<(RecvStream, u64), Fallback> {
+async fn answered_directly(socket: &mut TcpStream, stream: &LaneStream, lane: &Lane) -> Result<u64, Fallback> {
     let deadline = tokio::time::sleep(DIRECT_ANSWER_TIMEOUT);
+    let answer = stream.answer();
     tokio::pin!(answer, deadline);
     let mut early: Option<Bytes> = None;
     // The client said all it had (or its socket failed): the splice sees that again later.
     let mut client_quiet = false;
     let mut buf = BytesMut::with_capacity(EARLY_BYTES);
     let mut probed = false;
-    let response = loop {
+    let answer = loop {
         tokio::select! {
-            response = &mut answer => break response,
+            answer = &mut answer => break answer,
             read = socket.read_buf(&mut buf), if early.is_none() && !client_quiet => match read {
                 Ok(n) if n > 0 => {
                     let bytes = buf.split().freeze();
-                    let sent = send.send_data(bytes.clone(), false);
+                    let sent = stream.send(&bytes, false).await;
                     early = Some(bytes);
                     if sent.is_err() {
                         return Err(Fallback { early, broken: true });
@@ -118,7 +109,7 @@ async fn answered_directly(
                 _ => client_quiet = true,
             },
             _ = &mut deadline => {
-                if early.is_none() || probed || !alive(connection.clone()).await {
+                if early.is_none() || probed || !alive(lane).await {
                     return Err(Fallback { early, broken: true });
                 }
                 probed = true;
@@ -126,12 +117,11 @@ async fn answered_directly(
             }
         }
     };
-    match response {
-        Ok(response) if response.status() == StatusCode::OK => {
-            Ok((response.into_body(), early.map_or(0, |bytes| bytes.len() as u64)))
-        }
-        Ok(response) => {
-            tracing::debug!(status = %response.status(), "the agent refused a direct tunnel: through the hub");
+    match answer {
+        Ok(answer) if answer.status == lane::OK => Ok(early.map_or(0, |bytes| bytes.len() as u64)),
+        Ok(answer) => {
+            let (status, reason) = (answer.status, answer.reason.unwrap_or_default());
+            tracing::debug!(status, reason, "the agent refused a direct tunnel: through the hub");
             Err(Fallback { early, broken: false })
         }
         Err(e) => {
@@ -141,7 +131,7 @@ async fn answered_directly(
     }
 }
 
-/// Whether the direct connection answers a probe (the link's ready barrier) in time.
-async fn alive(connection: SendRequest<Bytes>) -> bool {
-    matches!(tokio::time::timeout(PROBE_TIMEOUT, barrier::wait_ready(connection, false)).await, Ok(Ok(_)))
+/// Whether the direct connection answers a PING in time.
+async fn alive(lane: &Lane) -> bool {
+    matches!(tokio::time::timeout(PROBE_TIMEOUT, lane.ping()).await, Ok(Ok(())))
 }
