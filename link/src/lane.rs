@@ -15,6 +15,8 @@
 mod conn;
 mod fields;
 mod frame;
+#[cfg(feature = "fuzzing")]
+mod fuzzing;
 mod stream;
 
 use std::future::{Future, poll_fn};
@@ -28,6 +30,8 @@ use crate::sealed::Sealed;
 use crate::tuning::{PING_INTERVAL, PING_TIMEOUT};
 use conn::{Shared, State};
 pub use fields::FieldsError;
+#[cfg(feature = "fuzzing")]
+pub use fuzzing::fuzz_peer_frames;
 pub use stream::LaneStream;
 
 /// Why a lane or one of its streams ended.

@@ -125,6 +125,11 @@ impl<IO> Sealed<IO> {
         self.peer_certificates.as_deref()
     }
 
+    /// The stream the records travel on.
+    pub fn get_ref(&self) -> &IO {
+        &self.io
+    }
+
     /// The application protocol both sides agreed on.
     pub fn alpn_protocol(&self) -> Option<&[u8]> {
         self.alpn.as_deref()

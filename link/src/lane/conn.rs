@@ -165,6 +165,13 @@ impl Entry {
         }
     }
 
+    /// The stream's task waits: it is woken on the stream's next event.
+    fn wait(&mut self, cx: &Context<'_>) {
+        if !self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            self.waker = Some(cx.waker().clone());
+        }
+    }
+
     fn fail(&mut self, error: LaneError) {
         if self.failed.is_none() {
             self.failed = Some(error);
@@ -172,31 +179,28 @@ impl Entry {
         self.wake();
     }
 
-    /// Writes `data` to the socket if nothing is waiting before it, else queues it; returns the
-    /// bytes the socket took.
-    fn deliver(&mut self, data: Bytes) -> usize {
-        if self.backlog.is_empty()
-            && let Some(socket) = &self.socket
-        {
-            match socket.try_write(&data) {
-                Ok(n) if n == data.len() => return n,
-                Ok(n) => {
-                    self.backlog.push_back(data.slice(n..));
-                    self.wake();
-                    return n;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => {
-                    self.fail(LaneError::Local(e.kind()));
-                    return data.len();
-                }
+    /// Writes what of `data` the socket takes now, if nothing waits before it; returns the bytes
+    /// it took (all of them when the socket failed: they go nowhere, and the stream fails).
+    fn write_now(&mut self, data: &[u8]) -> usize {
+        let Some(socket) = self.socket.as_ref().filter(|_| self.backlog.is_empty()) else {
+            return 0;
+        };
+        match socket.try_write(data) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(e) => {
+                self.fail(LaneError::Local(e.kind()));
+                data.len()
             }
         }
+    }
+
+    /// Keeps `data` until the socket takes it (or the stream is attached to one).
+    fn keep(&mut self, data: Bytes) {
         self.backlog.push_back(data);
         if self.socket.is_some() {
             self.wake();
         }
-        0
     }
 }
 
@@ -279,6 +283,9 @@ impl State {
             entry.fail(error.clone());
         }
         self.ended = Some(error);
+        // The connection ends now, not when the last handle of the lane is dropped (what was
+        // queued still leaves before the FIN).
+        let _ = socket2::SockRef::from(self.out.io.get_ref()).shutdown(std::net::Shutdown::Both);
         if let Some(acceptor) = self.acceptor.take() {
             acceptor.wake();
         }
@@ -391,6 +398,10 @@ impl State {
             if !self.settings_seen && (head.kind != frame::SETTINGS || head.flags & frame::ACK != 0) {
                 return Err((frame::PROTOCOL_ERROR, "the first frame was not SETTINGS"));
             }
+            if head.kind == frame::DATA && head.stream != 0 {
+                self.on_data(head)?;
+                continue;
+            }
             let payload = self.input.split_to(frame::HEAD + head.len).freeze().slice(frame::HEAD..);
             self.on_frame(head, payload)?;
         }
@@ -404,7 +415,6 @@ impl State {
             (frame::PROTOCOL_ERROR, "the output failed")
         };
         match head.kind {
-            frame::DATA if on_stream => self.on_data(head, payload),
             frame::HEADERS if on_stream => self.on_headers(head, &payload),
             frame::PRIORITY if on_stream => Ok(()),
             frame::RST_STREAM if on_stream => {
@@ -644,47 +654,64 @@ impl State {
         Ok(())
     }
 
-    fn on_data(&mut self, head: Head, payload: Bytes) -> Result<(), ConnError> {
-        let (id, len) = (head.stream, head.len as i64);
+    /// The DATA frame at the front of the input (whole), taken off it: what the stream's socket
+    /// takes at once is written from the input itself; only what must wait is kept, as a slice of
+    /// the input (no copy).
+    fn on_data(&mut self, head: Head) -> Result<(), ConnError> {
+        let (id, len, frame_len) = (head.stream, head.len as i64, frame::HEAD + head.len);
         self.flow.recv_left -= len;
         if self.flow.recv_left < 0 {
             return Err((frame::FLOW_CONTROL_ERROR, "more DATA than the connection window"));
         }
-        let data = frame::unpadded(head.flags, &payload).ok_or((frame::PROTOCOL_ERROR, "padding past the frame"))?;
-        let data = payload.slice_ref(data);
+        let data = frame::unpadded_range(head.flags, &self.input[frame::HEAD..frame_len])
+            .ok_or((frame::PROTOCOL_ERROR, "padding past the frame"))?;
+        let data = frame::HEAD + data.start..frame::HEAD + data.end;
         let idle = self.is_idle(id);
-        let Some(entry) = self.streams.get_mut(&id) else {
-            if idle {
-                return Err((frame::PROTOCOL_ERROR, "DATA on an idle stream"));
-            }
+        let mut kept = false;
+        let consumed = match self.streams.get_mut(&id) {
+            None if idle => return Err((frame::PROTOCOL_ERROR, "DATA on an idle stream")),
             // A stream this side closed: its window comes back, its bytes go nowhere.
-            self.credit(None, len);
-            return Ok(());
-        };
-        entry.recv_left -= len;
-        if entry.recv_left < 0 || entry.received_end {
-            let code = if entry.received_end { frame::STREAM_CLOSED } else { frame::FLOW_CONTROL_ERROR };
-            self.reset(id, code, "DATA past the stream's window or end");
-            self.credit(None, len);
-            return Ok(());
-        }
-        let mut consumed = len - data.len() as i64;
-        if !data.is_empty() {
-            entry.received += data.len() as u64;
-            if entry.failed.is_some() {
-                consumed = len;
-            } else {
-                if let Some(tap) = &entry.tap {
-                    tap.offer(TapDirection::ToService, &data);
+            None => Err(None),
+            Some(entry) if entry.recv_left < len || entry.received_end => {
+                Err(Some(if entry.received_end { frame::STREAM_CLOSED } else { frame::FLOW_CONTROL_ERROR }))
+            }
+            Some(entry) => {
+                entry.recv_left -= len;
+                entry.received += data.len() as u64;
+                let mut consumed = len - data.len() as i64;
+                if entry.failed.is_some() {
+                    consumed = len;
+                } else if !data.is_empty() {
+                    if let Some(tap) = &entry.tap {
+                        tap.offer(TapDirection::ToService, &Bytes::copy_from_slice(&self.input[data.clone()]));
+                    }
+                    let written = entry.write_now(&self.input[data.clone()]);
+                    consumed += written as i64;
+                    if written < data.len() && entry.failed.is_none() {
+                        let frame = self.input.split_to(frame_len).freeze();
+                        entry.keep(frame.slice(data.start + written..data.end));
+                        kept = true;
+                    }
                 }
-                consumed += entry.deliver(data) as i64;
+                if head.flags & frame::END_STREAM != 0 {
+                    entry.received_end = true;
+                    entry.wake();
+                }
+                Ok(consumed)
+            }
+        };
+        if !kept {
+            self.input.advance(frame_len);
+        }
+        match consumed {
+            Ok(consumed) => self.credit(Some(id), consumed),
+            Err(refused) => {
+                if let Some(code) = refused {
+                    self.reset(id, code, "DATA past the stream's window or end");
+                }
+                self.credit(None, len);
             }
         }
-        if head.flags & frame::END_STREAM != 0 {
-            entry.received_end = true;
-            entry.wake();
-        }
-        self.credit(Some(id), consumed);
         Ok(())
     }
 
@@ -765,7 +792,7 @@ impl State {
         if let Some(failed) = &entry.failed {
             return Poll::Ready(Err(failed.clone()));
         }
-        entry.waker = Some(cx.waker().clone());
+        entry.wait(cx);
         Poll::Pending
     }
 
@@ -835,7 +862,7 @@ impl State {
             if n == 0 && !rest.is_empty() {
                 entry.blocked = true;
                 if let Some(cx) = cx {
-                    entry.waker = Some(cx.waker().clone());
+                    entry.wait(cx);
                 }
                 return Ok(sent);
             }
@@ -883,12 +910,12 @@ impl State {
                 if entry.received_end {
                     break Poll::Ready(Ok(entry.received));
                 }
-                entry.waker = Some(cx.waker().clone());
+                entry.wait(cx);
                 break Poll::Pending;
             };
             match socket.poll_write_ready(cx) {
                 Poll::Pending => {
-                    entry.waker = Some(cx.waker().clone());
+                    entry.wait(cx);
                     break Poll::Pending;
                 }
                 Poll::Ready(Err(e)) => break Poll::Ready(Err(LaneError::Local(e.kind()))),

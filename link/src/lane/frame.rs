@@ -100,11 +100,16 @@ pub(crate) fn parse_settings(payload: &[u8]) -> Option<impl Iterator<Item = (u16
 /// The payload of a frame that may be padded (DATA, HEADERS), without its padding; `None` when the
 /// padding is longer than the frame (a protocol error).
 pub(crate) fn unpadded(flags: u8, payload: &[u8]) -> Option<&[u8]> {
+    unpadded_range(flags, payload).map(|range| &payload[range])
+}
+
+/// Where [`unpadded`]'s payload lies in `payload`.
+pub(crate) fn unpadded_range(flags: u8, payload: &[u8]) -> Option<std::ops::Range<usize>> {
     if flags & PADDED == 0 {
-        return Some(payload);
+        return Some(0..payload.len());
     }
     let (&pad, rest) = payload.split_first()?;
-    rest.len().checked_sub(usize::from(pad)).map(|end| &rest[..end])
+    rest.len().checked_sub(usize::from(pad)).map(|end| 1..1 + end)
 }
 
 /// A 31-bit big-endian value (stream id or window increment) at the front of `bytes`.
