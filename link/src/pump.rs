@@ -37,8 +37,6 @@ pub enum PumpError {
     Stopped,
     #[error("tunnel refused")]
     Refused,
-    #[error("tunnel stream failed: {0}")]
-    Lane(#[from] crate::lane::LaneError),
 }
 
 /// How an early splice ([`splice_early`]) ended badly: the other side refused the tunnel (its

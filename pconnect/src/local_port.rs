@@ -106,8 +106,11 @@ async fn tunnel(ui: Ui, link: &ForwardLink, service: &str, via: &Via, mut socket
     }
     let spliced = match opened {
         Opened::Direct { stream, early } => {
-            let spliced = stream.splice(socket, None, Some(drain.deadline())).await;
-            spliced.map(|(up, down)| (up + early, down)).map_err(EarlyError::Pump)
+            match stream.splice(socket, None, Some(drain.deadline())).await {
+                Ok((up, down)) => METRICS.tunnel_bytes(Side::Reach, (up + early, down)),
+                Err(e) => tracing::debug!(error = %e, "tunnel ended with an error"),
+            }
+            return;
         }
         Opened::Relayed { answer, send, load: _load, early } => {
             let spliced = pump::splice_early(socket, forward::answered(answer), send, drain.deadline()).await;

@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 
 use super::fields::{self, FieldsError};
 use super::frame::{self, Head};
-use super::{Answered, LaneError, REASON};
+use super::status::{Answered, LaneError, REASON};
 use crate::pump::{TapDirection, TapSender};
 use crate::sealed::{MAX_PLAINTEXT, Sealed};
 use crate::tuning::{CONNECTION_WINDOW, MAX_FRAME, MAX_HEADER_LIST, MAX_STREAMS, STREAM_WINDOW};

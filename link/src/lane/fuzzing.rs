@@ -46,7 +46,7 @@ pub fn fuzz_peer_frames(input: &[u8]) {
             while matches!(peer.read(&mut sink).await, Ok(1..)) {}
         };
         let serving = async {
-            let Ok((lane, driver)) = super::server(server).await else { return };
+            let Ok((lane, driver)) = super::handle::server(server).await else { return };
             let driving = tokio::spawn(driver);
             let mut odd = false;
             while let Some(request) = lane.accept().await {

@@ -11,8 +11,8 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::conn::Shared;
-use super::{Answered, LaneError};
-use crate::pump::{PumpError, TapDirection, TapSender, abort_socket};
+use super::status::{Answered, LaneError, OK};
+use crate::pump::{TapDirection, TapSender, abort_socket};
 use crate::tuning::READ_CHUNK;
 
 thread_local! {
@@ -48,7 +48,7 @@ impl LaneStream {
 
     /// Accepts the stream's request (status 200): the tunnel is spliced next.
     pub fn accept(&self) -> Result<(), LaneError> {
-        self.shared.lock().respond(self.id, super::OK, None)
+        self.shared.lock().respond(self.id, OK, None)
     }
 
     /// Refuses the stream's request with `status`, saying why; the stream ends there.
@@ -81,19 +81,19 @@ impl LaneStream {
         socket: TcpStream,
         tap: Option<Arc<TapSender>>,
         stop: Option<&CancellationToken>,
-    ) -> Result<(u64, u64), PumpError> {
+    ) -> Result<(u64, u64), LaneError> {
         let socket = Arc::new(socket);
         self.shared.lock().attach(self.id, socket.clone(), tap.clone());
         let inbound = async {
             let received = poll_fn(|cx| self.shared.lock().poll_inbound(self.id, cx)).await?;
-            socket2::SockRef::from(&*socket).shutdown(Shutdown::Write)?;
-            Ok::<_, PumpError>(received)
+            socket2::SockRef::from(&*socket).shutdown(Shutdown::Write).map_err(local)?;
+            Ok(received)
         };
         let both = async { tokio::try_join!(self.outbound(&socket, tap.as_deref()), inbound) };
         let result = match stop {
             Some(stop) => tokio::select! {
                 result = both => result,
-                _ = stop.cancelled() => Err(PumpError::Stopped),
+                _ = stop.cancelled() => Err(LaneError::Stopped),
             },
             None => both.await,
         };
@@ -104,10 +104,10 @@ impl LaneStream {
     }
 
     /// Reads the socket into the stream until EOF, then ends the stream.
-    async fn outbound(&self, socket: &TcpStream, tap: Option<&TapSender>) -> Result<u64, PumpError> {
+    async fn outbound(&self, socket: &TcpStream, tap: Option<&TapSender>) -> Result<u64, LaneError> {
         let mut total = 0u64;
         loop {
-            socket.readable().await?;
+            socket.readable().await.map_err(local)?;
             match SCRATCH.with_borrow_mut(|scratch| self.read_once(socket, scratch, tap))? {
                 Step::Eof => break,
                 Step::Again => {}
@@ -122,7 +122,7 @@ impl LaneStream {
         Ok(total)
     }
 
-    fn read_once(&self, socket: &TcpStream, scratch: &mut Vec<u8>, tap: Option<&TapSender>) -> Result<Step, PumpError> {
+    fn read_once(&self, socket: &TcpStream, scratch: &mut Vec<u8>, tap: Option<&TapSender>) -> Result<Step, LaneError> {
         if scratch.len() < READ_CHUNK {
             scratch.resize(READ_CHUNK, 0);
         }
@@ -143,9 +143,13 @@ impl LaneStream {
                 Ok(if sent == n { Step::Sent(n) } else { Step::Rest(n, chunk[sent..].to_vec()) })
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(Step::Again),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(local(e)),
         }
     }
+}
+
+fn local(e: std::io::Error) -> LaneError {
+    LaneError::Local(e.kind())
 }
 
 impl Drop for LaneStream {

@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::*;
-use crate::sealed;
+use crate::sealed::{self, Sealed};
 
 const TUNNEL: [(&str, &str); 5] = [
     (":method", "CONNECT"),
@@ -77,7 +77,7 @@ fn serve_echo(server: Lane) {
 }
 
 /// Opens a tunnel and splices it to one end of a local pair; the other end is returned.
-async fn tunnel(client: &Lane) -> (TcpStream, tokio::task::JoinHandle<Result<(u64, u64), crate::pump::PumpError>>) {
+async fn tunnel(client: &Lane) -> (TcpStream, tokio::task::JoinHandle<Result<(u64, u64), LaneError>>) {
     let stream = client.open(&TUNNEL).unwrap();
     assert_eq!(stream.answer().await.unwrap().status, OK);
     let (app, agent_end) = socket_pair().await;
@@ -175,7 +175,7 @@ async fn a_refusal_is_an_answer_and_a_dropped_stream_resets_both_ends() {
     app.write_all(b"hello").await.unwrap();
     drop(served);
     let ended = splice.await.unwrap();
-    assert!(matches!(ended, Err(crate::pump::PumpError::Lane(LaneError::Reset(_)))), "{ended:?}");
+    assert!(matches!(ended, Err(LaneError::Reset(_))), "{ended:?}");
     let mut buf = [0u8; 16];
     let read = app.read(&mut buf).await;
     assert_eq!(read.map_err(|e| e.kind()), Err(std::io::ErrorKind::ConnectionReset));

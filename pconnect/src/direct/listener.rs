@@ -192,7 +192,7 @@ async fn stream(offer: &Offer, ctx: &Peer, request: lane::Request) {
         Ok(ticket) => ticket,
         Err(reason) => {
             tracing::warn!(%peer, path = request.path(), %reason, "direct stream refused");
-            super::refuse(&request.into_stream(), &ErrorBody::new(ErrorCode::Forbidden, reason));
+            super::offer::refuse(&request.into_stream(), &ErrorBody::new(ErrorCode::Forbidden, reason));
             return;
         }
     };
@@ -212,7 +212,7 @@ async fn stream(offer: &Offer, ctx: &Peer, request: lane::Request) {
     }
     crate::metrics::METRICS.direct_served();
     let Some(handler) = offer.handler() else {
-        super::refuse(&request.into_stream(), &ErrorBody::new(ErrorCode::Offline, "not serving yet"));
+        super::offer::refuse(&request.into_stream(), &ErrorBody::new(ErrorCode::Offline, "not serving yet"));
         return;
     };
     let (cut, _forget) = offer.revocations.watch(&ticket);

@@ -46,9 +46,3 @@ pub(crate) async fn serve(
 pub(crate) fn dial_first(link: &crate::link::forward::ForwardLink, cancel: CancellationToken) {
     link.use_bypass(dialer::Dialer::new(cancel));
 }
-
-/// Refuses a direct tunnel with `error` (its status and message; the reach agent then takes the
-/// relay).
-pub(crate) fn refuse(stream: &pconnect_link::lane::LaneStream, error: &pconnect_proto::control::ErrorBody) {
-    let _ = stream.refuse(error.status(), &error.message);
-}

@@ -12,6 +12,12 @@ use pconnect_link::lane::Request;
 use pconnect_proto::direct::{Candidate, MAX_CANDIDATES, Revoked, TICKET_LIFETIME_MS, Ticket};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
+/// Refuses a direct tunnel with `error` (its status and message; the reach agent then takes the
+/// relay).
+pub(crate) fn refuse(stream: &pconnect_link::lane::LaneStream, error: &pconnect_proto::control::ErrorBody) {
+    let _ = stream.refuse(error.status(), &error.message);
+}
+
 /// Serves one admitted tunnel request of the direct port (as the hub's reverse tunnels are served).
 pub(crate) type StreamHandler = Arc<dyn Fn(Request) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 

@@ -283,7 +283,7 @@ async fn handle_direct(inner: Arc<Inner>, request: lane::Request) {
     let exposed = match service.ok_or_else(not_served).and_then(|name| inner.tunnel_service(&name)) {
         Ok(exposed) => exposed,
         Err(error) => {
-            crate::direct::refuse(&stream, &error);
+            crate::direct::offer::refuse(&stream, &error);
             return;
         }
     };
@@ -292,7 +292,7 @@ async fn handle_direct(inner: Arc<Inner>, request: lane::Request) {
     let socket = match inner.connect_target(exposed).await {
         Ok(socket) => socket,
         Err(error) => {
-            crate::direct::refuse(&stream, &error);
+            crate::direct::offer::refuse(&stream, &error);
             return;
         }
     };
