@@ -105,24 +105,25 @@ async fn tunnel(ui: Ui, link: &ForwardLink, service: &str, via: &Via, mut socket
         ui.tunnel_path(service, path);
     }
     let spliced = match opened {
-        Opened::Direct { stream, early } => {
-            match stream.splice(socket, None, Some(drain.deadline())).await {
-                Ok((up, down)) => METRICS.tunnel_bytes(Side::Reach, (up + early, down)),
-                Err(e) => tracing::debug!(error = %e, "tunnel ended with an error"),
-            }
-            return;
-        }
+        Opened::Direct { stream, early } => stream
+            .splice(socket, None, Some(drain.deadline()))
+            .await
+            .map(|(up, down)| (up + early, down))
+            .map_err(|e| e.to_string()),
         Opened::Relayed { answer, send, load: _load, early } => {
-            let spliced = pump::splice_early(socket, forward::answered(answer), send, drain.deadline()).await;
-            spliced.map(|(up, down)| (up + early, down))
+            match pump::splice_early(socket, forward::answered(answer), send, drain.deadline()).await {
+                Ok((up, down)) => Ok((up + early, down)),
+                Err(EarlyError::Refused(e)) => {
+                    METRICS.tunnel_failed(Side::Reach);
+                    ui.tunnel_failed(service, &reason(&e));
+                    return;
+                }
+                Err(EarlyError::Pump(e)) => Err(e.to_string()),
+            }
         }
     };
     match spliced {
         Ok(moved) => METRICS.tunnel_bytes(Side::Reach, moved),
-        Err(EarlyError::Refused(e)) => {
-            METRICS.tunnel_failed(Side::Reach);
-            ui.tunnel_failed(service, &reason(&e));
-        }
-        Err(EarlyError::Pump(e)) => tracing::debug!(error = %e, "tunnel ended with an error"),
+        Err(error) => tracing::debug!(%error, "tunnel ended with an error"),
     }
 }
