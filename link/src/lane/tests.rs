@@ -52,6 +52,11 @@ async fn socket_pair() -> (TcpStream, TcpStream) {
     (connected.unwrap(), accepted.unwrap().0)
 }
 
+/// `work`, or a failure after 20 s: a tunnel that hangs fails its test instead of hanging it.
+async fn within<T>(work: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(20), work).await.expect("still waiting after 20 s")
+}
+
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
 }
@@ -100,10 +105,10 @@ async fn a_tunnel_carries_bytes_both_ways_exactly_past_every_window_and_ends_wit
         })
     };
     let mut echoed = Vec::new();
-    read.read_to_end(&mut echoed).await.unwrap();
-    writing.await.unwrap();
+    within(read.read_to_end(&mut echoed)).await.unwrap();
+    within(writing).await.unwrap();
     assert!(echoed == sent, "the echo differs: {} bytes of {}", echoed.len(), sent.len());
-    assert_eq!(splice.await.unwrap().unwrap(), (sent.len() as u64, sent.len() as u64));
+    assert_eq!(within(splice).await.unwrap().unwrap(), (sent.len() as u64, sent.len() as u64));
 }
 
 #[tokio::test]
@@ -120,7 +125,7 @@ async fn many_tunnels_share_one_lane_without_mixing_their_bytes() {
             let (echoed, ()) = tokio::join!(
                 async {
                     let mut echoed = vec![0; sent.len()];
-                    read.read_exact(&mut echoed).await.unwrap();
+                    within(read.read_exact(&mut echoed)).await.unwrap();
                     echoed
                 },
                 async { write.write_all(&sent).await.unwrap() }
@@ -151,7 +156,7 @@ async fn bytes_sent_before_the_answer_arrive_first_once_the_service_is_attached(
     app.write_all(b"and later ones").await.unwrap();
     app.shutdown().await.unwrap();
     let mut got = Vec::new();
-    backend.read_to_end(&mut got).await.unwrap();
+    within(backend.read_to_end(&mut got)).await.unwrap();
     assert_eq!(got, b"early bytes and later ones");
 }
 
@@ -174,10 +179,10 @@ async fn a_refusal_is_an_answer_and_a_dropped_stream_resets_both_ends() {
     let splice = tokio::spawn(stream.splice(agent_end, None, None));
     app.write_all(b"hello").await.unwrap();
     drop(served);
-    let ended = splice.await.unwrap();
+    let ended = within(splice).await.unwrap();
     assert!(matches!(ended, Err(LaneError::Reset(_))), "{ended:?}");
     let mut buf = [0u8; 16];
-    let read = app.read(&mut buf).await;
+    let read = within(app.read(&mut buf)).await;
     assert_eq!(read.map_err(|e| e.kind()), Err(std::io::ErrorKind::ConnectionReset));
 }
 
@@ -242,11 +247,11 @@ async fn the_tap_sees_both_directions_including_bytes_that_came_before_the_answe
     served.accept().unwrap();
     tokio::spawn(served.splice(service, Some(tap), None));
     let mut got = [0u8; 5];
-    backend.read_exact(&mut got).await.unwrap();
+    within(backend.read_exact(&mut got)).await.unwrap();
     backend.write_all(b"reply").await.unwrap();
-    let first = rx.recv().await.unwrap();
+    let first = within(rx.recv()).await.unwrap();
     assert_eq!((first.dir, &first.bytes[..]), (crate::pump::TapDirection::ToService, &b"early"[..]));
-    let second = rx.recv().await.unwrap();
+    let second = within(rx.recv()).await.unwrap();
     assert_eq!((second.dir, &second.bytes[..]), (crate::pump::TapDirection::ToClient, &b"reply"[..]));
 }
 
