@@ -35,6 +35,9 @@ const RETURN_AT_DIVISOR: i64 = 4;
 /// A connection error: the code sent in GOAWAY and what the peer did.
 type ConnError = (u32, &'static str);
 
+/// A header block as decoded: its fields, or why they were refused.
+type Decoded = Result<Vec<(String, String)>, FieldsError>;
+
 /// Why DATA could not be sealed: the stream (or lane) failed, or the output did.
 enum SendError {
     Stream(LaneError),
@@ -590,12 +593,7 @@ impl State {
         if self.client { self.on_response(head.stream, fields, end) } else { self.on_request(head.stream, fields, end) }
     }
 
-    fn on_request(
-        &mut self,
-        id: u32,
-        fields: Result<Vec<(String, String)>, FieldsError>,
-        end: bool,
-    ) -> Result<(), ConnError> {
+    fn on_request(&mut self, id: u32, fields: Decoded, end: bool) -> Result<(), ConnError> {
         if id.is_multiple_of(2) {
             return Err((frame::PROTOCOL_ERROR, "a client stream with an even id"));
         }
@@ -626,12 +624,7 @@ impl State {
         Ok(())
     }
 
-    fn on_response(
-        &mut self,
-        id: u32,
-        fields: Result<Vec<(String, String)>, FieldsError>,
-        end: bool,
-    ) -> Result<(), ConnError> {
+    fn on_response(&mut self, id: u32, fields: Decoded, end: bool) -> Result<(), ConnError> {
         let idle = self.is_idle(id);
         let Some(entry) = self.streams.get_mut(&id) else {
             return if idle { Err((frame::PROTOCOL_ERROR, "a response on an idle stream")) } else { Ok(()) };
