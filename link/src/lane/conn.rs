@@ -347,6 +347,12 @@ impl State {
                 cx.waker().wake_by_ref();
                 break;
             }
+            // A peer that does not read what it asks for (PING and SETTINGS acks, window updates)
+            // is not read further until the output drains: what it can make this side hold is
+            // bounded.
+            if self.out.io.queued() >= OUTPUT_HIGH * 2 {
+                break;
+            }
             // An input read to its end starts over at the front of its buffer when no kept DATA
             // still holds a part of it (nothing moves, nothing is allocated), so each message
             // lands in the same few cache lines.
@@ -767,9 +773,14 @@ impl State {
     }
 
     /// The next request the peer opened.
+    /// The next request the peer opened and has not reset since: a stream opened and reset at
+    /// once costs this side no task and no connection to a target.
     pub(crate) fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<Option<Opened>> {
-        if let Some(opened) = self.incoming.pop_front() {
-            return Poll::Ready(Some(opened));
+        while let Some(opened) = self.incoming.pop_front() {
+            match self.streams.get(&opened.id) {
+                Some(entry) if entry.failed.is_none() => return Poll::Ready(Some(opened)),
+                _ => self.forget(opened.id),
+            }
         }
         if self.ended.is_some() {
             return Poll::Ready(None);

@@ -187,6 +187,18 @@ async fn a_refusal_is_an_answer_and_a_dropped_stream_resets_both_ends() {
 }
 
 #[tokio::test]
+async fn a_request_reset_before_it_is_accepted_is_never_served() {
+    let (client, server) = lanes().await;
+    let reset = client.open(&TUNNEL).unwrap();
+    drop(reset);
+    let mut other = TUNNEL;
+    other[4] = (":path", "/v1/tunnel/other");
+    let _kept = client.open(&other).unwrap();
+    let accepted = within(server.accept()).await.unwrap();
+    assert_eq!(accepted.path(), "/v1/tunnel/other", "the reset request was handed out");
+}
+
+#[tokio::test]
 async fn pings_are_answered_and_a_closed_lane_fails_its_streams_and_accepts() {
     let (client, server) = lanes().await;
     client.ping().await.unwrap();
