@@ -121,8 +121,12 @@ async fn connection(
     // another, which closes it; this task accepts requests.
     let ended = ctx.ended.clone();
     tokio::spawn(async move {
-        if let Err(e) = driver.await {
-            tracing::debug!(%peer, error = %e, "direct connection ended");
+        match driver.await {
+            Ok(()) => {}
+            Err(lane::LaneError::Protocol(why)) => {
+                tracing::warn!(%peer, why, "direct connection closed: the teammate's agent broke the protocol");
+            }
+            Err(e) => tracing::debug!(%peer, error = %e, "direct connection ended"),
         }
         ended.cancel();
     });
