@@ -24,7 +24,7 @@ mod stream;
 pub use fields::FieldsError;
 #[cfg(feature = "fuzzing")]
 pub use fuzzing::fuzz_peer_frames;
-pub use handle::{Driver, Lane, Request, client, server, until_dead};
+pub use handle::{Driver, Lane, Request, client, server};
 pub use status::{Answered, LaneError, OK, REASON};
 pub use stream::LaneStream;
 

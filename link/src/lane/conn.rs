@@ -89,8 +89,8 @@ impl Out {
     }
 }
 
-/// The connection's receive window: what the peer may still send, and what was consumed but not
-/// yet returned.
+/// The connection's windows: what this side may still send, what the peer may still send, and what
+/// was consumed but not yet returned to it.
 struct Flow {
     send: i64,
     recv_left: i64,
@@ -297,16 +297,23 @@ impl State {
         self.out.wake_driver();
     }
 
+    /// GOAWAY with `code` and `why`, then TLS close_notify, written as far as the socket takes them
+    /// now (the lane ends right after), unless it already ended.
+    fn goodbye(&mut self, code: u32, why: &str) {
+        if self.ended.is_some() {
+            return;
+        }
+        let mut payload = self.last_peer_id.to_be_bytes().to_vec();
+        payload.extend_from_slice(&code.to_be_bytes());
+        payload.extend_from_slice(why.as_bytes());
+        let _ = self.out.frame(Head::new(frame::GOAWAY, 0, 0, payload.len()), &payload);
+        let _ = self.out.io.queue_close();
+        let _ = self.out.io.try_drain();
+    }
+
     /// A connection error: GOAWAY with `code`, then the lane ends.
     fn broken(&mut self, (code, why): ConnError) -> LaneError {
-        if self.ended.is_none() {
-            let mut payload = self.last_peer_id.to_be_bytes().to_vec();
-            payload.extend_from_slice(&code.to_be_bytes());
-            payload.extend_from_slice(why.as_bytes());
-            let _ = self.out.frame(Head::new(frame::GOAWAY, 0, 0, payload.len()), &payload);
-            let _ = self.out.io.queue_close();
-            let _ = self.out.io.try_drain();
-        }
+        self.goodbye(code, why);
         let error = LaneError::Protocol(why);
         self.fail(error.clone());
         error
@@ -320,13 +327,7 @@ impl State {
 
     /// Closes the lane: GOAWAY and TLS close_notify go out, and every stream fails.
     pub(crate) fn close(&mut self) {
-        if self.ended.is_none() {
-            let mut payload = self.last_peer_id.to_be_bytes().to_vec();
-            payload.extend_from_slice(&frame::NO_ERROR.to_be_bytes());
-            let _ = self.out.frame(Head::new(frame::GOAWAY, 0, 0, payload.len()), &payload);
-            let _ = self.out.io.queue_close();
-            let _ = self.out.io.try_drain();
-        }
+        self.goodbye(frame::NO_ERROR, "");
         self.fail(LaneError::Closed);
     }
 

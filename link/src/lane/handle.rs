@@ -1,5 +1,5 @@
 //! A lane's handle and its driver: opening a lane over a sealed TLS stream (either side), opening
-//! and accepting streams, pings, closing, and the heartbeat.
+//! and accepting streams, pings (the heartbeat's too), closing.
 
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
@@ -11,8 +11,8 @@ use tokio::net::TcpStream;
 use super::conn::{Shared, State};
 use super::status::LaneError;
 use super::stream::LaneStream;
+use crate::heartbeat::Pinged;
 use crate::sealed::Sealed;
-use crate::tuning::{PING_INTERVAL, PING_TIMEOUT};
 
 /// A lane's handle. Cloning shares the lane.
 #[derive(Clone)]
@@ -124,16 +124,9 @@ impl Lane {
     }
 }
 
-/// Pings the peer every [`PING_INTERVAL`]; returns why once it has not answered for
-/// [`PING_TIMEOUT`] or the lane ended. The caller ends the lane then.
-pub async fn until_dead(lane: Lane) -> String {
-    let mut alive_at = tokio::time::Instant::now();
-    loop {
-        tokio::time::sleep_until(alive_at + PING_INTERVAL).await;
-        match tokio::time::timeout_at(alive_at + PING_TIMEOUT, lane.ping()).await {
-            Ok(Ok(())) => alive_at = tokio::time::Instant::now(),
-            Ok(Err(e)) => return format!("ping failed: {e}"),
-            Err(_) => return format!("no answer to pings for {}s", PING_TIMEOUT.as_secs()),
-        }
+/// A lane's heartbeat is the links' ([`crate::heartbeat::until_dead`]).
+impl Pinged for Lane {
+    async fn ping(&mut self) -> Result<(), String> {
+        Lane::ping(self).await.map_err(|e| e.to_string())
     }
 }

@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use pconnect_link::heartbeat;
 use pconnect_link::lane::{self, Lane};
 use pconnect_proto::control::ErrorCode;
 use pconnect_proto::direct::{Candidate, DirectRoute, DirectRouteRequest, HEADER_TICKET, agent_name};
@@ -330,7 +331,7 @@ pub(crate) async fn dial(
 /// Closes `lane` when its peer stops answering pings or `cancel` fires, unless it `ended` first.
 async fn end_when(lane: Lane, cancel: CancellationToken, ended: CancellationToken) {
     tokio::select! {
-        reason = lane::until_dead(lane.clone()) => tracing::info!(%reason, "direct connection closed"),
+        reason = heartbeat::until_dead(lane.clone()) => tracing::info!(%reason, "direct connection closed"),
         _ = cancel.cancelled() => {}
         _ = ended.cancelled() => return,
     }

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pconnect_link::admission::{self, Admission, Caps, LogLimiter, Slot};
-use pconnect_link::{lane, ticket, tuning};
+use pconnect_link::{heartbeat, lane, ticket, tuning};
 use pconnect_proto::clock::now_ms;
 use pconnect_proto::control::{ErrorBody, ErrorCode};
 use pconnect_proto::direct::{HEADER_TICKET, Revoked, Ticket, agent_name};
@@ -131,7 +131,7 @@ async fn connection(
         ended.cancel();
     });
     let close = cancel.child_token();
-    tokio::spawn(end_when(lane::until_dead(lane.clone()), outlived, close.clone(), ctx.ended.clone(), peer));
+    tokio::spawn(end_when(heartbeat::until_dead(lane.clone()), outlived, close.clone(), ctx.ended.clone(), peer));
     loop {
         tokio::select! {
             next = lane.accept() => match next {
