@@ -12,6 +12,7 @@
 //!   (the handle: open, accept, ping, close) and a [`Driver`] (the future to poll while it lives).
 //! - [`LaneStream`]: one stream: its answer, its early bytes, then [`LaneStream::splice`].
 
+mod backlog;
 mod conn;
 mod fields;
 mod frame;

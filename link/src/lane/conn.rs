@@ -14,6 +14,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 
+use super::backlog::{self, Backlog};
 use super::fields::{self, FieldsError};
 use super::frame::{self, Head};
 use super::status::{Answered, LaneError, REASON};
@@ -138,7 +139,7 @@ pub(crate) struct Entry {
     /// Where DATA goes once attached, and what did not fit in it yet.
     socket: Option<Arc<TcpStream>>,
     tap: Option<Arc<TapSender>>,
-    backlog: VecDeque<Bytes>,
+    backlog: Backlog,
     /// Bytes of DATA received.
     received: u64,
 }
@@ -157,7 +158,7 @@ impl Entry {
             blocked: false,
             socket: None,
             tap: None,
-            backlog: VecDeque::new(),
+            backlog: Backlog::default(),
             received: 0,
         }
     }
@@ -198,9 +199,9 @@ impl Entry {
         }
     }
 
-    /// Keeps `data` until the socket takes it (or the stream is attached to one).
-    fn keep(&mut self, data: Bytes) {
-        self.backlog.push_back(data);
+    /// `data` waits for the socket to take it (or for the stream to be attached to one): its task
+    /// writes it.
+    fn kept(&mut self) {
         if self.socket.is_some() {
             self.wake();
         }
@@ -692,9 +693,15 @@ impl State {
                     let written = entry.write_now(&self.input[data.clone()]);
                     consumed += written as i64;
                     if written < data.len() && entry.failed.is_none() {
-                        let frame = self.input.split_to(frame_len).freeze();
-                        entry.keep(frame.slice(data.start + written..data.end));
-                        kept = true;
+                        let rest = data.start + written..data.end;
+                        if rest.len() >= backlog::SLICE_MIN {
+                            let frame = self.input.split_to(frame_len).freeze();
+                            entry.backlog.hold_slice(frame.slice(rest));
+                            kept = true;
+                        } else {
+                            entry.backlog.hold_copy(&self.input[rest]);
+                        }
+                        entry.kept();
                     }
                 }
                 if head.flags & frame::END_STREAM != 0 {
@@ -895,7 +902,7 @@ impl State {
     pub(crate) fn attach(&mut self, id: u32, socket: Arc<TcpStream>, tap: Option<Arc<TapSender>>) {
         if let Some(entry) = self.streams.get_mut(&id) {
             if let Some(tap) = &tap {
-                entry.backlog.iter().for_each(|chunk| tap.offer(TapDirection::ToService, chunk));
+                entry.backlog.chunks().for_each(|chunk| tap.offer(TapDirection::ToService, &chunk));
             }
             (entry.socket, entry.tap) = (Some(socket), tap);
         }
@@ -915,13 +922,13 @@ impl State {
             let Some(socket) = entry.socket.clone() else {
                 break Poll::Ready(Err(LaneError::Closed));
             };
-            let Some(front) = entry.backlog.front_mut() else {
+            if entry.backlog.is_empty() {
                 if entry.received_end {
                     break Poll::Ready(Ok(entry.received));
                 }
                 entry.wait(cx);
                 break Poll::Pending;
-            };
+            }
             match socket.poll_write_ready(cx) {
                 Poll::Pending => {
                     entry.wait(cx);
@@ -930,13 +937,10 @@ impl State {
                 Poll::Ready(Err(e)) => break Poll::Ready(Err(LaneError::Local(e.kind()))),
                 Poll::Ready(Ok(())) => {}
             }
-            match socket.try_write(front) {
+            match socket.try_write(entry.backlog.front()) {
                 Ok(n) => {
                     consumed += n as i64;
-                    front.advance(n);
-                    if front.is_empty() {
-                        entry.backlog.pop_front();
-                    }
+                    entry.backlog.advance(n);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => break Poll::Ready(Err(LaneError::Local(e.kind()))),
@@ -984,8 +988,7 @@ impl State {
         let Some(entry) = self.streams.remove(&id) else {
             return;
         };
-        let undelivered: usize = entry.backlog.iter().map(Bytes::len).sum();
-        self.credit(None, undelivered as i64);
+        self.credit(None, entry.backlog.len() as i64);
         if self.ended.is_none() && !(entry.sent_end && entry.received_end) {
             let _ = self.out.frame(Head::new(frame::RST_STREAM, 0, id, 4), &frame::CANCEL.to_be_bytes());
         }

@@ -161,6 +161,30 @@ async fn bytes_sent_before_the_answer_arrive_first_once_the_service_is_attached(
 }
 
 #[tokio::test]
+async fn small_and_large_frames_held_before_the_service_is_attached_arrive_in_order() {
+    let (client, server) = lanes().await;
+    let stream = client.open(&TUNNEL).unwrap();
+    // Frames from one byte to past the size held as slices of the input, all of them held by the
+    // serving side until its service is attached: the small ones copied together, the large ones
+    // kept as slices, in between.
+    let mut sent = Vec::new();
+    for (i, size) in [1, 5, 300, 20_000, 2, 17_000, 9, 40_000, 4_000, 1].iter().cycle().take(60).enumerate() {
+        let chunk = pattern(*size, i as u8);
+        stream.send(&chunk, false).await.unwrap();
+        sent.extend_from_slice(&chunk);
+    }
+    stream.send(&[], true).await.unwrap();
+    let request = within(server.accept()).await.unwrap();
+    let (service, mut backend) = socket_pair().await;
+    let served = request.into_stream();
+    served.accept().unwrap();
+    tokio::spawn(served.splice(service, None, None));
+    let mut got = Vec::new();
+    within(backend.read_to_end(&mut got)).await.unwrap();
+    assert!(got == sent, "the service got {} bytes of {}, or in another order", got.len(), sent.len());
+}
+
+#[tokio::test]
 async fn a_refusal_is_an_answer_and_a_dropped_stream_resets_both_ends() {
     let (client, server) = lanes().await;
     let refused = client.open(&TUNNEL).unwrap();
