@@ -30,6 +30,11 @@ use crate::link::forward::ForwardLink;
 /// every interface, so a stranger can knock, but only so often.
 const HANDSHAKES_PER_IP: usize = 32;
 
+/// Connections one certificate may hold at once. A teammate's agent keeps one to each exposing
+/// agent (two while it replaces one), so this is slack for them; it bounds what one agent of a
+/// teammate can make this agent hold to a few connections' windows.
+const LANES_PER_CERTIFICATE: usize = 4;
+
 /// Serves the direct port until `cancel`. Until a connection has proved a workspace certificate
 /// and started HTTP/2 it holds a handshake slot (a quarter of the open-files limit in all, and
 /// [`HANDSHAKES_PER_IP`] per address), so strangers cannot take the descriptors tunnels need.
@@ -43,7 +48,7 @@ pub(crate) async fn serve(
     control: Option<ForwardLink>,
     cancel: CancellationToken,
 ) {
-    let port = Port { identity, offer, control, handshake: tuning::HANDSHAKE_TIMEOUT };
+    let port = Port { identity, offer, control, handshake: tuning::HANDSHAKE_TIMEOUT, lanes: Lanes::default() };
     serve_port(listener, Arc::new(port), cancel).await;
 }
 
@@ -54,6 +59,41 @@ struct Port {
     control: Option<ForwardLink>,
     /// How long TLS, then the HTTP/2 preface, may take.
     handshake: Duration,
+    lanes: Lanes,
+}
+
+/// Connections held per peer certificate.
+#[derive(Default, Clone)]
+struct Lanes(Arc<Mutex<HashMap<Vec<u8>, usize>>>);
+
+/// One connection of a certificate, counted while held.
+struct LaneSlot {
+    lanes: Lanes,
+    cert: Vec<u8>,
+}
+
+impl Lanes {
+    fn admit(&self, cert: &[u8]) -> Option<LaneSlot> {
+        let mut held = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let count = held.entry(cert.to_vec()).or_default();
+        if *count >= LANES_PER_CERTIFICATE {
+            return None;
+        }
+        *count += 1;
+        Some(LaneSlot { lanes: self.clone(), cert: cert.to_vec() })
+    }
+}
+
+impl Drop for LaneSlot {
+    fn drop(&mut self) {
+        let mut held = self.lanes.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = held.get_mut(&self.cert) {
+            *count -= 1;
+            if *count == 0 {
+                held.remove(&self.cert);
+            }
+        }
+    }
 }
 
 async fn serve_port(listener: TcpListener, port: Arc<Port>, cancel: CancellationToken) {
@@ -84,7 +124,7 @@ async fn connection(
     cancel: &CancellationToken,
     handshake: Slot,
 ) -> Result<(), String> {
-    let Port { identity, offer, control, handshake: deadline } = port;
+    let Port { identity, offer, control, handshake: deadline, lanes } = port;
     let _ = tcp.set_nodelay(true);
     let issued = identity.current();
     let tls = tokio::time::timeout(*deadline, pconnect_link::sealed::accept(issued.server.clone(), tcp))
@@ -96,6 +136,9 @@ async fn connection(
         .and_then(|chain| chain.first())
         .map(|c| c.clone().into_owned())
         .ok_or("no client certificate")?;
+    let _held = lanes.admit(&leaf).ok_or_else(|| {
+        format!("this certificate already holds {LANES_PER_CERTIFICATE} direct connections to this agent")
+    })?;
     // A peer that stops after TLS holds a task and its buffers: it gets the handshake's deadline.
     let (lane, driver) = tokio::time::timeout(*deadline, lane::server(tls))
         .await
@@ -371,7 +414,7 @@ mod tests {
         });
         offer.serve_with(handler);
         let cancel = CancellationToken::new();
-        let port = Port { identity, offer: offer.clone(), control: None, handshake };
+        let port = Port { identity, offer: offer.clone(), control: None, handshake, lanes: Lanes::default() };
         tokio::spawn(serve_port(listener, Arc::new(port), cancel.clone()));
         (addr, offer, cancel)
     }
@@ -452,6 +495,39 @@ mod tests {
         let far = pconnect_proto::clock::now_ms() + 60_000;
         let bob = dial(addr, client(&ca, BOB).await, agent_name(WS, ALICE), cancel.clone()).await.unwrap().lane;
         assert_eq!(answer(&bob, "db", &ticket(&ca, BOB, "db", far)).await, Ok(()));
+        cancel.cancel();
+    }
+
+    #[tokio::test]
+    async fn one_certificate_holds_only_so_many_connections_and_a_closed_one_frees_its_place() {
+        let ca = ca();
+        let (addr, _offer, cancel) = alice(&ca).await;
+        let far = pconnect_proto::clock::now_ms() + 60_000;
+        let bob = client(&ca, BOB).await;
+        let name = agent_name(WS, ALICE);
+        let mut held = Vec::new();
+        for _ in 0..LANES_PER_CERTIFICATE {
+            let lane = dial(addr, bob.clone(), name.clone(), cancel.clone()).await.unwrap().lane;
+            assert_eq!(answer(&lane, "db", &ticket(&ca, BOB, "db", far)).await, Ok(()));
+            held.push(lane);
+        }
+        let served = |dialed: anyhow::Result<super::super::dialer::Dialed>| async {
+            match dialed {
+                Ok(dialed) => answer(&dialed.lane, "db", &ticket(&ca, BOB, "db", far)).await.is_ok(),
+                Err(_) => false,
+            }
+        };
+        let over = dial(addr, bob.clone(), name.clone(), cancel.clone()).await;
+        assert!(!served(over).await, "a connection over the certificate's cap was served");
+        // Another agent of the same member has a certificate of its own.
+        let other_agent = dial(addr, client(&ca, BOB).await, name.clone(), cancel.clone()).await;
+        assert!(served(other_agent).await, "another certificate was refused");
+
+        held.pop().unwrap().close();
+        let freed = tokio::time::timeout(Duration::from_secs(20), async {
+            while !served(dial(addr, bob.clone(), name.clone(), cancel.clone()).await).await {}
+        });
+        assert!(freed.await.is_ok(), "a closed connection's place was not freed within 20 s");
         cancel.cancel();
     }
 
