@@ -199,8 +199,8 @@ impl Entry {
         }
     }
 
-    /// `data` waits for the socket to take it (or for the stream to be attached to one): its task
-    /// writes it.
+    /// DATA was held for the socket: the stream's task writes it once the socket is writable (or
+    /// once the stream is attached to one).
     fn kept(&mut self) {
         if self.socket.is_some() {
             self.wake();
