@@ -7,12 +7,19 @@ use std::collections::VecDeque;
 
 use bytes::{Buf, Bytes, BytesMut};
 
-/// Chunks at least this large are held as slices of the input. A slice keeps the whole input
-/// buffer it lies in alive (a read's room, 64 KiB), so this bounds what a held byte can cost to
-/// four bytes.
-pub(crate) const SLICE_MIN: usize = 16 * 1024;
+/// Chunks at least this large, and at least half of their frame's DATA, are held as slices of the
+/// input ([`slices`]). A slice keeps alive the input buffer it lies in: a read's room (64 KiB)
+/// and the frame around it. Held only from this size and that share up, a held byte costs at most
+/// about four.
+const SLICE_MIN: usize = 32 * 1024;
 /// Copied chunks are gathered into buffers of about this size.
 const GATHER: usize = 64 * 1024;
+
+/// Whether the `rest` of a frame's `data` that its socket did not take is held as a slice of the
+/// input (else it is copied).
+pub(crate) fn slices(rest: usize, data: usize) -> bool {
+    rest >= SLICE_MIN && rest * 2 >= data
+}
 
 /// A stream's bytes waiting for its socket, in order.
 #[derive(Default)]
@@ -34,7 +41,7 @@ impl Backlog {
         self.len
     }
 
-    /// Holds `slice` after everything held (a slice of the input, at least [`SLICE_MIN`] long).
+    /// Holds `slice` after everything held (a slice of the input that [`slices`] allowed).
     pub(crate) fn hold_slice(&mut self, slice: Bytes) {
         self.seal_gathering();
         self.len += slice.len();
@@ -112,6 +119,17 @@ mod tests {
         assert_eq!(chunks, expected);
         assert_eq!(drain(&mut backlog), expected);
         assert_eq!(backlog.len(), 0);
+    }
+
+    #[test]
+    fn only_large_rests_that_are_most_of_their_frame_are_sliced() {
+        // Held whole (the socket took none of it), from 32 KiB up.
+        assert!(slices(SLICE_MIN, SLICE_MIN));
+        assert!(!slices(SLICE_MIN - 1, SLICE_MIN - 1));
+        // The rest of a 256 KiB frame the socket took most of would keep the whole frame's buffer
+        // alive: copied.
+        assert!(!slices(64 * 1024, 256 * 1024));
+        assert!(slices(128 * 1024, 256 * 1024));
     }
 
     #[test]

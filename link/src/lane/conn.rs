@@ -694,7 +694,7 @@ impl State {
                     consumed += written as i64;
                     if written < data.len() && entry.failed.is_none() {
                         let rest = data.start + written..data.end;
-                        if rest.len() >= backlog::SLICE_MIN {
+                        if backlog::slices(rest.len(), data.len()) {
                             let frame = self.input.split_to(frame_len).freeze();
                             entry.backlog.hold_slice(frame.slice(rest));
                             kept = true;
