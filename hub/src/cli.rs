@@ -356,7 +356,7 @@ pub async fn run(cli: Cli, matches: &ArgMatches) -> anyhow::Result<()> {
             let defaults = HubConfig::new(data);
             let total = max_connections.unwrap_or(defaults.ingress_caps.total).max(1);
             let per_ip = max_connections_per_ip.unwrap_or(crate::DEFAULT_INGRESS_PER_IP.min(total / 2));
-            let ingress_caps = Caps { total, per_ip: per_ip.clamp(1, total) };
+            let ingress_caps = Caps { total, per_client: per_ip.clamp(1, total) };
             let config = HubConfig {
                 store,
                 domain,

@@ -1,11 +1,15 @@
 //! Who gets a connection slot, for every listener that strangers can reach (the hub's, and an
-//! agent's direct port): a global and a per-IP cap on the connections a listener holds, accept errors met with backoff (running out of file descriptors
-//! must not turn the accept loop into a spin), and repeated errors logged at a bounded rate.
+//! agent's direct port): a global and a per-client cap on the connections a listener holds (a
+//! client is an address, or what else the listener knows it by, such as a certificate), accept
+//! errors met with backoff (running out of file descriptors must not turn the accept loop into a
+//! spin), and repeated errors logged at a bounded rate.
 //!
 //! The caps come from the process's open-files limit, so idle connections on one listener can
 //! never take the descriptors another listener, the hub's store or an agent's tunnels need.
 
 use std::collections::HashMap;
+use std::fmt::Display;
+use std::hash::Hash;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,53 +44,60 @@ pub fn open_files_limit() -> u64 {
 pub struct Caps {
     /// Connections the listener holds at once.
     pub total: usize,
-    /// Connections one client address holds at once.
-    pub per_ip: usize,
+    /// Connections one client (an address, a certificate) holds at once.
+    pub per_client: usize,
 }
 
 impl Caps {
-    /// `share` (0-1) of the descriptors the process may open (minus a reserve), and a per-IP cap
-    /// of at most `per_ip` and at most half of that: one address never takes every slot.
-    pub fn from_open_files(open_files: u64, share: f64, per_ip: usize) -> Caps {
+    /// `share` (0-1) of the descriptors the process may open (minus a reserve), and a per-client
+    /// cap of at most `per_client` and at most half of that: one client never takes every slot.
+    pub fn from_open_files(open_files: u64, share: f64, per_client: usize) -> Caps {
         let usable = open_files.saturating_sub(RESERVED_FDS).max(32) as f64;
         let total = ((usable * share) as usize).max(8);
-        Caps { total, per_ip: per_ip.min(total / 2).max(1) }
+        Caps { total, per_client: per_client.min(total / 2).max(1) }
     }
 }
 
-/// Counts the connections a listener holds, in total and per client address.
-pub struct Admission {
+/// Counts the connections a listener holds, in total and per client (by address unless the
+/// listener says otherwise).
+pub struct Admission<K = IpAddr> {
     caps: Caps,
     what: &'static str,
-    held: Mutex<Held>,
+    held: Mutex<Held<K>>,
     refused: AtomicU64,
     log: LogLimiter,
 }
 
-#[derive(Default)]
-struct Held {
+struct Held<K> {
     total: usize,
-    by_ip: HashMap<IpAddr, usize>,
+    by_client: HashMap<K, usize>,
 }
 
-impl Admission {
+impl<K> Default for Held<K> {
+    fn default() -> Self {
+        Held { total: 0, by_client: HashMap::new() }
+    }
+}
+
+impl<K: Eq + Hash + Clone + Display> Admission<K> {
     pub fn new(what: &'static str, caps: Caps) -> Arc<Self> {
         Arc::new(Self { caps, what, held: Mutex::default(), refused: AtomicU64::new(0), log: LogLimiter::default() })
     }
 
-    /// A slot for a connection from `ip`, or `None` when a cap is reached (the caller closes it).
-    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
+    /// A slot for a connection from `client`, or `None` when a cap is reached (the caller closes
+    /// it).
+    pub fn admit(self: &Arc<Self>, client: K) -> Option<Slot<K>> {
         let mut held = lock(&self.held);
-        let from_ip = held.by_ip.get(&ip).copied().unwrap_or(0);
-        if held.total >= self.caps.total || from_ip >= self.caps.per_ip {
+        let from_client = held.by_client.get(&client).copied().unwrap_or(0);
+        if held.total >= self.caps.total || from_client >= self.caps.per_client {
             drop(held);
             let refused = self.refused.fetch_add(1, Ordering::Relaxed) + 1;
             self.log.warn(|suppressed| {
                 tracing::warn!(
                     listener = self.what,
-                    %ip,
+                    %client,
                     total_cap = self.caps.total,
-                    per_ip_cap = self.caps.per_ip,
+                    per_client_cap = self.caps.per_client,
                     refused,
                     suppressed,
                     "connection cap reached: closing new connections"
@@ -95,8 +106,8 @@ impl Admission {
             return None;
         }
         held.total += 1;
-        *held.by_ip.entry(ip).or_default() += 1;
-        Some(Slot { admission: self.clone(), ip })
+        *held.by_client.entry(client.clone()).or_default() += 1;
+        Some(Slot { admission: self.clone(), client })
     }
 
     /// Connections held right now (for tests and logs).
@@ -107,19 +118,19 @@ impl Admission {
 }
 
 /// A held connection slot, given back on drop.
-pub struct Slot {
-    admission: Arc<Admission>,
-    ip: IpAddr,
+pub struct Slot<K: Eq + Hash = IpAddr> {
+    admission: Arc<Admission<K>>,
+    client: K,
 }
 
-impl Drop for Slot {
+impl<K: Eq + Hash> Drop for Slot<K> {
     fn drop(&mut self) {
         let mut held = lock(&self.admission.held);
         held.total = held.total.saturating_sub(1);
-        if let Some(n) = held.by_ip.get_mut(&self.ip) {
+        if let Some(n) = held.by_client.get_mut(&self.client) {
             *n -= 1;
             if *n == 0 {
-                held.by_ip.remove(&self.ip);
+                held.by_client.remove(&self.client);
             }
         }
     }
@@ -194,7 +205,7 @@ mod tests {
 
     #[test]
     fn caps_hold_in_total_and_per_address() {
-        let admission = Admission::new("test", Caps { total: 3, per_ip: 2 });
+        let admission = Admission::new("test", Caps { total: 3, per_client: 2 });
         let a: IpAddr = [10, 0, 0, 1].into();
         let b: IpAddr = [10, 0, 0, 2].into();
         let a1 = admission.admit(a).unwrap();
@@ -210,9 +221,9 @@ mod tests {
     #[test]
     fn caps_follow_the_open_files_limit() {
         let low = Caps::from_open_files(256, 0.5, 256);
-        assert_eq!(low, Caps { total: 96, per_ip: 48 });
+        assert_eq!(low, Caps { total: 96, per_client: 48 });
         let high = Caps::from_open_files(1 << 20, 0.5, 256);
-        assert_eq!(high.per_ip, 256);
+        assert_eq!(high.per_client, 256);
         assert!(high.total > 500_000);
     }
 

@@ -780,7 +780,6 @@ impl State {
         Ok(id)
     }
 
-    /// The next request the peer opened.
     /// The next request the peer opened and has not reset since: a stream opened and reset at
     /// once costs this side no task and no connection to a target.
     pub(crate) fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<Option<Opened>> {

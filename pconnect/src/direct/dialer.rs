@@ -4,10 +4,11 @@
 //! (mutual TLS, the exposing agent's certificate must name the service's owner) and kept,
 //! multiplexing every later tunnel as a stream of its [lane](pconnect_link::lane). Happy eyeballs:
 //! a tunnel waits at most [`RACE_DELAY`] for a direct connection that is still being dialed, then
-//! takes the relay while the dial goes on for the next ones. A failed dial or stream sends tunnels to the
-//! relay (never fails them) and the direct path is tried again after [`RETRY_AFTER`]. While a
-//! connection lives, the hub is asked to say if its member is removed ([`super::watch`]); then the
-//! connection and its tunnels are cut and that member's agents are not dialed again.
+//! takes the relay while the dial goes on for the next ones. A failed dial or stream sends
+//! tunnels to the relay (never fails them) and the direct path is tried again after
+//! [`RETRY_AFTER`]. While a connection lives, the hub is asked to say if its member is removed
+//! ([`super::watch`]); then the connection and its tunnels are cut and that member's agents are
+//! not dialed again.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;

@@ -48,7 +48,7 @@ pub(crate) async fn serve(
     control: Option<ForwardLink>,
     cancel: CancellationToken,
 ) {
-    let port = Port { identity, offer, control, handshake: tuning::HANDSHAKE_TIMEOUT, lanes: Lanes::default() };
+    let port = Port { identity, offer, control, handshake: tuning::HANDSHAKE_TIMEOUT, lanes: lanes() };
     serve_port(listener, Arc::new(port), cancel).await;
 }
 
@@ -59,41 +59,14 @@ struct Port {
     control: Option<ForwardLink>,
     /// How long TLS, then the HTTP/2 preface, may take.
     handshake: Duration,
-    lanes: Lanes,
+    /// Established connections, per peer certificate (its fingerprint).
+    lanes: Arc<Admission<String>>,
 }
 
-/// Connections held per peer certificate.
-#[derive(Default, Clone)]
-struct Lanes(Arc<Mutex<HashMap<Vec<u8>, usize>>>);
-
-/// One connection of a certificate, counted while held.
-struct LaneSlot {
-    lanes: Lanes,
-    cert: Vec<u8>,
-}
-
-impl Lanes {
-    fn admit(&self, cert: &[u8]) -> Option<LaneSlot> {
-        let mut held = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let count = held.entry(cert.to_vec()).or_default();
-        if *count >= LANES_PER_CERTIFICATE {
-            return None;
-        }
-        *count += 1;
-        Some(LaneSlot { lanes: self.clone(), cert: cert.to_vec() })
-    }
-}
-
-impl Drop for LaneSlot {
-    fn drop(&mut self) {
-        let mut held = self.lanes.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = held.get_mut(&self.cert) {
-            *count -= 1;
-            if *count == 0 {
-                held.remove(&self.cert);
-            }
-        }
-    }
+/// Established connections: [`LANES_PER_CERTIFICATE`] per certificate (in all, the descriptors
+/// bound them).
+fn lanes() -> Arc<Admission<String>> {
+    Admission::new("direct connections", Caps { total: usize::MAX, per_client: LANES_PER_CERTIFICATE })
 }
 
 async fn serve_port(listener: TcpListener, port: Arc<Port>, cancel: CancellationToken) {
@@ -136,7 +109,7 @@ async fn connection(
         .and_then(|chain| chain.first())
         .map(|c| c.clone().into_owned())
         .ok_or("no client certificate")?;
-    let _held = lanes.admit(&leaf).ok_or_else(|| {
+    let _held = lanes.admit(pconnect_link::tls::fingerprint(&leaf)).ok_or_else(|| {
         format!("this certificate already holds {LANES_PER_CERTIFICATE} direct connections to this agent")
     })?;
     // A peer that stops after TLS holds a task and its buffers: it gets the handshake's deadline.
@@ -414,7 +387,7 @@ mod tests {
         });
         offer.serve_with(handler);
         let cancel = CancellationToken::new();
-        let port = Port { identity, offer: offer.clone(), control: None, handshake, lanes: Lanes::default() };
+        let port = Port { identity, offer: offer.clone(), control: None, handshake, lanes: lanes() };
         tokio::spawn(serve_port(listener, Arc::new(port), cancel.clone()));
         (addr, offer, cancel)
     }
