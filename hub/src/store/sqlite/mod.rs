@@ -86,11 +86,8 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .connect_with(options)
-            .await
-            .map_err(|e| StoreError::Database(format!("cannot open {}: {e}", path.display())))?;
+        let pool =
+            connect(options).await.map_err(|e| StoreError::Database(format!("cannot open {}: {e}", path.display())))?;
         let store = SqliteStore { pool, secret: OnceCell::new() };
         store.quick_check().await?;
         store.migrate().await?;
@@ -138,6 +135,27 @@ impl SqliteStore {
     async fn begin_write(&self) -> Result<SqliteTransaction<'static>, StoreError> {
         self.pool.begin_with(BEGIN_WRITE).await.map_err(db)
     }
+}
+
+/// Connects the pool. A new file's first connection turns on WAL, which needs the file to itself:
+/// SQLite answers another process (or pool) doing the same at that moment with "database is
+/// locked" at once, without waiting out the busy timeout, so that answer is waited out here.
+async fn connect(options: SqliteConnectOptions) -> Result<SqlitePool, sqlx::Error> {
+    let started = tokio::time::Instant::now();
+    loop {
+        match SqlitePoolOptions::new().max_connections(MAX_CONNECTIONS).connect_with(options.clone()).await {
+            Err(e) if is_locked(&e) && started.elapsed() < BUSY_TIMEOUT => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            connected => return connected,
+        }
+    }
+}
+
+/// SQLITE_BUSY or SQLITE_LOCKED, in any of their extended forms.
+fn is_locked(e: &sqlx::Error) -> bool {
+    let code = e.as_database_error().and_then(|d| d.code()).and_then(|code| code.parse::<i32>().ok());
+    matches!(code.map(|code| code & 0xff), Some(5 | 6))
 }
 
 /// The embedded migrations as a [`Migrator`] (tracked in `_sqlx_migrations`, like `sqlx migrate`).
