@@ -1,7 +1,7 @@
 //! Locating the workspace binaries under test, building them once per test process.
 //!
-//! The first call to [`bin`] runs `cargo build --bins -p pconnect -p pconnect-hub` (with the
-//! selected profile and target directory) so the binaries are never stale. Running this nested
+//! The first call to [`bin`] runs `cargo build --workspace --all-targets` (with the selected
+//! profile and target directory) so the binaries are never stale. Running this nested
 //! build from inside `cargo test` does not deadlock: cargo releases the build-directory lock
 //! before it runs the test executables.
 //!
