@@ -152,10 +152,14 @@ async fn connect(options: SqliteConnectOptions) -> Result<SqlitePool, sqlx::Erro
     }
 }
 
-/// SQLITE_BUSY or SQLITE_LOCKED, in any of their extended forms.
+/// SQLite's primary result codes for "database is locked" and "database table is locked".
+const SQLITE_BUSY: i32 = 5;
+const SQLITE_LOCKED: i32 = 6;
+
+/// SQLITE_BUSY or SQLITE_LOCKED, in any of their extended forms (the low byte is the primary code).
 fn is_locked(e: &sqlx::Error) -> bool {
     let code = e.as_database_error().and_then(|d| d.code()).and_then(|code| code.parse::<i32>().ok());
-    matches!(code.map(|code| code & 0xff), Some(5 | 6))
+    matches!(code.map(|code| code & 0xff), Some(SQLITE_BUSY | SQLITE_LOCKED))
 }
 
 /// The embedded migrations as a [`Migrator`] (tracked in `_sqlx_migrations`, like `sqlx migrate`).
