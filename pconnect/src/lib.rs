@@ -15,6 +15,7 @@ mod local_port;
 mod metrics;
 pub mod probe;
 pub mod project;
+pub mod runtime;
 pub mod session;
 pub mod shutdown;
 pub mod state;

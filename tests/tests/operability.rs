@@ -339,6 +339,14 @@ fn usage_errors_and_pending_changes_never_share_an_exit_code() {
     assert_eq!(usage.status.code(), Some(64), "{}", pconnect_e2e::describe_output(&usage));
     let help = alice.run(["--help"]);
     assert_eq!(help.status.code(), Some(0));
+    let mut bad_spin = alice.command(["services"]);
+    let bad_spin = pconnect_e2e::output_with_timeout(bad_spin.env("PCONNECT_SPIN_US", "50us"), READY).unwrap();
+    assert_eq!(bad_spin.status.code(), Some(64), "{}", pconnect_e2e::describe_output(&bad_spin));
+    assert!(
+        String::from_utf8_lossy(&bad_spin.stderr).contains("PCONNECT_SPIN_US=\"50us\" is not a spin window"),
+        "{}",
+        pconnect_e2e::describe_output(&bad_spin)
+    );
     let mut hub_usage = hub.admin_command(["member", "add"]);
     let out = pconnect_e2e::output_with_timeout(&mut hub_usage, READY).unwrap();
     assert_eq!(out.status.code(), Some(64), "{}", pconnect_e2e::describe_output(&out));
