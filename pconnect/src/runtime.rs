@@ -195,9 +195,10 @@ mod tests {
     fn answers_within_the_window_are_taken_without_sleeping() {
         // Without spinning, the thread sleeps while the peer answers, nearly every round trip.
         let sleeping = parks_over_round_trips(Duration::ZERO, 200);
-        assert!(sleeping >= 100, "without spinning the thread slept only {sleeping} times in 200 round trips");
-        // A window far longer than the peer takes to answer: the thread stays up.
-        let spinning = parks_over_round_trips(Duration::from_millis(5), 200);
+        assert!(sleeping >= 150, "without spinning the thread slept only {sleeping} times in 200 round trips");
+        // A window far longer than the peer takes to answer, even on a busy machine: the thread
+        // stays up.
+        let spinning = parks_over_round_trips(Duration::from_millis(20), 200);
         assert!(spinning < 50, "spinning, the thread still slept {spinning} times in 200 round trips");
     }
 
