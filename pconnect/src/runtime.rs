@@ -7,11 +7,13 @@
 //! comes back within tens of microseconds, so an agent that has just been woken keeps checking
 //! its sockets for [`DEFAULT_WINDOW`] instead of sleeping at once, as the Go runtime's spinning
 //! threads and the kernel's halt polling do. While it spins it gives the CPU to any other runnable
-//! thread at every turn (`sched_yield`), so the spin only takes time nothing else wanted.
+//! thread at every turn (`sched_yield`), so the spin takes time other threads did not want.
 //!
-//! The window starts at each real wake-up (never at a turn of the spin), so an idle agent spins
-//! once per heartbeat and a busy one at most a window past its last event. `PCONNECT_SPIN_US`
-//! sets the window in microseconds; `0` turns spinning off.
+//! The window starts at each real wake-up and again after every turn that ran other tasks, so the
+//! thread sleeps once a whole window has passed with nothing to do: an idle agent spins once per
+//! heartbeat, a busy one a window past its last event. The price is CPU (10-20% more per round
+//! trip, measured in ARCHITECTURE.md); `PCONNECT_SPIN_US` sets the window in microseconds, and `0`
+//! turns spinning off.
 
 use std::cell::RefCell;
 use std::future::poll_fn;
