@@ -160,14 +160,20 @@ mod tests {
         Duration::from_nanos(ns)
     }
 
+    /// How long the peer thread takes to answer: long enough that a thread that does not spin has
+    /// always gone to sleep by then, however the machine schedules the two.
+    const ANSWER_AFTER: Duration = Duration::from_micros(200);
+
     /// Round trips of one byte between a task on `runtime` and a peer thread that answers each
-    /// byte; returns how many times the runtime's thread went to sleep meanwhile.
+    /// byte after [`ANSWER_AFTER`]; returns how many times the runtime's thread went to sleep
+    /// meanwhile.
     fn parks_over_round_trips(window: Duration, round_trips: usize) -> u64 {
         let (runtime, spin) = build(window).expect("runtime");
         let (ours, mut theirs) = StdUnixStream::pair().expect("socket pair");
         let peer = std::thread::spawn(move || {
             let mut byte = [0u8; 1];
             while theirs.read_exact(&mut byte).is_ok() {
+                std::thread::sleep(ANSWER_AFTER);
                 theirs.write_all(&byte).expect("answer");
             }
         });
@@ -195,11 +201,11 @@ mod tests {
 
     #[test]
     fn answers_within_the_window_are_taken_without_sleeping() {
-        // Without spinning, the thread sleeps while the peer answers, nearly every round trip.
+        // Without spinning, the thread sleeps while the peer answers, every round trip.
         let sleeping = parks_over_round_trips(Duration::ZERO, 200);
         assert!(sleeping >= 150, "without spinning the thread slept only {sleeping} times in 200 round trips");
         // A window far longer than the peer takes to answer, even on a busy machine: the thread
-        // stays up.
+        // stays up (the window restarts at every answer, so it never runs out).
         let spinning = parks_over_round_trips(Duration::from_millis(20), 200);
         assert!(spinning < 50, "spinning, the thread still slept {spinning} times in 200 round trips");
     }
