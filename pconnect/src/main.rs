@@ -29,14 +29,13 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::USAGE);
         }
     };
-    let (runtime, spin) = match pconnect::runtime::build(window) {
-        Ok(built) => built,
+    let runtime = match pconnect::runtime::build(window) {
+        Ok(runtime) => runtime,
         Err(e) => {
             Ui { json: false }.error(&anyhow::Error::new(e).context("cannot start the async runtime"));
             return ExitCode::from(exit::FAILURE);
         }
     };
-    runtime.spawn(spin.run());
     runtime.block_on(run())
 }
 

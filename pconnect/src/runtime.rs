@@ -59,48 +59,38 @@ fn parse_window(value: &str) -> Result<Duration, String> {
     }
 }
 
-/// A current-thread runtime with every driver, spinning for `window` after each wake-up (never
-/// when `window` is zero). Call [`Spin::run`] inside it: the spin is a task of its own.
-pub fn build(window: Duration) -> std::io::Result<(Runtime, Spin)> {
+/// A current-thread runtime with every driver that, unless `window` is zero, spins for `window`
+/// after each wake-up (the spin is a task of its own, already spawned).
+pub fn build(window: Duration) -> std::io::Result<Runtime> {
     let mut builder = Builder::new_current_thread();
     builder.enable_all();
-    if !window.is_zero() {
-        builder.on_thread_unpark(wake_spinner);
+    if window.is_zero() {
+        return builder.build();
     }
-    Ok((builder.build()?, Spin { window }))
+    let runtime = builder.on_thread_unpark(wake_spinner).build()?;
+    runtime.spawn(spin(window));
+    Ok(runtime)
 }
 
-/// The spinning task's settings; [`Spin::run`] is the task.
-#[derive(Debug, Clone, Copy)]
-pub struct Spin {
-    window: Duration,
-}
-
-impl Spin {
-    /// Spins for the window after each wake-up of the runtime's thread, until the runtime stops.
-    /// Returns at once when spinning is off.
-    pub async fn run(self) {
-        if self.window.is_zero() {
-            return;
-        }
+/// Spins for `window` after each wake-up of the runtime's thread, until the runtime stops.
+async fn spin(window: Duration) {
+    loop {
+        woken().await;
+        let mut until = Instant::now() + window;
         loop {
-            woken().await;
-            let mut until = Instant::now() + self.window;
-            loop {
-                // Another runnable thread on this CPU goes first.
-                std::thread::yield_now();
-                let yielded = Instant::now();
-                // Back to the scheduler, which polls the sockets without blocking (its
-                // `park_yield`) before it polls this task again.
-                tokio::task::yield_now().await;
-                let now = Instant::now();
-                // A long turn means other tasks ran: the window starts again from their work.
-                if now - yielded > BUSY_TURN {
-                    until = now + self.window;
-                }
-                if now >= until {
-                    break;
-                }
+            // Another runnable thread on this CPU goes first.
+            std::thread::yield_now();
+            let yielded = Instant::now();
+            // Back to the scheduler, which polls the sockets without blocking (its `park_yield`)
+            // before it polls this task again.
+            tokio::task::yield_now().await;
+            let now = Instant::now();
+            // A long turn means other tasks ran: the window starts again from their work.
+            if now - yielded > BUSY_TURN {
+                until = now + window;
+            }
+            if now >= until {
+                break;
             }
         }
     }
@@ -168,7 +158,7 @@ mod tests {
     /// byte after [`ANSWER_AFTER`]; returns how many times the runtime's thread went to sleep
     /// meanwhile.
     fn parks_over_round_trips(window: Duration, round_trips: usize) -> u64 {
-        let (runtime, spin) = build(window).expect("runtime");
+        let runtime = build(window).expect("runtime");
         let (ours, mut theirs) = StdUnixStream::pair().expect("socket pair");
         let peer = std::thread::spawn(move || {
             let mut byte = [0u8; 1];
@@ -177,7 +167,6 @@ mod tests {
                 theirs.write_all(&byte).expect("answer");
             }
         });
-        runtime.spawn(spin.run());
         let metrics = runtime.handle().metrics();
         let parks = runtime.block_on(async {
             ours.set_nonblocking(true).expect("non-blocking");
@@ -212,8 +201,7 @@ mod tests {
 
     #[test]
     fn an_idle_runtime_sleeps_once_its_window_is_over() {
-        let (runtime, spin) = build(DEFAULT_WINDOW).expect("runtime");
-        runtime.spawn(spin.run());
+        let runtime = build(DEFAULT_WINDOW).expect("runtime");
         let before = thread_cpu();
         // 20 wake-ups over 200 ms, each followed by one window of spinning.
         runtime.block_on(async {
